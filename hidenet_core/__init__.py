@@ -1,0 +1,45 @@
+"""hideNet core: the odd/even pyramid codec, its predictors, the .hdn format and tools.
+
+Public API::
+
+    from hidenet_core import encode, decode, ProgressiveDecoder, load_model, EncodeSettings
+    model = load_model()                    # the shipped default predictor
+    data = encode(pixels, model)            # (H, W, C) uint8 -> .hdn bytes, lossless
+    levels = decode(data, model)            # base .. full image, each a DecodedLevel
+"""
+
+from .codec import EncodeSettings, encode, resolve_max_error
+from .decoder import DecodedLevel, ProgressiveDecoder, decode, preview, read_header
+from .format import Header, HdnFormatError, ModelMismatchError
+from .imageio import ImageError, ImageTooLarge, LoadedImage, image_from_bytes, load_image, png_bytes, save_png
+from .predictors import ModelLoadError, Prediction, Predictor, load_model
+from .pyramid import default_levels, level_shapes, merge, split
+
+__all__ = [
+    "EncodeSettings",
+    "encode",
+    "resolve_max_error",
+    "DecodedLevel",
+    "ProgressiveDecoder",
+    "decode",
+    "preview",
+    "read_header",
+    "Header",
+    "HdnFormatError",
+    "ModelMismatchError",
+    "ImageError",
+    "ImageTooLarge",
+    "LoadedImage",
+    "image_from_bytes",
+    "load_image",
+    "png_bytes",
+    "save_png",
+    "ModelLoadError",
+    "Prediction",
+    "Predictor",
+    "load_model",
+    "default_levels",
+    "level_shapes",
+    "merge",
+    "split",
+]

@@ -1,0 +1,118 @@
+"""Encoding an image into a ``.hdn`` stream (closed loop, any mix of d and g).
+
+The stream holds one chunk per level, from the base (level L) to the full image
+(level 0). The base chunk codes the base itself hierarchically: its own pyramid down
+to a single pixel, with the same predictor. Every level is predicted from the
+*reconstructed* coarser level, so the decoder sees exactly what the encoder saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .entropy import LevelEncoder
+from .format import MAX_PIXELS, Header, pack_chunk, pack_header
+from .levels import level_crc, reconstruct_level
+from .predictors.base import Predictor
+from .pyramid import default_levels, level_shapes, split, total_levels
+
+__all__ = ["EncodeSettings", "encode", "resolve_max_error", "TOP_MEAN", "TOP_SCALE"]
+
+#: prior of the single top pixel of the base's own pyramid
+TOP_MEAN = 128.0
+TOP_SCALE = 64.0
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """How to code an image; the defaults are lossless with every level coded."""
+
+    max_error: int | tuple[int, ...] = 0  # d, or d per level from 0 (full image) to L (base)
+    generative_levels: int = 0  # the finest g levels send no residual
+    levels: int | None = None  # L; None: base longer side <= 32 px
+
+
+def resolve_max_error(max_error: int | Sequence[int], levels: int) -> tuple[int, ...]:
+    """Expand a single d or check a per-level list (index 0 = full image)."""
+    if isinstance(max_error, int):
+        values = (max_error,) * (levels + 1)
+    else:
+        values = tuple(int(v) for v in max_error)
+        if len(values) != levels + 1:
+            raise ValueError(
+                f"got {len(values)} max-error values for {levels + 1} levels (0..{levels}); "
+                f"give one value or one per level"
+            )
+    if any(not 0 <= v <= 127 for v in values):
+        raise ValueError(f"max-error values must be in 0..127, got {list(values)}")
+    return values
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected an 8-bit image (uint8), got dtype {image.dtype}")
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise ValueError(f"expected an (H, W, C) image with C in 1, 3, 4; got shape {image.shape}")
+    h, w = image.shape[:2]
+    if h < 1 or w < 1 or h * w > MAX_PIXELS or max(h, w) > 65535:
+        raise ValueError(f"image size {w}x{h} is outside the supported range (1..65535 per side, {MAX_PIXELS} pixels)")
+    return image
+
+
+def encode(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = EncodeSettings()) -> bytes:
+    """Encode an (H, W, C) uint8 image (C = 1, 3 or 4) into a complete ``.hdn`` stream."""
+    image = _check_image(image)
+    height, width, channels = image.shape
+    levels = default_levels(height, width) if settings.levels is None else settings.levels
+    top = total_levels(height, width)
+    if not 0 <= levels <= min(top, 16):
+        raise ValueError(f"--levels {levels} is outside 0..{min(top, 16)} for a {width}x{height} image")
+    if not 0 <= settings.generative_levels <= levels:
+        raise ValueError(f"generative levels {settings.generative_levels} is outside 0..{levels}")
+    max_error = resolve_max_error(settings.max_error, levels)
+    header = Header(
+        width, height, channels, levels, max_error, settings.generative_levels, predictor.name, predictor.weights_hash()
+    )
+
+    # originals of every level down to 1x1, and the odd values that rebuild each
+    originals = [np.ascontiguousarray(image.transpose(2, 0, 1))]  # (C, H, W)
+    odds = []
+    for _ in range(top):
+        even, odd = split(originals[-1])
+        originals.append(np.ascontiguousarray(even))
+        odds.append(odd)
+    shapes = level_shapes(height, width, top)
+
+    out = [pack_header(header)]
+    enc = LevelEncoder(predictor.distribution)
+
+    def coder(enc: LevelEncoder, k: int, d: int):
+        def code(idx, valid, mean, scale):
+            return enc.encode(odds[k][idx][valid], mean, scale, d)
+
+        return code
+
+    # base chunk: the top pixel, then the base's own levels top-1 .. L
+    d_base = max_error[levels]
+    top_pixel = originals[top].reshape(-1)
+    recon = enc.encode(
+        top_pixel, np.full(channels, TOP_MEAN, np.float32), np.full(channels, TOP_SCALE, np.float32), d_base
+    ).reshape(channels, 1, 1)
+    for k in range(top - 1, levels - 1, -1):
+        recon = reconstruct_level(predictor, recon, shapes[k], k, coder(enc, k, d_base))
+    out.append(pack_chunk(levels, enc.payload(), level_crc(recon)))
+
+    for k in range(levels - 1, -1, -1):
+        if k < settings.generative_levels:
+            recon = reconstruct_level(predictor, recon, shapes[k], k, None)
+            out.append(pack_chunk(k, b"", level_crc(recon)))
+            continue
+        enc = LevelEncoder(predictor.distribution)
+        recon = reconstruct_level(predictor, recon, shapes[k], k, coder(enc, k, max_error[k]))
+        out.append(pack_chunk(k, enc.payload(), level_crc(recon)))
+    return b"".join(out)

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``hidenet`` command line (see ``hidenet_core.cli``)."""

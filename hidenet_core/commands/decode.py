@@ -1,0 +1,48 @@
+"""``hidenet decode``: a .hdn stream (or a prefix of one) to a PNG."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from ..decoder import decode, preview, read_header
+from ..imageio import save_png
+from ..predictors import load_model
+from ..pyramid import level_shapes, total_levels
+from .options import add_model_option, int_range
+
+HELP = "decode a .hdn stream (or any prefix of it) into a PNG"
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="the .hdn file")
+    p.add_argument("output", help="the PNG file to write")
+    p.add_argument("--level", type=int_range(0, 16), default=0, metavar="K",
+                   help="stop after level K (0 = the full image)")
+    p.add_argument("--preview", action="store_true",
+                   help="fill the levels not decoded by prediction: a full-size image from any prefix")
+    add_model_option(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    data = Path(args.input).read_bytes()
+    model = load_model(args.model)
+    t0 = time.perf_counter()
+    levels = decode(data, model, stop_level=args.level)
+    last = levels[-1]
+    image = last.image
+    if args.preview and last.level > 0:
+        header = read_header(data)
+        shapes = level_shapes(header.height, header.width, total_levels(header.height, header.width))
+        image = preview(model, image.transpose(2, 0, 1), last.level, shapes)
+    seconds = time.perf_counter() - t0
+    save_png(image, args.output)
+    if last.level > args.level:
+        print(f"hidenet: note: the stream ends after level {last.level}; level {args.level} is not in it",
+              file=sys.stderr)
+    h, w = image.shape[:2]
+    print(f"{args.output}: level {last.level}{' + preview' if args.preview and last.level else ''}, {w}x{h}, "
+          f"{last.bytes_consumed} bytes read, decoded in {seconds:.2f} s")
+    return 0

@@ -1,0 +1,46 @@
+"""``hidenet encode``: an image file to a .hdn stream."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from ..codec import EncodeSettings, encode
+from ..imageio import load_image
+from ..predictors import load_model
+from .options import add_model_option, int_range, max_error_list
+
+HELP = "encode an image (PNG, JPEG, ...) into a progressive .hdn stream"
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="image file (8-bit L, RGB or RGBA; other modes are converted)")
+    p.add_argument("output", help="the .hdn file to write")
+    p.add_argument("--max-error", type=max_error_list, default=0, metavar="D",
+                   help="largest error per pixel (0 = lossless), or one value per level from 0 (full image) to L")
+    p.add_argument("--generative-levels", type=int_range(0, 16), default=0, metavar="G",
+                   help="the finest G levels send no residual: the decoder shows the prediction")
+    p.add_argument("--levels", type=int_range(0, 16), default=None, metavar="L",
+                   help="number of levels below the full image (default: base at most 32 px)")
+    add_model_option(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    image = load_image(args.input)
+    if image.note:
+        print(f"hidenet: note: {image.note}", file=sys.stderr)
+    model = load_model(args.model)
+    settings = EncodeSettings(args.max_error, args.generative_levels, args.levels)
+    t0 = time.perf_counter()
+    data = encode(image.pixels, model, settings)
+    seconds = time.perf_counter() - t0
+    out = Path(args.output)
+    tmp = out.with_name(out.name + ".part")
+    tmp.write_bytes(data)
+    tmp.replace(out)
+    h, w, c = image.pixels.shape
+    print(f"{args.output}: {w}x{h} {image.mode}, {len(data)} bytes, {len(data) * 8 / (w * h):.3f} bpp, "
+          f"encoded in {seconds:.2f} s with model {model.name!r}")
+    return 0

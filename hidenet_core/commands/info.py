@@ -1,0 +1,66 @@
+"""``hidenet info``: the header and per-level chunk sizes of a .hdn stream."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..format import CHUNK_HEADER_SIZE, HdnFormatError, parse_chunk_header, parse_header
+from ..pyramid import level_shapes
+
+HELP = "show the header and per-level chunk sizes of a .hdn stream"
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="the .hdn file")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def stream_info(data: bytes) -> dict:
+    """Header fields and, from the base to the full image, each level's sizes."""
+    header, pos = parse_header(data)
+    shapes = level_shapes(header.height, header.width, header.levels)
+    levels = []
+    for k in range(header.levels, -1, -1):
+        if pos == len(data):
+            break
+        ch = parse_chunk_header(data, pos)
+        if ch.level != k:
+            raise HdnFormatError(f"chunk for level {ch.level} where level {k} was expected")
+        total = CHUNK_HEADER_SIZE + ch.payload_length
+        if pos + total > len(data):
+            raise HdnFormatError(f"truncated stream: the chunk for level {k} needs {total} bytes, {len(data) - pos} left")
+        h, w = shapes[k]
+        levels.append({"level": k, "width": w, "height": h, "payload_bytes": ch.payload_length, "total_bytes": pos + total})
+        pos += total
+    if pos != len(data):
+        raise HdnFormatError(f"unexpected {len(data) - pos} bytes after the last chunk")
+    return {
+        "width": header.width,
+        "height": header.height,
+        "channels": header.channels,
+        "mode": header.mode,
+        "max_error": list(header.max_error),
+        "generative_levels": header.generative_levels,
+        "model": header.model_name,
+        "model_hash": header.model_hash.hex(),
+        "header_bytes": parse_header(data)[1],
+        "complete": bool(levels) and levels[-1]["level"] == 0,
+        "levels": levels,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    with open(args.input, "rb") as f:
+        data = f.read()
+    info = stream_info(data)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{args.input}: {info['width']}x{info['height']} {info['mode']}, {len(info['levels'])} of "
+          f"{len(info['max_error'])} levels, model {info['model']} ({info['model_hash']})")
+    print(f"max error per level (0..L): {info['max_error']}, generative levels: {info['generative_levels']}")
+    print(f"{'level':>5} {'size':>11} {'payload':>10} {'total':>10}")
+    for lv in info["levels"]:
+        print(f"{lv['level']:>5} {lv['width']:>5}x{lv['height']:<5} {lv['payload_bytes']:>10} {lv['total_bytes']:>10}")
+    return 0

@@ -1,0 +1,43 @@
+"""Argument types shared by the sub-commands: range-checked, with clear messages."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["int_range", "max_error_list", "add_model_option"]
+
+
+def int_range(lo: int, hi: int):
+    """An argparse type accepting integers in lo..hi."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{value} is outside {lo}..{hi}")
+        return value
+
+    return parse
+
+
+def max_error_list(text: str) -> int | tuple[int, ...]:
+    """``D`` or ``D0,D1,...,DL`` (one per level, level 0 = full image first)."""
+    parts = text.split(",")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer or a comma-separated list of integers") from None
+    if any(not 0 <= v <= 127 for v in values):
+        raise argparse.ArgumentTypeError(f"max-error values must be in 0..127, got {text!r}")
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def add_model_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        default="default",
+        metavar="NAME_OR_PATH",
+        help="predictor: 'default' (the shipped weights), 'interp' (non-learned) or a checkpoint path",
+    )

@@ -1,0 +1,236 @@
+"""Progressive decoding: feed bytes as they arrive, get each level as its chunk completes.
+
+``ProgressiveDecoder`` is what the server and ``hidenet decode`` use; ``decode`` is the
+whole-buffer convenience. ``preview`` turns any decoded level into a full-resolution
+image by predicting the remaining levels (the seed's generative decompression).
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from .codec import TOP_MEAN, TOP_SCALE
+from .entropy import LevelDecoder
+from .format import (
+    CHUNK_HEADER_SIZE,
+    MAGIC,
+    PREAMBLE_SIZE,
+    Header,
+    HdnFormatError,
+    ModelMismatchError,
+    parse_chunk_header,
+    parse_header,
+    parse_preamble,
+)
+from .levels import level_crc, reconstruct_level
+from .predictors.base import Predictor
+from .pyramid import level_shapes, total_levels
+
+__all__ = ["DecodedLevel", "ProgressiveDecoder", "decode", "preview", "read_header"]
+
+
+@dataclass(frozen=True)
+class DecodedLevel:
+    """One level as the decoder produced it."""
+
+    level: int  # 0 = full image
+    image: np.ndarray  # (H, W, C) uint8
+    payload_bytes: int  # this level's chunk payload
+    bytes_consumed: int  # stream bytes up to the end of this chunk, header included
+    decode_seconds: float
+
+
+def _max_payload(shapes: list[tuple[int, int]], first: int, last: int, channels: int) -> int:
+    """A generous bound on a chunk's payload for levels first..last (constriction: < 32 bits/symbol)."""
+    pixels = sum(h * w for h, w in shapes[last : first + 1])
+    return 4 * channels * pixels + 64
+
+
+def read_header(data: bytes) -> Header:
+    """The header of a stream (raises HdnFormatError if it is not complete and valid)."""
+    return parse_header(data)[0]
+
+
+class ProgressiveDecoder:
+    """Decode a ``.hdn`` stream chunk by chunk, as bytes arrive."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+        self.header: Header | None = None
+        self.levels: list[DecodedLevel] = []
+        self._buf = bytearray()
+        self._consumed = 0  # stream bytes parsed so far
+        self._recon: np.ndarray | None = None  # (C, h, w) of the last decoded level
+        self._next_level: int | None = None
+        self._shapes: list[tuple[int, int]] = []
+
+    @property
+    def done(self) -> bool:
+        """True once level 0 (the full image) is decoded."""
+        return self._next_level == -1
+
+    @property
+    def current_level(self) -> int | None:
+        return self.levels[-1].level if self.levels else None
+
+    def feed(self, data: bytes) -> list[DecodedLevel]:
+        """Add bytes; return the levels they completed (possibly none)."""
+        if self.done and data:
+            raise HdnFormatError(f"unexpected {len(data)} bytes after the last chunk")
+        self._buf += data
+        out: list[DecodedLevel] = []
+        if self.header is None and not self._try_header():
+            return out
+        while not self.done:
+            level = self._try_chunk()
+            if level is None:
+                break
+            out.append(level)
+        if self.done and self._buf:
+            raise HdnFormatError(f"unexpected {len(self._buf)} bytes after the last chunk")
+        return out
+
+    def finish(self) -> None:
+        """Declare the end of the stream: raise if it stopped inside the header or a chunk."""
+        if self.header is None:
+            if not self._buf:
+                raise HdnFormatError("empty stream: no header")
+            if len(self._buf) >= PREAMBLE_SIZE:
+                need = PREAMBLE_SIZE + parse_preamble(bytes(self._buf[:PREAMBLE_SIZE]))
+                raise HdnFormatError(f"truncated header: {len(self._buf)} of {need} bytes")
+            parse_preamble(bytes(self._buf))  # raises with the precise reason
+        if self._buf:
+            raise HdnFormatError(
+                f"truncated stream: {len(self._buf)} bytes of an incomplete chunk for level {self._next_level}"
+            )
+
+    def _try_header(self) -> bool:
+        if len(self._buf) < PREAMBLE_SIZE:
+            n = min(len(self._buf), len(MAGIC))
+            if bytes(self._buf[:n]) != MAGIC[:n]:
+                raise HdnFormatError(f"not a .hdn stream: it starts with {bytes(self._buf[:n])!r}, expected {MAGIC!r}")
+            return False
+        end = PREAMBLE_SIZE + parse_preamble(bytes(self._buf[:PREAMBLE_SIZE]))
+        if len(self._buf) < end:
+            return False
+        header, size = parse_header(bytes(self._buf[:end]))
+        expected = self.predictor.weights_hash()
+        if header.model_hash != expected:
+            raise ModelMismatchError(
+                f"stream was encoded with model {header.model_name!r} (weights {header.model_hash.hex()}), "
+                f"but the decoder has {self.predictor.name!r} (weights {expected.hex()}); "
+                f"decode with the model that encoded it (--model)"
+            )
+        self.header = header
+        del self._buf[:size]
+        self._consumed = size
+        self._next_level = header.levels
+        self._shapes = level_shapes(header.height, header.width, total_levels(header.height, header.width))
+        return True
+
+    def _try_chunk(self) -> DecodedLevel | None:
+        h = self.header
+        assert h is not None and self._next_level is not None
+        if len(self._buf) < CHUNK_HEADER_SIZE:
+            return None
+        ch = parse_chunk_header(bytes(self._buf[:CHUNK_HEADER_SIZE]))
+        k = self._next_level
+        if ch.level != k:
+            raise HdnFormatError(f"chunk for level {ch.level} where level {k} was expected (levels go base to full)")
+        first = len(self._shapes) - 1 if k == h.levels else k
+        bound = 0 if k < h.generative_levels else _max_payload(self._shapes, first, k, h.channels)
+        if ch.payload_length > bound:
+            raise HdnFormatError(f"chunk for level {k} declares {ch.payload_length} payload bytes, at most {bound} possible")
+        total = CHUNK_HEADER_SIZE + ch.payload_length
+        if len(self._buf) < total:
+            return None
+        payload = bytes(self._buf[CHUNK_HEADER_SIZE:total])
+        if zlib.crc32(payload) != ch.payload_crc:
+            raise HdnFormatError(f"payload CRC mismatch in the chunk for level {k}: the stream is corrupted")
+        t0 = time.perf_counter()
+        recon = self._decode_chunk(k, payload)
+        if level_crc(recon) != ch.recon_crc:
+            raise HdnFormatError(
+                f"level {k} decoded to an image whose CRC does not match the encoder's: "
+                f"the stream is corrupted or the predictor computes differently here"
+            )
+        seconds = time.perf_counter() - t0
+        del self._buf[:total]
+        self._consumed += total
+        self._recon = recon
+        self._next_level = k - 1
+        level = DecodedLevel(k, recon.transpose(1, 2, 0).copy(), ch.payload_length, self._consumed, seconds)
+        self.levels.append(level)
+        return level
+
+    def _decode_chunk(self, k: int, payload: bytes) -> np.ndarray:
+        h = self.header
+        assert h is not None
+        d = h.max_error[k]
+        if k < h.generative_levels:
+            if payload:
+                raise HdnFormatError(f"generative level {k} carries {len(payload)} payload bytes, expected none")
+            return reconstruct_level(self.predictor, self._recon, self._shapes[k], k, None)
+        dec = LevelDecoder(payload, self.predictor.distribution)
+
+        def code(idx, valid, mean, scale):
+            return dec.decode(mean, scale, d)
+
+        if k < h.levels:
+            return reconstruct_level(self.predictor, self._recon, self._shapes[k], k, code)
+        top = len(self._shapes) - 1
+        c = h.channels
+        recon = dec.decode(np.full(c, TOP_MEAN, np.float32), np.full(c, TOP_SCALE, np.float32), d).reshape(c, 1, 1)
+        for j in range(top - 1, k - 1, -1):
+            recon = reconstruct_level(self.predictor, recon, self._shapes[j], j, code)
+        return recon
+
+    def preview(self) -> np.ndarray:
+        """The full-size (H, W, C) image predicted from the last decoded level."""
+        if self._recon is None or self.current_level is None:
+            raise HdnFormatError("no level decoded yet: nothing to preview")
+        return preview(self.predictor, self._recon, self.current_level, self._shapes)
+
+
+def preview(predictor: Predictor, recon_chw: np.ndarray, level: int, shapes: list[tuple[int, int]]) -> np.ndarray:
+    """Predict levels level-1 .. 0 from the (C, h, w) reconstruction of ``level``."""
+    x = recon_chw
+    for k in range(level - 1, -1, -1):
+        x = reconstruct_level(predictor, x, shapes[k], k, None)
+    return x.transpose(1, 2, 0).copy()
+
+
+def decode(data: bytes, predictor: Predictor, stop_level: int = 0) -> list[DecodedLevel]:
+    """Decode a whole buffer; stop after ``stop_level``. A prefix ending on a chunk boundary is fine."""
+    dec = ProgressiveDecoder(predictor)
+    out: list[DecodedLevel] = []
+    pos = 0
+    # feed chunk-sized pieces so that we can stop early without decoding finer levels
+    while pos < len(data) and not dec.done:
+        if out and out[-1].level <= stop_level:
+            return out
+        need = _next_piece(dec, data, pos)
+        out.extend(dec.feed(data[pos : pos + need]))
+        pos += need
+    if out and out[-1].level <= stop_level:
+        return out
+    dec.finish()
+    if not out:
+        raise HdnFormatError("stream holds a header but no complete chunk")
+    return out
+
+
+def _next_piece(dec: ProgressiveDecoder, data: bytes, pos: int) -> int:
+    """How many bytes to feed next so that at most one chunk completes."""
+    if dec.header is None:
+        if len(data) - pos < PREAMBLE_SIZE:
+            return len(data) - pos
+        return PREAMBLE_SIZE + parse_preamble(data[pos : pos + PREAMBLE_SIZE])
+    if len(data) - pos < CHUNK_HEADER_SIZE:
+        return len(data) - pos
+    ch = parse_chunk_header(data, pos)
+    return CHUNK_HEADER_SIZE + ch.payload_length

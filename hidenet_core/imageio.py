@@ -1,0 +1,114 @@
+"""Reading and writing images as the codec wants them: (H, W, C) uint8, C in 1, 3, 4.
+
+Formats are sniffed from the bytes, never trusted from a file name. Palette and other
+8-bit modes are converted (and the conversion is reported); 16-bit, float and other
+deep images are refused, since the codec is 8-bit only.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+__all__ = ["LoadedImage", "ImageError", "load_image", "image_from_bytes", "save_png", "png_bytes", "MODE_OF_CHANNELS", "ImageTooLarge"]
+
+MODE_OF_CHANNELS = {1: "L", 3: "RGB", 4: "RGBA"}
+_DEEP_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F", "RGB;16", "RGBA;16"}
+
+
+class ImageError(ValueError):
+    """An input that is not an 8-bit image this codec can take; the message says why."""
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    pixels: np.ndarray  # (H, W, C) uint8
+    source_mode: str  # the file's own PIL mode
+    note: str | None  # what conversion was applied, if any
+
+    @property
+    def mode(self) -> str:
+        return MODE_OF_CHANNELS[self.pixels.shape[2]]
+
+
+def _convert(img: Image.Image) -> tuple[Image.Image, str | None]:
+    mode = img.mode
+    if mode in ("L", "RGB", "RGBA"):
+        return img, None
+    if mode in _DEEP_MODES or mode.endswith(";16") or img.info.get("bits", 8) > 8:
+        raise ImageError(f"{mode} images ({'16-bit' if '16' in mode or mode == 'I' else 'deep'}) are not supported: hideNet codes 8-bit L, RGB and RGBA; convert to 8 bits first")
+    if mode == "1":
+        return img.convert("L"), "converted 1-bit to L (8-bit grey)"
+    if mode == "P":
+        has_alpha = "transparency" in img.info or (img.palette is not None and img.palette.mode == "RGBA")
+        target = "RGBA" if has_alpha else "RGB"
+        return img.convert(target), f"converted palette image to {target}"
+    if mode == "PA":
+        return img.convert("RGBA"), "converted palette+alpha to RGBA"
+    if mode == "LA":
+        return img.convert("RGBA"), "converted LA (grey+alpha) to RGBA"
+    if mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        return img.convert("RGB"), f"converted {mode} to RGB"
+    raise ImageError(f"image mode {mode!r} is not supported: use an 8-bit L, RGB or RGBA image")
+
+
+def image_from_bytes(data: bytes, max_pixels: int | None = None) -> LoadedImage:
+    """Decode image bytes (any format Pillow sniffs) into an 8-bit (H, W, C) array.
+
+    Raises ImageError for non-images, truncated files, deep images, and images with
+    more than ``max_pixels`` pixels (checked from the header, before decoding).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            img.MAX_IMAGE_PIXELS = None
+    except UnidentifiedImageError:
+        raise ImageError("not an image (format not recognised)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"image too large: {exc}") from None
+    except OSError as exc:
+        raise ImageError(f"unreadable image: {exc}") from None
+    w, h = img.size
+    if max_pixels is not None and w * h > max_pixels:
+        raise ImageTooLarge(f"image of {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels}")
+    source_mode = img.mode
+    try:
+        img.load()
+    except Exception as exc:  # Pillow raises OSError/SyntaxError/ValueError on truncated data
+        raise ImageError(f"truncated or corrupted image: {exc}") from None
+    img, note = _convert(img)
+    arr = np.asarray(img, dtype=np.uint8)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return LoadedImage(np.ascontiguousarray(arr), source_mode, note)
+
+
+class ImageTooLarge(ImageError):
+    """More pixels than the configured limit (a possible decompression bomb)."""
+
+
+def load_image(path: str | Path, max_pixels: int | None = None) -> LoadedImage:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    return image_from_bytes(data, max_pixels)
+
+
+def png_bytes(pixels: np.ndarray, compress_level: int = 1) -> bytes:
+    """PNG encoding of an (H, W, C) uint8 array (fast by default: for display frames)."""
+    arr = pixels[:, :, 0] if pixels.shape[2] == 1 else pixels
+    buf = io.BytesIO()
+    Image.fromarray(arr, MODE_OF_CHANNELS[pixels.shape[2]]).save(buf, "PNG", compress_level=compress_level)
+    return buf.getvalue()
+
+
+def save_png(pixels: np.ndarray, path: str | Path) -> None:
+    Path(path).write_bytes(png_bytes(pixels, compress_level=6))

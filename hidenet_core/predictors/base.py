@@ -1,0 +1,88 @@
+"""The predictor contract shared by the codec, training and every model.
+
+A predictor looks at the reconstructed even image of a level and returns, for odd
+values, a *mean* (the generative prediction) and a *scale* (its uncertainty, which
+drives the entropy coder). The 3C odd channels are predicted in *steps*: groups of
+channels coded one after the other, so that a later step may look at the values that
+earlier steps decoded (for example the diagonal phase before the other two, or green
+before red and blue). One set of weights serves every level.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from abc import ABC, abstractmethod
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+__all__ = ["Prediction", "Predictor", "MEAN_GRID", "SCALE_MIN", "SCALE_MAX", "snap"]
+
+#: Means and scales are snapped to multiples of 1/MEAN_GRID before use, so that the
+#: encoder and decoder agree bit for bit even when float sums differ in the last ulp.
+MEAN_GRID = 64.0
+SCALE_MIN = 1.0 / 16.0
+SCALE_MAX = 128.0
+
+
+class Prediction(NamedTuple):
+    """Per odd value: a mean in pixel units [0, 255] and a positive scale (pixel units)."""
+
+    mean: torch.Tensor  # (B, k, h, w)
+    scale: torch.Tensor  # (B, k, h, w), > 0
+
+
+def snap(pred: Prediction) -> Prediction:
+    """Round a prediction onto the fixed grid the codec codes with."""
+    mean = torch.round(pred.mean.clamp(0.0, 255.0) * MEAN_GRID) / MEAN_GRID
+    scale = torch.round(pred.scale.clamp(SCALE_MIN, SCALE_MAX) * MEAN_GRID) / MEAN_GRID
+    return Prediction(mean, scale.clamp_min(SCALE_MIN))
+
+
+class Predictor(nn.Module, ABC):
+    """Base class of every predictor (learned or not).
+
+    Subclasses set ``name`` (their registry name) and implement ``steps`` and
+    ``forward``. ``config()`` returns the JSON-able constructor arguments, which a
+    checkpoint stores beside the weights.
+    """
+
+    name: str = "abstract"
+    #: entropy model family used for the odd values: "laplace" or "gaussian"
+    distribution: str = "laplace"
+
+    @abstractmethod
+    def steps(self, channels: int) -> tuple[tuple[int, ...], ...]:
+        """The odd channel indices (0 .. 3C-1) of each coding step, in coding order.
+
+        Every index appears exactly once.
+        """
+
+    @abstractmethod
+    def forward(self, even: torch.Tensor, odd: torch.Tensor, step: int, level: int) -> Prediction:
+        """Predict the odd channels of ``steps(C)[step]``.
+
+        even:  (B, C, h, w) reconstructed even image, float, pixel units [0, 255]
+        odd:   (B, 3C, h, w) odd values; the channels of earlier steps hold decoded
+               values, all others are zero and must not be looked at
+        level: pyramid level of the image being reconstructed (0 = full resolution)
+        returns a Prediction of shape (B, len(steps(C)[step]), h, w)
+        """
+
+    def config(self) -> dict[str, Any]:
+        """Constructor keyword arguments; ``type(self)(**config())`` rebuilds the model."""
+        return {}
+
+    def weights_hash(self) -> bytes:
+        """A 16-byte fingerprint of the name, config and weights; stored in .hdn headers."""
+        h = hashlib.sha256()
+        h.update(self.name.encode())
+        h.update(repr(sorted(self.config().items())).encode())
+        for key, tensor in sorted(self.state_dict().items()):
+            h.update(key.encode())
+            buf = io.BytesIO()
+            buf.write(tensor.detach().cpu().contiguous().numpy().tobytes())
+            h.update(buf.getvalue())
+        return h.digest()[:16]

@@ -1,0 +1,133 @@
+"""The non-learned predictor: edge-directed interpolation with a gradient-based scale.
+
+It fixes the coding order every predictor in this package uses (after the hierarchical
+interpolation of lossless coders such as CALIC's and FLIF's interlaced mode):
+
+1. the diagonal phase (1, 1), from its four diagonal even neighbours;
+2. the phases (0, 1) and (1, 0), from their two even and two diagonal neighbours, which
+   step 1 has just decoded (a four-connected neighbourhood).
+
+Within each phase group, colour images code green first and then red and blue with
+green's residual added to their interpolation (inter-channel decorrelation), so a
+phase group is two steps. The learned models predict a correction on top of these
+functions and keep the same steps.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .base import Prediction, Predictor
+
+__all__ = ["Interp", "coding_steps", "interpolate", "lead_channel"]
+
+# scale = SCALE_BIAS + SCALE_SLOPE * neighbourhood activity (fitted on photographs)
+SCALE_BIAS = 0.9
+SCALE_SLOPE = 0.55
+
+
+def lead_channel(channels: int) -> int:
+    """The colour coded first in each phase group: green for RGB(A), else the only one."""
+    return 1 if channels >= 3 else 0
+
+
+def coding_steps(channels: int) -> tuple[tuple[int, ...], ...]:
+    """Odd channel indices per coding step: diagonal phase, then the two others.
+
+    Each phase group is split into (lead colour) and (the other channels).
+    """
+    c = channels
+    lead = lead_channel(c)
+    others = [k for k in range(c) if k != lead]
+    diag = 2 * c  # channel offset of phase (1, 1)
+    steps: list[tuple[int, ...]] = [(diag + lead,)]
+    if others:
+        steps.append(tuple(diag + k for k in others))
+    steps.append((lead, c + lead))
+    if others:
+        steps.append(tuple(p * c + k for p in (0, 1) for k in others))
+    return tuple(steps)
+
+
+def _pair_blend(a, b, c, d):
+    """Blend the averages of pairs (a, b) and (c, d), favouring the smoother pair."""
+    g1 = (a - b).abs()
+    g2 = (c - d).abs()
+    w1 = 1.0 / (1.0 + g1) ** 2
+    w2 = 1.0 / (1.0 + g2) ** 2
+    mean = (w1 * (a + b) + w2 * (c + d)) / (2.0 * (w1 + w2))
+    stack = torch.stack([a, b, c, d])
+    activity = (stack - stack.mean(0, keepdim=True)).abs().mean(0)
+    return mean, activity
+
+
+def interpolate(even: torch.Tensor, odd: torch.Tensor, group: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Interpolated values and neighbourhood activity for a phase group.
+
+    even: (B, C, h, w); odd: (B, 3C, h, w) with the diagonal phase decoded when group == 1.
+    group 0: the diagonal phase, returns (B, C, h, w) twice.
+    group 1: phases (0, 1) and (1, 0), returns (B, 2C, h, w) twice in that order.
+    """
+    c = even.shape[1]
+    if group == 0:
+        e = F.pad(even, (0, 1, 0, 1), mode="replicate")  # (B, C, h+1, w+1)
+        tl, tr = e[..., :-1, :-1], e[..., :-1, 1:]
+        bl, br = e[..., 1:, :-1], e[..., 1:, 1:]
+        return _pair_blend(tl, br, tr, bl)
+    diag = odd[:, 2 * c : 3 * c]  # (B, C, h, w), pixel (2i+1, 2j+1)
+    e = F.pad(even, (0, 1, 0, 1), mode="replicate")
+    d = F.pad(diag, (1, 0, 1, 0), mode="replicate")  # d[i+1, j+1] = diag[i, j]
+    # phase (0, 1) at (2i, 2j+1): left/right even, up/down diagonal
+    m01, a01 = _pair_blend(e[..., :-1, :-1], e[..., :-1, 1:], d[..., :-1, 1:], d[..., 1:, 1:])
+    # phase (1, 0) at (2i+1, 2j): up/down even, left/right diagonal
+    m10, a10 = _pair_blend(e[..., :-1, :-1], e[..., 1:, :-1], d[..., 1:, :-1], d[..., 1:, 1:])
+    return torch.cat([m01, m10], 1), torch.cat([a01, a10], 1)
+
+
+class Interp(Predictor):
+    """Edge-directed interpolation plus a scale from the local gradient. No weights.
+
+    The baseline every learned predictor must beat, and a fast model for tests.
+    """
+
+    name = "interp"
+    distribution = "laplace"
+
+    def steps(self, channels: int) -> tuple[tuple[int, ...], ...]:
+        return coding_steps(channels)
+
+    def forward(self, even: torch.Tensor, odd: torch.Tensor, step: int, level: int) -> Prediction:
+        c = even.shape[1]
+        mean, scale = interp_prediction(even, odd, step)
+        idx = coding_steps(c)[step]
+        return Prediction(mean[:, list(idx)], scale[:, list(idx)])
+
+
+def interp_prediction(even: torch.Tensor, odd: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Interpolation mean and scale for *all* 3C odd channels as seen at ``step``.
+
+    Channels outside the step's phase group are zero. Useful as the base that learned
+    models correct.
+    """
+    c = even.shape[1]
+    steps = coding_steps(c)
+    idx = steps[step]
+    group = 0 if min(idx) >= 2 * c else 1
+    interp, activity = interpolate(even, odd, group)
+    mean = torch.zeros_like(odd)
+    scale = torch.zeros_like(odd)
+    lo = 2 * c if group == 0 else 0
+    mean[:, lo : lo + interp.shape[1]] = interp
+    scale[:, lo : lo + interp.shape[1]] = SCALE_BIAS + SCALE_SLOPE * activity
+    lead = lead_channel(c)
+    if c >= 3 and lead not in [k % c for k in idx]:
+        # red and blue: add green's residual, already decoded in the previous step
+        phases = (2,) if group == 0 else (0, 1)
+        for p in phases:
+            g = p * c + lead
+            resid = odd[:, g] - mean[:, g]
+            for k in (0, 2):
+                mean[:, p * c + k] = mean[:, p * c + k] + resid
+                scale[:, p * c + k] = 0.5 * scale[:, p * c + k] + 0.35 * resid.abs() + 0.3
+    return mean, scale

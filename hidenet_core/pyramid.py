@@ -1,0 +1,137 @@
+"""The complete odd/even (2x2 polyphase) pyramid.
+
+A level image ``x`` of shape (..., C, H, W) is split into
+
+* ``even = x[..., 0::2, 0::2]``, kept and split again at the next coarser level, and
+* ``odd``, the three other phases (0, 1), (1, 0), (1, 1) stacked as channels in that
+  fixed order: shape (..., 3C, h, w), channel ``p * C + c`` is phase ``p`` of colour ``c``.
+
+An odd height or width is first padded by edge replication; ``merge`` followed by a
+crop to the true size is the exact inverse of ``split``. Level 0 is the full image and
+level ``k + 1`` is the even part of level ``k``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TypeVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "PHASES",
+    "BASE_MAX_SIDE",
+    "split",
+    "merge",
+    "pad_even",
+    "level_shapes",
+    "default_levels",
+    "total_levels",
+    "odd_valid_mask",
+]
+
+#: The odd phases, in the channel order of the odd tensor.
+PHASES: tuple[tuple[int, int], ...] = ((0, 1), (1, 0), (1, 1))
+
+#: By default the base level's longer side is at most this many pixels.
+BASE_MAX_SIDE = 32
+
+T = TypeVar("T", np.ndarray, torch.Tensor)
+
+
+def pad_even(x: T) -> T:
+    """Pad the last two axes of ``x`` to even sizes by replicating the last row/column."""
+    h, w = x.shape[-2:]
+    ph, pw = h % 2, w % 2
+    if not (ph or pw):
+        return x
+    if isinstance(x, np.ndarray):
+        pad = [(0, 0)] * (x.ndim - 2) + [(0, ph), (0, pw)]
+        return np.pad(x, pad, mode="edge")
+    lead = x.shape[:-2]
+    flat = x.reshape(-1, 1, h, w)
+    if not flat.is_floating_point():
+        # replicate padding is only implemented for floating tensors
+        padded = F.pad(flat.float(), (0, pw, 0, ph), mode="replicate").to(x.dtype)
+    else:
+        padded = F.pad(flat, (0, pw, 0, ph), mode="replicate")
+    return padded.reshape(*lead, h + ph, w + pw)
+
+
+def split(x: T) -> tuple[T, T]:
+    """Split ``x`` (..., C, H, W) into ``even`` (..., C, h, w) and ``odd`` (..., 3C, h, w).
+
+    ``h = ceil(H / 2)`` and ``w = ceil(W / 2)``; odd sizes are edge padded first.
+    """
+    xp = pad_even(x)
+    even = xp[..., 0::2, 0::2]
+    phases = [xp[..., dy::2, dx::2] for dy, dx in PHASES]
+    if isinstance(x, np.ndarray):
+        odd = np.concatenate(phases, axis=-3)
+    else:
+        odd = torch.cat(phases, dim=-3)
+    return even, odd
+
+
+def merge(even: T, odd: T, size: tuple[int, int] | None = None) -> T:
+    """Interleave ``even`` (..., C, h, w) and ``odd`` (..., 3C, h, w) into (..., C, 2h, 2w).
+
+    With ``size = (H, W)`` the result is cropped to that size, which makes
+    ``merge(*split(x), x.shape[-2:])`` equal to ``x`` for every ``x``.
+    """
+    c, h, w = even.shape[-3:]
+    if odd.shape[-3:] != (3 * c, h, w):
+        raise ValueError(f"odd has shape {tuple(odd.shape)}, expected (..., {3 * c}, {h}, {w})")
+    lead = even.shape[:-3]
+    if isinstance(even, np.ndarray):
+        out = np.empty((*lead, c, 2 * h, 2 * w), dtype=np.result_type(even, odd))
+    else:
+        out = torch.empty((*lead, c, 2 * h, 2 * w), dtype=even.dtype, device=even.device)
+    out[..., 0::2, 0::2] = even
+    for p, (dy, dx) in enumerate(PHASES):
+        out[..., dy::2, dx::2] = odd[..., p * c : (p + 1) * c, :, :]
+    if size is not None:
+        out = out[..., : size[0], : size[1]]
+    return out
+
+
+def level_shapes(height: int, width: int, levels: int) -> list[tuple[int, int]]:
+    """Sizes (H, W) of levels 0 (the full image) to ``levels`` (the base)."""
+    shapes = [(height, width)]
+    for _ in range(levels):
+        h, w = shapes[-1]
+        shapes.append(((h + 1) // 2, (w + 1) // 2))
+    return shapes
+
+
+def total_levels(height: int, width: int) -> int:
+    """The number of splits that bring the image down to a single pixel."""
+    side = max(height, width)
+    return 0 if side <= 1 else math.ceil(math.log2(side))
+
+
+def default_levels(height: int, width: int, base_max_side: int = BASE_MAX_SIDE) -> int:
+    """The smallest level count whose base has its longer side at most ``base_max_side``."""
+    levels = 0
+    h, w = height, width
+    while max(h, w) > base_max_side:
+        h, w = (h + 1) // 2, (w + 1) // 2
+        levels += 1
+    return levels
+
+
+def odd_valid_mask(height: int, width: int, channels: int) -> np.ndarray:
+    """Which odd values of a level of size (H, W) are real pixels, not padding.
+
+    Returns a bool array (3C, h, w) matching ``split``'s odd layout.
+    """
+    h, w = (height + 1) // 2, (width + 1) // 2
+    rows = np.arange(h)[:, None]
+    cols = np.arange(w)[None, :]
+    masks = []
+    for dy, dx in PHASES:
+        m = ((2 * rows + dy) < height) & ((2 * cols + dx) < width)
+        masks.extend([m] * channels)
+    return np.stack(masks, axis=0)
