@@ -13,7 +13,9 @@ from .decoder import DecodedLevel, ProgressiveDecoder, decode, preview, read_hea
 from .format import Header, HdnFormatError, ModelMismatchError
 from .imageio import ImageError, ImageTooLarge, LoadedImage, image_from_bytes, load_image, png_bytes, save_png
 from .predictors import ModelLoadError, Prediction, Predictor, load_model
+from .metrics import psnr, ssim
 from .pyramid import default_levels, level_shapes, merge, split
+from .samples import sample_paths
 
 __all__ = [
     "EncodeSettings",
@@ -42,4 +44,7 @@ __all__ = [
     "level_shapes",
     "merge",
     "split",
+    "psnr",
+    "ssim",
+    "sample_paths",
 ]

@@ -1,0 +1,61 @@
+"""Image quality metrics shared by the server, evaluation and the benchmark.
+
+Both take (H, W, C) uint8 arrays (or float arrays in 0..255). SSIM is the standard
+Wang et al. (2004) index with an 11x11 Gaussian window (sigma 1.5), computed per channel
+and averaged; images smaller than the window use a window of their own size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["psnr", "ssim", "mse"]
+
+
+def mse(a: np.ndarray, b: np.ndarray) -> float:
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    d = a.astype(np.float64) - b.astype(np.float64)
+    return float(np.mean(d * d))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB for 8-bit data; ``inf`` for identical images."""
+    m = mse(a, b)
+    return math.inf if m == 0 else 10.0 * math.log10(255.0**2 / m)
+
+
+def _gaussian(size: int, sigma: float) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean structural similarity of two (H, W, C) images (or (H, W))."""
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    x = torch.from_numpy(np.asarray(a, dtype=np.float64))
+    y = torch.from_numpy(np.asarray(b, dtype=np.float64))
+    if x.ndim == 2:
+        x, y = x[:, :, None], y[:, :, None]
+    x = x.permute(2, 0, 1).unsqueeze(1)  # (C, 1, H, W)
+    y = y.permute(2, 0, 1).unsqueeze(1)
+    size = min(11, x.shape[-1], x.shape[-2])
+    g = _gaussian(size, 1.5 * size / 11)
+    wy, wx = g.view(1, 1, -1, 1), g.view(1, 1, 1, -1)
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.conv2d(t, wy), wx)
+
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mx, my = blur(x), blur(y)
+    sxx = blur(x * x) - mx * mx
+    syy = blur(y * y) - my * my
+    sxy = blur(x * y) - mx * my
+    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    return float(s.mean())
