@@ -13,17 +13,17 @@ from collections.abc import Sequence
 
 __all__ = ["main", "CliError", "COMMANDS"]
 
-#: sub-command -> module with ``HELP``, ``configure(parser)`` and ``run(args) -> int``
-COMMANDS: dict[str, str] = {
-    "encode": "hidenet_core.commands.encode",
-    "decode": "hidenet_core.commands.decode",
-    "info": "hidenet_core.commands.info",
-    "demo": "hidenet_core.commands.demo",
-    "train": "hidenet_core.commands.train",
-    "eval": "hidenet_core.commands.evaluate",
-    "bench": "hidenet_core.commands.bench",
-    "serve": "server.cli",
-    "fetch": "server.fetch",
+#: sub-command -> (module with ``configure(parser)`` and ``run(args) -> int``, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "encode": ("hidenet_core.commands.encode", "encode an image into a progressive .hdn stream"),
+    "decode": ("hidenet_core.commands.decode", "decode a .hdn stream (or any prefix of it) into a PNG"),
+    "info": ("hidenet_core.commands.info", "show the header and per-level chunk sizes of a .hdn stream"),
+    "demo": ("hidenet_core.commands.demo", "encode and decode the bundled samples; print sizes and timings"),
+    "train": ("hidenet_core.commands.train", "train a learned predictor"),
+    "eval": ("hidenet_core.commands.evaluate", "evaluate a predictor per level against bicubic interpolation"),
+    "bench": ("hidenet_core.commands.bench", "benchmark hideNet against PNG, WebP, JPEG 2000, JPEG-LS, JPEG XL"),
+    "serve": ("server.cli", "run the progressive streaming server and web viewer"),
+    "fetch": ("server.fetch", "stream an image from a running server and print the timeline"),
 }
 
 
@@ -31,26 +31,18 @@ class CliError(Exception):
     """A user error: printed as ``hidenet: error: <message>`` with exit status 2."""
 
 
-def _available() -> dict[str, object]:
-    mods = {}
-    for name, path in COMMANDS.items():
-        try:
-            mods[name] = importlib.import_module(path)
-        except ModuleNotFoundError as exc:
-            if exc.name != path:  # the module exists but an import inside it failed
-                raise
-    return mods
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s module is imported and configured (fast start-up)."""
     parser = argparse.ArgumentParser(
         prog="hidenet", description="hideNet: hierarchical learned image codec and progressive streaming server"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, mod in _available().items():
-        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
-        mod.configure(p)
-        p.set_defaults(_run=mod.run)
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        if name == command:
+            mod = importlib.import_module(module)
+            mod.configure(p)
+            p.set_defaults(_run=mod.run)
     return parser
 
 
@@ -59,7 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .imageio import ImageError
     from .predictors import ModelLoadError
 
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     try:
         return int(args._run(args) or 0)

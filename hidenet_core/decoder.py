@@ -210,7 +210,9 @@ def decode(data: bytes, predictor: Predictor, stop_level: int = 0) -> list[Decod
     out: list[DecodedLevel] = []
     pos = 0
     # feed chunk-sized pieces so that we can stop early without decoding finer levels
-    while pos < len(data) and not dec.done:
+    while pos < len(data):
+        if dec.done:
+            raise HdnFormatError(f"unexpected {len(data) - pos} bytes after the last chunk")
         if out and out[-1].level <= stop_level:
             return out
         need = _next_piece(dec, data, pos)

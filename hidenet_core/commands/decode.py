@@ -13,7 +13,6 @@ from ..predictors import load_model
 from ..pyramid import level_shapes, total_levels
 from .options import add_model_option, int_range
 
-HELP = "decode a .hdn stream (or any prefix of it) into a PNG"
 
 
 def configure(p: argparse.ArgumentParser) -> None:

@@ -15,7 +15,6 @@ from ..predictors import load_model
 from ..samples import sample_paths
 from .options import add_model_option
 
-HELP = "encode and decode the bundled sample images; print sizes and timings"
 
 
 def configure(p: argparse.ArgumentParser) -> None:

@@ -12,7 +12,6 @@ from ..imageio import load_image
 from ..predictors import load_model
 from .options import add_model_option, int_range, max_error_list
 
-HELP = "encode an image (PNG, JPEG, ...) into a progressive .hdn stream"
 
 
 def configure(p: argparse.ArgumentParser) -> None:

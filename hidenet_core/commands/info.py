@@ -8,7 +8,6 @@ import json
 from ..format import CHUNK_HEADER_SIZE, HdnFormatError, parse_chunk_header, parse_header
 from ..pyramid import level_shapes
 
-HELP = "show the header and per-level chunk sizes of a .hdn stream"
 
 
 def configure(p: argparse.ArgumentParser) -> None:

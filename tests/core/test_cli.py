@@ -1,0 +1,149 @@
+"""The encode/decode/info command line, through ``main(argv)``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hidenet_core.cli import main
+from tests.conftest import smooth_image
+
+
+@pytest.fixture
+def photo(tmp_path):
+    path = tmp_path / "photo.png"
+    Image.fromarray(smooth_image(70, 90, 3)).save(path)
+    return path
+
+
+def size_of(path) -> tuple[int, int]:
+    with Image.open(path) as im:
+        return im.size
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_clean_error(code, err, fragment):
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hidenet: error: "), err
+    assert fragment in lines[0]
+    assert "Traceback" not in err
+
+
+def test_encode_decode_info_round_trip(tmp_path, photo, capsys):
+    hdn, png = tmp_path / "photo.hdn", tmp_path / "out.png"
+    code, out, _ = run(capsys, "encode", photo, hdn, "--model", "interp")
+    assert code == 0 and "bpp" in out
+    code, out, _ = run(capsys, "decode", hdn, png, "--model", "interp")
+    assert code == 0
+    assert np.array_equal(np.asarray(Image.open(png)), np.asarray(Image.open(photo)))
+    code, out, _ = run(capsys, "info", hdn, "--json")
+    info = json.loads(out)
+    assert (info["width"], info["height"], info["channels"]) == (90, 70, 3)
+    assert [lv["level"] for lv in info["levels"]] == [2, 1, 0]
+    assert info["levels"][-1] == {"level": 0, "width": 90, "height": 70,
+                                  "payload_bytes": info["levels"][-1]["payload_bytes"],
+                                  "total_bytes": hdn.stat().st_size}
+    code, out, _ = run(capsys, "info", hdn)
+    assert code == 0 and "90x70 RGB" in out
+
+
+def test_decode_level_and_preview(tmp_path, photo, capsys):
+    hdn = tmp_path / "p.hdn"
+    run(capsys, "encode", photo, hdn, "--model", "interp", "--max-error", "1", "--generative-levels", "1")
+    code, _, _ = run(capsys, "decode", hdn, tmp_path / "l1.png", "--level", "1", "--model", "interp")
+    assert code == 0 and size_of(tmp_path / "l1.png") == (45, 35)
+    code, out, _ = run(capsys, "decode", hdn, tmp_path / "pv.png", "--level", "2", "--preview", "--model", "interp")
+    assert code == 0 and size_of(tmp_path / "pv.png") == (90, 70) and "preview" in out
+
+
+def test_decode_prefix_notes_missing_levels(tmp_path, photo, capsys):
+    hdn = tmp_path / "p.hdn"
+    run(capsys, "encode", photo, hdn, "--model", "interp")
+    run(capsys, "info", hdn, "--json")
+    code, out, _ = run(capsys, "info", hdn, "--json")
+    base_end = json.loads(out)["levels"][0]["total_bytes"]
+    prefix = tmp_path / "prefix.hdn"
+    prefix.write_bytes(hdn.read_bytes()[:base_end])
+    code, out, err = run(capsys, "decode", prefix, tmp_path / "o.png", "--model", "interp")
+    assert code == 0 and "stream ends after level 2" in err
+
+
+def test_per_level_max_error(tmp_path, photo, capsys):
+    hdn = tmp_path / "p.hdn"
+    code, _, _ = run(capsys, "encode", photo, hdn, "--model", "interp", "--max-error", "0,1,2")
+    assert code == 0
+    code, out, _ = run(capsys, "info", hdn, "--json")
+    assert json.loads(out)["max_error"] == [0, 1, 2]
+
+
+def test_palette_image_is_converted_with_a_note(tmp_path, capsys):
+    path = tmp_path / "pal.png"
+    Image.fromarray(smooth_image(20, 20, 3)).convert("P").save(path)
+    code, _, err = run(capsys, "encode", path, tmp_path / "o.hdn", "--model", "interp")
+    assert code == 0 and "converted palette image to RGB" in err
+
+
+def test_sixteen_bit_image_is_refused(tmp_path, capsys):
+    path = tmp_path / "deep.png"
+    Image.fromarray((np.arange(400).reshape(20, 20) * 100).astype(np.uint16)).save(path)
+    code, _, err = run(capsys, "encode", path, tmp_path / "o.hdn", "--model", "interp")
+    assert_clean_error(code, err, "16-bit")
+
+
+def test_missing_input(tmp_path, capsys):
+    code, _, err = run(capsys, "encode", tmp_path / "nope.png", tmp_path / "o.hdn")
+    assert_clean_error(code, err, "cannot read")
+
+
+def test_not_an_image(tmp_path, capsys):
+    path = tmp_path / "notes.png"
+    path.write_text("hello")
+    code, _, err = run(capsys, "encode", path, tmp_path / "o.hdn", "--model", "interp")
+    assert_clean_error(code, err, "not an image")
+
+
+def test_decode_garbage(tmp_path, capsys):
+    path = tmp_path / "bad.hdn"
+    path.write_bytes(b"garbage" * 10)
+    code, _, err = run(capsys, "decode", path, tmp_path / "o.png", "--model", "interp")
+    assert_clean_error(code, err, "not a .hdn stream")
+
+
+def test_unknown_model(photo, tmp_path, capsys):
+    code, _, err = run(capsys, "encode", photo, tmp_path / "o.hdn", "--model", "nonesuch")
+    assert_clean_error(code, err, "unknown model 'nonesuch'")
+
+
+def test_decode_with_the_wrong_model(tmp_path, photo, capsys):
+    hdn = tmp_path / "p.hdn"
+    run(capsys, "encode", photo, hdn, "--model", "interp")
+    from hidenet_core.predictors import load_model
+
+    if load_model("default").name == "interp":
+        pytest.skip("no learned default model shipped")
+    code, _, err = run(capsys, "decode", hdn, tmp_path / "o.png")
+    assert_clean_error(code, err, "encoded with model 'interp'")
+
+
+def test_bad_option_values(photo, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["encode", str(photo), str(tmp_path / "o.hdn"), "--max-error", "300"])
+    assert exc.value.code == 2
+    assert "max-error values must be in 0..127" in capsys.readouterr().err
+    code, _, err = run(capsys, "encode", photo, tmp_path / "o.hdn", "--model", "interp", "--levels", "12")
+    assert_clean_error(code, err, "--levels 12 is outside")
+
+
+def test_output_is_written_atomically(tmp_path, photo, capsys):
+    hdn = tmp_path / "p.hdn"
+    run(capsys, "encode", photo, hdn, "--model", "interp")
+    assert not list(tmp_path.glob("*.part"))
