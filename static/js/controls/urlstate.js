@@ -1,0 +1,76 @@
+// The viewer's state in the URL query, so a demo can be shared and reloaded.
+//
+//   ?link=3g&mode=near&max_error=2&preview=1&race=1&view=1to1
+//   ?link=custom&down_kbps=800&rtt_ms=150&mode=generative&generative_levels=2
+//
+// The image is the path (/view/<id>). Unknown or out-of-range values fall back to defaults.
+
+export const MODES = ["lossless", "near", "generative"];
+export const VIEWS = ["fit", "1to1"];
+
+export const DEFAULTS = Object.freeze({
+  link: "3g",
+  down_kbps: 1000,
+  rtt_ms: 100,
+  mode: "lossless",
+  max_error: 2,
+  generative_levels: 1,
+  preview: true,
+  race: false,
+  view: "fit",
+});
+
+function intIn(text, min, max, fallback) {
+  if (text == null || text === "" || !/^-?\d+$/.test(text)) return fallback;
+  const value = Number(text);
+  return value >= min && value <= max ? value : fallback;
+}
+
+function flag(text, fallback) {
+  if (text === "1" || text === "true" || text === "on") return true;
+  if (text === "0" || text === "false" || text === "off") return false;
+  return fallback;
+}
+
+/** Parse a query string into a full state; `linkIds` are the server's preset ids. */
+export function parseState(search, linkIds) {
+  const q = new URLSearchParams(search);
+  const fallbackLink = linkIds.includes(DEFAULTS.link) ? DEFAULTS.link : linkIds[0] ?? "custom";
+  const link = q.get("link");
+  return {
+    link: link === "custom" || linkIds.includes(link) ? link : fallbackLink,
+    down_kbps: intIn(q.get("down_kbps"), 1, 10_000_000, DEFAULTS.down_kbps),
+    rtt_ms: intIn(q.get("rtt_ms"), 0, 60_000, DEFAULTS.rtt_ms),
+    mode: MODES.includes(q.get("mode")) ? q.get("mode") : DEFAULTS.mode,
+    max_error: intIn(q.get("max_error"), 1, 127, DEFAULTS.max_error),
+    generative_levels: intIn(q.get("generative_levels"), 1, 16, DEFAULTS.generative_levels),
+    preview: flag(q.get("preview"), DEFAULTS.preview),
+    race: flag(q.get("race"), DEFAULTS.race),
+    view: VIEWS.includes(q.get("view")) ? q.get("view") : DEFAULTS.view,
+  };
+}
+
+/** The query string for a state: only the parameters that matter for it. */
+export function formatState(state) {
+  const q = new URLSearchParams();
+  q.set("link", state.link);
+  if (state.link === "custom") {
+    q.set("down_kbps", String(state.down_kbps));
+    q.set("rtt_ms", String(state.rtt_ms));
+  }
+  q.set("mode", state.mode);
+  if (state.mode === "near") q.set("max_error", String(state.max_error));
+  if (state.mode === "generative") q.set("generative_levels", String(state.generative_levels));
+  q.set("preview", state.preview ? "1" : "0");
+  q.set("race", state.race ? "1" : "0");
+  q.set("view", state.view);
+  return `?${q}`;
+}
+
+/** Replace the current history entry's query with the state's (no reload, no new entry). */
+export function saveState(state) {
+  const query = formatState(state);
+  if (query !== window.location.search) {
+    window.history.replaceState(null, "", `${window.location.pathname}${query}${window.location.hash}`);
+  }
+}

@@ -1,0 +1,172 @@
+// The websocket client for /ws (docs/protocol.md): one StreamSession per stream.
+//
+// The server sends a JSON message, and for "level" and "race" messages exactly one
+// binary message (a PNG) right after it. FramePairer matches them up in order;
+// StreamSession decodes the PNGs and calls the handlers strictly in arrival order.
+
+/** JSON message types that are followed by one binary frame. */
+const PAIRED = new Set(["level", "race"]);
+
+/** The websocket URL of this page's server. */
+export function socketUrl(path = "/ws", loc = window.location) {
+  const scheme = loc.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${loc.host}${path}`;
+}
+
+/** The start message for a stream request ({image, link, mode, ...} from the URL state). */
+export function startMessage(state) {
+  const link = state.link === "custom"
+    ? { down_kbps: Number(state.down_kbps), rtt_ms: Number(state.rtt_ms) }
+    : state.link;
+  return {
+    type: "start",
+    image: state.image,
+    link,
+    max_error: state.mode === "near" ? Number(state.max_error) : 0,
+    generative_levels: state.mode === "generative" ? Number(state.generative_levels) : 0,
+    preview: Boolean(state.preview),
+    race: Boolean(state.race),
+  };
+}
+
+/** Pairs each "level"/"race" JSON message with the binary frame that follows it. */
+export class FramePairer {
+  constructor() {
+    this.waiting = [];
+  }
+
+  /**
+   * Feed one websocket message (a string or binary data). Returns
+   * {message} for unpaired messages, {message, data} once a pair is complete,
+   * or null while a JSON message waits for its frame.
+   */
+  accept(raw) {
+    if (typeof raw === "string") {
+      let message;
+      try {
+        message = JSON.parse(raw);
+      } catch {
+        throw new Error("the server sent a message that is not JSON");
+      }
+      if (PAIRED.has(message.type)) {
+        this.waiting.push(message);
+        return null;
+      }
+      return { message };
+    }
+    const message = this.waiting.shift();
+    if (!message) throw new Error("the server sent an image frame without its description");
+    return { message, data: raw };
+  }
+}
+
+/** Decode a PNG frame to an ImageBitmap with its exact pixel values (no colour management). */
+export function decodeFrame(data) {
+  const blob = data instanceof Blob ? data : new Blob([data], { type: "image/png" });
+  return createImageBitmap(blob, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+}
+
+/**
+ * One stream over its own websocket.
+ *
+ * handlers: onMeta(msg), onLevel(msg, bitmap), onRace(msg, bitmap), onDone(msg),
+ * onError(text), each optional. After close() no handler runs again.
+ */
+export class StreamSession {
+  constructor(request, handlers, url = socketUrl()) {
+    this.request = request;
+    this.handlers = handlers;
+    this.pairer = new FramePairer();
+    this.queue = Promise.resolve(); // keeps handlers in arrival order across async decodes
+    this.closed = false;
+    this.finished = false;
+    this.ws = new WebSocket(url);
+    this.ws.binaryType = "blob";
+    this.ws.addEventListener("open", () => this.ws.send(JSON.stringify(request)));
+    this.ws.addEventListener("message", (event) => this.#onMessage(event.data));
+    this.ws.addEventListener("close", (event) => this.#onClose(event));
+    // "error" is always followed by "close", which reports it.
+  }
+
+  /** Ask the server to stop this stream; nothing more is shown from it. */
+  cancel() {
+    if (this.closed) return;
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify({ type: "cancel" }));
+    this.close();
+  }
+
+  /** Drop the socket without waiting for the stream to end. */
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.ws.readyState === WebSocket.CONNECTING || this.ws.readyState === WebSocket.OPEN) {
+      this.ws.close(1000, "client closed");
+    }
+  }
+
+  #emit(name, ...args) {
+    if (!this.closed) this.handlers[name]?.(...args);
+  }
+
+  #onMessage(raw) {
+    if (this.closed) return;
+    let pair;
+    try {
+      pair = this.pairer.accept(raw);
+    } catch (error) {
+      this.#fail(error.message);
+      return;
+    }
+    if (!pair) return;
+    const { message, data } = pair;
+    if (data !== undefined) {
+      const decoded = decodeFrame(data);
+      decoded.catch(() => {}); // reported in order below
+      this.queue = this.queue.then(async () => {
+        let bitmap;
+        try {
+          bitmap = await decoded;
+        } catch {
+          this.#fail(`could not decode the image of ${message.type} ${message.level ?? ""}`.trim());
+          return;
+        }
+        if (this.closed) return bitmap.close();
+        this.#emit(message.type === "level" ? "onLevel" : "onRace", message, bitmap);
+      });
+      return;
+    }
+    this.queue = this.queue.then(() => this.#dispatch(message));
+  }
+
+  #dispatch(message) {
+    switch (message.type) {
+      case "meta":
+        this.#emit("onMeta", message);
+        break;
+      case "done":
+        this.finished = true;
+        this.#emit("onDone", message);
+        this.close();
+        break;
+      case "error":
+        this.#fail(message.message || "the server reported an error");
+        break;
+      default:
+        break; // unknown messages are ignored, so the server can add new ones
+    }
+  }
+
+  #fail(text) {
+    this.#emit("onError", text);
+    this.close();
+  }
+
+  #onClose(event) {
+    if (this.closed || this.finished) return;
+    this.queue = this.queue.then(() => {
+      if (this.closed || this.finished) return;
+      const why = event.reason ? `: ${event.reason}` : event.code === 1001 ? ": the server is shutting down" : "";
+      this.#fail(`the connection closed before the stream finished${why}`);
+    });
+  }
+}
