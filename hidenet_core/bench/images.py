@@ -1,0 +1,70 @@
+"""The benchmark's image set: every image file in a folder, as (H, W, C) uint8 arrays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..imageio import ImageError, load_image
+
+__all__ = ["BenchImage", "load_images", "image_paths", "IMAGE_SUFFIXES"]
+
+#: files the benchmark picks up in a folder (the format is then sniffed from the bytes)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp", ".gif"}
+
+
+@dataclass(frozen=True)
+class BenchImage:
+    name: str  # file stem, unique within the set
+    pixels: np.ndarray  # (H, W, C) uint8, C in 1, 3, 4
+
+    @property
+    def height(self) -> int:
+        return self.pixels.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.pixels.shape[1]
+
+    @property
+    def mode(self) -> str:
+        return {1: "L", 3: "RGB", 4: "RGBA"}[self.pixels.shape[2]]
+
+
+def _center_crop(pixels: np.ndarray, side: int) -> np.ndarray:
+    h, w = pixels.shape[:2]
+    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return np.ascontiguousarray(pixels[top : top + side, left : left + side])
+
+
+def load_images(paths: list[Path], max_images: int | None = None, max_side: int | None = None) -> list[BenchImage]:
+    """Load ``paths`` (sorted by the caller); keep the first ``max_images`` and, with
+    ``max_side``, a centre crop of at most that many pixels per side (a crop keeps the
+    statistics of a photograph, a downscale would not)."""
+    if not paths:
+        raise ValueError("no images to benchmark: the folder holds no image files "
+                         f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+    images: list[BenchImage] = []
+    seen: set[str] = set()
+    for path in paths[: max_images or None]:
+        try:
+            pixels = load_image(path).pixels
+        except ImageError as exc:
+            raise ImageError(f"{path}: {exc}") from None
+        if max_side:
+            pixels = _center_crop(pixels, max_side)
+        name = path.stem
+        while name in seen:
+            name += "_"
+        seen.add(name)
+        images.append(BenchImage(name, pixels))
+    return images
+
+
+def image_paths(folder: Path) -> list[Path]:
+    """The image files directly inside ``folder``, sorted by name."""
+    if not folder.is_dir():
+        raise ValueError(f"{str(folder)!r} is not a folder of images")
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

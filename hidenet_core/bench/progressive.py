@@ -1,0 +1,202 @@
+"""Quality against bytes received: what a viewer shows after the first N bytes.
+
+Three series per byte budget, all compared with the original at full size:
+
+* hideNet, as the server streams by default: the lossless stream, and on screen the
+  full-size preview that the model predicts from the last level complete within the
+  budget (the stream header counts as received bytes);
+* a bicubic upscale of that same level, without the model (what the levels alone give);
+* a progressive JPEG (quality 90, Pillow), cut at the budget and decoded as a browser
+  shows it: every complete scan, the scans not yet received missing (their
+  coefficients zero). A scan is complete when its last entropy-coded byte has arrived.
+
+Before the first hideNet level or the first JPEG scan is complete a browser shows no
+image at all; we score that as a flat mid-grey (128) image, the same for every series.
+Alpha is ignored (JPEG has none).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from ..commands.info import stream_info
+from ..decoder import ProgressiveDecoder
+from ..metrics import psnr, ssim
+from ..predictors.base import Predictor
+from .images import BenchImage
+from .resample import bicubic_upscale, visible
+
+__all__ = [
+    "BUDGETS_KB",
+    "SERIES",
+    "EMPTY_GREY",
+    "PSNR_CAP",
+    "progressive_jpeg",
+    "jpeg_scan_ends",
+    "jpeg_prefix_image",
+    "measure_image",
+]
+
+#: byte budgets of the issue, in KB (1 KB = 1024 bytes)
+BUDGETS_KB = (2, 4, 8, 16, 32, 64)
+#: series id -> label
+SERIES = {
+    "hidenet": "hideNet (preview)",
+    "bicubic": "hideNet levels, bicubic",
+    "jpeg": "progressive JPEG q90",
+}
+#: the value of every pixel while nothing can be shown yet
+EMPTY_GREY = 128
+#: PSNR of an exact image (infinite) is reported as this, so that means stay finite
+PSNR_CAP = 100.0
+JPEG_QUALITY = 90
+
+_SOS, _EOI = 0xDA, 0xD9
+
+
+def progressive_jpeg(px: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
+    """A progressive JPEG of the visible channels (Pillow/libjpeg defaults: 4:2:0, standard scan script)."""
+    v = visible(px)
+    buf = io.BytesIO()
+    img = Image.fromarray(v[:, :, 0], "L") if v.shape[2] == 1 else Image.fromarray(v, "RGB")
+    img.save(buf, "JPEG", quality=quality, progressive=True, optimize=True)  # as server/race.py
+    return buf.getvalue()
+
+
+def jpeg_scan_ends(data: bytes) -> list[int]:
+    """Byte offsets at which each scan (SOS segment plus its entropy-coded data) ends.
+
+    Walks the marker segments; inside a scan, 0xFF 0x00 (stuffing) and 0xFF 0xD0-D7
+    (restart markers) belong to the data, any other marker ends it.
+    """
+    if data[:2] != b"\xff\xd8":
+        raise ValueError("not a JPEG stream (no SOI marker)")
+    ends: list[int] = []
+    pos = 2
+    n = len(data)
+    while pos + 4 <= n:
+        if data[pos] != 0xFF:
+            raise ValueError(f"JPEG marker expected at byte {pos}")
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == _EOI:
+            break
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        pos += 2 + length
+        if marker != _SOS:
+            continue
+        while True:
+            pos = data.find(b"\xff", pos)
+            if pos < 0 or pos + 1 >= n:
+                raise ValueError("JPEG stream ends inside a scan")
+            nxt = data[pos + 1]
+            if nxt == 0x00 or 0xD0 <= nxt <= 0xD7:
+                pos += 2
+                continue
+            break
+        ends.append(pos)
+    return ends
+
+
+def jpeg_prefix_image(data: bytes, end: int) -> np.ndarray:
+    """Decode the first ``end`` bytes of a progressive JPEG (ending on a scan boundary)
+    with an EOI marker appended: the image of the scans received so far."""
+    with Image.open(io.BytesIO(data[:end] + b"\xff\xd9")) as img:
+        arr = np.asarray(img.convert("L" if img.mode == "L" else "RGB"))
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """What a viewer shows at one budget for one series."""
+
+    image: np.ndarray | None  # None: nothing yet (scored as flat grey)
+    bytes_used: int  # bytes of the complete units shown (0 if none)
+    unit: int | None  # hideNet: level shown; JPEG: number of complete scans
+
+
+class _Scorer:
+    """PSNR and SSIM against the original, computed once per distinct image shown."""
+
+    def __init__(self, original: np.ndarray) -> None:
+        self.target = visible(original)
+        self._memo: dict[tuple, tuple[float, float]] = {}
+
+    def __call__(self, key: tuple, shown: _Shown) -> dict:
+        if shown.image is None:
+            key = ("empty",)
+        if key not in self._memo:
+            image = shown.image if shown.image is not None else np.full_like(self.target, EMPTY_GREY)
+            self._memo[key] = (min(psnr(image, self.target), PSNR_CAP), ssim(image, self.target))
+        p, s = self._memo[key]
+        return {"psnr": p, "ssim": s, "bytes_used": shown.bytes_used, "unit": shown.unit}
+
+
+def _hidenet_views(data: bytes, model: Predictor, budgets: list[int], height: int, width: int):
+    """For each budget: the model's full-size preview and the bicubic upscale of the
+    last complete level (or nothing)."""
+    info = stream_info(data)
+    ends = [(lv["level"], lv["total_bytes"]) for lv in info["levels"]]  # base first
+    # the last level complete within each budget
+    pick = []
+    for b in budgets:
+        done = [(k, e) for k, e in ends if e <= b]
+        pick.append(done[-1] if done else None)
+    needed = {p[0] for p in pick if p is not None}
+    views: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    if needed:
+        finest = min(needed)
+        dec = ProgressiveDecoder(model)
+        pos = 0
+        for k, end in ends:
+            got = dec.feed(data[pos:end])
+            pos = end
+            assert got and got[-1].level == k, "each chunk boundary completes one level"
+            if k in needed:
+                preview = visible(dec.preview())
+                bicubic = bicubic_upscale(got[-1].image, 2**k, (height, width))
+                views[k] = (preview, bicubic)
+            if k == finest:
+                break
+    out = []
+    for p in pick:
+        if p is None:
+            out.append((_Shown(None, 0, None), _Shown(None, 0, None)))
+        else:
+            k, end = p
+            out.append((_Shown(views[k][0], end, k), _Shown(views[k][1], end, k)))
+    return out, info
+
+
+def measure_image(image: BenchImage, hdn: bytes, model: Predictor, budgets_kb=BUDGETS_KB) -> dict:
+    """PSNR and SSIM of each series at each budget for one image, plus the full curves'
+    break points (every hideNet level, every JPEG scan)."""
+    budgets = [kb * 1024 for kb in budgets_kb]
+    px = image.pixels
+    hid, info = _hidenet_views(hdn, model, budgets, image.height, image.width)
+    jpeg = progressive_jpeg(px)
+    scan_ends = jpeg_scan_ends(jpeg)
+    scans: dict[int, np.ndarray] = {}
+    per_series: dict[str, list[dict]] = {key: [] for key in SERIES}
+    score = _Scorer(px)
+    for b, (preview, bicubic) in zip(budgets, hid):
+        n_scans = sum(1 for e in scan_ends if e <= b)
+        if n_scans and n_scans not in scans:
+            scans[n_scans] = jpeg_prefix_image(jpeg, scan_ends[n_scans - 1])
+        shown_jpeg = _Shown(scans.get(n_scans), scan_ends[n_scans - 1] if n_scans else 0, n_scans)
+        per_series["hidenet"].append(score(("hidenet", preview.unit), preview))
+        per_series["bicubic"].append(score(("bicubic", bicubic.unit), bicubic))
+        per_series["jpeg"].append(score(("jpeg", n_scans), shown_jpeg))
+    return {
+        "hidenet_bytes": len(hdn),
+        "hidenet_level_ends": [{"level": lv["level"], "bytes": lv["total_bytes"]} for lv in info["levels"]],
+        "jpeg_bytes": len(jpeg),
+        "jpeg_scan_ends": scan_ends,
+        "series": per_series,
+    }

@@ -1,0 +1,295 @@
+"""The outputs of a run: results.json, results.md (tables) and PNG plots.
+
+Plots are drawn with matplotlib's object API on a ``Figure`` (Agg canvas), so no
+global backend is chosen and nothing opens a window. Plot files are named
+``results-*.png`` so that results.md and its plots can be copied next to each other
+(docs/ keeps the README's copy).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+__all__ = ["write_outputs", "render_markdown", "PLOTS", "behind"]
+
+#: plot file -> what it shows
+PLOTS = {
+    "results-progressive.png": "PSNR and SSIM against bytes received (mean over the images)",
+    "results-lossless.png": "lossless bits per pixel and decode time per codec",
+    "results-prediction.png": "per-level PSNR of the predicted odd pixels against bicubic",
+    "results-serving.png": "time to first level against concurrent streams",
+}
+
+
+def _json_safe(x):
+    """Non-finite floats become null (JSON has no Infinity/NaN)."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    return x
+
+
+def _f(x, digits=2, unit="") -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}{unit}"
+
+
+def _ms(seconds) -> str:
+    if seconds is None:
+        return "n/a"
+    ms = seconds * 1000
+    return f"{ms:.1f}" if ms < 100 else f"{ms:.0f}"
+
+
+def _x(r) -> str:
+    return "n/a" if r is None else f"{r:.2f}x" if r < 10 else f"{r:.0f}x"
+
+
+def _table(header: list[str], rows: list[list[str]], align: str | None = None) -> list[str]:
+    align = align or "l" + "r" * (len(header) - 1)
+    sep = ["---:" if a == "r" else ":---" for a in align]
+    return ["| " + " | ".join(header) + " |", "| " + " | ".join(sep) + " |"] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def behind(results: dict) -> list[str]:
+    """Plain sentences: every place where hideNet is behind an anchor or a baseline."""
+    out = []
+    ll = results["lossless"]
+    mean = ll["mean"]
+    h = mean.get("hidenet", {}).get("bpp")
+    if h is not None:
+        better = [(ll["codecs"][k]["label"], v["bpp"]) for k, v in mean.items() if k != "hidenet" and v["bpp"] is not None and v["bpp"] < h]
+        if better:
+            names = ", ".join(f"{n} ({b:.3f} bpp)" for n, b in sorted(better, key=lambda t: t[1]))
+            out.append(f"Lossless size: hideNet's mean {h:.3f} bpp is larger than {names}.")
+        hd, ref = mean["hidenet"].get("decode_ratio"), mean["hidenet"].get("decode_reference")
+        if hd is not None and hd > 1:
+            out.append(f"Decode speed: hideNet decodes {hd:.1f} times slower than {ll['codecs'][ref]['label']}.")
+        he, ref = mean["hidenet"].get("encode_ratio"), mean["hidenet"].get("encode_reference")
+        if he is not None and he > 1:
+            out.append(f"Encode speed: hideNet encodes {he:.1f} times slower than {ll['codecs'][ref]['label']}.")
+    pr = results["progressive"]
+    lead = pr["mean"]["hidenet_minus_jpeg_db"]
+    lost = [(kb, d) for kb, d in zip(pr["budgets_kb"], lead) if d is not None and d <= 0]
+    if lost:
+        out.append("Progressive: the progressive JPEG shows a better image (PSNR) at "
+                   + ", ".join(f"{kb} KB ({-d:.1f} dB ahead)" for kb, d in lost) + ".")
+    hs, bs = pr["mean"]["series"]["hidenet"], pr["mean"]["series"]["bicubic"]
+    worse = [kb for kb, a, b in zip(pr["budgets_kb"], hs["psnr"], bs["psnr"]) if a is not None and b is not None and a < b]
+    if worse:
+        out.append("Progressive: the model's preview is below a plain bicubic upscale of the same level at "
+                   + ", ".join(f"{kb} KB" for kb in worse) + ".")
+    neg = [lv for lv in results["prediction"]["mean"] if lv["gain_db"] is not None and lv["gain_db"] < 0]
+    if neg:
+        out.append("Prediction: the model alone predicts odd pixels worse than bicubic at level(s) "
+                   + ", ".join(f"{lv['level']} ({lv['gain_db']:+.2f} dB)" for lv in neg) + ".")
+    sv = results["serving"]
+    if sv.get("available"):
+        for row in sv.get("rows", []):
+            if row.get("errors"):
+                out.append(f"Serving: {row['errors']} errors with {row['streams']} concurrent streams.")
+    return out
+
+
+def render_markdown(results: dict) -> str:
+    meta = results["meta"]
+    cfg = meta["config"]
+    lines = ["# hideNet benchmark results", ""]
+    sizes = ", ".join(f"{im['image']} {im['width']}x{im['height']} {im['mode']}" for im in results["images"])
+    lines += [
+        f"Measured by `{meta.get('command', 'hidenet bench')}` on {meta['date']}"
+        f" ({meta['machine']['cpu_count']} CPU cores, shared; torch threads: {cfg['threads']}; "
+        f"every codec single-threaded; best of {cfg['repeats']} timing run(s)); total {meta['seconds']['total']:.0f} s.",
+        f"Model: `{meta['model']['requested']}` = {meta['model']['name']} (weights {meta['model']['weights_hash']}).",
+        f"Images ({len(results['images'])}): {sizes}." + (" **Quick run: small crops, few images.**" if cfg["quick"] else ""),
+        "Methodology: docs/bench.md.",
+        "",
+    ]
+
+    # lossless
+    ll = results["lossless"]
+    codecs, mean = ll["codecs"], ll["mean"]
+    enc_ref = codecs.get(next(iter(mean.values()), {}).get("encode_reference", "png"), {}).get("label", "PNG")
+    dec_ref = codecs.get(next(iter(mean.values()), {}).get("decode_reference", "png"), {}).get("label", "PNG")
+    hbpp = mean.get("hidenet", {}).get("bpp")
+    lines += ["## Lossless", "",
+              f"Mean over the images; times are the fastest of the timing runs; ratios are to {enc_ref} (encode) "
+              f"and {dec_ref} (decode) on the same images in this run.", ""]
+    rows = []
+    for key, c in codecs.items():
+        if key not in mean:
+            continue
+        m = mean[key]
+        rel = None if hbpp is None or m["bpp"] is None else m["bpp"] / hbpp
+        rows.append([c["label"], c["settings"], _f(m["bpp"], 3), _f(rel, 3), _ms(m["encode_s"]), _x(m["encode_ratio"]),
+                     _ms(m["decode_s"]), _x(m["decode_ratio"]), "yes" if m["all_lossless"] else "**no**"])
+    lines += _table(["Codec", "Settings", "bpp", "bpp / hideNet", "Encode ms", f"Encode / {enc_ref}",
+                     "Decode ms", f"Decode / {dec_ref}", "Exact"], rows, "llrrrrrrl")
+    missing = [f"{c['label']} ({c['reason']})" for c in codecs.values() if not c["available"]]
+    if missing:
+        lines += ["", "Unavailable in this build: " + "; ".join(missing) + "."]
+    lines += ["", "Bits per pixel per image:", ""]
+    keys = [k for k in codecs if k in mean]
+    rows = [[im["image"], f"{im['width']}x{im['height']} {im['mode']}"]
+            + [_f(im["codecs"].get(k, {}).get("bpp"), 3) for k in keys] for im in ll["per_image"]]
+    lines += _table(["Image", "Size"] + [codecs[k]["label"] for k in keys], rows, "ll" + "r" * len(keys))
+    lines += ["", "![lossless](results-lossless.png)", ""]
+
+    # progressive
+    pr = results["progressive"]
+    s = pr["mean"]["series"]
+    labels = pr["series_labels"]
+    lines += ["## Quality after N bytes received", "",
+              "What a viewer shows after the first N bytes (1 KB = 1024 bytes), mean PSNR (dB) / SSIM over the images. "
+              f"hideNet: the lossless stream as the server sends it by default, shown as the model's full-size preview "
+              f"of the last complete level; bicubic: the same level upscaled without the model; JPEG: progressive, "
+              f"quality {pr['jpeg_quality']}, every complete scan decoded. Nothing complete yet = flat grey "
+              f"{pr['empty_grey']}.", ""]
+    rows = []
+    for i, kb in enumerate(pr["budgets_kb"]):
+        cells = [f"{kb} KB"]
+        for key in ("hidenet", "bicubic", "jpeg"):
+            cells.append(f"{_f(s[key]['psnr'][i])} / {_f(s[key]['ssim'][i], 3)}")
+        d = pr["mean"]["hidenet_minus_jpeg_db"][i]
+        cells.append("n/a" if d is None else (f"**{d:+.2f}**" if d > 0 else f"{d:+.2f}"))
+        rows.append(cells)
+    lines += _table(["Received", labels["hidenet"], labels["bicubic"], labels["jpeg"], "hideNet - JPEG (dB)"], rows)
+    lines += ["", "Levels shown by hideNet (level, 0 = full image; - = nothing yet) and complete JPEG scans, per image:", ""]
+    rows = []
+    for im in pr["per_image"]:
+        hl = ["-" if r["unit"] is None else str(r["unit"]) for r in im["series"]["hidenet"]]
+        js = [str(r["unit"]) for r in im["series"]["jpeg"]]
+        rows.append([im["image"], f"{im['hidenet_bytes']}", f"{im['jpeg_bytes']}", " ".join(hl), " ".join(js)])
+    lines += _table(["Image", "hideNet bytes (lossless)", "JPEG bytes", "hideNet level per budget", "JPEG scans per budget"], rows, "lrrll")
+    lines += ["", "![progressive](results-progressive.png)", ""]
+
+    # prediction
+    lines += ["## Prediction", "",
+              "PSNR (dB) of the odd pixels of each level predicted from its even pixels, mean over the images. "
+              "Model: the rounded means alone (what the preview shows); in the coding loop: later coding steps also "
+              "see the odd values decoded before them (what the entropy coder codes against).", ""]
+    rows = [[str(lv["level"]), str(lv["images"]), _f(lv["model_psnr"]), _f(lv["model_in_loop_psnr"]),
+             _f(lv["bicubic_psnr"]), _f(lv["gain_db"], 2)] for lv in results["prediction"]["mean"]]
+    lines += _table(["Level", "Images", "Model", "Model in coding loop", "Bicubic", "Model - bicubic"], rows)
+    lines += ["", "![prediction](results-prediction.png)", ""]
+
+    # serving
+    sv = results["serving"]
+    lines += ["## Serving", ""]
+    if not sv.get("available"):
+        lines += [f"Not measured: {sv.get('reason', 'unknown')}.", ""]
+    else:
+        lines += [sv.get("description", ""), ""]
+        rows = [[str(r["streams"]), _ms(r.get("ttfl_p50_s")), _ms(r.get("ttfl_p95_s")), _x(r.get("ttfl_p50_ratio")),
+                 _ms(r.get("lag_p95_s")), str(r.get("errors")), _f(r.get("peak_memory_mb"), 0)] for r in sv["rows"]]
+        lines += _table(["Streams", "TTFL p50 ms", "TTFL p95 ms", "p50 / 1-stream p50", "Lag p95 ms", "Errors",
+                         "Peak memory MB"], rows)
+        lines += ["", "![serving](results-serving.png)", ""]
+
+    lines += ["## Where hideNet is behind", ""]
+    items = behind(results)
+    lines += [f"- {b}" for b in items] if items else ["Nowhere in this run."]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _plot_progressive(results: dict, path: Path) -> None:
+    pr = results["progressive"]
+    kb = pr["budgets_kb"]
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    styles = {"hidenet": ("C0", "o"), "bicubic": ("C2", "s"), "jpeg": ("C3", "^")}
+    for i, metric in enumerate(("psnr", "ssim")):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for key, label in pr["series_labels"].items():
+            ys = [math.nan if y is None else y for y in pr["mean"]["series"][key][metric]]
+            color, marker = styles.get(key, (None, "o"))
+            ax.plot(kb, ys, marker=marker, color=color, label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(kb, [str(k) for k in kb])
+        ax.set_xlabel("bytes received (KB)")
+        ax.set_ylabel("PSNR (dB)" if metric == "psnr" else "SSIM")
+        ax.grid(True, alpha=0.3)
+        if i == 0:
+            ax.legend()
+    fig.suptitle(f"What the viewer shows after N bytes (mean of {len(results['images'])} images)")
+    fig.savefig(path, dpi=100)
+
+
+def _plot_lossless(results: dict, path: Path) -> None:
+    ll = results["lossless"]
+    keys = list(ll["mean"])
+    labels = [ll["codecs"][k]["label"] for k in keys]
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    ax = fig.add_subplot(1, 2, 1)
+    bpp = [ll["mean"][k]["bpp"] or 0 for k in keys]
+    ax.bar(labels, bpp, color=["C0" if k == "hidenet" else "C7" for k in keys])
+    ax.set_ylabel("bits per pixel (mean)")
+    ax.tick_params(axis="x", rotation=30)
+    ax.set_title("Lossless size")
+    ax2 = fig.add_subplot(1, 2, 2)
+    for k, label in zip(keys, labels):
+        m = ll["mean"][k]
+        if m["decode_s"] is not None and m["bpp"] is not None:
+            ax2.scatter([m["decode_s"] * 1000], [m["bpp"]], color="C0" if k == "hidenet" else "C7")
+            ax2.annotate(label, (m["decode_s"] * 1000, m["bpp"]), textcoords="offset points", xytext=(4, 4))
+    ax2.set_xscale("log")
+    ax2.set_xlabel("decode time (ms, mean, log scale)")
+    ax2.set_ylabel("bits per pixel")
+    ax2.set_title("Size against decode time")
+    ax2.grid(True, alpha=0.3)
+    fig.savefig(path, dpi=100)
+
+
+def _plot_prediction(results: dict, path: Path) -> None:
+    rows = results["prediction"]["mean"]
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    lv = [r["level"] for r in rows]
+    for key, label, color in (("model_psnr", "model", "C0"), ("model_in_loop_psnr", "model in coding loop", "C1"),
+                              ("bicubic_psnr", "bicubic", "C2")):
+        ax.plot(lv, [math.nan if r[key] is None else r[key] for r in rows], marker="o", label=label, color=color)
+    ax.set_xticks(lv)
+    ax.set_xlabel("level (0 = full image)")
+    ax.set_ylabel("PSNR of odd pixels (dB)")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.savefig(path, dpi=100)
+
+
+def _plot_serving(results: dict, path: Path) -> None:
+    sv = results["serving"]
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    if sv.get("available") and sv.get("rows"):
+        n = [r["streams"] for r in sv["rows"]]
+        for key, label in (("ttfl_p50_s", "TTFL p50"), ("ttfl_p95_s", "TTFL p95")):
+            ax.plot(n, [math.nan if r.get(key) is None else r[key] * 1000 for r in sv["rows"]], marker="o", label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(n, [str(k) for k in n])
+        ax.set_xlabel("concurrent streams")
+        ax.set_ylabel("time to first level (ms)")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    else:
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, f"serving not measured:\n{sv.get('reason', '')}", ha="center", va="center", wrap=True)
+    fig.savefig(path, dpi=100)
+
+
+def write_outputs(results: dict, out: Path) -> list[Path]:
+    """Write results.json, results.md and the plots into ``out``; return the paths written."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, draw in (("results-progressive.png", _plot_progressive), ("results-lossless.png", _plot_lossless),
+                       ("results-prediction.png", _plot_prediction), ("results-serving.png", _plot_serving)):
+        draw(results, out / name)
+        written.append(out / name)
+    (out / "results.json").write_text(json.dumps(_json_safe(results), indent=2, allow_nan=False) + "\n")
+    (out / "results.md").write_text(render_markdown(results))
+    return [out / "results.json", out / "results.md", *written]

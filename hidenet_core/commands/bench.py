@@ -1,0 +1,55 @@
+"""``hidenet bench``: measure hideNet against PNG, WebP, JPEG 2000, JPEG-LS, JPEG XL and progressive JPEG."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from .options import add_model_option, int_range
+
+HELP = "benchmark hideNet against standard codecs (lossless size, quality after N bytes, speed, serving)"
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="?", default=None, metavar="DIR",
+                   help="folder of images to measure (default: the bundled sample photographs)")
+    p.add_argument("--out", default="bench-out", metavar="DIR",
+                   help="where results.json, results.md and the plots go (default: bench-out)")
+    p.add_argument("--quick", action="store_true",
+                   help="short run (about a minute): 2 images cropped to 256 px, one timing run, 1 and 8 streams")
+    p.add_argument("--no-serving", dest="serving", action="store_false",
+                   help="skip the server load test")
+    p.add_argument("--max-images", type=int_range(1, 10_000), default=None, metavar="N",
+                   help="measure only the first N images (sorted by name)")
+    p.add_argument("--repeats", type=int_range(1, 20), default=3, metavar="N",
+                   help="timing runs per codec and image; the fastest counts (default 3; 1 with --quick)")
+    p.add_argument("--threads", type=int_range(1, 256), default=1, metavar="N",
+                   help="torch threads for hideNet (default 1: every codec runs single-threaded)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_model_option(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bench import BenchConfig, run_bench, write_outputs
+
+    images = Path(args.images) if args.images is not None else None
+    if images is not None and not images.is_dir():
+        raise ValueError(f"{args.images!r} is not a folder of images; give a folder, or nothing for the bundled samples")
+    config = BenchConfig(images_dir=images, quick=args.quick, model=args.model, serving=args.serving,
+                         repeats=args.repeats, threads=args.threads, max_images=args.max_images)
+    results = run_bench(config, progress=args.progress)
+    results["meta"]["command"] = "hidenet bench" + "".join(" " + shlex.quote(a) for a in sys.argv[2:]) \
+        if sys.argv[1:2] == ["bench"] else "hidenet bench"
+    paths = write_outputs(results, Path(args.out))
+    mean = results["progressive"]["mean"]
+    print(f"wrote {', '.join(str(p) for p in paths)}")
+    lead = ", ".join(f"{kb} KB {d:+.1f} dB" for kb, d in zip(results["progressive"]["budgets_kb"],
+                                                            mean["hidenet_minus_jpeg_db"]) if d is not None)
+    ll = results["lossless"]["mean"]
+    print("lossless bpp: " + ", ".join(f"{results['lossless']['codecs'][k]['label']} {v['bpp']:.3f}"
+                                        for k, v in ll.items() if v["bpp"] is not None))
+    print(f"hideNet preview PSNR minus progressive JPEG: {lead}")
+    print(f"total {results['meta']['seconds']['total']:.0f} s")
+    return 0

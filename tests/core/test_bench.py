@@ -1,0 +1,118 @@
+"""``hidenet bench``: a quick run on two tiny images, and the pieces its figures rest on."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hidenet_core.bench import PLOTS
+from hidenet_core.bench.lossless import anchor_codecs, same_pixels
+from hidenet_core.bench.progressive import jpeg_prefix_image, jpeg_scan_ends, progressive_jpeg
+from hidenet_core.bench.resample import bicubic_upscale
+from hidenet_core.cli import main
+from tests.conftest import smooth_image
+
+
+@pytest.fixture
+def tiny_dir(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(smooth_image(40, 56, 3, seed=1)).save(folder / "a.png")
+    Image.fromarray(smooth_image(33, 47, 1, seed=2)[:, :, 0]).save(folder / "b.png")
+    (folder / "notes.txt").write_text("not an image, ignored")
+    return folder
+
+
+def test_quick_run_writes_complete_outputs(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["bench", str(tiny_dir), "--out", str(out), "--quick", "--no-serving", "--no-progress", "--model", "interp"])
+    assert rc == 0
+    assert "wrote" in capsys.readouterr().out
+
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) == {"meta", "images", "lossless", "progressive", "prediction", "serving"}
+    assert [im["image"] for im in results["images"]] == ["a", "b"]
+    assert results["meta"]["config"]["quick"] is True
+
+    ll = results["lossless"]
+    assert set(ll["codecs"]) == {"hidenet", "png", "webp", "jpeg2k", "jpegls", "jpegxl"}
+    for key, codec in ll["codecs"].items():
+        if not codec["available"]:
+            assert codec["reason"]
+            continue
+        mean = ll["mean"][key]
+        assert mean["all_lossless"], key
+        assert mean["bpp"] > 0 and mean["encode_s"] > 0 and mean["decode_s"] > 0
+        assert mean["encode_ratio"] > 0 and mean["decode_ratio"] > 0
+    assert ll["mean"]["png"]["encode_ratio"] == pytest.approx(1.0)
+    for row in ll["per_image"]:
+        assert row["codecs"]["hidenet"]["lossless"] is True
+
+    pr = results["progressive"]
+    assert pr["budgets_kb"] == [2, 4, 8, 16, 32, 64]
+    for key in ("hidenet", "bicubic", "jpeg"):
+        for metric in ("psnr", "ssim"):
+            values = pr["mean"]["series"][key][metric]
+            assert len(values) == 6 and all(isinstance(v, float) for v in values)
+    assert len(pr["mean"]["hidenet_minus_jpeg_db"]) == 6
+    # tiny images: everything has arrived by 64 KB, so hideNet shows the exact image
+    assert all(im["series"]["hidenet"][-1]["unit"] == 0 for im in pr["per_image"])
+
+    levels = results["prediction"]["mean"]
+    assert levels and levels[0]["level"] == 0
+    assert {"model_psnr", "model_in_loop_psnr", "bicubic_psnr", "gain_db"} <= set(levels[0])
+    assert results["serving"] == {"available": False, "reason": "skipped (--no-serving)"}
+
+    md = (out / "results.md").read_text()
+    for heading in ("## Lossless", "## Quality after N bytes received", "## Prediction", "## Serving",
+                    "## Where hideNet is behind"):
+        assert heading in md
+    assert "| hideNet |" in md and "| 64 KB |" in md
+    for name in PLOTS:
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"({name})" in md or name == "results-serving.png"
+
+
+def test_missing_folder_is_a_clean_error(tmp_path, capsys):
+    assert main(["bench", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    assert "hidenet: error:" in capsys.readouterr().err
+
+
+def test_folder_without_images_is_a_clean_error(tmp_path, capsys):
+    assert main(["bench", str(tmp_path), "--out", str(tmp_path / "o"), "--no-progress", "--model", "interp"]) == 2
+    assert "no images" in capsys.readouterr().err
+
+
+def test_anchor_codecs_round_trip_grey_colour_and_alpha():
+    for c in (1, 3, 4):
+        px = smooth_image(21, 30, c, seed=c)
+        for codec in anchor_codecs():
+            if codec.available:
+                assert same_pixels(codec.decode(codec.encode(px)), px), (codec.key, c)
+
+
+def test_jpeg_scans_are_found_and_each_prefix_decodes():
+    px = smooth_image(64, 80, 3)
+    data = progressive_jpeg(px)
+    ends = jpeg_scan_ends(data)
+    assert len(ends) > 3 and ends == sorted(ends) and ends[-1] == len(data) - 2  # last scan, then EOI
+    assert all(data[e] == 0xFF for e in ends)
+    full = np.asarray(Image.open(io.BytesIO(data)))
+    assert np.array_equal(jpeg_prefix_image(data, ends[-1]), full)
+    errors = [np.abs(jpeg_prefix_image(data, e).astype(int) - px).mean() for e in ends]
+    assert errors[-1] < errors[0]
+
+
+def test_bicubic_upscale_keeps_the_pyramid_grid():
+    px = smooth_image(37, 53, 3)
+    for k in (1, 2, 3):
+        f = 2**k
+        level = px[::f, ::f]
+        up = bicubic_upscale(level, f, px.shape[:2])
+        assert up.shape == px.shape
+        # the kept pixels land on their own positions (the cubic kernel is 1 at 0, 0 at other integers)
+        assert np.abs(up[::f, ::f].astype(int) - level.astype(int)).max() <= 1
