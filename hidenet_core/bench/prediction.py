@@ -9,82 +9,105 @@ original level image, predicted from the original even pixels (level k + 1)
   values decoded by earlier ones (the prediction the entropy coder codes against);
 * by a bicubic interpolation of the same even pixels (grid-aligned, see ``resample``).
 
-PSNR is over the real odd pixels (padding excluded) and the visible channels; an exact
-prediction is reported as ``PSNR_CAP`` dB.
+Only real odd pixels count (not the padding of odd sizes), and the visible channels.
+Per image, PSNR per level; over the images, PSNR of the pooled squared errors (so a
+large image weighs more, as in ``hidenet eval``); an exact prediction counts as
+``PSNR_CAP`` dB.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..levels import reconstruct_level
-from ..metrics import mse
 from ..predictors.base import Predictor
 from ..pyramid import default_levels, level_shapes, merge, odd_valid_mask, split
 from .images import BenchImage
 from .progressive import PSNR_CAP
 from .resample import bicubic_upscale
 
-__all__ = ["measure_image", "odd_psnr"]
+__all__ = ["measure_image", "pooled", "PREDICTORS"]
+
+#: key -> what it is, in results.json
+PREDICTORS = {
+    "model": "the model's rounded means from the even pixels alone",
+    "model_in_loop": "the model's rounded means inside the lossless coding loop",
+    "bicubic": "bicubic interpolation of the even pixels",
+}
 
 
-def odd_psnr(pred_chw: np.ndarray, true_chw: np.ndarray) -> float:
-    """PSNR (dB) between the odd pixels of two (C, H, W) level images."""
+def _psnr(sse: float, count: int) -> float:
+    return PSNR_CAP if sse == 0 else min(PSNR_CAP, 10.0 * math.log10(255.0**2 * count / sse))
+
+
+def _sse(pred_chw: np.ndarray, true_chw: np.ndarray) -> tuple[float, int]:
+    """Summed squared error and count over the real odd pixels of two (C, H, W) level images."""
     c, height, width = true_chw.shape
     channels = min(c, 3)  # visible channels only
     _, odd_p = split(pred_chw[:channels])
     _, odd_t = split(true_chw[:channels])
     valid = odd_valid_mask(height, width, channels)
-    m = mse(odd_p[valid], odd_t[valid])
-    return PSNR_CAP if m == 0 else min(PSNR_CAP, float(10.0 * np.log10(255.0**2 / m)))
+    d = odd_p[valid].astype(np.float64) - odd_t[valid]
+    return float((d * d).sum()), int(valid.sum())
+
+
+def _in_loop(model: Predictor, even: np.ndarray, odd_true: np.ndarray, size: tuple[int, int], k: int) -> np.ndarray:
+    """The (C, H, W) level whose odd pixels are the rounded means the coder codes against."""
+    odd = np.zeros_like(odd_true)
+
+    def code(idx, valid, mean, scale):
+        block = odd[idx]
+        block[valid] = np.clip(np.round(mean), 0, 255).astype(np.uint8)
+        odd[idx] = block
+        return odd_true[idx][valid]  # what a lossless decoder decodes: later steps see the truth
+
+    reconstruct_level(model, even, size, k, code)
+    return merge(even, odd, size)
 
 
 def measure_image(image: BenchImage, model: Predictor) -> list[dict]:
-    """Per level 0 .. L-1 (0 = full image): the PSNR of each predictor's odd pixels."""
+    """Per level 0 .. L-1 (0 = full image): squared errors and PSNR of each predictor."""
     px = image.pixels
     levels = default_levels(image.height, image.width)
     shapes = level_shapes(image.height, image.width, levels)
     originals = [np.ascontiguousarray(px.transpose(2, 0, 1))]  # (C, H, W) per level
     for _ in range(levels):
-        even, _ = split(originals[-1])
-        originals.append(np.ascontiguousarray(even))
+        originals.append(np.ascontiguousarray(split(originals[-1])[0]))
     out = []
     for k in range(levels):
-        true = originals[k]
-        even = originals[k + 1]
+        true, even = originals[k], originals[k + 1]
         _, odd_true = split(true)
-        generative = reconstruct_level(model, even, shapes[k], k, None)
-
-        in_loop_means: list = []
-
-        def teacher(idx, valid, mean, scale, _odd=odd_true, _log=in_loop_means):
-            # the coding loop: record the prediction, hand back the true values so that
-            # later steps see what a lossless decoder would have decoded
-            _log.append((idx, valid, mean))
-            return _odd[idx][valid]
-
-        reconstruct_level(model, even, shapes[k], k, teacher)
-        in_loop = _assemble(in_loop_means, odd_true.shape, true, even, shapes[k])
-        upscaled = bicubic_upscale(even.transpose(1, 2, 0), 2, shapes[k]).transpose(2, 0, 1)
-        model_db = odd_psnr(generative, true)
-        bicubic_db = odd_psnr(upscaled, true)
-        out.append({
-            "level": k,
-            "width": shapes[k][1],
-            "height": shapes[k][0],
-            "model_psnr": model_db,
-            "model_in_loop_psnr": odd_psnr(in_loop, true),
-            "bicubic_psnr": bicubic_db,
-            "gain_db": model_db - bicubic_db,
-        })
+        guesses = {
+            "model": reconstruct_level(model, even, shapes[k], k, None),
+            "model_in_loop": _in_loop(model, even, odd_true, shapes[k], k),
+            "bicubic": bicubic_upscale(even.transpose(1, 2, 0), 2, shapes[k]).transpose(2, 0, 1),
+        }
+        row = {"level": k, "width": shapes[k][1], "height": shapes[k][0]}
+        for key, guess in guesses.items():
+            sse, count = _sse(guess, true)
+            row[f"{key}_sse"] = sse
+            row[f"{key}_psnr"] = _psnr(sse, count)
+            row["count"] = count
+        row["gain_db"] = row["model_psnr"] - row["bicubic_psnr"]
+        out.append(row)
     return out
 
 
-def _assemble(steps: list, odd_shape: tuple, true: np.ndarray, even: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """The (C, H, W) level whose odd pixels are the in-loop predicted means (rounded)."""
-    odd = np.zeros(odd_shape, dtype=np.uint8)
-    for idx, valid, mean in steps:
-        block = odd[idx]
-        block[valid] = np.clip(np.round(mean), 0, 255).astype(np.uint8)
-        odd[idx] = block
-    return merge(even, odd, size)
+def pooled(per_image: list[list[dict]]) -> list[dict]:
+    """Per level over all images: PSNR of the pooled squared errors."""
+    by_level: dict[int, list[dict]] = {}
+    for levels in per_image:
+        for row in levels:
+            by_level.setdefault(row["level"], []).append(row)
+    out = []
+    for k in sorted(by_level):
+        rows = by_level[k]
+        n = sum(r["count"] for r in rows)
+        agg = {"level": k, "images": len(rows)}
+        for key in PREDICTORS:
+            agg[f"{key}_psnr"] = _psnr(sum(r[f"{key}_sse"] for r in rows), n)
+        agg["gain_db"] = agg["model_psnr"] - agg["bicubic_psnr"]
+        out.append(agg)
+    return out

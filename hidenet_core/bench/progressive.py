@@ -174,29 +174,46 @@ def _hidenet_views(data: bytes, model: Predictor, budgets: list[int], height: in
     return out, info
 
 
-def measure_image(image: BenchImage, hdn: bytes, model: Predictor, budgets_kb=BUDGETS_KB) -> dict:
-    """PSNR and SSIM of each series at each budget for one image, plus the full curves'
-    break points (every hideNet level, every JPEG scan)."""
+def measure_image(image: BenchImage, hdn: bytes, model: Predictor, budgets_kb=BUDGETS_KB,
+                  extra: dict[str, bytes] | None = None) -> dict:
+    """PSNR and SSIM of each series at each budget for one image, plus where each
+    hideNet level and each JPEG scan ends.
+
+    ``hdn`` is the lossless stream (series "hidenet" and "bicubic"); ``extra`` maps
+    further series ids to other hideNet streams of the same image (for example a
+    near-lossless one), scored as the model's preview.
+    """
     budgets = [kb * 1024 for kb in budgets_kb]
     px = image.pixels
+    score = _Scorer(px)
     hid, info = _hidenet_views(hdn, model, budgets, image.height, image.width)
+    per_series: dict[str, list[dict]] = {key: [] for key in SERIES}
+    for preview, bicubic in hid:
+        per_series["hidenet"].append(score(("hidenet", preview.unit), preview))
+        per_series["bicubic"].append(score(("bicubic", bicubic.unit), bicubic))
+    streams = {"hidenet": {"bytes": len(hdn), "level_ends": _level_ends(info)}}
+    for key, data in (extra or {}).items():
+        views, extra_info = _hidenet_views(data, model, budgets, image.height, image.width)
+        per_series[key] = [score((key, preview.unit), preview) for preview, _ in views]
+        streams[key] = {"bytes": len(data), "level_ends": _level_ends(extra_info)}
+
     jpeg = progressive_jpeg(px)
     scan_ends = jpeg_scan_ends(jpeg)
     scans: dict[int, np.ndarray] = {}
-    per_series: dict[str, list[dict]] = {key: [] for key in SERIES}
-    score = _Scorer(px)
-    for b, (preview, bicubic) in zip(budgets, hid):
+    for b in budgets:
         n_scans = sum(1 for e in scan_ends if e <= b)
         if n_scans and n_scans not in scans:
             scans[n_scans] = jpeg_prefix_image(jpeg, scan_ends[n_scans - 1])
-        shown_jpeg = _Shown(scans.get(n_scans), scan_ends[n_scans - 1] if n_scans else 0, n_scans)
-        per_series["hidenet"].append(score(("hidenet", preview.unit), preview))
-        per_series["bicubic"].append(score(("bicubic", bicubic.unit), bicubic))
-        per_series["jpeg"].append(score(("jpeg", n_scans), shown_jpeg))
+        shown = _Shown(scans.get(n_scans), scan_ends[n_scans - 1] if n_scans else 0, n_scans)
+        per_series["jpeg"].append(score(("jpeg", n_scans), shown))
     return {
         "hidenet_bytes": len(hdn),
-        "hidenet_level_ends": [{"level": lv["level"], "bytes": lv["total_bytes"]} for lv in info["levels"]],
+        "streams": streams,
         "jpeg_bytes": len(jpeg),
         "jpeg_scan_ends": scan_ends,
         "series": per_series,
     }
+
+
+def _level_ends(info: dict) -> list[dict]:
+    return [{"level": lv["level"], "bytes": lv["total_bytes"]} for lv in info["levels"]]

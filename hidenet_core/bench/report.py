@@ -151,27 +151,41 @@ def render_markdown(results: dict) -> str:
               f"of the last complete level; bicubic: the same level upscaled without the model; JPEG: progressive, "
               f"quality {pr['jpeg_quality']}, every complete scan decoded. Nothing complete yet = flat grey "
               f"{pr['empty_grey']}.", ""]
+    extras = [k for k in labels if k not in pr["main_series"]]
+    if extras:
+        lines += ["Also shown, not part of the comparison: " + "; ".join(
+            f"{labels[k]}, the same model's preview of a near-lossless stream (every pixel within "
+            f"{k.removeprefix('hidenet_d')} of the original), a mode the server streams on request" for k in extras) + ".", ""]
+    order = ["hidenet", "bicubic", "jpeg", *extras]
     rows = []
     for i, kb in enumerate(pr["budgets_kb"]):
         cells = [f"{kb} KB"]
-        for key in ("hidenet", "bicubic", "jpeg"):
+        for key in order:
             cells.append(f"{_f(s[key]['psnr'][i])} / {_f(s[key]['ssim'][i], 3)}")
         d = pr["mean"]["hidenet_minus_jpeg_db"][i]
-        cells.append("n/a" if d is None else (f"**{d:+.2f}**" if d > 0 else f"{d:+.2f}"))
+        cells.insert(4, "n/a" if d is None else (f"**{d:+.2f}**" if d > 0 else f"{d:+.2f}"))
         rows.append(cells)
-    lines += _table(["Received", labels["hidenet"], labels["bicubic"], labels["jpeg"], "hideNet - JPEG (dB)"], rows)
-    lines += ["", "Levels shown by hideNet (level, 0 = full image; - = nothing yet) and complete JPEG scans, per image:", ""]
+    header = ["Received", labels["hidenet"], labels["bicubic"], labels["jpeg"], "hideNet - JPEG (dB)"]
+    lines += _table(header + [labels[k] for k in extras], rows)
+    if any(v >= pr["psnr_cap"] for key in order for im in pr["per_image"] for v in
+           (r["psnr"] for r in im["series"][key])):
+        lines += ["", f"(An image shown exactly counts as {pr['psnr_cap']:.0f} dB in these means.)"]
+    lines += ["", "Bytes of each stream, the hideNet level shown at each budget (0 = full image, - = nothing yet) "
+              "and the number of complete JPEG scans at each budget, per image:", ""]
     rows = []
     for im in pr["per_image"]:
         hl = ["-" if r["unit"] is None else str(r["unit"]) for r in im["series"]["hidenet"]]
         js = [str(r["unit"]) for r in im["series"]["jpeg"]]
-        rows.append([im["image"], f"{im['hidenet_bytes']}", f"{im['jpeg_bytes']}", " ".join(hl), " ".join(js)])
-    lines += _table(["Image", "hideNet bytes (lossless)", "JPEG bytes", "hideNet level per budget", "JPEG scans per budget"], rows, "lrrll")
+        ex = [str(im["streams"][k]["bytes"]) for k in extras]
+        rows.append([im["image"], str(im["hidenet_bytes"]), *ex, str(im["jpeg_bytes"]), " ".join(hl), " ".join(js)])
+    lines += _table(["Image", "hideNet bytes (lossless)", *[f"hideNet d={k.removeprefix('hidenet_d')} bytes" for k in extras], "JPEG bytes",
+                     "hideNet level per budget", "JPEG scans per budget"], rows, "l" + "r" * (2 + len(extras)) + "ll")
     lines += ["", "![progressive](results-progressive.png)", ""]
 
     # prediction
     lines += ["## Prediction", "",
-              "PSNR (dB) of the odd pixels of each level predicted from its even pixels, mean over the images. "
+              "PSNR (dB) of the odd pixels of each level predicted from its even pixels (the squared errors of all images "
+              "pooled, as `hidenet eval` does). "
               "Model: the rounded means alone (what the preview shows); in the coding loop: later coding steps also "
               "see the odd values decoded before them (what the entropy coder codes against).", ""]
     rows = [[str(lv["level"]), str(lv["images"]), _f(lv["model_psnr"]), _f(lv["model_in_loop_psnr"]),
@@ -203,13 +217,13 @@ def _plot_progressive(results: dict, path: Path) -> None:
     pr = results["progressive"]
     kb = pr["budgets_kb"]
     fig = Figure(figsize=(10, 4), layout="constrained")
-    styles = {"hidenet": ("C0", "o"), "bicubic": ("C2", "s"), "jpeg": ("C3", "^")}
+    styles = {"hidenet": ("C0", "o", "-"), "bicubic": ("C2", "s", "-"), "jpeg": ("C3", "^", "-")}
     for i, metric in enumerate(("psnr", "ssim")):
         ax = fig.add_subplot(1, 2, i + 1)
         for key, label in pr["series_labels"].items():
             ys = [math.nan if y is None else y for y in pr["mean"]["series"][key][metric]]
-            color, marker = styles.get(key, (None, "o"))
-            ax.plot(kb, ys, marker=marker, color=color, label=label)
+            color, marker, line = styles.get(key, ("C0", "x", "--"))
+            ax.plot(kb, ys, marker=marker, color=color, linestyle=line, label=label)
         ax.set_xscale("log", base=2)
         ax.set_xticks(kb, [str(k) for k in kb])
         ax.set_xlabel("bytes received (KB)")

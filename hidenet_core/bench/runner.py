@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..codec import EncodeSettings, encode
 from ..predictors import load_model
 from ..predictors.base import Predictor
 from ..samples import sample_paths
@@ -45,6 +46,7 @@ class BenchConfig:
     max_images: int | None = None  # keep only the first N images
     budgets_kb: tuple[int, ...] = progressive.BUDGETS_KB
     streams: tuple[int, ...] = field(default=serving_section.STREAMS)
+    extra_max_error: int = 4  # also stream a near-lossless hideNet (max error d) in the progressive section; 0: no
 
 
 def _mean(values) -> float | None:
@@ -85,9 +87,9 @@ def _lossless_summary(codecs: list[lossless.Codec], per_image: list[dict]) -> di
     return summary
 
 
-def _progressive_summary(per_image: list[dict], budgets_kb) -> dict:
+def _progressive_summary(per_image: list[dict], labels: dict, budgets_kb) -> dict:
     series = {}
-    for key in progressive.SERIES:
+    for key in labels:
         series[key] = {
             "psnr": [_mean(im["series"][key][i]["psnr"] for im in per_image) for i in range(len(budgets_kb))],
             "ssim": [_mean(im["series"][key][i]["ssim"] for im in per_image) for i in range(len(budgets_kb))],
@@ -97,19 +99,6 @@ def _progressive_summary(per_image: list[dict], budgets_kb) -> dict:
         for h, j in zip(series["hidenet"]["psnr"], series["jpeg"]["psnr"])
     ]
     return {"series": series, "hidenet_minus_jpeg_db": lead, "hidenet_ahead": [d is not None and d > 0 for d in lead]}
-
-
-def _prediction_summary(per_image: list[dict]) -> list[dict]:
-    levels = sorted({lv["level"] for im in per_image for lv in im["levels"]})
-    out = []
-    for k in levels:
-        rows = [lv for im in per_image for lv in im["levels"] if lv["level"] == k]
-        out.append({
-            "level": k,
-            "images": len(rows),
-            **{f: _mean(r[f] for r in rows) for f in ("model_psnr", "model_in_loop_psnr", "bicubic_psnr", "gain_db")},
-        })
-    return out
 
 
 def run_bench(config: BenchConfig, progress: bool = True, log: Callable[[str], None] | None = None) -> dict:
@@ -122,6 +111,11 @@ def run_bench(config: BenchConfig, progress: bool = True, log: Callable[[str], N
     streams = serving_section.QUICK_STREAMS if config.quick and config.streams == serving_section.STREAMS else config.streams
     model: Predictor = load_model(config.model)
     codecs = [lossless.hidenet_codec(model), *lossless.anchor_codecs()]
+
+    labels = dict(progressive.SERIES)
+    extra_key = f"hidenet_d{config.extra_max_error}"
+    if config.extra_max_error:
+        labels[extra_key] = f"hideNet max error {config.extra_max_error} (preview)"
 
     old_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
@@ -148,7 +142,11 @@ def run_bench(config: BenchConfig, progress: bool = True, log: Callable[[str], N
             lossless_rows.append(row)
             t1 = time.perf_counter()
             bar.set_postfix_str(f"{image.name}: progressive")
-            progressive_rows.append({**info, **progressive.measure_image(image, hdn, model, config.budgets_kb)})
+            extra = {}
+            if config.extra_max_error:
+                settings = EncodeSettings(max_error=config.extra_max_error)
+                extra[extra_key] = encode(image.pixels, model, settings)
+            progressive_rows.append({**info, **progressive.measure_image(image, hdn, model, config.budgets_kb, extra)})
             bar.update()
             t2 = time.perf_counter()
             bar.set_postfix_str(f"{image.name}: prediction")
@@ -193,14 +191,16 @@ def run_bench(config: BenchConfig, progress: bool = True, log: Callable[[str], N
         },
         "progressive": {
             "budgets_kb": list(config.budgets_kb),
-            "series_labels": dict(progressive.SERIES),
+            "series_labels": labels,
+            "main_series": list(progressive.SERIES),
             "empty_grey": progressive.EMPTY_GREY,
             "psnr_cap": progressive.PSNR_CAP,
             "jpeg_quality": progressive.JPEG_QUALITY,
             "per_image": progressive_rows,
-            "mean": _progressive_summary(progressive_rows, config.budgets_kb),
+            "mean": _progressive_summary(progressive_rows, labels, config.budgets_kb),
         },
-        "prediction": {"per_image": prediction_rows, "mean": _prediction_summary(prediction_rows)},
+        "prediction": {"predictors": dict(prediction.PREDICTORS), "per_image": prediction_rows,
+                       "mean": prediction.pooled([r["levels"] for r in prediction_rows])},
         "serving": serving_result,
     }
 

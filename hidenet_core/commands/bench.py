@@ -27,6 +27,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="timing runs per codec and image; the fastest counts (default 3; 1 with --quick)")
     p.add_argument("--threads", type=int_range(1, 256), default=1, metavar="N",
                    help="torch threads for hideNet (default 1: every codec runs single-threaded)")
+    p.add_argument("--extra-max-error", type=int_range(0, 127), default=4, metavar="D",
+                   help="also show a near-lossless hideNet stream (max error D) against bytes received; 0: don't")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     add_model_option(p)
 
@@ -38,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     if images is not None and not images.is_dir():
         raise ValueError(f"{args.images!r} is not a folder of images; give a folder, or nothing for the bundled samples")
     config = BenchConfig(images_dir=images, quick=args.quick, model=args.model, serving=args.serving,
-                         repeats=args.repeats, threads=args.threads, max_images=args.max_images)
+                         repeats=args.repeats, threads=args.threads, max_images=args.max_images,
+                         extra_max_error=args.extra_max_error)
     results = run_bench(config, progress=args.progress)
     results["meta"]["command"] = "hidenet bench" + "".join(" " + shlex.quote(a) for a in sys.argv[2:]) \
         if sys.argv[1:2] == ["bench"] else "hidenet bench"
