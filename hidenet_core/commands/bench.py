@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
 
 from .options import add_model_option, int_range
@@ -33,6 +32,24 @@ def configure(p: argparse.ArgumentParser) -> None:
     add_model_option(p)
 
 
+def _command(args: argparse.Namespace) -> str:
+    """The command line that reproduces this run (options at their defaults left out)."""
+    words = ["hidenet", "bench"]
+    if args.images is not None:
+        words.append(args.images)
+    words += ["--out", args.out]
+    if args.quick:
+        words.append("--quick")
+    if not args.serving:
+        words.append("--no-serving")
+    for opt, value, default in (("--max-images", args.max_images, None), ("--repeats", args.repeats, 3),
+                                ("--threads", args.threads, 1), ("--extra-max-error", args.extra_max_error, 4),
+                                ("--model", args.model, "default")):
+        if value != default:
+            words += [opt, str(value)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..bench import BenchConfig, run_bench, write_outputs
 
@@ -43,8 +60,7 @@ def run(args: argparse.Namespace) -> int:
                          repeats=args.repeats, threads=args.threads, max_images=args.max_images,
                          extra_max_error=args.extra_max_error)
     results = run_bench(config, progress=args.progress)
-    results["meta"]["command"] = "hidenet bench" + "".join(" " + shlex.quote(a) for a in sys.argv[2:]) \
-        if sys.argv[1:2] == ["bench"] else "hidenet bench"
+    results["meta"]["command"] = _command(args)
     paths = write_outputs(results, Path(args.out))
     mean = results["progressive"]["mean"]
     print(f"wrote {', '.join(str(p) for p in paths)}")
