@@ -1,0 +1,91 @@
+"""The application factory and the lifetime of its resources."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import AsyncIterator
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from hidenet_core import Predictor, load_model, sample_paths
+
+from .cache import StreamCache
+from .clock import Clock, MonotonicClock
+from .config import ServerConfig
+from .errors import json_errors
+from .frames import FrameCache
+from .keys import CACHE, CLOCK, CONFIG, FRAMES, MODEL, RACES, SOCKETS, STATIC, STATS, STORE, THUMBNAILS, WORKER
+from .race import RaceCache
+from .resources import StaticFiles, find_dir
+from .routes import routes
+from .stats import ServerStats
+from .store import LRU, ImageStore
+from .worker import Worker
+from .ws import close_sockets
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+MB = 1024 * 1024
+
+
+def create_app(config: ServerConfig | None = None, *, clock: Clock | None = None, model: Predictor | None = None) -> web.Application:
+    """The hideNet web application. ``clock`` replaces the real one (tests); ``model``, if
+    given, is used instead of loading ``config.model``."""
+    config = config or ServerConfig()
+    app = web.Application(middlewares=[json_errors], client_max_size=config.max_upload_bytes + MB)
+    app[CONFIG] = config
+    app[CLOCK] = clock or MonotonicClock()
+    app[STATS] = ServerStats()
+    app[SOCKETS] = weakref.WeakSet()
+    static_dir = config.static_dir or find_dir("static")
+    app[STATIC] = StaticFiles(static_dir)
+    env = aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(str(config.templates_dir or find_dir("templates"))),
+        autoescape=jinja2.select_autoescape(default=True),
+    )
+    env.globals["static"] = app[STATIC].url
+    app.add_routes(routes())
+    app.cleanup_ctx.append(_resources(model))
+    app.on_shutdown.append(close_sockets)
+    return app
+
+
+def _resources(preloaded: Predictor | None):
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        cfg = app[CONFIG]
+        worker = Worker(cfg.workers, cfg.torch_threads)
+        try:
+            app[WORKER] = worker
+            app[MODEL] = preloaded or await worker.run(load_model, cfg.model)
+            store = ImageStore(cfg.data_dir / "uploads", cfg.pixel_cache_mb * MB)
+            await worker.run(_fill_store, store, cfg)
+            app[STORE] = store
+            (cfg.data_dir / "cache").mkdir(parents=True, exist_ok=True)
+            app[CACHE] = StreamCache(cfg.data_dir / "cache")
+            app[FRAMES] = FrameCache(cfg.frame_cache_mb * MB)
+            app[RACES] = RaceCache(cfg.race_cache_items)
+            app[THUMBNAILS] = LRU(256)
+            log.info("serving %d images with model %r", len(store), app[MODEL].name)
+            yield
+        finally:
+            if CACHE in app:
+                await app[CACHE].close()
+            await asyncio.to_thread(worker.close)
+
+    return resources
+
+
+def _fill_store(store: ImageStore, cfg: ServerConfig) -> None:
+    if cfg.images_dir is not None:
+        if not store.add_dir(cfg.images_dir):
+            log.warning("no readable images in %s", cfg.images_dir)
+    elif cfg.include_samples:
+        for path in sample_paths():
+            store.add_file(path)
+    store.load_uploads()

@@ -1,0 +1,165 @@
+"""Encoded ``.hdn`` streams on disk, named by image content hash, mode and model.
+
+A file is written atomically and checked when read: the header CRC, every chunk's
+payload CRC, the level order and the exact length. A file that fails the check is
+deleted and the image re-encoded, never served. Concurrent requests for a stream that
+is being encoded wait for that one encoding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hidenet_core import HdnFormatError
+from hidenet_core.format import CHUNK_HEADER_SIZE, Header, parse_chunk_header, parse_header
+
+from .store import atomic_write
+
+__all__ = ["StreamKey", "Chunk", "StreamLayout", "scan_stream", "StreamCache"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StreamKey:
+    """What determines an encoded stream."""
+
+    image_id: str  # content hash of the pixels
+    model_hash: str  # hex weights hash of the predictor
+    max_error: int  # d for every level
+    generative_levels: int  # g
+
+    @property
+    def filename(self) -> str:
+        return f"{self.image_id}.{self.model_hash[:16]}.d{self.max_error}.g{self.generative_levels}.hdn"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One level's chunk inside a stream."""
+
+    level: int
+    start: int  # offset of its chunk header
+    end: int  # offset just past its payload: the cumulative bytes up to this level
+    payload_bytes: int
+
+
+@dataclass(frozen=True)
+class StreamLayout:
+    header: Header
+    header_bytes: int
+    chunks: tuple[Chunk, ...]  # base first, full image last
+
+    @property
+    def total_bytes(self) -> int:
+        return self.chunks[-1].end
+
+    @property
+    def payload_bytes(self) -> int:
+        return sum(c.payload_bytes for c in self.chunks)
+
+
+def scan_stream(data: bytes) -> StreamLayout:
+    """Check a complete stream's structure and CRCs; return where each chunk is."""
+    header, pos = parse_header(data)
+    chunks = []
+    for level in range(header.levels, -1, -1):
+        ch = parse_chunk_header(data, pos)
+        if ch.level != level:
+            raise HdnFormatError(f"chunk for level {ch.level} where level {level} was expected")
+        end = pos + CHUNK_HEADER_SIZE + ch.payload_length
+        if end > len(data):
+            raise HdnFormatError(f"truncated stream: the chunk for level {level} ends at {end}, the stream at {len(data)}")
+        if zlib.crc32(data[pos + CHUNK_HEADER_SIZE : end]) != ch.payload_crc:
+            raise HdnFormatError(f"payload CRC mismatch in the chunk for level {level}")
+        chunks.append(Chunk(level, pos, end, ch.payload_length))
+        pos = end
+    if pos != len(data):
+        raise HdnFormatError(f"unexpected {len(data) - pos} bytes after the last chunk")
+    return StreamLayout(header, chunks[0].start, tuple(chunks))
+
+
+class StreamCache:
+    """The on-disk cache. ``load``/``save`` block (call them in the worker)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._pending: dict[StreamKey, asyncio.Task[tuple[bytes, StreamLayout]]] = {}
+
+    def path(self, key: StreamKey) -> Path:
+        return self.directory / key.filename
+
+    def load(self, key: StreamKey) -> tuple[bytes, StreamLayout] | None:
+        """The cached stream, or None if absent or corrupted (a corrupted file is removed)."""
+        path = self.path(key)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            layout = scan_stream(data)
+            if layout.header.model_hash.hex() != key.model_hash:
+                raise HdnFormatError("encoded with other weights")
+        except HdnFormatError as exc:
+            log.warning("cache file %s is corrupted (%s): re-encoding", path.name, exc)
+            path.unlink(missing_ok=True)
+            raise CorruptCacheFile(str(exc)) from None
+        return data, layout
+
+    def save(self, key: StreamKey, data: bytes) -> None:
+        atomic_write(self.path(key), data)
+
+    async def get(
+        self,
+        key: StreamKey,
+        run: Callable[..., object],
+        encode: Callable[[], bytes],
+        on_event: Callable[[str], None] = lambda event: None,
+    ) -> tuple[bytes, StreamLayout]:
+        """The stream for ``key``: from disk, or encoded once however many ask at the same time.
+
+        ``run(fn)`` runs a blocking function in the worker; ``encode()`` makes the stream;
+        ``on_event`` hears "hit", "miss" and "corrupt".
+        """
+        task = self._pending.get(key)
+        if task is None:
+            # a task of its own: it finishes (and fills the cache) even if every requester leaves
+            task = asyncio.create_task(self._load_or_encode(key, run, encode, on_event))
+            self._pending[key] = task
+            task.add_done_callback(lambda t: (self._pending.pop(key, None), t.cancelled() or t.exception()))
+        return await asyncio.shield(task)
+
+    async def close(self) -> None:
+        """Cancel encodings still running (at shutdown)."""
+        tasks = list(self._pending.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _load_or_encode(self, key, run, encode, on_event) -> tuple[bytes, StreamLayout]:
+        try:
+            cached = await run(self.load, key)
+        except CorruptCacheFile:
+            on_event("corrupt")
+            cached = None
+        if cached is not None:
+            on_event("hit")
+            return cached
+        on_event("miss")
+
+        def make() -> tuple[bytes, StreamLayout]:
+            data = encode()
+            layout = scan_stream(data)
+            self.save(key, data)
+            return data, layout
+
+        return await run(make)
+
+
+class CorruptCacheFile(Exception):
+    """A cache file failed its check (and has been removed)."""

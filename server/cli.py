@@ -1,0 +1,67 @@
+"""``hidenet serve``: the streaming server with the bundled samples and the default model."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from hidenet_core.cli import CliError
+from hidenet_core.commands.options import add_model_option, int_range
+
+from .config import ServerConfig, default_data_dir
+
+HELP = "serve the gallery, the viewer and the streaming API (http://127.0.0.1:8080/ by default)"
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int_range(0, 65535), default=8080, help="TCP port (default 8080; 0 picks a free one)")
+    p.add_argument("--images", type=Path, default=None, metavar="DIR",
+                   help="serve the images in DIR instead of the bundled sample photographs")
+    p.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                   help=f"where uploads and the stream cache are kept (default {default_data_dir()})")
+    p.add_argument("--max-streams", type=int_range(1, 10_000), default=48, metavar="N",
+                   help="streams running at once; more are answered 'busy' (default 48)")
+    p.add_argument("--workers", type=int_range(1, 64), default=2, metavar="N",
+                   help="decoder threads (default 2)")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="also accept websockets from this origin (e.g. http://localhost:3000); repeatable")
+    add_model_option(p)
+
+
+def build_config(args: argparse.Namespace) -> ServerConfig:
+    if args.images is not None and not args.images.is_dir():
+        raise CliError(f"--images {str(args.images)!r} is not a directory")
+    data_dir = args.data_dir or default_data_dir()
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"cannot create the data directory {str(data_dir)!r}: {exc.strerror or exc}") from None
+    return ServerConfig(
+        host=args.host, port=args.port, model=args.model, data_dir=data_dir, images_dir=args.images,
+        max_streams=args.max_streams, workers=args.workers, allowed_origins=tuple(args.allow_origin),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from hidenet_core import load_model
+
+    from .app import create_app
+
+    config = build_config(args)
+    model = load_model(config.model)  # a bad --model is a clean error before anything starts
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    app = create_app(config, model=model)
+
+    def announce(text: str) -> None:
+        print(f"hideNet: model {model.name!r}, data in {config.data_dir}", file=sys.stderr)
+        print(text.replace("(Press CTRL+C to quit)", "(Ctrl+C to stop)"), file=sys.stderr, flush=True)
+
+    web.run_app(app, host=config.host, port=config.port, print=announce, shutdown_timeout=5.0,
+                handle_signals=True)
+    return 0

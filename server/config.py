@@ -1,0 +1,65 @@
+"""The server's settings: one frozen dataclass, built by ``hidenet serve`` or by tests."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["ServerConfig", "default_data_dir"]
+
+MB = 1024 * 1024
+
+
+def default_data_dir() -> Path:
+    """Where uploads and the stream cache live unless ``--data-dir`` says otherwise."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "hidenet"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything ``create_app`` needs; the defaults are safe for a public demo on loopback."""
+
+    host: str = "127.0.0.1"  # bind address (loopback unless the user asks otherwise)
+    port: int = 8080  # TCP port
+    model: str = "default"  # predictor name or checkpoint path (``load_model``)
+    data_dir: Path = field(default_factory=default_data_dir)  # uploads/ and cache/ below it
+    images_dir: Path | None = None  # serve these images; None: the bundled samples
+    include_samples: bool = True  # with images_dir None: add the bundled sample photographs
+    templates_dir: Path | None = None  # None: the templates shipped with the package
+    static_dir: Path | None = None  # None: the static files shipped with the package
+    max_upload_bytes: int = 20 * MB  # largest accepted upload (413 beyond)
+    max_pixels: int = 40_000_000  # largest accepted image in pixels (413 beyond: decompression bombs)
+    max_streams: int = 48  # streams running at once over all sockets; more are answered "busy"
+    max_sockets: int = 256  # open websockets; more are refused with 503 at the handshake
+    ws_max_message: int = 64 * 1024  # largest websocket message a client may send (close 1009 beyond)
+    heartbeat_s: float = 20.0  # websocket ping interval; a peer that misses a pong is dropped
+    allowed_origins: tuple[str, ...] = ()  # extra origins allowed on /ws besides the server's own
+    workers: int = 2  # executor threads for decoding and encoding (bounded concurrency)
+    torch_threads: int = 1  # intra-op threads per inference call
+    race_quality: int = 90  # progressive JPEG quality of the race
+    pixel_cache_mb: int = 256  # decoded originals kept in memory
+    frame_cache_mb: int = 128  # rendered level frames (PNG) kept in memory
+    race_cache_items: int = 16  # progressive-JPEG race timelines kept in memory
+
+    def __post_init__(self) -> None:
+        checks = {
+            "port": 0 <= self.port <= 65535,
+            "max_upload_bytes": self.max_upload_bytes >= 1,
+            "max_pixels": self.max_pixels >= 1,
+            "max_streams": self.max_streams >= 1,
+            "max_sockets": self.max_sockets >= 1,
+            "ws_max_message": self.ws_max_message >= 1024,
+            "heartbeat_s": self.heartbeat_s > 0,
+            "workers": self.workers >= 1,
+            "torch_threads": self.torch_threads >= 1,
+            "race_quality": 1 <= self.race_quality <= 95,
+            "pixel_cache_mb": self.pixel_cache_mb >= 1,
+            "frame_cache_mb": self.frame_cache_mb >= 1,
+            "race_cache_items": self.race_cache_items >= 1,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid server setting {bad[0]}={getattr(self, bad[0])!r}")
+        object.__setattr__(self, "data_dir", Path(self.data_dir))

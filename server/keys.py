@@ -1,0 +1,34 @@
+"""Every piece of typed application state, as ``web.AppKey``s in one place."""
+
+from __future__ import annotations
+
+import weakref
+
+from aiohttp import web
+
+from hidenet_core import Predictor
+
+from .cache import StreamCache
+from .clock import Clock
+from .config import ServerConfig
+from .frames import FrameCache
+from .race import RaceCache
+from .resources import StaticFiles
+from .stats import ServerStats
+from .store import LRU, ImageStore
+from .worker import Worker
+
+__all__ = ["CONFIG", "CLOCK", "MODEL", "WORKER", "STORE", "CACHE", "RACES", "FRAMES", "STATIC", "THUMBNAILS", "SOCKETS", "STATS"]
+
+CONFIG = web.AppKey("config", ServerConfig)
+CLOCK = web.AppKey("clock", Clock)  # the link schedule's time source (a fake one in tests)
+MODEL = web.AppKey("model", Predictor)
+WORKER = web.AppKey("worker", Worker)  # executor for all CPU work
+STORE = web.AppKey("store", ImageStore)  # images by content-hash id
+CACHE = web.AppKey("cache", StreamCache)  # encoded .hdn streams on disk
+RACES = web.AppKey("races", RaceCache)  # progressive JPEG timelines
+FRAMES = web.AppKey("frames", FrameCache)  # rendered level frames and their quality
+THUMBNAILS = web.AppKey("thumbnails", LRU)  # thumbnail PNGs by image id
+STATIC = web.AppKey("static", StaticFiles)  # static dir + content hashes for URLs
+SOCKETS = web.AppKey[weakref.WeakSet[web.WebSocketResponse]]("sockets")  # open websockets, closed on shutdown
+STATS = web.AppKey("stats", ServerStats)  # counters for /api/stats

@@ -1,0 +1,91 @@
+"""The websocket protocol's client messages, parsed and checked (docs/protocol.md).
+
+Every problem is a ``ProtocolError`` whose message is sent back to the client as
+``{"type": "error", "message": ...}``; the socket stays open.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from .links import Link, LinkError, parse_link
+
+__all__ = ["ProtocolError", "StartRequest", "Cancel", "parse_message", "START_DEFAULTS"]
+
+MAX_ERROR = 127
+MAX_GENERATIVE = 16
+
+#: optional fields of "start" and their defaults
+START_DEFAULTS = {"link": "unlimited", "max_error": 0, "generative_levels": 0, "preview": True, "race": False}
+
+
+class ProtocolError(ValueError):
+    """A client message that breaks the protocol; ``code`` is a short machine-readable reason."""
+
+    def __init__(self, message: str, code: str = "bad_request") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    image: str  # image id
+    link: Link
+    max_error: int  # d for every level, 0..127 (0 = lossless)
+    generative_levels: int  # g, 0..levels of the image
+    preview: bool  # frames are full-size predictions (True) or the level at its own size
+    race: bool  # also stream a progressive JPEG over the same link
+
+
+@dataclass(frozen=True)
+class Cancel:
+    pass
+
+
+def _int(msg: dict, key: str, hi: int) -> int:
+    value = msg[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= hi:
+        raise ProtocolError(f"{key} must be an integer in 0..{hi}, got {value!r}")
+    return value
+
+
+def _bool(msg: dict, key: str) -> bool:
+    value = msg[key]
+    if not isinstance(value, bool):
+        raise ProtocolError(f"{key} must be true or false, got {value!r}")
+    return value
+
+
+def parse_message(text: str) -> StartRequest | Cancel:
+    """Parse one text message from the client."""
+    try:
+        msg = json.loads(text)
+    except ValueError as exc:
+        raise ProtocolError(f"message is not valid JSON: {exc}") from None
+    if not isinstance(msg, dict):
+        raise ProtocolError(f"message must be a JSON object with a \"type\", got {type(msg).__name__}")
+    kind = msg.get("type")
+    if kind == "cancel":
+        return Cancel()
+    if kind != "start":
+        raise ProtocolError(f"unknown message type {kind!r}; expected \"start\" or \"cancel\"")
+    unknown = set(msg) - {"type", "image", *START_DEFAULTS}
+    if unknown:
+        raise ProtocolError(f"unknown field(s) in start: {sorted(unknown)}")
+    image = msg.get("image")
+    if not isinstance(image, str) or not image:
+        raise ProtocolError(f"start needs \"image\": an image id string, got {image!r}")
+    msg = {**START_DEFAULTS, **msg}
+    try:
+        link = parse_link(msg["link"])
+    except LinkError as exc:
+        raise ProtocolError(str(exc)) from None
+    return StartRequest(
+        image=image,
+        link=link,
+        max_error=_int(msg, "max_error", MAX_ERROR),
+        generative_levels=_int(msg, "generative_levels", MAX_GENERATIVE),
+        preview=_bool(msg, "preview"),
+        race=_bool(msg, "race"),
+    )

@@ -1,0 +1,102 @@
+"""Server fixtures: a small image set, the fast ``interp`` model, a fake clock, a client."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytest_asyncio
+from aiohttp import WSMsgType
+from PIL import Image
+
+from server import ServerConfig, create_app
+from server.clock import FakeClock
+from server.store import image_id
+from tests.conftest import smooth_image
+
+
+class HoldClock(FakeClock):
+    """A fake clock whose waits block until the test calls ``release()``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def sleep_until(self, t: float) -> None:
+        self.waits.append(t)
+        await self.gate.wait()
+        self.t = max(self.t, t)
+
+    def release(self) -> None:
+        self.gate.set()
+
+
+def png_of(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def rgb() -> np.ndarray:
+    return smooth_image(40, 56, 3, seed=1)
+
+
+@pytest.fixture
+def grey() -> np.ndarray:
+    return smooth_image(33, 21, 1, seed=2)
+
+
+@pytest.fixture
+def images_dir(tmp_path: Path, rgb: np.ndarray, grey: np.ndarray) -> Path:
+    d = tmp_path / "images"
+    d.mkdir()
+    (d / "colour.png").write_bytes(png_of(rgb))
+    (d / "grey.png").write_bytes(png_of(grey))
+    (d / "notes.txt").write_text("not an image")
+    return d
+
+
+@pytest.fixture
+def rgb_id(rgb) -> str:
+    return image_id(rgb)
+
+
+@pytest.fixture
+def config(tmp_path: Path, images_dir: Path) -> ServerConfig:
+    return ServerConfig(model="interp", data_dir=tmp_path / "data", images_dir=images_dir, workers=1, heartbeat_s=5)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest_asyncio.fixture
+async def client(aiohttp_client, config, clock):
+    return await aiohttp_client(create_app(config, clock=clock))
+
+
+async def receive_stream(ws, until: str = "done", timeout: float = 30) -> list:
+    """Messages up to and including ``until``: JSON as dicts, frames as bytes."""
+    out: list = []
+    while True:
+        msg = await asyncio.wait_for(ws.receive(), timeout)
+        if msg.type == WSMsgType.TEXT:
+            out.append(json.loads(msg.data))
+            if out[-1]["type"] in (until, "error") and until != "never":
+                return out
+        elif msg.type == WSMsgType.BINARY:
+            out.append(msg.data)
+        else:
+            out.append(msg)
+            return out
+
+
+def frame_pixels(png: bytes) -> np.ndarray:
+    arr = np.asarray(Image.open(io.BytesIO(png)))
+    return arr[:, :, None] if arr.ndim == 2 else arr
