@@ -15,14 +15,23 @@ export class Timeline {
     this.levels = 0;
   }
 
-  /** Start over with pending rows for levels `levels` (the base) down to 0 (full size). */
-  reset(levels = 0, totalBytes = 0) {
+  /**
+   * Start over with a pending row per level, base first. `schedule` is the server's plan
+   * ([{level, payload_bytes, total_bytes, arrival_ms}], from "meta"): pending rows show it greyed.
+   */
+  reset({ baseLevel = 0, totalBytes = 0, schedule = null } = {}) {
     this.tbody.replaceChildren();
     this.rows.clear();
-    this.levels = levels;
+    this.levels = baseLevel;
     this.totalBytes = totalBytes;
     this.#setFill(0);
-    for (let level = levels; level >= 0; level -= 1) this.#row(level);
+    const plan = schedule ?? Array.from({ length: baseLevel + 1 }, (_, i) => ({ level: baseLevel - i }));
+    for (const step of plan) {
+      const row = this.#row(step.level);
+      if (step.payload_bytes != null) setText(row.cells.payload, formatBytes(step.payload_bytes));
+      if (step.total_bytes != null) setText(row.cells.received, formatBytes(step.total_bytes));
+      if (step.arrival_ms != null) setText(row.cells.arrival, `due ${formatMs(step.arrival_ms)}`);
+    }
   }
 
   /** Fill a level's row from its "level" message. */

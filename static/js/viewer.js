@@ -91,7 +91,7 @@ function setStreamState(value) {
 function start() {
   session?.close();
   setError("");
-  stream = { t0: performance.now(), levels: null, firstLevel: null, firstRace: null, raceBytes: 0 };
+  stream = { t0: performance.now(), levels: null, count: null, firstLevel: null, firstRace: null };
   for (const [name, s] of Object.entries(sides)) {
     s.stoppedAt = null;
     s.last = null;
@@ -99,7 +99,8 @@ function start() {
     setText(s.status, "Connecting…");
     setText(s.badge, "");
   }
-  timeline.reset(0);
+  timeline.reset({ schedule: [] });
+  delete sides.jpeg.figure.dataset.scans;
   stats.reset();
   stats.set("link", linkText(null));
   for (const chart of charts) chart.reset();
@@ -127,9 +128,10 @@ function stop() {
 }
 
 function onMeta(meta) {
-  stream.levels = Number.isInteger(meta.levels) ? meta.levels : null;
-  const total = meta.total_bytes ?? meta.payload_bytes ?? meta.total_payload_bytes ?? 0;
-  timeline.reset(stream.levels ?? 0, total);
+  stream.levels = Number.isInteger(meta.base_level) ? meta.base_level : null;
+  stream.count = Number.isInteger(meta.levels) ? meta.levels : null;
+  const total = meta.total_bytes ?? meta.payload_bytes ?? 0;
+  timeline.reset({ baseLevel: stream.levels ?? 0, totalBytes: total, schedule: meta.schedule ?? null });
   if (stream.levels != null) form.setMaxGenerativeLevels(stream.levels);
   stats.set("link", linkText(meta));
   setText(sides.hidenet.status, `Waiting for the base level · ${formatBytes(total)} to send`);
@@ -139,12 +141,12 @@ function onMeta(meta) {
 
 function onLevel(message, bitmap) {
   const s = sides.hidenet;
-  const levels = stream.levels ?? message.level;
-  const step = levels - message.level + 1;
+  const count = message.levels ?? stream.count ?? (stream.levels ?? message.level) + 1;
+  const step = (message.index ?? (stream.levels ?? message.level) - message.level) + 1;
   s.stage.show(bitmap, `hideNet: ${image.name}, level ${message.level}, ${formatSize(message.width, message.height)}`);
   s.figure.dataset.level = String(message.level);
   s.last = message;
-  setText(s.badge, `${step}/${levels + 1}`);
+  setText(s.badge, `${step}/${count}`);
   setText(s.status, `Level ${message.level} · ${formatSize(message.width, message.height)} · ${formatBytes(message.total_bytes)} at ${formatClock(message.arrival_ms)}`);
   timeline.addLevel(message);
   charts[0].add("hidenet", message.arrival_ms, message.psnr);
@@ -155,7 +157,7 @@ function onLevel(message, bitmap) {
   }
   stats.set("bytes", formatBytes(message.total_bytes));
   stats.set("psnr", formatPsnr(message.psnr));
-  if (message.level === 0) {
+  if (step === count) {
     s.stoppedAt = message.arrival_ms;
     stats.set("final", formatMs(message.arrival_ms));
   }
@@ -164,11 +166,12 @@ function onLevel(message, bitmap) {
 function onRace(message, bitmap) {
   const s = sides.jpeg;
   s.last = message;
-  const scan = (Number(s.figure.dataset.scans) || 0) + 1;
+  const scan = message.scan ?? (Number(s.figure.dataset.scans) || 0) + 1;
   s.figure.dataset.scans = String(scan);
-  s.stage.show(bitmap, `Progressive JPEG: ${image.name}, scan ${scan}`);
-  setText(s.badge, `scan ${scan}`);
-  setText(s.status, `Scan ${scan} · ${formatBytes(message.bytes)} at ${formatClock(message.arrival_ms)} · ${formatPsnr(message.psnr)}`);
+  const of = message.scans ? `/${message.scans}` : "";
+  s.stage.show(bitmap, `Progressive JPEG: ${image.name}, scan ${scan}${of}`);
+  setText(s.badge, `scan ${scan}${of}`);
+  setText(s.status, `Scan ${scan}${of} · ${formatBytes(message.bytes)} at ${formatClock(message.arrival_ms)} · ${formatPsnr(message.psnr)}`);
   charts[0].add("jpeg", message.arrival_ms, message.psnr);
   charts[1].add("jpeg", message.bytes, message.psnr);
   if (stream.firstRace == null) {
@@ -177,6 +180,7 @@ function onRace(message, bitmap) {
   }
   stats.set("jpeg-bytes", formatBytes(message.bytes));
   stats.set("jpeg-final", formatMs(message.arrival_ms));
+  if (message.scans && scan === message.scans) s.stoppedAt = message.arrival_ms;
 }
 
 function onDone(message) {

@@ -1,0 +1,225 @@
+"""The viewer page in a real Chromium against a real server: progressive painting,
+pixel-exact lossless display at 1:1, the race, and the state kept in the URL."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import time
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+# A digest of what the hideNet stage shows: a sparse sum over the image's pixels.
+CANVAS_DIGEST = """() => {
+    const canvas = document.querySelector("#stage-hidenet canvas");
+    const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+    let h = 0;
+    for (let i = 0; i < data.length; i += 53) h = (h * 31 + data[i]) % 2147483647;
+    return h;
+}"""
+
+OBSERVE = """() => ({
+    arrived: [...document.querySelectorAll("#timeline-body tr[data-state=arrived]")].map(tr => Number(tr.dataset.level)),
+    rows: [...document.querySelectorAll("#timeline-body tr")].map(tr => Number(tr.dataset.level)),
+    frames: Number(document.querySelector("#stage-hidenet canvas").dataset.frames || 0),
+    settled: document.querySelector("#stage-hidenet canvas").dataset.settled,
+    state: document.querySelector("#viewer").dataset.streamState,
+})"""
+
+
+def wait_done(page, timeout_s: float = 60) -> None:
+    page.wait_for_function(
+        "() => ['done', 'error'].includes(document.querySelector('#viewer').dataset.streamState)",
+        timeout=timeout_s * 1000,
+    )
+    assert page.locator("#viewer").get_attribute("data-stream-state") == "done", page.locator("#stream-error").text_content()
+
+
+def wait_settled(page, stage: str = "hidenet") -> None:
+    """Wait until the stage's last crossfade has finished."""
+    page.wait_for_function(
+        f"() => {{ const c = document.querySelector('#stage-{stage} canvas');"
+        " return Number(c.dataset.frames) > 0 && c.dataset.settled === c.dataset.frames; }"
+    )
+
+
+def stage_pixels(page, stage: str, width: int, height: int) -> np.ndarray:
+    """The image's rectangle of a stage canvas at 1:1, read with getImageData: (H, W, 4) uint8."""
+    b64 = page.evaluate(
+        """([stage, w, h]) => {
+            const canvas = document.querySelector(`#stage-${stage} canvas`);
+            if (canvas.dataset.scale !== "1") throw new Error(`not at 1:1: scale ${canvas.dataset.scale}`);
+            const x = Number(canvas.dataset.x), y = Number(canvas.dataset.y);
+            const data = canvas.getContext("2d").getImageData(x, y, w, h).data;
+            let s = "";
+            for (let i = 0; i < data.length; i += 0x8000) s += String.fromCharCode(...data.subarray(i, i + 0x8000));
+            return btoa(s);
+        }""",
+        [stage, width, height],
+    )
+    return np.frombuffer(base64.b64decode(b64), np.uint8).reshape(height, width, 4)
+
+
+def viewer_url(server, image, **query) -> str:
+    return f"{server.url}/view/{image.id}?" + "&".join(f"{k}={v}" for k, v in query.items())
+
+
+def test_a_slow_link_paints_the_base_first_then_each_level_in_order(server, small_image, page):
+    total = len(server.get_bytes(f"/api/images/{small_image.id}/stream.hdn"))
+    down_kbps = max(1, round(total * 8 / 4000))  # the whole stream takes about 4 s
+    page.goto(viewer_url(server, small_image, link="custom", down_kbps=down_kbps, rtt_ms=200, mode="lossless", preview=0))
+    observations = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        seen = page.evaluate(OBSERVE)
+        seen["digest"] = page.evaluate(CANVAS_DIGEST)
+        observations.append(seen)
+        if seen["state"] in ("done", "error"):
+            break
+        time.sleep(0.03)
+    final = observations[-1]
+    assert final["state"] == "done"
+    levels = final["rows"]
+    base = levels[0]
+    assert levels == list(range(base, -1, -1)) and base >= 3, levels  # base first, full size last
+    assert final["arrived"] == levels
+    # At every moment, what had arrived was a prefix of base..0: levels come in order.
+    for seen in observations:
+        assert seen["arrived"] == levels[: len(seen["arrived"])], seen
+    # There was a time when only the base was shown, and the picture changed after it.
+    base_only = [s for s in observations if s["arrived"] == [base] and s["frames"] == 1 and s["settled"] == "1"]
+    assert base_only, "the base level was never shown on its own"
+    wait_settled(page)
+    final_digest = page.evaluate(CANVAS_DIGEST)
+    assert base_only[-1]["digest"] != final_digest
+    assert len({s["digest"] for s in observations}) >= len(levels)
+    assert int(page.locator("#stage-hidenet canvas").get_attribute("data-frames")) == len(levels)
+    # The timeline is complete, and the totals are filled in.
+    assert page.locator("#timeline-body tr[data-state=arrived]").count() == len(levels)
+    assert page.locator("[data-stat=first]").text_content() != "–"
+    assert page.locator("[data-stat=final]").text_content() != "–"
+    assert page.locator("#timeline-body tr[data-level='0'] .col-psnr").text_content() == "∞ (exact)"
+
+
+@pytest.mark.parametrize("preview", [0, 1])
+def test_lossless_at_1to1_shows_the_original_pixels(server, small_image, page, preview):
+    page.goto(viewer_url(server, small_image, link="unlimited", mode="lossless", preview=preview, view="1to1"))
+    wait_done(page)
+    wait_settled(page)
+    shown = stage_pixels(page, "hidenet", small_image.width, small_image.height)
+    original = np.asarray(Image.open(io.BytesIO(server.get_bytes(f"/api/images/{small_image.id}/original.png"))).convert("RGB"))
+    assert np.array_equal(original, small_image.pixels)
+    assert (shown[:, :, 3] == 255).all()
+    assert np.array_equal(shown[:, :, :3], original)
+
+
+def test_race_shows_both_images_and_both_curves(server, small_image, page):
+    page.goto(viewer_url(server, small_image, link="3g", race=1))
+    wait_done(page)
+    wait_settled(page, "hidenet")
+    wait_settled(page, "jpeg")
+    assert page.locator("#stage-jpeg").is_visible()
+    assert page.locator("#stage-hidenet").is_visible()
+    scans = int(page.locator("#stage-jpeg").get_attribute("data-scans"))
+    assert scans >= 2
+    assert int(page.locator("#stage-jpeg canvas").get_attribute("data-frames")) == scans
+    for stage in ("hidenet", "jpeg"):
+        pixels = page.evaluate(
+            """(stage) => {
+                const c = document.querySelector(`#stage-${stage} canvas`);
+                const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+                let lit = 0;
+                for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] > 120) lit++;
+                return lit / (d.length / 4);
+            }""",
+            stage,
+        )
+        assert pixels > 0.2, f"the {stage} stage is mostly empty"
+    for chart in ("chart-time", "chart-bytes"):
+        canvas = page.locator(f"#{chart}")
+        assert int(canvas.get_attribute("data-points-hidenet")) >= 4
+        assert int(canvas.get_attribute("data-points-jpeg")) == scans
+        # Both curves are drawn: pixels in each series' colour.
+        counts = page.evaluate(
+            """(id) => {
+                const c = document.getElementById(id);
+                const style = getComputedStyle(c);
+                const rgb = (name) => {
+                    const probe = document.createElement("canvas").getContext("2d");
+                    probe.fillStyle = style.getPropertyValue(name).trim();
+                    probe.fillRect(0, 0, 1, 1);
+                    return probe.getImageData(0, 0, 1, 1).data;
+                };
+                const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+                const near = (i, [r, g, b]) => Math.abs(d[i] - r) + Math.abs(d[i + 1] - g) + Math.abs(d[i + 2] - b) < 30 && d[i + 3] > 200;
+                const a = rgb("--series-hidenet"), j = rgb("--series-jpeg");
+                let ca = 0, cj = 0;
+                for (let i = 0; i < d.length; i += 4) { if (near(i, a)) ca++; else if (near(i, j)) cj++; }
+                return [ca, cj];
+            }""",
+            chart,
+        )
+        assert counts[0] > 50 and counts[1] > 50, (chart, counts)
+    assert page.locator("[data-stat=jpeg-first]").is_visible()
+    assert page.locator("[data-stat=jpeg-first]").text_content() != "–"
+
+
+def test_reloading_the_url_restores_image_link_and_mode(server, small_image, page):
+    starts = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: starts.append(json.loads(payload))
+                                          if isinstance(payload, str) and '"start"' in payload else None))
+    page.goto(viewer_url(server, small_image, link="unlimited"))
+    wait_done(page)
+    page.select_option("#link", "2g")
+    page.locator("label[for=mode-near]").click()
+    page.fill("#max-error", "3")
+    page.press("#max-error", "Enter")
+    page.locator("label[for=race] , .switch:has(#race)").first.click()
+    page.locator("#stages").click(position={"x": 5, "y": 5})  # focus out of the form
+    page.keyboard.press("f")  # shortcut: fit -> 1:1
+    page.wait_for_function("() => new URLSearchParams(location.search).get('view') === '1to1'")
+    query = parse_qs(urlparse(page.url).query)
+    assert query["link"] == ["2g"] and query["mode"] == ["near"] and query["max_error"] == ["3"]
+    assert query["race"] == ["1"] and query["view"] == ["1to1"]
+
+    starts.clear()
+    page.reload()
+    page.wait_for_function("() => document.querySelector('#viewer').dataset.streamState !== 'connecting'")
+    assert urlparse(page.url).path == f"/view/{small_image.id}"
+    assert page.locator(".viewer-title").text_content().startswith(small_image.name)
+    assert page.locator("#link").input_value() == "2g"
+    assert page.locator("#mode-near").is_checked()
+    assert page.locator("#max-error").input_value() == "3"
+    assert page.locator("#max-error-field").is_visible()
+    assert page.locator("#race").is_checked()
+    assert page.locator("#view-1to1").is_checked()
+    assert page.locator("#stage-jpeg").is_visible()
+    assert starts[-1] == {
+        "type": "start", "image": small_image.id, "link": "2g", "max_error": 3,
+        "generative_levels": 0, "preview": True, "race": True,
+    }
+
+
+def test_a_custom_link_and_generative_mode_come_from_the_url(server, small_image, page):
+    starts = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: starts.append(json.loads(payload))
+                                          if isinstance(payload, str) and '"start"' in payload else None))
+    page.goto(viewer_url(server, small_image, link="custom", down_kbps=5000, rtt_ms=40, mode="generative",
+                         generative_levels=1, preview=0))
+    wait_done(page)
+    assert page.locator("#custom-link").is_visible()
+    assert page.locator("#down-kbps").input_value() == "5000"
+    assert page.locator("#generative-field").is_visible()
+    assert starts[0]["link"] == {"down_kbps": 5000, "rtt_ms": 40}
+    assert starts[0]["generative_levels"] == 1 and starts[0]["max_error"] == 0 and starts[0]["preview"] is False
+    # Replay by keyboard restarts the same stream.
+    page.locator("#stages").click(position={"x": 5, "y": 5})
+    page.keyboard.press("r")
+    page.wait_for_function(f"() => document.querySelector('#viewer').dataset.streamState === 'done'")
+    assert len(starts) == 2 and starts[1] == starts[0]
