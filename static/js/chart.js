@@ -75,7 +75,8 @@ export class QualityChart {
     if (yMax - yMin < 10) yMax = yMin + 10;
     let xMax = Math.max(1, ...all.map((p) => p.x));
     if (this.axis === "time" && this.now != null) xMax = Math.max(xMax, this.now);
-    xMax = niceCeil(xMax * 1.05);
+    const xStep = niceStep((xMax * 1.05) / 4);
+    xMax = Math.ceil((xMax * 1.05) / xStep) * xStep;
 
     const pad = { left: 40, right: 12, top: hasExact ? 26 : 12, bottom: 24 };
     const plotW = Math.max(10, W - pad.left - pad.right);
@@ -100,9 +101,9 @@ export class QualityChart {
     if (hasExact) ctx.fillText("∞", pad.left - 6, sy(EXACT));
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
-    for (let i = 0; i <= 4; i += 1) {
-      const x = (xMax * i) / 4;
-      ctx.fillText(this.#xLabel(x), sx(x), pad.top + plotH + 6);
+    for (let i = 0; i * xStep <= xMax + 1e-9; i += 1) {
+      const x = i * xStep;
+      ctx.fillText(this.#xLabel(x, xStep), sx(x), pad.top + plotH + 6);
     }
 
     // Series as step lines: the quality shown holds until the next frame arrives.
@@ -132,15 +133,17 @@ export class QualityChart {
     }
   }
 
-  #xLabel(x) {
-    if (this.axis === "bytes") return x === 0 ? "0" : formatBytes(x);
-    return x === 0 ? "0" : `${(x / 1000).toFixed(x < 10000 ? 1 : 0)} s`;
+  #xLabel(x, step) {
+    if (x === 0) return "0";
+    if (this.axis === "bytes") return formatBytes(x);
+    const decimals = step >= 1000 ? 0 : step >= 100 ? 1 : 2;
+    return `${(x / 1000).toFixed(decimals)} s`;
   }
 }
 
-/** Round up to 1, 2 or 5 times a power of ten. */
-function niceCeil(value) {
-  const power = 10 ** Math.floor(Math.log10(value));
-  for (const m of [1, 2, 2.5, 5, 10]) if (value <= m * power) return m * power;
+/** The smallest of 1, 2, 5 times a power of ten that is at least `value`. */
+function niceStep(value) {
+  const power = 10 ** Math.floor(Math.log10(Math.max(value, 1e-9)));
+  for (const m of [1, 2, 5]) if (value <= m * power) return m * power;
   return 10 * power;
 }
