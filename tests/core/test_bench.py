@@ -116,3 +116,17 @@ def test_bicubic_upscale_keeps_the_pyramid_grid():
         assert up.shape == px.shape
         # the kept pixels land on their own positions (the cubic kernel is 1 at 0, 0 at other integers)
         assert np.abs(up[::f, ::f].astype(int) - level.astype(int)).max() <= 1
+
+
+def test_serving_rows_carry_ratios_to_the_single_stream_time():
+    from hidenet_core.bench.serving import rows_from_loadtest
+
+    def run(n, p50, p95):
+        return {"streams": n, "completed": n, "errors": 0, "first_level_ms_p50": p50, "first_level_ms_p95": p95,
+                "lag_ms_p50": 1.0, "lag_ms_p95": 2.0, "lag_ms_max": 3.0, "levels_per_stream": 5, "wall_s": 0.5,
+                "rss_mb_max": 300.0, "peak_rss_mb": 310.0}
+
+    rows = rows_from_loadtest({"runs": [run(1, 20.0, 25.0), run(8, 50.0, 80.0)]})
+    assert [r["streams"] for r in rows] == [1, 8]
+    assert rows[0]["ttfl_p50_ratio"] == 1.0
+    assert rows[1]["ttfl_p50_ratio"] == 2.5 and rows[1]["ttfl_p95_ratio"] == 4.0
