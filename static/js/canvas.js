@@ -84,8 +84,8 @@ export class Stage {
     const clampAxis = (canvasSize, imageSize, pan) => {
       const centred = Math.floor((canvasSize - imageSize) / 2);
       if (imageSize <= canvasSize) return { offset: centred, pan: 0 };
-      const offset = Math.min(0, Math.max(canvasSize - imageSize, centred + Math.round(pan)));
-      return { offset, pan: offset - centred };
+      const clamped = Math.min(-centred, Math.max(canvasSize - imageSize - centred, pan));
+      return { offset: centred + Math.round(clamped), pan: clamped };
     };
     const ax = clampAxis(cw, iw, this.panX);
     const ay = clampAxis(ch, ih, this.panY);

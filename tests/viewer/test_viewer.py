@@ -72,7 +72,7 @@ def viewer_url(server, image, **query) -> str:
 
 def test_a_slow_link_paints_the_base_first_then_each_level_in_order(server, small_image, page):
     total = len(server.get_bytes(f"/api/images/{small_image.id}/stream.hdn"))
-    down_kbps = max(1, round(total * 8 / 4000))  # the whole stream takes about 4 s
+    down_kbps = max(1, round(total * 8 / 6000))  # the whole stream takes about 6 s: the base shows alone for ~0.3 s
     page.goto(viewer_url(server, small_image, link="custom", down_kbps=down_kbps, rtt_ms=200, mode="lossless", preview=0))
     observations = []
     deadline = time.monotonic() + 60
@@ -223,3 +223,31 @@ def test_a_custom_link_and_generative_mode_come_from_the_url(server, small_image
     page.keyboard.press("r")
     page.wait_for_function(f"() => document.querySelector('#viewer').dataset.streamState === 'done'")
     assert len(starts) == 2 and starts[1] == starts[0]
+
+
+def test_at_1to1_a_stage_smaller_than_the_image_pans_by_keyboard_and_drag(server, small_image, page):
+    page.set_viewport_size({"width": 480, "height": 800})  # two race stages narrower than the image
+    page.goto(viewer_url(server, small_image, link="unlimited", race=1, view="1to1"))
+    wait_done(page)
+    canvas = page.locator("#stage-hidenet canvas")
+    width = int(canvas.evaluate("c => c.width"))
+    assert width < small_image.width
+    x = lambda: int(canvas.get_attribute("data-x"))  # noqa: E731
+    assert x() == (width - small_image.width) // 2  # centred
+    canvas.focus()
+    page.keyboard.press("ArrowLeft")
+    assert x() == 0  # clamped: the image's left edge
+    page.keyboard.press("Shift+ArrowRight")
+    assert x() == width - small_image.width  # clamped: its right edge
+    page.keyboard.press("Home")
+    assert x() == (width - small_image.width) // 2
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + 50, box["y"] + 50)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 55, box["y"] + 50, steps=2)
+    page.mouse.up()
+    assert x() == (width - small_image.width) // 2 + 5
+    # In fit mode the whole image is scaled into the stage instead.
+    page.keyboard.press("f")
+    page.wait_for_function("() => document.querySelector('#stage-hidenet canvas').dataset.scale !== '1'")
+    assert float(canvas.get_attribute("data-scale")) < 1
