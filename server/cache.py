@@ -1,6 +1,6 @@
 """Encoded ``.hdn`` streams on disk, named by image content hash, mode and model.
 
-A file is written atomically and checked when read: the header CRC, every chunk's
+Recently used streams are also kept in memory. A file is written atomically and checked when read: the header CRC, every chunk's
 payload CRC, the level order and the exact length. A file that fails the check is
 deleted and the image re-encoded, never served. Concurrent requests for a stream that
 is being encoded wait for that one encoding.
@@ -18,7 +18,7 @@ from pathlib import Path
 from hidenet_core import HdnFormatError
 from hidenet_core.format import CHUNK_HEADER_SIZE, Header, parse_chunk_header, parse_header
 
-from .store import atomic_write
+from .store import LRU, atomic_write
 
 __all__ = ["StreamKey", "Chunk", "StreamLayout", "scan_stream", "StreamCache"]
 
@@ -87,8 +87,9 @@ def scan_stream(data: bytes) -> StreamLayout:
 class StreamCache:
     """The on-disk cache. ``load``/``save`` block (call them in the worker)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, memory_bytes: int = 64 * 1024 * 1024) -> None:
         self.directory = directory
+        self._memory = LRU(memory_bytes, weigh=lambda item: len(item[0]))  # type: ignore[index]
         self._pending: dict[StreamKey, asyncio.Task[tuple[bytes, StreamLayout]]] = {}
 
     def path(self, key: StreamKey) -> Path:
@@ -126,6 +127,10 @@ class StreamCache:
         ``run(fn)`` runs a blocking function in the worker; ``encode()`` makes the stream;
         ``on_event`` hears "hit", "miss" and "corrupt".
         """
+        hot = self._memory.get(key)
+        if hot is not None:  # checked when it was read or written; no need to read it again
+            on_event("hit")
+            return hot  # type: ignore[return-value]
         task = self._pending.get(key)
         if task is None:
             # a task of its own: it finishes (and fills the cache) even if every requester leaves
@@ -149,6 +154,7 @@ class StreamCache:
             cached = None
         if cached is not None:
             on_event("hit")
+            self._memory.put(key, cached)
             return cached
         on_event("miss")
 
@@ -158,7 +164,9 @@ class StreamCache:
             self.save(key, data)
             return data, layout
 
-        return await run(make)
+        result = await run(make)
+        self._memory.put(key, result)
+        return result
 
 
 class CorruptCacheFile(Exception):

@@ -1,0 +1,63 @@
+"""The worker: priority order, bounded concurrency, torch threads restored."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+import torch
+
+from server.worker import PrioritySlots, Worker
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_waiters_are_served_by_priority_then_order():
+    slots = PrioritySlots(1)
+    await slots.acquire(0)
+    order = []
+
+    async def job(priority, name):
+        await slots.acquire(priority)
+        order.append(name)
+        slots.release()
+
+    tasks = [asyncio.create_task(job(p, n)) for p, n in [(3, "late-3"), (0, "first-0"), (3, "later-3"), (1, "one")]]
+    await asyncio.sleep(0)
+    slots.release()
+    await asyncio.gather(*tasks)
+    assert order == ["first-0", "one", "late-3", "later-3"]
+
+
+async def test_a_cancelled_waiter_does_not_leak_its_slot():
+    slots = PrioritySlots(1)
+    await slots.acquire(0)
+    waiter = asyncio.create_task(slots.acquire(0))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    await asyncio.gather(waiter, return_exceptions=True)
+    slots.release()
+    await asyncio.wait_for(slots.acquire(0), 1)
+
+
+async def test_worker_runs_off_the_loop_with_bounded_concurrency():
+    before = torch.get_num_threads()
+    worker = Worker(2, 1)
+    assert torch.get_num_threads() == 1
+    running, peak, lock = 0, 0, threading.Lock()
+
+    def job():
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        threading.Event().wait(0.02)
+        with lock:
+            running -= 1
+        return threading.get_ident()
+
+    idents = await asyncio.gather(*(worker.run(job) for _ in range(8)))
+    worker.close()
+    assert peak <= 2 and threading.get_ident() not in idents
+    assert torch.get_num_threads() == before
