@@ -103,7 +103,8 @@ export class QualityChart {
     ctx.textBaseline = "top";
     for (let i = 0; i * xStep <= xMax + 1e-9; i += 1) {
       const x = i * xStep;
-      ctx.fillText(this.#xLabel(x, xStep), sx(x), pad.top + plotH + 6);
+      ctx.textAlign = x + xStep > xMax + 1e-9 ? "right" : "center"; // the last label stays inside
+      ctx.fillText(this.#xLabel(x, xStep), x + xStep > xMax + 1e-9 ? pad.left + plotW : sx(x), pad.top + plotH + 6);
     }
 
     // Series as step lines: the quality shown holds until the next frame arrives.

@@ -66,6 +66,7 @@ function apply(next) {
   $("#stages").classList.toggle("is-racing", state.race);
   show(sides.jpeg.figure, state.race);
   stats.setRace(state.race);
+  show($(".legend-jpeg"), state.race);
   stats.set("link", linkText(null));
 }
 
