@@ -18,7 +18,7 @@ from .clock import Clock, MonotonicClock
 from .config import ServerConfig
 from .errors import json_errors
 from .frames import FrameCache
-from .keys import CACHE, CLOCK, CONFIG, FRAMES, MODEL, RACES, SOCKETS, STATIC, STATS, STORE, THUMBNAILS, WORKER
+from .keys import CACHE, CLOCK, CONFIG, FRAMES, MODEL, MODEL_HASH, RACES, SOCKETS, STATIC, STATS, STORE, THUMBNAILS, WORKER
 from .race import RaceCache
 from .resources import StaticFiles, find_dir
 from .routes import routes
@@ -63,6 +63,7 @@ def _resources(preloaded: Predictor | None):
         try:
             app[WORKER] = worker
             app[MODEL] = preloaded or await worker.run(load_model, cfg.model)
+            app[MODEL_HASH] = (await worker.run(app[MODEL].weights_hash)).hex()
             store = ImageStore(cfg.data_dir / "uploads", cfg.pixel_cache_mb * MB)
             await worker.run(_fill_store, store, cfg)
             app[STORE] = store

@@ -18,11 +18,12 @@ from .stats import ServerStats
 from .store import LRU, ImageStore
 from .worker import Worker
 
-__all__ = ["CONFIG", "CLOCK", "MODEL", "WORKER", "STORE", "CACHE", "RACES", "FRAMES", "STATIC", "THUMBNAILS", "SOCKETS", "STATS"]
+__all__ = ["CONFIG", "CLOCK", "MODEL", "MODEL_HASH", "WORKER", "STORE", "CACHE", "RACES", "FRAMES", "STATIC", "THUMBNAILS", "SOCKETS", "STATS"]
 
 CONFIG = web.AppKey("config", ServerConfig)
 CLOCK = web.AppKey("clock", Clock)  # the link schedule's time source (a fake one in tests)
 MODEL = web.AppKey("model", Predictor)
+MODEL_HASH = web.AppKey("model_hash", str)  # hex weights hash, computed once (it hashes every weight)
 WORKER = web.AppKey("worker", Worker)  # executor for all CPU work
 STORE = web.AppKey("store", ImageStore)  # images by content-hash id
 CACHE = web.AppKey("cache", StreamCache)  # encoded .hdn streams on disk

@@ -19,7 +19,7 @@ from hidenet_core import DecodedLevel, EncodeSettings, ProgressiveDecoder, encod
 
 from .cache import StreamKey, StreamLayout
 from .frames import Frame, FrameCache, finite, render_frame
-from .keys import CACHE, CLOCK, CONFIG, FRAMES, MODEL, RACES, STATS, STORE, WORKER
+from .keys import CACHE, CLOCK, CONFIG, FRAMES, MODEL, MODEL_HASH, RACES, STATS, STORE, WORKER
 from .links import arrival_ms
 from .protocol import StartRequest
 from .race import RaceTimeline, build_race
@@ -54,7 +54,7 @@ class Sender:
 
 
 def stream_key(app: web.Application, image_id: str, max_error: int, generative_levels: int) -> StreamKey:
-    return StreamKey(image_id, app[MODEL].weights_hash().hex(), max_error, generative_levels)
+    return StreamKey(image_id, app[MODEL_HASH], max_error, generative_levels)
 
 
 async def load_stream(app: web.Application, info: ImageInfo, key: StreamKey) -> tuple[bytes, StreamLayout]:
