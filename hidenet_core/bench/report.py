@@ -107,7 +107,9 @@ def render_markdown(results: dict) -> str:
         f"Measured by `{meta.get('command', 'hidenet bench')}` on {meta['date']}"
         f" ({meta['machine']['cpu_count']} CPU cores, shared; torch threads: {cfg['threads']}; "
         f"every codec single-threaded; best of {cfg['repeats']} timing run(s)); total {meta['seconds']['total']:.0f} s.",
-        f"Model: `{meta['model']['requested']}` = {meta['model']['name']} (weights {meta['model']['weights_hash']}).",
+        f"Model: `{meta['model']['requested']}` = {meta['model']['name']} (weights {meta['model']['weights_hash']})"
+        + (" - no trained weights were installed, so the default is the non-learned predictor."
+           if meta["model"]["requested"] == "default" and meta["model"]["name"] == "interp" else "."),
         f"Images ({len(results['images'])}): {sizes}." + (" **Quick run: small crops, few images.**" if cfg["quick"] else ""),
         "Methodology: docs/bench.md.",
         "",

@@ -130,3 +130,16 @@ def test_serving_rows_carry_ratios_to_the_single_stream_figures():
     assert [r["streams"] for r in rows] == [1, 8]
     assert rows[0]["ttfl_p50_ratio"] == 1.0
     assert rows[1]["ttfl_p50_ratio"] == 2.5 and rows[1]["ttfl_p95_ratio"] == 80.0 / 25.0
+
+
+@pytest.mark.slow
+def test_serving_section_against_a_real_server():
+    pytest.importorskip("server.loadtest")
+    from hidenet_core.bench.images import BenchImage
+    from hidenet_core.bench.serving import run_serving
+
+    result = run_serving([BenchImage("tiny", smooth_image(48, 64, 3))], "interp", (1, 2))
+    assert result["available"], result.get("reason")
+    assert [r["streams"] for r in result["rows"]] == [1, 2]
+    assert all(r["errors"] == 0 and r["ttfl_p50_ms"] > 0 for r in result["rows"])
+    assert result["server_exit_code"] == 0
