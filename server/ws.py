@@ -116,7 +116,8 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     app, cfg = request.app, request.app[CONFIG]
     if not origin_allowed(request):
         json_error(web.HTTPForbidden, f"cross-origin websocket refused: origin {request.headers['Origin']!r} is not this server")
-    ws = web.WebSocketResponse(heartbeat=cfg.heartbeat_s, max_msg_size=cfg.ws_max_message)
+    # no permessage-deflate: the frames are PNGs already, deflating them again only burns CPU
+    ws = web.WebSocketResponse(heartbeat=cfg.heartbeat_s, max_msg_size=cfg.ws_max_message, compress=False)
     if not ws.can_prepare(request).ok:
         json_error(web.HTTPBadRequest, "expected a websocket upgrade request on /ws")
     sockets = app[SOCKETS]

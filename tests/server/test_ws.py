@@ -259,3 +259,8 @@ async def test_shutdown_closes_sockets_with_going_away(aiohttp_client, config, c
     msg = await asyncio.wait_for(ws.receive(), 5)
     await closing
     assert msg.type == WSMsgType.CLOSE and msg.data == WSCloseCode.GOING_AWAY
+
+
+async def test_frames_are_not_deflated_again(client):
+    ws = await client.ws_connect("/ws", compress=15)  # the client offers permessage-deflate, as browsers do
+    assert ws.compress == 0  # the server declines: PNG frames are compressed already
