@@ -51,7 +51,13 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench import BenchConfig, run_bench, write_outputs
+    try:
+        from ..bench import BenchConfig, run_bench, write_outputs
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] == "matplotlib":
+            raise ValueError("hidenet bench draws its plots with matplotlib, which is not installed: "
+                             "pip install 'hidenet[bench]'") from None
+        raise
 
     images = Path(args.images) if args.images is not None else None
     if images is not None and not images.is_dir():
