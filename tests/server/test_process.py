@@ -46,7 +46,7 @@ def test_fetch_saves_every_level_and_the_last_is_bit_exact(server, tmp_path, cap
 def test_fetch_by_name_with_race(server, tmp_path):
     _, base = server
     out = tmp_path / "race"
-    assert hidenet(["fetch", base, "astronaut", "--race", "--preview", "--max-error", "2", "--out", str(out)]) == 0
+    assert hidenet(["fetch", base, "camera", "--race", "--preview", "--max-error", "2", "--out", str(out)]) == 0
     assert sorted(p.name for p in out.glob("race-*.png")) and (out / "level-4.png").exists()
 
 
