@@ -14,7 +14,7 @@ from .errors import json_error
 from .keys import CONFIG, RACES, SOCKETS, STATIC, STATS, STORE, THUMBNAILS, WORKER
 from .pages import links_json
 from .protocol import MAX_ERROR
-from .store import ImageInfo, display_name
+from .store import ImageInfo, StoreFull, display_name
 from .stream import load_stream, stream_key
 
 __all__ = ["list_images", "upload_image", "get_image", "stream_file", "original_png", "thumbnail_png",
@@ -99,7 +99,10 @@ async def upload_image(request: web.Request) -> web.Response:
     if not data:
         json_error(web.HTTPBadRequest, "the uploaded file is empty")
     pixels = await worker.run(_decode_upload, data, cfg.max_pixels)
-    info, created = await worker.run(store.save_upload, pixels, display_name(filename))
+    try:
+        info, created = await worker.run(store.save_upload, pixels, display_name(filename), cfg.max_uploads)
+    except StoreFull as exc:
+        json_error(web.HTTPInsufficientStorage, str(exc))
     return web.json_response(info.to_json(), status=201 if created else 200, headers={"Location": f"/api/images/{info.id}"})
 
 

@@ -31,6 +31,7 @@ class ServerConfig:
     static_dir: Path | None = None  # None: the static files shipped with the package
     max_upload_bytes: int = 20 * MB  # largest accepted upload (413 beyond)
     max_pixels: int = 40_000_000  # largest accepted image in pixels (413 beyond: decompression bombs)
+    max_uploads: int = 1000  # stored uploads; more are refused with 507 (the disk is not unbounded)
     max_streams: int = 48  # streams running at once over all sockets; more are answered "busy"
     max_sockets: int = 256  # open websockets; more are refused with 503 at the handshake
     ws_max_message: int = 64 * 1024  # largest websocket message a client may send (close 1009 beyond)
@@ -48,6 +49,7 @@ class ServerConfig:
             "port": 0 <= self.port <= 65535,
             "max_upload_bytes": self.max_upload_bytes >= 1,
             "max_pixels": self.max_pixels >= 1,
+            "max_uploads": self.max_uploads >= 0,
             "max_streams": self.max_streams >= 1,
             "max_sockets": self.max_sockets >= 1,
             "ws_max_message": self.ws_max_message >= 1024,

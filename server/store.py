@@ -27,7 +27,7 @@ import numpy as np
 
 from hidenet_core import ImageError, load_image, png_bytes
 
-__all__ = ["ImageInfo", "ImageStore", "image_id", "ID_RE", "display_name", "atomic_write", "LRU"]
+__all__ = ["ImageInfo", "ImageStore", "StoreFull", "image_id", "ID_RE", "display_name", "atomic_write", "LRU"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,10 @@ def atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class StoreFull(Exception):
+    """No room for another upload."""
 
 
 class LRU:
@@ -176,12 +180,20 @@ class ImageStore:
                 out.append(info)
         return out
 
-    def save_upload(self, pixels: np.ndarray, name: str) -> tuple[ImageInfo, bool]:
-        """Store an uploaded image; return it and whether it is new (False: already there)."""
+    @property
+    def uploads(self) -> int:
+        return sum(1 for info in self._images.values() if info.path.parent == self.uploads_dir)
+
+    def save_upload(self, pixels: np.ndarray, name: str, limit: int | None = None) -> tuple[ImageInfo, bool]:
+        """Store an uploaded image; return it and whether it is new (False: already there).
+
+        Raises ``StoreFull`` if ``limit`` uploads are stored already."""
         iid = image_id(pixels)
         existing = self.get(iid)
         if existing is not None:
             return existing, False
+        if limit is not None and self.uploads >= limit:
+            raise StoreFull(f"the server holds {self.uploads} uploads, its limit; no more can be stored")
         h, w, c = pixels.shape
         png = self.uploads_dir / f"{iid}.png"
         atomic_write(png, png_bytes(pixels, compress_level=6))

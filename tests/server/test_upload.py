@@ -119,3 +119,10 @@ async def test_missing_file_field_is_400(client, config):
 async def test_not_multipart_is_400(client, config):
     resp = await client.post("/api/images", data=png_of(smooth_image(8, 8, 3)), headers={"Content-Type": "image/png"})
     assert resp.status == 400 and "multipart" in (await resp.json())["error"] and stored(config) == []
+
+
+async def test_upload_storage_cap_is_507(aiohttp_client, config, clock):
+    client = await aiohttp_client(create_app(replace(config, max_uploads=1), clock=clock))
+    assert (await client.post("/api/images", data=form(png_of(smooth_image(8, 8, 3, seed=1))))).status == 201
+    resp = await client.post("/api/images", data=form(png_of(smooth_image(8, 8, 3, seed=2))))
+    assert resp.status == 507 and "limit" in (await resp.json())["error"] and len(stored(config)) == 2
