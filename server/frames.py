@@ -31,6 +31,7 @@ class Frame:
     psnr: float | None  # dB; None when the frame equals the original (infinite PSNR)
     ssim: float
     render_ms: float  # preview + PNG + metrics, when it was rendered
+    decode_ms: float  # the decoder's time for this level, when it was decoded
 
 
 def finite(value: float) -> float | None:
@@ -54,7 +55,8 @@ def render_frame(decoder: ProgressiveDecoder, level: DecodedLevel, original: np.
     png = png_bytes(image)
     p, s = psnr(image, reference), ssim(image, reference)
     h, w = image.shape[:2]
-    return Frame(png, w, h, finite(p), round(s, 5), (time.perf_counter() - t0) * 1000)
+    render_ms = (time.perf_counter() - t0) * 1000
+    return Frame(png, w, h, finite(p), round(s, 5), render_ms, level.decode_seconds * 1000)
 
 
 class FrameCache:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from hidenet_core import DecodedLevel, EncodeSettings, ProgressiveDecoder, encode
+from hidenet_core import EncodeSettings, ProgressiveDecoder, encode, level_shapes
 
 from .cache import StreamKey, StreamLayout
 from .frames import Frame, FrameCache, finite, render_frame
@@ -25,7 +25,7 @@ from .protocol import StartRequest
 from .race import RaceTimeline, build_race
 from .store import ImageInfo, ImageStore
 
-__all__ = ["Sender", "run_stream", "stream_key", "load_stream"]
+__all__ = ["Sender", "LevelFrames", "run_stream", "stream_key", "load_stream"]
 
 log = logging.getLogger(__name__)
 
@@ -71,20 +71,32 @@ async def load_stream(app: web.Application, info: ImageInfo, key: StreamKey) -> 
     return await app[CACHE].get(key, lambda fn, *a: worker.run(fn, *a), make, count)
 
 
-def _decode_and_render(
-    decoder: ProgressiveDecoder, piece: bytes, store: ImageStore, info: ImageInfo,
-    frames: FrameCache, key: StreamKey, preview: bool,
-) -> tuple[DecodedLevel, Frame, bool]:
-    """Blocking (worker): feed one chunk, get its level, and its frame (cached or rendered)."""
-    levels = decoder.feed(piece)
-    assert len(levels) == 1, f"one chunk decoded to {len(levels)} levels"
-    level = levels[0]
-    frame = frames.get(key, level.level, preview)
-    if frame is not None:
-        return level, frame, True
-    frame = render_frame(decoder, level, store.pixels(info.id), preview)
-    frames.put(key, level.level, preview, frame)
-    return level, frame, False
+class LevelFrames:
+    """The frames of one stream, decoding chunks only when a frame is not cached.
+
+    Decoding is deterministic and checked by CRC, so a level's frame is the same for
+    every stream of the same (image, mode); concurrent viewers of a cached image share
+    the frames the first one decoded. When a frame is missing (first view, or evicted),
+    the decoder catches up on every chunk received so far and renders it.
+    """
+
+    def __init__(self, model, store: ImageStore, info: ImageInfo, frames: FrameCache, key: StreamKey, preview: bool):
+        self._decoder = ProgressiveDecoder(model)
+        self._pending = bytearray()
+        self._store, self._info, self._frames, self._key, self._preview = store, info, frames, key, preview
+
+    def next(self, piece: bytes, level: int) -> tuple[Frame, bool]:
+        """Blocking (worker): the frame of ``level`` whose chunk is ``piece``; and whether it was shared."""
+        self._pending += piece
+        frame = self._frames.get(self._key, level, self._preview)
+        if frame is not None:
+            return frame, True
+        decoded = self._decoder.feed(bytes(self._pending))
+        self._pending.clear()
+        assert decoded and decoded[-1].level == level, f"chunk for level {level} decoded to {decoded}"
+        frame = render_frame(self._decoder, decoded[-1], self._store.pixels(self._info.id), self._preview)
+        self._frames.put(self._key, level, self._preview, frame)
+        return frame, False
 
 
 def _ms(seconds: float) -> float:
@@ -112,23 +124,22 @@ async def run_stream(app: web.Application, send: Sender, req: StartRequest, info
     })
     race = asyncio.create_task(_run_race(app, send, req, info, t0)) if req.race else None
     try:
-        decoder = ProgressiveDecoder(app[MODEL])
+        source = LevelFrames(app[MODEL], store, info, frames, key, req.preview)
+        shapes = level_shapes(header.height, header.width, header.levels)
         level_frame_bytes, start = 0, 0
         for i, chunk in enumerate(layout.chunks):
             arrival = arrival_ms(req.link, chunk.end)
             await clock.sleep_until(t0 + arrival / 1000)
-            level, frame, hit = await worker.run(
-                _decode_and_render, decoder, data[start : chunk.end], store, info, frames, key, req.preview, priority=i
-            )
-            stats.frame_hits += hit
-            stats.frame_misses += not hit
+            frame, shared = await worker.run(source.next, data[start : chunk.end], chunk.level, priority=i)
+            stats.frame_hits += shared
+            stats.frame_misses += not shared
             start = chunk.end
-            h, w = level.image.shape[:2]
+            h, w = shapes[chunk.level]
             level_frame_bytes += len(frame.png)
             await send.pair({
-                "type": "level", "level": level.level, "width": w, "height": h,
+                "type": "level", "level": chunk.level, "width": w, "height": h,
                 "payload_bytes": chunk.payload_bytes, "total_bytes": chunk.end,
-                "arrival_ms": round(arrival, 3), "decode_ms": _ms(level.decode_seconds),
+                "arrival_ms": round(arrival, 3), "decode_ms": round(frame.decode_ms, 3), "shared": shared,
                 "psnr": frame.psnr, "ssim": frame.ssim,
                 "frame_bytes": len(frame.png), "frame_width": frame.width, "frame_height": frame.height,
                 "sent_ms": _ms(clock.now() - t0), "index": i, "levels": len(layout.chunks),

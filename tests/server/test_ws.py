@@ -264,3 +264,22 @@ async def test_shutdown_closes_sockets_with_going_away(aiohttp_client, config, c
 async def test_frames_are_not_deflated_again(client):
     ws = await client.ws_connect("/ws", compress=15)  # the client offers permessage-deflate, as browsers do
     assert ws.compress == 0  # the server declines: PNG frames are compressed already
+
+
+async def test_second_viewer_shares_the_first_viewers_decoded_frames(client, rgb_id):
+    first = await client.ws_connect("/ws")
+    await first.send_json(start(rgb_id, max_error=1, preview=True))
+    _, levels1, _, _ = split(await receive_stream(first))
+    second = await client.ws_connect("/ws")
+    await second.send_json(start(rgb_id, max_error=1, preview=True))
+    _, levels2, _, _ = split(await receive_stream(second))
+    assert not any(m["shared"] for m, _ in levels1)
+    assert all(m["shared"] for m, _ in levels2)
+    assert [png for _, png in levels1] == [png for _, png in levels2]
+    assert [m["decode_ms"] for m, _ in levels1] == [m["decode_ms"] for m, _ in levels2]
+    # another mode is another stream: decoded anew
+    await second.send_json(start(rgb_id, max_error=2, preview=True))
+    _, levels3, _, _ = split(await receive_stream(second))
+    assert not any(m["shared"] for m, _ in levels3)
+    await first.close()
+    await second.close()
