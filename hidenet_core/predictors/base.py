@@ -11,7 +11,6 @@ before red and blue). One set of weights serves every level.
 from __future__ import annotations
 
 import hashlib
-import io
 from abc import ABC, abstractmethod
 from typing import Any, NamedTuple
 
@@ -76,13 +75,22 @@ class Predictor(nn.Module, ABC):
         return {}
 
     def weights_hash(self) -> bytes:
-        """A 16-byte fingerprint of the name, config and weights; stored in .hdn headers."""
+        """A 16-byte fingerprint of the name, config and weights; stored in .hdn headers.
+
+        Cached until a weight tensor is replaced or modified in place (tracked through
+        the tensors' storage and version counters), so calling it per stream is free.
+        """
+        state = self.state_dict()
+        key = tuple((k, t.data_ptr(), t._version) for k, t in state.items())
+        cached = self.__dict__.get("_hash_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
         h = hashlib.sha256()
         h.update(self.name.encode())
         h.update(repr(sorted(self.config().items())).encode())
-        for key, tensor in sorted(self.state_dict().items()):
-            h.update(key.encode())
-            buf = io.BytesIO()
-            buf.write(tensor.detach().cpu().contiguous().numpy().tobytes())
-            h.update(buf.getvalue())
-        return h.digest()[:16]
+        for name, tensor in sorted(state.items()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        digest = h.digest()[:16]
+        self.__dict__["_hash_cache"] = (key, digest)
+        return digest
