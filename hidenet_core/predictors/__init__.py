@@ -13,6 +13,9 @@ from .registry import (
     register,
     save_checkpoint,
 )
+from .learned import LearnedPredictor
+from .unet import UNetLikeLite
+from .cnnp import CNNP
 
 __all__ = [
     "MEAN_GRID",
@@ -33,4 +36,7 @@ __all__ = [
     "model_names",
     "register",
     "save_checkpoint",
+    "LearnedPredictor",
+    "UNetLikeLite",
+    "CNNP",
 ]

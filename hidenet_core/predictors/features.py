@@ -1,0 +1,172 @@
+"""Inputs and outputs shared by the learned predictors (``UNetLikeLite``, ``CNNP``).
+
+Every learned model is an *RGB network*: it sees one level as an RGB image, split into
+its even pixels (3 channels) and odd pixels (9 channels, ``p * 3 + c``), and corrects
+the interpolation of ``interp_prediction`` for the channels of one of the four RGB
+coding steps (diagonal G, diagonal R B, phases (0,1) (1,0) of G, then of R B).
+
+Other channel counts reuse the same network through *views*:
+
+* RGB (C=3) is one RGB view;
+* L (C=1) is a grey view: the channel repeated as R = G = B; the network runs RGB
+  steps 0 and 2 only and the G outputs are kept (R and B would equal them);
+* RGBA (C=4) is an RGB view of colours 0..2 plus a grey view of alpha; alpha is
+  predicted in the same coding steps as R and B (``coding_steps(4)``).
+
+The input of a step is, per position of the level's (h, w) grid,
+``even | known odd | known residuals | interpolation mean | log interpolation scale``
+(39 channels; pixel values relative to the 3x3 mean of the even pixels of their
+colour, over 32; a known residual is a decoded odd value minus the interpolation of
+its own step, the "error feedback" context of lossless coders such as CALIC), plus a conditioning vector with the
+mask of known odd channels, the mask of target channels and optionally the level.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+from .interp import coding_steps, interp_prediction
+
+__all__ = [
+    "IN_CHANNELS",
+    "OUT_CHANNELS",
+    "COND_CHANNELS",
+    "RGB_STEPS",
+    "ViewTask",
+    "view_plan",
+    "view_tensors",
+    "StepInputs",
+    "step_inputs",
+    "local_mean",
+    "PIXEL_NORM",
+    "MEAN_GAIN",
+]
+
+RGB_STEPS = coding_steps(3)  # ((7,), (6, 8), (1, 4), (0, 2, 3, 5))
+IN_CHANNELS = 3 + 9 + 9 + 9 + 9  # even, known odd, their residuals, interp mean, interp log-scale
+OUT_CHANNELS = 18  # mean correction (9) and log-scale correction (9)
+COND_CHANNELS = 9 + 9  # known-channel mask, target-channel mask
+GREY_STEPS = (0, 2)  # RGB steps a grey view runs; it keeps the G outputs
+
+
+#: pixel differences are divided by this
+PIXEL_NORM = 32.0
+
+
+def local_mean(even: torch.Tensor) -> torch.Tensor:
+    """The 3x3 mean of each colour of the even image (B, C, h, w), edges replicated.
+
+    Pixel inputs are given relative to it, so the networks see local structure, not
+    absolute brightness (which generalises from a few training images much better).
+    """
+    return F.avg_pool2d(F.pad(even, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+
+
+@dataclass(frozen=True)
+class ViewTask:
+    """One forward of the RGB network that serves (part of) a coding step."""
+
+    colours: tuple[int, int, int]  # source colour of view R, G, B ((c, c, c) for grey)
+    rgb_step: int  # RGB coding step run (0..3)
+    rgb_channels: tuple[int, ...]  # odd channels of the view (0..8) kept from its output
+    channels: tuple[int, ...]  # the same channels in the image's odd layout (0..3C-1)
+
+
+@lru_cache(maxsize=8)
+def view_plan(channels: int) -> tuple[tuple[ViewTask, ...], ...]:
+    """For each coding step of ``coding_steps(channels)``, the view tasks that predict it."""
+    c = channels
+    if c == 1:
+        views = [((0, 0, 0), True)]
+    elif c == 3:
+        views = [((0, 1, 2), False)]
+    elif c == 4:
+        views = [((0, 1, 2), False), ((3, 3, 3), True)]
+    else:
+        raise ValueError(f"learned predictors take 1, 3 or 4 channels, got {c}")
+    tasks: list[ViewTask] = []
+    for colours, grey in views:
+        for s in GREY_STEPS if grey else range(4):
+            keep = tuple(k for k in RGB_STEPS[s] if not grey or k % 3 == 1)
+            tasks.append(ViewTask(colours, s, keep, tuple((k // 3) * c + colours[k % 3] for k in keep)))
+    plan = []
+    for idx in coding_steps(c):
+        mine = tuple(t for t in tasks if set(t.channels) <= set(idx))
+        assert sorted(ch for t in mine for ch in t.channels) == sorted(idx), (c, idx)
+        plan.append(mine)
+    return tuple(plan)
+
+
+def view_tensors(even: torch.Tensor, odd: torch.Tensor, colours: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The RGB view (B, 3, h, w) and (B, 9, h, w) of an image's even (B, C, h, w) and odd (B, 3C, h, w)."""
+    c = even.shape[1]
+    if colours == (0, 1, 2) and c == 3:
+        return even, odd
+    e = even[:, list(colours)]  # (B, 3, h, w)
+    o = odd[:, [p * c + colours[k] for p in range(3) for k in range(3)]]  # (B, 9, h, w)
+    return e, o
+
+
+@lru_cache(maxsize=4)
+def _masks(rgb_step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(known, target, group) masks over the 9 RGB odd channels, as float (9,)."""
+    known = torch.zeros(9)
+    for s in range(rgb_step):
+        known[list(RGB_STEPS[s])] = 1.0
+    target = torch.zeros(9)
+    target[list(RGB_STEPS[rgb_step])] = 1.0
+    group = torch.zeros(9)
+    group[[6, 7, 8] if rgb_step < 2 else [0, 1, 2, 3, 4, 5]] = 1.0
+    return known, target, group
+
+
+class StepInputs:
+    """What a learned model needs for one RGB step (see the module docstring)."""
+
+    __slots__ = ("x", "cond", "mean", "scale", "target")
+
+    def __init__(self, x, cond, mean, scale, target):
+        self.x = x  # (B, IN_CHANNELS, h, w) network input
+        self.cond = cond  # (B, COND_CHANNELS) known and target masks
+        self.mean = mean  # (B, 9, h, w) interpolation mean (pixel units), 0 outside the group
+        self.scale = scale  # (B, 9, h, w) interpolation scale, 0 outside the group
+        self.target = target  # (9,) float mask of the channels this step predicts
+
+
+def step_inputs(even: torch.Tensor, odd: torch.Tensor, rgb_step: int) -> StepInputs:
+    """Build the inputs of RGB step ``rgb_step`` from a view's even (B, 3, h, w) and odd (B, 9, h, w).
+
+    Odd channels not decoded before this step are masked out, whatever they hold, so
+    training may pass the true odd values for every step (teacher forcing).
+    """
+    known, target, group = _masks(rgb_step)
+    k = known.view(1, 9, 1, 1)
+    mean, scale = interp_prediction(even, odd * k, rgb_step)  # (B, 9, h, w) each
+    g = group.view(1, 9, 1, 1)
+    ref = local_mean(even)  # (B, 3, h, w)
+    ref9 = ref.repeat(1, 3, 1, 1)  # (B, 9, h, w), colour of channel p * 3 + c is c
+    resid = torch.zeros_like(odd)  # (B, 9, h, w): decoded value minus its own step's interpolation
+    for s in range(rgb_step):
+        ks, ts, _ = _masks(s)
+        m, _ = interp_prediction(even, odd * ks.view(1, 9, 1, 1), s)
+        resid = resid + (odd - m) * ts.view(1, 9, 1, 1)
+    x = torch.cat(
+        [
+            (even - ref) / PIXEL_NORM,  # (B, 3, h, w)
+            (odd - ref9) * k / PIXEL_NORM,  # (B, 9, h, w)
+            resid / PIXEL_NORM,  # (B, 9, h, w)
+            (mean - ref9) * g / PIXEL_NORM,  # (B, 9, h, w)
+            torch.log(scale.clamp_min(1e-3)) * g,  # (B, 9, h, w)
+        ],
+        1,
+    )
+    cond = torch.cat([known, target]).expand(even.shape[0], COND_CHANNELS)  # (B, 18)
+    return StepInputs(x, cond, mean, scale, target)
+
+
+#: the network's mean correction is multiplied by this many pixel units
+MEAN_GAIN = 4.0

@@ -1,0 +1,102 @@
+"""The common frame of the learned predictors: views, conditioning and the two heads.
+
+A subclass only defines ``body``, the convolutional trunk that maps the step inputs
+(``features.step_inputs``) and a conditioning bias to 18 raw output channels. This
+class turns them into a prediction on top of interpolation:
+
+    mean  = interp_mean + MEAN_GAIN * out[:, :9]
+    scale = interp_scale * exp(out[:, 9:])
+
+so a trunk whose last layer is zero is exactly the ``Interp`` baseline (the learned
+models start there and learn a correction, as in residual super-resolution, VDSR).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .base import SCALE_MAX, SCALE_MIN, Prediction, Predictor
+from .features import COND_CHANNELS, MEAN_GAIN, OUT_CHANNELS, StepInputs, step_inputs, view_plan, view_tensors
+from .interp import coding_steps
+
+__all__ = ["LearnedPredictor", "stack_inputs"]
+
+_LOG_MIN, _LOG_MAX = math.log(SCALE_MIN), math.log(SCALE_MAX)
+
+
+def stack_inputs(items: Sequence[StepInputs]) -> StepInputs:
+    """Concatenate the inputs of several steps (or images) along the batch axis."""
+    target = torch.cat([it.target.expand(it.x.shape[0], 9) for it in items])  # (B, 9)
+    return StepInputs(
+        torch.cat([it.x for it in items]),
+        torch.cat([it.cond for it in items]),
+        torch.cat([it.mean for it in items]),
+        torch.cat([it.scale for it in items]),
+        target,
+    )
+
+
+class LearnedPredictor(Predictor):
+    """Base of the learned predictors: RGB network, views for L and RGBA, conditioning.
+
+    ``features``: width of the trunk; ``level_conditioning``: add a learned bias per
+    pyramid level (levels above ``max_level`` share the last one).
+    """
+
+    distribution = "laplace"
+
+    def __init__(self, features: int, level_conditioning: bool, max_level: int) -> None:
+        super().__init__()
+        self.cond = nn.Linear(COND_CHANNELS, features)  # known/target masks -> bias of the first layer
+        self.max_level = max_level
+        self.level = nn.Embedding(max_level + 1, features) if level_conditioning else None
+        if self.level is not None:
+            nn.init.zeros_(self.level.weight)
+
+    @abstractmethod
+    def body(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """(B, IN_CHANNELS, h, w) inputs and (B, F, 1, 1) bias -> (B, OUT_CHANNELS, h, w)."""
+
+    def steps(self, channels: int) -> tuple[tuple[int, ...], ...]:
+        return coding_steps(channels)
+
+    def _bias(self, cond: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        bias = self.cond(cond)  # (B, F)
+        if self.level is not None:
+            bias = bias + self.level(level.clamp(0, self.max_level))
+        return bias[:, :, None, None]  # (B, F, 1, 1)
+
+    def predict(self, inputs: StepInputs, level: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and scale (B, 9, h, w) of every RGB odd channel; only the step's targets are meaningful.
+
+        level: (B,) long tensor of pyramid levels.
+        """
+        x = inputs.x.contiguous(memory_format=torch.channels_last)
+        out = self.body(x, self._bias(inputs.cond, level))  # (B, 18, h, w)
+        assert out.shape[1] == OUT_CHANNELS
+        mean = inputs.mean + MEAN_GAIN * out[:, :9]  # (B, 9, h, w)
+        log_scale = torch.log(inputs.scale.clamp_min(SCALE_MIN)) + out[:, 9:]
+        scale = torch.exp(log_scale.clamp(_LOG_MIN, _LOG_MAX))  # (B, 9, h, w)
+        return mean, scale
+
+    def forward(self, even: torch.Tensor, odd: torch.Tensor, step: int, level: int) -> Prediction:
+        c = even.shape[1]
+        idx = coding_steps(c)[step]
+        means: dict[int, torch.Tensor] = {}
+        scales: dict[int, torch.Tensor] = {}
+        lv = torch.full((even.shape[0],), int(level), dtype=torch.long)
+        for task in view_plan(c)[step]:
+            e, o = view_tensors(even, odd, task.colours)  # (B, 3, h, w), (B, 9, h, w)
+            mean, scale = self.predict(step_inputs(e, o, task.rgb_step), lv)  # (B, 9, h, w)
+            for k, ch in zip(task.rgb_channels, task.channels):
+                means[ch] = mean[:, k]
+                scales[ch] = scale[:, k]
+        return Prediction(
+            torch.stack([means[ch] for ch in idx], 1),  # (B, len(idx), h, w)
+            torch.stack([scales[ch] for ch in idx], 1),
+        )
