@@ -7,12 +7,13 @@ original level image, predicted from the original even pixels (level k + 1)
   preview shows; the model sees only the even pixels, like bicubic);
 * by the model inside the coding loop, where later coding steps also see the odd
   values decoded by earlier ones (the prediction the entropy coder codes against);
-* by a bicubic interpolation of the same even pixels (grid-aligned, see ``resample``).
+* by a bicubic interpolation of the same even pixels: ``hidenet_core.evaluate.bicubic_odd``,
+  the reference ``hidenet eval`` uses, so both commands report the same figures.
 
-Only real odd pixels count (not the padding of odd sizes), and the visible channels.
-Per image, PSNR per level; over the images, PSNR of the pooled squared errors (so a
-large image weighs more, as in ``hidenet eval``); an exact prediction counts as
-``PSNR_CAP`` dB.
+Only real odd pixels count (not the padding of odd sizes), every channel (as in
+``hidenet eval``). Per image, PSNR per level; over the images, PSNR of the pooled
+squared errors (so a large image weighs more, as in ``hidenet eval``); an exact
+prediction counts as ``PSNR_CAP`` dB.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ import math
 
 import numpy as np
 
+from ..evaluate import bicubic_odd
 from ..levels import reconstruct_level
 from ..predictors.base import Predictor
-from ..pyramid import default_levels, level_shapes, merge, odd_valid_mask, split
+from ..pyramid import default_levels, level_shapes, odd_valid_mask, split
 from .images import BenchImage
 from .progressive import PSNR_CAP
-from .resample import bicubic_upscale
 
 __all__ = ["measure_image", "pooled", "PREDICTORS"]
 
@@ -42,19 +43,14 @@ def _psnr(sse: float, count: int) -> float:
     return PSNR_CAP if sse == 0 else min(PSNR_CAP, 10.0 * math.log10(255.0**2 * count / sse))
 
 
-def _sse(pred_chw: np.ndarray, true_chw: np.ndarray) -> tuple[float, int]:
-    """Summed squared error and count over the real odd pixels of two (C, H, W) level images."""
-    c, height, width = true_chw.shape
-    channels = min(c, 3)  # visible channels only
-    _, odd_p = split(pred_chw[:channels])
-    _, odd_t = split(true_chw[:channels])
-    valid = odd_valid_mask(height, width, channels)
-    d = odd_p[valid].astype(np.float64) - odd_t[valid]
-    return float((d * d).sum()), int(valid.sum())
+def _sse(odd_pred: np.ndarray, odd_true: np.ndarray, valid: np.ndarray) -> float:
+    """Summed squared error over the real odd values (3C, h, w)."""
+    d = odd_pred[valid].astype(np.float64) - odd_true[valid]
+    return float((d * d).sum())
 
 
 def _in_loop(model: Predictor, even: np.ndarray, odd_true: np.ndarray, size: tuple[int, int], k: int) -> np.ndarray:
-    """The (C, H, W) level whose odd pixels are the rounded means the coder codes against."""
+    """The odd values (3C, h, w) the coder codes against: rounded means, each step seeing the truth before it."""
     odd = np.zeros_like(odd_true)
 
     def code(idx, valid, mean, scale):
@@ -64,7 +60,7 @@ def _in_loop(model: Predictor, even: np.ndarray, odd_true: np.ndarray, size: tup
         return odd_true[idx][valid]  # what a lossless decoder decodes: later steps see the truth
 
     reconstruct_level(model, even, size, k, code)
-    return merge(even, odd, size)
+    return odd
 
 
 def measure_image(image: BenchImage, model: Predictor) -> list[dict]:
@@ -77,19 +73,19 @@ def measure_image(image: BenchImage, model: Predictor) -> list[dict]:
         originals.append(np.ascontiguousarray(split(originals[-1])[0]))
     out = []
     for k in range(levels):
-        true, even = originals[k], originals[k + 1]
-        _, odd_true = split(true)
+        even, odd_true = split(originals[k])  # (C, h, w), (3C, h, w)
+        valid = odd_valid_mask(*shapes[k], even.shape[0])
         guesses = {
-            "model": reconstruct_level(model, even, shapes[k], k, None),
+            "model": split(reconstruct_level(model, even, shapes[k], k, None))[1],
             "model_in_loop": _in_loop(model, even, odd_true, shapes[k], k),
-            "bicubic": bicubic_upscale(even.transpose(1, 2, 0), 2, shapes[k]).transpose(2, 0, 1),
+            "bicubic": bicubic_odd(even),
         }
-        row = {"level": k, "width": shapes[k][1], "height": shapes[k][0]}
+        count = int(valid.sum())
+        row = {"level": k, "width": shapes[k][1], "height": shapes[k][0], "count": count}
         for key, guess in guesses.items():
-            sse, count = _sse(guess, true)
+            sse = _sse(guess, odd_true, valid)
             row[f"{key}_sse"] = sse
             row[f"{key}_psnr"] = _psnr(sse, count)
-            row["count"] = count
         row["gain_db"] = row["model_psnr"] - row["bicubic_psnr"]
         out.append(row)
     return out

@@ -188,7 +188,7 @@ def render_markdown(results: dict) -> str:
     # prediction
     lines += ["## Prediction", "",
               "PSNR (dB) of the odd pixels of each level predicted from its even pixels (the squared errors of all images "
-              "pooled, as `hidenet eval` does). "
+              "pooled, every channel: the figures `hidenet eval` prints, plus the coding loop). "
               "Model: the rounded means alone (what the preview shows); in the coding loop: later coding steps also "
               "see the odd values decoded before them (what the entropy coder codes against).", ""]
     rows = [[str(lv["level"]), str(lv["images"]), _f(lv["model_psnr"]), _f(lv["model_in_loop_psnr"]),
