@@ -17,7 +17,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="bench-out", metavar="DIR",
                    help="where results.json, results.md and the plots go (default: bench-out)")
     p.add_argument("--quick", action="store_true",
-                   help="short run (about a minute): 2 images cropped to 256 px, one timing run, 1 and 8 streams")
+                   help="short run (under a minute): 2 images cropped to 256 px, one timing run, 1 and 8 streams")
     p.add_argument("--no-serving", dest="serving", action="store_false",
                    help="skip the server load test")
     p.add_argument("--max-images", type=int_range(1, 10_000), default=None, metavar="N",
