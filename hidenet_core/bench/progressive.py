@@ -17,27 +17,23 @@ Alpha is ignored (JPEG has none).
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
 from ..commands.info import stream_info
 from ..decoder import ProgressiveDecoder
 from ..metrics import psnr, ssim
 from ..predictors.base import Predictor
+from ..pjpeg import decode_prefix, progressive_jpeg, scan_ends, visible
 from .images import BenchImage
-from .resample import bicubic_upscale, visible
+from .resample import bicubic_upscale
 
 __all__ = [
     "BUDGETS_KB",
     "SERIES",
     "EMPTY_GREY",
     "PSNR_CAP",
-    "progressive_jpeg",
-    "jpeg_scan_ends",
-    "jpeg_prefix_image",
     "measure_image",
 ]
 
@@ -53,63 +49,7 @@ SERIES = {
 EMPTY_GREY = 128
 #: PSNR of an exact image (infinite) is reported as this, so that means stay finite
 PSNR_CAP = 100.0
-JPEG_QUALITY = 90
 
-_SOS, _EOI = 0xDA, 0xD9
-
-
-def progressive_jpeg(px: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
-    """A progressive JPEG of the visible channels (Pillow/libjpeg defaults: 4:2:0, standard scan script)."""
-    v = visible(px)
-    buf = io.BytesIO()
-    img = Image.fromarray(v[:, :, 0], "L") if v.shape[2] == 1 else Image.fromarray(v, "RGB")
-    img.save(buf, "JPEG", quality=quality, progressive=True, optimize=True)  # as server/race.py
-    return buf.getvalue()
-
-
-def jpeg_scan_ends(data: bytes) -> list[int]:
-    """Byte offsets at which each scan (SOS segment plus its entropy-coded data) ends.
-
-    Walks the marker segments; inside a scan, 0xFF 0x00 (stuffing) and 0xFF 0xD0-D7
-    (restart markers) belong to the data, any other marker ends it.
-    """
-    if data[:2] != b"\xff\xd8":
-        raise ValueError("not a JPEG stream (no SOI marker)")
-    ends: list[int] = []
-    pos = 2
-    n = len(data)
-    while pos + 4 <= n:
-        if data[pos] != 0xFF:
-            raise ValueError(f"JPEG marker expected at byte {pos}")
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker == _EOI:
-            break
-        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-        pos += 2 + length
-        if marker != _SOS:
-            continue
-        while True:
-            pos = data.find(b"\xff", pos)
-            if pos < 0 or pos + 1 >= n:
-                raise ValueError("JPEG stream ends inside a scan")
-            nxt = data[pos + 1]
-            if nxt == 0x00 or 0xD0 <= nxt <= 0xD7:
-                pos += 2
-                continue
-            break
-        ends.append(pos)
-    return ends
-
-
-def jpeg_prefix_image(data: bytes, end: int) -> np.ndarray:
-    """Decode the first ``end`` bytes of a progressive JPEG (ending on a scan boundary)
-    with an EOI marker appended: the image of the scans received so far."""
-    with Image.open(io.BytesIO(data[:end] + b"\xff\xd9")) as img:
-        arr = np.asarray(img.convert("L" if img.mode == "L" else "RGB"))
-    return arr[:, :, None] if arr.ndim == 2 else arr
 
 
 @dataclass(frozen=True)
@@ -198,19 +138,19 @@ def measure_image(image: BenchImage, hdn: bytes, model: Predictor, budgets_kb=BU
         streams[key] = {"bytes": len(data), "level_ends": _level_ends(extra_info)}
 
     jpeg = progressive_jpeg(px)
-    scan_ends = jpeg_scan_ends(jpeg)
+    ends = scan_ends(jpeg)
     scans: dict[int, np.ndarray] = {}
     for b in budgets:
-        n_scans = sum(1 for e in scan_ends if e <= b)
+        n_scans = sum(1 for e in ends if e <= b)
         if n_scans and n_scans not in scans:
-            scans[n_scans] = jpeg_prefix_image(jpeg, scan_ends[n_scans - 1])
-        shown = _Shown(scans.get(n_scans), scan_ends[n_scans - 1] if n_scans else 0, n_scans)
+            scans[n_scans] = decode_prefix(jpeg, ends[n_scans - 1])
+        shown = _Shown(scans.get(n_scans), ends[n_scans - 1] if n_scans else 0, n_scans)
         per_series["jpeg"].append(score(("jpeg", n_scans), shown))
     return {
         "hidenet_bytes": len(hdn),
         "streams": streams,
         "jpeg_bytes": len(jpeg),
-        "jpeg_scan_ends": scan_ends,
+        "jpeg_scan_ends": ends,
         "series": per_series,
     }
 

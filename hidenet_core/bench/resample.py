@@ -12,14 +12,11 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-__all__ = ["bicubic_upscale", "visible"]
+from ..pjpeg import visible
+
+__all__ = ["bicubic_upscale"]
 
 _MODES = {1: "L", 3: "RGB"}
-
-
-def visible(px: np.ndarray) -> np.ndarray:
-    """The channels compared by the quality metrics: alpha is dropped (JPEG has none)."""
-    return px[:, :, :3] if px.shape[2] == 4 else px
 
 
 def bicubic_upscale(level: np.ndarray, factor: int, size: tuple[int, int]) -> np.ndarray:

@@ -18,12 +18,13 @@ import torch
 from tqdm import tqdm
 
 from ..codec import EncodeSettings, encode
+from ..pjpeg import JPEG_QUALITY
 from ..predictors import load_model
 from ..predictors.base import Predictor
 from ..samples import sample_paths
 from . import lossless, prediction, progressive
 from . import serving as serving_section
-from .images import BenchImage, image_paths, load_images
+from .images import image_paths, load_images
 from .timing import machine_info, ratio
 
 __all__ = ["BenchConfig", "run_bench", "QUICK_IMAGES", "QUICK_SIDE"]
@@ -195,7 +196,7 @@ def run_bench(config: BenchConfig, progress: bool = True, log: Callable[[str], N
             "main_series": list(progressive.SERIES),
             "empty_grey": progressive.EMPTY_GREY,
             "psnr_cap": progressive.PSNR_CAP,
-            "jpeg_quality": progressive.JPEG_QUALITY,
+            "jpeg_quality": JPEG_QUALITY,
             "per_image": progressive_rows,
             "mean": _progressive_summary(progressive_rows, labels, config.budgets_kb),
         },

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 
 import numpy as np
@@ -11,7 +10,6 @@ from PIL import Image
 
 from hidenet_core.bench import PLOTS
 from hidenet_core.bench.lossless import anchor_codecs, same_pixels
-from hidenet_core.bench.progressive import jpeg_prefix_image, jpeg_scan_ends, progressive_jpeg
 from hidenet_core.bench.resample import bicubic_upscale
 from hidenet_core.cli import main
 from tests.conftest import smooth_image
@@ -93,18 +91,6 @@ def test_anchor_codecs_round_trip_grey_colour_and_alpha():
         for codec in anchor_codecs():
             if codec.available:
                 assert same_pixels(codec.decode(codec.encode(px)), px), (codec.key, c)
-
-
-def test_jpeg_scans_are_found_and_each_prefix_decodes():
-    px = smooth_image(64, 80, 3)
-    data = progressive_jpeg(px)
-    ends = jpeg_scan_ends(data)
-    assert len(ends) > 3 and ends == sorted(ends) and ends[-1] == len(data) - 2  # last scan, then EOI
-    assert all(data[e] == 0xFF for e in ends)
-    full = np.asarray(Image.open(io.BytesIO(data)))
-    assert np.array_equal(jpeg_prefix_image(data, ends[-1]), full)
-    errors = [np.abs(jpeg_prefix_image(data, e).astype(int) - px).mean() for e in ends]
-    assert errors[-1] < errors[0]
 
 
 def test_bicubic_upscale_keeps_the_pyramid_grid():

@@ -1,24 +1,9 @@
-"""The progressive JPEG of the race: split at scan boundaries, each prefix decoded as a browser would."""
+"""The race timeline: one frame per progressive-JPEG scan, measured against the original."""
 
 from __future__ import annotations
 
-import io
-
-import numpy as np
-from PIL import Image
-
-from server.race import build_race, decode_prefix, progressive_jpeg, scan_ends
+from server.race import build_race
 from tests.conftest import smooth_image
-
-
-def test_scans_end_before_the_next_marker_and_the_last_at_eoi():
-    pixels = smooth_image(64, 80, 3)
-    jpeg = progressive_jpeg(pixels)
-    ends = scan_ends(jpeg)
-    assert len(ends) == jpeg.count(b"\xff\xda") and ends[-1] == len(jpeg)
-    assert all(jpeg[e : e + 2] in (b"\xff\xc4", b"\xff\xda", b"\xff\xdd") for e in ends[:-1])
-    full = np.asarray(Image.open(io.BytesIO(jpeg)))
-    assert np.array_equal(decode_prefix(jpeg, ends[-1]), full)
 
 
 def test_quality_grows_scan_by_scan():

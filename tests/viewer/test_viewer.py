@@ -221,7 +221,7 @@ def test_a_custom_link_and_generative_mode_come_from_the_url(server, small_image
     # Replay by keyboard restarts the same stream.
     page.locator("#stages").click(position={"x": 5, "y": 5})
     page.keyboard.press("r")
-    page.wait_for_function(f"() => document.querySelector('#viewer').dataset.streamState === 'done'")
+    page.wait_for_function("() => document.querySelector('#viewer').dataset.streamState === 'done'")
     assert len(starts) == 2 and starts[1] == starts[0]
 
 
