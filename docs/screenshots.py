@@ -2,7 +2,7 @@
 
     .venv/bin/python docs/screenshots.py            # writes docs/screenshot-*.png
 
-Starts ``hidenet serve`` (bundled samples, --model interp unless --model says otherwise)
+Starts ``hidenet serve`` (bundled samples, the default model unless --model says otherwise)
 on a free loopback port with a temporary data directory, and drives Debian's headless
 Chromium (HIDENET_CHROMIUM, default /usr/bin/chromium) with Playwright. The PNGs are
 reduced to a 256-colour palette so each stays well under 300 KB.
@@ -66,7 +66,7 @@ def save_small(png: bytes, path: Path, width: int = 1280) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs", help="where to write the PNGs (default docs/)")
-    parser.add_argument("--model", default="interp", help="predictor for the server (default interp: fast)")
+    parser.add_argument("--model", default="default", help="predictor for the server (default: the shipped model)")
     args = parser.parse_args(argv)
 
     port = free_port()
