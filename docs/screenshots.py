@@ -14,16 +14,16 @@ import argparse
 import io
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
 from PIL import Image
 from playwright.sync_api import sync_playwright
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+from server.process import start_server, stop_server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("HIDENET_CHROMIUM", "/usr/bin/chromium")
@@ -31,27 +31,6 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
         "--disable-sync", "--no-first-run"]
 VIEWPORT = {"width": 1440, "height": 900}
 IMAGE = "astronaut"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"screenshots: the server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=2) as r:
-                if json.load(r).get("status") == "ok":
-                    return
-        except OSError:
-            pass
-        time.sleep(0.25)
-    sys.exit("screenshots: the server did not start")
 
 
 def save_small(png: bytes, path: Path, width: int = 1280) -> None:
@@ -69,16 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="default", help="predictor for the server (default: the shipped model)")
     args = parser.parse_args(argv)
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as data_dir:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "hidenet_core.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--data-dir", data_dir, "--model", args.model],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        server = start_server(Path(data_dir), args.model)
+        url = server.url
         try:
-            wait_healthy(url, proc)
             with urllib.request.urlopen(url + "/api/images", timeout=10) as r:
                 image_id = next(i["id"] for i in json.load(r) if i["name"] == IMAGE)
             with sync_playwright() as p:
@@ -107,8 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                 save_small(page.screenshot(), args.out / "screenshot-race.png")
                 browser.close()
         finally:
-            proc.terminate()
-            proc.wait(timeout=20)
+            stop_server(server)
     return 0
 
 

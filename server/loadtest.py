@@ -17,9 +17,6 @@ import contextlib
 import json
 import math
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +26,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
-__all__ = ["run_loadtest", "stream_once", "percentile", "start_server", "main"]
+from .process import start_server, stop_server
+
+__all__ = ["run_loadtest", "stream_once", "percentile", "main"]
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -146,46 +145,6 @@ async def run_loadtest(base_url: str, image_id: str, streams: Sequence[int] = (1
 # --- command line: a real server process --------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(data_dir: Path, model: str = "default", max_streams: int = 64,
-                 extra: Sequence[str] = (), cpus: set[int] | None = None) -> tuple[subprocess.Popen, str]:
-    """``hidenet serve`` on a free loopback port (pinned to ``cpus`` if given); returns the
-    process and its base URL once it accepts connections."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "hidenet_core.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--data-dir", str(data_dir), "--model", model, "--max-streams", str(max_streams), *extra]
-    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
-    log_path = data_dir / "server.log"  # a file, not a pipe: a full pipe would stall the server
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, preexec_fn=pin)
-    proc.log_path = log_path  # type: ignore[attr-defined]
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode}: {log_path.read_text()[-2000:]}")
-        with contextlib.suppress(OSError):
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc, base
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("the server did not start within 60 s")
-
-
-def stop_server(proc: subprocess.Popen) -> int:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.wait()
-
-
 async def _prepare(base_url: str, image: str) -> str:
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{base_url}/api/images") as resp:
@@ -226,18 +185,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         streams = [int(s) for s in args.streams.split(",")]
     except ValueError:
         p.error(f"--streams {args.streams!r} is not a comma-separated list of integers")
-    proc = None
+    server = None
     with tempfile.TemporaryDirectory(prefix="hidenet-loadtest-") as tmp:
         try:
             if args.url:
                 base = args.url.rstrip("/")
             else:
                 cpus = {int(c) for c in args.server_cpus.split(",")} if args.server_cpus else None
-                proc, base = start_server(Path(tmp), args.model, max_streams=max(streams) + 8, cpus=cpus)
+                server = start_server(Path(tmp), args.model, max_streams=max(streams) + 8, cpus=cpus)
+                base = server.url
             image_id = asyncio.run(_prepare(base, args.image))
             result = asyncio.run(run_loadtest(base, image_id, streams, args.link))
         finally:
-            exit_code = stop_server(proc) if proc is not None else None
+            exit_code = stop_server(server) if server is not None else None
     result.update({"model": args.model, "machine_cpus": os.cpu_count(), "server_cpus": args.server_cpus,
                    "server_exit_code": exit_code})
     print(format_table(result))

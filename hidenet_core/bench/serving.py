@@ -92,11 +92,11 @@ def rows_from_loadtest(result: dict) -> list[dict]:
 def run_serving(images: list[BenchImage], model: str, streams: tuple[int, ...]) -> dict:
     """The load test's figures for the first image, or ``{"available": False, "reason": ...}``."""
     try:
-        from server import loadtest
+        from server import loadtest, process
     except ImportError as exc:
         return {"available": False, "reason": f"the server's load test is not importable ({exc})"}
     image = images[0]
-    proc = None
+    server = None
     try:
         with tempfile.TemporaryDirectory(prefix="hidenet-bench-serve-") as tmp:
             folder = Path(tmp) / "images"
@@ -105,12 +105,13 @@ def run_serving(images: list[BenchImage], model: str, streams: tuple[int, ...]) 
             data_dir = Path(tmp) / "data"
             data_dir.mkdir()
             try:
-                proc, base = loadtest.start_server(data_dir, model, max_streams=max(streams) + 8,
-                                                   extra=["--images", str(folder)])
+                server = process.start_server(data_dir, model, max_streams=max(streams) + 8,
+                                              extra=["--images", str(folder)])
+                base = server.url
                 image_id = asyncio.run(_prepare(loadtest, base, image.name))
                 result = asyncio.run(loadtest.run_loadtest(base, image_id, list(streams), LINK))
             finally:
-                exit_code = loadtest.stop_server(proc) if proc is not None else None
+                exit_code = process.stop_server(server) if server is not None else None
     except Exception as exc:  # the server is another component: report, don't crash the benchmark
         return {"available": False, "reason": f"the load test failed: {type(exc).__name__}: {exc}"}
     return {

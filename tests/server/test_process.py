@@ -13,7 +13,8 @@ from websockets.exceptions import ConnectionClosed
 
 from hidenet_core import load_image, sample_paths
 from hidenet_core.cli import main as hidenet
-from server.loadtest import run_loadtest, start_server, stop_server
+from server.loadtest import run_loadtest
+from server.process import start_server, stop_server
 from server.store import image_id
 from tests.server.conftest import frame_pixels
 
@@ -23,10 +24,10 @@ def server(tmp_path_factory):
     images = tmp_path_factory.mktemp("images")
     for path in sample_paths()[:2]:  # astronaut (RGB) and camera (grey), 512x512
         (images / path.name).write_bytes(path.read_bytes())
-    proc, base = start_server(tmp_path_factory.mktemp("data"), "interp", extra=["--images", str(images)])
-    yield proc, base
-    if proc.poll() is None:
-        stop_server(proc)
+    server = start_server(tmp_path_factory.mktemp("data"), "interp", extra=["--images", str(images)])
+    yield server.proc, server.url
+    if server.proc.poll() is None:
+        stop_server(server)
 
 
 @pytest.mark.parametrize("sample", ["astronaut", "camera"])
@@ -69,7 +70,8 @@ def test_loadtest_against_the_real_server(server):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signals_close_sockets_with_1001_and_exit_cleanly(tmp_path, sig):
-    proc, base = start_server(tmp_path, "interp", extra=["--images", str(sample_paths()[0].parent)])
+    server = start_server(tmp_path, "interp", extra=["--images", str(sample_paths()[0].parent)])
+    proc, base = server.proc, server.url
 
     async def scenario() -> int:
         async with connect(base.replace("http", "ws") + "/ws") as ws:
@@ -82,5 +84,5 @@ def test_signals_close_sockets_with_1001_and_exit_cleanly(tmp_path, sig):
 
     assert asyncio.run(scenario()) == 1001
     assert proc.wait(timeout=20) == 0
-    log = proc.log_path.read_text()
+    log = server.log_path.read_text()
     assert "Traceback" not in log and " ERROR " not in log

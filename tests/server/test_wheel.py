@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from server.loadtest import free_port
+from server.process import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow

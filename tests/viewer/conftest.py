@@ -11,10 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -25,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
+from server.process import start_server, stop_server
 
 CHROMIUM = os.environ.get("HIDENET_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -60,12 +58,6 @@ class UploadedImage:
     width: int
     height: int
     pixels: np.ndarray  # (H, W, 3) uint8, what was uploaded
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def photo_like(height: int, width: int, seed: int) -> np.ndarray:
@@ -110,37 +102,14 @@ def post_image(url: str, name: str, data: bytes) -> dict:
 def server(tmp_path_factory) -> Iterator[Server]:
     """``hidenet serve`` on a free loopback port, with the bundled samples and the interp model."""
     root = tmp_path_factory.mktemp("hidenet-server")
-    port = free_port()
-    log_path = root / "server.log"
-    url = f"http://127.0.0.1:{port}"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "hidenet_core.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--data-dir", str(root / "data"), "--model", "interp"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[2],
-        )
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the server exited with {proc.returncode}:\n{log_path.read_text()}")
-            try:
-                with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
-                    if json.load(response).get("status") == "ok":
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the server did not answer /healthz in {STARTUP_TIMEOUT_S} s:\n{log_path.read_text()}")
-            time.sleep(0.25)
-        yield Server(url, log_path)
+        process = start_server(root / "data", "interp", timeout_s=STARTUP_TIMEOUT_S)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield Server(process.url, process.log_path)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(process)
 
 
 @pytest.fixture(scope="session")

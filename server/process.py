@@ -1,0 +1,82 @@
+"""A real ``hidenet serve`` process on a free loopback port.
+
+For everything that needs the server as users run it, not an in-process app: the
+load test and ``hidenet bench``, the end-to-end and browser tests, the screenshots.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["ServerProcess", "free_port", "start_server", "stop_server"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class ServerProcess:
+    proc: subprocess.Popen
+    url: str  # http://127.0.0.1:PORT
+    log_path: Path  # the server's stderr
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+
+def _healthy(url: str) -> bool:
+    with contextlib.suppress(OSError, ValueError):
+        with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
+            return json.load(response).get("status") == "ok"
+    return False
+
+
+def start_server(data_dir: Path, model: str = "default", max_streams: int = 64, extra: Sequence[str] = (),
+                 cpus: set[int] | None = None, timeout_s: float = 120) -> ServerProcess:
+    """Start ``hidenet serve`` (pinned to ``cpus`` if given) and return once /healthz answers ok.
+
+    Raises RuntimeError, with the end of the server's log, if it exits or does not answer in time.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    cmd = [sys.executable, "-m", "hidenet_core.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+           "--data-dir", str(data_dir), "--model", model, "--max-streams", str(max_streams), *extra]
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    log_path = data_dir / "server.log"  # a file, not a pipe: a full pipe would stall the server
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, preexec_fn=pin)
+    server = ServerProcess(proc, f"http://127.0.0.1:{port}", log_path)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode}:\n{server.log_tail()}")
+        if _healthy(server.url):
+            return server
+        time.sleep(0.1)
+    stop_server(server)
+    raise RuntimeError(f"the server did not answer /healthz within {timeout_s:.0f} s:\n{server.log_tail()}")
+
+
+def stop_server(server: ServerProcess) -> int:
+    """SIGTERM (a graceful shutdown), then kill after 20 s; returns the exit status."""
+    server.proc.send_signal(signal.SIGTERM)
+    try:
+        return server.proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        return server.proc.wait()
