@@ -39,7 +39,7 @@ def save_small(png: bytes, path: Path, width: int = 1280) -> None:
     image = image.resize((width, round(image.height * width / image.width)), Image.Resampling.LANCZOS)
     palette = image.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
     image.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG).save(path, optimize=True)
-    print(f"{path.relative_to(ROOT)}: {image.width}x{image.height}, {path.stat().st_size // 1024} KB")
+    print(f"{path}: {image.width}x{image.height}, {path.stat().st_size // 1024} KB")
 
 
 def main(argv: list[str] | None = None) -> int:
