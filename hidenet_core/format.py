@@ -29,6 +29,9 @@ __all__ = [
     "parse_header",
     "pack_chunk",
     "parse_chunk_header",
+    "Chunk",
+    "StreamLayout",
+    "scan_stream",
 ]
 
 MAGIC = b"\x89HDN\r\n\x1a\n"
@@ -179,3 +182,60 @@ def parse_chunk_header(data: bytes, pos: int = 0) -> ChunkHeader:
     if len(data) - pos < CHUNK_HEADER_SIZE:
         raise HdnFormatError(f"truncated chunk header: {len(data) - pos} of {CHUNK_HEADER_SIZE} bytes")
     return ChunkHeader(*_CHUNK.unpack_from(data, pos))
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Where one level's chunk lies in a stream."""
+
+    level: int
+    start: int  # offset of its chunk header
+    end: int  # offset just past its payload: the stream bytes up to and including this level
+    payload_bytes: int
+
+
+@dataclass(frozen=True)
+class StreamLayout:
+    """A stream's header and its chunks, base first."""
+
+    header: Header
+    header_bytes: int
+    chunks: tuple[Chunk, ...]
+
+    @property
+    def total_bytes(self) -> int:
+        return self.chunks[-1].end if self.chunks else self.header_bytes
+
+    @property
+    def payload_bytes(self) -> int:
+        return sum(c.payload_bytes for c in self.chunks)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.chunks) and self.chunks[-1].level == 0
+
+
+def scan_stream(data: bytes, *, prefix: bool = False) -> StreamLayout:
+    """Check a stream's structure and payload CRCs (without decoding); return where each chunk is.
+
+    With ``prefix`` the stream may stop after any chunk; otherwise it must hold every level.
+    """
+    header, pos = parse_header(data)
+    chunks: list[Chunk] = []
+    for level in range(header.levels, -1, -1):
+        if prefix and pos == len(data):
+            break
+        ch = parse_chunk_header(data, pos)
+        if ch.level != level:
+            raise HdnFormatError(f"chunk for level {ch.level} where level {level} was expected")
+        end = pos + CHUNK_HEADER_SIZE + ch.payload_length
+        if end > len(data):
+            raise HdnFormatError(f"truncated stream: the chunk for level {level} ends at {end}, the stream at {len(data)}")
+        if zlib.crc32(data[pos + CHUNK_HEADER_SIZE : end]) != ch.payload_crc:
+            raise HdnFormatError(f"payload CRC mismatch in the chunk for level {level}: the stream is corrupted")
+        chunks.append(Chunk(level, pos, end, ch.payload_length))
+        pos = end
+    if pos != len(data):
+        raise HdnFormatError(f"unexpected {len(data) - pos} bytes after the last chunk")
+    header_bytes = chunks[0].start if chunks else pos
+    return StreamLayout(header, header_bytes, tuple(chunks))

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from hidenet_core import HdnFormatError
-from hidenet_core.format import CHUNK_HEADER_SIZE, Header, parse_chunk_header, parse_header
+from hidenet_core.format import StreamLayout, scan_stream
 
 from .store import LRU, atomic_write
 
-__all__ = ["StreamKey", "Chunk", "StreamLayout", "scan_stream", "StreamCache"]
+__all__ = ["StreamKey", "StreamCache"]
 
 log = logging.getLogger(__name__)
 
@@ -37,51 +36,6 @@ class StreamKey:
     @property
     def filename(self) -> str:
         return f"{self.image_id}.{self.model_hash[:16]}.d{self.max_error}.g{self.generative_levels}.hdn"
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """One level's chunk inside a stream."""
-
-    level: int
-    start: int  # offset of its chunk header
-    end: int  # offset just past its payload: the cumulative bytes up to this level
-    payload_bytes: int
-
-
-@dataclass(frozen=True)
-class StreamLayout:
-    header: Header
-    header_bytes: int
-    chunks: tuple[Chunk, ...]  # base first, full image last
-
-    @property
-    def total_bytes(self) -> int:
-        return self.chunks[-1].end
-
-    @property
-    def payload_bytes(self) -> int:
-        return sum(c.payload_bytes for c in self.chunks)
-
-
-def scan_stream(data: bytes) -> StreamLayout:
-    """Check a complete stream's structure and CRCs; return where each chunk is."""
-    header, pos = parse_header(data)
-    chunks = []
-    for level in range(header.levels, -1, -1):
-        ch = parse_chunk_header(data, pos)
-        if ch.level != level:
-            raise HdnFormatError(f"chunk for level {ch.level} where level {level} was expected")
-        end = pos + CHUNK_HEADER_SIZE + ch.payload_length
-        if end > len(data):
-            raise HdnFormatError(f"truncated stream: the chunk for level {level} ends at {end}, the stream at {len(data)}")
-        if zlib.crc32(data[pos + CHUNK_HEADER_SIZE : end]) != ch.payload_crc:
-            raise HdnFormatError(f"payload CRC mismatch in the chunk for level {level}")
-        chunks.append(Chunk(level, pos, end, ch.payload_length))
-        pos = end
-    if pos != len(data):
-        raise HdnFormatError(f"unexpected {len(data) - pos} bytes after the last chunk")
-    return StreamLayout(header, chunks[0].start, tuple(chunks))
 
 
 class StreamCache:

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from hidenet_core import EncodeSettings, ProgressiveDecoder, encode, level_shapes
+from hidenet_core.format import StreamLayout
 
-from .cache import StreamKey, StreamLayout
+from .cache import StreamKey
 from .frames import Frame, FrameCache, finite, render_frame
 from .keys import CACHE, CLOCK, CONFIG, FRAMES, MODEL, MODEL_HASH, RACES, STATS, STORE, WORKER
 from .links import arrival_ms

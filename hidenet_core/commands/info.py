@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..format import CHUNK_HEADER_SIZE, HdnFormatError, parse_chunk_header, parse_header
+from ..format import scan_stream
 from ..pyramid import level_shapes
 
 
@@ -16,24 +16,15 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def stream_info(data: bytes) -> dict:
-    """Header fields and, from the base to the full image, each level's sizes."""
-    header, pos = parse_header(data)
+    """Header fields and, from the base to the full image, each level's sizes (a prefix is fine)."""
+    layout = scan_stream(data, prefix=True)
+    header = layout.header
     shapes = level_shapes(header.height, header.width, header.levels)
-    levels = []
-    for k in range(header.levels, -1, -1):
-        if pos == len(data):
-            break
-        ch = parse_chunk_header(data, pos)
-        if ch.level != k:
-            raise HdnFormatError(f"chunk for level {ch.level} where level {k} was expected")
-        total = CHUNK_HEADER_SIZE + ch.payload_length
-        if pos + total > len(data):
-            raise HdnFormatError(f"truncated stream: the chunk for level {k} needs {total} bytes, {len(data) - pos} left")
-        h, w = shapes[k]
-        levels.append({"level": k, "width": w, "height": h, "payload_bytes": ch.payload_length, "total_bytes": pos + total})
-        pos += total
-    if pos != len(data):
-        raise HdnFormatError(f"unexpected {len(data) - pos} bytes after the last chunk")
+    levels = [
+        {"level": c.level, "width": shapes[c.level][1], "height": shapes[c.level][0],
+         "payload_bytes": c.payload_bytes, "total_bytes": c.end}
+        for c in layout.chunks
+    ]
     return {
         "width": header.width,
         "height": header.height,
@@ -43,8 +34,8 @@ def stream_info(data: bytes) -> dict:
         "generative_levels": header.generative_levels,
         "model": header.model_name,
         "model_hash": header.model_hash.hex(),
-        "header_bytes": parse_header(data)[1],
-        "complete": bool(levels) and levels[-1]["level"] == 0,
+        "header_bytes": layout.header_bytes,
+        "complete": layout.complete,
         "levels": levels,
     }
 

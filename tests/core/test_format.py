@@ -160,3 +160,20 @@ def test_random_bytes_never_decode(interp):
     for _ in range(50):
         with pytest.raises(HdnFormatError):
             decode(bytes(rng.integers(0, 256, rng.integers(0, 200), dtype=np.uint8)), interp)
+
+
+def test_scan_stream_layout_and_prefixes(stream):
+    from hidenet_core.format import scan_stream
+
+    layout = scan_stream(stream)
+    assert [c.level for c in layout.chunks] == [2, 1, 0] and layout.complete
+    assert layout.total_bytes == len(stream) and layout.header_bytes == header_size(stream)
+    base_end = layout.chunks[0].end
+    partial = scan_stream(stream[:base_end], prefix=True)
+    assert [c.level for c in partial.chunks] == [2] and not partial.complete
+    with pytest.raises(HdnFormatError, match="truncated chunk header"):
+        scan_stream(stream[:base_end])  # a whole stream was expected
+    with pytest.raises(HdnFormatError, match="truncated stream: the chunk for level 1"):
+        scan_stream(stream[: base_end + 20], prefix=True)
+    with pytest.raises(HdnFormatError, match="unexpected 1 bytes"):
+        scan_stream(stream + b"!")

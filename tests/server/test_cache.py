@@ -9,7 +9,8 @@ import pytest
 
 from hidenet_core import decode, load_model
 from server import create_app
-from server.cache import StreamCache, StreamKey, scan_stream
+from hidenet_core.format import scan_stream
+from server.cache import StreamCache, StreamKey
 from server.keys import CACHE, STATS
 from tests.server.conftest import frame_pixels, receive_stream
 
