@@ -11,7 +11,16 @@ Public API::
 from .codec import EncodeSettings, encode, resolve_max_error
 from .decoder import DecodedLevel, ProgressiveDecoder, decode, preview, read_header
 from .format import Header, HdnFormatError, ModelMismatchError
-from .imageio import ImageError, ImageTooLarge, LoadedImage, image_from_bytes, load_image, png_bytes, save_png
+from .imageio import (
+    ImageError,
+    ImageTooLarge,
+    LoadedImage,
+    UnsupportedImage,
+    image_from_bytes,
+    load_image,
+    png_bytes,
+    save_png,
+)
 from .predictors import ModelLoadError, Prediction, Predictor, load_model
 from .metrics import psnr, ssim
 from .pyramid import default_levels, level_shapes, merge, split
@@ -31,6 +40,7 @@ __all__ = [
     "ModelMismatchError",
     "ImageError",
     "ImageTooLarge",
+    "UnsupportedImage",
     "LoadedImage",
     "image_from_bytes",
     "load_image",

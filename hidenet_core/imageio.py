@@ -15,7 +15,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["LoadedImage", "ImageError", "load_image", "image_from_bytes", "save_png", "png_bytes", "MODE_OF_CHANNELS", "ImageTooLarge"]
+__all__ = [
+    "LoadedImage",
+    "ImageError",
+    "UnsupportedImage",
+    "ImageTooLarge",
+    "load_image",
+    "image_from_bytes",
+    "save_png",
+    "png_bytes",
+    "MODE_OF_CHANNELS",
+]
 
 MODE_OF_CHANNELS = {1: "L", 3: "RGB", 4: "RGBA"}
 _DEEP_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F", "RGB;16", "RGBA;16"}
@@ -36,12 +46,14 @@ class LoadedImage:
         return MODE_OF_CHANNELS[self.pixels.shape[2]]
 
 
+def _is_deep(img: Image.Image) -> bool:
+    return img.mode in _DEEP_MODES or img.mode.endswith(";16") or img.info.get("bits", 8) > 8
+
+
 def _convert(img: Image.Image) -> tuple[Image.Image, str | None]:
     mode = img.mode
     if mode in ("L", "RGB", "RGBA"):
         return img, None
-    if mode in _DEEP_MODES or mode.endswith(";16") or img.info.get("bits", 8) > 8:
-        raise ImageError(f"{mode} images ({'16-bit' if '16' in mode or mode == 'I' else 'deep'}) are not supported: hideNet codes 8-bit L, RGB and RGBA; convert to 8 bits first")
     if mode == "1":
         return img.convert("L"), "converted 1-bit to L (8-bit grey)"
     if mode == "P":
@@ -54,30 +66,44 @@ def _convert(img: Image.Image) -> tuple[Image.Image, str | None]:
         return img.convert("RGBA"), "converted LA (grey+alpha) to RGBA"
     if mode in ("CMYK", "YCbCr", "LAB", "HSV"):
         return img.convert("RGB"), f"converted {mode} to RGB"
-    raise ImageError(f"image mode {mode!r} is not supported: use an 8-bit L, RGB or RGBA image")
+    raise UnsupportedImage(f"image mode {mode!r} is not supported: use an 8-bit L, RGB or RGBA image")
+
+
+class UnsupportedImage(ImageError):
+    """Not an image, or one this 8-bit codec cannot take (16-bit, float, exotic modes)."""
+
+
+class ImageTooLarge(ImageError):
+    """More pixels than the configured limit, or than Pillow's decompression-bomb guard allows."""
 
 
 def image_from_bytes(data: bytes, max_pixels: int | None = None) -> LoadedImage:
     """Decode image bytes (any format Pillow sniffs) into an 8-bit (H, W, C) array.
 
-    Raises ImageError for non-images, truncated files, deep images, and images with
-    more than ``max_pixels`` pixels (checked from the header, before decoding).
+    Everything is checked from the header before the pixels are decoded. Raises
+    ``UnsupportedImage`` (not an image; 16-bit, float or unknown modes), ``ImageTooLarge``
+    (more than ``max_pixels`` pixels, or a decompression bomb) or ``ImageError``
+    (truncated or corrupted data); all three are ``ImageError``.
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
-            img.MAX_IMAGE_PIXELS = None
     except UnidentifiedImageError:
-        raise ImageError("not an image (format not recognised)") from None
+        raise UnsupportedImage("not an image: format not recognised (PNG, JPEG, WebP, GIF, BMP, TIFF, ... are)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"image too large: {exc}") from None
-    except OSError as exc:
-        raise ImageError(f"unreadable image: {exc}") from None
+        raise ImageTooLarge(f"image too large (decompression bomb refused): {exc}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"unreadable image header: {exc}") from None
     w, h = img.size
     if max_pixels is not None and w * h > max_pixels:
         raise ImageTooLarge(f"image of {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels}")
     source_mode = img.mode
+    if _is_deep(img):
+        raise UnsupportedImage(
+            f"{source_mode} images (16-bit or float) are not supported: hideNet codes 8-bit L, RGB and RGBA; "
+            f"convert to 8 bits first"
+        )
     try:
         img.load()
     except Exception as exc:  # Pillow raises OSError/SyntaxError/ValueError on truncated data
@@ -87,10 +113,6 @@ def image_from_bytes(data: bytes, max_pixels: int | None = None) -> LoadedImage:
     if arr.ndim == 2:
         arr = arr[:, :, None]
     return LoadedImage(np.ascontiguousarray(arr), source_mode, note)
-
-
-class ImageTooLarge(ImageError):
-    """More pixels than the configured limit (a possible decompression bomb)."""
 
 
 def load_image(path: str | Path, max_pixels: int | None = None) -> LoadedImage:

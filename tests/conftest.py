@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import struct
+import zlib
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from hidenet_core.predictors import load_model
 
@@ -32,3 +37,13 @@ def smooth_image(h: int, w: int, c: int, seed: int = 0) -> np.ndarray:
 @pytest.fixture
 def image_rgb():
     return smooth_image(37, 53, 3)
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims a size its data does not have (a decompression bomb's header)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(buf, "PNG")
+    real = buf.getvalue()
+    chunk = b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    patched = struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    return real[:8] + patched + real[8 + 25 :]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 from dataclasses import replace
 
 import numpy as np
@@ -14,7 +12,7 @@ from PIL import Image
 
 from server import create_app
 from server.store import image_id
-from tests.conftest import smooth_image
+from tests.conftest import png_claiming, smooth_image
 from tests.server.conftest import frame_pixels, png_of
 
 pytestmark = pytest.mark.asyncio
@@ -24,15 +22,6 @@ def form(data: bytes, filename: str = "photo.png", field: str = "file") -> FormD
     f = FormData()
     f.add_field(field, data, filename=filename, content_type="application/octet-stream")
     return f
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A PNG whose header claims a size its data does not have (a decompression bomb's header)."""
-    real = png_of(np.zeros((1, 1, 3), np.uint8))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = b"IHDR" + ihdr
-    patched = struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
-    return real[:8] + patched + real[8 + 25 :]
 
 
 def stored(config) -> list[str]:
