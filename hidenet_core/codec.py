@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .entropy import LevelEncoder
-from .format import MAX_PIXELS, Header, pack_chunk, pack_header
+from .format import MAX_PIXELS, MAX_SIDE, Header, pack_chunk, pack_header
 from .levels import level_crc, reconstruct_level
 from .predictors.base import Predictor
 from .pyramid import default_levels, level_shapes, split, total_levels
@@ -59,8 +59,8 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
         raise ValueError(f"expected an (H, W, C) image with C in 1, 3, 4; got shape {image.shape}")
     h, w = image.shape[:2]
-    if h < 1 or w < 1 or h * w > MAX_PIXELS or max(h, w) > 65535:
-        raise ValueError(f"image size {w}x{h} is outside the supported range (1..65535 per side, {MAX_PIXELS} pixels)")
+    if h < 1 or w < 1 or h * w > MAX_PIXELS or max(h, w) > MAX_SIDE:
+        raise ValueError(f"image size {w}x{h} is outside the supported range (1..{MAX_SIDE} per side, {MAX_PIXELS} pixels)")
     return image
 
 
