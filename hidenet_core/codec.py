@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import calibration
 from .entropy import LevelEncoder
 from .format import MAX_PIXELS, MAX_SIDE, Header, pack_chunk, pack_header
 from .levels import level_crc, reconstruct_level
@@ -33,6 +34,7 @@ class EncodeSettings:
     max_error: int | tuple[int, ...] = 0  # d, or d per level from 0 (full image) to L (base)
     generative_levels: int = 0  # the finest g levels send no residual
     levels: int | None = None  # L; None: base longer side <= 32 px
+    calibrate: bool = True  # fit per-image calibration (format version 2); False writes version 1
 
 
 def resolve_max_error(max_error: int | Sequence[int], levels: int) -> tuple[int, ...]:
@@ -76,7 +78,8 @@ def encode(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = E
         raise ValueError(f"generative levels {settings.generative_levels} is outside 0..{levels}")
     max_error = resolve_max_error(settings.max_error, levels)
     header = Header(
-        width, height, channels, levels, max_error, settings.generative_levels, predictor.name, predictor.weights_hash()
+        width, height, channels, levels, max_error, settings.generative_levels, predictor.name, predictor.weights_hash(),
+        version=2 if settings.calibrate else 1,
     )
 
     # originals of every level down to 1x1, and the odd values that rebuild each
@@ -97,6 +100,20 @@ def encode(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = E
 
         return code
 
+    def calibrator(enc: LevelEncoder, k: int, d: int):
+        if not settings.calibrate:
+            return None
+
+        def calibrate(chans, flat, mean, scale, resid):
+            params = [
+                calibration.fit(odds[k][ch].reshape(-1)[f], m, s, r, 2 * d + 1)
+                for ch, f, m, s, r in zip(chans, flat, mean, scale, resid)
+            ]
+            calibration.write(enc, params, [r is not None for r in resid])
+            return params
+
+        return calibrate
+
     # base chunk: the top pixel, then the base's own levels top-1 .. L
     d_base = max_error[levels]
     top_pixel = originals[top].reshape(-1)
@@ -104,7 +121,7 @@ def encode(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = E
         top_pixel, np.full(channels, TOP_MEAN, np.float32), np.full(channels, TOP_SCALE, np.float32), d_base
     ).reshape(channels, 1, 1)
     for k in range(top - 1, levels - 1, -1):
-        recon = reconstruct_level(predictor, recon, shapes[k], k, coder(enc, k, d_base))
+        recon = reconstruct_level(predictor, recon, shapes[k], k, coder(enc, k, d_base), calibrator(enc, k, d_base))
     out.append(pack_chunk(levels, enc.payload(), level_crc(recon)))
 
     for k in range(levels - 1, -1, -1):
@@ -113,6 +130,6 @@ def encode(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = E
             out.append(pack_chunk(k, b"", level_crc(recon)))
             continue
         enc = LevelEncoder(predictor.distribution)
-        recon = reconstruct_level(predictor, recon, shapes[k], k, coder(enc, k, max_error[k]))
+        recon = reconstruct_level(predictor, recon, shapes[k], k, coder(enc, k, max_error[k]), calibrator(enc, k, max_error[k]))
         out.append(pack_chunk(k, enc.payload(), level_crc(recon)))
     return b"".join(out)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import calibration
 from .codec import TOP_MEAN, TOP_SCALE
 from .entropy import LevelDecoder
 from .format import (
@@ -45,9 +46,12 @@ class DecodedLevel:
 
 
 def _max_payload(shapes: list[tuple[int, int]], first: int, last: int, channels: int) -> int:
-    """A generous bound on a chunk's payload for levels first..last (constriction: < 32 bits/symbol)."""
+    """A generous bound on a chunk's payload for levels first..last (constriction: < 32 bits/symbol).
+
+    Besides the values, a calibrated level codes at most 4C parameters.
+    """
     pixels = sum(h * w for h, w in shapes[last : first + 1])
-    return 4 * channels * pixels + 64
+    return 4 * channels * pixels + 64 + 16 * channels * (first - last + 1)
 
 
 def read_header(data: bytes) -> Header:
@@ -180,13 +184,17 @@ class ProgressiveDecoder:
         def code(idx, valid, mean, scale):
             return dec.decode(mean, scale, d)
 
+        def calibrate(chans, flat, mean, scale, resid):
+            return calibration.read(dec, [r is not None for r in resid])
+
+        cal = calibrate if h.version >= 2 else None
         if k < h.levels:
-            return reconstruct_level(self.predictor, self._recon, self._shapes[k], k, code)
+            return reconstruct_level(self.predictor, self._recon, self._shapes[k], k, code, cal)
         top = len(self._shapes) - 1
         c = h.channels
         recon = dec.decode(np.full(c, TOP_MEAN, np.float32), np.full(c, TOP_SCALE, np.float32), d).reshape(c, 1, 1)
         for j in range(top - 1, k - 1, -1):
-            recon = reconstruct_level(self.predictor, recon, self._shapes[j], j, code)
+            recon = reconstruct_level(self.predictor, recon, self._shapes[j], j, code, cal)
         return recon
 
     def preview(self) -> np.ndarray:

@@ -79,6 +79,11 @@ class LevelEncoder:
         self._enc.encode(q, _family(self.distribution, symbol_bound(d)), centre, sc)
         return dequantize(q, rmean, d)
 
+    def encode_params(self, values: np.ndarray, bound: int, scale: float) -> None:
+        """Code small signed integers in -bound..bound (side information) under a Laplace around 0."""
+        if values.size:
+            self._enc.encode(values.astype(np.int32), _family("laplace", bound), np.zeros(values.size), np.full(values.size, scale))
+
     def payload(self) -> bytes:
         return self._enc.get_compressed().astype(">u4").tobytes()
 
@@ -103,3 +108,13 @@ class LevelDecoder:
         except (AssertionError, ValueError, RuntimeError) as exc:
             raise HdnFormatError(f"chunk payload cannot be decoded: {exc}") from None
         return dequantize(np.asarray(q), rmean, d)
+
+    def decode_params(self, count: int, bound: int, scale: float) -> np.ndarray:
+        """Read ``count`` integers written by ``LevelEncoder.encode_params``."""
+        if count == 0:
+            return np.zeros(0, dtype=np.int32)
+        try:
+            q = self._dec.decode(_family("laplace", bound), np.zeros(count), np.full(count, scale))
+        except (AssertionError, ValueError, RuntimeError) as exc:
+            raise HdnFormatError(f"chunk payload cannot be decoded: {exc}") from None
+        return np.asarray(q, dtype=np.int32)

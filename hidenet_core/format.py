@@ -14,6 +14,7 @@ from dataclasses import dataclass
 __all__ = [
     "MAGIC",
     "VERSION",
+    "VERSIONS",
     "MODES",
     "MAX_SIDE",
     "MAX_PIXELS",
@@ -35,7 +36,9 @@ __all__ = [
 ]
 
 MAGIC = b"\x89HDN\r\n\x1a\n"
-VERSION = 1
+#: the version written by default; version 1 is the same without per-image calibration
+VERSION = 2
+VERSIONS = (1, 2)
 #: mode name -> channel count; the mode byte in the header is the channel count
 MODES = {"L": 1, "RGB": 3, "RGBA": 4}
 MAX_SIDE = 65535
@@ -74,6 +77,7 @@ class Header:
     generative_levels: int  # the finest g levels carry no residual
     model_name: str
     model_hash: bytes  # 16 bytes
+    version: int = VERSION  # 2: levels carry calibration parameters (calibration.py); 1: none
 
     @property
     def mode(self) -> str:
@@ -81,6 +85,8 @@ class Header:
 
     def validate(self) -> None:
         """Raise HdnFormatError if any field is out of range."""
+        if self.version not in VERSIONS:
+            raise HdnFormatError(f"unsupported .hdn format version {self.version}; this decoder reads versions {list(VERSIONS)}")
         if not (1 <= self.width <= MAX_SIDE and 1 <= self.height <= MAX_SIDE):
             raise HdnFormatError(f"image size {self.width}x{self.height} is outside 1..{MAX_SIDE} per side")
         if self.width * self.height > MAX_PIXELS:
@@ -122,19 +128,19 @@ def pack_header(h: Header) -> bytes:
         + name
         + h.model_hash
     )
-    head = _PREAMBLE.pack(MAGIC, VERSION, len(body) + 4)
+    head = _PREAMBLE.pack(MAGIC, h.version, len(body) + 4)
     return head + body + struct.pack(">I", zlib.crc32(head + body))
 
 
 def parse_preamble(data: bytes) -> int:
-    """Check magic and version; return the length of the header body that follows."""
+    """Check magic and version; return the length of the header body that follows (the version is byte 8)."""
     if len(data) < PREAMBLE_SIZE:
         raise HdnFormatError(f"truncated header: {len(data)} bytes, the preamble alone needs {PREAMBLE_SIZE}")
     magic, version, body_len = _PREAMBLE.unpack_from(data)
     if magic != MAGIC:
         raise HdnFormatError(f"not a .hdn stream: magic bytes are {magic!r}, expected {MAGIC!r}")
-    if version != VERSION:
-        raise HdnFormatError(f"unsupported .hdn format version {version}; this decoder reads version {VERSION}")
+    if version not in VERSIONS:
+        raise HdnFormatError(f"unsupported .hdn format version {version}; this decoder reads versions {list(VERSIONS)}")
     max_body = _FIXED.size + MAX_LEVELS + 1 + 2 + MAX_MODEL_NAME + HASH_SIZE + 4
     if not _FIXED.size + 1 + 2 + HASH_SIZE + 4 <= body_len <= max_body:
         raise HdnFormatError(f"header length {body_len} is outside the possible range")
@@ -169,7 +175,8 @@ def parse_header(data: bytes) -> tuple[Header, int]:
     except UnicodeDecodeError:
         raise HdnFormatError("model name in the header is not UTF-8") from None
     pos += name_len
-    header = Header(width, height, channels, levels, max_error, generative, name, bytes(data[pos : pos + HASH_SIZE]))
+    header = Header(width, height, channels, levels, max_error, generative, name, bytes(data[pos : pos + HASH_SIZE]),
+                    version=data[len(MAGIC)])
     header.validate()
     return header, end
 

@@ -4,6 +4,11 @@ The encoder and the decoder run exactly this code; they differ only in the ``cod
 callback, which for the encoder codes the true odd values and returns their
 reconstruction and for the decoder reads them from the stream. ``code=None`` is a
 generative level: every odd value is the predicted mean.
+
+With a ``calibrate`` callback (version-2 streams) a level with enough positions is
+calibrated (``calibration.py``): each step is coded in two rounds, the channels
+without a parent and then those with one, and before each round's values ``calibrate``
+gives (encoder: fits and codes; decoder: reads) the parameters of its channels.
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 
+from . import calibration
+from .calibration import ChannelParams
 from .predictors.base import Predictor, snap
 from .pyramid import merge, odd_valid_mask
 
-__all__ = ["CodeFn", "reconstruct_level", "level_crc", "to_tensor"]
+__all__ = ["CodeFn", "CalibrateFn", "reconstruct_level", "level_crc", "to_tensor"]
 
 
 class CodeFn(Protocol):
@@ -26,6 +33,18 @@ class CodeFn(Protocol):
 
         channels: odd channel indices of this step; valid: bool (k, h, w);
         mean, scale: float32 arrays of the valid values, in the order of ``valid``.
+        """
+        ...
+
+
+class CalibrateFn(Protocol):
+    def __call__(self, channels: list[int], x_index: list[np.ndarray], mean: list[np.ndarray], scale: list[np.ndarray],
+                 parent_resid: list[np.ndarray | None]) -> list[ChannelParams]:
+        """The calibration of each of ``channels`` (one round of a step).
+
+        Per channel, at its valid positions (1-D): ``x_index`` the flat indices into the
+        level's (h, w) grid, the snapped mean and scale, and the parent's residual (None
+        without a parent). The encoder fits and codes the parameters, the decoder reads them.
         """
         ...
 
@@ -47,6 +66,7 @@ def reconstruct_level(
     size: tuple[int, int],
     level: int,
     code: CodeFn | Callable[..., np.ndarray] | None,
+    calibrate: CalibrateFn | Callable[..., list[ChannelParams]] | None = None,
 ) -> np.ndarray:
     """The (C, H, W) uint8 level ``level`` from its reconstructed even image (C, h, w)."""
     c, h, w = even.shape
@@ -55,14 +75,42 @@ def reconstruct_level(
     even_t = to_tensor(even)  # (1, C, h, w)
     odd_t = torch.zeros((1, 3 * c, h, w))  # (1, 3C, h, w)
     odd = np.zeros((3 * c, h, w), dtype=np.uint8)
+    calibrating = code is not None and calibrate is not None and calibration.calibrated(h, w)
     for step, channels in enumerate(predictor.steps(c)):
         idx = list(channels)
         pred = snap(predictor(even_t, odd_t, step, level))
-        mean = pred.mean[0].numpy()  # (k, h, w)
-        vals = np.clip(np.round(mean), 0, 255).astype(np.uint8)
-        if code is not None:
-            v = valid[idx]
-            vals[v] = code(idx, v, mean[v], pred.scale[0].numpy()[v])
-        odd[idx] = vals
-        odd_t[0, idx] = torch.from_numpy(vals).float()
+        means = pred.mean[0].numpy()  # (k, h, w)
+        scales = pred.scale[0].numpy()
+        if not calibrating:
+            vals = np.clip(np.round(means), 0, 255).astype(np.uint8)
+            if code is not None:
+                v = valid[idx]
+                vals[v] = code(idx, v, means[v], scales[v])
+            odd[idx] = vals
+            odd_t[0, idx] = torch.from_numpy(vals).float()
+            continue
+        par = calibration.parents(c, tuple(idx))
+        for rnd in ([j for j in range(len(idx)) if par[j] < 0], [j for j in range(len(idx)) if par[j] >= 0]):
+            if rnd:
+                _code_round(rnd, idx, par, valid, means, scales, odd, odd_t, code, calibrate)
     return merge(even, odd, (height, width))
+
+
+def _code_round(rnd, idx, par, valid, means, scales, odd, odd_t, code, calibrate) -> None:
+    """Calibrate and code the channels at positions ``rnd`` of a step, one channel at a time."""
+    chans = [idx[j] for j in rnd]
+    flat = [np.flatnonzero(valid[ch]) for ch in chans]
+    resid = [None if par[j] < 0 else odd[idx[par[j]]].astype(np.float64) - means[par[j]] for j in rnd]
+    params = calibrate(
+        chans, flat,
+        [means[j].reshape(-1)[f] for j, f in zip(rnd, flat)],
+        [scales[j].reshape(-1)[f] for j, f in zip(rnd, flat)],
+        [None if r is None else r.reshape(-1)[f] for r, f in zip(resid, flat)],
+    )
+    for j, ch, p, r in zip(rnd, chans, params, resid):
+        mean, scale = calibration.apply(means[j], scales[j], p, r)  # (h, w) each
+        vals = np.clip(np.round(mean), 0, 255).astype(np.uint8)
+        v = valid[ch]
+        vals[v] = code([ch], v[None], mean[v], scale[v])
+        odd[ch] = vals
+        odd_t[0, ch] = torch.from_numpy(vals).float()
