@@ -1,4 +1,4 @@
-"""Encoded ``.hdn`` streams on disk, named by image content hash, mode and model.
+"""Encoded ``.hdn`` streams on disk, named by image content hash, mode, model and format version.
 
 Recently used streams are also kept in memory. A file is written atomically and checked when read: the header CRC, every chunk's
 payload CRC, the level order and the exact length. A file that fails the check is
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hidenet_core import HdnFormatError
-from hidenet_core.format import StreamLayout, scan_stream
+from hidenet_core.format import VERSION, StreamLayout, scan_stream
 
 from .store import LRU, atomic_write
 
@@ -35,7 +35,8 @@ class StreamKey:
 
     @property
     def filename(self) -> str:
-        return f"{self.image_id}.{self.model_hash[:16]}.d{self.max_error}.g{self.generative_levels}.hdn"
+        # the format version: streams an older server wrote are re-encoded, not served
+        return f"{self.image_id}.{self.model_hash[:16]}.d{self.max_error}.g{self.generative_levels}.v{VERSION}.hdn"
 
 
 class StreamCache:
@@ -60,6 +61,8 @@ class StreamCache:
             layout = scan_stream(data)
             if layout.header.model_hash.hex() != key.model_hash:
                 raise HdnFormatError("encoded with other weights")
+            if layout.header.version != VERSION:
+                raise HdnFormatError(f"format version {layout.header.version}, not {VERSION}")
         except HdnFormatError as exc:
             log.warning("cache file %s is corrupted (%s): re-encoding", path.name, exc)
             path.unlink(missing_ok=True)

@@ -13,7 +13,6 @@ from ..predictors import load_model
 from .options import add_model_option, int_range, max_error_list
 
 
-
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="image file (8-bit L, RGB or RGBA; other modes are converted)")
     p.add_argument("output", help="the .hdn file to write")
@@ -23,6 +22,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="the finest G levels send no residual: the decoder shows the prediction")
     p.add_argument("--levels", type=int_range(0, 16), default=None, metavar="L",
                    help="number of levels below the full image (default: base at most 32 px)")
+    p.add_argument("--no-calibrate", dest="calibrate", action="store_false",
+                   help="skip the per-image calibration and write a format-version-1 stream (a little larger)")
     add_model_option(p)
 
 
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     if image.note:
         print(f"hidenet: note: {image.note}", file=sys.stderr)
     model = load_model(args.model)
-    settings = EncodeSettings(args.max_error, args.generative_levels, args.levels)
+    settings = EncodeSettings(args.max_error, args.generative_levels, args.levels, args.calibrate)
     t0 = time.perf_counter()
     data = encode(image.pixels, model, settings)
     seconds = time.perf_counter() - t0

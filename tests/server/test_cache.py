@@ -32,7 +32,7 @@ async def test_streams_are_cached_by_content_hash_and_mode(client, rgb_id):
     await client.get(f"/api/images/{rgb_id}/stream.hdn")
     files = sorted(p.name for p in client.app[CACHE].directory.iterdir())
     assert len(files) == 2 and all(f.startswith(rgb_id) and f.endswith(".hdn") for f in files)
-    assert {".d0.g0.hdn", ".d2.g0.hdn"} == {f[-10:] for f in files}
+    assert {".d0.g0.v2.hdn", ".d2.g0.v2.hdn"} == {f[-13:] for f in files}
     stats = client.app[STATS]
     assert (stats.cache_misses, stats.cache_hits) == (2, 1)
 

@@ -1,0 +1,108 @@
+"""Per-image calibration (format version 2): fitted, coded, applied identically on both sides."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hidenet_core import EncodeSettings, HdnFormatError, decode, encode
+from hidenet_core import calibration
+from hidenet_core.calibration import ChannelParams
+from hidenet_core.format import parse_header
+from tests.conftest import smooth_image
+
+# 150 x 140: level 0 has 75 x 70 = 5250 positions, enough to be calibrated
+SIZE = (150, 140)
+
+
+def chroma_linked(h: int, w: int, c: int, seed: int = 0) -> np.ndarray:
+    """An image whose blue repeats red's noise, the link the coupling is for."""
+    img = smooth_image(h, w, c, seed).astype(np.int16)
+    noise = np.random.default_rng(seed + 1).normal(0, 8, (h, w))
+    for colour in (0, 2) if c >= 3 else (0,):
+        img[:, :, colour] = img[:, :, colour] + noise
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_parents_are_blue_after_red_of_the_same_phase():
+    assert calibration.parents(3, (6, 8)) == (-1, 0)
+    assert calibration.parents(3, (0, 2, 3, 5)) == (-1, 0, -1, 2)
+    assert calibration.parents(3, (7,)) == (-1,)
+    assert calibration.parents(4, (8, 10, 11)) == (-1, 0, -1)  # RGBA diagonal: R, B, alpha
+    assert calibration.parents(1, (2,)) == (-1,)
+
+
+def test_only_large_levels_are_calibrated():
+    assert calibration.calibrated(64, 64) and not calibration.calibrated(63, 64)
+
+
+def test_apply_stays_on_the_grid_and_identity_is_a_no_op():
+    rng = np.random.default_rng(0)
+    mean = np.round(rng.uniform(0, 255, 500) * 64) / 64
+    scale = np.round(rng.uniform(0.1, 30, 500) * 64) / 64
+    resid = rng.integers(0, 256, 500) - mean
+    m, s = calibration.apply(mean.astype(np.float32), scale.astype(np.float32), ChannelParams(), resid)
+    assert np.array_equal(m, mean.astype(np.float32)) and np.array_equal(s, scale.astype(np.float32))
+    m, s = calibration.apply(mean.astype(np.float32), scale.astype(np.float32), ChannelParams(-3, 7), resid)
+    assert np.array_equal(m * 64, np.round(m * 64)) and np.array_equal(s * 64, np.round(s * 64))
+    assert m.min() >= 0 and m.max() <= 255 and s.min() >= 1 / 16
+    assert np.allclose(m, np.clip(mean + 7 / 16 * resid, 0, 255), atol=1 / 128)
+
+
+def test_fit_finds_the_coupling_and_the_scale():
+    rng = np.random.default_rng(1)
+    red_resid = rng.laplace(0, 6, 20000)
+    x = np.round(100 + 0.5 * red_resid + rng.laplace(0, 1.5, 20000))
+    p = calibration.fit(x, np.full(x.size, 100.0), np.full(x.size, 6.0), red_resid)
+    assert abs(p.coupling - 8) <= 1  # weight 0.5 = 8 / 16
+    assert p.scale_exp < -8 + 3  # the residual is four times smaller than predicted: scale down a lot
+    q = calibration.fit(x, np.full(x.size, 100.0), np.full(x.size, 6.0), None)
+    assert q.coupling == 0
+
+
+@pytest.mark.parametrize("c", [1, 3, 4])
+def test_calibrated_streams_are_lossless_and_smaller(c, interp):
+    img = chroma_linked(*SIZE, c)
+    v2 = encode(img, interp)
+    v1 = encode(img, interp, EncodeSettings(calibrate=False))
+    assert parse_header(v2)[0].version == 2 and parse_header(v1)[0].version == 1
+    assert np.array_equal(decode(v2, interp)[-1].image, img)
+    assert np.array_equal(decode(v1, interp)[-1].image, img)  # version-1 streams still decode
+    if c >= 3:
+        assert len(v2) < 0.97 * len(v1), (len(v2), len(v1))
+
+
+def test_calibrated_near_lossless_stays_within_d(interp):
+    img = chroma_linked(*SIZE, 3, seed=4)
+    out = decode(encode(img, interp, EncodeSettings(max_error=3)), interp)[-1].image
+    assert np.abs(out.astype(int) - img.astype(int)).max() <= 3
+
+
+def test_calibrated_stream_with_the_learned_model_and_other_thread_counts():
+    from hidenet_core.predictors import load_model
+
+    model = load_model("default")
+    img = chroma_linked(*SIZE, 3, seed=2)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        data = encode(img, model)
+        torch.set_num_threads(1)
+        assert np.array_equal(decode(data, model)[-1].image, img)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_corrupted_parameters_fail_the_level_crc(interp):
+    img = chroma_linked(*SIZE, 3)
+    data = bytearray(encode(img, interp))
+    levels = decode(bytes(data), interp)
+    start = levels[-2].bytes_consumed  # the level-0 chunk: header (13 bytes), then the parameters first
+    data[start + 13] ^= 0x40
+    import zlib
+
+    payload_len = int.from_bytes(data[start + 1 : start + 5], "big")
+    data[start + 5 : start + 9] = zlib.crc32(bytes(data[start + 13 : start + 13 + payload_len])).to_bytes(4, "big")
+    with pytest.raises(HdnFormatError):
+        decode(bytes(data), interp)
