@@ -3,7 +3,9 @@
 The predictor's weights are fixed and were fitted on training images; every new image
 differs a little from them (more or less noise, a stronger or weaker link between red
 and blue). For each coding step of a level with at least ``MIN_POSITIONS`` positions,
-a version-2 stream (docs/format.md) therefore carries, per channel of the step:
+a version-2 stream (docs/format.md) therefore carries, per channel of the step and per
+*bucket* of the predicted scale (below 2.5, below 6, below 14, above: flat areas,
+edges and textures are mis-calibrated differently):
 
 * a **scale exponent** ``t`` in -8..8: the predicted scale is multiplied by
   ``SCALE_MULT[t] / 64`` (about 2^(t/8)), correcting over- or under-confidence;
@@ -35,6 +37,8 @@ __all__ = [
     "SCALE_BOUND",
     "COUPLING_BOUND",
     "SCALE_MULT",
+    "SCALE_EDGES",
+    "bucket",
     "ChannelParams",
     "calibrated",
     "parents",
@@ -51,16 +55,24 @@ SCALE_BOUND = 8  # t in -8..8
 COUPLING_BOUND = 16  # b in -16..16, weight b / 16
 #: 64 * 2^(t/8) rounded, for t = -8..8 (a fixed table, so no machine computes it differently)
 SCALE_MULT = (32, 35, 38, 41, 45, 49, 54, 59, 64, 70, 76, 83, 91, 99, 108, 117, 128)
-#: the encoder fits on at most this many values per channel (an even subsample)
-FIT_VALUES = 1 << 15
+#: the predicted (snapped) scale's bucket is the number of these it is at or above
+SCALE_EDGES = (2.5, 6.0, 14.0)
+BUCKETS = len(SCALE_EDGES) + 1
+#: the encoder fits on at most this many values per channel and bucket (an even subsample)
+FIT_VALUES = 1 << 14
 
 
 @dataclass(frozen=True)
 class ChannelParams:
-    """The calibration of one channel of one step: scale exponent and coupling."""
+    """The calibration of one channel of one step: scale exponent and coupling per scale bucket."""
 
-    scale_exp: int = 0
-    coupling: int = 0
+    scale_exp: tuple[int, ...] = (0,) * BUCKETS
+    coupling: tuple[int, ...] = (0,) * BUCKETS
+
+
+def bucket(scale: np.ndarray) -> np.ndarray:
+    """The bucket (0 .. BUCKETS-1) of each predicted scale."""
+    return np.searchsorted(np.asarray(SCALE_EDGES, dtype=np.float64), scale.astype(np.float64), side="right")
 
 
 def calibrated(h: int, w: int) -> bool:
@@ -91,14 +103,15 @@ def apply(mean: np.ndarray, scale: np.ndarray, params: ChannelParams, parent_res
     its snapped mean, same shape (None without a parent). Every term is a multiple of
     1/4096 below 2^21, so float64 holds it exactly and the rounding is the same anywhere.
     """
+    if params == ChannelParams():
+        return mean, scale
+    b = bucket(scale)
     m = mean.astype(np.float64)
-    if parent_resid is not None and params.coupling:
-        m = m + (params.coupling / COUPLING_BOUND) * parent_resid.astype(np.float64)
-        m = np.round(np.clip(m, 0.0, 255.0) * MEAN_GRID) / MEAN_GRID
-    s = scale.astype(np.float64)
-    if params.scale_exp:
-        s = s * (SCALE_MULT[params.scale_exp + SCALE_BOUND] / 64.0)
-        s = np.round(np.clip(s, SCALE_MIN, SCALE_MAX) * MEAN_GRID) / MEAN_GRID
+    if parent_resid is not None and any(params.coupling):
+        weight = np.asarray(params.coupling, dtype=np.float64)[b] / COUPLING_BOUND
+        m = np.round(np.clip(m + weight * parent_resid.astype(np.float64), 0.0, 255.0) * MEAN_GRID) / MEAN_GRID
+    mult = np.asarray(SCALE_MULT, dtype=np.float64)[np.asarray(params.scale_exp) + SCALE_BOUND][b] / 64.0
+    s = np.round(np.clip(scale.astype(np.float64) * mult, SCALE_MIN, SCALE_MAX) * MEAN_GRID) / MEAN_GRID
     return m.astype(np.float32), np.maximum(s, SCALE_MIN).astype(np.float32)
 
 
@@ -107,10 +120,20 @@ def fit(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, parent_resid: np.nda
 
     x: the true values (1-D); mean, scale: the snapped prediction; step: the
     quantization step 2d + 1 (the search compares code lengths of the quantized symbols).
-    Coordinate descent: coupling, then scale, twice.
+    Per scale bucket, coordinate descent: coupling, then scale, twice.
     """
-    if x.size == 0:
-        return ChannelParams()
+    b = bucket(scale)
+    exps, couplings = [0] * BUCKETS, [0] * BUCKETS
+    for k in range(BUCKETS):
+        sel = np.flatnonzero(b == k)
+        if sel.size:
+            r = None if parent_resid is None else parent_resid[sel]
+            couplings[k], exps[k] = _fit_one(x[sel], mean[sel], scale[sel], r, step)
+    return ChannelParams(tuple(exps), tuple(couplings))
+
+
+def _fit_one(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, parent_resid: np.ndarray | None, step: int) -> tuple[int, int]:
+    """(coupling, scale exponent) minimising the code length of these values."""
     stride = max(1, -(-x.size // FIT_VALUES))
     xs = torch.from_numpy(x[::stride].astype(np.float64)) / step
     ms = torch.from_numpy(mean[::stride].astype(np.float64)) / step
@@ -128,7 +151,7 @@ def fit(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, parent_resid: np.nda
         t = int(laplace_bits(xs[None], m[None], ss[None] * mults[:, None]).sum(1).argmin()) - SCALE_BOUND
         if rs is None:
             break
-    return ChannelParams(t, b)
+    return b, t
 
 
 #: scale of the Laplace prior, centred on 0 (no change), that the parameters are coded with
@@ -136,13 +159,15 @@ PARAM_PRIOR = 2.0
 
 
 def write(enc: LevelEncoder, params: list[ChannelParams], has_parent: list[bool]) -> None:
-    """Code one round's parameters: every channel's scale exponent, then the couplings of those with a parent."""
-    enc.encode_params(np.array([p.scale_exp for p in params]), SCALE_BOUND, PARAM_PRIOR)
-    enc.encode_params(np.array([p.coupling for p, hp in zip(params, has_parent) if hp]), COUPLING_BOUND, PARAM_PRIOR)
+    """Code one round's parameters: the scale exponents of every channel (per bucket), then the couplings of those with a parent."""
+    enc.encode_params(np.array([t for p in params for t in p.scale_exp]), SCALE_BOUND, PARAM_PRIOR)
+    enc.encode_params(np.array([b for p, hp in zip(params, has_parent) if hp for b in p.coupling]), COUPLING_BOUND, PARAM_PRIOR)
 
 
 def read(dec: LevelDecoder, has_parent: list[bool]) -> list[ChannelParams]:
     """Read what ``write`` coded for a round with these channels."""
-    exps = dec.decode_params(len(has_parent), SCALE_BOUND, PARAM_PRIOR)
-    couplings = iter(dec.decode_params(sum(has_parent), COUPLING_BOUND, PARAM_PRIOR))
-    return [ChannelParams(int(t), int(next(couplings)) if hp else 0) for t, hp in zip(exps, has_parent)]
+    exps = dec.decode_params(BUCKETS * len(has_parent), SCALE_BOUND, PARAM_PRIOR).reshape(-1, BUCKETS)
+    couplings = iter(dec.decode_params(BUCKETS * sum(has_parent), COUPLING_BOUND, PARAM_PRIOR).reshape(-1, BUCKETS))
+    zero = (0,) * BUCKETS
+    return [ChannelParams(tuple(int(v) for v in t), tuple(int(v) for v in next(couplings)) if hp else zero)
+            for t, hp in zip(exps, has_parent)]

@@ -44,10 +44,19 @@ def test_apply_stays_on_the_grid_and_identity_is_a_no_op():
     resid = rng.integers(0, 256, 500) - mean
     m, s = calibration.apply(mean.astype(np.float32), scale.astype(np.float32), ChannelParams(), resid)
     assert np.array_equal(m, mean.astype(np.float32)) and np.array_equal(s, scale.astype(np.float32))
-    m, s = calibration.apply(mean.astype(np.float32), scale.astype(np.float32), ChannelParams(-3, 7), resid)
+    m, s = calibration.apply(mean.astype(np.float32), scale.astype(np.float32), ChannelParams((-3,) * 4, (7,) * 4), resid)
     assert np.array_equal(m * 64, np.round(m * 64)) and np.array_equal(s * 64, np.round(s * 64))
     assert m.min() >= 0 and m.max() <= 255 and s.min() >= 1 / 16
     assert np.allclose(m, np.clip(mean + 7 / 16 * resid, 0, 255), atol=1 / 128)
+    # a different coupling per scale bucket
+    m, _ = calibration.apply(mean.astype(np.float32), scale.astype(np.float32), ChannelParams((0,) * 4, (0, 0, 16, 0)), resid)
+    b = calibration.bucket(scale)
+    assert np.array_equal(m[b != 2], mean[b != 2].astype(np.float32))
+    assert np.allclose(m[b == 2], np.clip(mean + resid, 0, 255)[b == 2], atol=1 / 128)
+
+
+def test_scale_buckets():
+    assert list(calibration.bucket(np.array([0.0625, 2.484375, 2.5, 5.984375, 6.0, 14.0, 128.0]))) == [0, 0, 1, 1, 2, 3, 3]
 
 
 def test_fit_finds_the_coupling_and_the_scale():
@@ -55,10 +64,12 @@ def test_fit_finds_the_coupling_and_the_scale():
     red_resid = rng.laplace(0, 6, 20000)
     x = np.round(100 + 0.5 * red_resid + rng.laplace(0, 1.5, 20000))
     p = calibration.fit(x, np.full(x.size, 100.0), np.full(x.size, 6.0), red_resid)
-    assert abs(p.coupling - 8) <= 1  # weight 0.5 = 8 / 16
-    assert p.scale_exp < -8 + 3  # the residual is four times smaller than predicted: scale down a lot
+    # every predicted scale is 6.0: bucket 2
+    assert abs(p.coupling[2] - 8) <= 1  # weight 0.5 = 8 / 16
+    assert p.scale_exp[2] < -8 + 3  # the residual is four times smaller than predicted: scale down a lot
+    assert p.coupling[:2] == (0, 0) and p.scale_exp[3] == 0  # empty buckets keep the identity
     q = calibration.fit(x, np.full(x.size, 100.0), np.full(x.size, 6.0), None)
-    assert q.coupling == 0
+    assert q.coupling == (0,) * 4
 
 
 @pytest.mark.parametrize("c", [1, 3, 4])
