@@ -59,7 +59,7 @@ SCALE_MULT = (32, 35, 38, 41, 45, 49, 54, 59, 64, 70, 76, 83, 91, 99, 108, 117, 
 SCALE_EDGES = (2.5, 6.0, 14.0)
 BUCKETS = len(SCALE_EDGES) + 1
 #: the encoder fits on at most this many values per channel and bucket (an even subsample)
-FIT_VALUES = 1 << 14
+FIT_VALUES = 1 << 12
 
 
 @dataclass(frozen=True)
