@@ -26,6 +26,7 @@ def stream_info(data: bytes) -> dict:
         for c in layout.chunks
     ]
     return {
+        "format_version": header.version,
         "width": header.width,
         "height": header.height,
         "channels": header.channels,
@@ -49,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"{args.input}: {info['width']}x{info['height']} {info['mode']}, {len(info['levels'])} of "
           f"{len(info['max_error'])} levels, model {info['model']} ({info['model_hash']})")
-    print(f"max error per level (0..L): {info['max_error']}, generative levels: {info['generative_levels']}")
+    print(f"format version {info['format_version']}, max error per level (0..L): {info['max_error']}, "
+          f"generative levels: {info['generative_levels']}")
     print(f"{'level':>5} {'size':>11} {'payload':>10} {'total':>10}")
     for lv in info["levels"]:
         print(f"{lv['level']:>5} {lv['width']:>5}x{lv['height']:<5} {lv['payload_bytes']:>10} {lv['total_bytes']:>10}")
