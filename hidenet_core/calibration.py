@@ -38,6 +38,7 @@ __all__ = [
     "COUPLING_BOUND",
     "SCALE_MULT",
     "SCALE_EDGES",
+    "BUCKETS",
     "bucket",
     "ChannelParams",
     "calibrated",

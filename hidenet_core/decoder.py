@@ -48,10 +48,12 @@ class DecodedLevel:
 def _max_payload(shapes: list[tuple[int, int]], first: int, last: int, channels: int) -> int:
     """A generous bound on a chunk's payload for levels first..last (constriction: < 32 bits/symbol).
 
-    Besides the values, a calibrated level codes at most 4C parameters.
+    Besides the values, a calibrated level codes at most 24C parameters (3C odd
+    channels, a scale exponent and a coupling per scale bucket), 4 bytes each at most.
     """
     pixels = sum(h * w for h, w in shapes[last : first + 1])
-    return 4 * channels * pixels + 64 + 16 * channels * (first - last + 1)
+    params = 3 * channels * 2 * calibration.BUCKETS
+    return 4 * channels * pixels + 64 + 4 * params * (first - last + 1)
 
 
 def read_header(data: bytes) -> Header:
