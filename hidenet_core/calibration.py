@@ -30,7 +30,7 @@ import torch
 
 from .codelength import laplace_bits
 from .entropy import LevelDecoder, LevelEncoder
-from .predictors.base import MEAN_GRID, SCALE_MAX, SCALE_MIN
+from .predictors.base import Prediction, snap
 
 __all__ = [
     "MIN_POSITIONS",
@@ -109,11 +109,10 @@ def apply(mean: np.ndarray, scale: np.ndarray, params: ChannelParams, parent_res
     b = bucket(scale)
     m = mean.astype(np.float64)
     if parent_resid is not None and any(params.coupling):
-        weight = np.asarray(params.coupling, dtype=np.float64)[b] / COUPLING_BOUND
-        m = np.round(np.clip(m + weight * parent_resid.astype(np.float64), 0.0, 255.0) * MEAN_GRID) / MEAN_GRID
+        m = m + np.asarray(params.coupling, dtype=np.float64)[b] / COUPLING_BOUND * parent_resid.astype(np.float64)
     mult = np.asarray(SCALE_MULT, dtype=np.float64)[np.asarray(params.scale_exp) + SCALE_BOUND][b] / 64.0
-    s = np.round(np.clip(scale.astype(np.float64) * mult, SCALE_MIN, SCALE_MAX) * MEAN_GRID) / MEAN_GRID
-    return m.astype(np.float32), np.maximum(s, SCALE_MIN).astype(np.float32)
+    out = snap(Prediction(torch.from_numpy(m), torch.from_numpy(scale.astype(np.float64) * mult)))  # the codec's grid
+    return out.mean.numpy().astype(np.float32), out.scale.numpy().astype(np.float32)
 
 
 def fit(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, parent_resid: np.ndarray | None, step: int = 1) -> ChannelParams:

@@ -103,18 +103,18 @@ class LevelDecoder:
         if mean.size == 0:
             return np.zeros(0, dtype=np.uint8)
         rmean, centre, sc = _params(mean, scale, d)
-        try:
-            q = self._dec.decode(_family(self.distribution, symbol_bound(d)), centre, sc)
-        except (AssertionError, ValueError, RuntimeError) as exc:
-            raise HdnFormatError(f"chunk payload cannot be decoded: {exc}") from None
+        q = self._decode(_family(self.distribution, symbol_bound(d)), centre, sc)
         return dequantize(np.asarray(q), rmean, d)
 
     def decode_params(self, count: int, bound: int, scale: float) -> np.ndarray:
         """Read ``count`` integers written by ``LevelEncoder.encode_params``."""
         if count == 0:
             return np.zeros(0, dtype=np.int32)
+        return np.asarray(self._decode(_family("laplace", bound), np.zeros(count), np.full(count, scale)), dtype=np.int32)
+
+    def _decode(self, family, centre: np.ndarray, scale: np.ndarray):
+        """Symbols from the range decoder; a payload it cannot read is an HdnFormatError."""
         try:
-            q = self._dec.decode(_family("laplace", bound), np.zeros(count), np.full(count, scale))
+            return self._dec.decode(family, centre, scale)
         except (AssertionError, ValueError, RuntimeError) as exc:
             raise HdnFormatError(f"chunk payload cannot be decoded: {exc}") from None
-        return np.asarray(q, dtype=np.int32)

@@ -85,8 +85,7 @@ class Header:
 
     def validate(self) -> None:
         """Raise HdnFormatError if any field is out of range."""
-        if self.version not in VERSIONS:
-            raise HdnFormatError(f"unsupported .hdn format version {self.version}; this decoder reads versions {list(VERSIONS)}")
+        _check_version(self.version)
         if not (1 <= self.width <= MAX_SIDE and 1 <= self.height <= MAX_SIDE):
             raise HdnFormatError(f"image size {self.width}x{self.height} is outside 1..{MAX_SIDE} per side")
         if self.width * self.height > MAX_PIXELS:
@@ -118,6 +117,11 @@ class ChunkHeader:
     recon_crc: int
 
 
+def _check_version(version: int) -> None:
+    if version not in VERSIONS:
+        raise HdnFormatError(f"unsupported .hdn format version {version}; this decoder reads versions {list(VERSIONS)}")
+
+
 def pack_header(h: Header) -> bytes:
     h.validate()
     name = h.model_name.encode()
@@ -139,8 +143,7 @@ def parse_preamble(data: bytes) -> int:
     magic, version, body_len = _PREAMBLE.unpack_from(data)
     if magic != MAGIC:
         raise HdnFormatError(f"not a .hdn stream: magic bytes are {magic!r}, expected {MAGIC!r}")
-    if version not in VERSIONS:
-        raise HdnFormatError(f"unsupported .hdn format version {version}; this decoder reads versions {list(VERSIONS)}")
+    _check_version(version)
     max_body = _FIXED.size + MAX_LEVELS + 1 + 2 + MAX_MODEL_NAME + HASH_SIZE + 4
     if not _FIXED.size + 1 + 2 + HASH_SIZE + 4 <= body_len <= max_body:
         raise HdnFormatError(f"header length {body_len} is outside the possible range")

@@ -82,18 +82,23 @@ def reconstruct_level(
         means = pred.mean[0].numpy()  # (k, h, w)
         scales = pred.scale[0].numpy()
         if not calibrating:
-            vals = np.clip(np.round(means), 0, 255).astype(np.uint8)
-            if code is not None:
-                v = valid[idx]
-                vals[v] = code(idx, v, means[v], scales[v])
-            odd[idx] = vals
-            odd_t[0, idx] = torch.from_numpy(vals).float()
+            _code_values(idx, means, scales, valid, odd, odd_t, code)
             continue
         par = calibration.parents(c, tuple(idx))
         for rnd in ([j for j in range(len(idx)) if par[j] < 0], [j for j in range(len(idx)) if par[j] >= 0]):
             if rnd:
                 _code_round(rnd, idx, par, valid, means, scales, odd, odd_t, code, calibrate)
     return merge(even, odd, (height, width))
+
+
+def _code_values(chans, means, scales, valid, odd, odd_t, code) -> None:
+    """Code (or, with ``code=None``, predict) the odd channels ``chans`` given their (k, h, w) means and scales."""
+    vals = np.clip(np.round(means), 0, 255).astype(np.uint8)
+    if code is not None:
+        v = valid[chans]
+        vals[v] = code(chans, v, means[v], scales[v])
+    odd[chans] = vals
+    odd_t[0, chans] = torch.from_numpy(vals).float()
 
 
 def _code_round(rnd, idx, par, valid, means, scales, odd, odd_t, code, calibrate) -> None:
@@ -109,8 +114,4 @@ def _code_round(rnd, idx, par, valid, means, scales, odd, odd_t, code, calibrate
     )
     for j, ch, p, r in zip(rnd, chans, params, resid):
         mean, scale = calibration.apply(means[j], scales[j], p, r)  # (h, w) each
-        vals = np.clip(np.round(mean), 0, 255).astype(np.uint8)
-        v = valid[ch]
-        vals[v] = code([ch], v[None], mean[v], scale[v])
-        odd[ch] = vals
-        odd_t[0, ch] = torch.from_numpy(vals).float()
+        _code_values([ch], mean[None], scale[None], valid, odd, odd_t, code)
