@@ -15,6 +15,10 @@ edges and textures are mis-calibrated differently):
   of PixelCNN++ (Salimans et al. 2017) with a weight fitted per image, much as WebP
   lossless fits its cross-colour transform per image.
 
+A version-3 stream replaces the coupling by a per-image **linear prediction** of the
+mean from decoded neighbours and colours (``linear.py``; blue's features include red's
+residual, so the coupling is one of its weights), and fits the scale exponents after it.
+
 Such a step is coded in two rounds, parents first. The encoder picks each parameter by
 a small search that minimises the Laplace code length of the values (``fit``); the
 decoder only reads them. All arithmetic is on the 1/64 grid, so both sides compute the
@@ -28,8 +32,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import linear
 from .codelength import laplace_bits
 from .entropy import LevelDecoder, LevelEncoder
+from .linear import ChannelFeatures
 from .predictors.base import Prediction, snap
 
 __all__ = [
@@ -65,10 +71,16 @@ FIT_VALUES = 1 << 12
 
 @dataclass(frozen=True)
 class ChannelParams:
-    """The calibration of one channel of one step: scale exponent and coupling per scale bucket."""
+    """The calibration of one channel of one step: scale exponent and coupling per scale bucket,
+    and (version 3) the weights of its linear prediction (``linear.py``; empty or all 0: none)."""
 
     scale_exp: tuple[int, ...] = (0,) * BUCKETS
     coupling: tuple[int, ...] = (0,) * BUCKETS
+    linear: tuple[int, ...] = ()
+
+    @property
+    def identity(self) -> bool:
+        return not any(self.scale_exp) and not any(self.coupling) and not any(self.linear)
 
 
 def bucket(scale: np.ndarray) -> np.ndarray:
@@ -97,31 +109,44 @@ def parents(channels: int, step: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(out)
 
 
-def apply(mean: np.ndarray, scale: np.ndarray, params: ChannelParams, parent_resid: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def apply(mean: np.ndarray, scale: np.ndarray, params: ChannelParams, parent_resid: np.ndarray | None,
+          refinement: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Calibrated (mean, scale) of one channel, both on the 1/64 grid (float32).
 
     mean, scale: the snapped prediction; parent_resid: the parent's decoded value minus
-    its snapped mean, same shape (None without a parent). Every term is a multiple of
-    1/4096 below 2^21, so float64 holds it exactly and the rounding is the same anywhere.
+    its snapped mean, same shape (None without a parent); refinement: the linear
+    prediction's ``sum_k a_k f_k / 256`` (None without). Every term is a multiple of
+    1/16384 below 2^21, so float64 holds it exactly and the rounding is the same anywhere.
     """
-    if params == ChannelParams():
+    if params.identity:
         return mean, scale
     b = bucket(scale)
     m = mean.astype(np.float64)
     if parent_resid is not None and any(params.coupling):
         m = m + np.asarray(params.coupling, dtype=np.float64)[b] / COUPLING_BOUND * parent_resid.astype(np.float64)
+    if refinement is not None and any(params.linear):
+        m = m + refinement
     mult = np.asarray(SCALE_MULT, dtype=np.float64)[np.asarray(params.scale_exp) + SCALE_BOUND][b] / 64.0
     out = snap(Prediction(torch.from_numpy(m), torch.from_numpy(scale.astype(np.float64) * mult)))  # the codec's grid
     return out.mean.numpy().astype(np.float32), out.scale.numpy().astype(np.float32)
 
 
-def fit(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, parent_resid: np.ndarray | None, step: int = 1) -> ChannelParams:
+def fit(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, parent_resid: np.ndarray | None, step: int = 1,
+        features: ChannelFeatures | None = None) -> ChannelParams:
     """The encoder's choice of parameters for one channel: fewest bits on (a subsample of) its values.
 
     x: the true values (1-D); mean, scale: the snapped prediction; step: the
     quantization step 2d + 1 (the search compares code lengths of the quantized symbols).
-    Per scale bucket, coordinate descent: coupling, then scale, twice.
+    With ``features`` (version 3) the linear prediction is fitted first and the coupling
+    is not used; then, per scale bucket, coordinate descent: coupling, then scale, twice.
     """
+    weights: tuple[int, ...] = ()
+    if features is not None:
+        weights = _fit_linear(x, mean, scale, step, features)
+        if any(weights):
+            refined = features.refinement(weights).reshape(-1)[features.flat]
+            mean = _snap_mean(mean.astype(np.float64) + refined)
+        parent_resid = None
     b = bucket(scale)
     exps, couplings = [0] * BUCKETS, [0] * BUCKETS
     for k in range(BUCKETS):
@@ -129,7 +154,34 @@ def fit(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, parent_resid: np.nda
         if sel.size:
             r = None if parent_resid is None else parent_resid[sel]
             couplings[k], exps[k] = _fit_one(x[sel], mean[sel], scale[sel], r, step)
-    return ChannelParams(tuple(exps), tuple(couplings))
+    return ChannelParams(tuple(exps), tuple(couplings), weights)
+
+
+def _snap_mean(mean: np.ndarray) -> np.ndarray:
+    return snap(Prediction(torch.from_numpy(mean), torch.ones(1, dtype=torch.float64))).mean.numpy()
+
+
+def _fit_linear(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, step: int, features: ChannelFeatures) -> tuple[int, ...]:
+    """The linear prediction's weights, or all 0 where they would not pay for themselves."""
+    zero = (0,) * features.count
+    if features.count == 0 or x.size == 0:
+        return zero
+    positions = np.arange(0, x.size, max(1, -(-x.size // linear.FIT_VALUES)))
+    feats = features.sample(positions)
+    xs, ms, ss = x[positions], mean[positions], scale[positions]
+    weights = linear.fit(feats, xs, ms, ss, step)
+    if not weights.any():
+        return zero
+    refined = _snap_mean(ms.astype(np.float64) + (torch.from_numpy(weights.astype(np.float64)) @ torch.from_numpy(feats)).numpy() / linear.WEIGHT_DENOM)
+    saved = (_best_bits(xs, ms, ss, step) - _best_bits(xs, refined, ss, step)) * x.size / positions.size
+    return tuple(int(a) for a in weights) if saved > linear.WEIGHT_COST_BITS * features.count else zero
+
+
+def _best_bits(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, step: int) -> float:
+    """The code length of these values with the best single scale exponent."""
+    mults = torch.tensor(SCALE_MULT, dtype=torch.float64) / 64.0
+    xs, ms, ss = (torch.from_numpy(np.asarray(v, dtype=np.float64)) / step for v in (x, mean, scale))
+    return float(laplace_bits(xs[None], ms[None], ss[None] * mults[:, None]).sum(1).min())
 
 
 def _fit_one(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, parent_resid: np.ndarray | None, step: int) -> tuple[int, int]:
@@ -158,16 +210,22 @@ def _fit_one(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, parent_resid: n
 PARAM_PRIOR = 2.0
 
 
-def write(enc: LevelEncoder, params: list[ChannelParams], has_parent: list[bool]) -> None:
-    """Code one round's parameters: the scale exponents of every channel (per bucket), then the couplings of those with a parent."""
+def write(enc: LevelEncoder, params: list[ChannelParams], has_parent: list[bool], linear_counts: list[int] | None = None) -> None:
+    """Code one round's parameters: the scale exponents of every channel (per bucket), then
+    (version 2) the couplings of those with a parent or (version 3, ``linear_counts``
+    given) the linear predictions' weights."""
     enc.encode_params(np.array([t for p in params for t in p.scale_exp]), SCALE_BOUND, PARAM_PRIOR)
+    if linear_counts is not None:
+        linear.write(enc, [p.linear or (0,) * k for p, k in zip(params, linear_counts)])
+        return
     enc.encode_params(np.array([b for p, hp in zip(params, has_parent) if hp for b in p.coupling]), COUPLING_BOUND, PARAM_PRIOR)
 
 
-def read(dec: LevelDecoder, has_parent: list[bool]) -> list[ChannelParams]:
+def read(dec: LevelDecoder, has_parent: list[bool], linear_counts: list[int] | None = None) -> list[ChannelParams]:
     """Read what ``write`` coded for a round with these channels."""
-    exps = dec.decode_params(BUCKETS * len(has_parent), SCALE_BOUND, PARAM_PRIOR).reshape(-1, BUCKETS)
+    exps = [tuple(int(v) for v in t) for t in dec.decode_params(BUCKETS * len(has_parent), SCALE_BOUND, PARAM_PRIOR).reshape(-1, BUCKETS)]
+    if linear_counts is not None:
+        return [ChannelParams(t, linear=w) for t, w in zip(exps, linear.read(dec, linear_counts))]
     couplings = iter(dec.decode_params(BUCKETS * sum(has_parent), COUPLING_BOUND, PARAM_PRIOR).reshape(-1, BUCKETS))
     zero = (0,) * BUCKETS
-    return [ChannelParams(tuple(int(v) for v in t), tuple(int(v) for v in next(couplings)) if hp else zero)
-            for t, hp in zip(exps, has_parent)]
+    return [ChannelParams(t, tuple(int(v) for v in next(couplings)) if hp else zero) for t, hp in zip(exps, has_parent)]

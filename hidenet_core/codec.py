@@ -34,7 +34,13 @@ class EncodeSettings:
     max_error: int | tuple[int, ...] = 0  # d, or d per level from 0 (full image) to L (base)
     generative_levels: int = 0  # the finest g levels send no residual
     levels: int | None = None  # L; None: base longer side <= 32 px
-    calibrate: bool = True  # fit per-image calibration (format version 2); False writes version 1
+    calibrate: bool = True  # fit per-image calibration (format version 2 or 3); False writes version 1
+    linear: bool = True  # with calibrate: per-image linear prediction (version 3); False writes version 2
+
+    @property
+    def version(self) -> int:
+        """The format version these settings write."""
+        return 1 if not self.calibrate else 3 if self.linear else 2
 
 
 def resolve_max_error(max_error: int | Sequence[int], levels: int) -> tuple[int, ...]:
@@ -79,7 +85,7 @@ def encode(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = E
     max_error = resolve_max_error(settings.max_error, levels)
     header = Header(
         width, height, channels, levels, max_error, settings.generative_levels, predictor.name, predictor.weights_hash(),
-        version=2 if settings.calibrate else 1,
+        version=settings.version,
     )
 
     # originals of every level down to 1x1, and the odd values that rebuild each
@@ -104,12 +110,12 @@ def encode(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = E
         if not settings.calibrate:
             return None
 
-        def calibrate(chans, flat, mean, scale, resid):
+        def calibrate(chans, flat, mean, scale, resid, feats):
             params = [
-                calibration.fit(odds[k][ch].reshape(-1)[f], m, s, r, 2 * d + 1)
-                for ch, f, m, s, r in zip(chans, flat, mean, scale, resid)
+                calibration.fit(odds[k][ch].reshape(-1)[f], m, s, r, 2 * d + 1, fe)
+                for ch, f, m, s, r, fe in zip(chans, flat, mean, scale, resid, feats or [None] * len(chans))
             ]
-            calibration.write(enc, params, [r is not None for r in resid])
+            calibration.write(enc, params, [r is not None for r in resid], None if feats is None else [fe.count for fe in feats])
             return params
 
         return calibrate
@@ -121,7 +127,7 @@ def encode(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = E
         top_pixel, np.full(channels, TOP_MEAN, np.float32), np.full(channels, TOP_SCALE, np.float32), d_base
     ).reshape(channels, 1, 1)
     for k in range(top - 1, levels - 1, -1):
-        recon = reconstruct_level(predictor, recon, shapes[k], k, coder(enc, k, d_base), calibrator(enc, k, d_base))
+        recon = reconstruct_level(predictor, recon, shapes[k], k, coder(enc, k, d_base), calibrator(enc, k, d_base), settings.linear)
     out.append(pack_chunk(levels, enc.payload(), level_crc(recon)))
 
     for k in range(levels - 1, -1, -1):
@@ -130,6 +136,6 @@ def encode(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = E
             out.append(pack_chunk(k, b"", level_crc(recon)))
             continue
         enc = LevelEncoder(predictor.distribution)
-        recon = reconstruct_level(predictor, recon, shapes[k], k, coder(enc, k, max_error[k]), calibrator(enc, k, max_error[k]))
+        recon = reconstruct_level(predictor, recon, shapes[k], k, coder(enc, k, max_error[k]), calibrator(enc, k, max_error[k]), settings.linear)
         out.append(pack_chunk(k, enc.payload(), level_crc(recon)))
     return b"".join(out)

@@ -36,9 +36,10 @@ __all__ = [
 ]
 
 MAGIC = b"\x89HDN\r\n\x1a\n"
-#: the version written by default; version 1 is the same without per-image calibration
-VERSION = 2
-VERSIONS = (1, 2)
+#: the version written by default. Version 2 is the same without the per-image linear
+#: prediction (a coupling in its place), version 1 without any per-image calibration.
+VERSION = 3
+VERSIONS = (1, 2, 3)
 #: mode name -> channel count; the mode byte in the header is the channel count
 MODES = {"L": 1, "RGB": 3, "RGBA": 4}
 MAX_SIDE = 65535
@@ -77,7 +78,7 @@ class Header:
     generative_levels: int  # the finest g levels carry no residual
     model_name: str
     model_hash: bytes  # 16 bytes
-    version: int = VERSION  # 2: levels carry calibration parameters (calibration.py); 1: none
+    version: int = VERSION  # 3: calibration with linear prediction; 2: calibration with coupling; 1: none
 
     @property
     def mode(self) -> str:

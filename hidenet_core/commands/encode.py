@@ -23,7 +23,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--levels", type=int_range(0, 16), default=None, metavar="L",
                    help="number of levels below the full image (default: base at most 32 px)")
     p.add_argument("--no-calibrate", dest="calibrate", action="store_false",
-                   help="skip the per-image calibration and write a format-version-1 stream (a little larger)")
+                   help="skip the per-image calibration and write a format-version-1 stream (larger)")
+    p.add_argument("--no-linear", dest="linear", action="store_false",
+                   help="skip the per-image linear prediction and write a format-version-2 stream "
+                        "(larger, for decoders that read only versions 1 and 2; encodes faster)")
     add_model_option(p)
 
 
@@ -32,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if image.note:
         print(f"hidenet: note: {image.note}", file=sys.stderr)
     model = load_model(args.model)
-    settings = EncodeSettings(args.max_error, args.generative_levels, args.levels, args.calibrate)
+    settings = EncodeSettings(args.max_error, args.generative_levels, args.levels, args.calibrate, args.linear)
     t0 = time.perf_counter()
     data = encode(image.pixels, model, settings)
     seconds = time.perf_counter() - t0

@@ -1,4 +1,4 @@
-"""Per-image calibration (format version 2): fitted, coded, applied identically on both sides."""
+"""Per-image calibration (format versions 2 and 3): fitted, coded, applied identically on both sides."""
 
 from __future__ import annotations
 
@@ -75,13 +75,15 @@ def test_fit_finds_the_coupling_and_the_scale():
 @pytest.mark.parametrize("c", [1, 3, 4])
 def test_calibrated_streams_are_lossless_and_smaller(c, interp):
     img = chroma_linked(*SIZE, c)
-    v2 = encode(img, interp)
+    v3 = encode(img, interp)
+    v2 = encode(img, interp, EncodeSettings(linear=False))
     v1 = encode(img, interp, EncodeSettings(calibrate=False))
-    assert parse_header(v2)[0].version == 2 and parse_header(v1)[0].version == 1
-    assert np.array_equal(decode(v2, interp)[-1].image, img)
-    assert np.array_equal(decode(v1, interp)[-1].image, img)  # version-1 streams still decode
+    assert [parse_header(s)[0].version for s in (v3, v2, v1)] == [3, 2, 1]
+    for data in (v3, v2, v1):  # versions 1 and 2 still decode
+        assert np.array_equal(decode(data, interp)[-1].image, img)
     if c >= 3:
         assert len(v2) < 0.97 * len(v1), (len(v2), len(v1))
+        assert len(v3) < len(v2), (len(v3), len(v2))
 
 
 def test_calibrated_near_lossless_stays_within_d(interp):

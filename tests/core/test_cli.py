@@ -56,11 +56,11 @@ def test_encode_decode_info_round_trip(tmp_path, photo, capsys):
     assert code == 0 and "90x70 RGB" in out
 
 
-def test_no_calibrate_writes_a_version_1_stream(tmp_path, capsys):
+def test_no_calibrate_and_no_linear_write_versions_1_and_2(tmp_path, capsys):
     path = tmp_path / "big.png"
     Image.fromarray(smooth_image(150, 140, 3)).save(path)  # level 0 is large enough to be calibrated
     sizes = {}
-    for flag, version in (([], 2), (["--no-calibrate"], 1)):
+    for flag, version in (([], 3), (["--no-linear"], 2), (["--no-calibrate"], 1)):
         out = tmp_path / f"v{version}.hdn"
         assert run(capsys, "encode", path, out, "--model", "interp", *flag)[0] == 0
         code, text, _ = run(capsys, "info", out, "--json")
@@ -68,7 +68,7 @@ def test_no_calibrate_writes_a_version_1_stream(tmp_path, capsys):
         assert run(capsys, "decode", out, tmp_path / f"v{version}.png", "--model", "interp")[0] == 0
         assert np.array_equal(np.asarray(Image.open(tmp_path / f"v{version}.png")), np.asarray(Image.open(path)))
         sizes[version] = out.stat().st_size
-    assert sizes[2] < sizes[1]
+    assert sizes[3] < sizes[2] < sizes[1]
 
 
 def test_decode_level_and_preview(tmp_path, photo, capsys):

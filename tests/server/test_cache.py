@@ -9,7 +9,7 @@ import pytest
 
 from hidenet_core import decode, load_model
 from server import create_app
-from hidenet_core.format import scan_stream
+from hidenet_core.format import VERSION, scan_stream
 from server.cache import StreamCache, StreamKey
 from server.keys import CACHE, STATS
 from tests.server.conftest import frame_pixels, receive_stream
@@ -32,7 +32,7 @@ async def test_streams_are_cached_by_content_hash_and_mode(client, rgb_id):
     await client.get(f"/api/images/{rgb_id}/stream.hdn")
     files = sorted(p.name for p in client.app[CACHE].directory.iterdir())
     assert len(files) == 2 and all(f.startswith(rgb_id) and f.endswith(".hdn") for f in files)
-    assert {".d0.g0.v2.hdn", ".d2.g0.v2.hdn"} == {f[-13:] for f in files}
+    assert {f".d0.g0.v{VERSION}.hdn", f".d2.g0.v{VERSION}.hdn"} == {f[-13:] for f in files}
     stats = client.app[STATS]
     assert (stats.cache_misses, stats.cache_hits) == (2, 1)
 

@@ -1,0 +1,216 @@
+"""Per-image linear prediction: a least-squares refinement of the network's mean.
+
+The network's weights are fixed; its mean carries what 15 training images taught it.
+Every image also has structure of its own: above all, how its colour channels share
+detail. In photographs that went through JPEG (chroma subsampled) red, green and blue
+have almost the same fine detail, and the residuals of the three after a spatial
+filter correlate at 0.99. A version-3 stream (docs/format.md) therefore refines the
+mean of each odd channel of a calibrated level with a linear predictor that the
+encoder fits to this image (as MRP and TMW do, but on top of a learned prediction):
+
+    mean' = mean + sum_k (a_k / 256) * f_k
+
+with integer weights ``a_k`` in -1024..1024, coded in the stream, and features ``f_k``
+that both sides compute from what is already decoded:
+
+* **same colour** (12): each of 12 nearest decoded neighbours of the same colour
+  minus ``mean`` (the even pixels, and for phases (0,1) and (1,0) the diagonal phase);
+* **cross colour** (13 per colour already decoded at this position: green for red,
+  green and red for blue): that colour's value here minus its value at each of the
+  same 12 neighbours (its fine detail, which this colour shares), and its residual
+  (value minus its network mean).
+
+Features are integers or multiples of 1/64, weights multiples of 1/256, so every
+product and sum is exact in float64 and both sides compute the same mean bit for bit.
+The encoder fits the weights by iteratively reweighted least squares (an L1 fit, the
+Laplace's own criterion) on a subsample, and keeps them only where the bits they save
+exceed what they cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .entropy import LevelDecoder, LevelEncoder
+
+__all__ = [
+    "WEIGHT_DENOM",
+    "WEIGHT_BOUND",
+    "Feature",
+    "Planes",
+    "ChannelFeatures",
+    "features",
+    "weighted_sum",
+    "sample",
+    "fit",
+    "write",
+    "read",
+    "max_features",
+]
+
+WEIGHT_DENOM = 256
+WEIGHT_BOUND = 1024  # a_k in -1024..1024: weights in -4..4
+#: the encoder fits on at most this many values per channel (an even subsample)
+FIT_VALUES = 1 << 16
+#: scale of the Laplace prior the weights are coded with (in units of 1/256)
+WEIGHT_PRIOR = 24.0
+#: what the encoder assumes one weight costs when it decides whether to send them (bits)
+WEIGHT_COST_BITS = 9.0
+
+_EVEN, _DIAG = 0, 1
+#: per phase (0: (0,1), 1: (1,0), 2: (1,1)), the 12 nearest neighbours of the same
+#: colour that are decoded before the phase: (source, di, dj) on the level's (h, w) grid
+NEIGHBOURS: dict[int, tuple[tuple[int, int, int], ...]] = {
+    0: ((_EVEN, 0, 0), (_EVEN, 0, 1), (_EVEN, -1, 0), (_EVEN, -1, 1), (_EVEN, 1, 0), (_EVEN, 1, 1),
+        (_DIAG, -1, 0), (_DIAG, 0, 0), (_DIAG, -1, -1), (_DIAG, -1, 1), (_DIAG, 0, -1), (_DIAG, 0, 1)),
+    1: ((_EVEN, 0, 0), (_EVEN, 1, 0), (_EVEN, 0, -1), (_EVEN, 1, -1), (_EVEN, 0, 1), (_EVEN, 1, 1),
+        (_DIAG, 0, -1), (_DIAG, 0, 0), (_DIAG, -1, -1), (_DIAG, 1, -1), (_DIAG, -1, 0), (_DIAG, 1, 0)),
+    2: ((_EVEN, 0, 0), (_EVEN, 0, 1), (_EVEN, 1, 0), (_EVEN, 1, 1), (_EVEN, 0, -1), (_EVEN, 0, 2),
+        (_EVEN, 1, -1), (_EVEN, 1, 2), (_EVEN, -1, 0), (_EVEN, -1, 1), (_EVEN, 2, 0), (_EVEN, 2, 1)),
+}
+_PAD = 2  # the largest |offset| above
+DIAG_PHASE = 2
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One feature of a channel: ``kind`` 'own' (neighbour - mean), 'detail' (value here - value
+    at the neighbour, of colour ``colour``) or 'resid' (value - network mean, of ``colour``)."""
+
+    kind: str
+    colour: int
+    source: int = _EVEN  # for 'own' and 'detail': _EVEN or _DIAG
+    di: int = 0
+    dj: int = 0
+
+
+def _cross_colours(channels: int, colour: int) -> tuple[int, ...]:
+    """Colours whose value at the same position a colour's features may use (RGB and RGBA only)."""
+    if channels < 3:
+        return ()
+    return {0: (1,), 2: (1, 0)}.get(colour, ())
+
+
+def features(channels: int, ch: int, known: frozenset[int]) -> tuple[Feature, ...]:
+    """The features of odd channel ``ch`` given the odd channels ``known`` (decoded before it)."""
+    phase, colour = divmod(ch, channels)
+    diag = DIAG_PHASE * channels
+
+    def neighbours(c: int) -> list[tuple[int, int, int]]:
+        return [nb for nb in NEIGHBOURS[phase] if nb[0] == _EVEN or diag + c in known]
+
+    out = [Feature("own", colour, *nb) for nb in neighbours(colour)]
+    for c in _cross_colours(channels, colour):
+        if phase * channels + c in known:
+            out += [Feature("detail", c, *nb) for nb in neighbours(c)]
+            out.append(Feature("resid", c))
+    return tuple(out)
+
+
+def max_features(channels: int) -> int:
+    """The most features any channel can have (what the decoder bounds a payload with)."""
+    return 12 * (1 + 2) + 2 if channels >= 3 else 12
+
+
+class Planes:
+    """What features are computed from: the level's even and odd values and the network means."""
+
+    def __init__(self, even: np.ndarray, odd: np.ndarray, net_means: np.ndarray) -> None:
+        self.channels = even.shape[0]
+        self.h, self.w = even.shape[1:]
+        self._even = np.pad(even, ((0, 0), (_PAD, _PAD), (_PAD, _PAD)), mode="edge")
+        self._odd = odd
+        self._net = net_means
+        self._diag_cache: dict[int, np.ndarray] = {}
+
+    def neighbour(self, source: int, colour: int, di: int, dj: int) -> np.ndarray:
+        """Values (h, w) of a colour at a grid offset (edges replicated)."""
+        if source == _EVEN:
+            plane = self._even[colour]
+        else:
+            if colour not in self._diag_cache:
+                self._diag_cache[colour] = np.pad(self._odd[DIAG_PHASE * self.channels + colour], _PAD, mode="edge")
+            plane = self._diag_cache[colour]
+        return plane[_PAD + di : _PAD + di + self.h, _PAD + dj : _PAD + dj + self.w]
+
+    def feature(self, f: Feature, phase: int, mean: np.ndarray) -> np.ndarray:
+        """The (h, w) float64 values of one feature of a channel of ``phase`` with snapped ``mean``."""
+        if f.kind == "own":
+            return self.neighbour(f.source, f.colour, f.di, f.dj) - mean.astype(np.float64)
+        here = self._odd[phase * self.channels + f.colour].astype(np.float64)
+        if f.kind == "detail":
+            return here - self.neighbour(f.source, f.colour, f.di, f.dj)
+        return here - self._net[phase * self.channels + f.colour].astype(np.float64)
+
+
+def weighted_sum(planes: Planes, feats: tuple[Feature, ...], phase: int, mean: np.ndarray, weights: tuple[int, ...]) -> np.ndarray:
+    """``sum_k weights[k] / 256 * f_k`` as an exact (h, w) float64 array."""
+    total = np.zeros((planes.h, planes.w), dtype=np.float64)
+    for f, a in zip(feats, weights):
+        if a:
+            total += planes.feature(f, phase, mean) * (a / WEIGHT_DENOM)
+    return total
+
+
+def sample(planes: Planes, feats: tuple[Feature, ...], phase: int, mean: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    """The features (K, n) at flat grid indices ``flat`` (what the encoder fits on)."""
+    return np.stack([planes.feature(f, phase, mean).reshape(-1)[flat] for f in feats]) if feats else np.zeros((0, flat.size))
+
+
+class ChannelFeatures:
+    """The features of one channel at its valid positions (what the calibration callback is given)."""
+
+    def __init__(self, planes: Planes, feats: tuple[Feature, ...], phase: int, mean: np.ndarray, flat: np.ndarray) -> None:
+        self.planes, self.feats, self.phase, self.mean, self.flat = planes, feats, phase, mean, flat
+
+    @property
+    def count(self) -> int:
+        return len(self.feats)
+
+    def sample(self, positions: np.ndarray) -> np.ndarray:
+        """Features (K, n) at these positions (indices into the channel's valid positions)."""
+        return sample(self.planes, self.feats, self.phase, self.mean, self.flat[positions])
+
+    def refinement(self, weights: tuple[int, ...]) -> np.ndarray:
+        """``sum_k a_k / 256 f_k`` on the whole (h, w) grid (float64, exact)."""
+        return weighted_sum(self.planes, self.feats, self.phase, self.mean, weights)
+
+
+def fit(feats: np.ndarray, x: np.ndarray, mean: np.ndarray, scale: np.ndarray, step: int = 1, iterations: int = 4) -> np.ndarray:
+    """Integer weights (K,) that minimise sum |x - mean - feats^T a / 256| / scale, approximately.
+
+    feats: (K, n) features; x, mean, scale: (n,). Iteratively reweighted least squares
+    with a small ridge; ``step`` (2d + 1) floors the residuals the weights divide by.
+    """
+    k = feats.shape[0]
+    if k == 0 or x.size < 4 * k:
+        return np.zeros(k, dtype=np.int32)
+    # torch rather than numpy's BLAS: it keeps to the thread count the codec was given
+    a = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float64))
+    y = torch.from_numpy(x.astype(np.float64) - mean.astype(np.float64))
+    inv_s = 1.0 / torch.from_numpy(np.maximum(scale.astype(np.float64), 1e-3))
+    w = torch.zeros(k, dtype=torch.float64)
+    for _ in range(iterations):
+        r = (y - w @ a).abs().clamp_min(0.5 * step)
+        aw = a * (inv_s / r)
+        gram = aw @ a.T
+        ridge = 1e-3 * torch.trace(gram) / k + 1e-9
+        w = torch.linalg.solve(gram + ridge * torch.eye(k, dtype=torch.float64), aw @ y)
+    return np.clip(np.round(w.numpy() * WEIGHT_DENOM), -WEIGHT_BOUND, WEIGHT_BOUND).astype(np.int32)
+
+
+def write(enc: LevelEncoder, weights: list[tuple[int, ...]]) -> None:
+    """Code one round's weights: a flag per channel (weights sent or not), then the weights sent."""
+    enc.encode_params(np.array([1 if any(w) else 0 for w in weights]), 1, 0.5)
+    enc.encode_params(np.array([a for w in weights if any(w) for a in w]), WEIGHT_BOUND, WEIGHT_PRIOR)
+
+
+def read(dec: LevelDecoder, counts: list[int]) -> list[tuple[int, ...]]:
+    """Read what ``write`` coded for channels with ``counts`` features each."""
+    flags = dec.decode_params(len(counts), 1, 0.5)
+    sent = [k for k, f in zip(counts, flags) if f]
+    values = iter(dec.decode_params(sum(sent), WEIGHT_BOUND, WEIGHT_PRIOR).tolist())
+    return [tuple(next(values) for _ in range(k)) if f else (0,) * k for k, f in zip(counts, flags)]
