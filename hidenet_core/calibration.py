@@ -7,8 +7,8 @@ a version-2 stream (docs/format.md) therefore carries, per channel of the step a
 *bucket* of the predicted scale (below 2.5, below 6, below 14, above: flat areas,
 edges and textures are mis-calibrated differently):
 
-* a **scale exponent** ``t`` in -8..8: the predicted scale is multiplied by
-  ``SCALE_MULT[t] / 64`` (about 2^(t/8)), correcting over- or under-confidence;
+* a **scale exponent** ``t`` in -8..8 (version 3: -16..16): the predicted scale is
+  multiplied by ``SCALE_MULT[t] / 64`` (about 2^(t/8)), correcting over- or under-confidence;
 * for a channel with a **parent** (blue after red of the same phase, in RGB and RGBA),
   a **coupling** ``b`` in -16..16: ``b / 16`` times the parent's residual (its decoded
   value minus its mean) is added to the mean. This is the linear channel autoregression
@@ -41,6 +41,7 @@ from .predictors.base import Prediction, snap
 __all__ = [
     "MIN_POSITIONS",
     "SCALE_BOUND",
+    "SCALE_BOUND_V3",
     "COUPLING_BOUND",
     "SCALE_MULT",
     "SCALE_EDGES",
@@ -58,15 +59,31 @@ __all__ = [
 #: levels whose (h, w) grid has fewer positions than this are not calibrated (the
 #: parameters would cost more than they save)
 MIN_POSITIONS = 4096
-SCALE_BOUND = 8  # t in -8..8
+SCALE_BOUND = 8  # t in -8..8 (version 2)
+#: version 3: t in -16..16 (the linear prediction can shrink a residual more than twofold)
+SCALE_BOUND_V3 = 16
 COUPLING_BOUND = 16  # b in -16..16, weight b / 16
-#: 64 * 2^(t/8) rounded, for t = -8..8 (a fixed table, so no machine computes it differently)
-SCALE_MULT = (32, 35, 38, 41, 45, 49, 54, 59, 64, 70, 76, 83, 91, 99, 108, 117, 128)
+#: 64 * 2^(t/8) rounded, for t = -16..16, index t + 16 (a fixed table, so no machine computes it differently)
+SCALE_MULT = (16, 17, 19, 21, 23, 25, 27, 29, 32, 35, 38, 41, 45, 49, 54, 59, 64,
+              70, 76, 83, 91, 99, 108, 117, 128, 140, 152, 166, 181, 197, 215, 235, 256)
 #: the predicted (snapped) scale's bucket is the number of these it is at or above
 SCALE_EDGES = (2.5, 6.0, 14.0)
 BUCKETS = len(SCALE_EDGES) + 1
-#: the encoder fits on at most this many values per channel and bucket (an even subsample)
+#: the encoder fits on at most this many values per channel and bucket (a random subsample)
 FIT_VALUES = 1 << 12
+#: the encoder checks whether the linear prediction pays on this many of its sample
+CHECK_VALUES = 1 << 14
+
+
+def subsample(n: int, count: int) -> np.ndarray:
+    """Sorted positions of a random subsample of ``count`` of ``n`` values (all if fewer).
+
+    Random, not strided: a stride that divides the row length picks the same columns
+    in every row, which biased the fit. Seeded by ``n``, so an encoding is repeatable.
+    """
+    if n <= count:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(n).choice(n, count, replace=False))
 
 
 @dataclass(frozen=True)
@@ -126,7 +143,7 @@ def apply(mean: np.ndarray, scale: np.ndarray, params: ChannelParams, parent_res
         m = m + np.asarray(params.coupling, dtype=np.float64)[b] / COUPLING_BOUND * parent_resid.astype(np.float64)
     if refinement is not None and any(params.linear):
         m = m + refinement
-    mult = np.asarray(SCALE_MULT, dtype=np.float64)[np.asarray(params.scale_exp) + SCALE_BOUND][b] / 64.0
+    mult = np.asarray(SCALE_MULT, dtype=np.float64)[np.asarray(params.scale_exp) + SCALE_BOUND_V3][b] / 64.0
     out = snap(Prediction(torch.from_numpy(m), torch.from_numpy(scale.astype(np.float64) * mult)))  # the codec's grid
     return out.mean.numpy().astype(np.float32), out.scale.numpy().astype(np.float32)
 
@@ -141,6 +158,7 @@ def fit(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, parent_resid: np.nda
     is not used; then, per scale bucket, coordinate descent: coupling, then scale, twice.
     """
     weights: tuple[int, ...] = ()
+    bound = SCALE_BOUND if features is None else SCALE_BOUND_V3
     if features is not None:
         weights = _fit_linear(x, mean, scale, step, features)
         if any(weights):
@@ -153,7 +171,7 @@ def fit(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, parent_resid: np.nda
         sel = np.flatnonzero(b == k)
         if sel.size:
             r = None if parent_resid is None else parent_resid[sel]
-            couplings[k], exps[k] = _fit_one(x[sel], mean[sel], scale[sel], r, step)
+            couplings[k], exps[k] = _fit_one(x[sel], mean[sel], scale[sel], r, step, bound)
     return ChannelParams(tuple(exps), tuple(couplings), weights)
 
 
@@ -166,41 +184,49 @@ def _fit_linear(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, step: int, f
     zero = (0,) * features.count
     if features.count == 0 or x.size == 0:
         return zero
-    positions = np.arange(0, x.size, max(1, -(-x.size // linear.FIT_VALUES)))
+    positions = subsample(x.size, linear.FIT_VALUES)
     feats = features.sample(positions)
     xs, ms, ss = x[positions], mean[positions], scale[positions]
     weights = linear.fit(feats, xs, ms, ss, step)
     if not weights.any():
         return zero
-    refined = _snap_mean(ms.astype(np.float64) + (torch.from_numpy(weights.astype(np.float64)) @ torch.from_numpy(feats)).numpy() / linear.WEIGHT_DENOM)
-    saved = (_best_bits(xs, ms, ss, step) - _best_bits(xs, refined, ss, step)) * x.size / positions.size
+    # whether they pay: the bits they save on (part of) the sample, scaled to all values
+    part = slice(0, CHECK_VALUES)
+    refined = _snap_mean(ms[part].astype(np.float64) + (torch.from_numpy(weights.astype(np.float64)) @ torch.from_numpy(feats[:, part])).numpy() / linear.WEIGHT_DENOM)
+    saved = (_best_bits(xs[part], ms[part], ss[part], step) - _best_bits(xs[part], refined, ss[part], step)) * x.size / xs[part].size
     return tuple(int(a) for a in weights) if saved > linear.WEIGHT_COST_BITS * features.count else zero
 
 
 def _best_bits(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, step: int) -> float:
     """The code length of these values with the best single scale exponent."""
-    mults = torch.tensor(SCALE_MULT, dtype=torch.float64) / 64.0
+    mults = _mults(SCALE_BOUND_V3)
     xs, ms, ss = (torch.from_numpy(np.asarray(v, dtype=np.float64)) / step for v in (x, mean, scale))
     return float(laplace_bits(xs[None], ms[None], ss[None] * mults[:, None]).sum(1).min())
 
 
-def _fit_one(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, parent_resid: np.ndarray | None, step: int) -> tuple[int, int]:
+def _mults(bound: int) -> torch.Tensor:
+    """The scale multipliers for t = -bound..bound."""
+    return torch.tensor(SCALE_MULT[SCALE_BOUND_V3 - bound : SCALE_BOUND_V3 + bound + 1], dtype=torch.float64) / 64.0
+
+
+def _fit_one(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, parent_resid: np.ndarray | None, step: int,
+             bound: int = SCALE_BOUND) -> tuple[int, int]:
     """(coupling, scale exponent) minimising the code length of these values."""
-    stride = max(1, -(-x.size // FIT_VALUES))
-    xs = torch.from_numpy(x[::stride].astype(np.float64)) / step
-    ms = torch.from_numpy(mean[::stride].astype(np.float64)) / step
-    ss = torch.from_numpy(scale[::stride].astype(np.float64)) / step
-    rs = None if parent_resid is None else torch.from_numpy(parent_resid[::stride].astype(np.float64)) / step
+    sel = subsample(x.size, FIT_VALUES)
+    xs = torch.from_numpy(x[sel].astype(np.float64)) / step
+    ms = torch.from_numpy(mean[sel].astype(np.float64)) / step
+    ss = torch.from_numpy(scale[sel].astype(np.float64)) / step
+    rs = None if parent_resid is None else torch.from_numpy(parent_resid[sel].astype(np.float64)) / step
     weights = torch.arange(-COUPLING_BOUND, COUPLING_BOUND + 1, dtype=torch.float64) / COUPLING_BOUND
-    mults = torch.tensor(SCALE_MULT, dtype=torch.float64) / 64.0
+    mults = _mults(bound)
     b, t = 0, 0
     for _ in range(2):
-        scaled = ss * mults[t + SCALE_BOUND]
+        scaled = ss * mults[t + bound]
         if rs is not None:
             cand = ms[None] + weights[:, None] * rs[None]  # (33, n)
             b = int(laplace_bits(xs[None], cand, scaled[None]).sum(1).argmin()) - COUPLING_BOUND
         m = ms if rs is None else ms + (b / COUPLING_BOUND) * rs
-        t = int(laplace_bits(xs[None], m[None], ss[None] * mults[:, None]).sum(1).argmin()) - SCALE_BOUND
+        t = int(laplace_bits(xs[None], m[None], ss[None] * mults[:, None]).sum(1).argmin()) - bound
         if rs is None:
             break
     return b, t
@@ -214,7 +240,8 @@ def write(enc: LevelEncoder, params: list[ChannelParams], has_parent: list[bool]
     """Code one round's parameters: the scale exponents of every channel (per bucket), then
     (version 2) the couplings of those with a parent or (version 3, ``linear_counts``
     given) the linear predictions' weights."""
-    enc.encode_params(np.array([t for p in params for t in p.scale_exp]), SCALE_BOUND, PARAM_PRIOR)
+    bound = SCALE_BOUND if linear_counts is None else SCALE_BOUND_V3
+    enc.encode_params(np.array([t for p in params for t in p.scale_exp]), bound, PARAM_PRIOR)
     if linear_counts is not None:
         linear.write(enc, [p.linear or (0,) * k for p, k in zip(params, linear_counts)])
         return
@@ -223,7 +250,8 @@ def write(enc: LevelEncoder, params: list[ChannelParams], has_parent: list[bool]
 
 def read(dec: LevelDecoder, has_parent: list[bool], linear_counts: list[int] | None = None) -> list[ChannelParams]:
     """Read what ``write`` coded for a round with these channels."""
-    exps = [tuple(int(v) for v in t) for t in dec.decode_params(BUCKETS * len(has_parent), SCALE_BOUND, PARAM_PRIOR).reshape(-1, BUCKETS)]
+    bound = SCALE_BOUND if linear_counts is None else SCALE_BOUND_V3
+    exps = [tuple(int(v) for v in t) for t in dec.decode_params(BUCKETS * len(has_parent), bound, PARAM_PRIOR).reshape(-1, BUCKETS)]
     if linear_counts is not None:
         return [ChannelParams(t, linear=w) for t, w in zip(exps, linear.read(dec, linear_counts))]
     couplings = iter(dec.decode_params(BUCKETS * sum(has_parent), COUPLING_BOUND, PARAM_PRIOR).reshape(-1, BUCKETS))
