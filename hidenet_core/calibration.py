@@ -50,6 +50,7 @@ __all__ = [
     "ChannelParams",
     "calibrated",
     "parents",
+    "rounds",
     "apply",
     "fit",
     "write",
@@ -124,6 +125,18 @@ def parents(channels: int, step: tuple[int, ...]) -> tuple[int, ...]:
         phase, colour = divmod(ch, channels)
         out.append(pos.get(phase * channels, -1) if colour == 2 else -1)
     return tuple(out)
+
+
+def rounds(channels: int, step: tuple[int, ...], by_phase: bool) -> list[list[int]]:
+    """The rounds a calibrated step is coded in: lists of positions in ``step``.
+
+    Version 2: the channels without a parent, then those with one. Version 3
+    (``by_phase``): the same split within each phase, phases in order, so that phase
+    (1,0) is decoded after phase (0,1) and its linear prediction can use it.
+    """
+    par = parents(channels, step)
+    keys = sorted({((step[j] // channels) if by_phase else 0, par[j] >= 0) for j in range(len(step))})
+    return [[j for j in range(len(step)) if (((step[j] // channels) if by_phase else 0), par[j] >= 0) == key] for key in keys]
 
 
 def apply(mean: np.ndarray, scale: np.ndarray, params: ChannelParams, parent_resid: np.ndarray | None,

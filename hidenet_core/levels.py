@@ -6,8 +6,9 @@ reconstruction and for the decoder reads them from the stream. ``code=None`` is 
 generative level: every odd value is the predicted mean.
 
 With a ``calibrate`` callback (version-2 and -3 streams) a level with enough positions
-is calibrated (``calibration.py``): each step is coded in two rounds, the channels
-without a parent and then those with one, and before each round's values ``calibrate``
+is calibrated (``calibration.py``): each step is coded in rounds (``calibration.rounds``:
+the channels without a parent and then those with one; in version 3 per phase), and
+before each round's values ``calibrate``
 gives (encoder: fits and codes; decoder: reads) the parameters of its channels. With
 ``linear=True`` (version 3) the calibration includes each channel's linear prediction
 from what is already decoded (``linear.py``).
@@ -93,9 +94,8 @@ def reconstruct_level(
         if lin is not None:
             lin.net_means[idx] = means
         par = calibration.parents(c, tuple(idx))
-        for rnd in ([j for j in range(len(idx)) if par[j] < 0], [j for j in range(len(idx)) if par[j] >= 0]):
-            if rnd:
-                _code_round(rnd, idx, par, valid, means, scales, odd, odd_t, code, calibrate, lin)
+        for rnd in calibration.rounds(c, tuple(idx), by_phase=lin is not None):
+            _code_round(rnd, idx, par, valid, means, scales, odd, odd_t, code, calibrate, lin)
     return merge(even, odd, (height, width))
 
 

@@ -13,11 +13,12 @@ encoder fits to this image (as MRP and TMW do, but on top of a learned predictio
 with integer weights ``a_k`` in -1024..1024, coded in the stream, and features ``f_k``
 that both sides compute from what is already decoded:
 
-* **same colour** (12): each of 12 nearest decoded neighbours of the same colour
-  minus ``mean`` (the even pixels, and for phases (0,1) and (1,0) the diagonal phase);
-* **cross colour** (13 per colour already decoded at this position: green for red,
-  green and red for blue): that colour's value here minus its value at each of the
-  same 12 neighbours (its fine detail, which this colour shares), and its residual
+* **same colour** (12, or 16 for phase (1,0)): each of the nearest decoded neighbours of
+  the same colour minus ``mean`` (the even pixels, for phases (0,1) and (1,0) the
+  diagonal phase, and for phase (1,0) phase (0,1), which version 3 codes before it);
+* **cross colour** (one more per colour already decoded at this position: green for
+  red, green and red for blue): that colour's value here minus its value at each of
+  the same neighbours (its fine detail, which this colour shares), and its residual
   (value minus its network mean).
 
 Features are integers or multiples of 1/64, weights multiples of 1/256, so every
@@ -60,19 +61,21 @@ WEIGHT_PRIOR = 24.0
 #: what the encoder assumes one weight costs when it decides whether to send them (bits)
 WEIGHT_COST_BITS = 9.0
 
-_EVEN, _DIAG = 0, 1
-#: per phase (0: (0,1), 1: (1,0), 2: (1,1)), the 12 nearest neighbours of the same
-#: colour that are decoded before the phase: (source, di, dj) on the level's (h, w) grid
+#: a neighbour's source: the even image, or the odd plane of a phase (0: (0,1), 2: (1,1))
+_EVEN, _P01, _DIAG = -1, 0, 2
+#: per phase (0: (0,1), 1: (1,0), 2: (1,1)), the nearest neighbours of the same colour
+#: that can be decoded before it, nearest first: (source, di, dj) on the level's (h, w)
+#: grid. Phase (1,0)'s last four are phase (0,1) pixels, decoded before it in version 3.
 NEIGHBOURS: dict[int, tuple[tuple[int, int, int], ...]] = {
     0: ((_EVEN, 0, 0), (_EVEN, 0, 1), (_EVEN, -1, 0), (_EVEN, -1, 1), (_EVEN, 1, 0), (_EVEN, 1, 1),
         (_DIAG, -1, 0), (_DIAG, 0, 0), (_DIAG, -1, -1), (_DIAG, -1, 1), (_DIAG, 0, -1), (_DIAG, 0, 1)),
     1: ((_EVEN, 0, 0), (_EVEN, 1, 0), (_EVEN, 0, -1), (_EVEN, 1, -1), (_EVEN, 0, 1), (_EVEN, 1, 1),
-        (_DIAG, 0, -1), (_DIAG, 0, 0), (_DIAG, -1, -1), (_DIAG, 1, -1), (_DIAG, -1, 0), (_DIAG, 1, 0)),
+        (_DIAG, 0, -1), (_DIAG, 0, 0), (_DIAG, -1, -1), (_DIAG, 1, -1), (_DIAG, -1, 0), (_DIAG, 1, 0),
+        (_P01, 0, -1), (_P01, 0, 0), (_P01, 1, -1), (_P01, 1, 0)),
     2: ((_EVEN, 0, 0), (_EVEN, 0, 1), (_EVEN, 1, 0), (_EVEN, 1, 1), (_EVEN, 0, -1), (_EVEN, 0, 2),
         (_EVEN, 1, -1), (_EVEN, 1, 2), (_EVEN, -1, 0), (_EVEN, -1, 1), (_EVEN, 2, 0), (_EVEN, 2, 1)),
 }
 _PAD = 2  # the largest |offset| above
-DIAG_PHASE = 2
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,7 @@ class Feature:
 
     kind: str
     colour: int
-    source: int = _EVEN  # for 'own' and 'detail': _EVEN or _DIAG
+    source: int = _EVEN  # for 'own' and 'detail': -1 (the even image) or the phase of an odd plane
     di: int = 0
     dj: int = 0
 
@@ -97,10 +100,9 @@ def _cross_colours(channels: int, colour: int) -> tuple[int, ...]:
 def features(channels: int, ch: int, known: frozenset[int]) -> tuple[Feature, ...]:
     """The features of odd channel ``ch`` given the odd channels ``known`` (decoded before it)."""
     phase, colour = divmod(ch, channels)
-    diag = DIAG_PHASE * channels
 
     def neighbours(c: int) -> list[tuple[int, int, int]]:
-        return [nb for nb in NEIGHBOURS[phase] if nb[0] == _EVEN or diag + c in known]
+        return [nb for nb in NEIGHBOURS[phase] if nb[0] == _EVEN or nb[0] * channels + c in known]
 
     out = [Feature("own", colour, *nb) for nb in neighbours(colour)]
     for c in _cross_colours(channels, colour):
@@ -112,7 +114,8 @@ def features(channels: int, ch: int, known: frozenset[int]) -> tuple[Feature, ..
 
 def max_features(channels: int) -> int:
     """The most features any channel can have (what the decoder bounds a payload with)."""
-    return 12 * (1 + 2) + 2 if channels >= 3 else 12
+    most = max(len(nbs) for nbs in NEIGHBOURS.values())
+    return most * (1 + 2) + 2 if channels >= 3 else most
 
 
 class Planes:
@@ -124,16 +127,17 @@ class Planes:
         self._even = np.pad(even, ((0, 0), (_PAD, _PAD), (_PAD, _PAD)), mode="edge")
         self._odd = odd
         self._net = net_means
-        self._diag_cache: dict[int, np.ndarray] = {}
+        self._odd_cache: dict[int, np.ndarray] = {}
 
     def neighbour(self, source: int, colour: int, di: int, dj: int) -> np.ndarray:
         """Values (h, w) of a colour at a grid offset (edges replicated)."""
         if source == _EVEN:
             plane = self._even[colour]
         else:
-            if colour not in self._diag_cache:
-                self._diag_cache[colour] = np.pad(self._odd[DIAG_PHASE * self.channels + colour], _PAD, mode="edge")
-            plane = self._diag_cache[colour]
+            ch = source * self.channels + colour
+            if ch not in self._odd_cache:  # only asked for once decoded, so never stale
+                self._odd_cache[ch] = np.pad(self._odd[ch], _PAD, mode="edge")
+            plane = self._odd_cache[ch]
         return plane[_PAD + di : _PAD + di + self.h, _PAD + dj : _PAD + dj + self.w]
 
     def feature(self, f: Feature, phase: int, mean: np.ndarray) -> np.ndarray:

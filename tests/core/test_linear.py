@@ -7,7 +7,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from hidenet_core import EncodeSettings, decode, encode, linear
+from hidenet_core import EncodeSettings, calibration, decode, encode, linear
 from hidenet_core.entropy import LevelDecoder, LevelEncoder
 from hidenet_core.format import parse_header
 from hidenet_core.predictors.features import RGB_STEPS
@@ -36,6 +36,9 @@ def test_feature_sets_follow_what_is_decoded():
     assert len(f(3, 1, frozenset({6, 7, 8}))) == 12  # green (0,1): 6 even + 6 diagonal neighbours
     assert len(f(3, 1, frozenset())) == 6  # the diagonal phase unknown: even neighbours only
     assert len(f(3, 0, frozenset({6, 7, 8, 1, 4}))) == 25
+    # phase (1,0) after phase (0,1) (version 3's rounds): 4 more neighbours per colour
+    assert len(f(3, 4, frozenset({6, 7, 8, 1}))) == 16
+    assert len(f(3, 5, frozenset({6, 7, 8, 0, 1, 2, 3, 4}))) == 16 + 17 + 17 == linear.max_features(3)
     assert len(f(1, 2, frozenset())) == 12 and len(f(1, 0, frozenset({2}))) == 12  # grey: own colour only
     assert len(f(4, 11, frozenset({8, 9, 10}))) == 12  # alpha: own colour only
     assert max(len(f(c, ch, frozenset(range(3 * c)) - {ch})) for c in (1, 3, 4) for ch in range(3 * c)) <= linear.max_features(3)
@@ -49,8 +52,10 @@ def test_features_read_nothing_that_is_not_decoded_yet():
     odd = rng.integers(0, 256, (9, 9, 11), dtype=np.uint8)
     net = np.round(rng.uniform(0, 255, (9, 9, 11)) * 64).astype(np.float32) / 64
     known: set[int] = set()
-    for step in RGB_STEPS:
-        for ch in step:
+    order = [[step[j] for j in rnd] for step in RGB_STEPS for rnd in calibration.rounds(3, step, by_phase=True)]
+    assert order == [[7], [6], [8], [1], [4], [0], [2], [3], [5]]
+    for rnd in order:
+        for ch in rnd:
             feats = linear.features(3, ch, frozenset(known))
             mean = net[ch]
             before = [linear.Planes(even, odd, net).feature(ft, ch // 3, mean) for ft in feats]
@@ -60,9 +65,7 @@ def test_features_read_nothing_that_is_not_decoded_yet():
             scrambled_net[unknown] = 0
             after = [linear.Planes(even, scrambled, scrambled_net).feature(ft, ch // 3, mean) for ft in feats]
             assert all(np.array_equal(a, b) for a, b in zip(before, after)), ch
-            if ch % 3 == 0 and ch + 2 in step:
-                known.add(ch)  # red is decoded before blue of its step (two rounds)
-        known.update(step)
+        known.update(rnd)
 
 
 def test_weighted_sum_is_exact():
