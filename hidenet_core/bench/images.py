@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..evaluate import center_crop
 from ..imageio import ImageError, load_image
 
 __all__ = ["BenchImage", "load_images", "image_paths", "IMAGE_SUFFIXES"]
@@ -33,15 +34,9 @@ class BenchImage:
         return {1: "L", 3: "RGB", 4: "RGBA"}[self.pixels.shape[2]]
 
 
-def _center_crop(pixels: np.ndarray, side: int) -> np.ndarray:
-    h, w = pixels.shape[:2]
-    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
-    return np.ascontiguousarray(pixels[top : top + side, left : left + side])
-
-
-def load_images(paths: list[Path], max_images: int | None = None, max_side: int | None = None) -> list[BenchImage]:
+def load_images(paths: list[Path], max_images: int | None = None, crop: tuple[int, int] | None = None) -> list[BenchImage]:
     """Load ``paths`` (sorted by the caller); keep the first ``max_images`` and, with
-    ``max_side``, a centre crop of at most that many pixels per side (a crop keeps the
+    ``crop`` = (width, height), a centre crop of at most that size (a crop keeps the
     statistics of a photograph, a downscale would not)."""
     if not paths:
         raise ValueError("no images to benchmark: the folder holds no image files "
@@ -53,8 +48,8 @@ def load_images(paths: list[Path], max_images: int | None = None, max_side: int 
             pixels = load_image(path).pixels
         except ImageError as exc:
             raise ImageError(f"{path}: {exc}") from None
-        if max_side:
-            pixels = _center_crop(pixels, max_side)
+        if crop:
+            pixels = center_crop(pixels, *crop)
         name = path.stem
         while name in seen:
             name += "_"

@@ -45,6 +45,7 @@ class BenchConfig:
     repeats: int = 3  # timing runs per codec and image (the fastest counts); 1 with quick
     threads: int = 1  # torch threads during the run (the anchors run single-threaded)
     max_images: int | None = None  # keep only the first N images
+    crop: tuple[int, int] | None = None  # (width, height): measure each image's central crop
     budgets_kb: tuple[int, ...] = progressive.BUDGETS_KB
     streams: tuple[int, ...] = field(default=serving_section.STREAMS)
     extra_max_error: int = 4  # also stream a near-lossless hideNet (max error d) in the progressive section; 0: no
@@ -107,7 +108,7 @@ def run_bench(config: BenchConfig, progress: bool = True, log: Callable[[str], N
     started = time.perf_counter()
     paths = _paths(config)
     max_images = QUICK_IMAGES if config.quick else config.max_images
-    images = load_images(paths, max_images, QUICK_SIDE if config.quick else None)
+    images = load_images(paths, max_images, (QUICK_SIDE, QUICK_SIDE) if config.quick else config.crop)
     repeats = 1 if config.quick else config.repeats
     streams = serving_section.QUICK_STREAMS if config.quick and config.streams == serving_section.STREAMS else config.streams
     model: Predictor = load_model(config.model)

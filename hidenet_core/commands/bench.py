@@ -6,7 +6,7 @@ import argparse
 import shlex
 from pathlib import Path
 
-from .options import add_model_option, int_range
+from .options import add_model_option, int_range, size_arg
 
 HELP = "benchmark hideNet against standard codecs (lossless size, quality after N bytes, speed, serving)"
 
@@ -22,6 +22,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="skip the server load test")
     p.add_argument("--max-images", type=int_range(1, 10_000), default=None, metavar="N",
                    help="measure only the first N images (sorted by name)")
+    p.add_argument("--crop", type=size_arg, default=None, metavar="WxH",
+                   help="measure the central WxH crop of each image (e.g. 768x512)")
     p.add_argument("--repeats", type=int_range(1, 20), default=3, metavar="N",
                    help="timing runs per codec and image; the fastest counts (default 3; 1 with --quick)")
     p.add_argument("--threads", type=int_range(1, 256), default=1, metavar="N",
@@ -42,6 +44,8 @@ def _command(args: argparse.Namespace) -> str:
         words.append("--quick")
     if not args.serving:
         words.append("--no-serving")
+    if args.crop is not None:
+        words += ["--crop", f"{args.crop[0]}x{args.crop[1]}"]
     for opt, value, default in (("--max-images", args.max_images, None), ("--repeats", args.repeats, 3),
                                 ("--threads", args.threads, 1), ("--extra-max-error", args.extra_max_error, 4),
                                 ("--model", args.model, "default")):
@@ -63,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if images is not None and not images.is_dir():
         raise ValueError(f"{args.images!r} is not a folder of images; give a folder, or nothing for the bundled samples")
     config = BenchConfig(images_dir=images, quick=args.quick, model=args.model, serving=args.serving,
-                         repeats=args.repeats, threads=args.threads, max_images=args.max_images,
+                         repeats=args.repeats, threads=args.threads, max_images=args.max_images, crop=args.crop,
                          extra_max_error=args.extra_max_error)
     results = run_bench(config, progress=args.progress)
     results["meta"]["command"] = _command(args)

@@ -10,26 +10,16 @@ from pathlib import Path
 
 from ..evaluate import ImageScore, as_json, evaluate_folder, totals
 from ..predictors import load_model
-from .options import add_model_option
+from .options import add_model_option, size_arg
 
 HELP = "evaluate a predictor on a folder of images: per-level PSNR vs bicubic, preview SSIM, lossless bpp"
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size WIDTHxHEIGHT, e.g. 768x512") from None
-    if not (1 <= w <= 65535 and 1 <= h <= 65535):
-        raise argparse.ArgumentTypeError(f"crop size {text!r} is outside 1..65535 per side")
-    return w, h
 
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("folder", help="folder of images (PNG, JPEG, ...)")
     add_model_option(p)
     p.add_argument("--json", metavar="OUT", help="also write all figures as JSON to this file")
-    p.add_argument("--crop", type=_size, metavar="WxH", help="evaluate the central WxH crop of each image")
+    p.add_argument("--crop", type=size_arg, metavar="WxH", help="evaluate the central WxH crop of each image")
     p.add_argument("--no-verify", action="store_true", help="skip decoding the stream (no decode time, no check)")
 
 

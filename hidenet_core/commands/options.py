@@ -34,6 +34,17 @@ def max_error_list(text: str) -> int | tuple[int, ...]:
     return values[0] if len(values) == 1 else tuple(values)
 
 
+def size_arg(text: str) -> tuple[int, int]:
+    """``WIDTHxHEIGHT`` (e.g. 768x512) as (width, height), each 1..65535."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size WIDTHxHEIGHT, e.g. 768x512") from None
+    if not (1 <= w <= 65535 and 1 <= h <= 65535):
+        raise argparse.ArgumentTypeError(f"crop size {text!r} is outside 1..65535 per side")
+    return w, h
+
+
 def add_model_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from hidenet_core.bench import PLOTS
+from hidenet_core.bench.images import image_paths, load_images
 from hidenet_core.bench.lossless import anchor_codecs, same_pixels
 from hidenet_core.bench.resample import bicubic_upscale
 from hidenet_core.cli import main
@@ -83,6 +84,21 @@ def test_missing_folder_is_a_clean_error(tmp_path, capsys):
 def test_folder_without_images_is_a_clean_error(tmp_path, capsys):
     assert main(["bench", str(tmp_path), "--out", str(tmp_path / "o"), "--no-progress", "--model", "interp"]) == 2
     assert "no images" in capsys.readouterr().err
+
+
+def test_crop_measures_the_central_part_of_each_image(tiny_dir):
+    images = load_images(image_paths(tiny_dir), crop=(24, 16))
+    assert [(im.name, im.width, im.height) for im in images] == [("a", 24, 16), ("b", 24, 16)]
+    full = load_images(image_paths(tiny_dir))[0].pixels
+    assert np.array_equal(images[0].pixels, full[12:28, 16:40])
+
+
+def test_a_bad_crop_size_is_a_clean_error(tiny_dir, tmp_path, capsys):
+    for bad in ("768", "0x512", "axb"):
+        with pytest.raises(SystemExit):
+            main(["bench", str(tiny_dir), "--out", str(tmp_path / "o"), "--crop", bad])
+        err = capsys.readouterr().err
+        assert "--crop" in err and ("WIDTHxHEIGHT" in err or "outside" in err), err
 
 
 def test_anchor_codecs_round_trip_grey_colour_and_alpha():
