@@ -3,12 +3,12 @@
 The predictor's weights are fixed and were fitted on training images; every new image
 differs a little from them (more or less noise, a stronger or weaker link between red
 and blue). For each coding step of a level with at least ``MIN_POSITIONS`` positions,
-a version-2 stream (docs/format.md) therefore carries, per channel of the step and per
+a version-2 or -3 stream (docs/format.md) therefore carries, per channel of the step and per
 *bucket* of the predicted scale (below 2.5, below 6, below 14, above: flat areas,
 edges and textures are mis-calibrated differently):
 
 * a **scale exponent** ``t`` in -8..8 (version 3: -16..16): the predicted scale is
-  multiplied by ``SCALE_MULT[t] / 64`` (about 2^(t/8)), correcting over- or under-confidence;
+  multiplied by ``SCALE_MULT[t + 16] / 64`` (about 2^(t/8)), correcting over- or under-confidence;
 * for a channel with a **parent** (blue after red of the same phase, in RGB and RGBA),
   a **coupling** ``b`` in -16..16: ``b / 16`` times the parent's residual (its decoded
   value minus its mean) is added to the mean. This is the linear channel autoregression
@@ -73,7 +73,7 @@ BUCKETS = len(SCALE_EDGES) + 1
 #: the encoder fits on at most this many values per channel and bucket (a random subsample)
 FIT_VALUES = 1 << 12
 #: the encoder checks whether the linear prediction pays on this many of its sample
-CHECK_VALUES = 1 << 14
+CHECK_VALUES = 1 << 12
 
 
 def subsample(n: int, count: int) -> np.ndarray:
