@@ -40,6 +40,7 @@ from .entropy import LevelDecoder, LevelEncoder
 __all__ = [
     "WEIGHT_DENOM",
     "WEIGHT_BOUND",
+    "NEIGHBOURS",
     "Feature",
     "Planes",
     "ChannelFeatures",
@@ -54,7 +55,7 @@ __all__ = [
 
 WEIGHT_DENOM = 256
 WEIGHT_BOUND = 1024  # a_k in -1024..1024: weights in -4..4
-#: the encoder fits on at most this many values per channel (an even subsample)
+#: the encoder fits on at most this many values per channel (a random subsample)
 FIT_VALUES = 1 << 15
 #: scale of the Laplace prior the weights are coded with (in units of 1/256)
 WEIGHT_PRIOR = 24.0
