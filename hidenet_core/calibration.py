@@ -3,12 +3,13 @@
 The predictor's weights are fixed and were fitted on training images; every new image
 differs a little from them (more or less noise, a stronger or weaker link between red
 and blue). For each coding step of a level with at least ``MIN_POSITIONS`` positions,
-a version-2 or -3 stream (docs/format.md) therefore carries, per channel of the step and per
-*bucket* of the predicted scale (below 2.5, below 6, below 14, above: flat areas,
+a version-2 or -3 stream (docs/format.md) therefore carries, per channel of the step
+and per *bucket* of the predicted scale (below 2.5, below 6, below 14, above: flat areas,
 edges and textures are mis-calibrated differently):
 
 * a **scale exponent** ``t`` in -8..8 (version 3: -16..16): the predicted scale is
-  multiplied by ``SCALE_MULT[t + 16] / 64`` (about 2^(t/8)), correcting over- or under-confidence;
+  multiplied by ``SCALE_MULT[t + 16] / 64`` (about 2^(t/8)), correcting over- or
+  under-confidence;
 * for a channel with a **parent** (blue after red of the same phase, in RGB and RGBA),
   a **coupling** ``b`` in -16..16: ``b / 16`` times the parent's residual (its decoded
   value minus its mean) is added to the mean. This is the linear channel autoregression
@@ -19,10 +20,11 @@ A version-3 stream replaces the coupling by a per-image **linear prediction** of
 mean from decoded neighbours and colours (``linear.py``; blue's features include red's
 residual, so the coupling is one of its weights), and fits the scale exponents after it.
 
-Such a step is coded in two rounds, parents first. The encoder picks each parameter by
-a small search that minimises the Laplace code length of the values (``fit``); the
-decoder only reads them. All arithmetic is on the 1/64 grid, so both sides compute the
-same means and scales bit for bit.
+Such a step is coded in rounds, parents first (``rounds``; version 3 also puts phase
+(1,0) after phase (0,1)). The encoder picks each parameter by a small search that
+minimises the Laplace code length of the values (``fit``); the decoder only reads them.
+All arithmetic is on an exact grid, so both sides compute the same means and scales
+bit for bit.
 """
 
 from __future__ import annotations
@@ -135,8 +137,11 @@ def rounds(channels: int, step: tuple[int, ...], by_phase: bool) -> list[list[in
     (1,0) is decoded after phase (0,1) and its linear prediction can use it.
     """
     par = parents(channels, step)
-    keys = sorted({((step[j] // channels) if by_phase else 0, par[j] >= 0) for j in range(len(step))})
-    return [[j for j in range(len(step)) if (((step[j] // channels) if by_phase else 0), par[j] >= 0) == key] for key in keys]
+
+    def key(j: int) -> tuple[int, bool]:
+        return (step[j] // channels if by_phase else 0, par[j] >= 0)
+
+    return [[j for j in range(len(step)) if key(j) == k] for k in sorted({key(j) for j in range(len(step))})]
 
 
 def apply(mean: np.ndarray, scale: np.ndarray, params: ChannelParams, parent_resid: np.ndarray | None,

@@ -111,11 +111,13 @@ def encode(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = E
             return None
 
         def calibrate(chans, flat, mean, scale, resid, feats):
+            per_channel = feats or [None] * len(chans)
             params = [
                 calibration.fit(odds[k][ch].reshape(-1)[f], m, s, r, 2 * d + 1, fe)
-                for ch, f, m, s, r, fe in zip(chans, flat, mean, scale, resid, feats or [None] * len(chans))
+                for ch, f, m, s, r, fe in zip(chans, flat, mean, scale, resid, per_channel)
             ]
-            calibration.write(enc, params, [r is not None for r in resid], None if feats is None else [fe.count for fe in feats])
+            counts = None if feats is None else [fe.count for fe in feats]
+            calibration.write(enc, params, [r is not None for r in resid], counts)
             return params
 
         return calibrate
@@ -127,7 +129,8 @@ def encode(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = E
         top_pixel, np.full(channels, TOP_MEAN, np.float32), np.full(channels, TOP_SCALE, np.float32), d_base
     ).reshape(channels, 1, 1)
     for k in range(top - 1, levels - 1, -1):
-        recon = reconstruct_level(predictor, recon, shapes[k], k, coder(enc, k, d_base), calibrator(enc, k, d_base), settings.linear)
+        recon = reconstruct_level(predictor, recon, shapes[k], k, coder(enc, k, d_base), calibrator(enc, k, d_base),
+                                  settings.linear)
     out.append(pack_chunk(levels, enc.payload(), level_crc(recon)))
 
     for k in range(levels - 1, -1, -1):
@@ -136,6 +139,7 @@ def encode(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = E
             out.append(pack_chunk(k, b"", level_crc(recon)))
             continue
         enc = LevelEncoder(predictor.distribution)
-        recon = reconstruct_level(predictor, recon, shapes[k], k, coder(enc, k, max_error[k]), calibrator(enc, k, max_error[k]), settings.linear)
+        recon = reconstruct_level(predictor, recon, shapes[k], k, coder(enc, k, max_error[k]),
+                                  calibrator(enc, k, max_error[k]), settings.linear)
         out.append(pack_chunk(k, enc.payload(), level_crc(recon)))
     return b"".join(out)

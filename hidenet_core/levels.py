@@ -8,10 +8,10 @@ generative level: every odd value is the predicted mean.
 With a ``calibrate`` callback (version-2 and -3 streams) a level with enough positions
 is calibrated (``calibration.py``): each step is coded in rounds (``calibration.rounds``:
 the channels without a parent and then those with one; in version 3 per phase), and
-before each round's values ``calibrate``
-gives (encoder: fits and codes; decoder: reads) the parameters of its channels. With
-``linear=True`` (version 3) the calibration includes each channel's linear prediction
-from what is already decoded (``linear.py``).
+before each round's values ``calibrate`` gives (encoder: fits and codes; decoder:
+reads) the parameters of its channels. With ``linear_prediction=True`` (version 3) the
+calibration includes each channel's linear prediction from what is already decoded
+(``linear.py``).
 """
 
 from __future__ import annotations
