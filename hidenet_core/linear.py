@@ -128,7 +128,8 @@ class Planes:
         self._even = np.pad(even, ((0, 0), (_PAD, _PAD), (_PAD, _PAD)), mode="edge")
         self._odd = odd
         self._net = net_means
-        self._odd_cache: dict[int, np.ndarray] = {}
+        self._odd_cache: dict[int, np.ndarray] = {}  # padded odd planes
+        self._float_cache: dict[tuple[bool, int], np.ndarray] = {}  # odd planes and network means as float64
 
     def neighbour(self, source: int, colour: int, di: int, dj: int) -> np.ndarray:
         """Values (h, w) of a colour at a grid offset (edges replicated)."""
@@ -141,14 +142,21 @@ class Planes:
             plane = self._odd_cache[ch]
         return plane[_PAD + di : _PAD + di + self.h, _PAD + dj : _PAD + dj + self.w]
 
+    def _float(self, ch: int, net: bool = False) -> np.ndarray:
+        """An odd channel's decoded values (or its network mean) as float64, converted once."""
+        key = (net, ch)
+        if key not in self._float_cache:  # only asked for once decoded, so never stale
+            self._float_cache[key] = (self._net if net else self._odd)[ch].astype(np.float64)
+        return self._float_cache[key]
+
     def feature(self, f: Feature, phase: int, mean: np.ndarray) -> np.ndarray:
         """The (h, w) float64 values of one feature of a channel of ``phase`` with snapped ``mean``."""
         if f.kind == "own":
-            return self.neighbour(f.source, f.colour, f.di, f.dj) - mean.astype(np.float64)
-        here = self._odd[phase * self.channels + f.colour].astype(np.float64)
+            return self.neighbour(f.source, f.colour, f.di, f.dj) - np.asarray(mean, dtype=np.float64)
+        ch = phase * self.channels + f.colour
         if f.kind == "detail":
-            return here - self.neighbour(f.source, f.colour, f.di, f.dj)
-        return here - self._net[phase * self.channels + f.colour].astype(np.float64)
+            return self._float(ch) - self.neighbour(f.source, f.colour, f.di, f.dj)
+        return self._float(ch) - self._float(ch, net=True)
 
 
 def weighted_sum(planes: Planes, feats: tuple[Feature, ...], phase: int, mean: np.ndarray, weights: tuple[int, ...]) -> np.ndarray:
@@ -169,7 +177,9 @@ class ChannelFeatures:
     """The features of one channel at its valid positions (what the calibration callback is given)."""
 
     def __init__(self, planes: Planes, feats: tuple[Feature, ...], phase: int, mean: np.ndarray, flat: np.ndarray) -> None:
-        self.planes, self.feats, self.phase, self.mean, self.flat = planes, feats, phase, mean, flat
+        self.planes, self.feats, self.phase, self.flat = planes, feats, phase, flat
+        self.mean = mean.astype(np.float64)  # converted once for all K features
+        self._refined: tuple[tuple[int, ...], np.ndarray] | None = None
 
     @property
     def count(self) -> int:
@@ -180,8 +190,15 @@ class ChannelFeatures:
         return sample(self.planes, self.feats, self.phase, self.mean, self.flat[positions])
 
     def refinement(self, weights: tuple[int, ...]) -> np.ndarray:
-        """``sum_k a_k / 256 f_k`` on the whole (h, w) grid (float64, exact)."""
-        return weighted_sum(self.planes, self.feats, self.phase, self.mean, weights)
+        """``sum_k a_k / 256 f_k`` on the whole (h, w) grid (float64, exact).
+
+        The encoder asks twice for the same weights (to fit the scale, then to code);
+        the last result is kept so the sum is computed once.
+        """
+        weights = tuple(weights)
+        if self._refined is None or self._refined[0] != weights:
+            self._refined = (weights, weighted_sum(self.planes, self.feats, self.phase, self.mean, weights))
+        return self._refined[1]
 
 
 def fit(feats: np.ndarray, x: np.ndarray, mean: np.ndarray, scale: np.ndarray, step: int = 1, iterations: int = 6) -> np.ndarray:
