@@ -8,7 +8,7 @@ and per *bucket* of the predicted scale (below 2.5, below 6, below 14, above: fl
 edges and textures are mis-calibrated differently):
 
 * a **scale exponent** ``t`` in -8..8 (version 3: -16..16): the predicted scale is
-  multiplied by ``SCALE_MULT[t + 16] / 64`` (about 2^(t/8)), correcting over- or
+  multiplied by ``SCALE_MULT[t + 32] / 64`` (about 2^(t/8)), correcting over- or
   under-confidence;
 * for a channel with a **parent** (blue after red of the same phase, in RGB and RGBA),
   a **coupling** ``b`` in -16..16: ``b / 16`` times the parent's residual (its decoded
@@ -34,16 +34,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import linear
+from . import linear, scalecontext
 from .codelength import laplace_bits
 from .entropy import LevelDecoder, LevelEncoder
 from .linear import ChannelFeatures
+from .scalecontext import ScaleContext
 from .predictors.base import Prediction, snap
 
 __all__ = [
     "MIN_POSITIONS",
     "SCALE_BOUND",
     "SCALE_BOUND_V3",
+    "SHIFTED_BOUND",
     "COUPLING_BOUND",
     "SCALE_MULT",
     "SCALE_EDGES",
@@ -66,9 +68,13 @@ SCALE_BOUND = 8  # t in -8..8 (version 2)
 #: version 3: t in -16..16 (the linear prediction can shrink a residual more than twofold)
 SCALE_BOUND_V3 = 16
 COUPLING_BOUND = 16  # b in -16..16, weight b / 16
-#: 64 * 2^(t/8) rounded, for t = -16..16, index t + 16 (a fixed table, so no machine computes it differently)
-SCALE_MULT = (16, 17, 19, 21, 23, 25, 27, 29, 32, 35, 38, 41, 45, 49, 54, 59, 64,
-              70, 76, 83, 91, 99, 108, 117, 128, 140, 152, 166, 181, 197, 215, 235, 256)
+#: version 4: a bucket's exponent plus a scale context's shift (``scalecontext.py``) is clipped to -32..32
+SHIFTED_BOUND = 32
+#: 64 * 2^(t/8) rounded, for t = -32..32, index t + 32 (a fixed table, so no machine computes it differently)
+SCALE_MULT = (4, 4, 5, 5, 6, 6, 7, 7, 8, 9, 10, 10, 11, 12, 13, 15,
+              16, 17, 19, 21, 23, 25, 27, 29, 32, 35, 38, 41, 45, 49, 54, 59, 64,
+              70, 76, 83, 91, 99, 108, 117, 128, 140, 152, 166, 181, 197, 215, 235, 256,
+              279, 304, 332, 362, 395, 431, 470, 512, 558, 609, 664, 724, 790, 861, 939, 1024)
 #: the predicted (snapped) scale's bucket is the number of these it is at or above
 SCALE_EDGES = (2.5, 6.0, 14.0)
 BUCKETS = len(SCALE_EDGES) + 1
@@ -92,15 +98,17 @@ def subsample(n: int, count: int) -> np.ndarray:
 @dataclass(frozen=True)
 class ChannelParams:
     """The calibration of one channel of one step: scale exponent and coupling per scale bucket,
-    and (version 3) the weights of its linear prediction (``linear.py``; empty or all 0: none)."""
+    (version 3) the weights of its linear prediction (``linear.py``) and (version 4) those of
+    its scale context (``scalecontext.py``); empty or all 0: none."""
 
     scale_exp: tuple[int, ...] = (0,) * BUCKETS
     coupling: tuple[int, ...] = (0,) * BUCKETS
     linear: tuple[int, ...] = ()
+    context: tuple[int, ...] = ()
 
     @property
     def identity(self) -> bool:
-        return not any(self.scale_exp) and not any(self.coupling) and not any(self.linear)
+        return not any(self.scale_exp) and not any(self.coupling) and not any(self.linear) and not any(self.context)
 
 
 def bucket(scale: np.ndarray) -> np.ndarray:
@@ -145,13 +153,15 @@ def rounds(channels: int, step: tuple[int, ...], by_phase: bool) -> list[list[in
 
 
 def apply(mean: np.ndarray, scale: np.ndarray, params: ChannelParams, parent_resid: np.ndarray | None,
-          refinement: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+          refinement: np.ndarray | None = None, shift: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Calibrated (mean, scale) of one channel, both on the 1/64 grid (float32).
 
     mean, scale: the snapped prediction; parent_resid: the parent's decoded value minus
     its snapped mean, same shape (None without a parent); refinement: the linear
-    prediction's ``sum_k a_k f_k / 256`` (None without). Every term is a multiple of
-    1/16384 below 2^21, so float64 holds it exactly and the rounding is the same anywhere.
+    prediction's ``sum_k a_k f_k / 256`` (None without); shift: the scale context's
+    integer shift of the exponent (None without), added to the bucket's exponent and
+    clipped to -16..16. Every term is a multiple of 1/16384 below 2^21, so float64 holds
+    it exactly and the rounding is the same anywhere.
     """
     if params.identity:
         return mean, scale
@@ -161,19 +171,24 @@ def apply(mean: np.ndarray, scale: np.ndarray, params: ChannelParams, parent_res
         m = m + np.asarray(params.coupling, dtype=np.float64)[b] / COUPLING_BOUND * parent_resid.astype(np.float64)
     if refinement is not None and any(params.linear):
         m = m + refinement
-    mult = np.asarray(SCALE_MULT, dtype=np.float64)[np.asarray(params.scale_exp) + SCALE_BOUND_V3][b] / 64.0
+    t = np.asarray(params.scale_exp)[b]
+    if shift is not None and any(params.context):
+        t = np.clip(t + shift, -SHIFTED_BOUND, SHIFTED_BOUND)
+    mult = np.asarray(SCALE_MULT, dtype=np.float64)[t + SHIFTED_BOUND] / 64.0
     out = snap(Prediction(torch.from_numpy(m), torch.from_numpy(scale.astype(np.float64) * mult)))  # the codec's grid
     return out.mean.numpy().astype(np.float32), out.scale.numpy().astype(np.float32)
 
 
 def fit(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, parent_resid: np.ndarray | None, step: int = 1,
-        features: ChannelFeatures | None = None) -> ChannelParams:
+        features: ChannelFeatures | None = None, context: ScaleContext | None = None) -> ChannelParams:
     """The encoder's choice of parameters for one channel: fewest bits on (a subsample of) its values.
 
     x: the true values (1-D); mean, scale: the snapped prediction; step: the
     quantization step 2d + 1 (the search compares code lengths of the quantized symbols).
     With ``features`` (version 3) the linear prediction is fitted first and the coupling
-    is not used; then, per scale bucket, coordinate descent: coupling, then scale, twice.
+    is not used; with ``context`` too (version 4) the scale context next, given the
+    refined mean; then, per scale bucket, coordinate descent: coupling, then scale, twice
+    (with a scale context: the bucket's exponent given each value's shift).
     """
     weights: tuple[int, ...] = ()
     bound = SCALE_BOUND if features is None else SCALE_BOUND_V3
@@ -183,6 +198,10 @@ def fit(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, parent_resid: np.nda
             refined = features.refinement(weights).reshape(-1)[features.flat]
             mean = _snap_mean(mean.astype(np.float64) + refined)
         parent_resid = None
+    if context is not None:
+        ctx = _fit_context(x, mean, scale, step, context)
+        shift = context.shift(ctx).reshape(-1)[context.flat] if any(ctx) else np.zeros(x.size, dtype=np.int64)
+        return ChannelParams(_fit_exps_shifted(x, mean, scale, shift, step), linear=weights, context=ctx)
     b = bucket(scale)
     exps, couplings = [0] * BUCKETS, [0] * BUCKETS
     for k in range(BUCKETS):
@@ -215,6 +234,44 @@ def _fit_linear(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, step: int, f
     return tuple(int(a) for a in weights) if saved > linear.WEIGHT_COST_BITS * features.count else zero
 
 
+def _fit_context(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, step: int, context: ScaleContext) -> tuple[int, ...]:
+    """The scale context's weights, or all 0 where they would not pay for themselves."""
+    zero = (0,) * context.count
+    if context.count == 0 or x.size == 0:
+        return zero
+    positions = subsample(x.size, scalecontext.FIT_VALUES)
+    feats = context.sample(positions)
+    xs, ms, ss = x[positions], mean[positions], scale[positions]
+    weights = scalecontext.fit(feats, xs, ms, ss, step)
+    if not weights.any():
+        return zero
+    part = slice(0, CHECK_VALUES)
+    shift = scalecontext.shift_of(feats[:, part], weights)
+    with_ctx = _bits_shifted(xs[part], ms[part], ss[part], shift, step).min()
+    saved = (_best_bits(xs[part], ms[part], ss[part], step) - float(with_ctx)) * x.size / xs[part].size
+    return tuple(int(a) for a in weights) if saved > linear.WEIGHT_COST_BITS * context.count else zero
+
+
+def _bits_shifted(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, shift: np.ndarray, step: int) -> torch.Tensor:
+    """Code lengths (33,) of these values for each exponent t = -16..16 added to their shifts (clipped to -32..32)."""
+    t = np.clip(np.arange(-SCALE_BOUND_V3, SCALE_BOUND_V3 + 1)[:, None] + shift[None], -SHIFTED_BOUND, SHIFTED_BOUND)
+    mult = torch.from_numpy(np.asarray(SCALE_MULT, dtype=np.float64)[t + SHIFTED_BOUND] / 64.0)  # (33, n)
+    xs, ms, ss = (torch.from_numpy(np.asarray(v, dtype=np.float64)) / step for v in (x, mean, scale))
+    return laplace_bits(xs[None], ms[None], ss[None] * mult).sum(1)
+
+
+def _fit_exps_shifted(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, shift: np.ndarray, step: int) -> tuple[int, ...]:
+    """Per scale bucket, the exponent (added to each value's shift) with the fewest bits."""
+    b = bucket(scale)
+    exps = [0] * BUCKETS
+    for k in range(BUCKETS):
+        sel = np.flatnonzero(b == k)
+        if sel.size:
+            sel = sel[subsample(sel.size, FIT_VALUES)]
+            exps[k] = int(_bits_shifted(x[sel], mean[sel], scale[sel], shift[sel], step).argmin()) - SCALE_BOUND_V3
+    return tuple(exps)
+
+
 def _best_bits(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, step: int) -> float:
     """The code length of these values with the best single scale exponent."""
     mults = _mults(SCALE_BOUND_V3)
@@ -224,7 +281,7 @@ def _best_bits(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, step: int) ->
 
 def _mults(bound: int) -> torch.Tensor:
     """The scale multipliers for t = -bound..bound."""
-    return torch.tensor(SCALE_MULT[SCALE_BOUND_V3 - bound : SCALE_BOUND_V3 + bound + 1], dtype=torch.float64) / 64.0
+    return torch.tensor(SCALE_MULT[SHIFTED_BOUND - bound : SHIFTED_BOUND + bound + 1], dtype=torch.float64) / 64.0
 
 
 def _fit_one(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, parent_resid: np.ndarray | None, step: int,
@@ -254,24 +311,31 @@ def _fit_one(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, parent_resid: n
 PARAM_PRIOR = 2.0
 
 
-def write(enc: LevelEncoder, params: list[ChannelParams], has_parent: list[bool], linear_counts: list[int] | None = None) -> None:
+def write(enc: LevelEncoder, params: list[ChannelParams], has_parent: list[bool], linear_counts: list[int] | None = None,
+          context_counts: list[int] | None = None) -> None:
     """Code one round's parameters: the scale exponents of every channel (per bucket), then
     (version 2) the couplings of those with a parent or (version 3, ``linear_counts``
-    given) the linear predictions' weights."""
+    given) the linear predictions' weights and (version 4, ``context_counts`` given) the
+    scale contexts' weights."""
     bound = SCALE_BOUND if linear_counts is None else SCALE_BOUND_V3
     enc.encode_params(np.array([t for p in params for t in p.scale_exp]), bound, PARAM_PRIOR)
     if linear_counts is not None:
         linear.write(enc, [p.linear or (0,) * k for p, k in zip(params, linear_counts)])
+        if context_counts is not None:
+            scalecontext.write(enc, [p.context or (0,) * k for p, k in zip(params, context_counts)])
         return
     enc.encode_params(np.array([b for p, hp in zip(params, has_parent) if hp for b in p.coupling]), COUPLING_BOUND, PARAM_PRIOR)
 
 
-def read(dec: LevelDecoder, has_parent: list[bool], linear_counts: list[int] | None = None) -> list[ChannelParams]:
+def read(dec: LevelDecoder, has_parent: list[bool], linear_counts: list[int] | None = None,
+         context_counts: list[int] | None = None) -> list[ChannelParams]:
     """Read what ``write`` coded for a round with these channels."""
     bound = SCALE_BOUND if linear_counts is None else SCALE_BOUND_V3
     exps = [tuple(int(v) for v in t) for t in dec.decode_params(BUCKETS * len(has_parent), bound, PARAM_PRIOR).reshape(-1, BUCKETS)]
     if linear_counts is not None:
-        return [ChannelParams(t, linear=w) for t, w in zip(exps, linear.read(dec, linear_counts))]
+        weights = linear.read(dec, linear_counts)
+        ctx = scalecontext.read(dec, context_counts) if context_counts is not None else [()] * len(exps)
+        return [ChannelParams(t, linear=w, context=c) for t, w, c in zip(exps, weights, ctx)]
     couplings = iter(dec.decode_params(BUCKETS * sum(has_parent), COUPLING_BOUND, PARAM_PRIOR).reshape(-1, BUCKETS))
     zero = (0,) * BUCKETS
     return [ChannelParams(t, tuple(int(v) for v in next(couplings)) if hp else zero) for t, hp in zip(exps, has_parent)]

@@ -36,11 +36,16 @@ class EncodeSettings:
     levels: int | None = None  # L; None: base longer side <= 32 px
     calibrate: bool = True  # fit per-image calibration (format version 2 or 3); False writes version 1
     linear: bool = True  # with calibrate: per-image linear prediction (version 3); False writes version 2
+    scale_context: bool = True  # with linear: per-image scale context (version 4); False writes version 3
 
     @property
     def version(self) -> int:
         """The format version these settings write."""
-        return 1 if not self.calibrate else 3 if self.linear else 2
+        if not self.calibrate:
+            return 1
+        if not self.linear:
+            return 2
+        return 4 if self.scale_context else 3
 
 
 def resolve_max_error(max_error: int | Sequence[int], levels: int) -> tuple[int, ...]:
@@ -110,14 +115,15 @@ def encode(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = E
         if not settings.calibrate:
             return None
 
-        def calibrate(chans, flat, mean, scale, resid, feats):
-            per_channel = feats or [None] * len(chans)
+        def calibrate(chans, flat, mean, scale, resid, feats, contexts):
+            none = [None] * len(chans)
             params = [
-                calibration.fit(odds[k][ch].reshape(-1)[f], m, s, r, 2 * d + 1, fe)
-                for ch, f, m, s, r, fe in zip(chans, flat, mean, scale, resid, per_channel)
+                calibration.fit(odds[k][ch].reshape(-1)[f], m, s, r, 2 * d + 1, fe, cx)
+                for ch, f, m, s, r, fe, cx in zip(chans, flat, mean, scale, resid, feats or none, contexts or none)
             ]
             counts = None if feats is None else [fe.count for fe in feats]
-            calibration.write(enc, params, [r is not None for r in resid], counts)
+            context_counts = None if contexts is None else [cx.count for cx in contexts]
+            calibration.write(enc, params, [r is not None for r in resid], counts, context_counts)
             return params
 
         return calibrate
@@ -130,7 +136,7 @@ def encode(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = E
     ).reshape(channels, 1, 1)
     for k in range(top - 1, levels - 1, -1):
         recon = reconstruct_level(predictor, recon, shapes[k], k, coder(enc, k, d_base), calibrator(enc, k, d_base),
-                                  settings.linear)
+                                  settings.linear, settings.scale_context)
     out.append(pack_chunk(levels, enc.payload(), level_crc(recon)))
 
     for k in range(levels - 1, -1, -1):
@@ -140,6 +146,6 @@ def encode(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = E
             continue
         enc = LevelEncoder(predictor.distribution)
         recon = reconstruct_level(predictor, recon, shapes[k], k, coder(enc, k, max_error[k]),
-                                  calibrator(enc, k, max_error[k]), settings.linear)
+                                  calibrator(enc, k, max_error[k]), settings.linear, settings.scale_context)
         out.append(pack_chunk(k, enc.payload(), level_crc(recon)))
     return b"".join(out)

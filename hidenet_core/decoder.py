@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import calibration, linear
+from . import calibration, linear, scalecontext
 from .codec import TOP_MEAN, TOP_SCALE
 from .entropy import LevelDecoder
 from .format import (
@@ -50,10 +50,12 @@ def _max_payload(shapes: list[tuple[int, int]], first: int, last: int, channels:
 
     Besides the values, a calibrated level codes per odd channel (3C) at most a scale
     exponent per scale bucket and either a coupling per bucket (version 2) or a flag and
-    the linear prediction's weights (version 3), 4 bytes each at most.
+    the linear prediction's weights (version 3) and a flag and the scale context's weights
+    (version 4), 4 bytes each at most.
     """
     pixels = sum(h * w for h, w in shapes[last : first + 1])
-    params = 3 * channels * (calibration.BUCKETS + max(calibration.BUCKETS, 1 + linear.max_features(channels)))
+    per_image = max(calibration.BUCKETS, 2 + linear.max_features(channels) + scalecontext.max_features(channels))
+    params = 3 * channels * (calibration.BUCKETS + per_image)
     return 4 * channels * pixels + 64 + 4 * params * (first - last + 1)
 
 
@@ -187,18 +189,19 @@ class ProgressiveDecoder:
         def code(idx, valid, mean, scale):
             return dec.decode(mean, scale, d)
 
-        def calibrate(chans, flat, mean, scale, resid, feats):
-            return calibration.read(dec, [r is not None for r in resid], None if feats is None else [fe.count for fe in feats])
+        def calibrate(chans, flat, mean, scale, resid, feats, contexts):
+            return calibration.read(dec, [r is not None for r in resid], None if feats is None else [fe.count for fe in feats],
+                                    None if contexts is None else [cx.count for cx in contexts])
 
         cal = calibrate if h.version >= 2 else None
-        lin = h.version >= 3
+        lin, ctx = h.version >= 3, h.version >= 4
         if k < h.levels:
-            return reconstruct_level(self.predictor, self._recon, self._shapes[k], k, code, cal, lin)
+            return reconstruct_level(self.predictor, self._recon, self._shapes[k], k, code, cal, lin, ctx)
         top = len(self._shapes) - 1
         c = h.channels
         recon = dec.decode(np.full(c, TOP_MEAN, np.float32), np.full(c, TOP_SCALE, np.float32), d).reshape(c, 1, 1)
         for j in range(top - 1, k - 1, -1):
-            recon = reconstruct_level(self.predictor, recon, self._shapes[j], j, code, cal, lin)
+            recon = reconstruct_level(self.predictor, recon, self._shapes[j], j, code, cal, lin, ctx)
         return recon
 
     def preview(self) -> np.ndarray:

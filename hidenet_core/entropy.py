@@ -84,6 +84,11 @@ class LevelEncoder:
         if values.size:
             self._enc.encode(values.astype(np.int32), _family("laplace", bound), np.zeros(values.size), np.full(values.size, scale))
 
+    def encode_weight_sets(self, weights: list[tuple[int, ...]], bound: int, scale: float) -> None:
+        """Code one weight set per channel: a flag each (sent or all zero), then the sets sent."""
+        self.encode_params(np.array([1 if any(w) else 0 for w in weights]), 1, 0.5)
+        self.encode_params(np.array([a for w in weights if any(w) for a in w]), bound, scale)
+
     def payload(self) -> bytes:
         return self._enc.get_compressed().astype(">u4").tobytes()
 
@@ -111,6 +116,12 @@ class LevelDecoder:
         if count == 0:
             return np.zeros(0, dtype=np.int32)
         return np.asarray(self._decode(_family("laplace", bound), np.zeros(count), np.full(count, scale)), dtype=np.int32)
+
+    def decode_weight_sets(self, counts: list[int], bound: int, scale: float) -> list[tuple[int, ...]]:
+        """Read what ``LevelEncoder.encode_weight_sets`` coded for sets of ``counts`` weights."""
+        flags = self.decode_params(len(counts), 1, 0.5)
+        values = iter(self.decode_params(sum(k for k, f in zip(counts, flags) if f), bound, scale).tolist())
+        return [tuple(next(values) for _ in range(k)) if f else (0,) * k for k, f in zip(counts, flags)]
 
     def _decode(self, family, centre: np.ndarray, scale: np.ndarray):
         """Symbols from the range decoder; a payload it cannot read is an HdnFormatError."""

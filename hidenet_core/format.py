@@ -36,10 +36,11 @@ __all__ = [
 ]
 
 MAGIC = b"\x89HDN\r\n\x1a\n"
-#: the version written by default. Version 2 is the same without the per-image linear
-#: prediction (a coupling in its place), version 1 without any per-image calibration.
-VERSION = 3
-VERSIONS = (1, 2, 3)
+#: the version written by default. Version 3 is the same without the per-image scale
+#: context, version 2 also without the per-image linear prediction (a coupling in its
+#: place), version 1 without any per-image calibration.
+VERSION = 4
+VERSIONS = (1, 2, 3, 4)
 #: mode name -> channel count; the mode byte in the header is the channel count
 MODES = {"L": 1, "RGB": 3, "RGBA": 4}
 MAX_SIDE = 65535
@@ -78,7 +79,7 @@ class Header:
     generative_levels: int  # the finest g levels carry no residual
     model_name: str
     model_hash: bytes  # 16 bytes
-    version: int = VERSION  # 3: calibration with linear prediction; 2: calibration with coupling; 1: none
+    version: int = VERSION  # 4: 3 with scale context; 3: calibration with linear prediction; 2: with coupling; 1: none
 
     @property
     def mode(self) -> str:

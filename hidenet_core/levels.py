@@ -11,7 +11,8 @@ the channels without a parent and then those with one; in version 3 per phase), 
 before each round's values ``calibrate`` gives (encoder: fits and codes; decoder:
 reads) the parameters of its channels. With ``linear_prediction=True`` (version 3) the
 calibration includes each channel's linear prediction from what is already decoded
-(``linear.py``).
+(``linear.py``), and with ``scale_context=True`` too (version 4) a correction of its
+scale from the surprise of what is already decoded (``scalecontext.py``).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 
-from . import calibration, linear
+from . import calibration, linear, scalecontext
 from .calibration import ChannelParams
 from .linear import ChannelFeatures
+from .scalecontext import ScaleContext
 from .predictors.base import Predictor, snap
 from .pyramid import merge, odd_valid_mask
 
@@ -43,13 +45,15 @@ class CodeFn(Protocol):
 
 class CalibrateFn(Protocol):
     def __call__(self, channels: list[int], x_index: list[np.ndarray], mean: list[np.ndarray], scale: list[np.ndarray],
-                 parent_resid: list[np.ndarray | None], features: list[ChannelFeatures] | None) -> list[ChannelParams]:
+                 parent_resid: list[np.ndarray | None], features: list[ChannelFeatures] | None,
+                 contexts: list[ScaleContext] | None) -> list[ChannelParams]:
         """The calibration of each of ``channels`` (one round of a step).
 
         Per channel, at its valid positions (1-D): ``x_index`` the flat indices into the
         level's (h, w) grid, the snapped mean and scale, the parent's residual (None
-        without a parent) and, with linear prediction, its features (else None). The
-        encoder fits and codes the parameters, the decoder reads them.
+        without a parent), with linear prediction its features and with a scale context
+        its scale features (else None). The encoder fits and codes the parameters, the
+        decoder reads them.
         """
         ...
 
@@ -73,6 +77,7 @@ def reconstruct_level(
     code: CodeFn | Callable[..., np.ndarray] | None,
     calibrate: CalibrateFn | Callable[..., list[ChannelParams]] | None = None,
     linear_prediction: bool = False,
+    scale_context: bool = False,
 ) -> np.ndarray:
     """The (C, H, W) uint8 level ``level`` from its reconstructed even image (C, h, w)."""
     c, h, w = even.shape
@@ -82,35 +87,51 @@ def reconstruct_level(
     odd_t = torch.zeros((1, 3 * c, h, w))  # (1, 3C, h, w)
     odd = np.zeros((3 * c, h, w), dtype=np.uint8)
     calibrating = code is not None and calibrate is not None and calibration.calibrated(h, w)
-    lin = _Linear(even, odd) if calibrating and linear_prediction else None
+    state = _LevelState(even, odd, scale_context) if calibrating and linear_prediction else None
     for step, channels in enumerate(predictor.steps(c)):
         idx = list(channels)
-        pred = snap(predictor(even_t, odd_t, step, level))
+        pred = predictor(even_t, odd_t, step, level)
+        pred = snap(pred if state is not None and state.surprise is not None else pred._replace(context=None))
         means = pred.mean[0].numpy()  # (k, h, w)
         scales = pred.scale[0].numpy()
+        trunk = None if pred.context is None else pred.context[0].numpy()  # (k, F, h, w)
         if not calibrating:
             _code_values(idx, means, scales, valid, odd, odd_t, code)
             continue
-        if lin is not None:
-            lin.net_means[idx] = means
+        if state is not None:
+            state.net_means[idx] = means
         par = calibration.parents(c, tuple(idx))
-        for rnd in calibration.rounds(c, tuple(idx), by_phase=lin is not None):
-            _code_round(rnd, idx, par, valid, means, scales, odd, odd_t, code, calibrate, lin)
+        for rnd in calibration.rounds(c, tuple(idx), by_phase=state is not None):
+            _code_round(rnd, idx, par, valid, means, scales, trunk, odd, odd_t, code, calibrate, state)
     return merge(even, odd, (height, width))
 
 
-class _Linear:
-    """The linear prediction's state over one level: its planes and the channels decoded so far."""
+class _LevelState:
+    """The per-image stages' state over one level: the linear prediction's planes, the
+    surprise of what is decoded (with a scale context) and the channels decoded so far."""
 
-    def __init__(self, even: np.ndarray, odd: np.ndarray) -> None:
+    def __init__(self, even: np.ndarray, odd: np.ndarray, scale_context: bool) -> None:
         self.channels = even.shape[0]
         self.net_means = np.zeros(odd.shape, dtype=np.float32)
         self.planes = linear.Planes(even, odd, self.net_means)
+        self.surprise = scalecontext.SurprisePlanes(*even.shape[1:]) if scale_context else None
         self.known: set[int] = set()
 
     def features(self, ch: int, mean: np.ndarray, flat: np.ndarray) -> ChannelFeatures:
         feats = linear.features(self.channels, ch, frozenset(self.known))
         return ChannelFeatures(self.planes, feats, ch // self.channels, mean, flat)
+
+    def context(self, ch: int, flat: np.ndarray, trunk: np.ndarray | None) -> ScaleContext | None:
+        if self.surprise is None:
+            return None
+        feats = scalecontext.features(self.channels, ch, frozenset(self.known), 0 if trunk is None else trunk.shape[0])
+        return ScaleContext(self.surprise, feats, self.channels, ch // self.channels, flat, trunk)
+
+    def decoded(self, ch: int, values: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> None:
+        """Record that ``ch`` is decoded, with the (h, w) mean and scale it was coded with."""
+        if self.surprise is not None:
+            self.surprise.add(ch, scalecontext.surprise(values, mean, scale))
+        self.known.add(ch)
 
 
 def _code_values(chans, means, scales, valid, odd, odd_t, code) -> None:
@@ -123,22 +144,29 @@ def _code_values(chans, means, scales, valid, odd, odd_t, code) -> None:
     odd_t[0, chans] = torch.from_numpy(vals).float()
 
 
-def _code_round(rnd, idx, par, valid, means, scales, odd, odd_t, code, calibrate, lin: _Linear | None) -> None:
+def _code_round(rnd, idx, par, valid, means, scales, trunk, odd, odd_t, code, calibrate, state: _LevelState | None) -> None:
     """Calibrate and code the channels at positions ``rnd`` of a step, one channel at a time."""
     chans = [idx[j] for j in rnd]
     flat = [np.flatnonzero(valid[ch]) for ch in chans]
     resid = [None if par[j] < 0 else odd[idx[par[j]]].astype(np.float64) - means[par[j]] for j in rnd]
-    feats = None if lin is None else [lin.features(ch, means[j], f) for j, ch, f in zip(rnd, chans, flat)]
+    feats = None if state is None else [state.features(ch, means[j], f) for j, ch, f in zip(rnd, chans, flat)]
+    contexts = None if state is None or state.surprise is None else [
+        state.context(ch, f, None if trunk is None else trunk[j]) for j, ch, f in zip(rnd, chans, flat)]
     params = calibrate(
         chans, flat,
         [means[j].reshape(-1)[f] for j, f in zip(rnd, flat)],
         [scales[j].reshape(-1)[f] for j, f in zip(rnd, flat)],
         [None if r is None else r.reshape(-1)[f] for r, f in zip(resid, flat)],
         feats,
+        contexts,
     )
+    coded = []
     for n, (j, ch, p, r) in enumerate(zip(rnd, chans, params, resid)):
         refinement = None if feats is None or not any(p.linear) else feats[n].refinement(p.linear)
-        mean, scale = calibration.apply(means[j], scales[j], p, r, refinement)  # (h, w) each
+        shift = None if contexts is None or not any(p.context) else contexts[n].shift(p.context)
+        mean, scale = calibration.apply(means[j], scales[j], p, r, refinement, shift)  # (h, w) each
         _code_values([ch], mean[None], scale[None], valid, odd, odd_t, code)
-    if lin is not None:
-        lin.known.update(chans)
+        coded.append((ch, mean, scale))
+    if state is not None:  # known only once the whole round is coded: its channels' features do not see each other
+        for ch, mean, scale in coded:
+            state.decoded(ch, odd[ch], mean, scale)

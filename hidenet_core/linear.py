@@ -230,13 +230,9 @@ def fit(feats: np.ndarray, x: np.ndarray, mean: np.ndarray, scale: np.ndarray, s
 
 def write(enc: LevelEncoder, weights: list[tuple[int, ...]]) -> None:
     """Code one round's weights: a flag per channel (weights sent or not), then the weights sent."""
-    enc.encode_params(np.array([1 if any(w) else 0 for w in weights]), 1, 0.5)
-    enc.encode_params(np.array([a for w in weights if any(w) for a in w]), WEIGHT_BOUND, WEIGHT_PRIOR)
+    enc.encode_weight_sets(weights, WEIGHT_BOUND, WEIGHT_PRIOR)
 
 
 def read(dec: LevelDecoder, counts: list[int]) -> list[tuple[int, ...]]:
     """Read what ``write`` coded for channels with ``counts`` features each."""
-    flags = dec.decode_params(len(counts), 1, 0.5)
-    sent = [k for k, f in zip(counts, flags) if f]
-    values = iter(dec.decode_params(sum(sent), WEIGHT_BOUND, WEIGHT_PRIOR).tolist())
-    return [tuple(next(values) for _ in range(k)) if f else (0,) * k for k, f in zip(counts, flags)]
+    return dec.decode_weight_sets(counts, WEIGHT_BOUND, WEIGHT_PRIOR)

@@ -27,6 +27,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-linear", dest="linear", action="store_false",
                    help="skip the per-image linear prediction and write a format-version-2 stream "
                         "(larger, for decoders that read only versions 1 and 2; encodes faster)")
+    p.add_argument("--no-scale-context", dest="scale_context", action="store_false",
+                   help="skip the per-image scale context and write a format-version-3 stream "
+                        "(larger, for decoders that read only versions 1 to 3)")
     add_model_option(p)
 
 
@@ -35,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     if image.note:
         print(f"hidenet: note: {image.note}", file=sys.stderr)
     model = load_model(args.model)
-    settings = EncodeSettings(args.max_error, args.generative_levels, args.levels, args.calibrate, args.linear)
+    settings = EncodeSettings(args.max_error, args.generative_levels, args.levels, args.calibrate, args.linear,
+                              args.scale_context)
     t0 = time.perf_counter()
     data = encode(image.pixels, model, settings)
     seconds = time.perf_counter() - t0

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-__all__ = ["Prediction", "Predictor", "MEAN_GRID", "SCALE_MIN", "SCALE_MAX", "snap"]
+__all__ = ["Prediction", "Predictor", "MEAN_GRID", "SCALE_MIN", "SCALE_MAX", "CONTEXT_GRID", "CONTEXT_MAX", "snap"]
 
 #: Means and scales are snapped to multiples of 1/MEAN_GRID before use, so that the
 #: encoder and decoder agree bit for bit even when float sums differ in the last ulp.
@@ -27,17 +27,35 @@ SCALE_MAX = 128.0
 
 
 class Prediction(NamedTuple):
-    """Per odd value: a mean in pixel units [0, 255] and a positive scale (pixel units)."""
+    """Per odd value: a mean in pixel units [0, 255] and a positive scale (pixel units), and
+    optionally the features the prediction was made from (a learned model's trunk), which a
+    version-4 stream's scale context may weigh (``scalecontext.py``)."""
 
     mean: torch.Tensor  # (B, k, h, w)
     scale: torch.Tensor  # (B, k, h, w), > 0
+    context: torch.Tensor | None = None  # (B, k, F, h, w)
+
+
+#: context features are snapped to multiples of 1/CONTEXT_GRID within +-CONTEXT_MAX
+CONTEXT_GRID = 16.0
+CONTEXT_MAX = 8.0
 
 
 def snap(pred: Prediction) -> Prediction:
-    """Round a prediction onto the fixed grid the codec codes with."""
+    """Round a prediction onto the fixed grid the codec codes with.
+
+    The context (if any) becomes integers in units of 1/CONTEXT_GRID (float32, within
+    +-CONTEXT_MAX * CONTEXT_GRID), which products with integer weights keep exact.
+    """
     mean = torch.round(pred.mean.clamp(0.0, 255.0) * MEAN_GRID) / MEAN_GRID
     scale = torch.round(pred.scale.clamp(SCALE_MIN, SCALE_MAX) * MEAN_GRID) / MEAN_GRID
-    return Prediction(mean, scale.clamp_min(SCALE_MIN))
+    context = pred.context
+    if context is not None:
+        shared = context.shape[1] > 1 and context.stride(1) == 0  # one tensor expanded over the channels
+        base = context[:, :1] if shared else context
+        base = torch.round(base.clamp(-CONTEXT_MAX, CONTEXT_MAX) * CONTEXT_GRID)
+        context = base.expand_as(context) if shared else base
+    return Prediction(mean, scale.clamp_min(SCALE_MIN), context)
 
 
 class Predictor(nn.Module, ABC):

@@ -70,7 +70,7 @@ class CNNP(LearnedPredictor):
         cfg["kernels"] = list(cfg["kernels"])
         return cfg
 
-    def body(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    def trunk(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         a = sum(head(x) for head in self.heads)  # (B, F, h, w)
         a = self.act(a + bias)
-        return self.head(self.blocks(a))  # (B, 18, h, w)
+        return self.blocks(a)  # (B, F, h, w)

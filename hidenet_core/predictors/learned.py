@@ -1,14 +1,17 @@
 """The common frame of the learned predictors: views, conditioning and the two heads.
 
-A subclass only defines ``body``, the convolutional trunk that maps the step inputs
-(``features.step_inputs``) and a conditioning bias to 18 raw output channels. This
-class turns them into a prediction on top of interpolation:
+A subclass defines ``trunk``, the convolutional trunk that maps the step inputs
+(``features.step_inputs``) and a conditioning bias to F feature channels, and a 1x1
+convolution ``head`` from them to 18 raw output channels. This class turns those into a
+prediction on top of interpolation:
 
     mean  = interp_mean + MEAN_GAIN * out[:, :9]
     scale = interp_scale * exp(out[:, 9:])
 
-so a trunk whose last layer is zero is exactly the ``Interp`` baseline (the learned
-models start there and learn a correction, as in residual super-resolution, VDSR).
+so a head that is zero is exactly the ``Interp`` baseline (the learned models start
+there and learn a correction, as in residual super-resolution, VDSR). The codec also
+gets the trunk's features (``Prediction.context``), which a version-4 stream's scale
+context weighs per image (``scalecontext.py``).
 """
 
 from __future__ import annotations
@@ -58,9 +61,15 @@ class LearnedPredictor(Predictor):
         if self.level is not None:
             nn.init.zeros_(self.level.weight)
 
+    head: nn.Conv2d  # 1x1, F -> OUT_CHANNELS, set by the subclass
+
     @abstractmethod
+    def trunk(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """(B, IN_CHANNELS, h, w) inputs and (B, F, 1, 1) bias -> (B, F, h, w) features."""
+
     def body(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """(B, IN_CHANNELS, h, w) inputs and (B, F, 1, 1) bias -> (B, OUT_CHANNELS, h, w)."""
+        return self.head(self.trunk(x, bias))
 
     def steps(self, channels: int) -> tuple[tuple[int, ...], ...]:
         return coding_steps(channels)
@@ -76,27 +85,39 @@ class LearnedPredictor(Predictor):
 
         level: (B,) long tensor of pyramid levels.
         """
+        mean, scale, _ = self._predict(inputs, level)
+        return mean, scale
+
+    def _predict(self, inputs: StepInputs, level: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``predict`` and the trunk's features (B, F, h, w)."""
         x = inputs.x.contiguous(memory_format=torch.channels_last)
-        out = self.body(x, self._bias(inputs.cond, level))  # (B, 18, h, w)
+        features = self.trunk(x, self._bias(inputs.cond, level))  # (B, F, h, w)
+        out = self.head(features)  # (B, 18, h, w)
         assert out.shape[1] == OUT_CHANNELS
         mean = inputs.mean + MEAN_GAIN * out[:, :9]  # (B, 9, h, w)
         log_scale = torch.log(inputs.scale.clamp_min(SCALE_MIN)) + out[:, 9:]
         scale = torch.exp(log_scale.clamp(_LOG_MIN, _LOG_MAX))  # (B, 9, h, w)
-        return mean, scale
+        return mean, scale, features
 
     def forward(self, even: torch.Tensor, odd: torch.Tensor, step: int, level: int) -> Prediction:
         c = even.shape[1]
         idx = coding_steps(c)[step]
         means: dict[int, torch.Tensor] = {}
         scales: dict[int, torch.Tensor] = {}
+        contexts: dict[int, torch.Tensor] = {}
         lv = torch.full((even.shape[0],), int(level), dtype=torch.long)
         for task in view_plan(c)[step]:
             e, o = view_tensors(even, odd, task.colours)  # (B, 3, h, w), (B, 9, h, w)
-            mean, scale = self.predict(step_inputs(e, o, task.rgb_step), lv)  # (B, 9, h, w)
+            mean, scale, features = self._predict(step_inputs(e, o, task.rgb_step), lv)  # (B, 9, h, w) x2, (B, F, h, w)
             for k, ch in zip(task.rgb_channels, task.channels):
                 means[ch] = mean[:, k]
                 scales[ch] = scale[:, k]
+                contexts[ch] = features
+        shared = all(contexts[ch] is contexts[idx[0]] for ch in idx)  # one view task: no copies
+        context = contexts[idx[0]].unsqueeze(1).expand(-1, len(idx), -1, -1, -1) if shared else \
+            torch.stack([contexts[ch] for ch in idx], 1)
         return Prediction(
             torch.stack([means[ch] for ch in idx], 1),  # (B, len(idx), h, w)
             torch.stack([scales[ch] for ch in idx], 1),
+            context,  # (B, len(idx), F, h, w)
         )

@@ -55,7 +55,7 @@ class UNetLikeLite(LearnedPredictor):
     def config(self) -> dict[str, Any]:
         return asdict(self.cfg)
 
-    def body(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    def trunk(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         a = self.act(self.stem(x) + bias)  # (B, F, h, w)
         skip = self.act(self.enc(a))  # (B, F, h, w)
@@ -63,5 +63,4 @@ class UNetLikeLite(LearnedPredictor):
         m = self.act(self.mid1(m))
         m = self.act(self.mid2(m))
         u = self.up(m)[..., :h, :w]  # (B, F, h, w)
-        d = self.act(self.dec(u + skip))  # (B, F, h, w)
-        return self.head(d)  # (B, 18, h, w)
+        return self.act(self.dec(u + skip))  # (B, F, h, w)
