@@ -29,6 +29,7 @@ bit for bit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -218,38 +219,43 @@ def _snap_mean(mean: np.ndarray) -> np.ndarray:
 
 def _fit_linear(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, step: int, features: ChannelFeatures) -> tuple[int, ...]:
     """The linear prediction's weights, or all 0 where they would not pay for themselves."""
-    zero = (0,) * features.count
-    if features.count == 0 or x.size == 0:
-        return zero
-    positions = subsample(x.size, linear.FIT_VALUES)
-    feats = features.sample(positions)
-    xs, ms, ss = x[positions], mean[positions], scale[positions]
-    weights = linear.fit(feats, xs, ms, ss, step)
-    if not weights.any():
-        return zero
-    # whether they pay: the bits they save on (part of) the sample, scaled to all values
-    part = slice(0, CHECK_VALUES)
-    refined = _snap_mean(ms[part].astype(np.float64) + (torch.from_numpy(weights.astype(np.float64)) @ torch.from_numpy(feats[:, part])).numpy() / linear.WEIGHT_DENOM)
-    saved = (_best_bits(xs[part], ms[part], ss[part], step) - _best_bits(xs[part], refined, ss[part], step)) * x.size / xs[part].size
-    return tuple(int(a) for a in weights) if saved > linear.WEIGHT_COST_BITS * features.count else zero
+
+    def bits_with(weights: np.ndarray, feats: np.ndarray, xs: np.ndarray, ms: np.ndarray, ss: np.ndarray) -> float:
+        sums = (torch.from_numpy(weights.astype(np.float64)) @ torch.from_numpy(feats)).numpy()
+        return _best_bits(xs, _snap_mean(ms.astype(np.float64) + sums / linear.WEIGHT_DENOM), ss, step)
+
+    return _weights_that_pay(x, mean, scale, step, features.count, linear.FIT_VALUES, features.sample, linear.fit, bits_with)
 
 
 def _fit_context(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, step: int, context: ScaleContext) -> tuple[int, ...]:
     """The scale context's weights, or all 0 where they would not pay for themselves."""
-    zero = (0,) * context.count
-    if context.count == 0 or x.size == 0:
+
+    def bits_with(weights: np.ndarray, feats: np.ndarray, xs: np.ndarray, ms: np.ndarray, ss: np.ndarray) -> float:
+        return float(_bits_shifted(xs, ms, ss, scalecontext.shift_of(feats, weights), step).min())
+
+    return _weights_that_pay(x, mean, scale, step, context.count, scalecontext.FIT_VALUES, context.sample,
+                             scalecontext.fit, bits_with)
+
+
+def _weights_that_pay(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, step: int, count: int, fit_values: int,
+                      sample: Callable[[np.ndarray], np.ndarray], fit_weights: Callable[..., np.ndarray],
+                      bits_with: Callable[..., float]) -> tuple[int, ...]:
+    """Weights fitted on a random subsample (``fit_weights(feats, x, mean, scale, step)``), kept
+    only where the bits they save (``bits_with`` against the best single scale, on part of the
+    subsample, scaled to all values) exceed what they cost; else all 0."""
+    zero = (0,) * count
+    if count == 0 or x.size == 0:
         return zero
-    positions = subsample(x.size, scalecontext.FIT_VALUES)
-    feats = context.sample(positions)
+    positions = subsample(x.size, fit_values)
+    feats = sample(positions)
     xs, ms, ss = x[positions], mean[positions], scale[positions]
-    weights = scalecontext.fit(feats, xs, ms, ss, step)
+    weights = fit_weights(feats, xs, ms, ss, step)
     if not weights.any():
         return zero
     part = slice(0, CHECK_VALUES)
-    shift = scalecontext.shift_of(feats[:, part], weights)
-    with_ctx = _bits_shifted(xs[part], ms[part], ss[part], shift, step).min()
-    saved = (_best_bits(xs[part], ms[part], ss[part], step) - float(with_ctx)) * x.size / xs[part].size
-    return tuple(int(a) for a in weights) if saved > linear.WEIGHT_COST_BITS * context.count else zero
+    with_weights = bits_with(weights, np.ascontiguousarray(feats[:, part]), xs[part], ms[part], ss[part])
+    saved = (_best_bits(xs[part], ms[part], ss[part], step) - with_weights) * x.size / xs[part].size
+    return tuple(int(a) for a in weights) if saved > linear.WEIGHT_COST_BITS * count else zero
 
 
 def _bits_shifted(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, shift: np.ndarray, step: int) -> torch.Tensor:

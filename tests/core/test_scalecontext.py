@@ -13,7 +13,7 @@ from hidenet_core.entropy import LevelDecoder, LevelEncoder
 from hidenet_core.format import parse_header
 from hidenet_core.predictors.base import CONTEXT_GRID, Prediction, snap
 from hidenet_core.predictors.features import RGB_STEPS
-from hidenet_core.scalecontext import ScaleContext, ScaleFeature, SurprisePlanes
+from hidenet_core.scalecontext import ScaleContext, SurprisePlanes
 
 SIZE = (150, 140)  # level 0 has 75 x 70 positions: calibrated
 
