@@ -19,8 +19,10 @@ edges and textures are mis-calibrated differently):
 A version-3 stream replaces the coupling by a per-image **linear prediction** of the
 mean from decoded neighbours and colours (``linear.py``; blue's features include red's
 residual, so the coupling is one of its weights), and fits the scale exponents after it.
+A version-4 stream also shifts each value's exponent by a per-image **scale context**
+(``scalecontext.py``) before the lookup, the sum clipped to -32..32.
 
-Such a step is coded in rounds, parents first (``rounds``; version 3 also puts phase
+Such a step is coded in rounds, parents first (``rounds``; versions 3 and 4 also put phase
 (1,0) after phase (0,1)). The encoder picks each parameter by a small search that
 minimises the Laplace code length of the values (``fit``); the decoder only reads them.
 All arithmetic is on an exact grid, so both sides compute the same means and scales
@@ -141,7 +143,7 @@ def parents(channels: int, step: tuple[int, ...]) -> tuple[int, ...]:
 def rounds(channels: int, step: tuple[int, ...], by_phase: bool) -> list[list[int]]:
     """The rounds a calibrated step is coded in: lists of positions in ``step``.
 
-    Version 2: the channels without a parent, then those with one. Version 3
+    Version 2: the channels without a parent, then those with one. Versions 3 and 4
     (``by_phase``): the same split within each phase, phases in order, so that phase
     (1,0) is decoded after phase (0,1) and its linear prediction can use it.
     """
