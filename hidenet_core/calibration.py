@@ -233,7 +233,7 @@ def _fit_context(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, step: int, 
     """The scale context's weights, or all 0 where they would not pay for themselves."""
 
     def bits_with(weights: np.ndarray, feats: np.ndarray, xs: np.ndarray, ms: np.ndarray, ss: np.ndarray) -> float:
-        return float(_bits_shifted(xs, ms, ss, scalecontext.shift_of(feats, weights), step).min())
+        return _best_exponent(xs, ms, ss, scalecontext.shift_of(feats, weights), step)[1]
 
     return _weights_that_pay(x, mean, scale, step, context.count, scalecontext.FIT_VALUES, context.sample,
                              scalecontext.fit, bits_with)
@@ -260,12 +260,33 @@ def _weights_that_pay(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, step: 
     return tuple(int(a) for a in weights) if saved > linear.WEIGHT_COST_BITS * count else zero
 
 
-def _bits_shifted(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, shift: np.ndarray, step: int) -> torch.Tensor:
-    """Code lengths (33,) of these values for each exponent t = -16..16 added to their shifts (clipped to -32..32)."""
-    t = np.clip(np.arange(-SCALE_BOUND_V3, SCALE_BOUND_V3 + 1)[:, None] + shift[None], -SHIFTED_BOUND, SHIFTED_BOUND)
-    mult = torch.from_numpy(np.asarray(SCALE_MULT, dtype=np.float64)[t + SHIFTED_BOUND] / 64.0)  # (33, n)
+def _bits_at(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, shift: np.ndarray | None, step: int,
+             exps: list[int]) -> torch.Tensor:
+    """Code lengths (len(exps),) of these values with each exponent t added to their shifts (clipped to -32..32)."""
+    t = np.asarray(exps)[:, None] + (0 if shift is None else shift[None])
+    t = np.clip(t, -SHIFTED_BOUND, SHIFTED_BOUND)
+    mult = torch.from_numpy(np.asarray(SCALE_MULT, dtype=np.float64)[t + SHIFTED_BOUND] / 64.0)  # (k, n) or (k, 1)
     xs, ms, ss = (torch.from_numpy(np.asarray(v, dtype=np.float64)) / step for v in (x, mean, scale))
     return laplace_bits(xs[None], ms[None], ss[None] * mult).sum(1)
+
+
+def _best_exponent(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, shift: np.ndarray | None, step: int,
+                   bound: int = SCALE_BOUND_V3) -> tuple[int, float]:
+    """The exponent in -bound..bound with the fewest bits, and those bits.
+
+    The code length is convex in the log of the scale (a sum of ``eta + |r| exp(-eta)``
+    terms, nearly so once discretized), so a binary search on its slope finds the
+    minimum with about 2 log2(2 bound + 1) evaluations instead of 2 bound + 1.
+    """
+    lo, hi = -bound, bound
+    while lo < hi:
+        mid = (lo + hi) // 2
+        pair = _bits_at(x, mean, scale, shift, step, [mid, mid + 1])
+        if pair[1] < pair[0]:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo, float(_bits_at(x, mean, scale, shift, step, [lo])[0])
 
 
 def _fit_exps_shifted(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, shift: np.ndarray, step: int) -> tuple[int, ...]:
@@ -276,15 +297,13 @@ def _fit_exps_shifted(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, shift:
         sel = np.flatnonzero(b == k)
         if sel.size:
             sel = sel[subsample(sel.size, FIT_VALUES)]
-            exps[k] = int(_bits_shifted(x[sel], mean[sel], scale[sel], shift[sel], step).argmin()) - SCALE_BOUND_V3
+            exps[k] = _best_exponent(x[sel], mean[sel], scale[sel], shift[sel], step)[0]
     return tuple(exps)
 
 
 def _best_bits(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, step: int) -> float:
     """The code length of these values with the best single scale exponent."""
-    mults = _mults(SCALE_BOUND_V3)
-    xs, ms, ss = (torch.from_numpy(np.asarray(v, dtype=np.float64)) / step for v in (x, mean, scale))
-    return float(laplace_bits(xs[None], ms[None], ss[None] * mults[:, None]).sum(1).min())
+    return _best_exponent(x, mean, scale, None, step)[1]
 
 
 def _mults(bound: int) -> torch.Tensor:
