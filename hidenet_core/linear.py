@@ -219,12 +219,14 @@ def fit(feats: np.ndarray, x: np.ndarray, mean: np.ndarray, scale: np.ndarray, s
     s = torch.from_numpy(np.maximum(scale.astype(np.float64), 1e-3))
     floor = s.clamp_min(float(step))
     w = torch.zeros(k, dtype=torch.float64)
+    a32 = a.float()  # the products in float32 (twice as fast; the weights are rounded to 1/256 anyway)
     for _ in range(iterations):
         r = torch.maximum((y - w @ a).abs(), floor)
-        aw = a / (s * r)
-        gram = aw @ a.T
+        inv = (1.0 / (s * r)).float()
+        aw = a32 * inv
+        gram = (aw @ a32.T).double()
         ridge = 1e-3 * torch.trace(gram) / k + 1e-9
-        w = torch.linalg.solve(gram + ridge * torch.eye(k, dtype=torch.float64), aw @ y)
+        w = torch.linalg.solve(gram + ridge * torch.eye(k, dtype=torch.float64), (aw @ y.float()).double())
     return np.clip(np.round(w.numpy() * WEIGHT_DENOM), -WEIGHT_BOUND, WEIGHT_BOUND).astype(np.int32)
 
 
