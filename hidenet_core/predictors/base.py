@@ -85,7 +85,8 @@ class Predictor(nn.Module, ABC):
         odd:   (B, 3C, h, w) odd values; the channels of earlier steps hold decoded
                values, all others are zero and must not be looked at
         level: pyramid level of the image being reconstructed (0 = full resolution)
-        returns a Prediction of shape (B, len(steps(C)[step]), h, w)
+        returns a Prediction of shape (B, len(steps(C)[step]), h, w), optionally with
+               the features it was computed from as ``context`` (B, k, F, h, w)
         """
 
     def config(self) -> dict[str, Any]:
