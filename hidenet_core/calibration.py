@@ -203,7 +203,7 @@ def fit(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, parent_resid: np.nda
         parent_resid = None
     if context is not None:
         ctx = _fit_context(x, mean, scale, step, context)
-        shift = context.shift(ctx).reshape(-1)[context.flat] if any(ctx) else np.zeros(x.size, dtype=np.int64)
+        shift = context.shift(ctx).reshape(-1)[context.flat] if any(ctx) else None
         return ChannelParams(_fit_exps_shifted(x, mean, scale, shift, step), linear=weights, context=ctx)
     b = bucket(scale)
     exps, couplings = [0] * BUCKETS, [0] * BUCKETS
@@ -289,15 +289,15 @@ def _best_exponent(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, shift: np
     return lo, float(_bits_at(x, mean, scale, shift, step, [lo])[0])
 
 
-def _fit_exps_shifted(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, shift: np.ndarray, step: int) -> tuple[int, ...]:
-    """Per scale bucket, the exponent (added to each value's shift) with the fewest bits."""
+def _fit_exps_shifted(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, shift: np.ndarray | None, step: int) -> tuple[int, ...]:
+    """Per scale bucket, the exponent (added to each value's shift, if any) with the fewest bits."""
     b = bucket(scale)
     exps = [0] * BUCKETS
     for k in range(BUCKETS):
         sel = np.flatnonzero(b == k)
         if sel.size:
             sel = sel[subsample(sel.size, FIT_VALUES)]
-            exps[k] = _best_exponent(x[sel], mean[sel], scale[sel], shift[sel], step)[0]
+            exps[k] = _best_exponent(x[sel], mean[sel], scale[sel], None if shift is None else shift[sel], step)[0]
     return tuple(exps)
 
 

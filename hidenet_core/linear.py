@@ -42,6 +42,7 @@ __all__ = [
     "WEIGHT_BOUND",
     "NEIGHBOURS",
     "Feature",
+    "cross_colours",
     "Planes",
     "ChannelFeatures",
     "features",
@@ -91,8 +92,9 @@ class Feature:
     dj: int = 0
 
 
-def _cross_colours(channels: int, colour: int) -> tuple[int, ...]:
-    """Colours whose value at the same position a colour's features may use (RGB and RGBA only)."""
+def cross_colours(channels: int, colour: int) -> tuple[int, ...]:
+    """Colours decoded before ``colour`` at the same position, whose values its features may use
+    (RGB and RGBA only: green for red; green and red for blue)."""
     if channels < 3:
         return ()
     return {0: (1,), 2: (1, 0)}.get(colour, ())
@@ -106,7 +108,7 @@ def features(channels: int, ch: int, known: frozenset[int]) -> tuple[Feature, ..
         return [nb for nb in NEIGHBOURS[phase] if nb[0] == _EVEN or nb[0] * channels + c in known]
 
     out = [Feature("own", colour, *nb) for nb in neighbours(colour)]
-    for c in _cross_colours(channels, colour):
+    for c in cross_colours(channels, colour):
         if phase * channels + c in known:
             out += [Feature("detail", c, *nb) for nb in neighbours(c)]
             out.append(Feature("resid", c))

@@ -47,6 +47,7 @@ import torch
 
 from .codelength import laplace_bits
 from .entropy import LevelDecoder, LevelEncoder
+from .linear import cross_colours
 from .predictors.base import CONTEXT_GRID
 
 __all__ = [
@@ -89,8 +90,9 @@ _PAD = 1
 
 @dataclass(frozen=True)
 class ScaleFeature:
-    """One feature: ``bias``, ``cross`` (surprise of ``colour`` here) or ``near`` (summed surprise
-    of the same colour at the ``NEAR`` offsets of phase ``source``)."""
+    """One feature: ``bias``, ``cross`` (surprise of ``colour`` here), ``near`` (summed surprise
+    of the same colour at the ``NEAR`` offsets of phase ``source``) or ``trunk`` (the prediction's
+    context feature number ``colour``)."""
 
     kind: str
     colour: int = 0  # for 'cross' and 'near'; for 'trunk' the feature's index
@@ -111,19 +113,12 @@ def surprise(values: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndar
     return q
 
 
-def _cross_colours(channels: int, colour: int) -> tuple[int, ...]:
-    """Colours decoded before this one at the same position whose surprise it sees (RGB, RGBA)."""
-    if channels < 3:
-        return ()
-    return {0: (1,), 2: (1, 0)}.get(colour, ())
-
-
 def features(channels: int, ch: int, known: frozenset[int], trunk: int = 0) -> tuple[ScaleFeature, ...]:
     """The features of odd channel ``ch`` given the odd channels ``known`` (decoded, with their
     surprise) and the number of ``trunk`` features its prediction came with."""
     phase, colour = divmod(ch, channels)
     out = [ScaleFeature("bias")]
-    out += [ScaleFeature("cross", c) for c in _cross_colours(channels, colour) if phase * channels + c in known]
+    out += [ScaleFeature("cross", c) for c in cross_colours(channels, colour) if phase * channels + c in known]
     out += [ScaleFeature("near", colour, src) for src in NEAR[phase] if src * channels + colour in known]
     out += [ScaleFeature("trunk", k) for k in range(min(trunk, MAX_TRUNK))]
     return tuple(out)
@@ -189,7 +184,11 @@ class ScaleContext:
     def sample(self, positions: np.ndarray) -> np.ndarray:
         """Features (K, n) as float64 at these positions (indices into the channel's valid positions)."""
         idx = self.flat[positions]
-        return np.stack([self._feature(f).reshape(-1)[idx] for f in self.feats]).astype(np.float64)
+        trunk = None if self.trunk is None else self.trunk.reshape(self.trunk.shape[0], -1)[:, idx]  # (F, n) only
+        return np.stack([
+            trunk[f.colour].astype(np.float64) / TRUNK_UNITS if f.kind == "trunk" else self._feature(f).reshape(-1)[idx]
+            for f in self.feats
+        ]).astype(np.float64)
 
     def shift(self, weights: tuple[int, ...]) -> np.ndarray:
         """The per-position shift of the scale exponent (int, (h, w)): floor(sum_k a_k f_k / 64 + 1/2).
