@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import calibration
+from . import calibration, previewfilter
 from .entropy import LevelEncoder
 from .format import MAX_PIXELS, MAX_SIDE, Header, pack_chunk, pack_header
 from .levels import level_crc, reconstruct_level
@@ -37,6 +37,7 @@ class EncodeSettings:
     calibrate: bool = True  # fit per-image calibration (format version 2 or 3); False writes version 1
     linear: bool = True  # with calibrate: per-image linear prediction (version 3); False writes version 2
     scale_context: bool = True  # with linear: per-image scale context (version 4); False writes version 3
+    preview_filter: bool = True  # with scale_context: per-image preview filter (version 5); False writes version 4
 
     @property
     def version(self) -> int:
@@ -45,7 +46,9 @@ class EncodeSettings:
             return 1
         if not self.linear:
             return 2
-        return 4 if self.scale_context else 3
+        if not self.scale_context:
+            return 3
+        return 5 if self.preview_filter else 4
 
 
 def resolve_max_error(max_error: int | Sequence[int], levels: int) -> tuple[int, ...]:
@@ -128,6 +131,19 @@ def encode(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = E
 
         return calibrate
 
+    filtered = settings.version >= 5
+    previews: dict[int, np.ndarray] = {}  # level -> its filtered prediction (what a generative level is)
+    filters: dict[int, list[tuple[int, ...]]] = {}  # level -> its preview filter
+
+    def fit_preview(enc: LevelEncoder, k: int, recon: np.ndarray) -> None:
+        """Fit level k's preview filter on the reconstruction of level k + 1 and code it (version 5)."""
+        if not filtered or k < 0 or not previewfilter.carried(*shapes[k + 1]):
+            return
+        fitter = previewfilter.Fitter(odds[k])
+        previews[k] = reconstruct_level(predictor, recon, shapes[k], k, None, preview_filter=fitter)
+        filters[k] = fitter.ordered()
+        previewfilter.write(enc, filters[k])
+
     # base chunk: the top pixel, then the base's own levels top-1 .. L
     d_base = max_error[levels]
     top_pixel = originals[top].reshape(-1)
@@ -137,15 +153,18 @@ def encode(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = E
     for k in range(top - 1, levels - 1, -1):
         recon = reconstruct_level(predictor, recon, shapes[k], k, coder(enc, k, d_base), calibrator(enc, k, d_base),
                                   settings.linear, settings.scale_context)
+    fit_preview(enc, levels - 1, recon)
     out.append(pack_chunk(levels, enc.payload(), level_crc(recon)))
 
     for k in range(levels - 1, -1, -1):
-        if k < settings.generative_levels:
-            recon = reconstruct_level(predictor, recon, shapes[k], k, None)
-            out.append(pack_chunk(k, b"", level_crc(recon)))
-            continue
         enc = LevelEncoder(predictor.distribution)
+        if k < settings.generative_levels:  # the prediction itself, filtered where the stream has a filter
+            recon = previews[k] if k in previews else reconstruct_level(predictor, recon, shapes[k], k, None)
+            fit_preview(enc, k - 1, recon)
+            out.append(pack_chunk(k, enc.payload() if k - 1 in filters else b"", level_crc(recon)))
+            continue
         recon = reconstruct_level(predictor, recon, shapes[k], k, coder(enc, k, max_error[k]),
                                   calibrator(enc, k, max_error[k]), settings.linear, settings.scale_context)
+        fit_preview(enc, k - 1, recon)
         out.append(pack_chunk(k, enc.payload(), level_crc(recon)))
     return b"".join(out)

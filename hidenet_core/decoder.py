@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import calibration, linear, scalecontext
+from . import calibration, linear, previewfilter, scalecontext
 from .codec import TOP_MEAN, TOP_SCALE
 from .entropy import LevelDecoder
 from .format import (
@@ -31,7 +31,7 @@ from .levels import level_crc, reconstruct_level
 from .predictors.base import Predictor
 from .pyramid import level_shapes, total_levels
 
-__all__ = ["DecodedLevel", "ProgressiveDecoder", "decode", "preview", "read_header"]
+__all__ = ["DecodedLevel", "ProgressiveDecoder", "decode", "decode_until", "preview", "read_header"]
 
 
 @dataclass(frozen=True)
@@ -51,12 +51,18 @@ def _max_payload(shapes: list[tuple[int, int]], first: int, last: int, channels:
     Besides the values, a calibrated level codes per odd channel (3C) at most a scale
     exponent per scale bucket and either a coupling per bucket (version 2) or a flag and
     the linear prediction's weights (version 3) and a flag and the scale context's weights
-    (version 4), 4 bytes each at most.
+    (version 4), 4 bytes each at most. A version-5 chunk also carries the next finer
+    level's preview filter (a flag and at most ``linear.max_features`` weights per odd channel).
     """
     pixels = sum(h * w for h, w in shapes[last : first + 1])
     per_image = max(calibration.BUCKETS, 2 + linear.max_features(channels) + scalecontext.max_features(channels))
     params = 3 * channels * (calibration.BUCKETS + per_image)
-    return 4 * channels * pixels + 64 + 4 * params * (first - last + 1)
+    return 4 * channels * pixels + 64 + 4 * params * (first - last + 1) + _max_filter_payload(channels)
+
+
+def _max_filter_payload(channels: int) -> int:
+    """A bound on the bytes of one level's preview filter (version 5)."""
+    return 64 + 4 * 3 * channels * (1 + linear.max_features(channels))
 
 
 def read_header(data: bytes) -> Header:
@@ -76,6 +82,7 @@ class ProgressiveDecoder:
         self._recon: np.ndarray | None = None  # (C, h, w) of the last decoded level
         self._next_level: int | None = None
         self._shapes: list[tuple[int, int]] = []
+        self._filters: dict[int, list[tuple[int, ...]]] = {}  # level -> its preview filter (version 5)
 
     @property
     def done(self) -> bool:
@@ -151,7 +158,10 @@ class ProgressiveDecoder:
         if ch.level != k:
             raise HdnFormatError(f"chunk for level {ch.level} where level {k} was expected (levels go base to full)")
         first = len(self._shapes) - 1 if k == h.levels else k
-        bound = 0 if k < h.generative_levels else _max_payload(self._shapes, first, k, h.channels)
+        if k >= h.generative_levels:
+            bound = _max_payload(self._shapes, first, k, h.channels)
+        else:
+            bound = _max_filter_payload(h.channels) if self._carries_filter(k - 1) else 0
         if ch.payload_length > bound:
             raise HdnFormatError(f"chunk for level {k} declares {ch.payload_length} payload bytes, at most {bound} possible")
         total = CHUNK_HEADER_SIZE + ch.payload_length
@@ -176,14 +186,31 @@ class ProgressiveDecoder:
         self.levels.append(level)
         return level
 
+    def _carries_filter(self, k: int) -> bool:
+        """Whether the chunk of level k + 1 ends with level k's preview filter."""
+        h = self.header
+        assert h is not None
+        return h.version >= 5 and k >= 0 and previewfilter.carried(*self._shapes[k + 1])
+
+    def _read_filter(self, dec: LevelDecoder, k: int) -> None:
+        """Read level k's preview filter from the end of chunk k + 1 (if the stream has one)."""
+        if self._carries_filter(k):
+            assert self.header is not None
+            self._filters[k] = previewfilter.read(dec, previewfilter.counts(self.header.channels, self.predictor.steps(self.header.channels)))
+
+    def _filter(self, k: int) -> previewfilter.FilterFn | None:
+        """The preview filter of level k, once its chunk k + 1 is decoded (else None: the plain means)."""
+        return previewfilter.applier(self._filters[k]) if k in self._filters else None
+
     def _decode_chunk(self, k: int, payload: bytes) -> np.ndarray:
         h = self.header
         assert h is not None
         d = h.max_error[k]
         if k < h.generative_levels:
-            if payload:
-                raise HdnFormatError(f"generative level {k} carries {len(payload)} payload bytes, expected none")
-            return reconstruct_level(self.predictor, self._recon, self._shapes[k], k, None)
+            recon = reconstruct_level(self.predictor, self._recon, self._shapes[k], k, None, preview_filter=self._filter(k))
+            if self._carries_filter(k - 1):  # else the payload is empty (its bound is 0)
+                self._read_filter(LevelDecoder(payload, self.predictor.distribution), k - 1)
+            return recon
         dec = LevelDecoder(payload, self.predictor.distribution)
 
         def code(idx, valid, mean, scale):
@@ -196,49 +223,59 @@ class ProgressiveDecoder:
         cal = calibrate if h.version >= 2 else None
         lin, ctx = h.version >= 3, h.version >= 4
         if k < h.levels:
-            return reconstruct_level(self.predictor, self._recon, self._shapes[k], k, code, cal, lin, ctx)
-        top = len(self._shapes) - 1
-        c = h.channels
-        recon = dec.decode(np.full(c, TOP_MEAN, np.float32), np.full(c, TOP_SCALE, np.float32), d).reshape(c, 1, 1)
-        for j in range(top - 1, k - 1, -1):
-            recon = reconstruct_level(self.predictor, recon, self._shapes[j], j, code, cal, lin, ctx)
+            recon = reconstruct_level(self.predictor, self._recon, self._shapes[k], k, code, cal, lin, ctx)
+        else:
+            top = len(self._shapes) - 1
+            c = h.channels
+            recon = dec.decode(np.full(c, TOP_MEAN, np.float32), np.full(c, TOP_SCALE, np.float32), d).reshape(c, 1, 1)
+            for j in range(top - 1, k - 1, -1):
+                recon = reconstruct_level(self.predictor, recon, self._shapes[j], j, code, cal, lin, ctx)
+        self._read_filter(dec, k - 1)
         return recon
 
     def preview(self) -> np.ndarray:
         """The full-size (H, W, C) image predicted from the last decoded level."""
         if self._recon is None or self.current_level is None:
             raise HdnFormatError("no level decoded yet: nothing to preview")
-        return preview(self.predictor, self._recon, self.current_level, self._shapes)
+        level = self.current_level
+        return preview(self.predictor, self._recon, level, self._shapes, self._filter(level - 1))
 
 
-def preview(predictor: Predictor, recon_chw: np.ndarray, level: int, shapes: list[tuple[int, int]]) -> np.ndarray:
-    """Predict levels level-1 .. 0 from the (C, h, w) reconstruction of ``level``."""
+def preview(predictor: Predictor, recon_chw: np.ndarray, level: int, shapes: list[tuple[int, int]],
+            first_filter: previewfilter.FilterFn | None = None) -> np.ndarray:
+    """Predict levels level-1 .. 0 from the (C, h, w) reconstruction of ``level``; level-1 with
+    ``first_filter`` (its preview filter, from the stream) where given, the rest with the plain means."""
     x = recon_chw
     for k in range(level - 1, -1, -1):
-        x = reconstruct_level(predictor, x, shapes[k], k, None)
+        x = reconstruct_level(predictor, x, shapes[k], k, None, preview_filter=first_filter if k == level - 1 else None)
     return x.transpose(1, 2, 0).copy()
 
 
 def decode(data: bytes, predictor: Predictor, stop_level: int = 0) -> list[DecodedLevel]:
     """Decode a whole buffer; stop after ``stop_level``. A prefix ending on a chunk boundary is fine."""
+    return decode_until(data, predictor, stop_level).levels
+
+
+def decode_until(data: bytes, predictor: Predictor, stop_level: int = 0) -> ProgressiveDecoder:
+    """The decoder after decoding a whole buffer up to ``stop_level`` (for its ``preview``)."""
     dec = ProgressiveDecoder(predictor)
-    out: list[DecodedLevel] = []
+    out = dec.levels
     pos = 0
     # feed chunk-sized pieces so that we can stop early without decoding finer levels
     while pos < len(data):
         if dec.done:
             raise HdnFormatError(f"unexpected {len(data) - pos} bytes after the last chunk")
         if out and out[-1].level <= stop_level:
-            return out
+            return dec
         need = _next_piece(dec, data, pos)
-        out.extend(dec.feed(data[pos : pos + need]))
+        dec.feed(data[pos : pos + need])
         pos += need
     if out and out[-1].level <= stop_level:
-        return out
+        return dec
     dec.finish()
     if not out:
         raise HdnFormatError("stream holds a header but no complete chunk")
-    return out
+    return dec
 
 
 def _next_piece(dec: ProgressiveDecoder, data: bytes, pos: int) -> int:

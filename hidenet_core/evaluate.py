@@ -5,6 +5,10 @@ Per image and per coded level k (0 = full image .. L-1):
 * ``psnr_model``: PSNR of the level's odd pixels as the model predicts them from the
   level's *true* even pixels with no residual (the generative prediction the decoder
   shows: later steps see the predictions of earlier ones);
+* ``psnr_filtered``: the same prediction refined by the level's per-image preview
+  filter, fitted as the encoder fits it (``previewfilter.py``): what a version-5
+  stream's preview and generative levels show (equal to ``psnr_model`` on levels too
+  small to carry a filter);
 * ``psnr_bicubic``: the same pixels from bicubic interpolation of the same even
   pixels. The even pixel (i, j) sits at (2i, 2j) of the level, so the level is
   ``F.interpolate(even, (2h+1, 2w+1), mode="bicubic", align_corners=True)`` of the
@@ -13,7 +17,7 @@ Per image and per coded level k (0 = full image .. L-1):
 * only real pixels count (not the padding of odd sizes).
 
 Per image also the SSIM of the full-resolution preview predicted from the base (the
-first chunk), and the lossless size in bits per pixel of the actual ``.hdn`` stream,
+first chunk, with the filter it carries), and the lossless size in bits per pixel of the actual ``.hdn`` stream,
 with encode and decode times (the decoded image is checked to equal the original).
 """
 
@@ -28,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import previewfilter
 from .codec import encode
 from .decoder import decode, preview
 from .imageio import load_image
@@ -36,7 +41,7 @@ from .metrics import ssim
 from .predictors.base import Predictor
 from .pyramid import default_levels, level_shapes, odd_valid_mask, split
 
-__all__ = ["LevelScore", "ImageScore", "bicubic_odd", "evaluate_image", "evaluate_folder", "totals", "center_crop", "as_json"]
+__all__ = ["LevelScore", "ImageScore", "bicubic_odd", "evaluate_image", "evaluate_folder", "totals", "center_crop", "as_json", "level_fitter"]
 
 
 @dataclass(frozen=True)
@@ -49,10 +54,16 @@ class LevelScore:
     sse_model: float  # summed squared error (for pooled totals)
     sse_bicubic: float
     count: int  # odd values compared
+    psnr_filtered: float = math.nan  # dB, the model's prediction with the level's preview filter
+    sse_filtered: float = math.nan
 
     @property
     def gain_db(self) -> float:
         return self.psnr_model - self.psnr_bicubic
+
+    @property
+    def filtered_gain_db(self) -> float:
+        return self.psnr_filtered - self.psnr_bicubic
 
 
 @dataclass(frozen=True)
@@ -103,13 +114,16 @@ def evaluate_image(pixels: np.ndarray, model: Predictor, name: str = "", verify:
         even, odd = split(originals[k])  # (C, h, w), (3C, h, w)
         valid = odd_valid_mask(*shapes[k], c)
         pred = split(reconstruct_level(model, even, shapes[k], k, None))[1]
+        filtered = split(reconstruct_level(model, even, shapes[k], k, None, preview_filter=level_fitter(odd, shapes, k)))[1]
         bic = bicubic_odd(even)
         truth = odd[valid].astype(np.float64)
         sse_m = float(((pred[valid] - truth) ** 2).sum())
+        sse_f = float(((filtered[valid] - truth) ** 2).sum())
         sse_b = float(((bic[valid] - truth) ** 2).sum())
         n = int(valid.sum())
-        scores.append(LevelScore(k, *shapes[k], _psnr(sse_m, n), _psnr(sse_b, n), sse_m, sse_b, n))
-    prev = preview(model, originals[levels], levels, shapes)  # (H, W, C)
+        scores.append(LevelScore(k, *shapes[k], _psnr(sse_m, n), _psnr(sse_b, n), sse_m, sse_b, n, _psnr(sse_f, n), sse_f))
+    base_odd = split(originals[levels - 1])[1] if levels else None
+    prev = preview(model, originals[levels], levels, shapes, level_fitter(base_odd, shapes, levels - 1))  # (H, W, C)
     t0 = time.perf_counter()
     data = encode(pixels, model)
     t_enc = time.perf_counter() - t0
@@ -122,6 +136,13 @@ def evaluate_image(pixels: np.ndarray, model: Predictor, name: str = "", verify:
             raise RuntimeError(f"{name}: lossless round trip failed: the decoded image differs from the original")
     return ImageScore(name, width, height, c, scores, ssim(prev, pixels), len(data), len(data) * 8 / (width * height),
                       t_enc, t_dec)
+
+
+def level_fitter(odd_true: np.ndarray | None, shapes: list[tuple[int, int]], k: int) -> previewfilter.Fitter | None:
+    """Level k's preview filter as the encoder fits it, where the stream would carry one."""
+    if odd_true is None or k < 0 or not previewfilter.carried(*shapes[k + 1]):
+        return None
+    return previewfilter.Fitter(odd_true)
 
 
 def evaluate_folder(folder: str | Path, model: Predictor, crop: tuple[int, int] | None = None, verify: bool = True,
@@ -153,7 +174,9 @@ def totals(scores: list[ImageScore]) -> dict:
         n = sum(lv.count for lv in by_level[k])
         pm = _psnr(sum(lv.sse_model for lv in by_level[k]), n)
         pb = _psnr(sum(lv.sse_bicubic for lv in by_level[k]), n)
-        levels.append({"level": k, "images": len(by_level[k]), "psnr_model": pm, "psnr_bicubic": pb, "gain_db": pm - pb})
+        pf = _psnr(sum(lv.sse_filtered for lv in by_level[k]), n)
+        levels.append({"level": k, "images": len(by_level[k]), "psnr_model": pm, "psnr_filtered": pf, "psnr_bicubic": pb,
+                       "gain_db": pm - pb, "filtered_gain_db": pf - pb})
     return {
         "images": len(scores),
         "pixels": pixels,
@@ -173,5 +196,6 @@ def as_json(scores: list[ImageScore], model: Predictor) -> dict:
         d = asdict(s)
         for lv, obj in zip(d["levels"], s.levels):
             lv["gain_db"] = obj.gain_db
+            lv["filtered_gain_db"] = obj.filtered_gain_db
         images.append(d)
     return {"model": model.name, "weights": model.weights_hash().hex(), "images": images, "totals": totals(scores)}

@@ -36,11 +36,12 @@ __all__ = [
 ]
 
 MAGIC = b"\x89HDN\r\n\x1a\n"
-#: the version written by default. Version 3 is the same without the per-image scale
-#: context, version 2 also without the per-image linear prediction (a coupling in its
-#: place), version 1 without any per-image calibration.
-VERSION = 4
-VERSIONS = (1, 2, 3, 4)
+#: the version written by default. Version 4 is the same without the per-image preview
+#: filter, version 3 also without the per-image scale context, version 2 also without
+#: the per-image linear prediction (a coupling in its place), version 1 without any
+#: per-image calibration.
+VERSION = 5
+VERSIONS = (1, 2, 3, 4, 5)
 #: mode name -> channel count; the mode byte in the header is the channel count
 MODES = {"L": 1, "RGB": 3, "RGBA": 4}
 MAX_SIDE = 65535
@@ -79,7 +80,7 @@ class Header:
     generative_levels: int  # the finest g levels carry no residual
     model_name: str
     model_hash: bytes  # 16 bytes
-    version: int = VERSION  # 4: 3 with scale context; 3: calibration with linear prediction; 2: with coupling; 1: none
+    version: int = VERSION  # 5: 4 with preview filters; 4: 3 with scale context; 3: calibration with linear prediction; 2: with coupling; 1: none
 
     @property
     def mode(self) -> str:

@@ -3,7 +3,8 @@
 The encoder and the decoder run exactly this code; they differ only in the ``code``
 callback, which for the encoder codes the true odd values and returns their
 reconstruction and for the decoder reads them from the stream. ``code=None`` is a
-generative level: every odd value is the predicted mean.
+generative level: every odd value is the predicted mean, in version 5 refined by the
+level's preview filter (``previewfilter.py``).
 
 With a ``calibrate`` callback (version-2 and -3 streams) a level with enough positions
 is calibrated (``calibration.py``): each step is coded in rounds (``calibration.rounds``:
@@ -23,9 +24,10 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 
-from . import calibration, linear, scalecontext
+from . import calibration, linear, previewfilter, scalecontext
 from .calibration import ChannelParams
 from .linear import ChannelFeatures
+from .previewfilter import FilterFn
 from .scalecontext import ScaleContext
 from .predictors.base import Predictor, snap
 from .pyramid import merge, odd_valid_mask
@@ -78,8 +80,13 @@ def reconstruct_level(
     calibrate: CalibrateFn | Callable[..., list[ChannelParams]] | None = None,
     linear_prediction: bool = False,
     scale_context: bool = False,
+    preview_filter: FilterFn | None = None,
 ) -> np.ndarray:
-    """The (C, H, W) uint8 level ``level`` from its reconstructed even image (C, h, w)."""
+    """The (C, H, W) uint8 level ``level`` from its reconstructed even image (C, h, w).
+
+    ``preview_filter`` (only with ``code=None``, a predicted level) gives each odd
+    channel's preview-filter weights (``previewfilter.py``), applied to its mean.
+    """
     c, h, w = even.shape
     height, width = size
     valid = odd_valid_mask(height, width, c)  # (3C, h, w)
@@ -88,6 +95,9 @@ def reconstruct_level(
     odd = np.zeros((3 * c, h, w), dtype=np.uint8)
     calibrating = code is not None and calibrate is not None and calibration.calibrated(h, w)
     state = _LevelState(even, odd, scale_context) if calibrating and linear_prediction else None
+    if code is None and preview_filter is not None:
+        _predict_filtered(predictor, even, even_t, odd_t, odd, valid, level, preview_filter)
+        return merge(even, odd, (height, width))
     for step, channels in enumerate(predictor.steps(c)):
         idx = list(channels)
         pred = predictor(even_t, odd_t, step, level)
@@ -104,6 +114,26 @@ def reconstruct_level(
         for rnd in calibration.rounds(c, tuple(idx), by_phase=state is not None):
             _code_round(rnd, idx, par, valid, means, scales, trunk, odd, odd_t, code, calibrate, state)
     return merge(even, odd, (height, width))
+
+
+def _predict_filtered(predictor: Predictor, even: np.ndarray, even_t: torch.Tensor, odd_t: torch.Tensor, odd: np.ndarray,
+                      valid: np.ndarray, level: int, preview_filter: FilterFn) -> None:
+    """Predict every odd value of a level, each channel's mean refined by its preview filter;
+    odd channels of earlier steps count as decoded with their predicted values."""
+    c = even.shape[0]
+    planes = linear.Planes(even, odd, np.zeros(odd.shape, dtype=np.float32))  # 'own' features never read the means
+    known: set[int] = set()
+    for step, channels in enumerate(predictor.steps(c)):
+        idx = list(channels)
+        means = snap(predictor(even_t, odd_t, step, level)._replace(context=None)).mean[0].numpy().astype(np.float64)
+        for j, ch in enumerate(idx):
+            cf = ChannelFeatures(planes, previewfilter.features(c, ch, frozenset(known)), ch // c, means[j],
+                                 np.flatnonzero(valid[ch]))
+            weights = preview_filter(ch, cf)
+            if any(weights):
+                means[j] = means[j] + cf.refinement(weights)
+        _code_values(idx, means, None, valid, odd, odd_t, None)
+        known.update(idx)
 
 
 class _LevelState:

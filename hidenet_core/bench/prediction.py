@@ -5,6 +5,8 @@ original level image, predicted from the original even pixels (level k + 1)
 
 * by the model alone, every odd value being its rounded mean (what the generative
   preview shows; the model sees only the even pixels, like bicubic);
+* by the model with the level's per-image preview filter, fitted as the encoder fits it
+  (what a version-5 stream's preview and generative levels show; ``previewfilter.py``);
 * by the model inside the coding loop, where later coding steps also see the odd
   values decoded by earlier ones (the prediction the entropy coder codes against);
 * by a bicubic interpolation of the same even pixels: ``hidenet_core.evaluate.bicubic_odd``,
@@ -22,7 +24,7 @@ import math
 
 import numpy as np
 
-from ..evaluate import bicubic_odd
+from ..evaluate import bicubic_odd, level_fitter
 from ..levels import reconstruct_level
 from ..predictors.base import Predictor
 from ..pyramid import default_levels, level_shapes, odd_valid_mask, split
@@ -34,6 +36,7 @@ __all__ = ["measure_image", "pooled", "PREDICTORS"]
 #: key -> what it is, in results.json
 PREDICTORS = {
     "model": "the model's rounded means from the even pixels alone",
+    "model_filtered": "the same with the level's per-image preview filter (what the stream's preview shows)",
     "model_in_loop": "the model's rounded means inside the lossless coding loop",
     "bicubic": "bicubic interpolation of the even pixels",
 }
@@ -77,6 +80,7 @@ def measure_image(image: BenchImage, model: Predictor) -> list[dict]:
         valid = odd_valid_mask(*shapes[k], even.shape[0])
         guesses = {
             "model": split(reconstruct_level(model, even, shapes[k], k, None))[1],
+            "model_filtered": split(reconstruct_level(model, even, shapes[k], k, None, preview_filter=level_fitter(odd_true, shapes, k)))[1],
             "model_in_loop": _in_loop(model, even, odd_true, shapes[k], k),
             "bicubic": bicubic_odd(even),
         }
@@ -87,6 +91,7 @@ def measure_image(image: BenchImage, model: Predictor) -> list[dict]:
             row[f"{key}_sse"] = sse
             row[f"{key}_psnr"] = _psnr(sse, count)
         row["gain_db"] = row["model_psnr"] - row["bicubic_psnr"]
+        row["filtered_gain_db"] = row["model_filtered_psnr"] - row["bicubic_psnr"]
         out.append(row)
     return out
 
@@ -105,5 +110,6 @@ def pooled(per_image: list[list[dict]]) -> list[dict]:
         for key in PREDICTORS:
             agg[f"{key}_psnr"] = _psnr(sum(r[f"{key}_sse"] for r in rows), n)
         agg["gain_db"] = agg["model_psnr"] - agg["bicubic_psnr"]
+        agg["filtered_gain_db"] = agg["model_filtered_psnr"] - agg["bicubic_psnr"]
         out.append(agg)
     return out

@@ -189,11 +189,15 @@ def render_markdown(results: dict) -> str:
     lines += ["## Prediction", "",
               "PSNR (dB) of the odd pixels of each level predicted from its even pixels (the squared errors of all images "
               "pooled, every channel: the figures `hidenet eval` prints, plus the coding loop). "
-              "Model: the rounded means alone (what the preview shows); in the coding loop: later coding steps also "
+              "Model: the network's rounded means alone; with preview filter: refined by the level's per-image "
+              "preview filter, fitted as the encoder fits it (what the stream's preview and generative levels show; "
+              "levels under 4096 positions carry none); in the coding loop: later coding steps also "
               "see the odd values decoded before them (what the entropy coder codes against).", ""]
-    rows = [[str(lv["level"]), str(lv["images"]), _f(lv["model_psnr"]), _f(lv["model_in_loop_psnr"]),
-             _f(lv["bicubic_psnr"]), _f(lv["gain_db"], 2)] for lv in results["prediction"]["mean"]]
-    lines += _table(["Level", "Images", "Model", "Model in coding loop", "Bicubic", "Model - bicubic"], rows)
+    rows = [[str(lv["level"]), str(lv["images"]), _f(lv["model_psnr"]), _f(lv["model_filtered_psnr"]),
+             _f(lv["model_in_loop_psnr"]), _f(lv["bicubic_psnr"]), _f(lv["gain_db"], 2), _f(lv["filtered_gain_db"], 2)]
+            for lv in results["prediction"]["mean"]]
+    lines += _table(["Level", "Images", "Model", "With preview filter", "Model in coding loop", "Bicubic",
+                     "Model - bicubic", "Filtered - bicubic"], rows)
     lines += ["", "![prediction](results-prediction.png)", ""]
 
     # serving
@@ -279,8 +283,8 @@ def _plot_prediction(results: dict, path: Path) -> None:
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     lv = [r["level"] for r in rows]
-    for key, label, color in (("model_psnr", "model", "C0"), ("model_in_loop_psnr", "model in coding loop", "C1"),
-                              ("bicubic_psnr", "bicubic", "C2")):
+    for key, label, color in (("model_psnr", "model", "C0"), ("model_filtered_psnr", "model + preview filter", "C3"),
+                              ("model_in_loop_psnr", "model in coding loop", "C1"), ("bicubic_psnr", "bicubic", "C2")):
         ax.plot(lv, [math.nan if r[key] is None else r[key] for r in rows], marker="o", label=label, color=color)
     ax.set_xticks(lv)
     ax.set_xlabel("level (0 = full image)")

@@ -7,10 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-from ..decoder import decode, preview, read_header
+from ..decoder import decode_until
 from ..imageio import save_png
 from ..predictors import load_model
-from ..pyramid import level_shapes, total_levels
 from .options import add_model_option, int_range
 
 
@@ -29,13 +28,9 @@ def run(args: argparse.Namespace) -> int:
     data = Path(args.input).read_bytes()
     model = load_model(args.model)
     t0 = time.perf_counter()
-    levels = decode(data, model, stop_level=args.level)
-    last = levels[-1]
-    image = last.image
-    if args.preview and last.level > 0:
-        header = read_header(data)
-        shapes = level_shapes(header.height, header.width, total_levels(header.height, header.width))
-        image = preview(model, image.transpose(2, 0, 1), last.level, shapes)
+    decoder = decode_until(data, model, stop_level=args.level)
+    last = decoder.levels[-1]
+    image = decoder.preview() if args.preview and last.level > 0 else last.image
     seconds = time.perf_counter() - t0
     save_png(image, args.output)
     if last.level > args.level:

@@ -24,10 +24,10 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def _line(s: ImageScore) -> str:
-    lv = " ".join(f"L{x.level}:{x.psnr_model:.2f}/{x.psnr_bicubic:.2f}" for x in s.levels)
+    lv = " ".join(f"L{x.level}:{x.psnr_model:.2f}/{x.psnr_filtered:.2f}/{x.psnr_bicubic:.2f}" for x in s.levels)
     dec = "" if math.isnan(s.decode_seconds) else f" dec {s.decode_seconds:.2f}s"
     return (f"{s.name}: {s.width}x{s.height} bpp {s.bpp:.3f} preview-ssim {s.preview_ssim:.4f} "
-            f"enc {s.encode_seconds:.2f}s{dec} | psnr model/bicubic {lv}")
+            f"enc {s.encode_seconds:.2f}s{dec} | psnr model/filtered/bicubic {lv}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"total: {t['images']} images, {t['bpp']:.3f} bpp (mean per image {t['mean_image_bpp']:.3f}), "
           f"preview SSIM {t['preview_ssim']:.4f}, model {model.name!r}")
     for lv in t["levels"]:
-        print(f"  level {lv['level']}: PSNR model {lv['psnr_model']:.2f} dB, bicubic {lv['psnr_bicubic']:.2f} dB, "
-              f"gain {lv['gain_db']:+.2f} dB")
+        print(f"  level {lv['level']}: PSNR model {lv['psnr_model']:.2f} dB, with preview filter {lv['psnr_filtered']:.2f} dB, "
+              f"bicubic {lv['psnr_bicubic']:.2f} dB, gain {lv['gain_db']:+.2f} / {lv['filtered_gain_db']:+.2f} dB")
     if args.json:
         out = Path(args.json)
         tmp = out.with_name(out.name + ".part")
