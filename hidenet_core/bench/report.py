@@ -191,7 +191,7 @@ def render_markdown(results: dict) -> str:
               "pooled, every channel: the figures `hidenet eval` prints, plus the coding loop). "
               "Model: the network's rounded means alone; with preview filter: refined by the level's per-image "
               "preview filter, fitted as the encoder fits it (what the stream's preview and generative levels show; "
-              "levels under 4096 positions carry none); in the coding loop: later coding steps also "
+              "levels under 1024 positions carry none); in the coding loop: later coding steps also "
               "see the odd values decoded before them (what the entropy coder codes against).", ""]
     rows = [[str(lv["level"]), str(lv["images"]), _f(lv["model_psnr"]), _f(lv["model_filtered_psnr"]),
              _f(lv["model_in_loop_psnr"]), _f(lv["bicubic_psnr"]), _f(lv["gain_db"], 2), _f(lv["filtered_gain_db"], 2)]

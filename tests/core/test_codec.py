@@ -85,7 +85,10 @@ def test_generative_levels_send_no_residual(interp):
     image = smooth_image(80, 64, 3)
     data = encode(image, interp, EncodeSettings(generative_levels=2))
     info = stream_info(data)
-    assert [lv["payload_bytes"] for lv in info["levels"]][-2:] == [0, 0]
+    level_1, level_0 = [lv["payload_bytes"] for lv in info["levels"]][-2:]
+    assert level_0 == 0 and 0 < level_1 <= 120  # level 1 carries only level 0's preview filter (version 5)
+    v4 = stream_info(encode(image, interp, EncodeSettings(generative_levels=2, preview_filter=False)))
+    assert [lv["payload_bytes"] for lv in v4["levels"]][-2:] == [0, 0]
     out = decode(data, interp)[-1].image
     assert out.shape == image.shape
     assert np.abs(out.astype(int) - image.astype(int)).mean() < 12
@@ -94,10 +97,14 @@ def test_generative_levels_send_no_residual(interp):
 def test_all_levels_generative_stores_only_the_base(interp):
     image = smooth_image(128, 96, 3)
     header_levels = 2
-    data = encode(image, interp, EncodeSettings(generative_levels=header_levels, levels=header_levels))
+    data = encode(image, interp, EncodeSettings(generative_levels=header_levels, levels=header_levels, preview_filter=False))
     info = stream_info(data)
     assert info["levels"][0]["payload_bytes"] > 0
     assert all(lv["payload_bytes"] == 0 for lv in info["levels"][1:])
+    # version 5: a generative chunk holds at most the next level's preview filter (level 0: 64 x 48 positions)
+    v5 = stream_info(encode(image, interp, EncodeSettings(generative_levels=header_levels, levels=header_levels)))
+    _, level_1, level_0 = [lv["payload_bytes"] for lv in v5["levels"]]
+    assert 0 < level_1 <= 120 and level_0 == 0
     assert decode(data, interp)[-1].image.shape == image.shape
 
 
