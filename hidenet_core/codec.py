@@ -132,7 +132,7 @@ def encode(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = E
         return calibrate
 
     filtered = settings.version >= 5
-    previews: dict[int, np.ndarray] = {}  # level -> its filtered prediction (what a generative level is)
+    previews: dict[int, np.ndarray] = {}  # generative level -> its filtered prediction (what the level is)
     filters: dict[int, list[tuple[int, ...]]] = {}  # level -> its preview filter
 
     def fit_preview(enc: LevelEncoder, k: int, recon: np.ndarray) -> None:
@@ -140,7 +140,9 @@ def encode(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = E
         if not filtered or k < 0 or not previewfilter.carried(*shapes[k + 1]):
             return
         fitter = previewfilter.Fitter(odds[k])
-        previews[k] = reconstruct_level(predictor, recon, shapes[k], k, None, preview_filter=fitter)
+        predicted = reconstruct_level(predictor, recon, shapes[k], k, None, preview_filter=fitter)
+        if k < settings.generative_levels:  # exactly what the decoder will rebuild
+            previews[k] = predicted
         filters[k] = fitter.ordered()
         previewfilter.write(enc, filters[k])
 

@@ -196,7 +196,8 @@ class ProgressiveDecoder:
         """Read level k's preview filter from the end of chunk k + 1 (if the stream has one)."""
         if self._carries_filter(k):
             assert self.header is not None
-            self._filters[k] = previewfilter.read(dec, previewfilter.counts(self.header.channels, self.predictor.steps(self.header.channels)))
+            c = self.header.channels
+            self._filters[k] = previewfilter.read(dec, previewfilter.counts(c, self.predictor.steps(c)))
 
     def _filter(self, k: int) -> previewfilter.FilterFn | None:
         """The preview filter of level k, once its chunk k + 1 is decoded (else None: the plain means)."""

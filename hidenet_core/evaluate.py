@@ -41,7 +41,8 @@ from .metrics import ssim
 from .predictors.base import Predictor
 from .pyramid import default_levels, level_shapes, odd_valid_mask, split
 
-__all__ = ["LevelScore", "ImageScore", "bicubic_odd", "evaluate_image", "evaluate_folder", "totals", "center_crop", "as_json", "level_fitter"]
+__all__ = ["LevelScore", "ImageScore", "bicubic_odd", "evaluate_image", "evaluate_folder", "totals", "center_crop",
+           "as_json", "level_fitter"]
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,8 @@ def measure_image(image: BenchImage, model: Predictor) -> list[dict]:
         valid = odd_valid_mask(*shapes[k], even.shape[0])
         guesses = {
             "model": split(reconstruct_level(model, even, shapes[k], k, None))[1],
-            "model_filtered": split(reconstruct_level(model, even, shapes[k], k, None, preview_filter=level_fitter(odd_true, shapes, k)))[1],
+            "model_filtered": split(reconstruct_level(model, even, shapes[k], k, None,
+                                                      preview_filter=level_fitter(odd_true, shapes, k)))[1],
             "model_in_loop": _in_loop(model, even, odd_true, shapes[k], k),
             "bicubic": bicubic_odd(even),
         }

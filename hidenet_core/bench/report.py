@@ -200,6 +200,22 @@ def render_markdown(results: dict) -> str:
                      "Model - bicubic", "Filtered - bicubic"], rows)
     lines += ["", "![prediction](results-prediction.png)", ""]
 
+    # generative
+    gen = results.get("generative", {}).get("mean", [])
+    if gen:
+        lines += ["## Generative levels", "",
+                  "The finest g levels not sent (the decoder shows the prediction), every other level lossless: "
+                  "the stream's bytes (in brackets: the mean fraction of the lossless stream) and the decoded image's "
+                  "PSNR (dB, pooled) / SSIM, with the per-image preview filters (format version 5, the default) and "
+                  "without them (`--no-preview-filter`).", ""]
+        rows = [[str(r["g"]), str(r["images"]),
+                 f"{r['filtered']['bytes']} ({r['filtered']['fraction']:.2f})", f"{_f(r['filtered']['psnr'])} / {_f(r['filtered']['ssim'], 3)}",
+                 f"{r['plain']['bytes']} ({r['plain']['fraction']:.2f})", f"{_f(r['plain']['psnr'])} / {_f(r['plain']['ssim'], 3)}",
+                 f"{r['filter_bytes']:+d}", f"{r['filter_db']:+.2f}"] for r in gen]
+        lines += _table(["g", "Images", "Bytes", "PSNR / SSIM", "Bytes, no filter", "PSNR / SSIM, no filter",
+                         "Filter bytes", "Filter dB"], rows)
+        lines += [""]
+
     # serving
     sv = results["serving"]
     lines += ["## Serving", ""]

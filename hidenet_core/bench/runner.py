@@ -22,7 +22,7 @@ from ..pjpeg import JPEG_QUALITY
 from ..predictors import load_model
 from ..predictors.base import Predictor
 from ..samples import sample_paths
-from . import lossless, prediction, progressive
+from . import generative, lossless, prediction, progressive
 from . import serving as serving_section
 from .images import image_paths, load_images
 from .timing import machine_info, ratio
@@ -121,9 +121,9 @@ def run_bench(config: BenchConfig, progress: bool = True, log: Callable[[str], N
 
     old_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
-    seconds: dict[str, float] = {"lossless": 0.0, "progressive": 0.0, "prediction": 0.0, "serving": 0.0}
-    lossless_rows, progressive_rows, prediction_rows = [], [], []
-    steps = len(images) * (len(codecs) + 2) + (1 if config.serving else 0)
+    seconds: dict[str, float] = {"lossless": 0.0, "progressive": 0.0, "prediction": 0.0, "generative": 0.0, "serving": 0.0}
+    lossless_rows, progressive_rows, prediction_rows, generative_rows = [], [], [], []
+    steps = len(images) * (len(codecs) + 3) + (1 if config.serving else 0)
     bar = tqdm(total=steps, desc="hidenet bench", unit="step", disable=not progress, dynamic_ncols=True)
     try:
         for image in images:
@@ -155,9 +155,14 @@ def run_bench(config: BenchConfig, progress: bool = True, log: Callable[[str], N
             prediction_rows.append({**info, "levels": prediction.measure_image(image, model)})
             bar.update()
             t3 = time.perf_counter()
+            bar.set_postfix_str(f"{image.name}: generative")
+            generative_rows.append({**info, "levels": generative.measure_image(image, model, len(hdn))})
+            bar.update()
+            t4 = time.perf_counter()
             seconds["lossless"] += t1 - t0
             seconds["progressive"] += t2 - t1
             seconds["prediction"] += t3 - t2
+            seconds["generative"] += t4 - t3
         if config.serving:
             bar.set_postfix_str(f"serving: {', '.join(map(str, streams))} streams")
             t0 = time.perf_counter()
@@ -203,6 +208,8 @@ def run_bench(config: BenchConfig, progress: bool = True, log: Callable[[str], N
         },
         "prediction": {"predictors": dict(prediction.PREDICTORS), "per_image": prediction_rows,
                        "mean": prediction.pooled([r["levels"] for r in prediction_rows])},
+        "generative": {"levels": list(generative.GENERATIVE_LEVELS), "per_image": generative_rows,
+                       "mean": generative.pooled([r["levels"] for r in generative_rows])},
         "serving": serving_result,
     }
 

@@ -33,7 +33,7 @@ def test_quick_run_writes_complete_outputs(tiny_dir, tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
     results = json.loads((out / "results.json").read_text())
-    assert set(results) == {"meta", "images", "lossless", "progressive", "prediction", "serving"}
+    assert set(results) == {"meta", "images", "lossless", "progressive", "prediction", "generative", "serving"}
     assert [im["image"] for im in results["images"]] == ["a", "b"]
     assert results["meta"]["config"]["quick"] is True
 
@@ -63,11 +63,15 @@ def test_quick_run_writes_complete_outputs(tiny_dir, tmp_path, capsys):
 
     levels = results["prediction"]["mean"]
     assert levels and levels[0]["level"] == 0
-    assert {"model_psnr", "model_in_loop_psnr", "bicubic_psnr", "gain_db"} <= set(levels[0])
+    assert {"model_psnr", "model_filtered_psnr", "model_in_loop_psnr", "bicubic_psnr", "gain_db", "filtered_gain_db"} <= set(levels[0])
+    gen = results["generative"]["mean"]
+    assert [r["g"] for r in gen] == [1] and gen[0]["images"] == 2  # the tiny images have one level
+    for key in ("filtered", "plain"):
+        assert gen[0][key]["bytes"] > 0 and 0 < gen[0][key]["fraction"] < 1 and 10 < gen[0][key]["psnr"] < 100
     assert results["serving"] == {"available": False, "reason": "skipped (--no-serving)"}
 
     md = (out / "results.md").read_text()
-    for heading in ("## Lossless", "## Quality after N bytes received", "## Prediction", "## Serving",
+    for heading in ("## Lossless", "## Quality after N bytes received", "## Prediction", "## Generative levels", "## Serving",
                     "## Where hideNet is behind"):
         assert heading in md
     assert "| hideNet |" in md and "| 64 KB |" in md
