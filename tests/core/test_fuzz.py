@@ -72,6 +72,8 @@ def test_fuzzed_streams_decode_or_raise_the_format_error(interp):
         encode(smooth_image(24, 20, 3), interp, EncodeSettings(levels=2)),
         encode(smooth_image(17, 33, 1, seed=3), interp, EncodeSettings(levels=2, max_error=2)),
         encode(smooth_image(16, 16, 4, seed=5), interp, EncodeSettings(levels=1, generative_levels=1)),
+        # level 0 has 35 x 32 positions: the generative chunk of level 1 carries level 0's preview filter
+        encode(smooth_image(70, 64, 3, seed=7), interp, EncodeSettings(levels=2, generative_levels=1)),
     ]
     rng = np.random.default_rng(2026)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
