@@ -17,8 +17,9 @@ Per image and per coded level k (0 = full image .. L-1):
 * only real pixels count (not the padding of odd sizes).
 
 Per image also the SSIM of the full-resolution preview predicted from the base (the
-first chunk, with the filter it carries), and the lossless size in bits per pixel of the actual ``.hdn`` stream,
-with encode and decode times (the decoded image is checked to equal the original).
+first chunk, with the filter it carries), and the lossless size in bits per pixel of
+the actual ``.hdn`` stream, with encode and decode times (the decoded image is checked
+to equal the original).
 """
 
 from __future__ import annotations
@@ -115,14 +116,19 @@ def evaluate_image(pixels: np.ndarray, model: Predictor, name: str = "", verify:
         even, odd = split(originals[k])  # (C, h, w), (3C, h, w)
         valid = odd_valid_mask(*shapes[k], c)
         pred = split(reconstruct_level(model, even, shapes[k], k, None))[1]
-        filtered = split(reconstruct_level(model, even, shapes[k], k, None, preview_filter=level_fitter(odd, shapes, k)))[1]
+        fitter = level_fitter(odd, shapes, k)  # None: the level carries no filter, so it shows pred
+        if fitter is None:
+            filtered = pred
+        else:
+            filtered = split(reconstruct_level(model, even, shapes[k], k, None, preview_filter=fitter))[1]
         bic = bicubic_odd(even)
         truth = odd[valid].astype(np.float64)
         sse_m = float(((pred[valid] - truth) ** 2).sum())
         sse_f = float(((filtered[valid] - truth) ** 2).sum())
         sse_b = float(((bic[valid] - truth) ** 2).sum())
         n = int(valid.sum())
-        scores.append(LevelScore(k, *shapes[k], _psnr(sse_m, n), _psnr(sse_b, n), sse_m, sse_b, n, _psnr(sse_f, n), sse_f))
+        scores.append(LevelScore(k, *shapes[k], _psnr(sse_m, n), _psnr(sse_b, n), sse_m, sse_b, n,
+                                 _psnr(sse_f, n), sse_f))
     base_odd = split(originals[levels - 1])[1] if levels else None
     prev = preview(model, originals[levels], levels, shapes, level_fitter(base_odd, shapes, levels - 1))  # (H, W, C)
     t0 = time.perf_counter()

@@ -78,10 +78,12 @@ def measure_image(image: BenchImage, model: Predictor) -> list[dict]:
     for k in range(levels):
         even, odd_true = split(originals[k])  # (C, h, w), (3C, h, w)
         valid = odd_valid_mask(*shapes[k], even.shape[0])
+        plain = split(reconstruct_level(model, even, shapes[k], k, None))[1]
+        fitter = level_fitter(odd_true, shapes, k)  # None: the level carries no filter, so it shows the plain means
         guesses = {
-            "model": split(reconstruct_level(model, even, shapes[k], k, None))[1],
-            "model_filtered": split(reconstruct_level(model, even, shapes[k], k, None,
-                                                      preview_filter=level_fitter(odd_true, shapes, k)))[1],
+            "model": plain,
+            "model_filtered": plain if fitter is None else
+            split(reconstruct_level(model, even, shapes[k], k, None, preview_filter=fitter))[1],
             "model_in_loop": _in_loop(model, even, odd_true, shapes[k], k),
             "bicubic": bicubic_odd(even),
         }

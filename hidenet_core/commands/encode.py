@@ -32,7 +32,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "(larger, for decoders that read only versions 1 to 3)")
     p.add_argument("--no-preview-filter", dest="preview_filter", action="store_false",
                    help="skip the per-image preview filters and write a format-version-4 stream "
-                        "(about 100 bytes smaller per level of 4096+ positions; plainer previews and "
+                        "(about 100 bytes smaller per level of 32x32+ positions; plainer previews and "
                         "generative levels; for decoders that read only versions 1 to 4)")
     add_model_option(p)
 

@@ -37,8 +37,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"total: {t['images']} images, {t['bpp']:.3f} bpp (mean per image {t['mean_image_bpp']:.3f}), "
           f"preview SSIM {t['preview_ssim']:.4f}, model {model.name!r}")
     for lv in t["levels"]:
-        print(f"  level {lv['level']}: PSNR model {lv['psnr_model']:.2f} dB, with preview filter {lv['psnr_filtered']:.2f} dB, "
-              f"bicubic {lv['psnr_bicubic']:.2f} dB, gain {lv['gain_db']:+.2f} / {lv['filtered_gain_db']:+.2f} dB")
+        print(f"  level {lv['level']}: PSNR model {lv['psnr_model']:.2f} dB, "
+              f"with preview filter {lv['psnr_filtered']:.2f} dB, bicubic {lv['psnr_bicubic']:.2f} dB, "
+              f"gain {lv['gain_db']:+.2f} / {lv['filtered_gain_db']:+.2f} dB")
     if args.json:
         out = Path(args.json)
         tmp = out.with_name(out.name + ".part")
