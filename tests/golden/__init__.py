@@ -1,0 +1,94 @@
+"""Golden streams: frozen ``.hdn`` fixtures of every format version, and what they decode to.
+
+``manifest.json`` lists every fixture: its file, format version, model, the recipe of
+its source image (a crop of a bundled sample, so no extra image is committed), the
+encoder settings, the SHA-256 of the stream bytes and the SHA-256 of the decoded
+pixels. ``tests/core/test_golden.py`` decodes every fixture and compares the pixels,
+and re-encodes every source with today's encoder and compares the bytes.
+
+A fixture is never edited or regenerated: a change of the format is a new format
+version with new fixtures (``python -m tests.golden.generate`` writes the fixtures of
+versions that have none and refuses to touch the others).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from hidenet_core import EncodeSettings, load_image, sample_paths
+
+__all__ = ["DIR", "MANIFEST", "CASES", "MODELS", "manifest", "source_pixels", "encode_settings", "sha256", "pixels_sha256"]
+
+DIR = Path(__file__).resolve().parent
+MANIFEST = DIR / "manifest.json"
+#: both shipped models
+MODELS = ("interp", "default")
+
+#: what each version's fixtures are made of (the generator's recipes; the manifest keeps its own copy).
+#: When written, the rgb fixtures of versions 2 to 5 sent non-zero parameters for every per-image
+#: stage their version has, and every version-5 fixture a preview filter.
+CASES: dict[str, dict] = {
+    # RGB with odd sizes, level 0 calibrated (its 66x65 grid >= 4096 positions) and carrying a
+    # preview filter, level 1 (grid 33x33 >= 1024) a preview filter too: every per-image stage
+    "rgb": {
+        "source": {"sample": "rocket", "box": [255, 100, 131, 129]},
+        "settings": {"max_error": 0, "generative_levels": 0, "levels": None},
+    },
+    # grey, near-lossless base, both finer levels generative: the generative chunk of level 1
+    # carries level 0's preview filter (grid 34x33 >= 1024) in version 5
+    "grey": {
+        "source": {"sample": "camera", "box": [180, 90, 67, 65]},
+        "settings": {"max_error": 2, "generative_levels": 2, "levels": None},
+    },
+    # RGBA (alpha from another sample), a different max error per level
+    "rgba": {
+        "source": {"sample": "chelsea", "box": [180, 60, 69, 66], "alpha": {"sample": "camera", "box": [240, 300, 69, 66]}},
+        "settings": {"max_error": [1, 0, 3], "generative_levels": 0, "levels": None},
+    },
+}
+
+
+@cache
+def manifest() -> dict:
+    return json.loads(MANIFEST.read_text())
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def pixels_sha256(pixels: np.ndarray) -> str:
+    """The hash of an (H, W, C) uint8 image: its bytes in (H, W, C) order."""
+    return sha256(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes())
+
+
+def _crop(recipe: dict) -> np.ndarray:
+    (path,) = [p for p in sample_paths() if p.stem == recipe["sample"]]
+    x, y, w, h = recipe["box"]
+    px = load_image(path).pixels[y : y + h, x : x + w]
+    if px.shape[:2] != (h, w):
+        raise ValueError(f"box {recipe['box']} does not fit in sample {recipe['sample']!r}")
+    return px
+
+
+def source_pixels(recipe: dict) -> np.ndarray:
+    """The (H, W, C) uint8 source a recipe describes: a crop of a bundled sample, with
+    ``alpha`` the first channel of a crop of another one appended."""
+    px = _crop(recipe)
+    if "alpha" in recipe:
+        px = np.concatenate([px, _crop(recipe["alpha"])[:, :, :1]], axis=2)
+    return np.ascontiguousarray(px)
+
+
+def encode_settings(entry: dict) -> EncodeSettings:
+    """The encoder settings a fixture was written with."""
+    s = entry["settings"]
+    v = entry["version"]
+    max_error = s["max_error"] if isinstance(s["max_error"], int) else tuple(s["max_error"])
+    return EncodeSettings(max_error, s["generative_levels"], s["levels"],
+                          calibrate=v >= 2, linear=v >= 3, scale_context=v >= 4, preview_filter=v >= 5)
