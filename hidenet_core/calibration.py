@@ -2,28 +2,31 @@
 
 The predictor's weights are fixed and were fitted on training images; every new image
 differs a little from them (more or less noise, a stronger or weaker link between red
-and blue). For each coding step of a level with at least ``MIN_POSITIONS`` positions,
-a version-2 or -3 stream (docs/format.md) therefore carries, per channel of the step
-and per *bucket* of the predicted scale (below 2.5, below 6, below 14, above: flat areas,
-edges and textures are mis-calibrated differently):
+and blue). For each coding step of a calibrated level (``FormatVersion.calibrated``:
+at least 4096 positions), a stream of a version with calibration (docs/format.md)
+therefore carries, per channel of the step and per *bucket* of the predicted scale
+(below 2.5, below 6, below 14, above: flat areas, edges and textures are mis-calibrated
+differently):
 
-* a **scale exponent** ``t`` in -8..8 (version 3: -16..16): the predicted scale is
+* a **scale exponent** ``t`` in -bound..bound (``FormatVersion.scale_bound``): the predicted scale is
   multiplied by ``SCALE_MULT[t + 32] / 64`` (about 2^(t/8)), correcting over- or
   under-confidence;
-* for a channel with a **parent** (blue after red of the same phase, in RGB and RGBA),
-  a **coupling** ``b`` in -16..16: ``b / 16`` times the parent's residual (its decoded
+* in version 2 (``Refinement.COUPLING``), for a channel with a **parent** (blue after red
+  of the same phase, in RGB and RGBA), a **coupling** ``b`` in -16..16: ``b / 16`` times
+  the parent's residual (its decoded
   value minus its mean) is added to the mean. This is the linear channel autoregression
   of PixelCNN++ (Salimans et al. 2017) with a weight fitted per image, much as WebP
   lossless fits its cross-colour transform per image.
 
-A version-3 stream replaces the coupling by a per-image **linear prediction** of the
-mean from decoded neighbours and colours (``linear.py``; blue's features include red's
-residual, so the coupling is one of its weights), and fits the scale exponents after it.
-A version-4 stream also shifts each value's exponent by a per-image **scale context**
-(``scalecontext.py``) before the lookup, the sum clipped to -32..32.
+Versions 3 and later (``Refinement.LINEAR``) replace the coupling by a per-image **linear
+prediction** of the mean from decoded neighbours and colours (``linear.py``; blue's
+features include red's residual, so the coupling is one of its weights), and fit the
+scale exponents after it. Versions with a scale context also shift each value's exponent
+by a per-image **scale context** (``scalecontext.py``) before the lookup, the sum clipped
+to -32..32.
 
-Such a step is coded in rounds, parents first (``rounds``; versions 3 and 4 also put phase
-(1,0) after phase (0,1)). The encoder picks each parameter by a small search that
+Such a step is coded in rounds, parents first (``rounds``; by phase in versions 3 and
+later, so that phase (1,0) comes after phase (0,1)). The encoder picks each parameter by a small search that
 minimises the Laplace code length of the values (``fit``); the decoder only reads them.
 All arithmetic is on an exact grid, so both sides compute the same means and scales
 bit for bit.
@@ -43,11 +46,9 @@ from .entropy import LevelDecoder, LevelEncoder
 from .linear import ChannelFeatures
 from .scalecontext import ScaleContext
 from .predictors.base import Prediction, snap
+from .versions import FormatVersion
 
 __all__ = [
-    "MIN_POSITIONS",
-    "SCALE_BOUND",
-    "SCALE_BOUND_V3",
     "SHIFTED_BOUND",
     "COUPLING_BOUND",
     "SCALE_MULT",
@@ -55,23 +56,18 @@ __all__ = [
     "BUCKETS",
     "bucket",
     "ChannelParams",
-    "calibrated",
+    "ChannelInput",
     "parents",
     "rounds",
     "apply",
     "fit",
     "write",
     "read",
+    "max_values",
 ]
 
-#: levels whose (h, w) grid has fewer positions than this are not calibrated (the
-#: parameters would cost more than they save)
-MIN_POSITIONS = 4096
-SCALE_BOUND = 8  # t in -8..8 (version 2)
-#: version 3: t in -16..16 (the linear prediction can shrink a residual more than twofold)
-SCALE_BOUND_V3 = 16
 COUPLING_BOUND = 16  # b in -16..16, weight b / 16
-#: version 4: a bucket's exponent plus a scale context's shift (``scalecontext.py``) is clipped to -32..32
+#: with a scale context: a bucket's exponent plus its shift (``scalecontext.py``) is clipped to -32..32
 SHIFTED_BOUND = 32
 #: 64 * 2^(t/8) rounded, for t = -32..32, index t + 32 (a fixed table, so no machine computes it differently)
 SCALE_MULT = (4, 4, 5, 5, 6, 6, 7, 7, 8, 9, 10, 10, 11, 12, 13, 15,
@@ -101,8 +97,8 @@ def subsample(n: int, count: int) -> np.ndarray:
 @dataclass(frozen=True)
 class ChannelParams:
     """The calibration of one channel of one step: scale exponent and coupling per scale bucket,
-    (version 3) the weights of its linear prediction (``linear.py``) and (version 4) those of
-    its scale context (``scalecontext.py``); empty or all 0: none."""
+    the weights of its linear prediction (``linear.py``) and those of its scale context
+    (``scalecontext.py``); empty or all 0: none (what its version does not have)."""
 
     scale_exp: tuple[int, ...] = (0,) * BUCKETS
     coupling: tuple[int, ...] = (0,) * BUCKETS
@@ -114,14 +110,23 @@ class ChannelParams:
         return not any(self.scale_exp) and not any(self.coupling) and not any(self.linear) and not any(self.context)
 
 
+@dataclass(frozen=True)
+class ChannelInput:
+    """What the calibration of one channel of a round is given: its values' prediction at its
+    valid positions (1-D, in the order of ``flat``) and what its version's stages compute from."""
+
+    channel: int  # the odd channel index
+    flat: np.ndarray  # the valid positions' flat indices into the level's (h, w) grid
+    mean: np.ndarray  # the snapped predicted mean
+    scale: np.ndarray  # the snapped predicted scale
+    parent_resid: np.ndarray | None  # coupling: the parent's decoded value minus its mean (None: no parent)
+    features: ChannelFeatures | None  # linear prediction: the channel's features (None: the version has none)
+    context: ScaleContext | None  # scale context: the channel's scale features (None: the version has none)
+
+
 def bucket(scale: np.ndarray) -> np.ndarray:
     """The bucket (0 .. BUCKETS-1) of each predicted scale."""
     return np.searchsorted(np.asarray(SCALE_EDGES, dtype=np.float64), scale.astype(np.float64), side="right")
-
-
-def calibrated(h: int, w: int) -> bool:
-    """Whether a level with an (h, w) grid of odd positions carries calibration parameters."""
-    return h * w >= MIN_POSITIONS
 
 
 def parents(channels: int, step: tuple[int, ...]) -> tuple[int, ...]:
@@ -143,9 +148,9 @@ def parents(channels: int, step: tuple[int, ...]) -> tuple[int, ...]:
 def rounds(channels: int, step: tuple[int, ...], by_phase: bool) -> list[list[int]]:
     """The rounds a calibrated step is coded in: lists of positions in ``step``.
 
-    Version 2: the channels without a parent, then those with one. Versions 3 and 4
-    (``by_phase``): the same split within each phase, phases in order, so that phase
-    (1,0) is decoded after phase (0,1) and its linear prediction can use it.
+    The channels without a parent, then those with one; ``by_phase``
+    (``FormatVersion.rounds_by_phase``): the same split within each phase, phases in
+    order, so that phase (1,0) is decoded after phase (0,1) and its linear prediction can use it.
     """
     par = parents(channels, step)
 
@@ -182,29 +187,31 @@ def apply(mean: np.ndarray, scale: np.ndarray, params: ChannelParams, parent_res
     return out.mean.numpy().astype(np.float32), out.scale.numpy().astype(np.float32)
 
 
-def fit(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, parent_resid: np.ndarray | None, step: int = 1,
-        features: ChannelFeatures | None = None, context: ScaleContext | None = None) -> ChannelParams:
+def fit(x: np.ndarray, channel: ChannelInput, step: int, version: FormatVersion) -> ChannelParams:
     """The encoder's choice of parameters for one channel: fewest bits on (a subsample of) its values.
 
-    x: the true values (1-D); mean, scale: the snapped prediction; step: the
-    quantization step 2d + 1 (the search compares code lengths of the quantized symbols).
-    With ``features`` (version 3) the linear prediction is fitted first and the coupling
-    is not used; with ``context`` too (version 4) the scale context next, given the
-    refined mean; then, per scale bucket, coordinate descent: coupling, then scale, twice
-    (with a scale context: the bucket's exponent given each value's shift).
+    x: the true values (1-D, at ``channel.flat``); step: the quantization step 2d + 1 (the
+    search compares code lengths of the quantized symbols). With a linear prediction it
+    is fitted first (and there is no coupling); with a scale context that is fitted next,
+    given the refined mean; then, per scale bucket, coordinate descent: coupling, then
+    scale, twice (with a scale context: the bucket's exponent given each value's shift).
     """
+    mean, scale, parent_resid, bound = channel.mean, channel.scale, channel.parent_resid, version.scale_bound
     weights: tuple[int, ...] = ()
-    bound = SCALE_BOUND if features is None else SCALE_BOUND_V3
-    if features is not None:
-        weights = _fit_linear(x, mean, scale, step, features)
+    if version.linear:
+        features = channel.features
+        assert features is not None
+        weights = _fit_linear(x, mean, scale, step, features, bound)
         if any(weights):
             refined = features.refinement(weights).reshape(-1)[features.flat]
             mean = _snap_mean(mean.astype(np.float64) + refined)
         parent_resid = None
-    if context is not None:
-        ctx = _fit_context(x, mean, scale, step, context)
+    if version.scale_context:
+        context = channel.context
+        assert context is not None
+        ctx = _fit_context(x, mean, scale, step, context, bound)
         shift = context.shift(ctx).reshape(-1)[context.flat] if any(ctx) else None
-        return ChannelParams(_fit_exps_shifted(x, mean, scale, shift, step), linear=weights, context=ctx)
+        return ChannelParams(_fit_exps_shifted(x, mean, scale, shift, step, bound), linear=weights, context=ctx)
     b = bucket(scale)
     exps, couplings = [0] * BUCKETS, [0] * BUCKETS
     for k in range(BUCKETS):
@@ -219,28 +226,31 @@ def _snap_mean(mean: np.ndarray) -> np.ndarray:
     return snap(Prediction(torch.from_numpy(mean), torch.ones(1, dtype=torch.float64))).mean.numpy()
 
 
-def _fit_linear(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, step: int, features: ChannelFeatures) -> tuple[int, ...]:
+def _fit_linear(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, step: int, features: ChannelFeatures,
+                bound: int) -> tuple[int, ...]:
     """The linear prediction's weights, or all 0 where they would not pay for themselves."""
 
     def bits_with(weights: np.ndarray, feats: np.ndarray, xs: np.ndarray, ms: np.ndarray, ss: np.ndarray) -> float:
         sums = (torch.from_numpy(weights.astype(np.float64)) @ torch.from_numpy(feats)).numpy()
-        return _best_bits(xs, _snap_mean(ms.astype(np.float64) + sums / linear.WEIGHT_DENOM), ss, step)
+        return _best_exponent(xs, _snap_mean(ms.astype(np.float64) + sums / linear.WEIGHT_DENOM), ss, None, step, bound)[1]
 
-    return _weights_that_pay(x, mean, scale, step, features.count, linear.FIT_VALUES, features.sample, linear.fit, bits_with)
+    return _weights_that_pay(x, mean, scale, step, bound, features.count, linear.FIT_VALUES, features.sample,
+                             linear.fit, bits_with)
 
 
-def _fit_context(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, step: int, context: ScaleContext) -> tuple[int, ...]:
+def _fit_context(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, step: int, context: ScaleContext,
+                 bound: int) -> tuple[int, ...]:
     """The scale context's weights, or all 0 where they would not pay for themselves."""
 
     def bits_with(weights: np.ndarray, feats: np.ndarray, xs: np.ndarray, ms: np.ndarray, ss: np.ndarray) -> float:
-        return _best_exponent(xs, ms, ss, scalecontext.shift_of(feats, weights), step)[1]
+        return _best_exponent(xs, ms, ss, scalecontext.shift_of(feats, weights), step, bound)[1]
 
-    return _weights_that_pay(x, mean, scale, step, context.count, scalecontext.FIT_VALUES, context.sample,
+    return _weights_that_pay(x, mean, scale, step, bound, context.count, scalecontext.FIT_VALUES, context.sample,
                              scalecontext.fit, bits_with)
 
 
-def _weights_that_pay(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, step: int, count: int, fit_values: int,
-                      sample: Callable[[np.ndarray], np.ndarray], fit_weights: Callable[..., np.ndarray],
+def _weights_that_pay(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, step: int, bound: int, count: int,
+                      fit_values: int, sample: Callable[[np.ndarray], np.ndarray], fit_weights: Callable[..., np.ndarray],
                       bits_with: Callable[..., float]) -> tuple[int, ...]:
     """Weights fitted on a random subsample (``fit_weights(feats, x, mean, scale, step)``), kept
     only where the bits they save (``bits_with`` against the best single scale, on part of the
@@ -256,7 +266,8 @@ def _weights_that_pay(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, step: 
         return zero
     part = slice(0, CHECK_VALUES)
     with_weights = bits_with(weights, np.ascontiguousarray(feats[:, part]), xs[part], ms[part], ss[part])
-    saved = (_best_bits(xs[part], ms[part], ss[part], step) - with_weights) * x.size / xs[part].size
+    without = _best_exponent(xs[part], ms[part], ss[part], None, step, bound)[1]
+    saved = (without - with_weights) * x.size / xs[part].size
     return tuple(int(a) for a in weights) if saved > linear.WEIGHT_COST_BITS * count else zero
 
 
@@ -271,7 +282,7 @@ def _bits_at(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, shift: np.ndarr
 
 
 def _best_exponent(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, shift: np.ndarray | None, step: int,
-                   bound: int = SCALE_BOUND_V3) -> tuple[int, float]:
+                   bound: int) -> tuple[int, float]:
     """The exponent in -bound..bound with the fewest bits, and those bits.
 
     The code length is convex in the log of the scale (a sum of ``eta + |r| exp(-eta)``
@@ -289,7 +300,8 @@ def _best_exponent(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, shift: np
     return lo, float(_bits_at(x, mean, scale, shift, step, [lo])[0])
 
 
-def _fit_exps_shifted(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, shift: np.ndarray | None, step: int) -> tuple[int, ...]:
+def _fit_exps_shifted(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, shift: np.ndarray | None, step: int,
+                      bound: int) -> tuple[int, ...]:
     """Per scale bucket, the exponent (added to each value's shift, if any) with the fewest bits."""
     b = bucket(scale)
     exps = [0] * BUCKETS
@@ -297,13 +309,8 @@ def _fit_exps_shifted(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, shift:
         sel = np.flatnonzero(b == k)
         if sel.size:
             sel = sel[subsample(sel.size, FIT_VALUES)]
-            exps[k] = _best_exponent(x[sel], mean[sel], scale[sel], None if shift is None else shift[sel], step)[0]
+            exps[k] = _best_exponent(x[sel], mean[sel], scale[sel], None if shift is None else shift[sel], step, bound)[0]
     return tuple(exps)
-
-
-def _best_bits(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, step: int) -> float:
-    """The code length of these values with the best single scale exponent."""
-    return _best_exponent(x, mean, scale, None, step)[1]
 
 
 def _mults(bound: int) -> torch.Tensor:
@@ -312,7 +319,7 @@ def _mults(bound: int) -> torch.Tensor:
 
 
 def _fit_one(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, parent_resid: np.ndarray | None, step: int,
-             bound: int = SCALE_BOUND) -> tuple[int, int]:
+             bound: int) -> tuple[int, int]:
     """(coupling, scale exponent) minimising the code length of these values."""
     sel = subsample(x.size, FIT_VALUES)
     xs = torch.from_numpy(x[sel].astype(np.float64)) / step
@@ -338,31 +345,55 @@ def _fit_one(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, parent_resid: n
 PARAM_PRIOR = 2.0
 
 
-def write(enc: LevelEncoder, params: list[ChannelParams], has_parent: list[bool], linear_counts: list[int] | None = None,
-          context_counts: list[int] | None = None) -> None:
-    """Code one round's parameters: the scale exponents of every channel (per bucket), then
-    (version 2) the couplings of those with a parent or (version 3, ``linear_counts``
-    given) the linear predictions' weights and (version 4, ``context_counts`` given) the
-    scale contexts' weights."""
-    bound = SCALE_BOUND if linear_counts is None else SCALE_BOUND_V3
-    enc.encode_params(np.array([t for p in params for t in p.scale_exp]), bound, PARAM_PRIOR)
-    if linear_counts is not None:
-        linear.write(enc, [p.linear or (0,) * k for p, k in zip(params, linear_counts)])
-        if context_counts is not None:
-            scalecontext.write(enc, [p.context or (0,) * k for p, k in zip(params, context_counts)])
-        return
-    enc.encode_params(np.array([b for p, hp in zip(params, has_parent) if hp for b in p.coupling]), COUPLING_BOUND, PARAM_PRIOR)
+def write(enc: LevelEncoder, version: FormatVersion, channels: list[ChannelInput], params: list[ChannelParams]) -> None:
+    """Code one round's parameters: the scale exponents of every channel (per bucket), then the
+    couplings of those with a parent, or the linear predictions' weights and after them the
+    scale contexts' weights (what ``version`` has)."""
+    enc.encode_params(np.array([t for p in params for t in p.scale_exp]), version.scale_bound, PARAM_PRIOR)
+    if version.coupling:
+        couplings = [b for c, p in zip(channels, params) if c.parent_resid is not None for b in p.coupling]
+        enc.encode_params(np.array(couplings), COUPLING_BOUND, PARAM_PRIOR)
+    if version.linear:
+        linear.write(enc, [p.linear or (0,) * _count(c.features) for c, p in zip(channels, params)])
+    if version.scale_context:
+        scalecontext.write(enc, [p.context or (0,) * _count(c.context) for c, p in zip(channels, params)])
 
 
-def read(dec: LevelDecoder, has_parent: list[bool], linear_counts: list[int] | None = None,
-         context_counts: list[int] | None = None) -> list[ChannelParams]:
-    """Read what ``write`` coded for a round with these channels."""
-    bound = SCALE_BOUND if linear_counts is None else SCALE_BOUND_V3
-    exps = [tuple(int(v) for v in t) for t in dec.decode_params(BUCKETS * len(has_parent), bound, PARAM_PRIOR).reshape(-1, BUCKETS)]
-    if linear_counts is not None:
-        weights = linear.read(dec, linear_counts)
-        ctx = scalecontext.read(dec, context_counts) if context_counts is not None else [()] * len(exps)
-        return [ChannelParams(t, linear=w, context=c) for t, w, c in zip(exps, weights, ctx)]
-    couplings = iter(dec.decode_params(BUCKETS * sum(has_parent), COUPLING_BOUND, PARAM_PRIOR).reshape(-1, BUCKETS))
-    zero = (0,) * BUCKETS
-    return [ChannelParams(t, tuple(int(v) for v in next(couplings)) if hp else zero) for t, hp in zip(exps, has_parent)]
+def read(dec: LevelDecoder, version: FormatVersion, channels: list[ChannelInput]) -> list[ChannelParams]:
+    """Read what ``write`` coded for a round of these channels."""
+    n = len(channels)
+    exps = [tuple(int(v) for v in t)
+            for t in dec.decode_params(BUCKETS * n, version.scale_bound, PARAM_PRIOR).reshape(-1, BUCKETS)]
+    couplings: list[tuple[int, ...]] = [(0,) * BUCKETS] * n
+    weights: list[tuple[int, ...]] = [()] * n
+    contexts: list[tuple[int, ...]] = [()] * n
+    if version.coupling:
+        parented = [j for j, c in enumerate(channels) if c.parent_resid is not None]
+        values = dec.decode_params(BUCKETS * len(parented), COUPLING_BOUND, PARAM_PRIOR).reshape(-1, BUCKETS)
+        for j, b in zip(parented, values):
+            couplings[j] = tuple(int(v) for v in b)
+    if version.linear:
+        weights = linear.read(dec, [_count(c.features) for c in channels])
+    if version.scale_context:
+        contexts = scalecontext.read(dec, [_count(c.context) for c in channels])
+    return [ChannelParams(t, b, w, x) for t, b, w, x in zip(exps, couplings, weights, contexts)]
+
+
+def _count(features: ChannelFeatures | ScaleContext | None) -> int:
+    assert features is not None, "the version has this stage, so the loop computed its features"
+    return features.count
+
+
+def max_values(version: FormatVersion, channels: int) -> int:
+    """The most parameters one odd channel of a calibrated level can carry (the decoder's payload
+    bound): exponents, couplings, and the linear and scale-context weights with their flags."""
+    if not version.calibration:
+        return 0
+    most = BUCKETS
+    if version.coupling:
+        most += BUCKETS
+    if version.linear:
+        most += 1 + linear.max_features(channels)
+    if version.scale_context:
+        most += 1 + scalecontext.max_features(channels)
+    return most

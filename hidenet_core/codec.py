@@ -14,11 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import calibration, previewfilter
+from .calibration import ChannelInput, ChannelParams
 from .entropy import LevelEncoder
-from .format import MAX_PIXELS, MAX_SIDE, Header, pack_chunk, pack_header
-from .levels import level_crc, reconstruct_level
+from .format import MAX_LEVELS, MAX_PIXELS, MAX_SIDE, Header, pack_chunk, pack_header
+from .levels import code_level, level_crc, predict_level
 from .predictors.base import Predictor
 from .pyramid import default_levels, level_shapes, split, total_levels
+from .versions import VERSION, FormatVersion, format_version
 
 __all__ = ["EncodeSettings", "encode", "resolve_max_error", "TOP_MEAN", "TOP_SCALE"]
 
@@ -29,26 +31,20 @@ TOP_SCALE = 64.0
 
 @dataclass(frozen=True)
 class EncodeSettings:
-    """How to code an image; the defaults are lossless with every level coded."""
+    """How to code an image; the defaults are lossless with every level coded, in the current format."""
 
     max_error: int | tuple[int, ...] = 0  # d, or d per level from 0 (full image) to L (base)
     generative_levels: int = 0  # the finest g levels send no residual
     levels: int | None = None  # L; None: base longer side <= 32 px
-    calibrate: bool = True  # fit per-image calibration (format version 2 or 3); False writes version 1
-    linear: bool = True  # with calibrate: per-image linear prediction (version 3); False writes version 2
-    scale_context: bool = True  # with linear: per-image scale context (version 4); False writes version 3
-    preview_filter: bool = True  # with scale_context: per-image preview filter (version 5); False writes version 4
+    version: int = VERSION  # the format version to write (versions.py); older ones for older decoders
+
+    def __post_init__(self) -> None:
+        format_version(self.version)  # raises for a version not in the table
 
     @property
-    def version(self) -> int:
-        """The format version these settings write."""
-        if not self.calibrate:
-            return 1
-        if not self.linear:
-            return 2
-        if not self.scale_context:
-            return 3
-        return 5 if self.preview_filter else 4
+    def format(self) -> FormatVersion:
+        """The record of the format version these settings write."""
+        return format_version(self.version)
 
 
 def resolve_max_error(max_error: int | Sequence[int], levels: int) -> tuple[int, ...]:
@@ -80,20 +76,38 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     return image
 
 
+class _Coder:
+    """The encoder's side of the closed loop on one level (``levels.LevelCoder``): codes the
+    true odd values (3C, h, w) with max error ``d``, and fits and codes the calibration."""
+
+    def __init__(self, enc: LevelEncoder, odd_true: np.ndarray, d: int, version: FormatVersion) -> None:
+        self.enc, self.odd_true, self.d, self.version = enc, odd_true, d, version
+
+    def code(self, channels: list[int], valid: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        return self.enc.encode(self.odd_true[channels][valid], mean, scale, self.d)
+
+    def calibrate(self, channels: list[ChannelInput]) -> list[ChannelParams]:
+        step = 2 * self.d + 1
+        params = [calibration.fit(self.odd_true[c.channel].reshape(-1)[c.flat], c, step, self.version) for c in channels]
+        calibration.write(self.enc, self.version, channels, params)
+        return params
+
+
 def encode(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = EncodeSettings()) -> bytes:
     """Encode an (H, W, C) uint8 image (C = 1, 3 or 4) into a complete ``.hdn`` stream."""
     image = _check_image(image)
     height, width, channels = image.shape
     levels = default_levels(height, width) if settings.levels is None else settings.levels
     top = total_levels(height, width)
-    if not 0 <= levels <= min(top, 16):
-        raise ValueError(f"--levels {levels} is outside 0..{min(top, 16)} for a {width}x{height} image")
+    if not 0 <= levels <= min(top, MAX_LEVELS):
+        raise ValueError(f"--levels {levels} is outside 0..{min(top, MAX_LEVELS)} for a {width}x{height} image")
     if not 0 <= settings.generative_levels <= levels:
         raise ValueError(f"generative levels {settings.generative_levels} is outside 0..{levels}")
     max_error = resolve_max_error(settings.max_error, levels)
+    fmt = settings.format
     header = Header(
         width, height, channels, levels, max_error, settings.generative_levels, predictor.name, predictor.weights_hash(),
-        version=settings.version,
+        version=fmt.number,
     )
 
     # originals of every level down to 1x1, and the odd values that rebuild each
@@ -107,44 +121,20 @@ def encode(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = E
 
     out = [pack_header(header)]
     enc = LevelEncoder(predictor.distribution)
-
-    def coder(enc: LevelEncoder, k: int, d: int):
-        def code(idx, valid, mean, scale):
-            return enc.encode(odds[k][idx][valid], mean, scale, d)
-
-        return code
-
-    def calibrator(enc: LevelEncoder, k: int, d: int):
-        if not settings.calibrate:
-            return None
-
-        def calibrate(chans, flat, mean, scale, resid, feats, contexts):
-            none = [None] * len(chans)
-            params = [
-                calibration.fit(odds[k][ch].reshape(-1)[f], m, s, r, 2 * d + 1, fe, cx)
-                for ch, f, m, s, r, fe, cx in zip(chans, flat, mean, scale, resid, feats or none, contexts or none)
-            ]
-            counts = None if feats is None else [fe.count for fe in feats]
-            context_counts = None if contexts is None else [cx.count for cx in contexts]
-            calibration.write(enc, params, [r is not None for r in resid], counts, context_counts)
-            return params
-
-        return calibrate
-
-    filtered = settings.version >= 5
     previews: dict[int, np.ndarray] = {}  # generative level -> its filtered prediction (what the level is)
-    filters: dict[int, list[tuple[int, ...]]] = {}  # level -> its preview filter
 
     def fit_preview(enc: LevelEncoder, k: int, recon: np.ndarray) -> None:
-        """Fit level k's preview filter on the reconstruction of level k + 1 and code it (version 5)."""
-        if not filtered or k < 0 or not previewfilter.carried(*shapes[k + 1]):
+        """Fit level k's preview filter on the reconstruction of level k + 1 and code it, where the format has one."""
+        if not fmt.carries_filter(shapes, k):
             return
         fitter = previewfilter.Fitter(odds[k])
-        predicted = reconstruct_level(predictor, recon, shapes[k], k, None, preview_filter=fitter)
+        predicted = predict_level(predictor, recon, shapes[k], k, fitter)
         if k < settings.generative_levels:  # exactly what the decoder will rebuild
             previews[k] = predicted
-        filters[k] = fitter.ordered()
-        previewfilter.write(enc, filters[k])
+        previewfilter.write(enc, fitter.ordered())
+
+    def coded(enc: LevelEncoder, k: int, recon: np.ndarray, d: int) -> np.ndarray:
+        return code_level(predictor, recon, shapes[k], k, _Coder(enc, odds[k], d, fmt), fmt)
 
     # base chunk: the top pixel, then the base's own levels top-1 .. L
     d_base = max_error[levels]
@@ -153,20 +143,18 @@ def encode(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = E
         top_pixel, np.full(channels, TOP_MEAN, np.float32), np.full(channels, TOP_SCALE, np.float32), d_base
     ).reshape(channels, 1, 1)
     for k in range(top - 1, levels - 1, -1):
-        recon = reconstruct_level(predictor, recon, shapes[k], k, coder(enc, k, d_base), calibrator(enc, k, d_base),
-                                  settings.linear, settings.scale_context)
+        recon = coded(enc, k, recon, d_base)
     fit_preview(enc, levels - 1, recon)
     out.append(pack_chunk(levels, enc.payload(), level_crc(recon)))
 
     for k in range(levels - 1, -1, -1):
         enc = LevelEncoder(predictor.distribution)
         if k < settings.generative_levels:  # the prediction itself, filtered where the stream has a filter
-            recon = previews[k] if k in previews else reconstruct_level(predictor, recon, shapes[k], k, None)
+            recon = previews[k] if k in previews else predict_level(predictor, recon, shapes[k], k)
             fit_preview(enc, k - 1, recon)
-            out.append(pack_chunk(k, enc.payload() if k - 1 in filters else b"", level_crc(recon)))
+            out.append(pack_chunk(k, enc.payload() if fmt.carries_filter(shapes, k - 1) else b"", level_crc(recon)))
             continue
-        recon = reconstruct_level(predictor, recon, shapes[k], k, coder(enc, k, max_error[k]),
-                                  calibrator(enc, k, max_error[k]), settings.linear, settings.scale_context)
+        recon = coded(enc, k, recon, max_error[k])
         fit_preview(enc, k - 1, recon)
         out.append(pack_chunk(k, enc.payload(), level_crc(recon)))
     return b"".join(out)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import calibration, linear, previewfilter, scalecontext
+from . import calibration, linear, previewfilter
+from .calibration import ChannelInput, ChannelParams
 from .codec import TOP_MEAN, TOP_SCALE
 from .entropy import LevelDecoder
 from .format import (
@@ -27,9 +28,10 @@ from .format import (
     parse_header,
     parse_preamble,
 )
-from .levels import level_crc, reconstruct_level
+from .levels import code_level, level_crc, predict_level
 from .predictors.base import Predictor
 from .pyramid import level_shapes, total_levels
+from .versions import FormatVersion, format_version
 
 __all__ = ["DecodedLevel", "ProgressiveDecoder", "decode", "decode_until", "preview", "read_header"]
 
@@ -45,24 +47,22 @@ class DecodedLevel:
     decode_seconds: float
 
 
-def _max_payload(shapes: list[tuple[int, int]], first: int, last: int, channels: int) -> int:
+def _max_payload(version: FormatVersion, shapes: list[tuple[int, int]], first: int, last: int, channels: int) -> int:
     """A generous bound on a chunk's payload for levels first..last (constriction: < 32 bits/symbol).
 
-    Besides the values, a calibrated level codes per odd channel (3C) at most a scale
-    exponent per scale bucket and either a coupling per bucket (version 2) or a flag and
-    the linear prediction's weights (version 3) and a flag and the scale context's weights
-    (version 4), 4 bytes each at most. A version-5 chunk also carries the next finer
-    level's preview filter (a flag and at most ``linear.max_features`` weights per odd channel).
+    Besides the values, a calibrated level codes per odd channel (3C) at most
+    ``calibration.max_values`` parameters, 4 bytes each at most; the chunk may end with
+    the next finer level's preview filter.
     """
     pixels = sum(h * w for h, w in shapes[last : first + 1])
-    per_image = max(calibration.BUCKETS, 2 + linear.max_features(channels) + scalecontext.max_features(channels))
-    params = 3 * channels * (calibration.BUCKETS + per_image)
-    return 4 * channels * pixels + 64 + 4 * params * (first - last + 1) + _max_filter_payload(channels)
+    params = 3 * channels * calibration.max_values(version, channels)
+    return 4 * channels * pixels + 64 + 4 * params * (first - last + 1) + _max_filter_payload(version, channels)
 
 
-def _max_filter_payload(channels: int) -> int:
-    """A bound on the bytes of one level's preview filter (version 5)."""
-    return 64 + 4 * 3 * channels * (1 + linear.max_features(channels))
+def _max_filter_payload(version: FormatVersion, channels: int) -> int:
+    """A bound on the bytes of one level's preview filter (a flag and at most
+    ``linear.max_features`` weights per odd channel), 0 in a version without."""
+    return 64 + 4 * 3 * channels * (1 + linear.max_features(channels)) if version.preview_filter else 0
 
 
 def read_header(data: bytes) -> Header:
@@ -82,7 +82,8 @@ class ProgressiveDecoder:
         self._recon: np.ndarray | None = None  # (C, h, w) of the last decoded level
         self._next_level: int | None = None
         self._shapes: list[tuple[int, int]] = []
-        self._filters: dict[int, list[tuple[int, ...]]] = {}  # level -> its preview filter (version 5)
+        self._format: FormatVersion | None = None  # the header's version's record
+        self._filters: dict[int, list[tuple[int, ...]]] = {}  # level -> its preview filter, once read
 
     @property
     def done(self) -> bool:
@@ -142,6 +143,7 @@ class ProgressiveDecoder:
                 f"decode with the model that encoded it (--model)"
             )
         self.header = header
+        self._format = format_version(header.version)
         del self._buf[:size]
         self._consumed = size
         self._next_level = header.levels
@@ -149,8 +151,8 @@ class ProgressiveDecoder:
         return True
 
     def _try_chunk(self) -> DecodedLevel | None:
-        h = self.header
-        assert h is not None and self._next_level is not None
+        h, fmt = self.header, self._format
+        assert h is not None and fmt is not None and self._next_level is not None
         if len(self._buf) < CHUNK_HEADER_SIZE:
             return None
         ch = parse_chunk_header(bytes(self._buf[:CHUNK_HEADER_SIZE]))
@@ -159,9 +161,9 @@ class ProgressiveDecoder:
             raise HdnFormatError(f"chunk for level {ch.level} where level {k} was expected (levels go base to full)")
         first = len(self._shapes) - 1 if k == h.levels else k
         if k >= h.generative_levels:
-            bound = _max_payload(self._shapes, first, k, h.channels)
+            bound = _max_payload(fmt, self._shapes, first, k, h.channels)
         else:
-            bound = _max_filter_payload(h.channels) if self._carries_filter(k - 1) else 0
+            bound = _max_filter_payload(fmt, h.channels) if fmt.carries_filter(self._shapes, k - 1) else 0
         if ch.payload_length > bound:
             raise HdnFormatError(f"chunk for level {k} declares {ch.payload_length} payload bytes, at most {bound} possible")
         total = CHUNK_HEADER_SIZE + ch.payload_length
@@ -186,16 +188,10 @@ class ProgressiveDecoder:
         self.levels.append(level)
         return level
 
-    def _carries_filter(self, k: int) -> bool:
-        """Whether the chunk of level k + 1 ends with level k's preview filter."""
-        h = self.header
-        assert h is not None
-        return h.version >= 5 and k >= 0 and previewfilter.carried(*self._shapes[k + 1])
-
     def _read_filter(self, dec: LevelDecoder, k: int) -> None:
         """Read level k's preview filter from the end of chunk k + 1 (if the stream has one)."""
-        if self._carries_filter(k):
-            assert self.header is not None
+        assert self.header is not None and self._format is not None
+        if self._format.carries_filter(self._shapes, k):
             c = self.header.channels
             self._filters[k] = previewfilter.read(dec, previewfilter.counts(c, self.predictor.steps(c)))
 
@@ -204,33 +200,23 @@ class ProgressiveDecoder:
         return previewfilter.applier(self._filters[k]) if k in self._filters else None
 
     def _decode_chunk(self, k: int, payload: bytes) -> np.ndarray:
-        h = self.header
-        assert h is not None
-        d = h.max_error[k]
+        h, fmt = self.header, self._format
+        assert h is not None and fmt is not None
         if k < h.generative_levels:
-            recon = reconstruct_level(self.predictor, self._recon, self._shapes[k], k, None, preview_filter=self._filter(k))
-            if self._carries_filter(k - 1):  # else the payload is empty (its bound is 0)
+            recon = predict_level(self.predictor, self._recon, self._shapes[k], k, self._filter(k))
+            if fmt.carries_filter(self._shapes, k - 1):  # else the payload is empty (its bound is 0)
                 self._read_filter(LevelDecoder(payload, self.predictor.distribution), k - 1)
             return recon
         dec = LevelDecoder(payload, self.predictor.distribution)
-
-        def code(idx, valid, mean, scale):
-            return dec.decode(mean, scale, d)
-
-        def calibrate(chans, flat, mean, scale, resid, feats, contexts):
-            return calibration.read(dec, [r is not None for r in resid], None if feats is None else [fe.count for fe in feats],
-                                    None if contexts is None else [cx.count for cx in contexts])
-
-        cal = calibrate if h.version >= 2 else None
-        lin, ctx = h.version >= 3, h.version >= 4
+        coder = _Coder(dec, h.max_error[k], fmt)
         if k < h.levels:
-            recon = reconstruct_level(self.predictor, self._recon, self._shapes[k], k, code, cal, lin, ctx)
+            recon = code_level(self.predictor, self._recon, self._shapes[k], k, coder, fmt)
         else:
             top = len(self._shapes) - 1
             c = h.channels
-            recon = dec.decode(np.full(c, TOP_MEAN, np.float32), np.full(c, TOP_SCALE, np.float32), d).reshape(c, 1, 1)
+            recon = dec.decode(np.full(c, TOP_MEAN, np.float32), np.full(c, TOP_SCALE, np.float32), coder.d).reshape(c, 1, 1)
             for j in range(top - 1, k - 1, -1):
-                recon = reconstruct_level(self.predictor, recon, self._shapes[j], j, code, cal, lin, ctx)
+                recon = code_level(self.predictor, recon, self._shapes[j], j, coder, fmt)
         self._read_filter(dec, k - 1)
         return recon
 
@@ -248,8 +234,22 @@ def preview(predictor: Predictor, recon_chw: np.ndarray, level: int, shapes: lis
     ``first_filter`` (its preview filter, from the stream) where given, the rest with the plain means."""
     x = recon_chw
     for k in range(level - 1, -1, -1):
-        x = reconstruct_level(predictor, x, shapes[k], k, None, preview_filter=first_filter if k == level - 1 else None)
+        x = predict_level(predictor, x, shapes[k], k, first_filter if k == level - 1 else None)
     return x.transpose(1, 2, 0).copy()
+
+
+class _Coder:
+    """The decoder's side of the closed loop (``levels.LevelCoder``): reads the values and the
+    calibration that the encoder coded into one chunk's payload."""
+
+    def __init__(self, dec: LevelDecoder, d: int, version: FormatVersion) -> None:
+        self.dec, self.d, self.version = dec, d, version
+
+    def code(self, channels: list[int], valid: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        return self.dec.decode(mean, scale, self.d)
+
+    def calibrate(self, channels: list[ChannelInput]) -> list[ChannelParams]:
+        return calibration.read(self.dec, self.version, channels)
 
 
 def decode(data: bytes, predictor: Predictor, stop_level: int = 0) -> list[DecodedLevel]:

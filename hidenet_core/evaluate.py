@@ -37,10 +37,11 @@ from . import previewfilter
 from .codec import encode
 from .decoder import decode, preview
 from .imageio import load_image
-from .levels import reconstruct_level
+from .levels import predict_level
 from .metrics import ssim
 from .predictors.base import Predictor
 from .pyramid import default_levels, level_shapes, odd_valid_mask, split
+from .versions import VERSION, format_version
 
 __all__ = ["LevelScore", "ImageScore", "bicubic_odd", "evaluate_image", "evaluate_folder", "totals", "center_crop",
            "as_json", "level_fitter"]
@@ -115,12 +116,12 @@ def evaluate_image(pixels: np.ndarray, model: Predictor, name: str = "", verify:
     for k in range(levels):
         even, odd = split(originals[k])  # (C, h, w), (3C, h, w)
         valid = odd_valid_mask(*shapes[k], c)
-        pred = split(reconstruct_level(model, even, shapes[k], k, None))[1]
+        pred = split(predict_level(model, even, shapes[k], k))[1]
         fitter = level_fitter(odd, shapes, k)  # None: the level carries no filter, so it shows pred
         if fitter is None:
             filtered = pred
         else:
-            filtered = split(reconstruct_level(model, even, shapes[k], k, None, preview_filter=fitter))[1]
+            filtered = split(predict_level(model, even, shapes[k], k, fitter))[1]
         bic = bicubic_odd(even)
         truth = odd[valid].astype(np.float64)
         sse_m = float(((pred[valid] - truth) ** 2).sum())
@@ -146,8 +147,8 @@ def evaluate_image(pixels: np.ndarray, model: Predictor, name: str = "", verify:
 
 
 def level_fitter(odd_true: np.ndarray | None, shapes: list[tuple[int, int]], k: int) -> previewfilter.Fitter | None:
-    """Level k's preview filter as the encoder fits it, where the stream would carry one."""
-    if odd_true is None or k < 0 or not previewfilter.carried(*shapes[k + 1]):
+    """Level k's preview filter as the encoder fits it, where a stream of the default version carries one."""
+    if odd_true is None or not format_version(VERSION).carries_filter(shapes, k):
         return None
     return previewfilter.Fitter(odd_true)
 

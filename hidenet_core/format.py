@@ -11,6 +11,8 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+from .versions import VERSION, VERSIONS
+
 __all__ = [
     "MAGIC",
     "VERSION",
@@ -36,12 +38,6 @@ __all__ = [
 ]
 
 MAGIC = b"\x89HDN\r\n\x1a\n"
-#: the version written by default. Version 4 is the same without the per-image preview
-#: filter, version 3 also without the per-image scale context, version 2 also without
-#: the per-image linear prediction (a coupling in its place), version 1 without any
-#: per-image calibration.
-VERSION = 5
-VERSIONS = (1, 2, 3, 4, 5)
 #: mode name -> channel count; the mode byte in the header is the channel count
 MODES = {"L": 1, "RGB": 3, "RGBA": 4}
 MAX_SIDE = 65535
@@ -80,7 +76,7 @@ class Header:
     generative_levels: int  # the finest g levels carry no residual
     model_name: str
     model_hash: bytes  # 16 bytes
-    version: int = VERSION  # 5: 4 with preview filters; 4: 3 with scale context; 3: calibration with linear prediction; 2: with coupling; 1: none
+    version: int = VERSION  # the format version (versions.py: what each one contains)
 
     @property
     def mode(self) -> str:

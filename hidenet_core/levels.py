@@ -1,62 +1,56 @@
 """Reconstruct one pyramid level from the next coarser one: the closed loop's core.
 
-The encoder and the decoder run exactly this code; they differ only in the ``code``
-callback, which for the encoder codes the true odd values and returns their
-reconstruction and for the decoder reads them from the stream. ``code=None`` is a
-generative level: every odd value is the predicted mean, in version 5 refined by the
-level's preview filter (``previewfilter.py``).
+The encoder and the decoder run exactly this code (``code_level``); they differ only in
+their ``LevelCoder``: the encoder's codes the true odd values and returns their
+reconstruction, and fits and codes the calibration; the decoder's reads both from the
+stream. ``predict_level`` is a level shown as a prediction (a generative level, a
+preview): every odd value is the predicted mean, refined by the level's preview filter
+(``previewfilter.py``) where it has one.
 
-With a ``calibrate`` callback (version-2 and -3 streams) a level with enough positions
-is calibrated (``calibration.py``): each step is coded in rounds (``calibration.rounds``:
-the channels without a parent and then those with one; in version 3 per phase), and
-before each round's values ``calibrate`` gives (encoder: fits and codes; decoder:
-reads) the parameters of its channels. With ``linear_prediction=True`` (version 3) the
-calibration includes each channel's linear prediction from what is already decoded
-(``linear.py``), and with ``scale_context=True`` too (version 4) a correction of its
-scale from the surprise of what is already decoded (``scalecontext.py``).
+What a coded level carries is its format version's (``versions.py``): in a version with
+calibration a level with enough positions is calibrated (``calibration.py``): each step
+is coded in rounds (``calibration.rounds``: the channels without a parent and then those
+with one, by phase where the version says so), and before each round's values the
+coder's ``calibrate`` gives the parameters of its channels, including, as the version
+has them, each channel's linear prediction from what is already decoded (``linear.py``)
+and a correction of its scale from the surprise of what is already decoded
+(``scalecontext.py``).
 """
 
 from __future__ import annotations
 
 import zlib
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from . import calibration, linear, previewfilter, scalecontext
-from .calibration import ChannelParams
+from .calibration import ChannelInput, ChannelParams
 from .linear import ChannelFeatures
 from .previewfilter import FilterFn
 from .scalecontext import ScaleContext
 from .predictors.base import Predictor, snap
 from .pyramid import merge, odd_valid_mask
+from .versions import FormatVersion
 
-__all__ = ["CodeFn", "CalibrateFn", "reconstruct_level", "level_crc", "to_tensor"]
+__all__ = ["LevelCoder", "code_level", "predict_level", "level_crc", "to_tensor"]
 
 
-class CodeFn(Protocol):
-    def __call__(self, channels: list[int], valid: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+class LevelCoder(Protocol):
+    """One side of the closed loop on one level: the encoder's or the decoder's."""
+
+    def code(self, channels: list[int], valid: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
         """Values (uint8, 1-D) of ``channels`` at ``valid`` positions, given their prediction.
 
-        channels: odd channel indices of this step; valid: bool (k, h, w);
-        mean, scale: float32 arrays of the valid values, in the order of ``valid``.
+        channels: odd channel indices (a step, or one channel of a calibrated round); valid:
+        bool (k, h, w); mean, scale: float32 arrays of the valid values, in the order of ``valid``.
         """
         ...
 
-
-class CalibrateFn(Protocol):
-    def __call__(self, channels: list[int], x_index: list[np.ndarray], mean: list[np.ndarray], scale: list[np.ndarray],
-                 parent_resid: list[np.ndarray | None], features: list[ChannelFeatures] | None,
-                 contexts: list[ScaleContext] | None) -> list[ChannelParams]:
-        """The calibration of each of ``channels`` (one round of a step).
-
-        Per channel, at its valid positions (1-D): ``x_index`` the flat indices into the
-        level's (h, w) grid, the snapped mean and scale, the parent's residual (None
-        without a parent), with linear prediction its features and with a scale context
-        its scale features (else None). The encoder fits and codes the parameters, the
-        decoder reads them.
-        """
+    def calibrate(self, channels: list[ChannelInput]) -> list[ChannelParams]:
+        """The calibration of each channel of one round of a calibrated step: the encoder fits
+        and codes it, the decoder reads it."""
         ...
 
 
@@ -71,49 +65,53 @@ def level_crc(image_chw: np.ndarray) -> int:
 
 
 @torch.no_grad()
-def reconstruct_level(
-    predictor: Predictor,
-    even: np.ndarray,
-    size: tuple[int, int],
-    level: int,
-    code: CodeFn | Callable[..., np.ndarray] | None,
-    calibrate: CalibrateFn | Callable[..., list[ChannelParams]] | None = None,
-    linear_prediction: bool = False,
-    scale_context: bool = False,
-    preview_filter: FilterFn | None = None,
-) -> np.ndarray:
-    """The (C, H, W) uint8 level ``level`` from its reconstructed even image (C, h, w).
-
-    ``preview_filter`` (only with ``code=None``, a predicted level) gives each odd
-    channel's preview-filter weights (``previewfilter.py``), applied to its mean.
-    """
+def code_level(predictor: Predictor, even: np.ndarray, size: tuple[int, int], level: int, coder: LevelCoder,
+               version: FormatVersion) -> np.ndarray:
+    """The (C, H, W) uint8 level ``level`` of size ``size`` = (H, W), coded (or decoded) by
+    ``coder`` from its reconstructed even image (C, h, w) as format ``version`` codes it."""
     c, h, w = even.shape
-    height, width = size
-    valid = odd_valid_mask(height, width, c)  # (3C, h, w)
+    valid = odd_valid_mask(*size, c)  # (3C, h, w)
     even_t = to_tensor(even)  # (1, C, h, w)
     odd_t = torch.zeros((1, 3 * c, h, w))  # (1, 3C, h, w)
     odd = np.zeros((3 * c, h, w), dtype=np.uint8)
-    calibrating = code is not None and calibrate is not None and calibration.calibrated(h, w)
-    state = _LevelState(even, odd, scale_context) if calibrating and linear_prediction else None
-    if code is None and preview_filter is not None:
-        _predict_filtered(predictor, even, even_t, odd_t, odd, valid, level, preview_filter)
-        return merge(even, odd, (height, width))
+    calibrated = version.calibrated(h, w)
+    state = _LevelState(even, odd, version) if calibrated and version.linear else None
     for step, channels in enumerate(predictor.steps(c)):
         idx = list(channels)
         pred = predictor(even_t, odd_t, step, level)
-        pred = snap(pred if state is not None and state.surprise is not None else pred._replace(context=None))
+        pred = snap(pred if calibrated and version.scale_context else pred._replace(context=None))
         means = pred.mean[0].numpy()  # (k, h, w)
         scales = pred.scale[0].numpy()
         trunk = None if pred.context is None else pred.context[0].numpy()  # (k, F, h, w)
-        if not calibrating:
-            _code_values(idx, means, scales, valid, odd, odd_t, code)
+        if not calibrated:
+            _code_values(idx, means, scales, valid, odd, odd_t, coder)
             continue
         if state is not None:
             state.net_means[idx] = means
         par = calibration.parents(c, tuple(idx))
-        for rnd in calibration.rounds(c, tuple(idx), by_phase=state is not None):
-            _code_round(rnd, idx, par, valid, means, scales, trunk, odd, odd_t, code, calibrate, state)
-    return merge(even, odd, (height, width))
+        for rnd in calibration.rounds(c, tuple(idx), version.rounds_by_phase):
+            _code_round(rnd, idx, par, valid, means, scales, trunk, odd, odd_t, coder, version, state)
+    return merge(even, odd, size)
+
+
+@torch.no_grad()
+def predict_level(predictor: Predictor, even: np.ndarray, size: tuple[int, int], level: int,
+                  preview_filter: FilterFn | None = None) -> np.ndarray:
+    """The (C, H, W) uint8 level ``level`` predicted from its reconstructed even image (C, h, w):
+    every odd value its rounded mean, with ``preview_filter`` (the level's preview filter,
+    ``previewfilter.py``) refined by each odd channel's weights."""
+    c, h, w = even.shape
+    valid = odd_valid_mask(*size, c)  # (3C, h, w)
+    even_t = to_tensor(even)  # (1, C, h, w)
+    odd_t = torch.zeros((1, 3 * c, h, w))  # (1, 3C, h, w)
+    odd = np.zeros((3 * c, h, w), dtype=np.uint8)
+    if preview_filter is not None:
+        _predict_filtered(predictor, even, even_t, odd_t, odd, valid, level, preview_filter)
+        return merge(even, odd, size)
+    for step, channels in enumerate(predictor.steps(c)):
+        pred = snap(predictor(even_t, odd_t, step, level)._replace(context=None))
+        _code_values(list(channels), pred.mean[0].numpy(), pred.scale[0].numpy(), valid, odd, odd_t, None)
+    return merge(even, odd, size)
 
 
 def _predict_filtered(predictor: Predictor, even: np.ndarray, even_t: torch.Tensor, odd_t: torch.Tensor, odd: np.ndarray,
@@ -140,11 +138,11 @@ class _LevelState:
     """The per-image stages' state over one level: the linear prediction's planes, the
     surprise of what is decoded (with a scale context) and the channels decoded so far."""
 
-    def __init__(self, even: np.ndarray, odd: np.ndarray, scale_context: bool) -> None:
+    def __init__(self, even: np.ndarray, odd: np.ndarray, version: FormatVersion) -> None:
         self.channels = even.shape[0]
         self.net_means = np.zeros(odd.shape, dtype=np.float32)
         self.planes = linear.Planes(even, odd, self.net_means)
-        self.surprise = scalecontext.SurprisePlanes(*even.shape[1:]) if scale_context else None
+        self.surprise = scalecontext.SurprisePlanes(*even.shape[1:]) if version.scale_context else None
         self.known: set[int] = set()
 
     def features(self, ch: int, mean: np.ndarray, flat: np.ndarray) -> ChannelFeatures:
@@ -164,39 +162,37 @@ class _LevelState:
         self.known.add(ch)
 
 
-def _code_values(chans, means, scales, valid, odd, odd_t, code) -> None:
-    """Code (or, with ``code=None``, predict) the odd channels ``chans`` given their (k, h, w) means and scales."""
+def _code_values(chans, means, scales, valid, odd, odd_t, coder: LevelCoder | None) -> None:
+    """Code (or, with ``coder=None``, predict) the odd channels ``chans`` given their (k, h, w) means and scales."""
     vals = np.clip(np.round(means), 0, 255).astype(np.uint8)
-    if code is not None:
+    if coder is not None:
         v = valid[chans]
-        vals[v] = code(chans, v, means[v], scales[v])
+        vals[v] = coder.code(chans, v, means[v], scales[v])
     odd[chans] = vals
     odd_t[0, chans] = torch.from_numpy(vals).float()
 
 
-def _code_round(rnd, idx, par, valid, means, scales, trunk, odd, odd_t, code, calibrate, state: _LevelState | None) -> None:
+def _code_round(rnd, idx, par, valid, means, scales, trunk, odd, odd_t, coder: LevelCoder, version: FormatVersion,
+                state: _LevelState | None) -> None:
     """Calibrate and code the channels at positions ``rnd`` of a step, one channel at a time."""
-    chans = [idx[j] for j in rnd]
-    flat = [np.flatnonzero(valid[ch]) for ch in chans]
-    resid = [None if par[j] < 0 else odd[idx[par[j]]].astype(np.float64) - means[par[j]] for j in rnd]
-    feats = None if state is None else [state.features(ch, means[j], f) for j, ch, f in zip(rnd, chans, flat)]
-    contexts = None if state is None or state.surprise is None else [
-        state.context(ch, f, None if trunk is None else trunk[j]) for j, ch, f in zip(rnd, chans, flat)]
-    params = calibrate(
-        chans, flat,
-        [means[j].reshape(-1)[f] for j, f in zip(rnd, flat)],
-        [scales[j].reshape(-1)[f] for j, f in zip(rnd, flat)],
-        [None if r is None else r.reshape(-1)[f] for r, f in zip(resid, flat)],
-        feats,
-        contexts,
-    )
+    inputs, resids = [], []
+    for j in rnd:
+        ch = idx[j]
+        flat = np.flatnonzero(valid[ch])
+        resid = odd[idx[par[j]]].astype(np.float64) - means[par[j]] if version.coupling and par[j] >= 0 else None
+        feats = None if state is None else state.features(ch, means[j], flat)
+        context = None if state is None else state.context(ch, flat, None if trunk is None else trunk[j])
+        inputs.append(ChannelInput(ch, flat, means[j].reshape(-1)[flat], scales[j].reshape(-1)[flat],
+                                   None if resid is None else resid.reshape(-1)[flat], feats, context))
+        resids.append(resid)
+    params = coder.calibrate(inputs)
     coded = []
-    for n, (j, ch, p, r) in enumerate(zip(rnd, chans, params, resid)):
-        refinement = None if feats is None or not any(p.linear) else feats[n].refinement(p.linear)
-        shift = None if contexts is None or not any(p.context) else contexts[n].shift(p.context)
+    for j, inp, p, r in zip(rnd, inputs, params, resids):
+        refinement = None if inp.features is None or not any(p.linear) else inp.features.refinement(p.linear)
+        shift = None if inp.context is None or not any(p.context) else inp.context.shift(p.context)
         mean, scale = calibration.apply(means[j], scales[j], p, r, refinement, shift)  # (h, w) each
-        _code_values([ch], mean[None], scale[None], valid, odd, odd_t, code)
-        coded.append((ch, mean, scale))
+        _code_values([inp.channel], mean[None], scale[None], valid, odd, odd_t, coder)
+        coded.append((inp.channel, mean, scale))
     if state is not None:  # known only once the whole round is coded: its channels' features do not see each other
         for ch, mean, scale in coded:
             state.decoded(ch, odd[ch], mean, scale)

@@ -18,12 +18,12 @@ with their *previewed* values. The sum is exact in float64 (``linear.weighted_su
 so the decoder's generative levels rebuild bit for bit (the chunk CRC checks it).
 
 The filter of level k travels at the end of chunk k + 1: when level k + 1 is complete,
-the viewer can already preview level k with it. Only levels with at least
-``MIN_POSITIONS`` (32 x 32) positions carry one: a quarter of what calibration needs,
-because these coarse levels are what the viewer shows from the first few kilobytes
-(measured on the samples: +0.2 dB at 2 to 8 KB against a threshold of 4096, for 0.04%
-of the lossless size). A channel's weights are sent only where they lower its squared
-error (a flag says whether they were).
+the viewer can already preview level k with it. Only levels with at least 1024 (32 x 32)
+positions carry one (``FormatVersion.carries_filter``): a quarter of what calibration
+needs, because these coarse levels are what the viewer shows from the first few
+kilobytes (measured on the samples: +0.2 dB at 2 to 8 KB against a threshold of 4096,
+for 0.04% of the lossless size). A channel's weights are sent only where they lower its
+squared error (a flag says whether they were).
 """
 
 from __future__ import annotations
@@ -37,21 +37,14 @@ from . import calibration, linear
 from .entropy import LevelDecoder, LevelEncoder
 from .linear import ChannelFeatures, Feature
 
-__all__ = ["FIT_VALUES", "FilterFn", "carried", "features", "counts", "fit_weights", "Fitter", "applier", "write", "read"]
+__all__ = ["FIT_VALUES", "FilterFn", "features", "counts", "fit_weights", "Fitter", "applier", "write", "read"]
 
 #: the encoder fits each channel on at most this many values (a random subsample)
 FIT_VALUES = 1 << 15
-#: levels whose (h, w) grid has fewer positions than this carry no filter
-MIN_POSITIONS = 1024
 
-#: what ``reconstruct_level`` asks, per odd channel of a predicted level: the weights
+#: what ``levels.predict_level`` asks, per odd channel of a predicted level: the weights
 #: (one per feature; all zero = the plain mean) given the channel's features
 FilterFn = Callable[[int, ChannelFeatures], tuple[int, ...]]
-
-
-def carried(h: int, w: int) -> bool:
-    """Whether a level with an (h, w) grid of odd positions has a preview filter in the stream."""
-    return h * w >= MIN_POSITIONS
 
 
 def features(channels: int, ch: int, known: frozenset[int]) -> tuple[Feature, ...]:

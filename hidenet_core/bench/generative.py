@@ -3,7 +3,7 @@
 For g = 1 and 2 (the finest g levels are not sent: the decoder keeps the prediction;
 every other level lossless), per image: the stream's bytes and the PSNR / SSIM of the
 decoded full image, with the per-image preview filters of format version 5 and without
-them (``--no-preview-filter``, version 4), so the filter's cost and gain are measured
+them (``--format-version 4``), so the filter's cost and gain are measured
 side by side. An image with fewer than g levels is skipped for that g. Over the images:
 bytes summed, PSNR from the pooled squared errors, SSIM averaged.
 """
@@ -26,8 +26,8 @@ __all__ = ["GENERATIVE_LEVELS", "VARIANTS", "measure_image", "pooled"]
 
 #: the numbers of generative levels measured
 GENERATIVE_LEVELS = (1, 2)
-#: variant key -> whether the stream carries preview filters
-VARIANTS = {"filtered": True, "plain": False}
+#: variant key -> the format version written: 5 and 4 differ only by the preview filters
+VARIANTS = {"filtered": 5, "plain": 4}
 
 
 def _psnr(sse: float, count: int) -> float:
@@ -42,8 +42,8 @@ def measure_image(image: BenchImage, model: Predictor, lossless_bytes: int) -> l
         if g > default_levels(image.height, image.width):
             continue
         row: dict = {"g": g}
-        for key, filtered in VARIANTS.items():
-            data = encode(px, model, EncodeSettings(generative_levels=g, preview_filter=filtered))
+        for key, version in VARIANTS.items():
+            data = encode(px, model, EncodeSettings(generative_levels=g, version=version))
             shown = decode(data, model)[-1].image
             sse = float(((shown.astype(np.float64) - px) ** 2).sum())
             row[key] = {"bytes": len(data), "fraction": len(data) / lossless_bytes, "sse": sse, "count": int(px.size),

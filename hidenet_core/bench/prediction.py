@@ -25,9 +25,10 @@ import math
 import numpy as np
 
 from ..evaluate import bicubic_odd, level_fitter
-from ..levels import reconstruct_level
+from ..levels import code_level, predict_level
 from ..predictors.base import Predictor
 from ..pyramid import default_levels, level_shapes, odd_valid_mask, split
+from ..versions import format_version
 from .images import BenchImage
 from .progressive import PSNR_CAP
 
@@ -52,18 +53,30 @@ def _sse(odd_pred: np.ndarray, odd_true: np.ndarray, valid: np.ndarray) -> float
     return float((d * d).sum())
 
 
-def _in_loop(model: Predictor, even: np.ndarray, odd_true: np.ndarray, size: tuple[int, int], k: int) -> np.ndarray:
-    """The odd values (3C, h, w) the coder codes against: rounded means, each step seeing the truth before it."""
-    odd = np.zeros_like(odd_true)
+class _TeacherForced:
+    """A ``levels.LevelCoder`` that records the rounded means and decodes the truth (what a
+    lossless decoder decodes: later steps see the true values)."""
 
-    def code(idx, valid, mean, scale):
-        block = odd[idx]
+    def __init__(self, odd_true: np.ndarray) -> None:
+        self.odd_true = odd_true
+        self.odd = np.zeros_like(odd_true)
+
+    def code(self, channels: list[int], valid: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        block = self.odd[channels]
         block[valid] = np.clip(np.round(mean), 0, 255).astype(np.uint8)
-        odd[idx] = block
-        return odd_true[idx][valid]  # what a lossless decoder decodes: later steps see the truth
+        self.odd[channels] = block
+        return self.odd_true[channels][valid]
 
-    reconstruct_level(model, even, size, k, code)
-    return odd
+    def calibrate(self, channels):
+        raise AssertionError("the network's own prediction: no level is calibrated")
+
+
+def _in_loop(model: Predictor, even: np.ndarray, odd_true: np.ndarray, size: tuple[int, int], k: int) -> np.ndarray:
+    """The odd values (3C, h, w) the coder codes against: rounded means, each step seeing the truth before it
+    (the network's own prediction: coded as format version 1 codes, without per-image stages)."""
+    coder = _TeacherForced(odd_true)
+    code_level(model, even, size, k, coder, format_version(1))
+    return coder.odd
 
 
 def measure_image(image: BenchImage, model: Predictor) -> list[dict]:
@@ -78,12 +91,12 @@ def measure_image(image: BenchImage, model: Predictor) -> list[dict]:
     for k in range(levels):
         even, odd_true = split(originals[k])  # (C, h, w), (3C, h, w)
         valid = odd_valid_mask(*shapes[k], even.shape[0])
-        plain = split(reconstruct_level(model, even, shapes[k], k, None))[1]
+        plain = split(predict_level(model, even, shapes[k], k))[1]
         fitter = level_fitter(odd_true, shapes, k)  # None: the level carries no filter, so it shows the plain means
         guesses = {
             "model": plain,
             "model_filtered": plain if fitter is None else
-            split(reconstruct_level(model, even, shapes[k], k, None, preview_filter=fitter))[1],
+            split(predict_level(model, even, shapes[k], k, fitter))[1],
             "model_in_loop": _in_loop(model, even, odd_true, shapes[k], k),
             "bicubic": bicubic_odd(even),
         }

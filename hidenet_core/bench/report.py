@@ -207,7 +207,7 @@ def render_markdown(results: dict) -> str:
                   "The finest g levels not sent (the decoder shows the prediction), every other level lossless: "
                   "the stream's bytes (in brackets: the mean fraction of the lossless stream) and the decoded image's "
                   "PSNR (dB, pooled) / SSIM, with the per-image preview filters (format version 5, the default) and "
-                  "without them (`--no-preview-filter`).", ""]
+                  "without them (`--format-version 4`).", ""]
         rows = [[str(r["g"]), str(r["images"]),
                  f"{r['filtered']['bytes']} ({r['filtered']['fraction']:.2f})", f"{_f(r['filtered']['psnr'])} / {_f(r['filtered']['ssim'], 3)}",
                  f"{r['plain']['bytes']} ({r['plain']['fraction']:.2f})", f"{_f(r['plain']['psnr'])} / {_f(r['plain']['ssim'], 3)}",

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..codec import EncodeSettings, encode
 from ..imageio import load_image
 from ..predictors import load_model
+from ..versions import VERSION, VERSIONS
 from .options import add_model_option, int_range, max_error_list
 
 
@@ -22,18 +23,10 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="the finest G levels send no residual: the decoder shows the prediction")
     p.add_argument("--levels", type=int_range(0, 16), default=None, metavar="L",
                    help="number of levels below the full image (default: base at most 32 px)")
-    p.add_argument("--no-calibrate", dest="calibrate", action="store_false",
-                   help="skip the per-image calibration and write a format-version-1 stream (larger)")
-    p.add_argument("--no-linear", dest="linear", action="store_false",
-                   help="skip the per-image linear prediction and write a format-version-2 stream "
-                        "(larger, for decoders that read only versions 1 and 2; encodes faster)")
-    p.add_argument("--no-scale-context", dest="scale_context", action="store_false",
-                   help="skip the per-image scale context and write a format-version-3 stream "
-                        "(larger, for decoders that read only versions 1 to 3)")
-    p.add_argument("--no-preview-filter", dest="preview_filter", action="store_false",
-                   help="skip the per-image preview filters and write a format-version-4 stream "
-                        "(about 100 bytes smaller per level of 32x32+ positions; plainer previews and "
-                        "generative levels; for decoders that read only versions 1 to 4)")
+    p.add_argument("--format-version", type=int_range(min(VERSIONS), max(VERSIONS)), default=VERSION, metavar="N",
+                   help=f"the .hdn format version to write (default {VERSION}; older ones are larger, for decoders "
+                        f"that read only those): 4 has no preview filters, 3 also no scale context, 2 also no "
+                        f"linear prediction, 1 no per-image calibration at all (docs/format.md)")
     add_model_option(p)
 
 
@@ -42,8 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if image.note:
         print(f"hidenet: note: {image.note}", file=sys.stderr)
     model = load_model(args.model)
-    settings = EncodeSettings(args.max_error, args.generative_levels, args.levels, args.calibrate, args.linear,
-                              args.scale_context, args.preview_filter)
+    settings = EncodeSettings(args.max_error, args.generative_levels, args.levels, args.format_version)
     t0 = time.perf_counter()
     data = encode(image.pixels, model, settings)
     seconds = time.perf_counter() - t0

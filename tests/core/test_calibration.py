@@ -1,4 +1,4 @@
-"""Per-image calibration (format versions 2 and 3): fitted, coded, applied identically on both sides."""
+"""Per-image calibration (format versions 2 to 5): fitted, coded, applied identically on both sides."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from hidenet_core import EncodeSettings, HdnFormatError, decode, encode
 from hidenet_core import calibration
 from hidenet_core.calibration import ChannelParams
 from hidenet_core.format import parse_header
+from hidenet_core.versions import format_version
 from tests.conftest import smooth_image
 
 # 150 x 140: level 0 has 75 x 70 = 5250 positions, enough to be calibrated
@@ -34,7 +35,9 @@ def test_parents_are_blue_after_red_of_the_same_phase():
 
 
 def test_only_large_levels_are_calibrated():
-    assert calibration.calibrated(64, 64) and not calibration.calibrated(63, 64)
+    v2 = format_version(2)
+    assert v2.calibrated(64, 64) and not v2.calibrated(63, 64)
+    assert not format_version(1).calibrated(64, 64)
 
 
 def test_apply_stays_on_the_grid_and_identity_is_a_no_op():
@@ -59,16 +62,22 @@ def test_scale_buckets():
     assert list(calibration.bucket(np.array([0.0625, 2.484375, 2.5, 5.984375, 6.0, 14.0, 128.0]))) == [0, 0, 1, 1, 2, 3, 3]
 
 
+def _channel(x: np.ndarray, parent_resid: np.ndarray | None) -> calibration.ChannelInput:
+    """A version-2 channel predicted with mean 100 and scale 6 everywhere."""
+    return calibration.ChannelInput(2, np.arange(x.size), np.full(x.size, 100.0), np.full(x.size, 6.0), parent_resid,
+                                    None, None)
+
+
 def test_fit_finds_the_coupling_and_the_scale():
     rng = np.random.default_rng(1)
     red_resid = rng.laplace(0, 6, 20000)
     x = np.round(100 + 0.5 * red_resid + rng.laplace(0, 1.5, 20000))
-    p = calibration.fit(x, np.full(x.size, 100.0), np.full(x.size, 6.0), red_resid)
+    p = calibration.fit(x, _channel(x, red_resid), 1, format_version(2))
     # every predicted scale is 6.0: bucket 2
     assert abs(p.coupling[2] - 8) <= 1  # weight 0.5 = 8 / 16
     assert p.scale_exp[2] < -8 + 3  # the residual is four times smaller than predicted: scale down a lot
     assert p.coupling[:2] == (0, 0) and p.scale_exp[3] == 0  # empty buckets keep the identity
-    q = calibration.fit(x, np.full(x.size, 100.0), np.full(x.size, 6.0), None)
+    q = calibration.fit(x, _channel(x, None), 1, format_version(2))
     assert q.coupling == (0,) * 4
 
 
@@ -76,10 +85,7 @@ def test_fit_finds_the_coupling_and_the_scale():
 def test_calibrated_streams_are_lossless_and_smaller(c, interp):
     img = chroma_linked(*SIZE, c)
     v5 = encode(img, interp)
-    v4 = encode(img, interp, EncodeSettings(preview_filter=False))
-    v3 = encode(img, interp, EncodeSettings(scale_context=False))
-    v2 = encode(img, interp, EncodeSettings(linear=False))
-    v1 = encode(img, interp, EncodeSettings(calibrate=False))
+    v4, v3, v2, v1 = (encode(img, interp, EncodeSettings(version=v)) for v in (4, 3, 2, 1))
     assert [parse_header(s)[0].version for s in (v5, v4, v3, v2, v1)] == [5, 4, 3, 2, 1]
     for data in (v5, v4, v3, v2, v1):  # the earlier versions still decode
         assert np.array_equal(decode(data, interp)[-1].image, img)

@@ -56,11 +56,11 @@ def test_encode_decode_info_round_trip(tmp_path, photo, capsys):
     assert code == 0 and "90x70 RGB" in out
 
 
-def test_opt_out_flags_write_versions_1_to_4(tmp_path, capsys):
+def test_format_version_option_writes_versions_1_to_5(tmp_path, capsys):
     path = tmp_path / "big.png"
     Image.fromarray(smooth_image(150, 140, 3)).save(path)  # level 0 is large enough to be calibrated
     sizes = {}
-    for flag, version in (([], 5), (["--no-preview-filter"], 4), (["--no-scale-context"], 3), (["--no-linear"], 2), (["--no-calibrate"], 1)):
+    for flag, version in (([], 5), *((["--format-version", str(v)], v) for v in (4, 3, 2, 1))):
         out = tmp_path / f"v{version}.hdn"
         assert run(capsys, "encode", path, out, "--model", "interp", *flag)[0] == 0
         code, text, _ = run(capsys, "info", out, "--json")

@@ -87,7 +87,7 @@ def test_generative_levels_send_no_residual(interp):
     info = stream_info(data)
     level_1, level_0 = [lv["payload_bytes"] for lv in info["levels"]][-2:]
     assert level_0 == 0 and 0 < level_1 <= 120  # level 1 carries only level 0's preview filter (version 5)
-    v4 = stream_info(encode(image, interp, EncodeSettings(generative_levels=2, preview_filter=False)))
+    v4 = stream_info(encode(image, interp, EncodeSettings(generative_levels=2, version=4)))
     assert [lv["payload_bytes"] for lv in v4["levels"]][-2:] == [0, 0]
     out = decode(data, interp)[-1].image
     assert out.shape == image.shape
@@ -97,7 +97,7 @@ def test_generative_levels_send_no_residual(interp):
 def test_all_levels_generative_stores_only_the_base(interp):
     image = smooth_image(128, 96, 3)
     header_levels = 2
-    data = encode(image, interp, EncodeSettings(generative_levels=header_levels, levels=header_levels, preview_filter=False))
+    data = encode(image, interp, EncodeSettings(generative_levels=header_levels, levels=header_levels, version=4))
     info = stream_info(data)
     assert info["levels"][0]["payload_bytes"] > 0
     assert all(lv["payload_bytes"] == 0 for lv in info["levels"][1:])

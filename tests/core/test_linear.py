@@ -13,7 +13,7 @@ from hidenet_core.format import parse_header
 from hidenet_core.predictors.features import RGB_STEPS
 
 SIZE = (150, 140)  # level 0 has 75 x 70 positions: calibrated
-V3 = EncodeSettings(scale_context=False)  # version 3: these tests are about its linear prediction
+V3 = EncodeSettings(version=3)  # version 3: these tests are about its linear prediction
 
 
 def shared_detail(h: int, w: int, c: int, seed: int = 0) -> np.ndarray:
@@ -103,7 +103,7 @@ def test_weights_round_trip_through_the_range_coder():
 @pytest.mark.parametrize("c", [1, 3, 4])
 def test_version_3_is_lossless_and_uses_shared_detail(c, interp):
     img = shared_detail(*SIZE, c)
-    v3, v2 = encode(img, interp, V3), encode(img, interp, EncodeSettings(linear=False))
+    v3, v2 = encode(img, interp, V3), encode(img, interp, EncodeSettings(version=2))
     assert parse_header(v3)[0].version == 3
     assert np.array_equal(decode(v3, interp)[-1].image, img)
     if c >= 3:  # green's detail predicts red's and blue's
@@ -120,7 +120,7 @@ def test_version_3_with_odd_sizes_is_lossless(interp):
 @pytest.mark.parametrize("d", [1, 3])
 def test_version_3_near_lossless_stays_within_d(d, interp):
     img = shared_detail(*SIZE, 3, seed=3)
-    data = encode(img, interp, EncodeSettings(max_error=d, scale_context=False))
+    data = encode(img, interp, EncodeSettings(max_error=d, version=3))
     out = decode(data, interp)[-1].image
     assert np.abs(out.astype(int) - img.astype(int)).max() <= d
-    assert len(data) < len(encode(img, interp, EncodeSettings(max_error=d, linear=False)))
+    assert len(data) < len(encode(img, interp, EncodeSettings(max_error=d, version=2)))

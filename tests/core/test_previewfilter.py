@@ -10,7 +10,7 @@ import pytest
 from hidenet_core import EncodeSettings, decode, encode, previewfilter
 from hidenet_core.decoder import ProgressiveDecoder, preview
 from hidenet_core.entropy import LevelDecoder, LevelEncoder
-from hidenet_core.levels import reconstruct_level
+from hidenet_core.levels import predict_level
 from hidenet_core.format import CHUNK_HEADER_SIZE, HdnFormatError, pack_chunk, parse_chunk_header, parse_header, scan_stream
 from hidenet_core.pyramid import level_shapes, split, total_levels
 from hidenet_core.predictors.features import RGB_STEPS
@@ -18,7 +18,7 @@ from hidenet_core.predictors.features import RGB_STEPS
 from tests.conftest import smooth_image
 
 SIZE = (150, 140)  # level 0 has 75 x 70 positions: it carries a filter (in chunk 1)
-V4 = EncodeSettings(preview_filter=False)
+V4 = EncodeSettings(version=4)
 
 
 def blocky(h: int, w: int, c: int, seed: int = 0) -> np.ndarray:
@@ -48,8 +48,8 @@ def test_the_fit_finds_a_planted_filter(interp):
     img = blocky(*SIZE, 3)
     even, odd = split(img.transpose(2, 0, 1))
     fitter = previewfilter.Fitter(odd)
-    predicted = reconstruct_level(interp, even, SIZE, 0, None, preview_filter=fitter)
-    plain = reconstruct_level(interp, even, SIZE, 0, None)
+    predicted = predict_level(interp, even, SIZE, 0, fitter)
+    plain = predict_level(interp, even, SIZE, 0)
     truth = img.transpose(2, 0, 1)
     assert np.abs(predicted.astype(int) - truth).mean() < 0.05 < 1 < np.abs(plain.astype(int) - truth).mean()
     diagonal = fitter.ordered()[6:]  # phase (1,1), previewed first from the even pixels alone
@@ -60,7 +60,7 @@ def test_weights_that_do_not_help_are_not_sent(interp):
     flat = np.full((*SIZE, 3), 90, np.uint8)
     even, odd = split(flat.transpose(2, 0, 1))
     fitter = previewfilter.Fitter(odd)
-    reconstruct_level(interp, even, SIZE, 0, None, preview_filter=fitter)
+    predict_level(interp, even, SIZE, 0, fitter)
     assert all(not any(w) for w in fitter.ordered())
 
 
@@ -70,7 +70,7 @@ def test_generative_levels_rebuild_bit_for_bit(c, size, interp):
     """The decoder rebuilds filtered generative levels exactly (each chunk's CRC is checked)."""
     img = blocky(*size, c, seed=c)
     settings = EncodeSettings(generative_levels=1, max_error=(0, 2, 2, 2))
-    data, v4 = encode(img, interp, settings), encode(img, interp, replace(settings, preview_filter=False))
+    data, v4 = encode(img, interp, settings), encode(img, interp, replace(settings, version=4))
     assert parse_header(data)[0].version == 5
     chunks, v4_chunks = scan_stream(data).chunks, scan_stream(v4).chunks
     assert chunks[-2].payload_bytes > v4_chunks[-2].payload_bytes  # level 1 also carries level 0's filter

@@ -17,7 +17,7 @@ from hidenet_core.scalecontext import ScaleContext, SurprisePlanes
 
 SIZE = (150, 140)  # level 0 has 75 x 70 positions: calibrated
 
-V4 = EncodeSettings(preview_filter=False)  # version 4: these tests are about its scale context
+V4 = EncodeSettings(version=4)  # version 4: these tests are about its scale context
 
 
 def patchy_noise(h: int, w: int, c: int, seed: int = 0) -> np.ndarray:
@@ -131,7 +131,7 @@ def test_snap_puts_the_context_on_its_grid():
 @pytest.mark.parametrize("c", [1, 3, 4])
 def test_version_4_is_lossless_and_smaller_where_surprise_clusters(c, interp):
     img = patchy_noise(*SIZE, c)
-    v4, v3 = encode(img, interp, V4), encode(img, interp, EncodeSettings(scale_context=False))
+    v4, v3 = encode(img, interp, V4), encode(img, interp, EncodeSettings(version=3))
     assert parse_header(v4)[0].version == 4
     assert np.array_equal(decode(v4, interp)[-1].image, img)
     assert len(v4) < 0.985 * len(v3), (len(v4), len(v3))
@@ -146,7 +146,7 @@ def test_version_4_with_odd_sizes_is_lossless(interp):
 @pytest.mark.parametrize("d", [1, 3])
 def test_version_4_near_lossless_stays_within_d(d, interp):
     img = patchy_noise(*SIZE, 3, seed=3)
-    out = decode(encode(img, interp, EncodeSettings(max_error=d, preview_filter=False)), interp)[-1].image
+    out = decode(encode(img, interp, EncodeSettings(max_error=d, version=4)), interp)[-1].image
     assert np.abs(out.astype(int) - img.astype(int)).max() <= d
 
 
@@ -161,7 +161,7 @@ def test_version_4_with_the_learned_model_uses_its_trunk(monkeypatch):
 
     def spy(*args, **kwargs):
         params = fit(*args, **kwargs)
-        context = args[6] if len(args) > 6 else kwargs.get("context")
+        context = args[1].context
         if context is not None:
             seen.append(sum(f.kind == "trunk" for f in context.feats))
         return params

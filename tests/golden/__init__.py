@@ -88,7 +88,5 @@ def source_pixels(recipe: dict) -> np.ndarray:
 def encode_settings(entry: dict) -> EncodeSettings:
     """The encoder settings a fixture was written with."""
     s = entry["settings"]
-    v = entry["version"]
     max_error = s["max_error"] if isinstance(s["max_error"], int) else tuple(s["max_error"])
-    return EncodeSettings(max_error, s["generative_levels"], s["levels"],
-                          calibrate=v >= 2, linear=v >= 3, scale_context=v >= 4, preview_filter=v >= 5)
+    return EncodeSettings(max_error, s["generative_levels"], s["levels"], version=entry["version"])
