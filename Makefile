@@ -8,11 +8,11 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 PYTEST_ARGS ?=
 
-.PHONY: help venv chromium serve demo test test-fast bench wheel clean
+.PHONY: help venv chromium serve demo lint test test-fast bench wheel clean
 
 help:
 	@echo "make serve   start the streaming server with the bundled samples (http://$(HOST):$(PORT)/)"
-	@echo "make test    install everything (venv, torch CPU, Chromium) and run the whole test suite"
+	@echo "make test    install everything (venv, torch CPU, Chromium), check the imports, run the whole test suite"
 	@echo "make demo    encode and decode a bundled sample, print sizes and timings"
 	@echo "make bench   run 'hidenet bench' on the bundled samples into bench-out/"
 
@@ -43,10 +43,14 @@ serve: venv
 demo: venv
 	$(BIN)/hidenet demo
 
-test: venv chromium
+# the import contracts of pyproject.toml: which layer may import which
+lint: venv
+	$(BIN)/lint-imports
+
+test: lint chromium
 	HIDENET_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: venv
+test-fast: lint
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: venv

@@ -23,7 +23,7 @@ from PIL import Image
 from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-from server.process import start_server, stop_server  # noqa: E402
+from server.clients.process import start_server, stop_server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("HIDENET_CHROMIUM", "/usr/bin/chromium")

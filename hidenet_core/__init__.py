@@ -8,9 +8,9 @@ Public API::
     levels = decode(data, model)            # base .. full image, each a DecodedLevel
 """
 
-from .codec import EncodeSettings, encode, resolve_max_error
-from .decoder import DecodedLevel, ProgressiveDecoder, decode, preview, read_header
-from .format import Header, HdnFormatError, ModelMismatchError
+from .codec.encoder import EncodeSettings, encode, resolve_max_error
+from .codec.decoder import DecodedLevel, ProgressiveDecoder, decode, preview, read_header
+from .codec.container import Header, HdnFormatError, ModelMismatchError
 from .imageio import (
     ImageError,
     ImageTooLarge,
@@ -23,7 +23,7 @@ from .imageio import (
 )
 from .predictors import ModelLoadError, Prediction, Predictor, load_model
 from .metrics import psnr, ssim
-from .pyramid import default_levels, level_shapes, merge, split
+from .codec.pyramid import default_levels, level_shapes, merge, split
 from .samples import sample_paths
 
 __all__ = [

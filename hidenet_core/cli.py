@@ -1,6 +1,8 @@
-"""The ``hidenet`` command line: one sub-command per module, each with ``configure`` and ``run``.
+"""The ``hidenet`` command line: one sub-command per module, each with ``HELP``, ``configure`` and ``run``.
 
-``main(argv)`` is the testable entry point: user errors print one line
+Sub-commands are found through the ``hidenet.commands`` entry-point group (pyproject.toml):
+the core's own and the server's (``serve``, ``fetch``) alike, so the core imports nothing
+from the server. ``main(argv)`` is the testable entry point: user errors print one line
 ``hidenet: error: ...`` on stderr and return a non-zero status, never a traceback.
 """
 
@@ -10,44 +12,44 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 
-__all__ = ["main", "CliError", "COMMANDS"]
+__all__ = ["main", "CliError", "GROUP", "commands"]
 
-#: sub-command -> (module with ``configure(parser)`` and ``run(args) -> int``, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "encode": ("hidenet_core.commands.encode", "encode an image into a progressive .hdn stream"),
-    "decode": ("hidenet_core.commands.decode", "decode a .hdn stream (or any prefix of it) into a PNG"),
-    "info": ("hidenet_core.commands.info", "show the header and per-level chunk sizes of a .hdn stream"),
-    "demo": ("hidenet_core.commands.demo", "encode and decode the bundled samples; print sizes and timings"),
-    "train": ("hidenet_core.commands.train", "train a learned predictor"),
-    "eval": ("hidenet_core.commands.evaluate", "evaluate a predictor per level against bicubic interpolation"),
-    "bench": ("hidenet_core.commands.bench", "benchmark hideNet against PNG, WebP, JPEG 2000, JPEG-LS, JPEG XL"),
-    "serve": ("server.cli", "run the progressive streaming server and web viewer"),
-    "fetch": ("server.fetch", "stream an image from a running server and print the timeline"),
-}
+#: the entry-point group of sub-commands: name -> module with ``HELP``, ``configure(parser)`` and ``run(args) -> int``
+GROUP = "hidenet.commands"
 
 
 class CliError(Exception):
     """A user error: printed as ``hidenet: error: <message>`` with exit status 2."""
 
 
+def commands() -> dict[str, str]:
+    """Sub-command name -> its module, sorted by name."""
+    return {ep.name: ep.value for ep in sorted(entry_points(group=GROUP), key=lambda ep: ep.name)}
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The parser; only ``command``'s module is imported and configured (fast start-up)."""
+    """The parser. Given a known ``command``, only its module is imported (fast start-up);
+    otherwise every module is, for the list of commands."""
     parser = argparse.ArgumentParser(
         prog="hidenet", description="hideNet: hierarchical learned image codec and progressive streaming server"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (module, help_) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_, description=help_)
-        if name == command:
-            mod = importlib.import_module(module)
-            mod.configure(p)
-            p.set_defaults(_run=mod.run)
+    found = commands()
+    for name, module in found.items():
+        if command in found and name != command:
+            sub.add_parser(name)
+            continue
+        mod = importlib.import_module(module)
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.configure(p)
+        p.set_defaults(_run=mod.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .format import HdnFormatError
+    from .codec.container import HdnFormatError
     from .imageio import ImageError
     from .predictors import ModelLoadError
 

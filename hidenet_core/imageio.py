@@ -25,9 +25,15 @@ __all__ = [
     "save_png",
     "png_bytes",
     "MODE_OF_CHANNELS",
+    "IMAGE_SUFFIXES",
+    "image_files",
+    "center_crop",
 ]
 
 MODE_OF_CHANNELS = {1: "L", 3: "RGB", 4: "RGBA"}
+#: the files taken from a folder of images (their format is then sniffed from the bytes), by
+#: ``hidenet eval``, ``train``, ``bench`` and ``serve --images`` alike
+IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp")
 _DEEP_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F", "RGB;16", "RGBA;16"}
 
 
@@ -134,3 +140,24 @@ def png_bytes(pixels: np.ndarray, compress_level: int = 1) -> bytes:
 
 def save_png(pixels: np.ndarray, path: str | Path) -> None:
     Path(path).write_bytes(png_bytes(pixels, compress_level=6))
+
+
+def image_files(folder: str | Path, *, required: bool = True) -> list[Path]:
+    """The image files (``IMAGE_SUFFIXES``) directly inside ``folder``, sorted by name.
+
+    ValueError if ``folder`` is not a folder or, when ``required``, holds no image file.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"image folder {str(folder)!r} does not exist or is not a folder")
+    paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if required and not paths:
+        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {str(folder)!r}")
+    return paths
+
+
+def center_crop(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The central (height, width) part of an (H, W, C) image (the whole side where smaller)."""
+    H, W = pixels.shape[:2]
+    y, x = max(0, (H - height) // 2), max(0, (W - width) // 2)
+    return np.ascontiguousarray(pixels[y : y + height, x : x + width])

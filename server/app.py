@@ -13,19 +13,19 @@ from aiohttp import web
 
 from hidenet_core import Predictor, load_model, sample_paths
 
-from .cache import StreamCache
-from .clock import Clock, MonotonicClock
+from .storage.cache import StreamCache
+from .streaming.clock import Clock, MonotonicClock
 from .config import ServerConfig
-from .errors import json_errors
-from .frames import FrameCache
+from .views.errors import json_errors
+from .streaming.frames import FrameCache
 from .keys import CACHE, CLOCK, CONFIG, FRAMES, MODEL, MODEL_HASH, RACES, SOCKETS, STATIC, STATS, STORE, THUMBNAILS, WORKER
-from .race import RaceCache
-from .resources import StaticFiles, find_dir
+from .streaming.race import RaceCache
+from .views.resources import StaticFiles, find_dir
 from .routes import routes
 from .stats import ServerStats
-from .store import LRU, ImageStore
+from .storage.store import LRU, ImageStore
 from .worker import Worker
-from .ws import close_sockets
+from .streaming.ws import close_sockets
 
 __all__ = ["create_app"]
 

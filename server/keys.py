@@ -8,14 +8,14 @@ from aiohttp import web
 
 from hidenet_core import Predictor
 
-from .cache import StreamCache
-from .clock import Clock
+from .storage.cache import StreamCache
+from .streaming.clock import Clock
 from .config import ServerConfig
-from .frames import FrameCache
-from .race import RaceCache
-from .resources import StaticFiles
+from .streaming.frames import FrameCache
+from .streaming.race import RaceCache
+from .views.resources import StaticFiles
 from .stats import ServerStats
-from .store import LRU, ImageStore
+from .storage.store import LRU, ImageStore
 from .worker import Worker
 
 __all__ = ["CONFIG", "CLOCK", "MODEL", "MODEL_HASH", "WORKER", "STORE", "CACHE", "RACES", "FRAMES", "STATIC", "THUMBNAILS", "SOCKETS", "STATS"]

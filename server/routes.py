@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import api, pages
-from .ws import websocket
+from .views import api, pages
+from .streaming.ws import websocket
 
 __all__ = ["routes"]
 

@@ -56,7 +56,7 @@ def _command(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from ..bench import BenchConfig, run_bench, write_outputs
+        from ..tools.bench import BenchConfig, run_bench, write_outputs
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.split(".")[0] == "matplotlib":
             raise ValueError("hidenet bench draws its plots with matplotlib, which is not installed: "

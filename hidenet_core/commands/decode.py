@@ -7,11 +7,12 @@ import sys
 import time
 from pathlib import Path
 
-from ..decoder import decode_until
+from ..codec.decoder import decode_until
 from ..imageio import save_png
 from ..predictors import load_model
 from .options import add_model_option, int_range
 
+HELP = "decode a .hdn stream (or any prefix of it) into a PNG"
 
 
 def configure(p: argparse.ArgumentParser) -> None:

@@ -8,13 +8,14 @@ import time
 
 from PIL import Image
 
-from ..codec import encode
-from ..decoder import decode
+from ..codec.encoder import encode
+from ..codec.decoder import decode
 from ..imageio import load_image
 from ..predictors import load_model
 from ..samples import sample_paths
 from .options import add_model_option
 
+HELP = "encode and decode the bundled samples; print sizes and timings"
 
 
 def configure(p: argparse.ArgumentParser) -> None:

@@ -7,11 +7,13 @@ import sys
 import time
 from pathlib import Path
 
-from ..codec import EncodeSettings, encode
+from ..codec.encoder import EncodeSettings, encode
 from ..imageio import load_image
 from ..predictors import load_model
-from ..versions import VERSION, VERSIONS
+from ..codec.versions import VERSION, VERSIONS
 from .options import add_model_option, int_range, max_error_list
+
+HELP = "encode an image into a progressive .hdn stream"
 
 
 def configure(p: argparse.ArgumentParser) -> None:

@@ -8,7 +8,7 @@ import math
 import sys
 from pathlib import Path
 
-from ..evaluate import ImageScore, as_json, evaluate_folder, totals
+from ..tools.evaluate import ImageScore, as_json, evaluate_folder, totals
 from ..predictors import load_model
 from .options import add_model_option, size_arg
 

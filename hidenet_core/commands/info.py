@@ -5,40 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..format import scan_stream
-from ..pyramid import level_shapes
+from ..codec.container import stream_info
 
+HELP = "show the header and per-level chunk sizes of a .hdn stream"
 
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="the .hdn file")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-
-
-def stream_info(data: bytes) -> dict:
-    """Header fields and, from the base to the full image, each level's sizes (a prefix is fine)."""
-    layout = scan_stream(data, prefix=True)
-    header = layout.header
-    shapes = level_shapes(header.height, header.width, header.levels)
-    levels = [
-        {"level": c.level, "width": shapes[c.level][1], "height": shapes[c.level][0],
-         "payload_bytes": c.payload_bytes, "total_bytes": c.end}
-        for c in layout.chunks
-    ]
-    return {
-        "format_version": header.version,
-        "width": header.width,
-        "height": header.height,
-        "channels": header.channels,
-        "mode": header.mode,
-        "max_error": list(header.max_error),
-        "generative_levels": header.generative_levels,
-        "model": header.model_name,
-        "model_hash": header.model_hash.hex(),
-        "header_bytes": layout.header_bytes,
-        "complete": layout.complete,
-        "levels": levels,
-    }
 
 
 def run(args: argparse.Namespace) -> int:

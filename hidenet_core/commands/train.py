@@ -60,7 +60,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import TrainConfig, train
+    from ..tools.train import TrainConfig, train
 
     if args.patch_size % 2:
         raise ValueError(f"--patch-size must be even, got {args.patch_size}")

@@ -3,7 +3,7 @@
 ``manifest.json`` lists every fixture: its file, format version, model, the recipe of
 its source image (a crop of a bundled sample, so no extra image is committed), the
 encoder settings, the SHA-256 of the stream bytes and the SHA-256 of the decoded
-pixels. ``tests/core/test_golden.py`` decodes every fixture and compares the pixels,
+pixels. ``tests/core/codec/test_golden.py`` decodes every fixture and compares the pixels,
 and re-encodes every source with today's encoder and compares the bytes.
 
 A fixture is never edited or regenerated: a change of the format is a new format

@@ -16,7 +16,7 @@ import sys
 import torch
 
 from hidenet_core import decode, encode, load_model
-from hidenet_core.format import VERSIONS
+from hidenet_core.codec.container import VERSIONS
 from tests.golden import CASES, DIR, MANIFEST, MODELS, encode_settings, pixels_sha256, sha256, source_pixels
 
 

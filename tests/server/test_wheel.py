@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from server.process import free_port
+from server.clients.process import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -55,7 +55,11 @@ def test_wheel_ships_templates_static_samples_and_weights(wheel):
     assert len([n for n in names if n.startswith("hidenet_core/samples/") and n.endswith(".png")]) >= 4
     if (ROOT / "hidenet_core" / "weights" / "default.pt").exists():
         assert "hidenet_core/weights/default.pt" in names
-    assert {"server/app.py", "server/ws.py", "server/fetch.py", "server/loadtest.py"} <= names
+    assert {"server/app.py", "server/streaming/ws.py", "server/clients/fetch.py", "server/clients/loadtest.py",
+            "hidenet_core/codec/decoder.py", "hidenet_core/codec/stages/calibration.py"} <= names
+    (meta,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    commands = zipfile.ZipFile(wheel).read(meta).decode().split("[hidenet.commands]")[1]
+    assert "serve = server.cli" in commands and "encode = hidenet_core.commands.encode" in commands
     assert not [n for n in names if n.startswith(("templates/", "static/", "tests/"))]  # nothing at top level
 
 

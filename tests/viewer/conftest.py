@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from server.process import start_server, stop_server
+from server.clients.process import start_server, stop_server
 
 CHROMIUM = os.environ.get("HIDENET_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

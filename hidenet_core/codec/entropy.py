@@ -1,0 +1,131 @@
+"""Near-lossless quantization of residuals and range coding with ``constriction``.
+
+A value ``x`` predicted with mean ``m`` and scale ``s`` is coded as the integer
+
+    q = sign(r) * floor((|r| + d) / (2d + 1)),   r = x - round(m)
+
+(JPEG-LS "NEAR" quantization), reconstructed as ``clip(round(m) + q (2d + 1), 0, 255)``,
+so that ``|x - x'| <= d``; ``d = 0`` is lossless. ``q`` is entropy coded with a
+quantized Laplace (or Gaussian) centred on ``(m - round(m)) / (2d + 1)`` with scale
+``s / (2d + 1)``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import constriction
+import numpy as np
+
+from .container import HdnFormatError
+
+__all__ = ["quantize", "dequantize", "symbol_bound", "LevelEncoder", "LevelDecoder", "SCALE_FLOOR"]
+
+#: scales (in units of the quantization step) are floored here
+SCALE_FLOOR = 0.04
+
+
+def symbol_bound(d: int) -> int:
+    """The largest |q| a residual of an 8-bit value can quantize to with max-error d."""
+    return (255 + d) // (2 * d + 1)
+
+
+def quantize(x: np.ndarray, rmean: np.ndarray, d: int) -> np.ndarray:
+    """Quantized residual symbols (int32) of integer values ``x`` given rounded means."""
+    r = x.astype(np.int32) - rmean.astype(np.int32)
+    if d == 0:
+        return r
+    return (np.sign(r) * ((np.abs(r) + d) // (2 * d + 1))).astype(np.int32)
+
+
+def dequantize(q: np.ndarray, rmean: np.ndarray, d: int) -> np.ndarray:
+    """Reconstructed 8-bit values from symbols and rounded means."""
+    return np.clip(rmean.astype(np.int32) + q.astype(np.int32) * (2 * d + 1), 0, 255).astype(np.uint8)
+
+
+@lru_cache(maxsize=64)
+def _family(distribution: str, bound: int):
+    models = constriction.stream.model
+    if distribution == "laplace":
+        return models.QuantizedLaplace(-bound, bound)
+    if distribution == "gaussian":
+        return models.QuantizedGaussian(-bound, bound)
+    raise ValueError(f"unknown distribution {distribution!r}")
+
+
+def _params(mean: np.ndarray, scale: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rounded means, and centre and scale of the symbol distribution (float64)."""
+    step = 2 * d + 1
+    mean = mean.astype(np.float64)
+    rmean = np.round(mean)
+    centre = (mean - rmean) / step
+    sc = np.maximum(scale.astype(np.float64) / step, SCALE_FLOOR)
+    return rmean, centre, sc
+
+
+class LevelEncoder:
+    """Accumulates the symbols of one chunk into one range-coded payload."""
+
+    def __init__(self, distribution: str) -> None:
+        self.distribution = distribution
+        self._enc = constriction.stream.queue.RangeEncoder()
+
+    def encode(self, x: np.ndarray, mean: np.ndarray, scale: np.ndarray, d: int) -> np.ndarray:
+        """Code 8-bit values ``x`` (1-D) and return their reconstruction (uint8)."""
+        if x.size == 0:
+            return x.astype(np.uint8)
+        rmean, centre, sc = _params(mean, scale, d)
+        q = quantize(x, rmean, d)
+        self._enc.encode(q, _family(self.distribution, symbol_bound(d)), centre, sc)
+        return dequantize(q, rmean, d)
+
+    def encode_params(self, values: np.ndarray, bound: int, scale: float) -> None:
+        """Code small signed integers in -bound..bound (side information) under a Laplace around 0."""
+        if values.size:
+            self._enc.encode(values.astype(np.int32), _family("laplace", bound), np.zeros(values.size), np.full(values.size, scale))
+
+    def encode_weight_sets(self, weights: list[tuple[int, ...]], bound: int, scale: float) -> None:
+        """Code one weight set per channel: a flag each (sent or all zero), then the sets sent."""
+        self.encode_params(np.array([1 if any(w) else 0 for w in weights]), 1, 0.5)
+        self.encode_params(np.array([a for w in weights if any(w) for a in w]), bound, scale)
+
+    def payload(self) -> bytes:
+        return self._enc.get_compressed().astype(">u4").tobytes()
+
+
+class LevelDecoder:
+    """Reads symbols from one chunk's payload, in the order the encoder wrote them."""
+
+    def __init__(self, payload: bytes, distribution: str) -> None:
+        if len(payload) % 4:
+            raise HdnFormatError(f"chunk payload of {len(payload)} bytes is not a whole number of 32-bit words")
+        self.distribution = distribution
+        words = np.frombuffer(payload, dtype=">u4").astype(np.uint32)
+        self._dec = constriction.stream.queue.RangeDecoder(words)
+
+    def decode(self, mean: np.ndarray, scale: np.ndarray, d: int) -> np.ndarray:
+        """Decode as many values as ``mean`` has (1-D) and return them (uint8)."""
+        if mean.size == 0:
+            return np.zeros(0, dtype=np.uint8)
+        rmean, centre, sc = _params(mean, scale, d)
+        q = self._decode(_family(self.distribution, symbol_bound(d)), centre, sc)
+        return dequantize(np.asarray(q), rmean, d)
+
+    def decode_params(self, count: int, bound: int, scale: float) -> np.ndarray:
+        """Read ``count`` integers written by ``LevelEncoder.encode_params``."""
+        if count == 0:
+            return np.zeros(0, dtype=np.int32)
+        return np.asarray(self._decode(_family("laplace", bound), np.zeros(count), np.full(count, scale)), dtype=np.int32)
+
+    def decode_weight_sets(self, counts: list[int], bound: int, scale: float) -> list[tuple[int, ...]]:
+        """Read what ``LevelEncoder.encode_weight_sets`` coded for sets of ``counts`` weights."""
+        flags = self.decode_params(len(counts), 1, 0.5)
+        values = iter(self.decode_params(sum(k for k, f in zip(counts, flags) if f), bound, scale).tolist())
+        return [tuple(next(values) for _ in range(k)) if f else (0,) * k for k, f in zip(counts, flags)]
+
+    def _decode(self, family, centre: np.ndarray, scale: np.ndarray):
+        """Symbols from the range decoder; a payload it cannot read is an HdnFormatError."""
+        try:
+            return self._dec.decode(family, centre, scale)
+        except (AssertionError, ValueError, RuntimeError) as exc:
+            raise HdnFormatError(f"chunk payload cannot be decoded: {exc}") from None

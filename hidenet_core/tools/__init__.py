@@ -1,0 +1,3 @@
+"""Tools around the codec, free to change without touching the format: training
+(``train``), evaluation (``evaluate``), the progressive JPEG reference (``pjpeg``) and the
+benchmark (``bench``). They import the codec; the codec never imports them."""

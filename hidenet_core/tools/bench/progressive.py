@@ -1,0 +1,159 @@
+"""Quality against bytes received: what a viewer shows after the first N bytes.
+
+Three series per byte budget, all compared with the original at full size:
+
+* hideNet, as the server streams by default: the lossless stream, and on screen the
+  full-size preview that the model predicts from the last level complete within the
+  budget (the stream header counts as received bytes);
+* a bicubic upscale of that same level, without the model (what the levels alone give);
+* a progressive JPEG (quality 90, Pillow), cut at the budget and decoded as a browser
+  shows it: every complete scan, the scans not yet received missing (their
+  coefficients zero). A scan is complete when its last entropy-coded byte has arrived.
+
+Before the first hideNet level or the first JPEG scan is complete a browser shows no
+image at all; we score that as a flat mid-grey (128) image, the same for every series.
+Alpha is ignored (JPEG has none).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...codec.container import stream_info
+from ...codec.decoder import ProgressiveDecoder
+from ...metrics import psnr, ssim
+from ...predictors.base import Predictor
+from ..pjpeg import decode_prefix, progressive_jpeg, scan_ends, visible
+from .images import BenchImage
+from .resample import bicubic_upscale
+
+__all__ = [
+    "BUDGETS_KB",
+    "SERIES",
+    "EMPTY_GREY",
+    "PSNR_CAP",
+    "measure_image",
+]
+
+#: byte budgets of the issue, in KB (1 KB = 1024 bytes)
+BUDGETS_KB = (2, 4, 8, 16, 32, 64)
+#: series id -> label
+SERIES = {
+    "hidenet": "hideNet (preview)",
+    "bicubic": "hideNet levels, bicubic",
+    "jpeg": "progressive JPEG q90",
+}
+#: the value of every pixel while nothing can be shown yet
+EMPTY_GREY = 128
+#: PSNR of an exact image (infinite) is reported as this, so that means stay finite
+PSNR_CAP = 100.0
+
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """What a viewer shows at one budget for one series."""
+
+    image: np.ndarray | None  # None: nothing yet (scored as flat grey)
+    bytes_used: int  # bytes of the complete units shown (0 if none)
+    unit: int | None  # hideNet: level shown; JPEG: number of complete scans
+
+
+class _Scorer:
+    """PSNR and SSIM against the original, computed once per distinct image shown."""
+
+    def __init__(self, original: np.ndarray) -> None:
+        self.target = visible(original)
+        self._memo: dict[tuple, tuple[float, float]] = {}
+
+    def __call__(self, key: tuple, shown: _Shown) -> dict:
+        if shown.image is None:
+            key = ("empty",)
+        if key not in self._memo:
+            image = shown.image if shown.image is not None else np.full_like(self.target, EMPTY_GREY)
+            self._memo[key] = (min(psnr(image, self.target), PSNR_CAP), ssim(image, self.target))
+        p, s = self._memo[key]
+        return {"psnr": p, "ssim": s, "bytes_used": shown.bytes_used, "unit": shown.unit}
+
+
+def _hidenet_views(data: bytes, model: Predictor, budgets: list[int], height: int, width: int):
+    """For each budget: the model's full-size preview and the bicubic upscale of the
+    last complete level (or nothing)."""
+    info = stream_info(data)
+    ends = [(lv["level"], lv["total_bytes"]) for lv in info["levels"]]  # base first
+    # the last level complete within each budget
+    pick = []
+    for b in budgets:
+        done = [(k, e) for k, e in ends if e <= b]
+        pick.append(done[-1] if done else None)
+    needed = {p[0] for p in pick if p is not None}
+    views: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    if needed:
+        finest = min(needed)
+        dec = ProgressiveDecoder(model)
+        pos = 0
+        for k, end in ends:
+            got = dec.feed(data[pos:end])
+            pos = end
+            assert got and got[-1].level == k, "each chunk boundary completes one level"
+            if k in needed:
+                preview = visible(dec.preview())
+                bicubic = bicubic_upscale(got[-1].image, 2**k, (height, width))
+                views[k] = (preview, bicubic)
+            if k == finest:
+                break
+    out = []
+    for p in pick:
+        if p is None:
+            out.append((_Shown(None, 0, None), _Shown(None, 0, None)))
+        else:
+            k, end = p
+            out.append((_Shown(views[k][0], end, k), _Shown(views[k][1], end, k)))
+    return out, info
+
+
+def measure_image(image: BenchImage, hdn: bytes, model: Predictor, budgets_kb=BUDGETS_KB,
+                  extra: dict[str, bytes] | None = None) -> dict:
+    """PSNR and SSIM of each series at each budget for one image, plus where each
+    hideNet level and each JPEG scan ends.
+
+    ``hdn`` is the lossless stream (series "hidenet" and "bicubic"); ``extra`` maps
+    further series ids to other hideNet streams of the same image (for example a
+    near-lossless one), scored as the model's preview.
+    """
+    budgets = [kb * 1024 for kb in budgets_kb]
+    px = image.pixels
+    score = _Scorer(px)
+    hid, info = _hidenet_views(hdn, model, budgets, image.height, image.width)
+    per_series: dict[str, list[dict]] = {key: [] for key in SERIES}
+    for preview, bicubic in hid:
+        per_series["hidenet"].append(score(("hidenet", preview.unit), preview))
+        per_series["bicubic"].append(score(("bicubic", bicubic.unit), bicubic))
+    streams = {"hidenet": {"bytes": len(hdn), "level_ends": _level_ends(info)}}
+    for key, data in (extra or {}).items():
+        views, extra_info = _hidenet_views(data, model, budgets, image.height, image.width)
+        per_series[key] = [score((key, preview.unit), preview) for preview, _ in views]
+        streams[key] = {"bytes": len(data), "level_ends": _level_ends(extra_info)}
+
+    jpeg = progressive_jpeg(px)
+    ends = scan_ends(jpeg)
+    scans: dict[int, np.ndarray] = {}
+    for b in budgets:
+        n_scans = sum(1 for e in ends if e <= b)
+        if n_scans and n_scans not in scans:
+            scans[n_scans] = decode_prefix(jpeg, ends[n_scans - 1])
+        shown = _Shown(scans.get(n_scans), ends[n_scans - 1] if n_scans else 0, n_scans)
+        per_series["jpeg"].append(score(("jpeg", n_scans), shown))
+    return {
+        "hidenet_bytes": len(hdn),
+        "streams": streams,
+        "jpeg_bytes": len(jpeg),
+        "jpeg_scan_ends": ends,
+        "series": per_series,
+    }
+
+
+def _level_ends(info: dict) -> list[dict]:
+    return [{"level": lv["level"], "bytes": lv["total_bytes"]} for lv in info["levels"]]

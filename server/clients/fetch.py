@@ -1,0 +1,166 @@
+"""``hidenet fetch``: stream an image from a running server over the websocket protocol.
+
+Built on the ``websockets`` package: it saves each level's PNG as it arrives
+(``level-K.png``; with ``--race`` also ``race-N.png``), writes ``timeline.json`` and prints
+the timeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus, WebSocketException
+
+from hidenet_core.cli import CliError
+from hidenet_core.commands.options import int_range
+
+from ..streaming.links import PRESETS
+
+__all__ = ["fetch", "ws_url", "HELP", "configure", "run"]
+
+HELP = "stream an image from a running hideNet server, save each level and print the timeline"
+MAX_FRAME = 512 * 1024 * 1024
+_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def ws_url(url: str) -> str:
+    """``http://host:port`` (or ``ws://``) to the server's ``ws://host:port/ws``."""
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
+    if scheme is None or not parts.netloc:
+        raise CliError(f"server URL {url!r} is not http://HOST:PORT or ws://HOST:PORT")
+    return urlunsplit((scheme, parts.netloc, "/ws", "", ""))
+
+
+def _http_url(url: str, path: str) -> str:
+    parts = urlsplit(ws_url(url))
+    return urlunsplit(({"ws": "http", "wss": "https"}[parts.scheme], parts.netloc, path, "", ""))
+
+
+def resolve_image(url: str, image: str) -> str:
+    """An id as is; otherwise look the name up in the server's image list."""
+    if _ID.match(image):
+        return image
+    try:
+        with urllib.request.urlopen(_http_url(url, "/api/images"), timeout=10) as resp:
+            images = json.load(resp)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise CliError(f"cannot list the server's images to find {image!r}: {exc}") from None
+    for entry in images:
+        if entry.get("name") == image:
+            return entry["id"]
+    raise CliError(f"no image with id or name {image!r}; the server has {[e.get('name') for e in images]}")
+
+
+def parse_link(text: str) -> str | dict:
+    """A preset id, or ``KBPS/RTT_MS`` for a custom link."""
+    if text in PRESETS:
+        return text
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)/(\d+(?:\.\d+)?)", text)
+    if m:
+        return {"down_kbps": float(m[1]), "rtt_ms": float(m[2])}
+    raise argparse.ArgumentTypeError(f"{text!r} is not a preset ({', '.join(PRESETS)}) or KBPS/RTT_MS")
+
+
+async def fetch(url: str, image: str, *, link: str | dict = "unlimited", max_error: int = 0,
+                generative_levels: int = 0, preview: bool = False, race: bool = False,
+                out: Path | None = None, on_event=None) -> dict:
+    """Stream one image; return ``{"meta", "levels", "race", "done"}`` with arrival times.
+
+    Each level's PNG is written to ``out`` (if given) and kept in ``levels[i]["png"]``.
+    """
+    request = {"type": "start", "image": image, "link": link, "max_error": max_error,
+               "generative_levels": generative_levels, "preview": preview, "race": race}
+    result: dict = {"meta": None, "levels": [], "race": [], "done": None}
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    try:
+        async with connect(ws_url(url), max_size=MAX_FRAME, open_timeout=10) as ws:
+            t0 = time.perf_counter()
+            await ws.send(json.dumps(request))
+            pending: dict | None = None
+            async for message in ws:
+                if isinstance(message, bytes):
+                    if pending is None:
+                        raise CliError("protocol error: a binary frame without its JSON message")
+                    pending["png"] = message
+                    if out is not None:
+                        name = f"level-{pending['level']}.png" if pending["type"] == "level" else f"race-{pending['scan']}.png"
+                        (out / name).write_bytes(message)
+                    (result["levels"] if pending["type"] == "level" else result["race"]).append(pending)
+                    if on_event:
+                        on_event(pending)
+                    pending = None
+                    continue
+                msg = json.loads(message)
+                msg["received_ms"] = round((time.perf_counter() - t0) * 1000, 3)
+                kind = msg.get("type")
+                if kind == "error":
+                    raise CliError(f"server: {msg.get('message')}")
+                if kind == "meta":
+                    result["meta"] = msg
+                elif kind in ("level", "race"):
+                    pending = msg
+                elif kind == "done":
+                    result["done"] = msg
+                    break
+    except InvalidStatus as exc:
+        raise CliError(f"the server refused the websocket: HTTP {exc.response.status_code}") from None
+    except WebSocketException as exc:
+        raise CliError(f"websocket failed: {exc}") from None
+    if result["done"] is None:
+        raise CliError("the server closed the stream before it was done")
+    return result
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("url", help="the server, e.g. http://127.0.0.1:8080")
+    p.add_argument("image", metavar="IMAGE_ID", help="image id (or name) from GET /api/images")
+    p.add_argument("--link", type=parse_link, default="unlimited", metavar="PRESET",
+                   help=f"simulated link: one of {', '.join(PRESETS)}, or KBPS/RTT_MS (default unlimited)")
+    p.add_argument("--max-error", type=int_range(0, 127), default=0, metavar="D", help="0 = lossless (default)")
+    p.add_argument("--generative-levels", type=int_range(0, 16), default=0, metavar="G")
+    p.add_argument("--preview", action="store_true", help="save full-size previews instead of each level at its size")
+    p.add_argument("--race", action="store_true", help="also fetch the progressive-JPEG race frames")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR", help="where to write the PNGs (default fetch-<id>)")
+
+
+def _fmt(value: float | None, spec: str, none: str = "inf") -> str:
+    return none if value is None else format(value, spec)
+
+
+def run(args: argparse.Namespace) -> int:
+    image = resolve_image(args.url, args.image)
+    out = args.out or Path(f"fetch-{image[:12]}")
+    print(f"{'level':>5} {'size':>11} {'payload':>9} {'total':>9} {'arrival':>9} {'recv':>9} {'decode':>8} {'PSNR':>7} {'SSIM':>7}")
+
+    def show(ev: dict) -> None:
+        if ev["type"] == "level":
+            print(f"{ev['level']:>5} {ev['width']:>5}x{ev['height']:<5} {ev['payload_bytes']:>9} {ev['total_bytes']:>9} "
+                  f"{ev['arrival_ms']:>7.0f}ms {ev['received_ms']:>7.0f}ms {ev['decode_ms']:>6.1f}ms "
+                  f"{_fmt(ev['psnr'], '7.2f'):>7} {ev['ssim']:>7.4f}", flush=True)
+        else:
+            print(f" jpeg scan {ev['scan']:>2}/{ev['scans']:<2} {ev['bytes']:>9} {ev['arrival_ms']:>7.0f}ms "
+                  f"{ev['received_ms']:>7.0f}ms {'':>8} {_fmt(ev['psnr'], '7.2f'):>7} {ev['ssim']:>7.4f}", flush=True)
+
+    result = asyncio.run(fetch(args.url, image, link=args.link, max_error=args.max_error,
+                               generative_levels=args.generative_levels, preview=args.preview, race=args.race,
+                               out=out, on_event=show))
+    done = result["done"]
+    timeline = {k: v for k, v in result.items() if k in ("meta", "done")}
+    timeline["levels"] = [{k: v for k, v in e.items() if k != "png"} for e in result["levels"]]
+    timeline["race"] = [{k: v for k, v in e.items() if k != "png"} for e in result["race"]]
+    (out / "timeline.json").write_text(json.dumps(timeline, indent=2))
+    print(f"done: {done['levels']} levels, {done['total_bytes']} stream bytes (arrival {done['arrival_ms']:.0f} ms "
+          f"on {result['meta']['link']['name']}), {done['frame_bytes']} frame bytes; PNGs in {out}/", file=sys.stderr)
+    return 0

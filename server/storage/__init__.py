@@ -1,0 +1,1 @@
+"""Where images and encoded streams are kept: the image store, the stream cache and the in-memory caches."""

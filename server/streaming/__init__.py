@@ -1,0 +1,1 @@
+"""The websocket streams: the protocol, one stream on its link schedule, its frames and the JPEG race."""

@@ -1,0 +1,150 @@
+"""The ``/ws`` websocket: one session per socket, at most one stream running in it.
+
+A ``start`` replaces the running stream (it is cancelled first, so every message of the
+old stream precedes the new ``meta``); ``cancel`` stops it and is answered with
+``cancelled``. Errors are ``{"type": "error", "code", "message"}`` and leave the
+socket open. A client that goes away cancels its stream quietly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from urllib.parse import urlsplit
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from hidenet_core import HdnFormatError, ImageError, default_levels
+
+from ..views.errors import json_error
+from ..keys import CONFIG, SOCKETS, STATS, STORE
+from .protocol import Cancel, ProtocolError, StartRequest, parse_message
+from .stream import Sender, run_stream
+
+__all__ = ["websocket", "close_sockets", "origin_allowed"]
+
+log = logging.getLogger(__name__)
+
+
+def origin_allowed(request: web.Request) -> bool:
+    """Same-origin browsers, configured origins, and clients that send no Origin (CLI tools)."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    if origin in request.app[CONFIG].allowed_origins:
+        return True
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and parts.netloc.lower() == request.host.lower()
+
+
+class Session:
+    """The state of one socket."""
+
+    def __init__(self, app: web.Application, ws: web.WebSocketResponse) -> None:
+        self.app = app
+        self.send = Sender(ws)
+        self.task: asyncio.Task[None] | None = None
+
+    async def on_text(self, text: str) -> None:
+        try:
+            message = parse_message(text)
+            if isinstance(message, Cancel):
+                await self.stop()
+                await self.send.json({"type": "cancelled"})
+                return
+            await self.start(message)
+        except ProtocolError as exc:
+            await self.error(str(exc), exc.code)
+
+    async def error(self, message: str, code: str) -> None:
+        await self.send.json({"type": "error", "code": code, "message": message})
+
+    async def start(self, req: StartRequest) -> None:
+        info = self.app[STORE].get(req.image)
+        if info is None:
+            raise ProtocolError(f"unknown image {req.image!r}; GET /api/images lists the ids", "not_found")
+        levels = default_levels(info.height, info.width)
+        if req.generative_levels > levels:
+            raise ProtocolError(
+                f"generative_levels {req.generative_levels} is outside 0..{levels} for this {info.width}x{info.height} image"
+            )
+        await self.stop()
+        stats, cfg = self.app[STATS], self.app[CONFIG]
+        if stats.streams_running >= cfg.max_streams:
+            stats.streams_refused += 1
+            raise ProtocolError(f"server busy: {stats.streams_running} streams are running; try again shortly", "busy")
+        stats.streams_running += 1
+        stats.streams_started += 1
+        self.task = asyncio.create_task(self._run(req, info))
+
+    async def _run(self, req: StartRequest, info) -> None:
+        stats = self.app[STATS]
+        try:
+            await run_stream(self.app, self.send, req, info)
+            stats.streams_completed += 1
+        except asyncio.CancelledError:
+            stats.streams_cancelled += 1
+            raise
+        except ConnectionResetError:  # the client went away: nothing to report to
+            stats.streams_cancelled += 1
+        except (HdnFormatError, ImageError) as exc:
+            stats.streams_failed += 1
+            log.warning("stream of %s failed: %s", info.id, exc)
+            await self._report(f"cannot stream image {info.id}: {exc}", "stream_failed")
+        except Exception:
+            stats.streams_failed += 1
+            log.exception("stream of %s failed", info.id)
+            await self._report("internal error while streaming; see the server log", "internal")
+        finally:
+            stats.streams_running -= 1
+
+    async def _report(self, message: str, code: str) -> None:
+        try:
+            await self.error(message, code)
+        except ConnectionResetError:
+            pass
+
+    async def stop(self) -> None:
+        """Cancel the running stream, if any, and wait until it has stopped."""
+        task, self.task = self.task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    app, cfg = request.app, request.app[CONFIG]
+    if not origin_allowed(request):
+        json_error(web.HTTPForbidden, f"cross-origin websocket refused: origin {request.headers['Origin']!r} is not this server")
+    # no permessage-deflate: the frames are PNGs already, deflating them again only burns CPU
+    ws = web.WebSocketResponse(heartbeat=cfg.heartbeat_s, max_msg_size=cfg.ws_max_message, compress=False)
+    if not ws.can_prepare(request).ok:
+        json_error(web.HTTPBadRequest, "expected a websocket upgrade request on /ws")
+    sockets = app[SOCKETS]
+    if len(sockets) >= cfg.max_sockets:
+        app[STATS].sockets_refused += 1
+        json_error(web.HTTPServiceUnavailable, f"too many open websockets ({len(sockets)}); try again later")
+    await ws.prepare(request)
+    sockets.add(ws)
+    session = Session(app, ws)
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                await session.on_text(msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                await session.error("binary messages are not part of the protocol; send JSON text", "bad_request")
+    except ConnectionResetError:
+        pass
+    finally:
+        await session.stop()
+        sockets.discard(ws)
+    return ws
+
+
+async def close_sockets(app: web.Application) -> None:
+    """on_shutdown: close every open socket with 1001 (going away)."""
+    sockets = list(app[SOCKETS])
+    await asyncio.gather(
+        *(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown") for ws in sockets),
+        return_exceptions=True,
+    )

@@ -1,0 +1,1 @@
+"""What answers HTTP: the pages, the JSON API, JSON errors and the static files."""

@@ -1,0 +1,165 @@
+"""The JSON/HTTP API (docs/api.md)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from aiohttp import web
+from PIL import Image
+
+from hidenet_core import ImageError, ImageTooLarge, UnsupportedImage, default_levels, image_from_bytes, png_bytes
+
+from .errors import json_error
+from ..keys import CONFIG, RACES, SOCKETS, STATIC, STATS, STORE, THUMBNAILS, WORKER
+from .pages import links_json
+from ..streaming.protocol import MAX_ERROR
+from ..storage.store import ImageInfo, StoreFull, display_name
+from ..streaming.stream import load_stream, stream_key
+
+__all__ = ["list_images", "upload_image", "get_image", "stream_file", "original_png", "thumbnail_png",
+           "list_links", "static_file", "healthz", "server_stats", "THUMBNAIL_SIDE"]
+
+THUMBNAIL_SIDE = 320
+IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
+_CHUNK = 64 * 1024
+
+
+def _image(request: web.Request) -> ImageInfo:
+    info = request.app[STORE].get(request.match_info["id"])
+    if info is None:
+        json_error(web.HTTPNotFound, f"no image with id {request.match_info['id']!r}")
+    return info
+
+
+async def list_images(request: web.Request) -> web.Response:
+    return web.json_response([info.to_json() for info in request.app[STORE].list()])
+
+
+async def get_image(request: web.Request) -> web.Response:
+    info = _image(request)
+    levels = default_levels(info.height, info.width)
+    return web.json_response({**info.to_json(), "channels": info.channels, "levels": levels + 1})
+
+
+def _decode_upload(data: bytes, max_pixels: int) -> np.ndarray:
+    """Blocking (worker): decode an upload (checked from its header first); every failure is a 4xx."""
+    try:
+        return image_from_bytes(data, max_pixels).pixels
+    except ImageTooLarge as exc:
+        json_error(web.HTTPRequestEntityTooLarge, str(exc))
+    except UnsupportedImage as exc:
+        json_error(web.HTTPUnsupportedMediaType, str(exc))
+    except ImageError as exc:
+        json_error(web.HTTPBadRequest, str(exc))
+
+
+async def _read_file_field(request: web.Request, limit: int) -> tuple[bytes, str | None]:
+    """The bytes and file name of the multipart field ``file``, refusing more than ``limit`` bytes."""
+    if request.content_length is not None and request.content_length > limit + 64 * 1024:
+        json_error(web.HTTPRequestEntityTooLarge, f"upload of {request.content_length} bytes exceeds the limit of {limit}")
+    if not request.content_type.startswith("multipart/form-data"):
+        json_error(web.HTTPBadRequest, "expected a multipart/form-data upload with a field named 'file'")
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if getattr(part, "name", None) != "file":
+                continue
+            buf = bytearray()
+            while chunk := await part.read_chunk(_CHUNK):
+                buf += chunk
+                if len(buf) > limit:
+                    json_error(web.HTTPRequestEntityTooLarge, f"upload exceeds the limit of {limit} bytes")
+            return bytes(buf), part.filename
+    except ValueError as exc:
+        json_error(web.HTTPBadRequest, f"malformed multipart body: {exc}")
+    json_error(web.HTTPBadRequest, "the upload has no field named 'file'")
+
+
+async def upload_image(request: web.Request) -> web.Response:
+    cfg, store, worker = request.app[CONFIG], request.app[STORE], request.app[WORKER]
+    data, filename = await _read_file_field(request, cfg.max_upload_bytes)
+    if not data:
+        json_error(web.HTTPBadRequest, "the uploaded file is empty")
+    pixels = await worker.run(_decode_upload, data, cfg.max_pixels)
+    try:
+        info, created = await worker.run(store.save_upload, pixels, display_name(filename), cfg.max_uploads)
+    except StoreFull as exc:
+        json_error(web.HTTPInsufficientStorage, str(exc))
+    return web.json_response(info.to_json(), status=201 if created else 200, headers={"Location": f"/api/images/{info.id}"})
+
+
+def _int_query(request: web.Request, key: str, hi: int) -> int:
+    text = request.query.get(key, "0")
+    try:
+        value = int(text)
+    except ValueError:
+        json_error(web.HTTPBadRequest, f"{key} must be an integer in 0..{hi}, got {text!r}")
+    if not 0 <= value <= hi:
+        json_error(web.HTTPBadRequest, f"{key} {value} is outside 0..{hi}")
+    return value
+
+
+async def stream_file(request: web.Request) -> web.Response:
+    info = _image(request)
+    max_error = _int_query(request, "max_error", MAX_ERROR)
+    generative = _int_query(request, "generative_levels", default_levels(info.height, info.width))
+    data, _ = await load_stream(request.app, info, stream_key(request.app, info.id, max_error, generative))
+    filename = f"{info.id[:12]}-d{max_error}-g{generative}.hdn"
+    return web.Response(body=data, content_type="application/octet-stream",
+                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+async def original_png(request: web.Request) -> web.Response:
+    info = _image(request)
+    store, worker = request.app[STORE], request.app[WORKER]
+
+    def make() -> bytes:
+        return png_bytes(store.pixels(info.id), compress_level=3)
+
+    body = await worker.run(make)
+    return web.Response(body=body, content_type="image/png", headers=IMMUTABLE)
+
+
+def _thumbnail(pixels: np.ndarray) -> bytes:
+    arr = pixels[:, :, 0] if pixels.shape[2] == 1 else pixels
+    img = Image.fromarray(arr)
+    img.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, "PNG", compress_level=6)
+    return buf.getvalue()
+
+
+async def thumbnail_png(request: web.Request) -> web.Response:
+    info = _image(request)
+    store, worker, cache = request.app[STORE], request.app[WORKER], request.app[THUMBNAILS]
+    body = cache.get(info.id)
+    if body is None:
+        body = await worker.run(lambda: _thumbnail(store.pixels(info.id)))
+        cache.put(info.id, body)
+    return web.Response(body=body, content_type="image/png", headers=IMMUTABLE)
+
+
+async def static_file(request: web.Request) -> web.FileResponse:
+    """A file of the static directory; cached for good when the URL carries its content hash."""
+    file = request.app[STATIC].resolve(request.match_info["path"])
+    if file is None:
+        json_error(web.HTTPNotFound, f"no static file {request.match_info['path']!r}")
+    cache = "public, max-age=31536000, immutable" if "v" in request.query else "no-cache"
+    return web.FileResponse(file, headers={"Cache-Control": cache})
+
+
+async def list_links(request: web.Request) -> web.Response:
+    return web.json_response(links_json())
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def server_stats(request: web.Request) -> web.Response:
+    app = request.app
+    return web.json_response({
+        **app[STATS].to_json(), "sockets": len(app[SOCKETS]), "images": len(app[STORE]),
+        "worker_queue": app[WORKER].queued, "race_timelines": len(app[RACES]),
+    })

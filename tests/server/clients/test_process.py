@@ -1,0 +1,88 @@
+"""A real ``hidenet serve`` process on a free loopback port: fetch, signals, the load test."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+
+import numpy as np
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from hidenet_core import load_image, sample_paths
+from hidenet_core.cli import main as hidenet
+from server.clients.loadtest import run_loadtest
+from server.clients.process import start_server, stop_server
+from server.storage.store import image_id
+from tests.server.conftest import frame_pixels
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    images = tmp_path_factory.mktemp("images")
+    for path in sample_paths()[:2]:  # astronaut (RGB) and camera (grey), 512x512
+        (images / path.name).write_bytes(path.read_bytes())
+    server = start_server(tmp_path_factory.mktemp("data"), "interp", extra=["--images", str(images)])
+    yield server.proc, server.url
+    if server.proc.poll() is None:
+        stop_server(server)
+
+
+@pytest.mark.parametrize("sample", ["astronaut", "camera"])
+def test_fetch_saves_every_level_and_the_last_is_bit_exact(server, tmp_path, capsys, sample):
+    _, base = server
+    original = load_image(next(p for p in sample_paths() if p.stem == sample)).pixels
+    out = tmp_path / "out"
+    assert hidenet(["fetch", base, image_id(original), "--link", "cable", "--out", str(out)]) == 0
+    assert np.array_equal(frame_pixels((out / "level-0.png").read_bytes()), original)
+    timeline = json.loads((out / "timeline.json").read_text())
+    assert [lv["level"] for lv in timeline["levels"]] == [4, 3, 2, 1, 0]
+    assert all(lv["received_ms"] >= lv["arrival_ms"] for lv in timeline["levels"])
+    printed = capsys.readouterr().out
+    assert "level" in printed and "PSNR" in printed and len(printed.splitlines()) == 6
+
+
+def test_fetch_by_name_with_race(server, tmp_path):
+    _, base = server
+    out = tmp_path / "race"
+    assert hidenet(["fetch", base, "camera", "--race", "--preview", "--max-error", "2", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.glob("race-*.png")) and (out / "level-4.png").exists()
+
+
+def test_fetch_reports_errors_cleanly(server, tmp_path, capsys):
+    _, base = server
+    assert hidenet(["fetch", base, "0" * 32, "--out", str(tmp_path)]) == 2
+    assert "unknown image" in capsys.readouterr().err
+    assert hidenet(["fetch", "http://127.0.0.1:9", "0" * 32, "--out", str(tmp_path)]) != 0
+
+
+@pytest.mark.slow
+def test_loadtest_against_the_real_server(server):
+    _, base = server
+    images = json.loads(__import__("urllib.request").request.urlopen(f"{base}/api/images").read())
+    result = asyncio.run(run_loadtest(base, images[1]["id"], [1, 4]))
+    assert [r["streams"] for r in result["runs"]] == [1, 4]
+    for run in result["runs"]:
+        assert run["errors"] == 0 and run["first_level_ms_p95"] is not None and run["peak_rss_mb"] > 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signals_close_sockets_with_1001_and_exit_cleanly(tmp_path, sig):
+    server = start_server(tmp_path, "interp", extra=["--images", str(sample_paths()[0].parent)])
+    proc, base = server.proc, server.url
+
+    async def scenario() -> int:
+        async with connect(base.replace("http", "ws") + "/ws") as ws:
+            await ws.send(json.dumps({"type": "cancel"}))
+            assert json.loads(await ws.recv())["type"] == "cancelled"
+            proc.send_signal(sig)
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 15)
+            return closed.value.rcvd.code
+
+    assert asyncio.run(scenario()) == 1001
+    assert proc.wait(timeout=20) == 0
+    log = server.log_path.read_text()
+    assert "Traceback" not in log and " ERROR " not in log

@@ -1,0 +1,92 @@
+"""The on-disk stream cache: atomic files, CRC-checked reads, one encoding for many requests."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from hidenet_core import decode, load_model
+from server import create_app
+from hidenet_core.codec.container import VERSION, scan_stream
+from server.storage.cache import StreamCache, StreamKey
+from server.keys import CACHE, STATS
+from tests.server.conftest import frame_pixels, receive_stream
+
+pytestmark = pytest.mark.asyncio
+
+
+async def lossless_final(client, image_id: str) -> np.ndarray:
+    ws = await client.ws_connect("/ws")
+    await ws.send_json({"type": "start", "image": image_id, "preview": False})
+    messages = await receive_stream(ws)
+    await ws.close()
+    assert messages[-1]["type"] == "done", messages[-1]
+    return frame_pixels(messages[-2])
+
+
+async def test_streams_are_cached_by_content_hash_and_mode(client, rgb_id):
+    await client.get(f"/api/images/{rgb_id}/stream.hdn")
+    await client.get(f"/api/images/{rgb_id}/stream.hdn", params={"max_error": 2})
+    await client.get(f"/api/images/{rgb_id}/stream.hdn")
+    files = sorted(p.name for p in client.app[CACHE].directory.iterdir())
+    assert len(files) == 2 and all(f.startswith(rgb_id) and f.endswith(".hdn") for f in files)
+    assert {f".d0.g0.v{VERSION}.hdn", f".d2.g0.v{VERSION}.hdn"} == {f[-13:] for f in files}
+    stats = client.app[STATS]
+    assert (stats.cache_misses, stats.cache_hits) == (2, 1)
+
+
+async def restarted(aiohttp_client, config, clock):
+    """A new server on the same data directory (its memory cache is empty)."""
+    return await aiohttp_client(create_app(config, clock=clock))
+
+
+async def test_a_corrupted_cache_file_is_re_encoded_not_served(client, aiohttp_client, config, clock, rgb, rgb_id, caplog):
+    await client.get(f"/api/images/{rgb_id}/stream.hdn")
+    (path,) = client.app[CACHE].directory.iterdir()
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF  # a flipped bit in the last payload
+    path.write_bytes(bytes(data))
+    client = await restarted(aiohttp_client, config, clock)
+    assert np.array_equal(await lossless_final(client, rgb_id), rgb)
+    assert client.app[STATS].cache_corrupt == 1 and "corrupted" in caplog.text
+    scan_stream(path.read_bytes())  # rewritten whole
+
+
+async def test_a_truncated_cache_file_is_re_encoded(client, aiohttp_client, config, clock, rgb_id):
+    resp = await client.get(f"/api/images/{rgb_id}/stream.hdn")
+    good = await resp.read()
+    (path,) = client.app[CACHE].directory.iterdir()
+    path.write_bytes(good[:-5])
+    client = await restarted(aiohttp_client, config, clock)
+    again = await client.get(f"/api/images/{rgb_id}/stream.hdn")
+    assert await again.read() == good and client.app[STATS].cache_corrupt == 1
+
+
+async def test_concurrent_requests_encode_once(client, rgb_id):
+    responses = await asyncio.gather(*(client.get(f"/api/images/{rgb_id}/stream.hdn") for _ in range(6)))
+    bodies = {await r.read() for r in responses}
+    assert len(bodies) == 1 and client.app[STATS].cache_misses == 1
+
+
+async def test_cache_load_refuses_other_weights(tmp_path, rgb):
+    from hidenet_core import encode
+
+    cache = StreamCache(tmp_path)
+    key = StreamKey("a" * 32, "0" * 32, 0, 0)
+    cache.save(key, encode(rgb, load_model("interp")))
+    assert not list(tmp_path.glob(".*.part"))
+    with pytest.raises(Exception, match="other weights"):
+        cache.load(key)
+    assert not cache.path(key).exists()
+
+
+async def test_scan_stream_matches_the_decoder(rgb):
+    from hidenet_core import encode
+
+    data = encode(rgb, load_model("interp"))
+    layout = scan_stream(data)
+    levels = decode(data, load_model("interp"))
+    assert [c.level for c in layout.chunks] == [lv.level for lv in levels]
+    assert [c.end for c in layout.chunks] == [lv.bytes_consumed for lv in levels]

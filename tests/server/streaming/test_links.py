@@ -1,0 +1,52 @@
+"""Link presets, custom links, and the arrival schedule."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.streaming.links import PRESETS, LinkError, arrival_ms, parse_link, schedule
+
+PUBLISHED = {  # id: (down kbps, rtt ms, source)
+    "2g": (280, 800, "WebPageTest"),
+    "3g-slow": (400, 400, "WebPageTest"),
+    "3g": (1600, 300, "WebPageTest"),
+    "4g": (9000, 170, "WebPageTest"),
+    "dsl": (1500, 50, "WebPageTest"),
+    "cable": (5000, 28, "WebPageTest"),
+    "devtools-3g": (400, 2000, "Chrome DevTools"),
+    "devtools-slow-4g": (1440, 562.5, "Chrome DevTools"),
+    "devtools-fast-4g": (8100, 165, "Chrome DevTools"),
+}
+
+
+def test_presets_carry_the_published_numbers():
+    assert set(PRESETS) == set(PUBLISHED) | {"unlimited"}
+    for key, (down, rtt, source) in PUBLISHED.items():
+        link = PRESETS[key]
+        assert (link.down_kbps, link.rtt_ms, link.source) == (down, rtt, source)
+        assert link.name
+    assert PRESETS["unlimited"].down_kbps is None and PRESETS["unlimited"].rtt_ms == 0
+
+
+def test_schedule_is_one_rtt_then_the_link_rate():
+    link = PRESETS["3g"]  # 1600 kbit/s = 200 bytes/ms, 300 ms
+    assert arrival_ms(link, 0) == 300
+    assert arrival_ms(link, 2000) == pytest.approx(310)
+    assert schedule(link, [200, 400_000]) == pytest.approx([301, 2300])
+    assert schedule(PRESETS["unlimited"], [10, 10**9]) == [0, 0]
+
+
+def test_custom_link():
+    link = parse_link({"down_kbps": 1000, "rtt_ms": 20.5})
+    assert (link.id, link.down_kbps, link.rtt_ms) == ("custom", 1000, 20.5)
+    assert arrival_ms(link, 1000) == pytest.approx(28.5)
+
+
+@pytest.mark.parametrize("bad", [
+    "5g", 3, None, [1, 2], {"down_kbps": 0, "rtt_ms": 10}, {"down_kbps": 100, "rtt_ms": -1},
+    {"down_kbps": 100, "rtt_ms": 70_000}, {"down_kbps": 1e9, "rtt_ms": 1}, {"down_kbps": "100", "rtt_ms": 1},
+    {"down_kbps": True, "rtt_ms": 1}, {"down_kbps": 100}, {"down_kbps": 100, "rtt_ms": 1, "loss": 0.1},
+])
+def test_bad_links_are_refused_with_a_reason(bad):
+    with pytest.raises(LinkError, match=r"link|down_kbps|rtt_ms"):
+        parse_link(bad)

@@ -1,0 +1,285 @@
+"""The /ws protocol end to end, on a fake clock (no real waiting)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import numpy as np
+import pytest
+import pytest_asyncio
+from aiohttp import WSCloseCode, WSMsgType, WSServerHandshakeError
+
+from hidenet_core import default_levels, psnr
+from server import create_app
+from server.keys import STATS
+from server.streaming.links import PRESETS, arrival_ms
+from tests.server.conftest import HoldClock, frame_pixels, receive_stream
+
+pytestmark = pytest.mark.asyncio
+
+
+def start(image: str, **fields) -> dict:
+    return {"type": "start", "image": image, **fields}
+
+
+def split(messages: list) -> tuple[dict, list[tuple[dict, bytes]], list[tuple[dict, bytes]], dict]:
+    """meta, [(level, png)], [(race, png)], done; checks that every level/race message is followed by its frame."""
+    meta, done = messages[0], messages[-1]
+    assert meta["type"] == "meta" and done["type"] == "done", (meta, done)
+    levels, races = [], []
+    body = messages[1:-1]
+    for i in range(0, len(body), 2):
+        msg, frame = body[i], body[i + 1]
+        assert isinstance(msg, dict) and isinstance(frame, bytes) and frame[:8] == b"\x89PNG\r\n\x1a\n"
+        (levels if msg["type"] == "level" else races).append((msg, frame))
+    return meta, levels, races, done
+
+
+async def test_lossless_stream_sends_every_level_base_first_and_ends_bit_exact(client, rgb, rgb_id):
+    ws = await client.ws_connect("/ws")
+    await ws.send_json(start(rgb_id, preview=False))
+    meta, levels, races, done = split(await receive_stream(ws))
+    L = default_levels(40, 56)
+    assert (meta["width"], meta["height"], meta["channels"], meta["levels"], meta["base_level"]) == (56, 40, 3, L + 1, L)
+    assert meta["link"]["id"] == "unlimited" and meta["image"]["id"] == rgb_id and not races
+    assert [m["level"] for m, _ in levels] == list(range(L, -1, -1))
+    totals = [m["total_bytes"] for m, _ in levels]
+    assert totals == sorted(totals) and totals[-1] == meta["total_bytes"] == done["total_bytes"]
+    assert sum(m["payload_bytes"] for m, _ in levels) == meta["payload_bytes"] == done["payload_bytes"]
+    for m, png in levels:
+        assert set(m) >= {"type", "level", "width", "height", "payload_bytes", "total_bytes", "arrival_ms",
+                          "decode_ms", "psnr", "ssim", "frame_bytes"}
+        img = frame_pixels(png)
+        assert img.shape == (m["height"], m["width"], 3) and m["frame_bytes"] == len(png)
+        assert np.array_equal(img, rgb[:: 1 << m["level"], :: 1 << m["level"]])  # lossless on every level
+        assert m["psnr"] is None and m["ssim"] == pytest.approx(1.0)  # identical: infinite PSNR is null
+    assert done["levels"] == L + 1 and done["frame_bytes"] == sum(len(p) for _, p in levels)
+    await ws.close()
+
+
+async def test_preview_frames_are_full_size_and_improve(client, rgb, rgb_id):
+    ws = await client.ws_connect("/ws")
+    await ws.send_json(start(rgb_id, max_error=3, preview=True))
+    _, levels, _, _ = split(await receive_stream(ws))
+    for m, png in levels:
+        assert frame_pixels(png).shape == (40, 56, 3) and (m["frame_width"], m["frame_height"]) == (56, 40)
+        assert m["psnr"] == pytest.approx(psnr(frame_pixels(png), rgb), abs=1e-3)
+    final = frame_pixels(levels[-1][1])
+    assert np.abs(final.astype(int) - rgb).max() <= 3  # near-lossless bound
+    assert levels[-1][0]["psnr"] > levels[0][0]["psnr"]
+
+
+async def test_generative_levels_send_no_payload(client, rgb_id):
+    ws = await client.ws_connect("/ws")
+    await ws.send_json(start(rgb_id, generative_levels=1))
+    _, levels, _, _ = split(await receive_stream(ws))
+    assert levels[-1][0]["payload_bytes"] == 0 and levels[0][0]["payload_bytes"] > 0
+
+
+async def test_levels_are_released_on_the_link_schedule(client, clock, rgb_id):
+    ws = await client.ws_connect("/ws")
+    await ws.send_json(start(rgb_id, link="2g", race=True))
+    meta, levels, races, done = split(await receive_stream(ws))
+    link = PRESETS["2g"]
+    for m, _ in levels:
+        assert m["arrival_ms"] == pytest.approx(arrival_ms(link, m["total_bytes"]), abs=1e-3)
+        assert m["arrival_ms"] == pytest.approx(800 + m["total_bytes"] * 8 / 280, abs=1e-3)
+        assert m["sent_ms"] >= m["arrival_ms"] - 1e-6  # never before its last byte arrived
+    assert [s["arrival_ms"] for s in meta["schedule"]] == [m["arrival_ms"] for m, _ in levels]
+    for m, _ in races:
+        assert m["arrival_ms"] == pytest.approx(arrival_ms(link, m["bytes"]), abs=1e-3)
+    # the server waited for exactly these moments on its clock (t0 = when meta was sent)
+    t0 = clock.waits[0] - levels[0][0]["arrival_ms"] / 1000
+    expected = sorted([m["arrival_ms"] for m, _ in levels] + [m["arrival_ms"] for m, _ in races])
+    assert sorted((w - t0) * 1000 for w in clock.waits) == pytest.approx(expected, abs=1e-3)
+    assert done["arrival_ms"] == pytest.approx(arrival_ms(link, meta["total_bytes"]))
+
+
+async def test_race_sends_one_frame_per_progressive_jpeg_scan(client, rgb_id):
+    ws = await client.ws_connect("/ws")
+    await ws.send_json(start(rgb_id, race=True, link="cable"))
+    _, levels, races, done = split(await receive_stream(ws))
+    assert len(races) >= 2 and [m["scan"] for m, _ in races] == list(range(1, len(races) + 1))
+    sizes = [m["bytes"] for m, _ in races]
+    assert sizes == sorted(sizes) and sizes[-1] == races[0][0]["total_bytes"] == done["race"]["bytes"]
+    for m, png in races:
+        assert frame_pixels(png).shape == (40, 56, 3)
+        assert set(m) >= {"type", "bytes", "arrival_ms", "psnr", "ssim"}
+    assert races[-1][0]["psnr"] > races[0][0]["psnr"] and done["race"]["scans"] == len(races)
+
+
+async def test_bad_json_is_answered_and_the_socket_stays_usable(client, rgb_id):
+    ws = await client.ws_connect("/ws")
+    await ws.send_str("{not json")
+    err = await ws.receive_json()
+    assert err["type"] == "error" and "JSON" in err["message"]
+    await ws.send_json(start(rgb_id))
+    assert split(await receive_stream(ws))[3]["type"] == "done"
+
+
+@pytest.mark.parametrize("message, fragment", [
+    ([1, 2], "JSON object"),
+    ({"type": "stop"}, "unknown message type"),
+    ({"type": "start"}, "image"),
+    ({"type": "start", "image": "x", "colour": 1}, "unknown field"),
+    ({"type": "start", "image": "x", "link": "5g"}, "unknown link"),
+    ({"type": "start", "image": "x", "link": {"down_kbps": -1, "rtt_ms": 1}}, "down_kbps"),
+    ({"type": "start", "image": "x", "max_error": 128}, "max_error"),
+    ({"type": "start", "image": "x", "max_error": 1.5}, "max_error"),
+    ({"type": "start", "image": "x", "preview": "yes"}, "preview"),
+    ({"type": "start", "image": "x", "race": 1}, "race"),
+])
+async def test_malformed_messages_are_errors(client, message, fragment):
+    ws = await client.ws_connect("/ws")
+    await ws.send_str(json.dumps(message))
+    err = await ws.receive_json()
+    assert err["type"] == "error" and fragment in err["message"] and err["code"] == "bad_request"
+
+
+async def test_unknown_image_is_an_error(client):
+    ws = await client.ws_connect("/ws")
+    await ws.send_json(start("0" * 32))
+    err = await ws.receive_json()
+    assert err == {"type": "error", "code": "not_found", "message": err["message"]} and "unknown image" in err["message"]
+
+
+async def test_too_many_generative_levels_for_the_image(client, rgb_id):
+    ws = await client.ws_connect("/ws")
+    await ws.send_json(start(rgb_id, generative_levels=9))
+    err = await ws.receive_json()
+    assert err["type"] == "error" and "generative_levels 9" in err["message"]
+
+
+async def test_binary_messages_are_refused(client):
+    ws = await client.ws_connect("/ws")
+    await ws.send_bytes(b"\x00")
+    assert (await ws.receive_json())["type"] == "error"
+
+
+async def test_cross_origin_handshake_is_refused(client):
+    with pytest.raises(WSServerHandshakeError) as exc:
+        await client.ws_connect("/ws", headers={"Origin": "http://evil.example"})
+    assert exc.value.status == 403
+
+
+async def test_same_origin_and_no_origin_are_accepted(client):
+    origin = f"http://{client.server.host}:{client.server.port}"
+    ws = await client.ws_connect("/ws", headers={"Origin": origin})
+    await ws.send_json({"type": "cancel"})
+    assert (await ws.receive_json())["type"] == "cancelled"
+
+
+async def test_plain_get_on_ws_is_a_json_400(client):
+    resp = await client.get("/ws")
+    assert resp.status == 400 and "websocket" in (await resp.json())["error"]
+
+
+async def test_oversized_message_closes_with_1009(client):
+    ws = await client.ws_connect("/ws")
+    await ws.send_str("x" * (70 * 1024))
+    msg = await ws.receive()
+    assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING) or ws.closed
+    assert ws.close_code == WSCloseCode.MESSAGE_TOO_BIG
+
+
+@pytest.fixture
+def hold_clock() -> HoldClock:
+    return HoldClock()
+
+
+@pytest_asyncio.fixture
+async def held_client(aiohttp_client, config, hold_clock):
+    return await aiohttp_client(create_app(config, clock=hold_clock))
+
+
+async def test_cancel_stops_the_stream(held_client, hold_clock, rgb_id):
+    ws = await held_client.ws_connect("/ws")
+    await ws.send_json(start(rgb_id, link="3g"))
+    assert (await ws.receive_json())["type"] == "meta"  # then it waits for the first level's bytes
+    await ws.send_json({"type": "cancel"})
+    assert (await ws.receive_json())["type"] == "cancelled"
+    hold_clock.release()
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(ws.receive(), 0.3)  # nothing more from the cancelled stream
+    stats = held_client.app[STATS]
+    assert stats.streams_running == 0 and stats.streams_cancelled == 1
+
+
+async def test_a_new_start_replaces_the_running_stream(held_client, hold_clock, rgb_id, grey):
+    ws = await held_client.ws_connect("/ws")
+    await ws.send_json(start(rgb_id, link="3g"))
+    assert (await ws.receive_json())["type"] == "meta"
+    images = await (await held_client.get("/api/images")).json()
+    grey_id = next(i["id"] for i in images if i["name"] == "grey")
+    await ws.send_json(start(grey_id))
+    hold_clock.release()
+    meta, levels, _, done = split(await receive_stream(ws))
+    assert meta["image"]["id"] == grey_id and meta["channels"] == 1 and done["type"] == "done"
+    assert held_client.app[STATS].streams_cancelled == 1
+
+
+async def test_overload_is_answered_busy_not_queued(aiohttp_client, config, hold_clock, rgb_id):
+    from dataclasses import replace
+
+    client = await aiohttp_client(create_app(replace(config, max_streams=1), clock=hold_clock))
+    first, second = await client.ws_connect("/ws"), await client.ws_connect("/ws")
+    await first.send_json(start(rgb_id, link="3g"))
+    assert (await first.receive_json())["type"] == "meta"
+    await second.send_json(start(rgb_id))
+    err = await second.receive_json()
+    assert err["type"] == "error" and err["code"] == "busy"
+    hold_clock.release()
+    assert (await receive_stream(first))[-1]["type"] == "done"
+    await second.send_json(start(rgb_id))  # capacity is back
+    assert split(await receive_stream(second))[3]["type"] == "done"
+
+
+async def test_client_disconnect_mid_stream_cancels_quietly(held_client, hold_clock, rgb_id, caplog):
+    caplog.set_level(logging.WARNING)
+    ws = await held_client.ws_connect("/ws")
+    await ws.send_json(start(rgb_id, link="3g", race=True))
+    assert (await ws.receive_json())["type"] == "meta"
+    await ws.close()
+    hold_clock.release()
+    stats = held_client.app[STATS]
+    for _ in range(100):
+        if stats.streams_running == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert stats.streams_running == 0 and stats.streams_failed == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.records
+
+
+async def test_shutdown_closes_sockets_with_going_away(aiohttp_client, config, clock):
+    client = await aiohttp_client(create_app(config, clock=clock))
+    ws = await client.ws_connect("/ws")
+    closing = asyncio.create_task(client.app.shutdown())
+    msg = await asyncio.wait_for(ws.receive(), 5)
+    await closing
+    assert msg.type == WSMsgType.CLOSE and msg.data == WSCloseCode.GOING_AWAY
+
+
+async def test_frames_are_not_deflated_again(client):
+    ws = await client.ws_connect("/ws", compress=15)  # the client offers permessage-deflate, as browsers do
+    assert ws.compress == 0  # the server declines: PNG frames are compressed already
+
+
+async def test_second_viewer_shares_the_first_viewers_decoded_frames(client, rgb_id):
+    first = await client.ws_connect("/ws")
+    await first.send_json(start(rgb_id, max_error=1, preview=True))
+    _, levels1, _, _ = split(await receive_stream(first))
+    second = await client.ws_connect("/ws")
+    await second.send_json(start(rgb_id, max_error=1, preview=True))
+    _, levels2, _, _ = split(await receive_stream(second))
+    assert not any(m["shared"] for m, _ in levels1)
+    assert all(m["shared"] for m, _ in levels2)
+    assert [png for _, png in levels1] == [png for _, png in levels2]
+    assert [m["decode_ms"] for m, _ in levels1] == [m["decode_ms"] for m, _ in levels2]
+    # another mode is another stream: decoded anew
+    await second.send_json(start(rgb_id, max_error=2, preview=True))
+    _, levels3, _, _ = split(await receive_stream(second))
+    assert not any(m["shared"] for m, _ in levels3)
+    await first.close()
+    await second.close()

@@ -1,0 +1,107 @@
+"""The HTTP API: images, stream download, original and thumbnail, links, health, errors as JSON."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hidenet_core import decode, load_model
+from server.streaming.links import PRESETS
+from tests.server.conftest import frame_pixels
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_healthz(client):
+    resp = await client.get("/healthz")
+    assert resp.status == 200 and await resp.json() == {"status": "ok"}
+
+
+async def test_list_images_gives_content_hash_ids(client, rgb_id):
+    resp = await client.get("/api/images")
+    images = await resp.json()
+    assert resp.status == 200 and [i["name"] for i in images] == ["colour", "grey"]  # notes.txt skipped
+    assert images[0] == {"id": rgb_id, "name": "colour", "width": 56, "height": 40}
+    assert images[1]["width"] == 21 and images[1]["height"] == 33
+
+
+async def test_get_one_image(client, rgb_id):
+    body = await (await client.get(f"/api/images/{rgb_id}")).json()
+    assert body["id"] == rgb_id and body["channels"] == 3 and body["levels"] == 2
+
+
+@pytest.mark.parametrize("path", ["/api/images/{}", "/api/images/{}/stream.hdn", "/api/images/{}/original.png",
+                                  "/api/images/{}/thumbnail.png", "/view/{}"])
+@pytest.mark.parametrize("bad_id", ["0" * 32, "..%2F..%2Fetc%2Fpasswd", "ZZ"])
+async def test_unknown_or_malformed_ids_are_404(client, path, bad_id):
+    resp = await client.get(path.format(bad_id))
+    assert resp.status == 404 and "error" in await resp.json()
+
+
+async def test_stream_download_decodes_to_the_original(client, rgb, rgb_id):
+    resp = await client.get(f"/api/images/{rgb_id}/stream.hdn")
+    assert resp.status == 200 and resp.content_type == "application/octet-stream"
+    assert "attachment" in resp.headers["Content-Disposition"]
+    levels = decode(await resp.read(), load_model("interp"))
+    assert np.array_equal(levels[-1].image, rgb)
+
+
+async def test_stream_download_with_a_mode(client, rgb, rgb_id):
+    resp = await client.get(f"/api/images/{rgb_id}/stream.hdn", params={"max_error": "4", "generative_levels": "1"})
+    levels = decode(await resp.read(), load_model("interp"))
+    header = levels  # the mode is in the stream's header
+    assert resp.status == 200 and len(header) == 2
+
+
+@pytest.mark.parametrize("params, fragment", [
+    ({"max_error": "x"}, "max_error must be an integer"),
+    ({"max_error": "128"}, "outside 0..127"),
+    ({"max_error": "-1"}, "outside 0..127"),
+    ({"generative_levels": "2"}, "outside 0..1"),
+])
+async def test_stream_download_bad_parameters_are_400(client, rgb_id, params, fragment):
+    resp = await client.get(f"/api/images/{rgb_id}/stream.hdn", params=params)
+    assert resp.status == 400 and fragment in (await resp.json())["error"]
+
+
+async def test_original_png_is_the_exact_pixels(client, rgb, rgb_id):
+    resp = await client.get(f"/api/images/{rgb_id}/original.png")
+    assert resp.status == 200 and resp.content_type == "image/png" and "immutable" in resp.headers["Cache-Control"]
+    assert np.array_equal(frame_pixels(await resp.read()), rgb)
+
+
+async def test_thumbnail_is_at_most_320_px(client):
+    from tests.conftest import smooth_image
+    from tests.server.conftest import png_of
+
+    big = smooth_image(200, 700, 3, seed=5)
+    from tests.server.views.test_upload import form
+
+    info = await (await client.post("/api/images", data=form(png_of(big)))).json()
+    resp = await client.get(f"/api/images/{info['id']}/thumbnail.png")
+    thumb = frame_pixels(await resp.read())
+    assert resp.status == 200 and resp.content_type == "image/png" and thumb.shape == (91, 320, 3)
+    again = await client.get(f"/api/images/{info['id']}/thumbnail.png")
+    assert await again.read() == await resp.read()
+
+
+async def test_links_lists_presets_with_display_names(client):
+    links = await (await client.get("/api/links")).json()
+    assert [link["id"] for link in links] == list(PRESETS)
+    threeg = next(link for link in links if link["id"] == "3g")
+    assert threeg == {"id": "3g", "name": "3G", "down_kbps": 1600, "rtt_ms": 300, "source": "WebPageTest"}
+
+
+async def test_stats_report_memory_and_counters(client):
+    stats = await (await client.get("/api/stats")).json()
+    assert stats["rss_bytes"] > 0 and stats["peak_rss_bytes"] >= stats["rss_bytes"] and stats["images"] == 2
+
+
+async def test_unknown_route_is_json_404(client):
+    resp = await client.get("/api/nothing")
+    assert resp.status == 404 and resp.content_type == "application/json" and await resp.json() == {"error": "Not Found"}
+
+
+async def test_wrong_method_is_json_405(client):
+    resp = await client.delete("/api/images")
+    assert resp.status == 405 and (await resp.json())["error"] and "GET" in resp.headers["Allow"]
