@@ -15,8 +15,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .codec.container import MODE_OF_CHANNELS
+
 __all__ = [
     "LoadedImage",
+    "to_pil",
     "ImageError",
     "UnsupportedImage",
     "ImageTooLarge",
@@ -30,7 +33,6 @@ __all__ = [
     "center_crop",
 ]
 
-MODE_OF_CHANNELS = {1: "L", 3: "RGB", 4: "RGBA"}
 #: the files taken from a folder of images (their format is then sniffed from the bytes), by
 #: ``hidenet eval``, ``train``, ``bench`` and ``serve --images`` alike
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp")
@@ -130,11 +132,16 @@ def load_image(path: str | Path, max_pixels: int | None = None) -> LoadedImage:
     return image_from_bytes(data, max_pixels)
 
 
+def to_pil(pixels: np.ndarray) -> Image.Image:
+    """A Pillow image (L, RGB or RGBA) of an (H, W, C) uint8 array."""
+    arr = pixels[:, :, 0] if pixels.shape[2] == 1 else pixels
+    return Image.fromarray(arr, MODE_OF_CHANNELS[pixels.shape[2]])
+
+
 def png_bytes(pixels: np.ndarray, compress_level: int = 1) -> bytes:
     """PNG encoding of an (H, W, C) uint8 array (fast by default: for display frames)."""
-    arr = pixels[:, :, 0] if pixels.shape[2] == 1 else pixels
     buf = io.BytesIO()
-    Image.fromarray(arr, MODE_OF_CHANNELS[pixels.shape[2]]).save(buf, "PNG", compress_level=compress_level)
+    to_pil(pixels).save(buf, "PNG", compress_level=compress_level)
     return buf.getvalue()
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["psnr", "ssim", "mse"]
+__all__ = ["psnr", "psnr_from_sse", "ssim", "mse"]
 
 
 def mse(a: np.ndarray, b: np.ndarray) -> float:
@@ -27,6 +27,12 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """Peak signal-to-noise ratio in dB for 8-bit data; ``inf`` for identical images."""
     m = mse(a, b)
     return math.inf if m == 0 else 10.0 * math.log10(255.0**2 / m)
+
+
+def psnr_from_sse(sse: float, count: int, cap: float = math.inf) -> float:
+    """PSNR in dB of ``count`` 8-bit values whose squared errors sum to ``sse`` (errors pooled
+    over images or levels), at most ``cap`` (``inf`` for no error at all)."""
+    return cap if sse == 0 else min(cap, 10.0 * math.log10(255.0**2 * count / sse))
 
 
 def _gaussian(size: int, sigma: float) -> torch.Tensor:

@@ -15,7 +15,7 @@ from hidenet_core import Predictor, load_model, sample_paths
 
 from .storage.cache import StreamCache
 from .streaming.clock import Clock, MonotonicClock
-from .config import ServerConfig
+from .config import MB, ServerConfig
 from .views.errors import json_errors
 from .streaming.frames import FrameCache
 from .keys import CACHE, CLOCK, CONFIG, FRAMES, MODEL, MODEL_HASH, RACES, SOCKETS, STATIC, STATS, STORE, THUMBNAILS, WORKER
@@ -23,14 +23,14 @@ from .streaming.race import RaceCache
 from .views.resources import StaticFiles, find_dir
 from .routes import routes
 from .stats import ServerStats
-from .storage.store import LRU, ImageStore
+from .storage.lru import LRU
+from .storage.store import ImageStore
 from .worker import Worker
 from .streaming.ws import close_sockets
 
 __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
-MB = 1024 * 1024
 
 
 def create_app(config: ServerConfig | None = None, *, clock: Clock | None = None, model: Predictor | None = None) -> web.Application:

@@ -15,7 +15,8 @@ from .streaming.frames import FrameCache
 from .streaming.race import RaceCache
 from .views.resources import StaticFiles
 from .stats import ServerStats
-from .storage.store import LRU, ImageStore
+from .storage.lru import LRU
+from .storage.store import ImageStore
 from .worker import Worker
 
 __all__ = ["CONFIG", "CLOCK", "MODEL", "MODEL_HASH", "WORKER", "STORE", "CACHE", "RACES", "FRAMES", "STATIC", "THUMBNAILS", "SOCKETS", "STATS"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from .views import api, pages
+from .streaming.protocol import WS_PATH
 from .streaming.ws import websocket
 
 __all__ = ["routes"]
@@ -13,7 +14,7 @@ def routes() -> list[web.AbstractRouteDef]:
     return [
         web.get("/", pages.gallery, name="gallery"),
         web.get("/view/{id}", pages.viewer, name="viewer"),
-        web.get("/ws", websocket, name="ws"),
+        web.get(WS_PATH, websocket, name="ws"),
         web.get("/healthz", api.healthz, name="healthz"),
         web.get("/api/stats", api.server_stats, name="stats"),
         web.get("/api/links", api.list_links, name="links"),

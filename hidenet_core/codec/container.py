@@ -18,7 +18,8 @@ __all__ = [
     "MAGIC",
     "VERSION",
     "VERSIONS",
-    "MODES",
+    "MODE_OF_CHANNELS",
+    "MAX_ERROR",
     "MAX_SIDE",
     "MAX_PIXELS",
     "MAX_LEVELS",
@@ -40,8 +41,10 @@ __all__ = [
 ]
 
 MAGIC = b"\x89HDN\r\n\x1a\n"
-#: mode name -> channel count; the mode byte in the header is the channel count
-MODES = {"L": 1, "RGB": 3, "RGBA": 4}
+#: channel count (the header's mode byte) -> the image mode's name
+MODE_OF_CHANNELS = {1: "L", 3: "RGB", 4: "RGBA"}
+#: the largest max error d of a level (its header byte holds 0..127)
+MAX_ERROR = 127
 MAX_SIDE = 65535
 MAX_PIXELS = 64 * 1024 * 1024
 MAX_LEVELS = 16
@@ -82,7 +85,7 @@ class Header:
 
     @property
     def mode(self) -> str:
-        return {v: k for k, v in MODES.items()}[self.channels]
+        return MODE_OF_CHANNELS[self.channels]
 
     def validate(self) -> None:
         """Raise HdnFormatError if any field is out of range."""
@@ -91,7 +94,7 @@ class Header:
             raise HdnFormatError(f"image size {self.width}x{self.height} is outside 1..{MAX_SIDE} per side")
         if self.width * self.height > MAX_PIXELS:
             raise HdnFormatError(f"image of {self.width * self.height} pixels exceeds the limit of {MAX_PIXELS}")
-        if self.channels not in MODES.values():
+        if self.channels not in MODE_OF_CHANNELS:
             raise HdnFormatError(f"channel count {self.channels} is not 1 (L), 3 (RGB) or 4 (RGBA)")
         if not 0 <= self.levels <= MAX_LEVELS:
             raise HdnFormatError(f"level count {self.levels} is outside 0..{MAX_LEVELS}")
@@ -100,8 +103,8 @@ class Header:
             raise HdnFormatError(f"{self.levels} levels is too many for a {self.width}x{self.height} image")
         if len(self.max_error) != self.levels + 1:
             raise HdnFormatError(f"{len(self.max_error)} max-error values for {self.levels + 1} levels")
-        if any(not 0 <= d <= 127 for d in self.max_error):
-            raise HdnFormatError(f"max-error values {list(self.max_error)} are outside 0..127")
+        if any(not 0 <= d <= MAX_ERROR for d in self.max_error):
+            raise HdnFormatError(f"max-error values {list(self.max_error)} are outside 0..{MAX_ERROR}")
         if not 0 <= self.generative_levels <= self.levels:
             raise HdnFormatError(f"generative level count {self.generative_levels} is outside 0..{self.levels}")
         if not self.model_name or len(self.model_name.encode()) > MAX_MODEL_NAME:

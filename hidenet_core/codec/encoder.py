@@ -16,10 +16,10 @@ import numpy as np
 from .stages import calibration, previewfilter
 from .stages.calibration import ChannelInput, ChannelParams
 from .entropy import LevelEncoder
-from .container import MAX_LEVELS, MAX_PIXELS, MAX_SIDE, Header, pack_chunk, pack_header
+from .container import MAX_ERROR, MAX_LEVELS, MAX_PIXELS, MAX_SIDE, Header, pack_chunk, pack_header
 from .loop import code_level, level_crc, predict_level, top_prior
 from ..predictors.base import Predictor
-from .pyramid import default_levels, level_shapes, split, total_levels
+from .pyramid import default_levels, level_images, level_shapes, split, total_levels
 from .versions import VERSION, FormatVersion, format_version
 
 __all__ = ["EncodeSettings", "encode", "resolve_max_error"]
@@ -54,8 +54,8 @@ def resolve_max_error(max_error: int | Sequence[int], levels: int) -> tuple[int,
                 f"got {len(values)} max-error values for {levels + 1} levels (0..{levels}); "
                 f"give one value or one per level"
             )
-    if any(not 0 <= v <= 127 for v in values):
-        raise ValueError(f"max-error values must be in 0..127, got {list(values)}")
+    if any(not 0 <= v <= MAX_ERROR for v in values):
+        raise ValueError(f"max-error values must be in 0..{MAX_ERROR}, got {list(values)}")
     return values
 
 
@@ -106,13 +106,8 @@ def encode(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = E
         version=fmt.number,
     )
 
-    # originals of every level down to 1x1, and the odd values that rebuild each
-    originals = [np.ascontiguousarray(image.transpose(2, 0, 1))]  # (C, H, W)
-    odds = []
-    for _ in range(top):
-        even, odd = split(originals[-1])
-        originals.append(np.ascontiguousarray(even))
-        odds.append(odd)
+    originals = level_images(image.transpose(2, 0, 1), top)  # (C, H, W) of every level down to 1x1
+    odds = [split(x)[1] for x in originals[:-1]]  # the odd values (3C, h, w) that rebuild each
     shapes = level_shapes(height, width, top)
 
     out = [pack_header(header)]

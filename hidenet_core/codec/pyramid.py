@@ -30,6 +30,7 @@ __all__ = [
     "default_levels",
     "total_levels",
     "odd_valid_mask",
+    "level_images",
 ]
 
 #: The odd phases, in the channel order of the odd tensor.
@@ -135,3 +136,12 @@ def odd_valid_mask(height: int, width: int, channels: int) -> np.ndarray:
         m = ((2 * rows + dy) < height) & ((2 * cols + dx) < width)
         masks.extend([m] * channels)
     return np.stack(masks, axis=0)
+
+
+def level_images(image: np.ndarray, levels: int) -> list[np.ndarray]:
+    """Levels 0 (``image``, (C, H, W)) to ``levels`` of an image, each the even part of the one
+    before (contiguous arrays)."""
+    out = [np.ascontiguousarray(image)]
+    for _ in range(levels):
+        out.append(np.ascontiguousarray(split(out[-1])[0]))
+    return out

@@ -6,7 +6,7 @@ import argparse
 import shlex
 from pathlib import Path
 
-from .options import add_model_option, int_range, size_arg
+from .options import add_model_option, int_range, max_error_arg, size_arg
 
 HELP = "benchmark hideNet against standard codecs (lossless size, quality after N bytes, speed, serving)"
 
@@ -28,7 +28,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="timing runs per codec and image; the fastest counts (default 3; 1 with --quick)")
     p.add_argument("--threads", type=int_range(1, 256), default=1, metavar="N",
                    help="torch threads for hideNet (default 1: every codec runs single-threaded)")
-    p.add_argument("--extra-max-error", type=int_range(0, 127), default=4, metavar="D",
+    p.add_argument("--extra-max-error", type=max_error_arg, default=4, metavar="D",
                    help="also show a near-lossless hideNet stream (max error D) against bytes received; 0: don't")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     add_model_option(p)

@@ -10,15 +10,14 @@ from pathlib import Path
 from ..codec.decoder import decode_until
 from ..imageio import save_png
 from ..predictors import load_model
-from .options import add_model_option, int_range
+from .options import add_files, add_model_option, level_arg
 
 HELP = "decode a .hdn stream (or any prefix of it) into a PNG"
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", help="the .hdn file")
-    p.add_argument("output", help="the PNG file to write")
-    p.add_argument("--level", type=int_range(0, 16), default=0, metavar="K",
+    add_files(p, "the .hdn file", "the PNG file to write")
+    p.add_argument("--level", type=level_arg, default=0, metavar="K",
                    help="stop after level K (0 = the full image)")
     p.add_argument("--preview", action="store_true",
                    help="fill the levels not decoded by prediction: a full-size image from any prefix")

@@ -11,19 +11,18 @@ from ..codec.encoder import EncodeSettings, encode
 from ..imageio import load_image
 from ..predictors import load_model
 from ..codec.versions import VERSION, VERSIONS
-from .options import add_model_option, int_range, max_error_list
+from .options import add_files, add_model_option, int_range, level_arg, max_error_list
 
 HELP = "encode an image into a progressive .hdn stream"
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", help="image file (8-bit L, RGB or RGBA; other modes are converted)")
-    p.add_argument("output", help="the .hdn file to write")
+    add_files(p, "image file (8-bit L, RGB or RGBA; other modes are converted)", "the .hdn file to write")
     p.add_argument("--max-error", type=max_error_list, default=0, metavar="D",
                    help="largest error per pixel (0 = lossless), or one value per level from 0 (full image) to L")
-    p.add_argument("--generative-levels", type=int_range(0, 16), default=0, metavar="G",
+    p.add_argument("--generative-levels", type=level_arg, default=0, metavar="G",
                    help="the finest G levels send no residual: the decoder shows the prediction")
-    p.add_argument("--levels", type=int_range(0, 16), default=None, metavar="L",
+    p.add_argument("--levels", type=level_arg, default=None, metavar="L",
                    help="number of levels below the full image (default: base at most 32 px)")
     p.add_argument("--format-version", type=int_range(min(VERSIONS), max(VERSIONS)), default=VERSION, metavar="N",
                    help=f"the .hdn format version to write (default {VERSION}; older ones are larger, for decoders "

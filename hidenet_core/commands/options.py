@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["int_range", "max_error_list", "add_model_option"]
+from ..codec.container import MAX_ERROR, MAX_LEVELS, MAX_SIDE
+
+__all__ = ["int_range", "max_error_list", "level_arg", "max_error_arg", "add_files", "add_model_option", "size_arg"]
 
 
 def int_range(lo: int, hi: int):
@@ -29,20 +31,32 @@ def max_error_list(text: str) -> int | tuple[int, ...]:
         values = [int(p) for p in parts]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer or a comma-separated list of integers") from None
-    if any(not 0 <= v <= 127 for v in values):
-        raise argparse.ArgumentTypeError(f"max-error values must be in 0..127, got {text!r}")
+    if any(not 0 <= v <= MAX_ERROR for v in values):
+        raise argparse.ArgumentTypeError(f"max-error values must be in 0..{MAX_ERROR}, got {text!r}")
     return values[0] if len(values) == 1 else tuple(values)
 
 
+#: a level index or count: 0..MAX_LEVELS
+level_arg = int_range(0, MAX_LEVELS)
+#: a single max error d: 0..MAX_ERROR
+max_error_arg = int_range(0, MAX_ERROR)
+
+
 def size_arg(text: str) -> tuple[int, int]:
-    """``WIDTHxHEIGHT`` (e.g. 768x512) as (width, height), each 1..65535."""
+    """``WIDTHxHEIGHT`` (e.g. 768x512) as (width, height), each 1..MAX_SIDE."""
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size WIDTHxHEIGHT, e.g. 768x512") from None
-    if not (1 <= w <= 65535 and 1 <= h <= 65535):
-        raise argparse.ArgumentTypeError(f"crop size {text!r} is outside 1..65535 per side")
+    if not (1 <= w <= MAX_SIDE and 1 <= h <= MAX_SIDE):
+        raise argparse.ArgumentTypeError(f"crop size {text!r} is outside 1..{MAX_SIDE} per side")
     return w, h
+
+
+def add_files(parser: argparse.ArgumentParser, input_help: str, output_help: str) -> None:
+    """The two positional arguments of a conversion: the file read and the file written."""
+    parser.add_argument("input", help=input_help)
+    parser.add_argument("output", help=output_help)
 
 
 def add_model_option(parser: argparse.ArgumentParser) -> None:

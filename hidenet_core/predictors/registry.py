@@ -118,9 +118,11 @@ _LOADERS: dict[str, Callable[[], Predictor]] = {
 
 def _load_default() -> Predictor:
     path = default_weights_path()
-    if not path.is_file():
-        # no trained weights shipped (yet): the non-learned predictor is the default
-        return Interp().eval()
+    if not path.is_file():  # never silently another model: its streams would not match the default's
+        raise ModelLoadError(
+            f"the default model's weights are missing ({path} is not a file): reinstall hidenet, "
+            f"or choose --model interp or a checkpoint path"
+        )
     return _from_checkpoint(load_checkpoint(path), "default")
 
 

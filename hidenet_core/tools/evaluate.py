@@ -38,13 +38,13 @@ from ..codec.encoder import encode
 from ..codec.decoder import decode, preview
 from ..imageio import center_crop, image_files, load_image
 from ..codec.loop import predict_level
-from ..metrics import ssim
+from ..metrics import psnr_from_sse, ssim
 from ..predictors.base import Predictor
-from ..codec.pyramid import default_levels, level_shapes, odd_valid_mask, split
+from ..codec.pyramid import default_levels, level_images, level_shapes, odd_valid_mask, split
 from ..codec.versions import VERSION, format_version
 
 __all__ = ["LevelScore", "ImageScore", "bicubic_odd", "evaluate_image", "evaluate_folder", "totals", "as_json",
-           "level_fitter"]
+           "level_fitter", "level_guesses", "sse"]
 
 
 @dataclass(frozen=True)
@@ -83,10 +83,6 @@ class ImageScore:
     decode_seconds: float = math.nan
 
 
-def _psnr(sse: float, n: int) -> float:
-    return math.inf if sse == 0 else 10 * math.log10(255.0**2 * n / sse)
-
-
 def bicubic_odd(even: np.ndarray) -> np.ndarray:
     """Odd values (3C, h, w) by bicubic interpolation of the even image (C, h, w), uint8."""
     c, h, w = even.shape
@@ -97,32 +93,38 @@ def bicubic_odd(even: np.ndarray) -> np.ndarray:
     return split(up)[1]
 
 
+def level_guesses(model: Predictor, even: np.ndarray, odd_true: np.ndarray, shapes: list[tuple[int, int]],
+                  k: int) -> dict[str, np.ndarray]:
+    """The odd values (3C, h, w) of level k guessed from its true even pixels (C, h, w): by the model
+    alone ("model"), refined by the level's preview filter as the encoder fits it ("model_filtered";
+    the plain means where the level carries none) and by bicubic interpolation ("bicubic")."""
+    plain = split(predict_level(model, even, shapes[k], k))[1]
+    fitter = level_fitter(odd_true, shapes, k)
+    filtered = plain if fitter is None else split(predict_level(model, even, shapes[k], k, fitter))[1]
+    return {"model": plain, "model_filtered": filtered, "bicubic": bicubic_odd(even)}
+
+
+def sse(guess: np.ndarray, odd_true: np.ndarray, valid: np.ndarray) -> float:
+    """Summed squared error of a guess of the odd values (3C, h, w) over the real ones (not the padding)."""
+    d = guess[valid].astype(np.float64) - odd_true[valid]
+    return float((d * d).sum())
+
+
 def evaluate_image(pixels: np.ndarray, model: Predictor, name: str = "", verify: bool = True) -> ImageScore:
     """All figures for one (H, W, C) uint8 image."""
     height, width, c = pixels.shape
     levels = default_levels(height, width)
     shapes = level_shapes(height, width, levels)
-    originals = [np.ascontiguousarray(pixels.transpose(2, 0, 1))]  # (C, H, W) per level
-    for _ in range(levels):
-        originals.append(split(originals[-1])[0])
+    originals = level_images(pixels.transpose(2, 0, 1), levels)  # (C, H, W) per level
     scores = []
     for k in range(levels):
         even, odd = split(originals[k])  # (C, h, w), (3C, h, w)
         valid = odd_valid_mask(*shapes[k], c)
-        pred = split(predict_level(model, even, shapes[k], k))[1]
-        fitter = level_fitter(odd, shapes, k)  # None: the level carries no filter, so it shows pred
-        if fitter is None:
-            filtered = pred
-        else:
-            filtered = split(predict_level(model, even, shapes[k], k, fitter))[1]
-        bic = bicubic_odd(even)
-        truth = odd[valid].astype(np.float64)
-        sse_m = float(((pred[valid] - truth) ** 2).sum())
-        sse_f = float(((filtered[valid] - truth) ** 2).sum())
-        sse_b = float(((bic[valid] - truth) ** 2).sum())
+        guesses = level_guesses(model, even, odd, shapes, k)
         n = int(valid.sum())
-        scores.append(LevelScore(k, *shapes[k], _psnr(sse_m, n), _psnr(sse_b, n), sse_m, sse_b, n,
-                                 _psnr(sse_f, n), sse_f))
+        sse_m, sse_f, sse_b = (sse(guesses[key], odd, valid) for key in ("model", "model_filtered", "bicubic"))
+        scores.append(LevelScore(k, *shapes[k], psnr_from_sse(sse_m, n), psnr_from_sse(sse_b, n), sse_m, sse_b, n,
+                                 psnr_from_sse(sse_f, n), sse_f))
     base_odd = split(originals[levels - 1])[1] if levels else None
     prev = preview(model, originals[levels], levels, shapes, level_fitter(base_odd, shapes, levels - 1))  # (H, W, C)
     t0 = time.perf_counter()
@@ -171,9 +173,9 @@ def totals(scores: list[ImageScore]) -> dict:
     levels = []
     for k in sorted(by_level):
         n = sum(lv.count for lv in by_level[k])
-        pm = _psnr(sum(lv.sse_model for lv in by_level[k]), n)
-        pb = _psnr(sum(lv.sse_bicubic for lv in by_level[k]), n)
-        pf = _psnr(sum(lv.sse_filtered for lv in by_level[k]), n)
+        pm = psnr_from_sse(sum(lv.sse_model for lv in by_level[k]), n)
+        pb = psnr_from_sse(sum(lv.sse_bicubic for lv in by_level[k]), n)
+        pf = psnr_from_sse(sum(lv.sse_filtered for lv in by_level[k]), n)
         levels.append({"level": k, "images": len(by_level[k]), "psnr_model": pm, "psnr_filtered": pf, "psnr_bicubic": pb,
                        "gain_db": pm - pb, "filtered_gain_db": pf - pb})
     return {

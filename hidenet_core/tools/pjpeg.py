@@ -16,6 +16,8 @@ import io
 import numpy as np
 from PIL import Image
 
+from ..imageio import to_pil
+
 __all__ = ["JPEG_QUALITY", "visible", "progressive_jpeg", "scan_ends", "decode_prefix"]
 
 JPEG_QUALITY = 90
@@ -30,10 +32,8 @@ def visible(pixels: np.ndarray) -> np.ndarray:
 
 def progressive_jpeg(pixels: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
     """A progressive JPEG of an (H, W, C) uint8 image's visible channels."""
-    px = visible(pixels)
-    img = Image.fromarray(px[:, :, 0], "L") if px.shape[2] == 1 else Image.fromarray(px, "RGB")
     buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=quality, progressive=True, optimize=True)
+    to_pil(visible(pixels)).save(buf, "JPEG", quality=quality, progressive=True, optimize=True)
     return buf.getvalue()
 
 

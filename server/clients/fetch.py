@@ -22,15 +22,16 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus, WebSocketException
 
 from hidenet_core.cli import CliError
-from hidenet_core.commands.options import int_range
+from hidenet_core.commands.options import level_arg, max_error_arg
 
+from ..storage.store import ID_RE
 from ..streaming.links import PRESETS
+from ..streaming.protocol import WS_PATH
 
 __all__ = ["fetch", "ws_url", "HELP", "configure", "run"]
 
 HELP = "stream an image from a running hideNet server, save each level and print the timeline"
 MAX_FRAME = 512 * 1024 * 1024
-_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def ws_url(url: str) -> str:
@@ -39,7 +40,7 @@ def ws_url(url: str) -> str:
     scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
     if scheme is None or not parts.netloc:
         raise CliError(f"server URL {url!r} is not http://HOST:PORT or ws://HOST:PORT")
-    return urlunsplit((scheme, parts.netloc, "/ws", "", ""))
+    return urlunsplit((scheme, parts.netloc, WS_PATH, "", ""))
 
 
 def _http_url(url: str, path: str) -> str:
@@ -49,7 +50,7 @@ def _http_url(url: str, path: str) -> str:
 
 def resolve_image(url: str, image: str) -> str:
     """An id as is; otherwise look the name up in the server's image list."""
-    if _ID.match(image):
+    if ID_RE.match(image):
         return image
     try:
         with urllib.request.urlopen(_http_url(url, "/api/images"), timeout=10) as resp:
@@ -128,8 +129,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", metavar="IMAGE_ID", help="image id (or name) from GET /api/images")
     p.add_argument("--link", type=parse_link, default="unlimited", metavar="PRESET",
                    help=f"simulated link: one of {', '.join(PRESETS)}, or KBPS/RTT_MS (default unlimited)")
-    p.add_argument("--max-error", type=int_range(0, 127), default=0, metavar="D", help="0 = lossless (default)")
-    p.add_argument("--generative-levels", type=int_range(0, 16), default=0, metavar="G")
+    p.add_argument("--max-error", type=max_error_arg, default=0, metavar="D", help="0 = lossless (default)")
+    p.add_argument("--generative-levels", type=level_arg, default=0, metavar="G")
     p.add_argument("--preview", action="store_true", help="save full-size previews instead of each level at its size")
     p.add_argument("--race", action="store_true", help="also fetch the progressive-JPEG race frames")
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="where to write the PNGs (default fetch-<id>)")

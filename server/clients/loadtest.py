@@ -26,6 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
+from .fetch import ws_url
 from .process import start_server, stop_server
 
 __all__ = ["run_loadtest", "stream_once", "percentile", "main"]
@@ -40,17 +41,12 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[rank - 1]
 
 
-def _ws_url(base_url: str) -> str:
-    parts = urlsplit(base_url)
-    return urlunsplit(({"https": "wss"}.get(parts.scheme, "ws"), parts.netloc, "/ws", "", ""))
-
-
 async def stream_once(session: aiohttp.ClientSession, base_url: str, image_id: str, link: str | dict = "unlimited",
                       preview: bool = True, ready: asyncio.Event | None = None) -> dict:
     """One stream; returns its timings or its error. Waits for ``ready`` before sending start."""
     out: dict = {"first_level_ms": None, "lags_ms": [], "levels": 0, "error": None, "frame_bytes": 0}
     try:
-        async with session.ws_connect(_ws_url(base_url), max_msg_size=0) as ws:
+        async with session.ws_connect(ws_url(base_url), max_msg_size=0) as ws:
             if ready is not None:
                 await ready.wait()
             t_start = time.perf_counter()

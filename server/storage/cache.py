@@ -15,9 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hidenet_core import HdnFormatError
-from hidenet_core.codec.container import VERSION, StreamLayout, scan_stream
+from hidenet_core.codec.container import StreamLayout, scan_stream
+from hidenet_core.codec.versions import VERSION
 
-from .store import LRU, atomic_write
+from .lru import LRU
+from .singleflight import SingleFlight
+from .store import atomic_write
 
 __all__ = ["StreamKey", "StreamCache"]
 
@@ -45,7 +48,7 @@ class StreamCache:
     def __init__(self, directory: Path, memory_bytes: int = 64 * 1024 * 1024) -> None:
         self.directory = directory
         self._memory = LRU(memory_bytes, weigh=lambda item: len(item[0]))  # type: ignore[index]
-        self._pending: dict[StreamKey, asyncio.Task[tuple[bytes, StreamLayout]]] = {}
+        self._flights: SingleFlight[tuple[bytes, StreamLayout]] = SingleFlight()
 
     def path(self, key: StreamKey) -> Path:
         return self.directory / key.filename
@@ -88,20 +91,11 @@ class StreamCache:
         if hot is not None:  # checked when it was read or written; no need to read it again
             on_event("hit")
             return hot  # type: ignore[return-value]
-        task = self._pending.get(key)
-        if task is None:
-            # a task of its own: it finishes (and fills the cache) even if every requester leaves
-            task = asyncio.create_task(self._load_or_encode(key, run, encode, on_event))
-            self._pending[key] = task
-            task.add_done_callback(lambda t: (self._pending.pop(key, None), t.cancelled() or t.exception()))
-        return await asyncio.shield(task)
+        return await self._flights.run(key, lambda: self._load_or_encode(key, run, encode, on_event))
 
     async def close(self) -> None:
         """Cancel encodings still running (at shutdown)."""
-        tasks = list(self._pending.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._flights.close()
 
     async def _load_or_encode(self, key, run, encode, on_event) -> tuple[bytes, StreamLayout]:
         try:

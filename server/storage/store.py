@@ -17,8 +17,6 @@ import re
 import tempfile
 import threading
 import unicodedata
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
@@ -28,7 +26,9 @@ import numpy as np
 from hidenet_core import ImageError, load_image, png_bytes
 from hidenet_core.imageio import image_files
 
-__all__ = ["ImageInfo", "ImageStore", "StoreFull", "image_id", "ID_RE", "display_name", "atomic_write", "LRU"]
+from .lru import LRU
+
+__all__ = ["ImageInfo", "ImageStore", "StoreFull", "image_id", "ID_RE", "display_name", "atomic_write"]
 
 log = logging.getLogger(__name__)
 
@@ -69,40 +69,6 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 class StoreFull(Exception):
     """No room for another upload."""
-
-
-class LRU:
-    """A small thread-safe least-recently-used map, bounded by total weight (default: item count)."""
-
-    def __init__(self, capacity: int, weigh: Callable[[object], int] = lambda value: 1) -> None:
-        self._capacity = capacity
-        self._weigh = weigh
-        self._weight = 0
-        self._data: OrderedDict[object, tuple[object, int]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def get(self, key: object) -> object | None:
-        with self._lock:
-            item = self._data.get(key)
-            if item is None:
-                return None
-            self._data.move_to_end(key)
-            return item[0]
-
-    def put(self, key: object, value: object) -> None:
-        weight = self._weigh(value)
-        with self._lock:
-            old = self._data.pop(key, None)
-            if old is not None:
-                self._weight -= old[1]
-            self._data[key] = (value, weight)
-            self._weight += weight
-            while self._weight > self._capacity and len(self._data) > 1:
-                _, (_, w) = self._data.popitem(last=False)
-                self._weight -= w
 
 
 @dataclass(frozen=True)

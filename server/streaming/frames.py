@@ -18,7 +18,7 @@ import numpy as np
 from hidenet_core import DecodedLevel, ProgressiveDecoder, png_bytes, psnr, ssim
 
 from ..storage.cache import StreamKey
-from ..storage.store import LRU
+from ..storage.lru import LRU
 
 __all__ = ["Frame", "FrameCache", "level_reference", "render_frame", "finite"]
 

@@ -12,10 +12,10 @@ arrived::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
-__all__ = ["Link", "LinkError", "PRESETS", "UNLIMITED", "parse_link", "arrival_ms", "schedule", "CUSTOM_LIMITS"]
+__all__ = ["Link", "LinkError", "PRESETS", "UNLIMITED", "parse_link", "arrival_ms", "presets_json", "CUSTOM_LIMITS"]
 
 WEBPAGETEST = "WebPageTest"
 DEVTOOLS = "Chrome DevTools"
@@ -61,6 +61,11 @@ PRESETS: dict[str, Link] = {
 }
 
 
+def presets_json() -> list[dict]:
+    """Every preset as JSON, in menu order (``/api/links`` and the viewer's link menu)."""
+    return [link.to_json() for link in PRESETS.values()]
+
+
 def _number(value: object, key: str) -> float:
     lo, hi = CUSTOM_LIMITS[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -91,8 +96,3 @@ def arrival_ms(link: Link, nbytes: int) -> float:
     if link.down_kbps is None:
         return 0.0
     return link.rtt_ms + nbytes * 8.0 / link.down_kbps
-
-
-def schedule(link: Link, ends: Sequence[int]) -> list[float]:
-    """Arrival time of each piece, given the cumulative byte offset where each one ends."""
-    return [arrival_ms(link, n) for n in ends]

@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from hidenet_core.codec.container import MAX_ERROR, MAX_LEVELS
+
 from .links import Link, LinkError, parse_link
 
-__all__ = ["ProtocolError", "StartRequest", "Cancel", "parse_message", "START_DEFAULTS"]
+__all__ = ["WS_PATH", "ProtocolError", "StartRequest", "Cancel", "parse_message", "START_DEFAULTS"]
 
-MAX_ERROR = 127
-MAX_GENERATIVE = 16
+#: where the websocket is served
+WS_PATH = "/ws"
+
 
 #: optional fields of "start" and their defaults
 START_DEFAULTS = {"link": "unlimited", "max_error": 0, "generative_levels": 0, "preview": True, "race": False}
@@ -32,7 +35,7 @@ class ProtocolError(ValueError):
 class StartRequest:
     image: str  # image id
     link: Link
-    max_error: int  # d for every level, 0..127 (0 = lossless)
+    max_error: int  # d for every level, 0..MAX_ERROR (0 = lossless)
     generative_levels: int  # g, 0..levels of the image
     preview: bool  # frames are full-size predictions (True) or the level at its own size
     race: bool  # also stream a progressive JPEG over the same link
@@ -85,7 +88,7 @@ def parse_message(text: str) -> StartRequest | Cancel:
         image=image,
         link=link,
         max_error=_int(msg, "max_error", MAX_ERROR),
-        generative_levels=_int(msg, "generative_levels", MAX_GENERATIVE),
+        generative_levels=_int(msg, "generative_levels", MAX_LEVELS),
         preview=_bool(msg, "preview"),
         race=_bool(msg, "race"),
     )

@@ -8,7 +8,7 @@ only on the image, so it is cached.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +16,8 @@ import numpy as np
 from hidenet_core import png_bytes, psnr, ssim
 from hidenet_core.tools.pjpeg import decode_prefix, progressive_jpeg, scan_ends, visible
 
-from ..storage.store import LRU
+from ..storage.lru import LRU
+from ..storage.singleflight import SingleFlight
 
 __all__ = ["RaceFrame", "RaceTimeline", "progressive_jpeg", "scan_ends", "decode_prefix", "build_race", "RaceCache"]
 
@@ -47,29 +48,24 @@ def build_race(pixels: np.ndarray, quality: int = 90) -> RaceTimeline:
 
 
 class RaceCache:
-    """Race timelines by (image id, quality), built once in the worker."""
+    """Race timelines by (image id, quality), built once in the worker however many ask at the same time."""
 
     def __init__(self, items: int) -> None:
         self._lru = LRU(items)
-        self._pending: dict[tuple[str, int], asyncio.Task[RaceTimeline]] = {}
+        self._flights: SingleFlight[RaceTimeline] = SingleFlight()
 
     def __len__(self) -> int:
         return len(self._lru)
 
-    async def get(self, image_id: str, quality: int, build: Callable[[], "asyncio.Future[RaceTimeline]"]) -> RaceTimeline:
+    async def get(self, image_id: str, quality: int, build: Callable[[], Awaitable[RaceTimeline]]) -> RaceTimeline:
         key = (image_id, quality)
         cached = self._lru.get(key)
         if cached is not None:
             return cached  # type: ignore[return-value]
-        task = self._pending.get(key)
-        if task is None:
-            task = asyncio.ensure_future(build())
-            self._pending[key] = task
 
-            def done(t: asyncio.Task[RaceTimeline]) -> None:
-                self._pending.pop(key, None)
-                if not t.cancelled() and t.exception() is None:
-                    self._lru.put(key, t.result())
+        async def build_and_keep() -> RaceTimeline:
+            timeline = await build()
+            self._lru.put(key, timeline)
+            return timeline
 
-            task.add_done_callback(done)
-        return await asyncio.shield(task)
+        return await self._flights.run(key, build_and_keep)

@@ -8,16 +8,17 @@ import numpy as np
 from aiohttp import web
 from PIL import Image
 
+from hidenet_core.codec.container import MAX_ERROR
 from hidenet_core import ImageError, ImageTooLarge, UnsupportedImage, default_levels, image_from_bytes, png_bytes
+from hidenet_core.imageio import to_pil
 
 from .errors import json_error
 from ..keys import CONFIG, RACES, SOCKETS, STATIC, STATS, STORE, THUMBNAILS, WORKER
-from .pages import links_json
-from ..streaming.protocol import MAX_ERROR
 from ..storage.store import ImageInfo, StoreFull, display_name
+from ..streaming.links import presets_json
 from ..streaming.stream import load_stream, stream_key
 
-__all__ = ["list_images", "upload_image", "get_image", "stream_file", "original_png", "thumbnail_png",
+__all__ = ["image_or_404", "list_images", "upload_image", "get_image", "stream_file", "original_png", "thumbnail_png",
            "list_links", "static_file", "healthz", "server_stats", "THUMBNAIL_SIDE"]
 
 THUMBNAIL_SIDE = 320
@@ -25,7 +26,8 @@ IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
 _CHUNK = 64 * 1024
 
 
-def _image(request: web.Request) -> ImageInfo:
+def image_or_404(request: web.Request) -> ImageInfo:
+    """The image a route's ``{id}`` names, or a 404."""
     info = request.app[STORE].get(request.match_info["id"])
     if info is None:
         json_error(web.HTTPNotFound, f"no image with id {request.match_info['id']!r}")
@@ -37,7 +39,7 @@ async def list_images(request: web.Request) -> web.Response:
 
 
 async def get_image(request: web.Request) -> web.Response:
-    info = _image(request)
+    info = image_or_404(request)
     levels = default_levels(info.height, info.width)
     return web.json_response({**info.to_json(), "channels": info.channels, "levels": levels + 1})
 
@@ -101,7 +103,7 @@ def _int_query(request: web.Request, key: str, hi: int) -> int:
 
 
 async def stream_file(request: web.Request) -> web.Response:
-    info = _image(request)
+    info = image_or_404(request)
     max_error = _int_query(request, "max_error", MAX_ERROR)
     generative = _int_query(request, "generative_levels", default_levels(info.height, info.width))
     data, _ = await load_stream(request.app, info, stream_key(request.app, info.id, max_error, generative))
@@ -111,7 +113,7 @@ async def stream_file(request: web.Request) -> web.Response:
 
 
 async def original_png(request: web.Request) -> web.Response:
-    info = _image(request)
+    info = image_or_404(request)
     store, worker = request.app[STORE], request.app[WORKER]
 
     def make() -> bytes:
@@ -122,8 +124,7 @@ async def original_png(request: web.Request) -> web.Response:
 
 
 def _thumbnail(pixels: np.ndarray) -> bytes:
-    arr = pixels[:, :, 0] if pixels.shape[2] == 1 else pixels
-    img = Image.fromarray(arr)
+    img = to_pil(pixels)
     img.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
     img.save(buf, "PNG", compress_level=6)
@@ -131,7 +132,7 @@ def _thumbnail(pixels: np.ndarray) -> bytes:
 
 
 async def thumbnail_png(request: web.Request) -> web.Response:
-    info = _image(request)
+    info = image_or_404(request)
     store, worker, cache = request.app[STORE], request.app[WORKER], request.app[THUMBNAILS]
     body = cache.get(info.id)
     if body is None:
@@ -145,12 +146,11 @@ async def static_file(request: web.Request) -> web.FileResponse:
     file = request.app[STATIC].resolve(request.match_info["path"])
     if file is None:
         json_error(web.HTTPNotFound, f"no static file {request.match_info['path']!r}")
-    cache = "public, max-age=31536000, immutable" if "v" in request.query else "no-cache"
-    return web.FileResponse(file, headers={"Cache-Control": cache})
+    return web.FileResponse(file, headers=IMMUTABLE if "v" in request.query else {"Cache-Control": "no-cache"})
 
 
 async def list_links(request: web.Request) -> web.Response:
-    return web.json_response(links_json())
+    return web.json_response(presets_json())
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -5,24 +5,31 @@ from __future__ import annotations
 import aiohttp_jinja2
 from aiohttp import web
 
-from .errors import json_error
+from hidenet_core.codec.container import MAX_ERROR, MAX_LEVELS
+
 from ..keys import STORE
-from ..streaming.links import PRESETS
+from ..streaming.links import CUSTOM_LIMITS, presets_json
+from .api import image_or_404
 
-__all__ = ["gallery", "viewer", "links_json"]
+__all__ = ["gallery", "viewer", "viewer_limits"]
 
 
-def links_json() -> list[dict]:
-    return [link.to_json() for link in PRESETS.values()]
+def viewer_limits() -> dict[str, tuple[int, int]]:
+    """The range of each number setting of the viewer (its inputs carry them, and its URL state
+    keeps to them): what the server accepts."""
+    return {
+        "max_error": (1, MAX_ERROR),
+        "generative_levels": (1, MAX_LEVELS),  # narrowed by the viewer to the image's level count
+        **{key: (int(lo), int(hi)) for key, (lo, hi) in CUSTOM_LIMITS.items()},
+    }
 
 
 async def gallery(request: web.Request) -> web.Response:
     images = [info.to_json() for info in request.app[STORE].list()]
-    return aiohttp_jinja2.render_template("gallery.html", request, {"images": images, "links": links_json()})
+    return aiohttp_jinja2.render_template("gallery.html", request, {"images": images})
 
 
 async def viewer(request: web.Request) -> web.Response:
-    info = request.app[STORE].get(request.match_info["id"])
-    if info is None:
-        json_error(web.HTTPNotFound, f"no image with id {request.match_info['id']!r}")
-    return aiohttp_jinja2.render_template("viewer.html", request, {"image": info.to_json(), "links": links_json()})
+    info = image_or_404(request)
+    context = {"image": info.to_json(), "links": presets_json(), "limits": viewer_limits()}
+    return aiohttp_jinja2.render_template("viewer.html", request, context)

@@ -149,7 +149,7 @@ export class StreamSession {
         this.close();
         break;
       case "error":
-        this.#fail(message.message || "the server reported an error");
+        this.#fail(message.message);
         break;
       default:
         break; // unknown messages are ignored, so the server can add new ones

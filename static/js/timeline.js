@@ -19,18 +19,17 @@ export class Timeline {
    * Start over with a pending row per level, base first. `schedule` is the server's plan
    * ([{level, payload_bytes, total_bytes, arrival_ms}], from "meta"): pending rows show it greyed.
    */
-  reset({ baseLevel = 0, totalBytes = 0, schedule = null } = {}) {
+  reset({ baseLevel = 0, totalBytes = 0, schedule = [] } = {}) {
     this.tbody.replaceChildren();
     this.rows.clear();
     this.levels = baseLevel;
     this.totalBytes = totalBytes;
     this.#setFill(0);
-    const plan = schedule ?? Array.from({ length: baseLevel + 1 }, (_, i) => ({ level: baseLevel - i }));
-    for (const step of plan) {
+    for (const step of schedule) {
       const row = this.#row(step.level);
-      if (step.payload_bytes != null) setText(row.cells.payload, formatBytes(step.payload_bytes));
-      if (step.total_bytes != null) setText(row.cells.received, formatBytes(step.total_bytes));
-      if (step.arrival_ms != null) setText(row.cells.arrival, `due ${formatMs(step.arrival_ms)}`);
+      setText(row.cells.payload, formatBytes(step.payload_bytes));
+      setText(row.cells.received, formatBytes(step.total_bytes));
+      setText(row.cells.arrival, `due ${formatMs(step.arrival_ms)}`);
     }
   }
 
@@ -60,11 +59,6 @@ export class Timeline {
       }
     }
     this.#setFill(1);
-  }
-
-  /** Rows that have arrived, in table order (the level numbers). */
-  arrivedLevels() {
-    return [...this.tbody.querySelectorAll("tr[data-state=arrived]")].map((tr) => Number(tr.dataset.level));
   }
 
   #setFill(fraction) {

@@ -54,9 +54,9 @@ const form = new ControlsForm($("#controls"), {
   },
 });
 
-let state = parseState(window.location.search, form.linkIds());
+let state = parseState(window.location.search, form.linkIds(), form.limits());
 let session = null;
-let stream = null; // per-stream bookkeeping: {t0, levels, first, race}
+let stream = null; // per-stream bookkeeping: {t0, first: {hidenet, jpeg}} (arrival of each side's first frame)
 let clockFrame = 0;
 
 function apply(next) {
@@ -70,13 +70,16 @@ function apply(next) {
   stats.set("link", linkText(null));
 }
 
+/** The link in words: from the stream's "meta" once it came, from the chosen preset until then. */
 function linkText(meta) {
   if (state.link === "custom") return `${formatRate(state.down_kbps)}, ${state.rtt_ms} ms`;
   const option = form.inputs.link.selectedOptions[0];
-  const name = meta?.link?.name ?? option?.textContent.split("·")[0].trim() ?? state.link;
-  const kbps = meta?.link?.down_kbps ?? Number(option?.dataset.downKbps);
-  const rtt = meta?.link?.rtt_ms ?? Number(option?.dataset.rttMs);
-  return kbps ? `${name} · ${formatRate(kbps)}, ${rtt} ms` : name;
+  const link = meta?.link ?? {
+    name: option?.textContent.split("·")[0].trim() ?? state.link,
+    down_kbps: Number(option?.dataset.downKbps),
+    rtt_ms: Number(option?.dataset.rttMs),
+  };
+  return link.down_kbps ? `${link.name} · ${formatRate(link.down_kbps)}, ${link.rtt_ms} ms` : link.name;
 }
 
 function setError(text) {
@@ -92,7 +95,7 @@ function setStreamState(value) {
 function start() {
   session?.close();
   setError("");
-  stream = { t0: performance.now(), levels: null, count: null, firstLevel: null, firstRace: null };
+  stream = { t0: performance.now(), first: {} };
   for (const [name, s] of Object.entries(sides)) {
     s.stoppedAt = null;
     s.last = null;
@@ -129,59 +132,54 @@ function stop() {
 }
 
 function onMeta(meta) {
-  stream.levels = Number.isInteger(meta.base_level) ? meta.base_level : null;
-  stream.count = Number.isInteger(meta.levels) ? meta.levels : null;
-  const total = meta.total_bytes ?? meta.payload_bytes ?? 0;
-  timeline.reset({ baseLevel: stream.levels ?? 0, totalBytes: total, schedule: meta.schedule ?? null });
-  if (stream.levels != null) form.setMaxGenerativeLevels(stream.levels);
+  timeline.reset({ baseLevel: meta.base_level, totalBytes: meta.total_bytes, schedule: meta.schedule });
+  form.setMaxGenerativeLevels(meta.base_level);
   stats.set("link", linkText(meta));
-  setText(sides.hidenet.status, `Waiting for the base level · ${formatBytes(total)} to send`);
+  setText(sides.hidenet.status, `Waiting for the base level · ${formatBytes(meta.total_bytes)} to send`);
   setText(sides.jpeg.status, "Waiting for the first scan");
   setStreamState("streaming");
 }
 
 function onLevel(message, bitmap) {
   const s = sides.hidenet;
-  const count = message.levels ?? stream.count ?? (stream.levels ?? message.level) + 1;
-  const step = (message.index ?? (stream.levels ?? message.level) - message.level) + 1;
+  const step = message.index + 1;
   s.stage.show(bitmap, `hideNet: ${image.name}, level ${message.level}, ${formatSize(message.width, message.height)}`);
   s.figure.dataset.level = String(message.level);
   s.last = message;
-  setText(s.badge, `${step}/${count}`);
+  setText(s.badge, `${step}/${message.levels}`);
   setText(s.status, `Level ${message.level} · ${formatSize(message.width, message.height)} · ${formatBytes(message.total_bytes)} at ${formatClock(message.arrival_ms)}`);
   timeline.addLevel(message);
-  charts[0].add("hidenet", message.arrival_ms, message.psnr);
-  charts[1].add("hidenet", message.total_bytes, message.psnr);
-  if (stream.firstLevel == null) {
-    stream.firstLevel = message.arrival_ms;
-    stats.set("first", formatMs(message.arrival_ms));
-  }
-  stats.set("bytes", formatBytes(message.total_bytes));
+  record("hidenet", "", message, message.total_bytes);
   stats.set("psnr", formatPsnr(message.psnr));
-  if (step === count) {
+  if (step === message.levels) {
     s.stoppedAt = message.arrival_ms;
     stats.set("final", formatMs(message.arrival_ms));
   }
 }
 
+/** Plot one side's frame (`key`: "hidenet" or "jpeg") and update its totals (stats named `prefix` + name). */
+function record(key, prefix, message, bytes) {
+  charts[0].add(key, message.arrival_ms, message.psnr);
+  charts[1].add(key, bytes, message.psnr);
+  if (stream.first[key] == null) {
+    stream.first[key] = message.arrival_ms;
+    stats.set(`${prefix}first`, formatMs(message.arrival_ms));
+  }
+  stats.set(`${prefix}bytes`, formatBytes(bytes));
+}
+
 function onRace(message, bitmap) {
   const s = sides.jpeg;
   s.last = message;
-  const scan = message.scan ?? (Number(s.figure.dataset.scans) || 0) + 1;
+  const scan = message.scan;
   s.figure.dataset.scans = String(scan);
-  const of = message.scans ? `/${message.scans}` : "";
+  const of = `/${message.scans}`;
   s.stage.show(bitmap, `Progressive JPEG: ${image.name}, scan ${scan}${of}`);
   setText(s.badge, `scan ${scan}${of}`);
   setText(s.status, `Scan ${scan}${of} · ${formatBytes(message.bytes)} at ${formatClock(message.arrival_ms)} · ${formatPsnr(message.psnr)}`);
-  charts[0].add("jpeg", message.arrival_ms, message.psnr);
-  charts[1].add("jpeg", message.bytes, message.psnr);
-  if (stream.firstRace == null) {
-    stream.firstRace = message.arrival_ms;
-    stats.set("jpeg-first", formatMs(message.arrival_ms));
-  }
-  stats.set("jpeg-bytes", formatBytes(message.bytes));
+  record("jpeg", "jpeg-", message, message.bytes);
   stats.set("jpeg-final", formatMs(message.arrival_ms));
-  if (message.scans && scan === message.scans) s.stoppedAt = message.arrival_ms;
+  if (scan === message.scans) s.stoppedAt = message.arrival_ms;
 }
 
 function onDone(message) {
@@ -221,7 +219,7 @@ function tickClocks() {
 function stopClocks() {
   cancelAnimationFrame(clockFrame);
   for (const s of Object.values(sides)) {
-    s.stoppedAt ??= s.last ? (s.last.arrival_ms ?? null) : null;
+    s.stoppedAt ??= s.last ? s.last.arrival_ms : null;
     if (s.stoppedAt != null) setText(s.clock, formatClock(s.stoppedAt));
   }
   const ends = Object.values(sides).map((s) => s.stoppedAt).filter((v) => v != null);

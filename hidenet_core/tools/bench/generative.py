@@ -16,7 +16,7 @@ import numpy as np
 
 from ...codec.encoder import EncodeSettings, encode
 from ...codec.decoder import decode
-from ...metrics import ssim
+from ...metrics import psnr_from_sse, ssim
 from ...predictors.base import Predictor
 from ...codec.pyramid import default_levels
 from .images import BenchImage
@@ -28,10 +28,6 @@ __all__ = ["GENERATIVE_LEVELS", "VARIANTS", "measure_image", "pooled"]
 GENERATIVE_LEVELS = (1, 2)
 #: variant key -> the format version written: 5 and 4 differ only by the preview filters
 VARIANTS = {"filtered": 5, "plain": 4}
-
-
-def _psnr(sse: float, count: int) -> float:
-    return PSNR_CAP if sse == 0 else min(PSNR_CAP, 10.0 * math.log10(255.0**2 * count / sse))
 
 
 def measure_image(image: BenchImage, model: Predictor, lossless_bytes: int) -> list[dict]:
@@ -47,7 +43,7 @@ def measure_image(image: BenchImage, model: Predictor, lossless_bytes: int) -> l
             shown = decode(data, model)[-1].image
             sse = float(((shown.astype(np.float64) - px) ** 2).sum())
             row[key] = {"bytes": len(data), "fraction": len(data) / lossless_bytes, "sse": sse, "count": int(px.size),
-                        "psnr": _psnr(sse, px.size), "ssim": ssim(shown, px)}
+                        "psnr": psnr_from_sse(sse, px.size, PSNR_CAP), "ssim": ssim(shown, px)}
         out.append(row)
     return out
 
@@ -64,7 +60,7 @@ def pooled(per_image: list[list[dict]]) -> list[dict]:
             agg[key] = {
                 "bytes": sum(r[key]["bytes"] for r in rows),
                 "fraction": float(np.mean([r[key]["fraction"] for r in rows])),
-                "psnr": _psnr(sum(r[key]["sse"] for r in rows), sum(r[key]["count"] for r in rows)),
+                "psnr": psnr_from_sse(sum(r[key]["sse"] for r in rows), sum(r[key]["count"] for r in rows), PSNR_CAP),
                 "ssim": float(np.mean([r[key]["ssim"] for r in rows])),
             }
         agg["filter_bytes"] = agg["filtered"]["bytes"] - agg["plain"]["bytes"]

@@ -17,6 +17,7 @@ from PIL import Image
 
 from ...codec.encoder import EncodeSettings, encode
 from ...codec.decoder import decode
+from ...imageio import to_pil
 from ...predictors.base import Predictor
 from .images import BenchImage
 from .timing import best_of
@@ -27,8 +28,6 @@ HIDENET = "hidenet"
 #: every encode time is also given over PNG's, every decode time over JPEG XL's
 ENCODE_REFERENCE = "png"
 DECODE_REFERENCE = "jpegxl"
-
-_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ def _plane(px: np.ndarray) -> np.ndarray:
 
 def _png_encode(px: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(_plane(px), _MODES[px.shape[2]]).save(buf, "PNG", optimize=True)
+    to_pil(px).save(buf, "PNG", optimize=True)
     return buf.getvalue()
 
 

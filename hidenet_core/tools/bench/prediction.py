@@ -24,10 +24,11 @@ import math
 
 import numpy as np
 
-from ..evaluate import bicubic_odd, level_fitter
-from ...codec.loop import code_level, predict_level
+from ..evaluate import level_guesses, sse
+from ...codec.loop import code_level
 from ...predictors.base import Predictor
-from ...codec.pyramid import default_levels, level_shapes, odd_valid_mask, split
+from ...codec.pyramid import default_levels, level_images, level_shapes, odd_valid_mask, split
+from ...metrics import psnr_from_sse
 from ...codec.versions import format_version
 from .images import BenchImage
 from .progressive import PSNR_CAP
@@ -41,16 +42,6 @@ PREDICTORS = {
     "model_in_loop": "the model's rounded means inside the lossless coding loop",
     "bicubic": "bicubic interpolation of the even pixels",
 }
-
-
-def _psnr(sse: float, count: int) -> float:
-    return PSNR_CAP if sse == 0 else min(PSNR_CAP, 10.0 * math.log10(255.0**2 * count / sse))
-
-
-def _sse(odd_pred: np.ndarray, odd_true: np.ndarray, valid: np.ndarray) -> float:
-    """Summed squared error over the real odd values (3C, h, w)."""
-    d = odd_pred[valid].astype(np.float64) - odd_true[valid]
-    return float((d * d).sum())
 
 
 class _TeacherForced:
@@ -81,31 +72,20 @@ def _in_loop(model: Predictor, even: np.ndarray, odd_true: np.ndarray, size: tup
 
 def measure_image(image: BenchImage, model: Predictor) -> list[dict]:
     """Per level 0 .. L-1 (0 = full image): squared errors and PSNR of each predictor."""
-    px = image.pixels
     levels = default_levels(image.height, image.width)
     shapes = level_shapes(image.height, image.width, levels)
-    originals = [np.ascontiguousarray(px.transpose(2, 0, 1))]  # (C, H, W) per level
-    for _ in range(levels):
-        originals.append(np.ascontiguousarray(split(originals[-1])[0]))
+    originals = level_images(image.pixels.transpose(2, 0, 1), levels)  # (C, H, W) per level
     out = []
     for k in range(levels):
         even, odd_true = split(originals[k])  # (C, h, w), (3C, h, w)
         valid = odd_valid_mask(*shapes[k], even.shape[0])
-        plain = split(predict_level(model, even, shapes[k], k))[1]
-        fitter = level_fitter(odd_true, shapes, k)  # None: the level carries no filter, so it shows the plain means
-        guesses = {
-            "model": plain,
-            "model_filtered": plain if fitter is None else
-            split(predict_level(model, even, shapes[k], k, fitter))[1],
-            "model_in_loop": _in_loop(model, even, odd_true, shapes[k], k),
-            "bicubic": bicubic_odd(even),
-        }
+        guesses = {**level_guesses(model, even, odd_true, shapes, k),
+                   "model_in_loop": _in_loop(model, even, odd_true, shapes[k], k)}
         count = int(valid.sum())
         row = {"level": k, "width": shapes[k][1], "height": shapes[k][0], "count": count}
-        for key, guess in guesses.items():
-            sse = _sse(guess, odd_true, valid)
-            row[f"{key}_sse"] = sse
-            row[f"{key}_psnr"] = _psnr(sse, count)
+        for key in PREDICTORS:
+            row[f"{key}_sse"] = sse(guesses[key], odd_true, valid)
+            row[f"{key}_psnr"] = psnr_from_sse(row[f"{key}_sse"], count, PSNR_CAP)
         row["gain_db"] = row["model_psnr"] - row["bicubic_psnr"]
         row["filtered_gain_db"] = row["model_filtered_psnr"] - row["bicubic_psnr"]
         out.append(row)
@@ -124,7 +104,7 @@ def pooled(per_image: list[list[dict]]) -> list[dict]:
         n = sum(r["count"] for r in rows)
         agg = {"level": k, "images": len(rows)}
         for key in PREDICTORS:
-            agg[f"{key}_psnr"] = _psnr(sum(r[f"{key}_sse"] for r in rows), n)
+            agg[f"{key}_psnr"] = psnr_from_sse(sum(r[f"{key}_sse"] for r in rows), n, PSNR_CAP)
         agg["gain_db"] = agg["model_psnr"] - agg["bicubic_psnr"]
         agg["filtered_gain_db"] = agg["model_filtered_psnr"] - agg["bicubic_psnr"]
         out.append(agg)

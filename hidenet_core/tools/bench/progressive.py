@@ -51,7 +51,6 @@ EMPTY_GREY = 128
 PSNR_CAP = 100.0
 
 
-
 @dataclass(frozen=True)
 class _Shown:
     """What a viewer shows at one budget for one series."""

@@ -12,11 +12,10 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from ...imageio import to_pil
 from ..pjpeg import visible
 
 __all__ = ["bicubic_upscale"]
-
-_MODES = {1: "L", 3: "RGB"}
 
 
 def bicubic_upscale(level: np.ndarray, factor: int, size: tuple[int, int]) -> np.ndarray:
@@ -33,7 +32,5 @@ def bicubic_upscale(level: np.ndarray, factor: int, size: tuple[int, int]) -> np
     padded = np.pad(px, ((0, 2), (0, 2), (0, 0)), mode="edge")
     off = 0.5 - 0.5 / factor
     box = (off, off, off + width / factor, off + height / factor)
-    c = px.shape[2]
-    arr = padded[:, :, 0] if c == 1 else padded
-    out = np.asarray(Image.fromarray(arr, _MODES[c]).resize((width, height), Image.Resampling.BICUBIC, box=box))
-    return out[:, :, None] if c == 1 else out
+    out = np.asarray(to_pil(padded).resize((width, height), Image.Resampling.BICUBIC, box=box))
+    return out[:, :, None] if out.ndim == 2 else out

@@ -29,6 +29,12 @@ export class ControlsForm {
     return [...this.inputs.link.options].map((o) => o.value).filter((v) => v !== "custom");
   }
 
+  /** The range of each number setting, [min, max], as the server set it on the inputs. */
+  limits() {
+    const inputs = this.form.querySelectorAll("input[type=number]");
+    return Object.fromEntries([...inputs].map((input) => [input.name, [Number(input.min), Number(input.max)]]));
+  }
+
   /** The state the form shows now. */
   get() {
     const i = this.inputs;

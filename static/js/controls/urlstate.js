@@ -3,7 +3,8 @@
 //   ?link=3g&mode=near&max_error=2&preview=1&race=1&view=1to1
 //   ?link=custom&down_kbps=800&rtt_ms=150&mode=generative&generative_levels=2
 //
-// The image is the path (/view/<id>). Unknown or out-of-range values fall back to defaults.
+// The image is the path (/view/<id>). Unknown or out-of-range values fall back to defaults;
+// the ranges are the server's (ControlsForm.limits()).
 
 export const MODES = ["lossless", "near", "generative"];
 export const VIEWS = ["fit", "1to1"];
@@ -20,7 +21,7 @@ export const DEFAULTS = Object.freeze({
   view: "fit",
 });
 
-function intIn(text, min, max, fallback) {
+function intIn(text, [min, max], fallback) {
   if (text == null || text === "" || !/^-?\d+$/.test(text)) return fallback;
   const value = Number(text);
   return value >= min && value <= max ? value : fallback;
@@ -32,18 +33,21 @@ function flag(text, fallback) {
   return fallback;
 }
 
-/** Parse a query string into a full state; `linkIds` are the server's preset ids. */
-export function parseState(search, linkIds) {
+/**
+ * Parse a query string into a full state; `linkIds` are the server's preset ids, `limits` the
+ * [min, max] of each number setting.
+ */
+export function parseState(search, linkIds, limits) {
   const q = new URLSearchParams(search);
   const fallbackLink = linkIds.includes(DEFAULTS.link) ? DEFAULTS.link : linkIds[0] ?? "custom";
   const link = q.get("link");
   return {
     link: link === "custom" || linkIds.includes(link) ? link : fallbackLink,
-    down_kbps: intIn(q.get("down_kbps"), 1, 10_000_000, DEFAULTS.down_kbps),
-    rtt_ms: intIn(q.get("rtt_ms"), 0, 60_000, DEFAULTS.rtt_ms),
+    down_kbps: intIn(q.get("down_kbps"), limits.down_kbps, DEFAULTS.down_kbps),
+    rtt_ms: intIn(q.get("rtt_ms"), limits.rtt_ms, DEFAULTS.rtt_ms),
     mode: MODES.includes(q.get("mode")) ? q.get("mode") : DEFAULTS.mode,
-    max_error: intIn(q.get("max_error"), 1, 127, DEFAULTS.max_error),
-    generative_levels: intIn(q.get("generative_levels"), 1, 16, DEFAULTS.generative_levels),
+    max_error: intIn(q.get("max_error"), limits.max_error, DEFAULTS.max_error),
+    generative_levels: intIn(q.get("generative_levels"), limits.generative_levels, DEFAULTS.generative_levels),
     preview: flag(q.get("preview"), DEFAULTS.preview),
     race: flag(q.get("race"), DEFAULTS.race),
     view: VIEWS.includes(q.get("view")) ? q.get("view") : DEFAULTS.view,

@@ -106,8 +106,6 @@ def test_reconstruction_crc_mismatch(interp, stream):
         decode(bytes(bad), interp)
 
 
-
-
 @pytest.mark.parametrize(
     "field, value, message",
     [

@@ -19,7 +19,6 @@ from tests.golden import DIR, MODELS, encode_settings, manifest, pixels_sha256, 
 ENCODER_VERSIONS = VERSIONS
 
 
-
 def _fixtures() -> list[dict]:
     return manifest()["fixtures"]
 

@@ -95,6 +95,16 @@ def test_registry_knows_the_architectures_and_refuses_unknown_names():
         build("UNetLikeLite", widht=3)
 
 
+def test_missing_default_weights_fail_loudly(tmp_path, monkeypatch):
+    """No silent fallback to another model: its streams would not be the default model's."""
+    from hidenet_core.predictors import registry
+
+    monkeypatch.setattr(registry, "default_weights_path", lambda: tmp_path / "default.pt")
+    monkeypatch.setattr(registry, "_CACHE", {})
+    with pytest.raises(ModelLoadError, match="default model's weights are missing .*--model interp"):
+        load_model("default")
+
+
 @pytest.mark.parametrize("arch,config", ARCHS)
 def test_checkpoint_round_trip(tmp_path, arch, config):
     model = perturbed(arch, config, seed=3)
