@@ -12,7 +12,8 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make serve   start the streaming server with the bundled samples (http://$(HOST):$(PORT)/)"
-	@echo "make test    install everything (venv, torch CPU, Chromium), check the imports, run the whole test suite"
+	@echo "make test    install everything (venv, torch CPU, Chromium), lint (ruff, import contracts), run every test"
+	@echo "make lint    ruff and the import contracts only"
 	@echo "make demo    encode and decode a bundled sample, print sizes and timings"
 	@echo "make bench   run 'hidenet bench' on the bundled samples into bench-out/"
 
@@ -43,8 +44,9 @@ serve: venv
 demo: venv
 	$(BIN)/hidenet demo
 
-# the import contracts of pyproject.toml: which layer may import which
+# ruff (rules in pyproject.toml), then the import contracts: which layer may import which
 lint: venv
+	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
 test: lint chromium

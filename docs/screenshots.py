@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
 
                 # Warm the stream cache so the shot shows the link, not the first encode.
                 page.goto(f"{url}/view/{image_id}?link=unlimited&race=1")
-                page.wait_for_function("() => document.querySelector('#viewer').dataset.streamState === 'done'", timeout=120_000)
+                page.wait_for_function("() => document.querySelector('#viewer').dataset.streamState === 'done'",
+                                       timeout=120_000)
 
                 # Over 3G, caught after the second-finest level arrived, before the last.
                 page.goto(f"{url}/view/{image_id}?link=3g&mode=lossless&preview=1")
@@ -76,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
 
                 # The race on the same link, once both sides are complete.
                 page.goto(f"{url}/view/{image_id}?link=3g&race=1")
-                page.wait_for_function("() => document.querySelector('#viewer').dataset.streamState === 'done'", timeout=60_000)
+                page.wait_for_function("() => document.querySelector('#viewer').dataset.streamState === 'done'",
+                                       timeout=60_000)
                 page.wait_for_timeout(600)
                 save_small(page.screenshot(), args.out / "screenshot-race.png")
                 browser.close()

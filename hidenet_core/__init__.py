@@ -8,9 +8,10 @@ Public API::
     levels = decode(data, model)            # base .. full image, each a DecodedLevel
 """
 
-from .codec.encoder import EncodeSettings, encode, resolve_max_error
+from .codec.container import HdnFormatError, Header, ModelMismatchError
 from .codec.decoder import DecodedLevel, ProgressiveDecoder, decode, preview, read_header
-from .codec.container import Header, HdnFormatError, ModelMismatchError
+from .codec.encoder import EncodeSettings, encode, resolve_max_error
+from .codec.pyramid import default_levels, level_shapes, merge, split
 from .imageio import (
     ImageError,
     ImageTooLarge,
@@ -21,9 +22,8 @@ from .imageio import (
     png_bytes,
     save_png,
 )
-from .predictors import ModelLoadError, Prediction, Predictor, load_model
 from .metrics import psnr, ssim
-from .codec.pyramid import default_levels, level_shapes, merge, split
+from .predictors import ModelLoadError, Prediction, Predictor, load_model
 from .samples import sample_paths
 
 __all__ = [

@@ -98,7 +98,9 @@ def image_from_bytes(data: bytes, max_pixels: int | None = None) -> LoadedImage:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        raise UnsupportedImage("not an image: format not recognised (PNG, JPEG, WebP, GIF, BMP, TIFF, ... are)") from None
+        raise UnsupportedImage(
+            "not an image: format not recognised (PNG, JPEG, WebP, GIF, BMP, TIFF, ... are)"
+        ) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLarge(f"image too large (decompression bomb refused): {exc}") from None
     except (OSError, SyntaxError, ValueError) as exc:

@@ -13,27 +13,42 @@ from aiohttp import web
 
 from hidenet_core import Predictor, load_model, sample_paths
 
-from .storage.cache import StreamCache
-from .streaming.clock import Clock, MonotonicClock
 from .config import MB, ServerConfig
-from .views.errors import json_errors
-from .streaming.frames import FrameCache
-from .keys import CACHE, CLOCK, CONFIG, FRAMES, MODEL, MODEL_HASH, RACES, SOCKETS, STATIC, STATS, STORE, THUMBNAILS, WORKER
-from .streaming.race import RaceCache
-from .views.resources import StaticFiles, find_dir
+from .keys import (
+    CACHE,
+    CLOCK,
+    CONFIG,
+    FRAMES,
+    MODEL,
+    MODEL_HASH,
+    RACES,
+    SOCKETS,
+    STATIC,
+    STATS,
+    STORE,
+    THUMBNAILS,
+    WORKER,
+)
 from .routes import routes
 from .stats import ServerStats
+from .storage.cache import StreamCache
 from .storage.lru import LRU
 from .storage.store import ImageStore
-from .worker import Worker
+from .streaming.clock import Clock, MonotonicClock
+from .streaming.frames import FrameCache
+from .streaming.race import RaceCache
 from .streaming.ws import close_sockets
+from .views.errors import json_errors
+from .views.resources import StaticFiles, find_dir
+from .worker import Worker
 
 __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 
 
-def create_app(config: ServerConfig | None = None, *, clock: Clock | None = None, model: Predictor | None = None) -> web.Application:
+def create_app(config: ServerConfig | None = None, *, clock: Clock | None = None,
+               model: Predictor | None = None) -> web.Application:
     """The hideNet web application. ``clock`` replaces the real one (tests); ``model``, if
     given, is used instead of loading ``config.model``."""
     config = config or ServerConfig()

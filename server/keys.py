@@ -8,18 +8,19 @@ from aiohttp import web
 
 from hidenet_core import Predictor
 
-from .storage.cache import StreamCache
-from .streaming.clock import Clock
 from .config import ServerConfig
+from .stats import ServerStats
+from .storage.cache import StreamCache
+from .storage.lru import LRU
+from .storage.store import ImageStore
+from .streaming.clock import Clock
 from .streaming.frames import FrameCache
 from .streaming.race import RaceCache
 from .views.resources import StaticFiles
-from .stats import ServerStats
-from .storage.lru import LRU
-from .storage.store import ImageStore
 from .worker import Worker
 
-__all__ = ["CONFIG", "CLOCK", "MODEL", "MODEL_HASH", "WORKER", "STORE", "CACHE", "RACES", "FRAMES", "STATIC", "THUMBNAILS", "SOCKETS", "STATS"]
+__all__ = ["CONFIG", "CLOCK", "MODEL", "MODEL_HASH", "WORKER", "STORE", "CACHE", "RACES", "FRAMES", "STATIC",
+           "THUMBNAILS", "SOCKETS", "STATS"]
 
 CONFIG = web.AppKey("config", ServerConfig)
 CLOCK = web.AppKey("clock", Clock)  # the link schedule's time source (a fake one in tests)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .views import api, pages
 from .streaming.protocol import WS_PATH
 from .streaming.ws import websocket
+from .views import api, pages
 
 __all__ = ["routes"]
 

@@ -9,6 +9,7 @@ while the worker is open and restored when it closes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 from collections.abc import Callable
@@ -77,10 +78,8 @@ class Worker:
             raise
 
         def done(_: Future[T]) -> None:
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
                 loop.call_soon_threadsafe(self._slots.release)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
 
         cf.add_done_callback(done)
         return await asyncio.wrap_future(cf)

@@ -30,6 +30,7 @@ def laplace_bits(x: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> to
     side = math.log(0.5) - (d - 0.5).clamp_min(0.0) * inv + torch.log(-torch.expm1(-inv))
     # the bin containing the mean: 1 - 1/2 exp(-(1/2 - u)/b) - 1/2 exp(-(1/2 + u)/b)
     dc = d.clamp_max(0.5)
-    centre = torch.log((1.0 - 0.5 * torch.exp(-(0.5 - dc) * inv) - 0.5 * torch.exp(-(0.5 + dc) * inv)).clamp_min(MIN_PROB))
+    inside = 1.0 - 0.5 * torch.exp(-(0.5 - dc) * inv) - 0.5 * torch.exp(-(0.5 + dc) * inv)
+    centre = torch.log(inside.clamp_min(MIN_PROB))
     logp = torch.where(d >= 0.5, side, centre).clamp_min(math.log(MIN_PROB))
     return -logp / math.log(2.0)

@@ -244,7 +244,9 @@ def scan_stream(data: bytes, *, prefix: bool = False) -> StreamLayout:
             raise HdnFormatError(f"chunk for level {ch.level} where level {level} was expected")
         end = pos + CHUNK_HEADER_SIZE + ch.payload_length
         if end > len(data):
-            raise HdnFormatError(f"truncated stream: the chunk for level {level} ends at {end}, the stream at {len(data)}")
+            raise HdnFormatError(
+                f"truncated stream: the chunk for level {level} ends at {end}, the stream at {len(data)}"
+            )
         if zlib.crc32(data[pos + CHUNK_HEADER_SIZE : end]) != ch.payload_crc:
             raise HdnFormatError(f"payload CRC mismatch in the chunk for level {level}: the stream is corrupted")
         chunks.append(Chunk(level, pos, end, ch.payload_length))

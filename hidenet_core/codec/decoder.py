@@ -13,23 +13,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .stages import calibration, linear, previewfilter
-from .stages.calibration import ChannelInput, ChannelParams
-from .entropy import LevelDecoder
+from ..predictors.base import Predictor
 from .container import (
     CHUNK_HEADER_SIZE,
     MAGIC,
     PREAMBLE_SIZE,
-    Header,
     HdnFormatError,
+    Header,
     ModelMismatchError,
     parse_chunk_header,
     parse_header,
     parse_preamble,
 )
+from .entropy import LevelDecoder
 from .loop import code_level, level_crc, predict_level, top_prior
-from ..predictors.base import Predictor
 from .pyramid import level_shapes, total_levels
+from .stages import calibration, linear, previewfilter
+from .stages.calibration import ChannelInput, ChannelParams
 from .versions import FormatVersion, format_version
 
 __all__ = ["DecodedLevel", "ProgressiveDecoder", "decode", "decode_until", "preview", "read_header"]
@@ -164,7 +164,9 @@ class ProgressiveDecoder:
         else:
             bound = _max_filter_payload(fmt, h.channels) if fmt.carries_filter(self._shapes, k - 1) else 0
         if ch.payload_length > bound:
-            raise HdnFormatError(f"chunk for level {k} declares {ch.payload_length} payload bytes, at most {bound} possible")
+            raise HdnFormatError(
+                f"chunk for level {k} declares {ch.payload_length} payload bytes, at most {bound} possible"
+            )
         total = CHUNK_HEADER_SIZE + ch.payload_length
         if len(self._buf) < total:
             return None

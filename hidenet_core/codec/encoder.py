@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..predictors.base import Predictor
+from .container import MAX_ERROR, MAX_LEVELS, MAX_PIXELS, MAX_SIDE, Header, pack_chunk, pack_header
+from .entropy import LevelEncoder
+from .loop import code_level, level_crc, predict_level, top_prior
+from .pyramid import default_levels, level_images, level_shapes, split, total_levels
 from .stages import calibration, previewfilter
 from .stages.calibration import ChannelInput, ChannelParams
-from .entropy import LevelEncoder
-from .container import MAX_ERROR, MAX_LEVELS, MAX_PIXELS, MAX_SIDE, Header, pack_chunk, pack_header
-from .loop import code_level, level_crc, predict_level, top_prior
-from ..predictors.base import Predictor
-from .pyramid import default_levels, level_images, level_shapes, split, total_levels
 from .versions import VERSION, FormatVersion, format_version
 
 __all__ = ["EncodeSettings", "encode", "resolve_max_error"]
@@ -68,7 +68,9 @@ def _check_image(image: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected an (H, W, C) image with C in 1, 3, 4; got shape {image.shape}")
     h, w = image.shape[:2]
     if h < 1 or w < 1 or h * w > MAX_PIXELS or max(h, w) > MAX_SIDE:
-        raise ValueError(f"image size {w}x{h} is outside the supported range (1..{MAX_SIDE} per side, {MAX_PIXELS} pixels)")
+        raise ValueError(
+            f"image size {w}x{h} is outside the supported range (1..{MAX_SIDE} per side, {MAX_PIXELS} pixels)"
+        )
     return image
 
 
@@ -84,7 +86,8 @@ class _Coder:
 
     def calibrate(self, channels: list[ChannelInput]) -> list[ChannelParams]:
         step = 2 * self.d + 1
-        params = [calibration.fit(self.odd_true[c.channel].reshape(-1)[c.flat], c, step, self.version) for c in channels]
+        truth = [self.odd_true[c.channel].reshape(-1)[c.flat] for c in channels]
+        params = [calibration.fit(x, c, step, self.version) for x, c in zip(truth, channels)]
         calibration.write(self.enc, self.version, channels, params)
         return params
 
@@ -101,10 +104,8 @@ def encode(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = E
         raise ValueError(f"generative levels {settings.generative_levels} is outside 0..{levels}")
     max_error = resolve_max_error(settings.max_error, levels)
     fmt = settings.format
-    header = Header(
-        width, height, channels, levels, max_error, settings.generative_levels, predictor.name, predictor.weights_hash(),
-        version=fmt.number,
-    )
+    header = Header(width, height, channels, levels, max_error, settings.generative_levels, predictor.name,
+                    predictor.weights_hash(), version=fmt.number)
 
     originals = level_images(image.transpose(2, 0, 1), top)  # (C, H, W) of every level down to 1x1
     odds = [split(x)[1] for x in originals[:-1]]  # the odd values (3C, h, w) that rebuild each

@@ -82,7 +82,8 @@ class LevelEncoder:
     def encode_params(self, values: np.ndarray, bound: int, scale: float) -> None:
         """Code small signed integers in -bound..bound (side information) under a Laplace around 0."""
         if values.size:
-            self._enc.encode(values.astype(np.int32), _family("laplace", bound), np.zeros(values.size), np.full(values.size, scale))
+            self._enc.encode(values.astype(np.int32), _family("laplace", bound), np.zeros(values.size),
+                             np.full(values.size, scale))
 
     def encode_weight_sets(self, weights: list[tuple[int, ...]], bound: int, scale: float) -> None:
         """Code one weight set per channel: a flag each (sent or all zero), then the sets sent."""
@@ -115,7 +116,8 @@ class LevelDecoder:
         """Read ``count`` integers written by ``LevelEncoder.encode_params``."""
         if count == 0:
             return np.zeros(0, dtype=np.int32)
-        return np.asarray(self._decode(_family("laplace", bound), np.zeros(count), np.full(count, scale)), dtype=np.int32)
+        return np.asarray(self._decode(_family("laplace", bound), np.zeros(count), np.full(count, scale)),
+                          dtype=np.int32)
 
     def decode_weight_sets(self, counts: list[int], bound: int, scale: float) -> list[tuple[int, ...]]:
         """Read what ``LevelEncoder.encode_weight_sets`` coded for sets of ``counts`` weights."""

@@ -25,13 +25,13 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from ..predictors.base import Predictor, snap
+from .pyramid import merge, odd_valid_mask
 from .stages import calibration, linear, previewfilter, scalecontext
 from .stages.calibration import ChannelInput, ChannelParams
 from .stages.linear import ChannelFeatures
 from .stages.previewfilter import FilterFn
 from .stages.scalecontext import ScaleContext
-from ..predictors.base import Predictor, snap
-from .pyramid import merge, odd_valid_mask
 from .versions import FormatVersion
 
 __all__ = ["LevelCoder", "code_level", "predict_level", "level_crc", "to_tensor", "TOP_MEAN", "TOP_SCALE", "top_prior"]
@@ -123,8 +123,8 @@ def predict_level(predictor: Predictor, even: np.ndarray, size: tuple[int, int],
     return merge(even, odd, size)
 
 
-def _predict_filtered(predictor: Predictor, even: np.ndarray, even_t: torch.Tensor, odd_t: torch.Tensor, odd: np.ndarray,
-                      valid: np.ndarray, level: int, preview_filter: FilterFn) -> None:
+def _predict_filtered(predictor: Predictor, even: np.ndarray, even_t: torch.Tensor, odd_t: torch.Tensor,
+                      odd: np.ndarray, valid: np.ndarray, level: int, preview_filter: FilterFn) -> None:
     """Predict every odd value of a level, each channel's mean refined by its preview filter;
     odd channels of earlier steps count as decoded with their predicted values."""
     c = even.shape[0]

@@ -69,10 +69,7 @@ def split(x: T) -> tuple[T, T]:
     xp = pad_even(x)
     even = xp[..., 0::2, 0::2]
     phases = [xp[..., dy::2, dx::2] for dy, dx in PHASES]
-    if isinstance(x, np.ndarray):
-        odd = np.concatenate(phases, axis=-3)
-    else:
-        odd = torch.cat(phases, dim=-3)
+    odd = np.concatenate(phases, axis=-3) if isinstance(x, np.ndarray) else torch.cat(phases, dim=-3)
     return even, odd
 
 

@@ -65,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
 
     images = Path(args.images) if args.images is not None else None
     if images is not None and not images.is_dir():
-        raise ValueError(f"{args.images!r} is not a folder of images; give a folder, or nothing for the bundled samples")
+        raise ValueError(
+            f"{args.images!r} is not a folder of images; give a folder, or nothing for the bundled samples"
+        )
     config = BenchConfig(images_dir=images, quick=args.quick, model=args.model, serving=args.serving,
                          repeats=args.repeats, threads=args.threads, max_images=args.max_images, crop=args.crop,
                          extra_max_error=args.extra_max_error)

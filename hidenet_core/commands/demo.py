@@ -8,8 +8,8 @@ import time
 
 from PIL import Image
 
-from ..codec.encoder import encode
 from ..codec.decoder import decode
+from ..codec.encoder import encode
 from ..imageio import load_image
 from ..predictors import load_model
 from ..samples import sample_paths

@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 from ..codec.encoder import EncodeSettings, encode
+from ..codec.versions import VERSION, VERSIONS
 from ..imageio import load_image
 from ..predictors import load_model
-from ..codec.versions import VERSION, VERSIONS
 from .options import add_files, add_model_option, int_range, level_arg, max_error_list
 
 HELP = "encode an image into a progressive .hdn stream"

@@ -8,8 +8,8 @@ import math
 import sys
 from pathlib import Path
 
-from ..tools.evaluate import ImageScore, as_json, evaluate_folder, totals
 from ..predictors import load_model
+from ..tools.evaluate import ImageScore, as_json, evaluate_folder, totals
 from .options import add_model_option, size_arg
 
 HELP = "evaluate a predictor on a folder of images: per-level PSNR vs bicubic, preview SSIM, lossless bpp"

@@ -1,7 +1,9 @@
 """Predictors: the non-learned baseline, the learned models and their registry."""
 
 from .base import MEAN_GRID, Prediction, Predictor, snap
+from .cnnp import CNNP
 from .interp import Interp, coding_steps, interp_prediction, interpolate, lead_channel
+from .learned import LearnedPredictor
 from .registry import (
     ARCHITECTURES,
     ModelLoadError,
@@ -13,9 +15,7 @@ from .registry import (
     register,
     save_checkpoint,
 )
-from .learned import LearnedPredictor
 from .unet import UNetLikeLite
-from .cnnp import CNNP
 
 __all__ = [
     "MEAN_GRID",

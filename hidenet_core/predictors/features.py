@@ -101,7 +101,8 @@ def view_plan(channels: int) -> tuple[tuple[ViewTask, ...], ...]:
     return tuple(plan)
 
 
-def view_tensors(even: torch.Tensor, odd: torch.Tensor, colours: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def view_tensors(even: torch.Tensor, odd: torch.Tensor,
+                 colours: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """The RGB view (B, 3, h, w) and (B, 9, h, w) of an image's even (B, C, h, w) and odd (B, 3C, h, w)."""
     c = even.shape[1]
     if colours == (0, 1, 2) and c == 3:

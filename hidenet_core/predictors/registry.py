@@ -9,9 +9,10 @@ A checkpoint is a dict ``{"format": 1, "arch": NAME, "config": {...},
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 

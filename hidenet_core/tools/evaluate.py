@@ -33,15 +33,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..codec.stages import previewfilter
-from ..codec.encoder import encode
 from ..codec.decoder import decode, preview
-from ..imageio import center_crop, image_files, load_image
+from ..codec.encoder import encode
 from ..codec.loop import predict_level
+from ..codec.pyramid import default_levels, level_images, level_shapes, odd_valid_mask, split
+from ..codec.stages import previewfilter
+from ..codec.versions import VERSION, format_version
+from ..imageio import center_crop, image_files, load_image
 from ..metrics import psnr_from_sse, ssim
 from ..predictors.base import Predictor
-from ..codec.pyramid import default_levels, level_images, level_shapes, odd_valid_mask, split
-from ..codec.versions import VERSION, format_version
 
 __all__ = ["LevelScore", "ImageScore", "bicubic_odd", "evaluate_image", "evaluate_folder", "totals", "as_json",
            "level_fitter", "level_guesses", "sse"]
@@ -176,8 +176,8 @@ def totals(scores: list[ImageScore]) -> dict:
         pm = psnr_from_sse(sum(lv.sse_model for lv in by_level[k]), n)
         pb = psnr_from_sse(sum(lv.sse_bicubic for lv in by_level[k]), n)
         pf = psnr_from_sse(sum(lv.sse_filtered for lv in by_level[k]), n)
-        levels.append({"level": k, "images": len(by_level[k]), "psnr_model": pm, "psnr_filtered": pf, "psnr_bicubic": pb,
-                       "gain_db": pm - pb, "filtered_gain_db": pf - pb})
+        levels.append({"level": k, "images": len(by_level[k]), "psnr_model": pm, "psnr_filtered": pf,
+                       "psnr_bicubic": pb, "gain_db": pm - pb, "filtered_gain_db": pf - pb})
     return {
         "images": len(scores),
         "pixels": pixels,

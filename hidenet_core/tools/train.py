@@ -32,12 +32,12 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from ..codec.codelength import laplace_bits
+from ..codec.pyramid import merge, split
 from ..imageio import image_files, load_image
 from ..metrics import ssim
 from ..predictors import ARCHITECTURES, LearnedPredictor, build, load_checkpoint, save_checkpoint
 from ..predictors.features import RGB_STEPS, step_inputs
 from ..predictors.learned import stack_inputs
-from ..codec.pyramid import merge, split
 
 __all__ = [
     "TrainConfig",
@@ -125,7 +125,8 @@ class CropDataset(Dataset):
         if rng.random() < 0.5:
             crop = crop.flip(-1)
         if rng.random() < self.grey:
-            crop = (crop * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0, keepdim=True).round().expand(3, -1, -1)
+            grey = (crop * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0, keepdim=True).round()
+            crop = grey.expand(3, -1, -1)
         if rng.random() < self.noise:
             noise = rng.normal(0.0, rng.uniform(0.0, self.sigma), crop.shape).astype(np.float32)
             crop = (crop + torch.from_numpy(noise)).round().clamp(0, 255)
@@ -238,7 +239,8 @@ def _train(cfg: TrainConfig, rank: int, world: int, local_rank: int, log) -> dic
     sampler = DistributedSampler(data, world, rank, shuffle=True, seed=cfg.seed) if world > 1 else None
     loader_gen = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(data, batch_size=cfg.batch_size, sampler=sampler, shuffle=sampler is None,
-                        generator=loader_gen if sampler is None else None, drop_last=len(data) >= cfg.batch_size * world)
+                        generator=loader_gen if sampler is None else None,
+                        drop_last=len(data) >= cfg.batch_size * world)
     steps_per_epoch = max(1, len(loader))
 
     model = build(cfg.arch, **dict(cfg.model_config)).to(device)
@@ -321,7 +323,8 @@ def _format(summary: dict[str, Any]) -> str:
         if key in summary:
             s = summary[key]
             extra = f" ssim {s['ssim']:.4f}" if "ssim" in s else ""
-            parts.append(f"{key}: {s['bits_per_value']:.4f} bits/value, bpp {s['bpp']:.3f}, psnr {s['psnr']:.2f}{extra}")
+            parts.append(f"{key}: {s['bits_per_value']:.4f} bits/value, bpp {s['bpp']:.3f}, "
+                         f"psnr {s['psnr']:.2f}{extra}")
     return " | ".join(parts)
 
 

@@ -96,7 +96,8 @@ async def fetch(url: str, image: str, *, link: str | dict = "unlimited", max_err
                         raise CliError("protocol error: a binary frame without its JSON message")
                     pending["png"] = message
                     if out is not None:
-                        name = f"level-{pending['level']}.png" if pending["type"] == "level" else f"race-{pending['scan']}.png"
+                        kind = pending["type"]
+                        name = f"level-{pending['level']}.png" if kind == "level" else f"race-{pending['scan']}.png"
                         (out / name).write_bytes(message)
                     (result["levels"] if pending["type"] == "level" else result["race"]).append(pending)
                     if on_event:
@@ -143,11 +144,13 @@ def _fmt(value: float | None, spec: str, none: str = "inf") -> str:
 def run(args: argparse.Namespace) -> int:
     image = resolve_image(args.url, args.image)
     out = args.out or Path(f"fetch-{image[:12]}")
-    print(f"{'level':>5} {'size':>11} {'payload':>9} {'total':>9} {'arrival':>9} {'recv':>9} {'decode':>8} {'PSNR':>7} {'SSIM':>7}")
+    print(f"{'level':>5} {'size':>11} {'payload':>9} {'total':>9} {'arrival':>9} {'recv':>9} {'decode':>8} "
+          f"{'PSNR':>7} {'SSIM':>7}")
 
     def show(ev: dict) -> None:
         if ev["type"] == "level":
-            print(f"{ev['level']:>5} {ev['width']:>5}x{ev['height']:<5} {ev['payload_bytes']:>9} {ev['total_bytes']:>9} "
+            print(f"{ev['level']:>5} {ev['width']:>5}x{ev['height']:<5} {ev['payload_bytes']:>9} "
+                  f"{ev['total_bytes']:>9} "
                   f"{ev['arrival_ms']:>7.0f}ms {ev['received_ms']:>7.0f}ms {ev['decode_ms']:>6.1f}ms "
                   f"{_fmt(ev['psnr'], '7.2f'):>7} {ev['ssim']:>7.4f}", flush=True)
         else:

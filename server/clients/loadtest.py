@@ -22,7 +22,6 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
@@ -78,12 +77,13 @@ async def stream_once(session: aiohttp.ClientSession, base_url: str, image_id: s
                     break
             else:
                 out["error"] = "socket closed before done"
-    except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"
     return out
 
 
-async def _sample_memory(session: aiohttp.ClientSession, base_url: str, stop: asyncio.Event, samples: list[int]) -> None:
+async def _sample_memory(session: aiohttp.ClientSession, base_url: str, stop: asyncio.Event,
+                         samples: list[int]) -> None:
     while not stop.is_set():
         with contextlib.suppress(aiohttp.ClientError, OSError, ValueError):
             async with session.get(f"{base_url}/api/stats") as resp:
@@ -158,11 +158,13 @@ async def _prepare(base_url: str, image: str) -> str:
 
 
 def format_table(result: dict) -> str:
-    head = f"{'streams':>7} {'ok':>4} {'err':>4} {'first p50':>10} {'first p95':>10} {'lag p50':>8} {'lag p95':>8} {'lag max':>8} {'wall s':>7} {'RSS max':>8} {'peak':>7}"
+    head = (f"{'streams':>7} {'ok':>4} {'err':>4} {'first p50':>10} {'first p95':>10} {'lag p50':>8} {'lag p95':>8} "
+            f"{'lag max':>8} {'wall s':>7} {'RSS max':>8} {'peak':>7}")
     lines = [head]
     for r in result["runs"]:
-        lines.append(f"{r['streams']:>7} {r['completed']:>4} {r['errors']:>4} {r['first_level_ms_p50']:>8}ms {r['first_level_ms_p95']:>8}ms "
-                     f"{r['lag_ms_p50']:>6}ms {r['lag_ms_p95']:>6}ms {r['lag_ms_max']:>6}ms {r['wall_s']:>7} {r['rss_mb_max']:>6}MB {r['peak_rss_mb']:>5}MB")
+        lines.append(f"{r['streams']:>7} {r['completed']:>4} {r['errors']:>4} {r['first_level_ms_p50']:>8}ms "
+                     f"{r['first_level_ms_p95']:>8}ms {r['lag_ms_p50']:>6}ms {r['lag_ms_p95']:>6}ms "
+                     f"{r['lag_ms_max']:>6}ms {r['wall_s']:>7} {r['rss_mb_max']:>6}MB {r['peak_rss_mb']:>5}MB")
     return "\n".join(lines)
 
 

@@ -40,9 +40,8 @@ class ServerProcess:
 
 
 def _healthy(url: str) -> bool:
-    with contextlib.suppress(OSError, ValueError):
-        with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
-            return json.load(response).get("status") == "ok"
+    with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(url + "/healthz", timeout=2) as response:
+        return json.load(response).get("status") == "ok"
     return False
 
 

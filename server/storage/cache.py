@@ -1,14 +1,13 @@
 """Encoded ``.hdn`` streams on disk, named by image content hash, mode, model and format version.
 
-Recently used streams are also kept in memory. A file is written atomically and checked when read: the header CRC, every chunk's
-payload CRC, the level order and the exact length. A file that fails the check is
-deleted and the image re-encoded, never served. Concurrent requests for a stream that
-is being encoded wait for that one encoding.
+Recently used streams are also kept in memory. A file is written atomically and
+checked when read: the header CRC, every chunk's payload CRC, the level order and the
+exact length. A file that fails the check is deleted and the image re-encoded, never
+served. Concurrent requests for a stream that is being encoded wait for that one encoding.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass

@@ -81,7 +81,9 @@ def parse_link(value: object) -> Link:
         try:
             return PRESETS[value]
         except KeyError:
-            raise LinkError(f"unknown link {value!r}; use one of {sorted(PRESETS)} or {{\"down_kbps\", \"rtt_ms\"}}") from None
+            raise LinkError(
+                f"unknown link {value!r}; use one of {sorted(PRESETS)} or {{\"down_kbps\", \"rtt_ms\"}}"
+            ) from None
     if isinstance(value, Mapping):
         extra = set(value) - set(CUSTOM_LIMITS)
         if extra or set(value) != set(CUSTOM_LIMITS):

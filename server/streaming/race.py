@@ -7,7 +7,6 @@ only on the image, so it is cached.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 

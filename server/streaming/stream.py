@@ -18,13 +18,13 @@ from aiohttp import web
 from hidenet_core import EncodeSettings, ProgressiveDecoder, encode, level_shapes
 from hidenet_core.codec.container import StreamLayout
 
-from ..storage.cache import StreamKey
-from .frames import Frame, FrameCache, finite, render_frame
 from ..keys import CACHE, CLOCK, CONFIG, FRAMES, MODEL, MODEL_HASH, RACES, STATS, STORE, WORKER
+from ..storage.cache import StreamKey
+from ..storage.store import ImageInfo, ImageStore
+from .frames import Frame, FrameCache, finite, render_frame
 from .links import arrival_ms
 from .protocol import StartRequest
 from .race import RaceTimeline, build_race
-from ..storage.store import ImageInfo, ImageStore
 
 __all__ = ["Sender", "LevelFrames", "run_stream", "stream_key", "load_stream"]
 
@@ -111,7 +111,8 @@ async def run_stream(app: web.Application, send: Sender, req: StartRequest, info
     data, layout = await load_stream(app, info, key)
     header = layout.header
     plan = [
-        {"level": c.level, "payload_bytes": c.payload_bytes, "total_bytes": c.end, "arrival_ms": round(arrival_ms(req.link, c.end), 3)}
+        {"level": c.level, "payload_bytes": c.payload_bytes, "total_bytes": c.end,
+         "arrival_ms": round(arrival_ms(req.link, c.end), 3)}
         for c in layout.chunks
     ]
     t0 = clock.now()

@@ -9,6 +9,7 @@ socket open. A client that goes away cancels its stream quietly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from urllib.parse import urlsplit
 
@@ -16,8 +17,8 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from hidenet_core import HdnFormatError, ImageError, default_levels
 
-from ..views.errors import json_error
 from ..keys import CONFIG, SOCKETS, STATS, STORE
+from ..views.errors import json_error
 from .protocol import Cancel, ProtocolError, StartRequest, parse_message
 from .stream import Sender, run_stream
 
@@ -66,7 +67,8 @@ class Session:
         levels = default_levels(info.height, info.width)
         if req.generative_levels > levels:
             raise ProtocolError(
-                f"generative_levels {req.generative_levels} is outside 0..{levels} for this {info.width}x{info.height} image"
+                f"generative_levels {req.generative_levels} is outside 0..{levels} "
+                f"for this {info.width}x{info.height} image"
             )
         await self.stop()
         stats, cfg = self.app[STATS], self.app[CONFIG]
@@ -99,10 +101,8 @@ class Session:
             stats.streams_running -= 1
 
     async def _report(self, message: str, code: str) -> None:
-        try:
+        with contextlib.suppress(ConnectionResetError):  # the client went away
             await self.error(message, code)
-        except ConnectionResetError:
-            pass
 
     async def stop(self) -> None:
         """Cancel the running stream, if any, and wait until it has stopped."""
@@ -115,7 +115,8 @@ class Session:
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     app, cfg = request.app, request.app[CONFIG]
     if not origin_allowed(request):
-        json_error(web.HTTPForbidden, f"cross-origin websocket refused: origin {request.headers['Origin']!r} is not this server")
+        json_error(web.HTTPForbidden,
+                   f"cross-origin websocket refused: origin {request.headers['Origin']!r} is not this server")
     # no permessage-deflate: the frames are PNGs already, deflating them again only burns CPU
     ws = web.WebSocketResponse(heartbeat=cfg.heartbeat_s, max_msg_size=cfg.ws_max_message, compress=False)
     if not ws.can_prepare(request).ok:

@@ -8,15 +8,15 @@ import numpy as np
 from aiohttp import web
 from PIL import Image
 
-from hidenet_core.codec.container import MAX_ERROR
 from hidenet_core import ImageError, ImageTooLarge, UnsupportedImage, default_levels, image_from_bytes, png_bytes
+from hidenet_core.codec.container import MAX_ERROR
 from hidenet_core.imageio import to_pil
 
-from .errors import json_error
 from ..keys import CONFIG, RACES, SOCKETS, STATIC, STATS, STORE, THUMBNAILS, WORKER
 from ..storage.store import ImageInfo, StoreFull, display_name
 from ..streaming.links import presets_json
 from ..streaming.stream import load_stream, stream_key
+from .errors import json_error
 
 __all__ = ["image_or_404", "list_images", "upload_image", "get_image", "stream_file", "original_png", "thumbnail_png",
            "list_links", "static_file", "healthz", "server_stats", "THUMBNAIL_SIDE"]
@@ -59,7 +59,8 @@ def _decode_upload(data: bytes, max_pixels: int) -> np.ndarray:
 async def _read_file_field(request: web.Request, limit: int) -> tuple[bytes, str | None]:
     """The bytes and file name of the multipart field ``file``, refusing more than ``limit`` bytes."""
     if request.content_length is not None and request.content_length > limit + 64 * 1024:
-        json_error(web.HTTPRequestEntityTooLarge, f"upload of {request.content_length} bytes exceeds the limit of {limit}")
+        json_error(web.HTTPRequestEntityTooLarge,
+                   f"upload of {request.content_length} bytes exceeds the limit of {limit}")
     if not request.content_type.startswith("multipart/form-data"):
         json_error(web.HTTPBadRequest, "expected a multipart/form-data upload with a field named 'file'")
     try:
@@ -88,7 +89,8 @@ async def upload_image(request: web.Request) -> web.Response:
         info, created = await worker.run(store.save_upload, pixels, display_name(filename), cfg.max_uploads)
     except StoreFull as exc:
         json_error(web.HTTPInsufficientStorage, str(exc))
-    return web.json_response(info.to_json(), status=201 if created else 200, headers={"Location": f"/api/images/{info.id}"})
+    return web.json_response(info.to_json(), status=201 if created else 200,
+                             headers={"Location": f"/api/images/{info.id}"})
 
 
 def _int_query(request: web.Request, key: str, hi: int) -> int:

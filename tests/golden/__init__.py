@@ -22,7 +22,8 @@ import numpy as np
 
 from hidenet_core import EncodeSettings, load_image, sample_paths
 
-__all__ = ["DIR", "MANIFEST", "CASES", "MODELS", "manifest", "source_pixels", "encode_settings", "sha256", "pixels_sha256"]
+__all__ = ["DIR", "MANIFEST", "CASES", "MODELS", "manifest", "source_pixels", "encode_settings", "sha256",
+           "pixels_sha256"]
 
 DIR = Path(__file__).resolve().parent
 MANIFEST = DIR / "manifest.json"
@@ -47,7 +48,8 @@ CASES: dict[str, dict] = {
     },
     # RGBA (alpha from another sample), a different max error per level
     "rgba": {
-        "source": {"sample": "chelsea", "box": [180, 60, 69, 66], "alpha": {"sample": "camera", "box": [240, 300, 69, 66]}},
+        "source": {"sample": "chelsea", "box": [180, 60, 69, 66],
+                   "alpha": {"sample": "camera", "box": [240, 300, 69, 66]}},
         "settings": {"max_error": [1, 0, 3], "generative_levels": 0, "levels": None},
     },
 }

@@ -14,8 +14,8 @@ from aiohttp import WSMsgType
 from PIL import Image
 
 from server import ServerConfig, create_app
-from server.streaming.clock import FakeClock
 from server.storage.store import image_id
+from server.streaming.clock import FakeClock
 from tests.conftest import smooth_image
 
 

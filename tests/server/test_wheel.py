@@ -39,8 +39,8 @@ def wheel(tmp_path_factory) -> Path:
         if (ROOT / name).exists():
             shutil.copy(ROOT / name, src / name)
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(src)],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
+                    str(src)], check=True, capture_output=True, timeout=300)
     (whl,) = out.glob("hidenet-*.whl")
     return whl
 
@@ -81,8 +81,8 @@ def test_installed_wheel_serves_pages_static_files_and_streams(wheel, tmp_path):
     port = free_port()
     env = {**os.environ, "PYTHONPATH": ""}
     with open(tmp_path / "serve.log", "wb") as log:
-        proc = subprocess.Popen([venv / "bin" / "hidenet", "serve", "--port", str(port), "--data-dir", str(tmp_path / "data")],
-                                stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env=env)
+        serve = [venv / "bin" / "hidenet", "serve", "--port", str(port), "--data-dir", str(tmp_path / "data")]
+        proc = subprocess.Popen(serve, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):

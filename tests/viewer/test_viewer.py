@@ -25,7 +25,8 @@ CANVAS_DIGEST = """() => {
 }"""
 
 OBSERVE = """() => ({
-    arrived: [...document.querySelectorAll("#timeline-body tr[data-state=arrived]")].map(tr => Number(tr.dataset.level)),
+    arrived: [...document.querySelectorAll("#timeline-body tr[data-state=arrived]")]
+        .map(tr => Number(tr.dataset.level)),
     rows: [...document.querySelectorAll("#timeline-body tr")].map(tr => Number(tr.dataset.level)),
     frames: Number(document.querySelector("#stage-hidenet canvas").dataset.frames || 0),
     settled: document.querySelector("#stage-hidenet canvas").dataset.settled,
@@ -38,7 +39,8 @@ def wait_done(page, timeout_s: float = 60) -> None:
         "() => ['done', 'error'].includes(document.querySelector('#viewer').dataset.streamState)",
         timeout=timeout_s * 1000,
     )
-    assert page.locator("#viewer").get_attribute("data-stream-state") == "done", page.locator("#stream-error").text_content()
+    state = page.locator("#viewer").get_attribute("data-stream-state")
+    assert state == "done", page.locator("#stream-error").text_content()
 
 
 def wait_settled(page, stage: str = "hidenet") -> None:
@@ -73,7 +75,8 @@ def viewer_url(server, image, **query) -> str:
 def test_a_slow_link_paints_the_base_first_then_each_level_in_order(server, small_image, page):
     total = len(server.get_bytes(f"/api/images/{small_image.id}/stream.hdn"))
     down_kbps = max(1, round(total * 8 / 6000))  # the whole stream takes about 6 s: the base shows alone for ~0.3 s
-    page.goto(viewer_url(server, small_image, link="custom", down_kbps=down_kbps, rtt_ms=200, mode="lossless", preview=0))
+    page.goto(viewer_url(server, small_image, link="custom", down_kbps=down_kbps, rtt_ms=200, mode="lossless",
+                         preview=0))
     observations = []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -113,7 +116,8 @@ def test_lossless_at_1to1_shows_the_original_pixels(server, small_image, page, p
     wait_done(page)
     wait_settled(page)
     shown = stage_pixels(page, "hidenet", small_image.width, small_image.height)
-    original = np.asarray(Image.open(io.BytesIO(server.get_bytes(f"/api/images/{small_image.id}/original.png"))).convert("RGB"))
+    stored = server.get_bytes(f"/api/images/{small_image.id}/original.png")
+    original = np.asarray(Image.open(io.BytesIO(stored)).convert("RGB"))
     assert np.array_equal(original, small_image.pixels)
     assert (shown[:, :, 3] == 255).all()
     assert np.array_equal(shown[:, :, :3], original)
@@ -157,7 +161,8 @@ def test_race_shows_both_images_and_both_curves(server, small_image, page):
                     return probe.getImageData(0, 0, 1, 1).data;
                 };
                 const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
-                const near = (i, [r, g, b]) => Math.abs(d[i] - r) + Math.abs(d[i + 1] - g) + Math.abs(d[i + 2] - b) < 30 && d[i + 3] > 200;
+                const near = (i, [r, g, b]) =>
+                    Math.abs(d[i] - r) + Math.abs(d[i + 1] - g) + Math.abs(d[i + 2] - b) < 30 && d[i + 3] > 200;
                 const a = rgb("--series-hidenet"), j = rgb("--series-jpeg");
                 let ca = 0, cj = 0;
                 for (let i = 0; i < d.length; i += 4) { if (near(i, a)) ca++; else if (near(i, j)) cj++; }

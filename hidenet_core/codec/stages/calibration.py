@@ -40,13 +40,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import linear, scalecontext
+from ...predictors.base import Prediction, snap
 from ..codelength import laplace_bits
 from ..entropy import LevelDecoder, LevelEncoder
+from ..versions import FormatVersion
+from . import linear, scalecontext
 from .linear import ChannelFeatures
 from .scalecontext import ScaleContext
-from ...predictors.base import Prediction, snap
-from ..versions import FormatVersion
 
 __all__ = [
     "SHIFTED_BOUND",
@@ -232,7 +232,8 @@ def _fit_linear(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, step: int, f
 
     def bits_with(weights: np.ndarray, feats: np.ndarray, xs: np.ndarray, ms: np.ndarray, ss: np.ndarray) -> float:
         sums = (torch.from_numpy(weights.astype(np.float64)) @ torch.from_numpy(feats)).numpy()
-        return _best_exponent(xs, _snap_mean(ms.astype(np.float64) + sums / linear.WEIGHT_DENOM), ss, None, step, bound)[1]
+        refined = _snap_mean(ms.astype(np.float64) + sums / linear.WEIGHT_DENOM)
+        return _best_exponent(xs, refined, ss, None, step, bound)[1]
 
     return _weights_that_pay(x, mean, scale, step, bound, features.count, linear.FIT_VALUES, features.sample,
                              linear.fit, bits_with)
@@ -250,8 +251,8 @@ def _fit_context(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, step: int, 
 
 
 def _weights_that_pay(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, step: int, bound: int, count: int,
-                      fit_values: int, sample: Callable[[np.ndarray], np.ndarray], fit_weights: Callable[..., np.ndarray],
-                      bits_with: Callable[..., float]) -> tuple[int, ...]:
+                      fit_values: int, sample: Callable[[np.ndarray], np.ndarray],
+                      fit_weights: Callable[..., np.ndarray], bits_with: Callable[..., float]) -> tuple[int, ...]:
     """Weights fitted on a random subsample (``fit_weights(feats, x, mean, scale, step)``), kept
     only where the bits they save (``bits_with`` against the best single scale, on part of the
     subsample, scaled to all values) exceed what they cost; else all 0."""
@@ -309,7 +310,8 @@ def _fit_exps_shifted(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, shift:
         sel = np.flatnonzero(b == k)
         if sel.size:
             sel = sel[subsample(sel.size, FIT_VALUES)]
-            exps[k] = _best_exponent(x[sel], mean[sel], scale[sel], None if shift is None else shift[sel], step, bound)[0]
+            shifts = None if shift is None else shift[sel]
+            exps[k] = _best_exponent(x[sel], mean[sel], scale[sel], shifts, step, bound)[0]
     return tuple(exps)
 
 

@@ -161,7 +161,8 @@ class Planes:
         return self._float(ch) - self._float(ch, net=True)
 
 
-def weighted_sum(planes: Planes, feats: tuple[Feature, ...], phase: int, mean: np.ndarray, weights: tuple[int, ...]) -> np.ndarray:
+def weighted_sum(planes: Planes, feats: tuple[Feature, ...], phase: int, mean: np.ndarray,
+                 weights: tuple[int, ...]) -> np.ndarray:
     """``sum_k weights[k] / 256 * f_k`` as an exact (h, w) float64 array."""
     total = np.zeros((planes.h, planes.w), dtype=np.float64)
     for f, a in zip(feats, weights):
@@ -172,13 +173,16 @@ def weighted_sum(planes: Planes, feats: tuple[Feature, ...], phase: int, mean: n
 
 def sample(planes: Planes, feats: tuple[Feature, ...], phase: int, mean: np.ndarray, flat: np.ndarray) -> np.ndarray:
     """The features (K, n) at flat grid indices ``flat`` (what the encoder fits on)."""
-    return np.stack([planes.feature(f, phase, mean).reshape(-1)[flat] for f in feats]) if feats else np.zeros((0, flat.size))
+    if not feats:
+        return np.zeros((0, flat.size))
+    return np.stack([planes.feature(f, phase, mean).reshape(-1)[flat] for f in feats])
 
 
 class ChannelFeatures:
     """The features of one channel at its valid positions (what the calibration callback is given)."""
 
-    def __init__(self, planes: Planes, feats: tuple[Feature, ...], phase: int, mean: np.ndarray, flat: np.ndarray) -> None:
+    def __init__(self, planes: Planes, feats: tuple[Feature, ...], phase: int, mean: np.ndarray,
+                 flat: np.ndarray) -> None:
         self.planes, self.feats, self.phase, self.flat = planes, feats, phase, flat
         self.mean = mean.astype(np.float64)  # converted once for all K features
         self._refined: tuple[tuple[int, ...], np.ndarray] | None = None
@@ -203,7 +207,8 @@ class ChannelFeatures:
         return self._refined[1]
 
 
-def fit(feats: np.ndarray, x: np.ndarray, mean: np.ndarray, scale: np.ndarray, step: int = 1, iterations: int = 6) -> np.ndarray:
+def fit(feats: np.ndarray, x: np.ndarray, mean: np.ndarray, scale: np.ndarray, step: int = 1,
+        iterations: int = 6) -> np.ndarray:
     """Integer weights (K,) that minimise sum |x - mean - feats^T a / 256| / scale, approximately.
 
     feats: (K, n) features; x, mean, scale: (n,). Iteratively reweighted least squares

@@ -33,8 +33,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from . import calibration, linear
 from ..entropy import LevelDecoder, LevelEncoder
+from . import calibration, linear
 from .linear import ChannelFeatures, Feature
 
 __all__ = ["FIT_VALUES", "FilterFn", "features", "counts", "fit_weights", "Fitter", "applier", "write", "read"]

@@ -45,10 +45,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ...predictors.base import CONTEXT_GRID
 from ..codelength import laplace_bits
 from ..entropy import LevelDecoder, LevelEncoder
 from .linear import cross_colours
-from ...predictors.base import CONTEXT_GRID
 
 __all__ = [
     "THRESHOLDS",

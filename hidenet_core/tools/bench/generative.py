@@ -10,15 +10,13 @@ bytes summed, PSNR from the pooled squared errors, SSIM averaged.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from ...codec.encoder import EncodeSettings, encode
 from ...codec.decoder import decode
+from ...codec.encoder import EncodeSettings, encode
+from ...codec.pyramid import default_levels
 from ...metrics import psnr_from_sse, ssim
 from ...predictors.base import Predictor
-from ...codec.pyramid import default_levels
 from .images import BenchImage
 from .progressive import PSNR_CAP
 

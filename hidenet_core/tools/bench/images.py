@@ -30,7 +30,8 @@ class BenchImage:
         return MODE_OF_CHANNELS[self.pixels.shape[2]]
 
 
-def load_images(paths: list[Path], max_images: int | None = None, crop: tuple[int, int] | None = None) -> list[BenchImage]:
+def load_images(paths: list[Path], max_images: int | None = None,
+                crop: tuple[int, int] | None = None) -> list[BenchImage]:
     """Load ``paths`` (sorted by the caller); keep the first ``max_images`` and, with
     ``crop`` = (width, height), a centre crop of at most that size (a crop keeps the
     statistics of a photograph, a downscale would not)."""

@@ -15,14 +15,15 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ...codec.encoder import EncodeSettings, encode
 from ...codec.decoder import decode
+from ...codec.encoder import EncodeSettings, encode
 from ...imageio import to_pil
 from ...predictors.base import Predictor
 from .images import BenchImage
 from .timing import best_of
 
-__all__ = ["Codec", "anchor_codecs", "hidenet_codec", "measure_image", "HIDENET", "ENCODE_REFERENCE", "DECODE_REFERENCE"]
+__all__ = ["Codec", "anchor_codecs", "hidenet_codec", "measure_image", "HIDENET", "ENCODE_REFERENCE",
+           "DECODE_REFERENCE"]
 
 HIDENET = "hidenet"
 #: every encode time is also given over PNG's, every decode time over JPEG XL's

@@ -20,16 +20,14 @@ prediction counts as ``PSNR_CAP`` dB.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from ..evaluate import level_guesses, sse
 from ...codec.loop import code_level
-from ...predictors.base import Predictor
 from ...codec.pyramid import default_levels, level_images, level_shapes, odd_valid_mask, split
-from ...metrics import psnr_from_sse
 from ...codec.versions import format_version
+from ...metrics import psnr_from_sse
+from ...predictors.base import Predictor
+from ..evaluate import level_guesses, sse
 from .images import BenchImage
 from .progressive import PSNR_CAP
 

@@ -55,7 +55,7 @@ def _x(r) -> str:
 def _table(header: list[str], rows: list[list[str]], align: str | None = None) -> list[str]:
     align = align or "l" + "r" * (len(header) - 1)
     sep = ["---:" if a == "r" else ":---" for a in align]
-    return ["| " + " | ".join(header) + " |", "| " + " | ".join(sep) + " |"] + ["| " + " | ".join(r) + " |" for r in rows]
+    return ["| " + " | ".join(cells) + " |" for cells in (header, sep, *rows)]
 
 
 def behind(results: dict) -> list[str]:
@@ -65,7 +65,8 @@ def behind(results: dict) -> list[str]:
     mean = ll["mean"]
     h = mean.get("hidenet", {}).get("bpp")
     if h is not None:
-        better = [(ll["codecs"][k]["label"], v["bpp"]) for k, v in mean.items() if k != "hidenet" and v["bpp"] is not None and v["bpp"] < h]
+        better = [(ll["codecs"][k]["label"], v["bpp"]) for k, v in mean.items()
+                  if k != "hidenet" and v["bpp"] is not None and v["bpp"] < h]
         if better:
             names = ", ".join(f"{n} ({b:.3f} bpp)" for n, b in sorted(better, key=lambda t: t[1]))
             out.append(f"Lossless size: hideNet's mean {h:.3f} bpp is larger than {names}.")
@@ -82,7 +83,8 @@ def behind(results: dict) -> list[str]:
         out.append("Progressive: the progressive JPEG shows a better image (PSNR) at "
                    + ", ".join(f"{kb} KB ({-d:.1f} dB ahead)" for kb, d in lost) + ".")
     hs, bs = pr["mean"]["series"]["hidenet"], pr["mean"]["series"]["bicubic"]
-    worse = [kb for kb, a, b in zip(pr["budgets_kb"], hs["psnr"], bs["psnr"]) if a is not None and b is not None and a < b]
+    worse = [kb for kb, a, b in zip(pr["budgets_kb"], hs["psnr"], bs["psnr"])
+             if a is not None and b is not None and a < b]
     if worse:
         out.append("Progressive: the model's preview is below a plain bicubic upscale of the same level at "
                    + ", ".join(f"{kb} KB" for kb in worse) + ".")
@@ -106,11 +108,13 @@ def render_markdown(results: dict) -> str:
     lines += [
         f"Measured by `{meta.get('command', 'hidenet bench')}` on {meta['date']}"
         f" ({meta['machine']['cpu_count']} CPU cores, shared; torch threads: {cfg['threads']}; "
-        f"every codec single-threaded; best of {cfg['repeats']} timing run(s)); total {meta['seconds']['total']:.0f} s.",
+        f"every codec single-threaded; best of {cfg['repeats']} timing run(s)); "
+        f"total {meta['seconds']['total']:.0f} s.",
         f"Model: `{meta['model']['requested']}` = {meta['model']['name']} (weights {meta['model']['weights_hash']})"
         + (" - no trained weights were installed, so the default is the non-learned predictor."
            if meta["model"]["requested"] == "default" and meta["model"]["name"] == "interp" else "."),
-        f"Images ({len(results['images'])}): {sizes}." + (" **Quick run: small crops, few images.**" if cfg["quick"] else ""),
+        f"Images ({len(results['images'])}): {sizes}."
+        + (" **Quick run: small crops, few images.**" if cfg["quick"] else ""),
         "Methodology: docs/bench.md.",
         "",
     ]
@@ -158,7 +162,8 @@ def render_markdown(results: dict) -> str:
     if extras:
         lines += ["Also shown, not part of the comparison: " + "; ".join(
             f"{labels[k]}, the same model's preview of a near-lossless stream (every pixel within "
-            f"{k.removeprefix('hidenet_d')} of the original), a mode the server streams on request" for k in extras) + ".", ""]
+            f"{k.removeprefix('hidenet_d')} of the original), a mode the server streams on request"
+            for k in extras) + ".", ""]
     order = ["hidenet", "bicubic", "jpeg", *extras]
     rows = []
     for i, kb in enumerate(pr["budgets_kb"]):
@@ -181,13 +186,15 @@ def render_markdown(results: dict) -> str:
         js = [str(r["unit"]) for r in im["series"]["jpeg"]]
         ex = [str(im["streams"][k]["bytes"]) for k in extras]
         rows.append([im["image"], str(im["hidenet_bytes"]), *ex, str(im["jpeg_bytes"]), " ".join(hl), " ".join(js)])
-    lines += _table(["Image", "hideNet bytes (lossless)", *[f"hideNet d={k.removeprefix('hidenet_d')} bytes" for k in extras], "JPEG bytes",
+    extra_heads = [f"hideNet d={k.removeprefix('hidenet_d')} bytes" for k in extras]
+    lines += _table(["Image", "hideNet bytes (lossless)", *extra_heads, "JPEG bytes",
                      "hideNet level per budget", "JPEG scans per budget"], rows, "l" + "r" * (2 + len(extras)) + "ll")
     lines += ["", "![progressive](results-progressive.png)", ""]
 
     # prediction
     lines += ["## Prediction", "",
-              "PSNR (dB) of the odd pixels of each level predicted from its even pixels (the squared errors of all images "
+              "PSNR (dB) of the odd pixels of each level predicted from its even pixels "
+              "(the squared errors of all images "
               "pooled, every channel: the figures `hidenet eval` prints, plus the coding loop). "
               "Model: the network's rounded means alone; with preview filter: refined by the level's per-image "
               "preview filter, fitted as the encoder fits it (what the stream's preview and generative levels show; "
@@ -208,9 +215,10 @@ def render_markdown(results: dict) -> str:
                   "the stream's bytes (in brackets: the mean fraction of the lossless stream) and the decoded image's "
                   "PSNR (dB, pooled) / SSIM, with the per-image preview filters (format version 5, the default) and "
                   "without them (`--format-version 4`).", ""]
-        rows = [[str(r["g"]), str(r["images"]),
-                 f"{r['filtered']['bytes']} ({r['filtered']['fraction']:.2f})", f"{_f(r['filtered']['psnr'])} / {_f(r['filtered']['ssim'], 3)}",
-                 f"{r['plain']['bytes']} ({r['plain']['fraction']:.2f})", f"{_f(r['plain']['psnr'])} / {_f(r['plain']['ssim'], 3)}",
+        def variant(v: dict) -> list[str]:
+            return [f"{v['bytes']} ({v['fraction']:.2f})", f"{_f(v['psnr'])} / {_f(v['ssim'], 3)}"]
+
+        rows = [[str(r["g"]), str(r["images"]), *variant(r["filtered"]), *variant(r["plain"]),
                  f"{r['filter_bytes']:+d}", f"{r['filter_db']:+.2f}"] for r in gen]
         lines += _table(["g", "Images", "Bytes", "PSNR / SSIM", "Bytes, no filter", "PSNR / SSIM, no filter",
                          "Filter bytes", "Filter dB"], rows)
@@ -225,9 +233,11 @@ def render_markdown(results: dict) -> str:
         lines += [f"`{sv['image']}` ({sv['width']}x{sv['height']}), cached, streamed to N clients at once over the "
                   f"`{sv['link']}` link by a real `hidenet serve` on loopback (model `{sv['model']}`), sharing this "
                   "machine with the clients. TTFL: time to first level, from `start` to the first frame; lag: each "
-                  "level's frame beyond the link schedule; memory: the server's largest RSS during the run / its peak.", ""]
+                  "level's frame beyond the link schedule; memory: the server's largest RSS during the run / "
+                  "its peak.", ""]
         rows = [[str(r["streams"]), f"{r['completed']}/{r['streams']}", str(r["errors"]),
-                 f"{_f(r['ttfl_p50_ms'], 1)} ({_x(r['ttfl_p50_ratio'])})", f"{_f(r['ttfl_p95_ms'], 1)} ({_x(r['ttfl_p95_ratio'])})",
+                 f"{_f(r['ttfl_p50_ms'], 1)} ({_x(r['ttfl_p50_ratio'])})",
+                 f"{_f(r['ttfl_p95_ms'], 1)} ({_x(r['ttfl_p95_ratio'])})",
                  f"{_f(r['lag_p95_ms'], 1)} ({_x(r['lag_p95_ratio'])})", _f(r["lag_max_ms"], 1),
                  f"{_f(r['rss_mb_max'], 0)} / {_f(r['peak_rss_mb'], 0)}"] for r in sv["rows"]]
         lines += _table(["Streams", "Completed", "Errors", "TTFL p50 ms", "TTFL p95 ms", "Lag p95 ms", "Lag max ms",

@@ -10,7 +10,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +18,11 @@ import torch
 from tqdm import tqdm
 
 from ...codec.encoder import EncodeSettings, encode
-from ..pjpeg import JPEG_QUALITY
+from ...imageio import image_files
 from ...predictors import load_model
 from ...predictors.base import Predictor
-from ...imageio import image_files
 from ...samples import sample_paths
+from ..pjpeg import JPEG_QUALITY
 from . import generative, lossless, prediction, progressive
 from . import serving as serving_section
 from .images import load_images
@@ -111,7 +111,9 @@ def run_bench(config: BenchConfig, progress: bool = True, log: Callable[[str], N
     max_images = QUICK_IMAGES if config.quick else config.max_images
     images = load_images(paths, max_images, (QUICK_SIDE, QUICK_SIDE) if config.quick else config.crop)
     repeats = 1 if config.quick else config.repeats
-    streams = serving_section.QUICK_STREAMS if config.quick and config.streams == serving_section.STREAMS else config.streams
+    streams = config.streams
+    if config.quick and streams == serving_section.STREAMS:
+        streams = serving_section.QUICK_STREAMS
     model: Predictor = load_model(config.model)
     codecs = [lossless.hidenet_codec(model), *lossless.anchor_codecs()]
 
@@ -122,7 +124,8 @@ def run_bench(config: BenchConfig, progress: bool = True, log: Callable[[str], N
 
     old_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
-    seconds: dict[str, float] = {"lossless": 0.0, "progressive": 0.0, "prediction": 0.0, "generative": 0.0, "serving": 0.0}
+    seconds: dict[str, float] = {"lossless": 0.0, "progressive": 0.0, "prediction": 0.0, "generative": 0.0,
+                                 "serving": 0.0}
     lossless_rows, progressive_rows, prediction_rows, generative_rows = [], [], [], []
     steps = len(images) * (len(codecs) + 3) + (1 if config.serving else 0)
     bar = tqdm(total=steps, desc="hidenet bench", unit="step", disable=not progress, dynamic_ncols=True)
@@ -179,7 +182,7 @@ def run_bench(config: BenchConfig, progress: bool = True, log: Callable[[str], N
     return {
         "meta": {
             "version": 1,
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "config": {**asdict(config), "images_dir": str(config.images_dir) if config.images_dir else None,
                        "repeats": repeats, "streams": list(streams)},
             "model": {"name": model.name, "requested": config.model, "weights_hash": model.weights_hash().hex()},

@@ -7,6 +7,7 @@ example hideNet's decode time over JPEG XL's on the same image).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
@@ -54,8 +55,6 @@ def machine_info() -> dict:
         "cpu_count": os.cpu_count(),
         "processor": platform.processor() or platform.machine(),
     }
-    try:
+    with contextlib.suppress(OSError):  # not on every platform
         info["load_average"] = [round(x, 2) for x in os.getloadavg()]
-    except OSError:  # pragma: no cover - not on every platform
-        pass
     return info

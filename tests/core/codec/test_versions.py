@@ -11,7 +11,7 @@ from tests.conftest import smooth_image
 
 
 def test_the_table_is_read_by_number():
-    assert VERSIONS == (1, 2, 3, 4, 5) and VERSION == max(VERSIONS)
+    assert VERSIONS == (1, 2, 3, 4, 5) and max(VERSIONS) == VERSION
     assert all(FORMATS[v].number == v for v in VERSIONS)
     with pytest.raises(ValueError, match="unknown .hdn format version 6"):
         format_version(6)

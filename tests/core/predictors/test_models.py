@@ -8,8 +8,8 @@ import torch
 
 from hidenet_core import ModelMismatchError, decode, encode
 from hidenet_core.predictors import (
-    CNNP,
     ARCHITECTURES,
+    CNNP,
     Interp,
     LearnedPredictor,
     ModelLoadError,
@@ -62,7 +62,7 @@ def test_prediction_ignores_odd_values_not_yet_decoded(arch, config):
     model = perturbed(arch, config)
     even = torch.rand(1, 3, 6, 6) * 255
     odd = torch.rand(1, 9, 6, 6) * 255
-    for step, idx in enumerate(model.steps(3)):
+    for step, _ in enumerate(model.steps(3)):
         later = [k for s in model.steps(3)[step:] for k in s]
         other = odd.clone()
         other[:, later] = torch.rand(1, len(later), 6, 6) * 255

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hidenet_core.tools.bench import PLOTS
+from hidenet_core.cli import main
 from hidenet_core.imageio import image_files
+from hidenet_core.tools.bench import PLOTS
 from hidenet_core.tools.bench.images import load_images
 from hidenet_core.tools.bench.lossless import anchor_codecs, same_pixels
 from hidenet_core.tools.bench.resample import bicubic_upscale
-from hidenet_core.cli import main
 from tests.conftest import smooth_image
 
 
@@ -29,7 +29,8 @@ def tiny_dir(tmp_path):
 
 def test_quick_run_writes_complete_outputs(tiny_dir, tmp_path, capsys):
     out = tmp_path / "out"
-    rc = main(["bench", str(tiny_dir), "--out", str(out), "--quick", "--no-serving", "--no-progress", "--model", "interp"])
+    rc = main(["bench", str(tiny_dir), "--out", str(out), "--quick", "--no-serving", "--no-progress", "--model",
+               "interp"])
     assert rc == 0
     assert "wrote" in capsys.readouterr().out
 
@@ -64,7 +65,8 @@ def test_quick_run_writes_complete_outputs(tiny_dir, tmp_path, capsys):
 
     levels = results["prediction"]["mean"]
     assert levels and levels[0]["level"] == 0
-    assert {"model_psnr", "model_filtered_psnr", "model_in_loop_psnr", "bicubic_psnr", "gain_db", "filtered_gain_db"} <= set(levels[0])
+    assert {"model_psnr", "model_filtered_psnr", "model_in_loop_psnr", "bicubic_psnr", "gain_db",
+            "filtered_gain_db"} <= set(levels[0])
     gen = results["generative"]["mean"]
     assert [r["g"] for r in gen] == [1] and gen[0]["images"] == 2  # the tiny images have one level
     for key in ("filtered", "plain"):
@@ -72,8 +74,8 @@ def test_quick_run_writes_complete_outputs(tiny_dir, tmp_path, capsys):
     assert results["serving"] == {"available": False, "reason": "skipped (--no-serving)"}
 
     md = (out / "results.md").read_text()
-    for heading in ("## Lossless", "## Quality after N bytes received", "## Prediction", "## Generative levels", "## Serving",
-                    "## Where hideNet is behind"):
+    for heading in ("## Lossless", "## Quality after N bytes received", "## Prediction", "## Generative levels",
+                    "## Serving", "## Where hideNet is behind"):
         assert heading in md
     assert "| hideNet |" in md and "| 64 KB |" in md
     for name in PLOTS:

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 
 from hidenet_core.cli import main
-from hidenet_core.imageio import center_crop
-from hidenet_core.tools.evaluate import bicubic_odd, evaluate_image, totals
-from hidenet_core.imageio import save_png
 from hidenet_core.codec.pyramid import split
+from hidenet_core.imageio import center_crop, save_png
+from hidenet_core.tools.evaluate import bicubic_odd, evaluate_image, totals
 from tests.conftest import smooth_image
 
 
@@ -38,7 +37,8 @@ def test_evaluate_image_scores_every_coded_level(interp):
     assert all(math.isfinite(lv.psnr_model) and math.isfinite(lv.psnr_bicubic) for lv in score.levels)
     assert 0 < score.preview_ssim <= 1 and score.bpp == score.bytes * 8 / (100 * 70)
     t = totals([score, score])
-    assert t["bpp"] == pytest.approx(score.bpp) and t["levels"][0]["psnr_model"] == pytest.approx(score.levels[0].psnr_model)
+    assert t["bpp"] == pytest.approx(score.bpp)
+    assert t["levels"][0]["psnr_model"] == pytest.approx(score.levels[0].psnr_model)
 
 
 def test_center_crop():

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from hidenet_core import decode, load_model
-from server import create_app
 from hidenet_core.codec.container import VERSION, scan_stream
-from server.storage.cache import StreamCache, StreamKey
+from server import create_app
 from server.keys import CACHE, STATS
+from server.storage.cache import StreamCache, StreamKey
 from tests.server.conftest import frame_pixels, receive_stream
 
 pytestmark = pytest.mark.asyncio
@@ -42,7 +42,8 @@ async def restarted(aiohttp_client, config, clock):
     return await aiohttp_client(create_app(config, clock=clock))
 
 
-async def test_a_corrupted_cache_file_is_re_encoded_not_served(client, aiohttp_client, config, clock, rgb, rgb_id, caplog):
+async def test_a_corrupted_cache_file_is_re_encoded_not_served(client, aiohttp_client, config, clock, rgb, rgb_id,
+                                                               caplog):
     await client.get(f"/api/images/{rgb_id}/stream.hdn")
     (path,) = client.app[CACHE].directory.iterdir()
     data = bytearray(path.read_bytes())

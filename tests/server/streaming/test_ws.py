@@ -42,7 +42,8 @@ async def test_lossless_stream_sends_every_level_base_first_and_ends_bit_exact(c
     await ws.send_json(start(rgb_id, preview=False))
     meta, levels, races, done = split(await receive_stream(ws))
     L = default_levels(40, 56)
-    assert (meta["width"], meta["height"], meta["channels"], meta["levels"], meta["base_level"]) == (56, 40, 3, L + 1, L)
+    shape = (meta["width"], meta["height"], meta["channels"], meta["levels"], meta["base_level"])
+    assert shape == (56, 40, 3, L + 1, L)
     assert meta["link"]["id"] == "unlimited" and meta["image"]["id"] == rgb_id and not races
     assert [m["level"] for m, _ in levels] == list(range(L, -1, -1))
     totals = [m["total_bytes"] for m, _ in levels]
@@ -142,7 +143,8 @@ async def test_unknown_image_is_an_error(client):
     ws = await client.ws_connect("/ws")
     await ws.send_json(start("0" * 32))
     err = await ws.receive_json()
-    assert err == {"type": "error", "code": "not_found", "message": err["message"]} and "unknown image" in err["message"]
+    assert err == {"type": "error", "code": "not_found", "message": err["message"]}
+    assert "unknown image" in err["message"]
 
 
 async def test_too_many_generative_levels_for_the_image(client, rgb_id):

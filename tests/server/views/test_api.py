@@ -99,7 +99,8 @@ async def test_stats_report_memory_and_counters(client):
 
 async def test_unknown_route_is_json_404(client):
     resp = await client.get("/api/nothing")
-    assert resp.status == 404 and resp.content_type == "application/json" and await resp.json() == {"error": "Not Found"}
+    assert resp.status == 404 and resp.content_type == "application/json"
+    assert await resp.json() == {"error": "Not Found"}
 
 
 async def test_wrong_method_is_json_405(client):

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from hidenet_core import EncodeSettings, HdnFormatError, decode, encode
+from hidenet_core.codec.container import parse_header
 from hidenet_core.codec.stages import calibration
 from hidenet_core.codec.stages.calibration import ChannelParams
-from hidenet_core.codec.container import parse_header
 from hidenet_core.codec.versions import format_version
 from tests.conftest import smooth_image
 
@@ -47,19 +47,22 @@ def test_apply_stays_on_the_grid_and_identity_is_a_no_op():
     resid = rng.integers(0, 256, 500) - mean
     m, s = calibration.apply(mean.astype(np.float32), scale.astype(np.float32), ChannelParams(), resid)
     assert np.array_equal(m, mean.astype(np.float32)) and np.array_equal(s, scale.astype(np.float32))
-    m, s = calibration.apply(mean.astype(np.float32), scale.astype(np.float32), ChannelParams((-3,) * 4, (7,) * 4), resid)
+    m, s = calibration.apply(mean.astype(np.float32), scale.astype(np.float32), ChannelParams((-3,) * 4, (7,) * 4),
+                             resid)
     assert np.array_equal(m * 64, np.round(m * 64)) and np.array_equal(s * 64, np.round(s * 64))
     assert m.min() >= 0 and m.max() <= 255 and s.min() >= 1 / 16
     assert np.allclose(m, np.clip(mean + 7 / 16 * resid, 0, 255), atol=1 / 128)
     # a different coupling per scale bucket
-    m, _ = calibration.apply(mean.astype(np.float32), scale.astype(np.float32), ChannelParams((0,) * 4, (0, 0, 16, 0)), resid)
+    m, _ = calibration.apply(mean.astype(np.float32), scale.astype(np.float32), ChannelParams((0,) * 4, (0, 0, 16, 0)),
+                             resid)
     b = calibration.bucket(scale)
     assert np.array_equal(m[b != 2], mean[b != 2].astype(np.float32))
     assert np.allclose(m[b == 2], np.clip(mean + resid, 0, 255)[b == 2], atol=1 / 128)
 
 
 def test_scale_buckets():
-    assert list(calibration.bucket(np.array([0.0625, 2.484375, 2.5, 5.984375, 6.0, 14.0, 128.0]))) == [0, 0, 1, 1, 2, 3, 3]
+    scales = np.array([0.0625, 2.484375, 2.5, 5.984375, 6.0, 14.0, 128.0])
+    assert list(calibration.bucket(scales)) == [0, 0, 1, 1, 2, 3, 3]
 
 
 def _channel(x: np.ndarray, parent_resid: np.ndarray | None) -> calibration.ChannelInput:

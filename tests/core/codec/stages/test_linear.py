@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from hidenet_core import EncodeSettings, decode, encode
-from hidenet_core.codec.stages import calibration, linear
-from hidenet_core.codec.entropy import LevelDecoder, LevelEncoder
 from hidenet_core.codec.container import parse_header
+from hidenet_core.codec.entropy import LevelDecoder, LevelEncoder
+from hidenet_core.codec.stages import calibration, linear
 from hidenet_core.predictors.features import RGB_STEPS
 
 SIZE = (150, 140)  # level 0 has 75 x 70 positions: calibrated
@@ -43,7 +43,8 @@ def test_feature_sets_follow_what_is_decoded():
     assert len(f(3, 5, frozenset({6, 7, 8, 0, 1, 2, 3, 4}))) == 16 + 17 + 17 == linear.max_features(3)
     assert len(f(1, 2, frozenset())) == 12 and len(f(1, 0, frozenset({2}))) == 12  # grey: own colour only
     assert len(f(4, 11, frozenset({8, 9, 10}))) == 12  # alpha: own colour only
-    assert max(len(f(c, ch, frozenset(range(3 * c)) - {ch})) for c in (1, 3, 4) for ch in range(3 * c)) <= linear.max_features(3)
+    most = max(len(f(c, ch, frozenset(range(3 * c)) - {ch})) for c in (1, 3, 4) for ch in range(3 * c))
+    assert most <= linear.max_features(3)
     assert {ft.kind for ft in f(3, 8, frozenset({6, 7}))} == {"own", "detail", "resid"}
 
 

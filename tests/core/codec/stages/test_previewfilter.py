@@ -8,10 +8,6 @@ import numpy as np
 import pytest
 
 from hidenet_core import EncodeSettings, decode, encode
-from hidenet_core.codec.stages import previewfilter
-from hidenet_core.codec.decoder import ProgressiveDecoder, preview
-from hidenet_core.codec.entropy import LevelDecoder, LevelEncoder
-from hidenet_core.codec.loop import predict_level
 from hidenet_core.codec.container import (
     CHUNK_HEADER_SIZE,
     HdnFormatError,
@@ -20,9 +16,12 @@ from hidenet_core.codec.container import (
     parse_header,
     scan_stream,
 )
+from hidenet_core.codec.decoder import ProgressiveDecoder, preview
+from hidenet_core.codec.entropy import LevelDecoder, LevelEncoder
+from hidenet_core.codec.loop import predict_level
 from hidenet_core.codec.pyramid import level_shapes, split, total_levels
+from hidenet_core.codec.stages import previewfilter
 from hidenet_core.predictors.features import RGB_STEPS
-
 from tests.conftest import smooth_image
 
 SIZE = (150, 140)  # level 0 has 75 x 70 positions: it carries a filter (in chunk 1)

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from hidenet_core import EncodeSettings, decode, encode
-from hidenet_core.codec.stages import calibration, scalecontext
-from hidenet_core.codec.entropy import LevelDecoder, LevelEncoder
 from hidenet_core.codec.container import parse_header
+from hidenet_core.codec.entropy import LevelDecoder, LevelEncoder
+from hidenet_core.codec.stages import calibration, scalecontext
+from hidenet_core.codec.stages.scalecontext import ScaleContext, SurprisePlanes
 from hidenet_core.predictors.base import CONTEXT_GRID, Prediction, snap
 from hidenet_core.predictors.features import RGB_STEPS
-from hidenet_core.codec.stages.scalecontext import ScaleContext, SurprisePlanes
 
 SIZE = (150, 140)  # level 0 has 75 x 70 positions: calibrated
 
@@ -41,7 +41,8 @@ def test_feature_sets_follow_what_is_decoded():
     assert kinds(f(3, 8, frozenset({7, 6}))) == ["bias", "cross", "cross"]
     assert kinds(f(3, 1, frozenset({6, 7, 8}))) == ["bias", "near"]  # green (0,1): the diagonal phase
     assert kinds(f(3, 4, frozenset({6, 7, 8, 0, 1, 2}))) == ["bias", "near", "near"]  # (1,0): diagonal and (0,1)
-    assert kinds(f(3, 5, frozenset(range(9)) - {5}, trunk=16)) == ["bias", "cross", "cross", "near", "near"] + ["trunk"] * 16
+    expected = ["bias", "cross", "cross", "near", "near"] + ["trunk"] * 16
+    assert kinds(f(3, 5, frozenset(range(9)) - {5}, trunk=16)) == expected
     assert len(f(1, 1, frozenset({2, 0}))) == 3  # grey: no other colours
     assert kinds(f(4, 11, frozenset({8, 9, 10}))) == ["bias"]  # alpha: no colours, nothing earlier
     assert len(f(3, 0, frozenset(), trunk=99)) == 1 + scalecontext.MAX_TRUNK  # a wider model is capped
@@ -91,7 +92,8 @@ def test_shift_is_exact():
     feats = scalecontext.features(3, 0, frozenset({6, 7, 1}), trunk=4)
     ctx = ScaleContext(planes, feats, 3, 0, np.arange(h * w), trunk)
     for _ in range(5):
-        weights = tuple(int(a) for a in rng.integers(-scalecontext.WEIGHT_BOUND, scalecontext.WEIGHT_BOUND + 1, len(feats)))
+        weights = tuple(int(a) for a in rng.integers(-scalecontext.WEIGHT_BOUND, scalecontext.WEIGHT_BOUND + 1,
+                                                     len(feats)))
         got = ctx.shift(weights)
         values = [ctx._feature(f) for f in feats]
         for i in range(h):
