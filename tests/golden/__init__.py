@@ -46,6 +46,14 @@ CASES: dict[str, dict] = {
         "source": {"sample": "camera", "box": [180, 90, 67, 65]},
         "settings": {"max_error": 2, "generative_levels": 2, "levels": None},
     },
+    # grey, level 0's grid (182 x 182) larger than the encoder's subsamples (2^15 values for the
+    # linear prediction and the preview filter, 2^14 for the scale context), near-lossless where
+    # calibrated (the coder's scale floor binds): from version 5 on only, to keep the fixtures small
+    "large": {
+        "source": {"sample": "camera", "box": [100, 60, 363, 363]},
+        "settings": {"max_error": 1, "generative_levels": 0, "levels": None},
+        "first_version": 5,
+    },
     # RGBA (alpha from another sample), a different max error per level
     "rgba": {
         "source": {"sample": "chelsea", "box": [180, 60, 69, 66],

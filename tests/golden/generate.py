@@ -39,12 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     for version in VERSIONS:
         for model_name in MODELS:
             for case, recipe in CASES.items():
-                if (version, model_name, case) in have:
+                if (version, model_name, case) in have or version < recipe.get("first_version", 1):
                     continue
                 name = f"v{version}-{model_name}-{case}.hdn"
                 if (DIR / name).exists():
                     raise SystemExit(f"{name} exists but is not in the manifest: fix by hand, never overwrite")
-                entry = {"file": name, "version": version, "model": model_name, "case": case, **recipe}
+                entry = {"file": name, "version": version, "model": model_name, "case": case,
+                         "source": recipe["source"], "settings": recipe["settings"]}
                 print(f"{'missing' if args.check else 'writing'} {name}", file=sys.stderr)
                 if args.check:
                     continue
