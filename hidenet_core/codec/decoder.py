@@ -240,7 +240,7 @@ def preview(predictor: Predictor, recon_chw: np.ndarray, level: int, shapes: lis
 
 
 class _Coder:
-    """The decoder's side of the closed loop (``levels.LevelCoder``): reads the values and the
+    """The decoder's side of the closed loop (``loop.LevelCoder``): reads the values and the
     calibration that the encoder coded into one chunk's payload."""
 
     def __init__(self, dec: LevelDecoder, d: int, version: FormatVersion) -> None:

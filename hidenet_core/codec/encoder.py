@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..predictors.base import Predictor
-from .container import MAX_ERROR, MAX_LEVELS, MAX_PIXELS, MAX_SIDE, Header, pack_chunk, pack_header
+from .container import MAX_ERROR, MAX_LEVELS, MAX_PIXELS, MAX_SIDE, MODE_OF_CHANNELS, Header, pack_chunk, pack_header
 from .entropy import LevelEncoder
 from .loop import code_level, level_crc, predict_level, top_prior
 from .pyramid import default_levels, level_images, level_shapes, split, total_levels
@@ -64,8 +64,9 @@ def _check_image(image: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected an 8-bit image (uint8), got dtype {image.dtype}")
     if image.ndim == 2:
         image = image[:, :, None]
-    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
-        raise ValueError(f"expected an (H, W, C) image with C in 1, 3, 4; got shape {image.shape}")
+    if image.ndim != 3 or image.shape[2] not in MODE_OF_CHANNELS:
+        raise ValueError(f"expected an (H, W, C) image with C in {', '.join(map(str, MODE_OF_CHANNELS))}; "
+                         f"got shape {image.shape}")
     h, w = image.shape[:2]
     if h < 1 or w < 1 or h * w > MAX_PIXELS or max(h, w) > MAX_SIDE:
         raise ValueError(
@@ -75,7 +76,7 @@ def _check_image(image: np.ndarray) -> np.ndarray:
 
 
 class _Coder:
-    """The encoder's side of the closed loop on one level (``levels.LevelCoder``): codes the
+    """The encoder's side of the closed loop on one level (``loop.LevelCoder``): codes the
     true odd values (3C, h, w) with max error ``d``, and fits and codes the calibration."""
 
     def __init__(self, enc: LevelEncoder, odd_true: np.ndarray, d: int, version: FormatVersion) -> None:

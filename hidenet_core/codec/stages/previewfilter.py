@@ -42,7 +42,7 @@ __all__ = ["FIT_VALUES", "FilterFn", "features", "counts", "fit_weights", "Fitte
 #: the encoder fits each channel on at most this many values (a random subsample)
 FIT_VALUES = 1 << 15
 
-#: what ``levels.predict_level`` asks, per odd channel of a predicted level: the weights
+#: what ``loop.predict_level`` asks, per odd channel of a predicted level: the weights
 #: (one per feature; all zero = the plain mean) given the channel's features
 FilterFn = Callable[[int, ChannelFeatures], tuple[int, ...]]
 

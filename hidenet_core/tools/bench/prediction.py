@@ -9,7 +9,7 @@ original level image, predicted from the original even pixels (level k + 1)
   (what a version-5 stream's preview and generative levels show; ``previewfilter.py``);
 * by the model inside the coding loop, where later coding steps also see the odd
   values decoded by earlier ones (the prediction the entropy coder codes against);
-* by a bicubic interpolation of the same even pixels: ``hidenet_core.evaluate.bicubic_odd``,
+* by a bicubic interpolation of the same even pixels: ``hidenet_core.tools.evaluate.bicubic_odd``,
   the reference ``hidenet eval`` uses, so both commands report the same figures.
 
 Only real odd pixels count (not the padding of odd sizes), every channel (as in
@@ -43,7 +43,7 @@ PREDICTORS = {
 
 
 class _TeacherForced:
-    """A ``levels.LevelCoder`` that records the rounded means and decodes the truth (what a
+    """A ``loop.LevelCoder`` that records the rounded means and decodes the truth (what a
     lossless decoder decodes: later steps see the true values)."""
 
     def __init__(self, odd_true: np.ndarray) -> None:
