@@ -54,8 +54,24 @@ class LoadedImage:
         return MODE_OF_CHANNELS[self.pixels.shape[2]]
 
 
+def _rawmodes(img: Image.Image) -> list[str]:
+    """The raw modes the file's data is stored in (Pillow's tiles), e.g. "RGB;16B" for a 16-bit RGB PNG."""
+    out = []
+    for tile in getattr(img, "tile", None) or []:
+        args = tile[3] if len(tile) > 3 else None
+        if isinstance(args, tuple):
+            args = args[0] if args else None
+        if isinstance(args, str):
+            out.append(args)
+    return out
+
+
 def _is_deep(img: Image.Image) -> bool:
-    return img.mode in _DEEP_MODES or img.mode.endswith(";16") or img.info.get("bits", 8) > 8
+    """16-bit or float samples, also where Pillow would open them as an 8-bit mode (16-bit RGB and
+    RGBA PNGs open as "RGB"/"RGBA", silently cut to 8 bits)."""
+    if img.mode in _DEEP_MODES or img.mode.endswith(";16") or img.info.get("bits", 8) > 8:
+        return True
+    return any(";16" in raw or ";32" in raw or raw.startswith("F") for raw in _rawmodes(img))
 
 
 def _convert(img: Image.Image) -> tuple[Image.Image, str | None]:
@@ -85,13 +101,13 @@ class ImageTooLarge(ImageError):
     """More pixels than the configured limit, or than Pillow's decompression-bomb guard allows."""
 
 
-def image_from_bytes(data: bytes, max_pixels: int | None = None) -> LoadedImage:
+def image_from_bytes(data: bytes, max_pixels: int | None = None, max_side: int | None = None) -> LoadedImage:
     """Decode image bytes (any format Pillow sniffs) into an 8-bit (H, W, C) array.
 
     Everything is checked from the header before the pixels are decoded. Raises
     ``UnsupportedImage`` (not an image; 16-bit, float or unknown modes), ``ImageTooLarge``
-    (more than ``max_pixels`` pixels, or a decompression bomb) or ``ImageError``
-    (truncated or corrupted data); all three are ``ImageError``.
+    (more than ``max_pixels`` pixels or ``max_side`` pixels a side, or a decompression
+    bomb) or ``ImageError`` (truncated or corrupted data); all three are ``ImageError``.
     """
     try:
         with warnings.catch_warnings():
@@ -108,6 +124,8 @@ def image_from_bytes(data: bytes, max_pixels: int | None = None) -> LoadedImage:
     w, h = img.size
     if max_pixels is not None and w * h > max_pixels:
         raise ImageTooLarge(f"image of {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels}")
+    if max_side is not None and max(w, h) > max_side:
+        raise ImageTooLarge(f"image of {w}x{h} pixels: a side of {max(w, h)} pixels exceeds the limit of {max_side}")
     source_mode = img.mode
     if _is_deep(img):
         raise UnsupportedImage(

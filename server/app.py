@@ -32,13 +32,14 @@ from .keys import (
 from .routes import routes
 from .stats import ServerStats
 from .storage.cache import StreamCache
+from .storage.files import sweep_partials
 from .storage.lru import LRU
 from .storage.store import ImageStore
 from .streaming.clock import Clock, MonotonicClock
 from .streaming.frames import FrameCache
 from .streaming.race import RaceCache
 from .streaming.ws import close_sockets
-from .views.errors import json_errors
+from .views.errors import json_errors, json_protocol_errors
 from .views.resources import StaticFiles, find_dir
 from .worker import Worker
 
@@ -52,6 +53,7 @@ def create_app(config: ServerConfig | None = None, *, clock: Clock | None = None
     """The hideNet web application. ``clock`` replaces the real one (tests); ``model``, if
     given, is used instead of loading ``config.model``."""
     config = config or ServerConfig()
+    json_protocol_errors()
     app = web.Application(middlewares=[json_errors], client_max_size=config.max_upload_bytes + MB)
     app[CONFIG] = config
     app[CLOCK] = clock or MonotonicClock()
@@ -84,6 +86,8 @@ def _resources(preloaded: Predictor | None):
             app[STORE] = store
             (cfg.data_dir / "cache").mkdir(parents=True, exist_ok=True)
             app[CACHE] = StreamCache(cfg.data_dir / "cache")
+            # what a writer killed mid-write (kill -9) left behind; files other processes are writing stay
+            await worker.run(_sweep, app[CACHE], store)
             app[FRAMES] = FrameCache(cfg.frame_cache_mb * MB)
             app[RACES] = RaceCache(cfg.race_cache_items)
             app[THUMBNAILS] = LRU(256)
@@ -95,6 +99,11 @@ def _resources(preloaded: Predictor | None):
             await asyncio.to_thread(worker.close)
 
     return resources
+
+
+def _sweep(cache: StreamCache, store: ImageStore) -> None:
+    cache.sweep()
+    sweep_partials(store.uploads_dir)
 
 
 def _fill_store(store: ImageStore, cfg: ServerConfig) -> None:

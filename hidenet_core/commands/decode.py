@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 from ..codec.decoder import decode_until
 from ..imageio import save_png
 from ..predictors import load_model
 from .options import add_files, add_model_option, level_arg
+from .streamfile import read_stream
 
 HELP = "decode a .hdn stream (or any prefix of it) into a PNG"
 
@@ -25,7 +25,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    data = Path(args.input).read_bytes()
+    data = read_stream(args.input)
     model = load_model(args.model)
     t0 = time.perf_counter()
     decoder = decode_until(data, model, stop_level=args.level)

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from ..codec.container import stream_info
+from .streamfile import read_stream
 
 HELP = "show the header and per-level chunk sizes of a .hdn stream"
 
@@ -16,9 +17,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with open(args.input, "rb") as f:
-        data = f.read()
-    info = stream_info(data)
+    info = stream_info(read_stream(args.input))
     if args.json:
         print(json.dumps(info, indent=2))
         return 0

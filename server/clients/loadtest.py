@@ -20,7 +20,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -41,9 +41,13 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 async def stream_once(session: aiohttp.ClientSession, base_url: str, image_id: str, link: str | dict = "unlimited",
-                      preview: bool = True, ready: asyncio.Event | None = None) -> dict:
-    """One stream; returns its timings or its error. Waits for ``ready`` before sending start."""
-    out: dict = {"first_level_ms": None, "lags_ms": [], "levels": 0, "error": None, "frame_bytes": 0}
+                      preview: bool = True, ready: asyncio.Event | None = None,
+                      on_frame: Callable[[bytes], None] | None = None) -> dict:
+    """One stream; returns its timings or its error (and ``close_code``: the socket's close code
+    if the server closed it mid-stream). Waits for ``ready`` before sending start; hands each
+    level's frame to ``on_frame``."""
+    out: dict = {"first_level_ms": None, "lags_ms": [], "levels": 0, "error": None, "frame_bytes": 0,
+                 "close_code": None}
     try:
         async with session.ws_connect(ws_url(base_url), max_msg_size=0) as ws:
             if ready is not None:
@@ -60,6 +64,8 @@ async def stream_once(session: aiohttp.ClientSession, base_url: str, image_id: s
                         if out["first_level_ms"] is None:
                             out["first_level_ms"] = (now - t_start) * 1000
                         out["lags_ms"].append((now - t_meta) * 1000 - pending["arrival_ms"])
+                        if on_frame is not None:
+                            on_frame(msg.data)
                     pending = None
                 elif msg.type == aiohttp.WSMsgType.TEXT:
                     data = json.loads(msg.data)
@@ -74,6 +80,7 @@ async def stream_once(session: aiohttp.ClientSession, base_url: str, image_id: s
                         break
                 else:
                     out["error"] = f"socket closed ({msg.type.name})"
+                    out["close_code"] = ws.close_code
                     break
             else:
                 out["error"] = "socket closed before done"

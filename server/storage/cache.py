@@ -1,13 +1,18 @@
 """Encoded ``.hdn`` streams on disk, named by image content hash, mode, model and format version.
 
 Recently used streams are also kept in memory. A file is written atomically and
-checked when read: the header CRC, every chunk's payload CRC, the level order and the
-exact length. A file that fails the check is deleted and the image re-encoded, never
-served. Concurrent requests for a stream that is being encoded wait for that one encoding.
+checked when read: it starts with a seal naming its key (image id, model hash, mode,
+format version: ``StreamKey.seal``), then the stream, whose header CRC, every chunk's
+payload CRC, level order and exact length are checked. A file that fails the check (a
+stream of another image copied over it, a flipped bit, a truncation) is deleted, counted
+and the image re-encoded, never served. Concurrent requests for a stream that is being
+encoded wait for that one encoding. Temporary files left by a writer that died are
+removed by ``sweep`` (at start-up).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,9 +22,9 @@ from hidenet_core import HdnFormatError
 from hidenet_core.codec.container import StreamLayout, scan_stream
 from hidenet_core.codec.versions import VERSION
 
+from .files import atomic_write, sweep_partials
 from .lru import LRU
 from .singleflight import SingleFlight
-from .store import atomic_write
 
 __all__ = ["StreamKey", "StreamCache"]
 
@@ -40,6 +45,16 @@ class StreamKey:
         # the format version: streams an older server wrote are re-encoded, not served
         return f"{self.image_id}.{self.model_hash[:16]}.d{self.max_error}.g{self.generative_levels}.v{VERSION}.hdn"
 
+    @property
+    def seal(self) -> bytes:
+        """The first bytes of this key's cache file: they bind the stream that follows to its key,
+        so that a file copied or renamed onto another key's name is refused, not served."""
+        identity = f"{self.image_id}:{self.model_hash}:d{self.max_error}:g{self.generative_levels}:v{VERSION}"
+        return _SEAL_MAGIC + hashlib.sha256(identity.encode()).digest()
+
+
+_SEAL_MAGIC = b"hidenet-cache\x01"
+
 
 class StreamCache:
     """The on-disk cache. ``load``/``save`` block (call them in the worker)."""
@@ -52,14 +67,23 @@ class StreamCache:
     def path(self, key: StreamKey) -> Path:
         return self.directory / key.filename
 
+    def sweep(self) -> int:
+        """Blocking: remove temporary files whose writer died (kill -9 mid-write); how many."""
+        return sweep_partials(self.directory)
+
     def load(self, key: StreamKey) -> tuple[bytes, StreamLayout] | None:
-        """The cached stream, or None if absent or corrupted (a corrupted file is removed)."""
+        """The cached stream, or None if absent. ``CorruptCacheFile`` (the file is removed) if it
+        fails its check."""
         path = self.path(key)
         try:
-            data = path.read_bytes()
+            raw = path.read_bytes()
         except FileNotFoundError:
             return None
+        seal = key.seal
+        data = raw[len(seal) :]
         try:
+            if raw[: len(seal)] != seal:
+                raise HdnFormatError("its seal names another image, mode or model")
             layout = scan_stream(data)
             if layout.header.model_hash.hex() != key.model_hash:
                 raise HdnFormatError("encoded with other weights")
@@ -72,7 +96,8 @@ class StreamCache:
         return data, layout
 
     def save(self, key: StreamKey, data: bytes) -> None:
-        atomic_write(self.path(key), data)
+        """Blocking: store ``data`` (a whole stream) for ``key``, sealed, atomically."""
+        atomic_write(self.path(key), key.seal + data)
 
     async def get(
         self,

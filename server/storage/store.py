@@ -1,10 +1,17 @@
 """The images the server offers, by id; an id is the content hash of the pixels.
 
-Sample and ``--images`` files are read where they are; uploads are normalised to PNG
-and written below the data directory as ``<id>.png`` plus ``<id>.json`` (name and
-size), each atomically (temporary file, then rename), the metadata last: an upload is
-either fully stored or not at all. No path from a request ever reaches the filesystem:
-requests name images only by id, and an id is checked against ``ID_RE``.
+Sample and ``--images`` files are read where they are. Uploads are normalised to PNG
+and stored below the data directory as ``<id>.png`` plus ``<id>.json`` (name and
+size); the PNG is written first (temporary file, then rename), and the metadata is
+*published* last, with a hard link that fails if it exists: an upload is either fully
+stored or not at all, and of several uploads of the same pixels exactly one creates it.
+
+The uploads directory is shared by every server process on the data directory (and by
+several machines, on a shared file system): a process looks an id it does not know up
+in the directory (read-through), lists the directory again whenever it changed, and
+checks the upload cap and publishes under a lock file (``files.DirLock``), so the cap
+and the de-duplication hold across processes. No path from a request ever reaches the
+filesystem: requests name images only by id, and an id is checked against ``ID_RE``.
 """
 
 from __future__ import annotations
@@ -14,8 +21,8 @@ import json
 import logging
 import os
 import re
-import tempfile
 import threading
+import time
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,16 +30,18 @@ from urllib.parse import unquote
 
 import numpy as np
 
-from hidenet_core import ImageError, load_image, png_bytes
+from hidenet_core import ImageError, image_from_bytes, load_image, png_bytes
 from hidenet_core.imageio import image_files
 
+from .files import DirLock, atomic_write, publish_once
 from .lru import LRU
 
-__all__ = ["ImageInfo", "ImageStore", "StoreFull", "image_id", "ID_RE", "display_name", "atomic_write"]
+__all__ = ["ImageInfo", "ImageStore", "StoreFull", "ImageGone", "image_id", "ID_RE", "display_name", "atomic_write"]
 
 log = logging.getLogger(__name__)
 
 ID_RE = re.compile(r"^[0-9a-f]{32}$")
+_MTIME_TICK_NS = 1_000_000_000
 
 
 def image_id(pixels: np.ndarray) -> str:
@@ -52,23 +61,13 @@ def display_name(filename: str | None, fallback: str = "upload") -> str:
     return clean or fallback
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class StoreFull(Exception):
     """No room for another upload."""
+
+
+class ImageGone(ImageError):
+    """An image the server knew whose stored file has vanished (deleted by hand, or by another
+    process's operator); the message names the id, never a server path."""
 
 
 @dataclass(frozen=True)
@@ -87,22 +86,36 @@ class ImageInfo:
 
 
 class ImageStore:
-    """Images by id. The methods that read or write files are blocking: call them in the worker."""
+    """Images by id: the fixed ones (samples, ``--images``) and the uploads directory, shared
+    with other processes. The methods that write, or read pixels, block: call them in the
+    worker. ``get`` and ``list`` may read the uploads directory's small metadata files."""
 
     def __init__(self, uploads_dir: Path, memory_bytes: int = 256 * 1024 * 1024) -> None:
         self.uploads_dir = uploads_dir
-        self._images: dict[str, ImageInfo] = {}
+        self._fixed: dict[str, ImageInfo] = {}
+        self._uploads: dict[str, ImageInfo] = {}  # what this process has seen of uploads_dir
+        self._order: dict[str, tuple[int, str]] = {}  # upload id -> (when it was stored, id): listing order
+        self._listed_mtime: int | None = None  # uploads_dir's mtime when it was last listed
         self._pixels = LRU(memory_bytes, weigh=lambda pixels: pixels.nbytes)  # type: ignore[attr-defined]
         self._lock = threading.Lock()
+        self._dir_lock = DirLock(uploads_dir)
 
     def __len__(self) -> int:
-        return len(self._images)
+        return len(self.list())
 
     def get(self, image_id: str) -> ImageInfo | None:
-        return self._images.get(image_id) if ID_RE.match(image_id) else None
+        """The image with this id; an upload stored by another process is found too."""
+        if not ID_RE.match(image_id):
+            return None
+        info = self._fixed.get(image_id) or self._uploads.get(image_id)
+        return info if info is not None else self._read_upload(image_id)
 
     def list(self) -> list[ImageInfo]:
-        return list(self._images.values())
+        """The fixed images, then the uploads (every process's) in upload order."""
+        self._refresh()
+        with self._lock:
+            uploads = sorted(self._uploads.values(), key=lambda info: self._order[info.id])
+        return [*self._fixed.values(), *(u for u in uploads if u.id not in self._fixed)]
 
     def add_file(self, path: Path, name: str | None = None) -> ImageInfo:
         """Offer an image file read in place (samples, ``--images``)."""
@@ -112,8 +125,7 @@ class ImageStore:
         pixels.setflags(write=False)
         self._pixels.put(info.id, pixels)
         with self._lock:
-            self._images.setdefault(info.id, info)
-        return self._images[info.id]
+            return self._fixed.setdefault(info.id, info)
 
     def add_dir(self, directory: Path) -> list[ImageInfo]:
         """Every readable image directly in ``directory``, sorted by file name."""
@@ -126,60 +138,116 @@ class ImageStore:
         return out
 
     def load_uploads(self) -> list[ImageInfo]:
-        """The uploads stored by earlier runs (metadata only; pixels are read when needed)."""
-        out = []
-        if not self.uploads_dir.is_dir():
-            return out
-        metas = sorted(self.uploads_dir.glob("*.json"), key=lambda p: p.stat().st_mtime)
-        for meta in metas:
-            png = meta.with_suffix(".png")
-            try:
-                m = json.loads(meta.read_text())
-                info = ImageInfo(meta.stem, str(m["name"]), int(m["width"]), int(m["height"]), int(m["channels"]), png)
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                log.warning("skipping stored upload %s: %s", meta.name, exc)
-                continue
-            if ID_RE.match(info.id) and png.is_file():
-                with self._lock:
-                    self._images.setdefault(info.id, info)
-                out.append(info)
-        return out
+        """The uploads stored so far, by this process or any other (metadata only)."""
+        self._listed_mtime = None
+        return [info for info in self.list() if info.id in self._uploads]
 
     @property
     def uploads(self) -> int:
-        return sum(1 for info in self._images.values() if info.path.parent == self.uploads_dir)
+        """Uploads stored in the directory (by every process)."""
+        return len(self._upload_ids())
 
     def save_upload(self, pixels: np.ndarray, name: str, limit: int | None = None) -> tuple[ImageInfo, bool]:
-        """Store an uploaded image; return it and whether it is new (False: already there).
+        """Store an uploaded image; return it and whether this call stored it (False: it was there).
 
-        Raises ``StoreFull`` if ``limit`` uploads are stored already."""
+        Raises ``StoreFull`` if ``limit`` uploads are stored already. Both hold across
+        threads and processes: the cap is checked and the upload published under the
+        directory's lock."""
         iid = image_id(pixels)
-        existing = self.get(iid)
+        existing = self._fixed.get(iid) or self._read_upload(iid)
         if existing is not None:
             return existing, False
-        if limit is not None and self.uploads >= limit:
-            raise StoreFull(f"the server holds {self.uploads} uploads, its limit; no more can be stored")
         h, w, c = pixels.shape
         png = self.uploads_dir / f"{iid}.png"
-        atomic_write(png, png_bytes(pixels, compress_level=6))
-        meta = {"name": name, "width": w, "height": h, "channels": c}
-        atomic_write(png.with_suffix(".json"), json.dumps(meta).encode())
-        info = ImageInfo(iid, name, w, h, c, png)
+        meta = self.uploads_dir / f"{iid}.json"
+        data = png_bytes(pixels, compress_level=6)  # outside the lock: the slow part
+        with self._dir_lock.held():
+            existing = self._read_upload(iid)
+            if existing is not None:
+                return existing, False
+            stored = len(self._upload_ids())
+            if limit is not None and stored >= limit:
+                raise StoreFull(f"the server holds {stored} uploads, its limit; no more can be stored")
+            atomic_write(png, data)  # the same bytes for the same id: rewriting it is harmless
+            # "stored_ns" orders the gallery; taken under the lock, it increases from one upload to the next
+            record = {"name": name, "width": w, "height": h, "channels": c, "stored_ns": time.time_ns()}
+            created = publish_once(meta, json.dumps(record).encode())
+        info = self._read_upload(iid)
+        if info is None:  # pragma: no cover - removed by hand in between
+            raise ImageGone(f"image {iid} was removed while it was being stored")
         pixels.setflags(write=False)
         self._pixels.put(iid, pixels)
-        with self._lock:
-            self._images.setdefault(iid, info)
-        return self._images[iid], True
+        return info, created
 
     def pixels(self, iid: str) -> np.ndarray:
-        """The original (H, W, C) uint8 pixels (a read-only array)."""
+        """The original (H, W, C) uint8 pixels (a read-only array). ``ImageGone`` if its file vanished."""
         cached = self._pixels.get(iid)
         if cached is not None:
             return cached  # type: ignore[return-value]
-        info = self._images[iid]
-        pixels = load_image(info.path).pixels
+        info = self.get(iid)
+        if info is None:
+            raise ImageGone(f"image {iid} is no longer stored")
+        try:
+            data = info.path.read_bytes()
+        except FileNotFoundError:
+            self.forget(iid)
+            raise ImageGone(f"image {iid} ({info.name!r}) is no longer stored") from None
+        except OSError as exc:
+            raise ImageError(f"cannot read the stored file of image {iid}: {exc.strerror}") from None
+        pixels = image_from_bytes(data).pixels
         if image_id(pixels) != iid:
             raise ImageError(f"the file of image {iid} ({info.name!r}) changed on disk; restart the server")
         pixels.setflags(write=False)
         self._pixels.put(iid, pixels)
         return pixels
+
+    def forget(self, iid: str) -> None:
+        """Drop what this process remembers of an upload (its file vanished)."""
+        with self._lock:
+            self._uploads.pop(iid, None)
+            self._order.pop(iid, None)
+
+    # --- the shared uploads directory ----------------------------------------------------------
+
+    def _upload_ids(self) -> list[str]:
+        try:
+            names = os.listdir(self.uploads_dir)
+        except FileNotFoundError:
+            return []
+        return [n[:-5] for n in names if n.endswith(".json") and ID_RE.match(n[:-5])]
+
+    def _read_upload(self, iid: str) -> ImageInfo | None:
+        """An upload's metadata from the directory (None if it is not stored, or broken)."""
+        meta = self.uploads_dir / f"{iid}.json"
+        try:
+            st = meta.stat()
+            m = json.loads(meta.read_bytes())
+            info = ImageInfo(iid, str(m["name"]), int(m["width"]), int(m["height"]), int(m["channels"]),
+                             meta.with_suffix(".png"))
+            stored = int(m.get("stored_ns", st.st_mtime_ns))  # uploads of earlier versions: the file's time
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("skipping stored upload %s: %s", meta.name, exc)
+            return None
+        with self._lock:
+            self._order[iid] = (stored, iid)
+            return self._uploads.setdefault(iid, info)
+
+    def _refresh(self) -> None:
+        """List the uploads directory again if it changed (another process stored or removed one)."""
+        try:
+            mtime = self.uploads_dir.stat().st_mtime_ns
+        except FileNotFoundError:
+            return
+        # a directory's mtime ticks coarsely (a few ms): trust it only once it is older than the listing
+        if mtime == self._listed_mtime and time.time_ns() - mtime > _MTIME_TICK_NS:
+            return
+        self._listed_mtime = mtime
+        ids = set(self._upload_ids())
+        with self._lock:
+            for gone in set(self._uploads) - ids:
+                self._uploads.pop(gone)
+                self._order.pop(gone, None)
+        for iid in ids - set(self._uploads):
+            self._read_upload(iid)

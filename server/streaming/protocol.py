@@ -66,6 +66,8 @@ def parse_message(text: str) -> StartRequest | Cancel:
         msg = json.loads(text)
     except ValueError as exc:
         raise ProtocolError(f"message is not valid JSON: {exc}") from None
+    except RecursionError:  # "[[[[...]]]]": deeper than the parser's stack
+        raise ProtocolError("message is nested too deeply; send a flat JSON object") from None
     if not isinstance(msg, dict):
         raise ProtocolError(f"message must be a JSON object with a \"type\", got {type(msg).__name__}")
     kind = msg.get("type")

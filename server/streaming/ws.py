@@ -18,6 +18,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from hidenet_core import HdnFormatError, ImageError, default_levels
 
 from ..keys import CONFIG, SOCKETS, STATS, STORE
+from ..storage.store import ImageGone
 from ..views.errors import json_error
 from .protocol import Cancel, ProtocolError, StartRequest, parse_message
 from .stream import Sender, run_stream
@@ -78,17 +79,27 @@ class Session:
         stats.streams_running += 1
         stats.streams_started += 1
         self.task = asyncio.create_task(self._run(req, info))
+        self.task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """Runs once however a stream's task ends, also when it was cancelled before it ever ran
+        (a ``start`` or ``cancel`` right behind a ``start``): so ``streams_running`` always
+        counts exactly the tasks not ended yet."""
+        stats = self.app[STATS]
+        stats.streams_running -= 1
+        if task.cancelled():
+            stats.streams_cancelled += 1
 
     async def _run(self, req: StartRequest, info) -> None:
         stats = self.app[STATS]
         try:
             await run_stream(self.app, self.send, req, info)
             stats.streams_completed += 1
-        except asyncio.CancelledError:
-            stats.streams_cancelled += 1
-            raise
         except ConnectionResetError:  # the client went away: nothing to report to
             stats.streams_cancelled += 1
+        except ImageGone as exc:  # its file was removed meanwhile
+            stats.streams_failed += 1
+            await self._report(str(exc), "not_found")
         except (HdnFormatError, ImageError) as exc:
             stats.streams_failed += 1
             log.warning("stream of %s failed: %s", info.id, exc)
@@ -97,8 +108,6 @@ class Session:
             stats.streams_failed += 1
             log.exception("stream of %s failed", info.id)
             await self._report("internal error while streaming; see the server log", "internal")
-        finally:
-            stats.streams_running -= 1
 
     async def _report(self, message: str, code: str) -> None:
         with contextlib.suppress(ConnectionResetError):  # the client went away
@@ -118,7 +127,8 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         json_error(web.HTTPForbidden,
                    f"cross-origin websocket refused: origin {request.headers['Origin']!r} is not this server")
     # no permessage-deflate: the frames are PNGs already, deflating them again only burns CPU
-    ws = web.WebSocketResponse(heartbeat=cfg.heartbeat_s, max_msg_size=cfg.ws_max_message, compress=False)
+    # aiohttp refuses a message of max_msg_size bytes or more; the protocol allows ws_max_message bytes
+    ws = web.WebSocketResponse(heartbeat=cfg.heartbeat_s, max_msg_size=cfg.ws_max_message + 1, compress=False)
     if not ws.can_prepare(request).ok:
         json_error(web.HTTPBadRequest, "expected a websocket upgrade request on /ws")
     sockets = app[SOCKETS]
@@ -131,7 +141,13 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
-                await session.on_text(msg.data)
+                try:
+                    await session.on_text(msg.data)
+                except ConnectionResetError:
+                    raise
+                except Exception:  # a bug, never an HTTP 500 written onto the upgraded socket
+                    log.exception("websocket message handling failed")
+                    await session.error("internal error while handling the message; see the server log", "internal")
             elif msg.type == WSMsgType.BINARY:
                 await session.error("binary messages are not part of the protocol; send JSON text", "bad_request")
     except ConnectionResetError:

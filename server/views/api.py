@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from PIL import Image
 
 from hidenet_core import ImageError, ImageTooLarge, UnsupportedImage, default_levels, image_from_bytes, png_bytes
-from hidenet_core.codec.container import MAX_ERROR
+from hidenet_core.codec.container import MAX_ERROR, MAX_PIXELS, MAX_SIDE
 from hidenet_core.imageio import to_pil
 
 from ..keys import CONFIG, RACES, SOCKETS, STATIC, STATS, STORE, THUMBNAILS, WORKER
@@ -45,9 +47,13 @@ async def get_image(request: web.Request) -> web.Response:
 
 
 def _decode_upload(data: bytes, max_pixels: int) -> np.ndarray:
-    """Blocking (worker): decode an upload (checked from its header first); every failure is a 4xx."""
+    """Blocking (worker): decode an upload (checked from its header first); every failure is a 4xx.
+
+    Besides the server's pixel limit, the image must be one the codec can encode: at most
+    ``MAX_SIDE`` pixels a side and ``MAX_PIXELS`` in all (hidenet_core/codec/container.py),
+    so that everything accepted can be streamed."""
     try:
-        return image_from_bytes(data, max_pixels).pixels
+        return image_from_bytes(data, min(max_pixels, MAX_PIXELS), max_side=MAX_SIDE).pixels
     except ImageTooLarge as exc:
         json_error(web.HTTPRequestEntityTooLarge, str(exc))
     except UnsupportedImage as exc:
@@ -74,9 +80,14 @@ async def _read_file_field(request: web.Request, limit: int) -> tuple[bytes, str
                 if len(buf) > limit:
                     json_error(web.HTTPRequestEntityTooLarge, f"upload exceeds the limit of {limit} bytes")
             return bytes(buf), part.filename
-    except ValueError as exc:
-        json_error(web.HTTPBadRequest, f"malformed multipart body: {exc}")
+    except (ValueError, HttpProcessingError) as exc:  # HttpProcessingError: a bad or overlong part header line
+        json_error(web.HTTPBadRequest, f"malformed multipart body: {_one_line(exc)}")
     json_error(web.HTTPBadRequest, "the upload has no field named 'file'")
+
+
+def _one_line(exc: Exception) -> str:
+    text = exc.message if isinstance(exc, HttpProcessingError) else str(exc)
+    return " ".join(str(text).split())[:200]
 
 
 async def upload_image(request: web.Request) -> web.Response:
@@ -93,12 +104,16 @@ async def upload_image(request: web.Request) -> web.Response:
                              headers={"Location": f"/api/images/{info.id}"})
 
 
+_DIGITS = re.compile(r"-?[0-9]{1,6}")
+
+
 def _int_query(request: web.Request, key: str, hi: int) -> int:
+    """A query integer in 0..hi, written in ASCII digits only (no "+", space, "_" or other scripts'
+    digits, all of which ``int()`` would take)."""
     text = request.query.get(key, "0")
-    try:
-        value = int(text)
-    except ValueError:
+    if not _DIGITS.fullmatch(text):
         json_error(web.HTTPBadRequest, f"{key} must be an integer in 0..{hi}, got {text!r}")
+    value = int(text)
     if not 0 <= value <= hi:
         json_error(web.HTTPBadRequest, f"{key} {value} is outside 0..{hi}")
     return value

@@ -8,8 +8,11 @@ from typing import NoReturn
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
+from aiohttp.web_protocol import RequestHandler
 
-__all__ = ["json_error", "json_errors"]
+from ..storage.store import ImageGone
+
+__all__ = ["json_error", "json_errors", "json_protocol_errors"]
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +41,35 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
         headers = {k: v for k, v in exc.headers.items() if k not in (hdrs.CONTENT_TYPE, hdrs.CONTENT_LENGTH)}
         return web.json_response({"error": message}, status=exc.status, headers=headers)
+    except ImageGone as exc:  # its stored file vanished (removed by hand or by another process's operator)
+        return web.json_response({"error": str(exc)}, status=410)
     except ConnectionResetError:
         raise
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return web.json_response({"error": "internal server error"}, status=500)
+
+
+def json_protocol_errors() -> None:
+    """Make the errors aiohttp answers before any handler or middleware runs (a malformed request
+    line, an invalid or overlong header: 400, 413, 431...) JSON too, like every other error.
+
+    aiohttp has no hook for these: they come from ``RequestHandler.handle_error``, which this
+    wraps, once per process, keeping the status and the message and changing only the body."""
+    original = RequestHandler.handle_error
+    if getattr(original, "_hidenet_json", False):
+        return
+
+    def handle_error(self, request, status=500, exc=None, message=None):  # noqa: ANN001 - aiohttp's signature
+        response = original(self, request, status, exc, message)
+        if isinstance(response, web.Response) and response.content_type != "application/json":
+            if status >= 500:
+                error = "internal server error"
+            else:
+                error = " ".join(str(message or response.reason or "bad request").split())[:300]
+            response.text = json.dumps({"error": error})
+            response.content_type = "application/json"
+        return response
+
+    handle_error._hidenet_json = True  # type: ignore[attr-defined]
+    RequestHandler.handle_error = handle_error  # type: ignore[method-assign]

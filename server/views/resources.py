@@ -52,9 +52,10 @@ class StaticFiles:
         root = self.root.resolve()
         try:
             file = (root / path.lstrip("/")).resolve()
+            # is_file() raises, not answers False, for a name too long (ENAMETOOLONG) or a NUL
+            return file if file.is_relative_to(root) and file.is_file() else None
         except (OSError, ValueError):
             return None
-        return file if file.is_relative_to(root) and file.is_file() else None
 
     def _hash(self, path: str) -> str | None:
         file = self.resolve(path)

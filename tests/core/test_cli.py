@@ -162,3 +162,52 @@ def test_output_is_written_atomically(tmp_path, photo, capsys):
     hdn = tmp_path / "p.hdn"
     run(capsys, "encode", photo, hdn, "--model", "interp")
     assert not list(tmp_path.glob("*.part"))
+
+
+class EndlessPipe:
+    """A named pipe fed by a thread with ``head`` and then zeros, up to ``limit`` bytes: the bytes
+    the command read before it stopped are ``written`` (minus the pipe's buffer)."""
+
+    def __init__(self, path, head: bytes = b"", limit: int = 256 * 1024 * 1024) -> None:
+        import os
+        import threading
+
+        os.mkfifo(path)
+        self.path, self.head, self.limit, self.written = path, head, limit, 0
+        self.thread = threading.Thread(target=self._feed, daemon=True)
+        self.thread.start()
+
+    def _feed(self) -> None:
+        block = bytes(64 * 1024)
+        try:
+            with open(self.path, "wb") as f:
+                f.write(self.head)
+                self.written = len(self.head)
+                while self.written < self.limit:
+                    f.write(block)
+                    self.written += len(block)
+        except BrokenPipeError:  # the reader stopped: what we want
+            pass
+
+
+@pytest.mark.parametrize("command", ["info", "decode"])
+def test_an_endless_input_is_refused_after_a_few_bytes(tmp_path, capsys, command):
+    pipe = EndlessPipe(tmp_path / "zeros.hdn")  # like /dev/zero
+    argv = [command, pipe.path] + ([tmp_path / "out.png", "--model", "interp"] if command == "decode" else [])
+    code, _, err = run(capsys, *argv)
+    pipe.thread.join(10)
+    assert_clean_error(code, err, "not a .hdn stream")
+    assert pipe.written < 4 * 1024 * 1024  # the pipe's buffer, not the whole stream
+
+
+def test_a_valid_header_followed_by_endless_bytes_is_refused_at_the_bound(tmp_path, capsys, photo):
+    from hidenet_core.codec.container import parse_header
+
+    assert main(["encode", str(photo), str(tmp_path / "p.hdn"), "--model", "interp"]) == 0
+    data = (tmp_path / "p.hdn").read_bytes()
+    head = data[: parse_header(data)[1]]
+    pipe = EndlessPipe(tmp_path / "padded.hdn", head)
+    code, _, err = run(capsys, "info", pipe.path)
+    pipe.thread.join(10)
+    assert_clean_error(code, err, "longer than any stream of a 90x70 RGB image")
+    assert pipe.written < 64 * 1024 * 1024

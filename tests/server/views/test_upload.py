@@ -26,7 +26,7 @@ def form(data: bytes, filename: str = "photo.png", field: str = "file") -> FormD
 
 def stored(config) -> list[str]:
     d = config.data_dir / "uploads"
-    return sorted(p.name for p in d.iterdir()) if d.exists() else []
+    return sorted(p.name for p in d.iterdir() if p.name != ".lock") if d.exists() else []  # .part files count
 
 
 async def test_upload_is_stored_by_content_hash(client, config):
