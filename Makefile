@@ -4,15 +4,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 CHROMIUM ?= /usr/bin/chromium
+NGINX ?= /usr/sbin/nginx
 HOST ?= 127.0.0.1
 PORT ?= 8080
 PYTEST_ARGS ?=
 
-.PHONY: help venv chromium serve demo lint test test-fast bench wheel clean
+.PHONY: help venv chromium nginx serve demo lint test test-fast bench wheel clean
 
 help:
 	@echo "make serve   start the streaming server with the bundled samples (http://$(HOST):$(PORT)/)"
-	@echo "make test    install everything (venv, torch CPU, Chromium), lint (ruff, import contracts), run every test"
+	@echo "make test    install everything (venv, torch CPU, Chromium, nginx), lint (ruff, import contracts), run every test"
 	@echo "make lint    ruff and the import contracts only"
 	@echo "make demo    encode and decode a bundled sample, print sizes and timings"
 	@echo "make bench   run 'hidenet bench' on the bundled samples into bench-out/"
@@ -38,6 +39,16 @@ chromium:
 		fi; \
 	fi
 
+# Debian's nginx for the proxy test (tests/server/test_proxy.py) and the bench's serving row; not started as a service.
+nginx:
+	@if [ ! -x $(NGINX) ]; then \
+		if [ "$$(id -u)" = "0" ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
+		else \
+			sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
+		fi; \
+	fi
+
 serve: venv
 	$(BIN)/hidenet serve --host $(HOST) --port $(PORT)
 
@@ -49,8 +60,8 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
-test: lint chromium
-	HIDENET_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest $(PYTEST_ARGS)
+test: lint chromium nginx
+	HIDENET_CHROMIUM=$(CHROMIUM) HIDENET_NGINX=$(NGINX) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: lint
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -30,6 +30,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="decoder threads (default 2)")
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="also accept websockets from this origin (e.g. http://localhost:3000); repeatable")
+    p.add_argument("--processes", type=int_range(1, 64), default=None, metavar="N",
+                   help="run N server processes on the port under gunicorn, sharing --data-dir; a process "
+                        "that dies is replaced (default: one process, no gunicorn)")
     add_model_option(p)
 
 
@@ -47,12 +50,29 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
     )
 
 
+def _check_model_name(model: str) -> None:
+    """A cheap check of --model before gunicorn forks (the workers load it: torch must not start
+    its threads in the parent of a fork)."""
+    from hidenet_core.predictors import model_names
+
+    if model not in model_names() and not Path(model).is_file():
+        raise CliError(f"unknown model {model!r}: use one of {model_names()} or a checkpoint file")
+
+
 def run(args: argparse.Namespace) -> int:
     from hidenet_core import load_model
 
     from .app import create_app
 
     config = build_config(args)
+    if args.processes is not None:
+        from .processes import serve_processes
+
+        _check_model_name(config.model)
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        print(f"hideNet: {args.processes} processes under gunicorn, model {config.model!r}, data in "
+              f"{config.data_dir}, on http://{config.host}:{config.port}/", file=sys.stderr, flush=True)
+        return serve_processes(config, args.processes)
     model = load_model(config.model)  # a bad --model is a clean error before anything starts
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

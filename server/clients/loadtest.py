@@ -4,9 +4,11 @@
 the ``start`` message to its frame), each level's delay beyond the link schedule (its
 frame's arrival at the client, counted from ``meta``, minus its ``arrival_ms``),
 errors, and the server's memory (``/api/stats``: RSS sampled during the run and the
-process's peak). ``python -m server.clients.loadtest`` starts a
-real server on a free loopback port, pre-warms its cache, runs it and prints a table
-and JSON (``hidenet bench`` runs it so, in a process of its own).
+process's peak; with several processes, of whichever process answered). ``python -m
+server.clients.loadtest`` starts a real server on a free loopback port (with
+``--processes N --proxy``: N processes under gunicorn behind nginx with the README's
+site configuration, the clients talking to nginx), pre-warms its cache, runs it and
+prints a table and JSON (``hidenet bench`` runs it so, in a process of its own).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from pathlib import Path
 import aiohttp
 
 from .fetch import ws_url
-from .process import start_server, stop_server
+from .process import free_port, start_server, stop_server
+from .proxy import NGINX_SITE, site_for, start_nginx, stop_nginx
 
 __all__ = ["run_loadtest", "stream_once", "percentile", "main"]
 
@@ -82,8 +85,9 @@ async def stream_once(session: aiohttp.ClientSession, base_url: str, image_id: s
                     out["error"] = f"socket closed ({msg.type.name})"
                     out["close_code"] = ws.close_code
                     break
-            else:
-                out["error"] = "socket closed before done"
+            else:  # the server closed the socket (async for ends on a close frame)
+                out["error"] = f"socket closed before done (close code {ws.close_code})"
+                out["close_code"] = ws.close_code
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"
     return out
@@ -148,6 +152,21 @@ async def run_loadtest(base_url: str, image_id: str, streams: Sequence[int] = (1
 # --- command line: a real server process --------------------------------------------------------
 
 
+async def _warm_every_process(base_url: str, image_id: str, processes: int) -> None:
+    """Several processes share one port: warm-up streams on new connections until each process
+    has rendered the frames once (as one warm-up stream does for a single process)."""
+    warmed: set[int] = set()
+    for _ in range(20 * processes):
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base_url}/api/stats") as resp:
+                stats = await resp.json()
+            if stats["frame_misses"] > 0:
+                warmed.add(stats["pid"])
+            if len(warmed) >= processes:
+                return
+            await asyncio.gather(*(stream_once(session, base_url, image_id) for _ in range(2)))
+
+
 async def _prepare(base_url: str, image: str) -> str:
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{base_url}/api/images") as resp:
@@ -186,13 +205,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--url", default=None, help="use this running server instead of starting one")
     p.add_argument("--server-cpus", default=None, metavar="LIST",
                    help="pin the server to these CPUs, e.g. 0,1 (to measure a 2-core server on a bigger machine)")
+    p.add_argument("--processes", type=int, default=None, metavar="N",
+                   help="run N server processes (hidenet serve --processes N) instead of one")
+    p.add_argument("--proxy", action="store_true",
+                   help="put nginx in front, with the README's site configuration (needs nginx)")
     p.add_argument("--json", type=Path, default=None, help="also write the JSON result here")
     args = p.parse_args(argv)
     try:
         streams = [int(s) for s in args.streams.split(",")]
     except ValueError:
         p.error(f"--streams {args.streams!r} is not a comma-separated list of integers")
-    server = None
+    if args.proxy and args.url:
+        p.error("--proxy starts its own server; it cannot be combined with --url")
+    server = proxy = None
     with tempfile.TemporaryDirectory(prefix="hidenet-loadtest-") as tmp:
         try:
             if args.url:
@@ -200,14 +225,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 cpus = {int(c) for c in args.server_cpus.split(",")} if args.server_cpus else None
                 extra = ["--images", str(args.images)] if args.images else []
-                server = start_server(Path(tmp), args.model, max_streams=max(streams) + 8, extra=extra, cpus=cpus)
+                server = start_server(Path(tmp) / "data", args.model, max_streams=max(streams) + 8, extra=extra,
+                                      cpus=cpus, processes=args.processes)
                 base = server.url
+                if args.proxy:
+                    listen = free_port()
+                    site = site_for(NGINX_SITE, listen, int(base.rsplit(":", 1)[1]))
+                    proxy = start_nginx(site, Path(tmp) / "nginx", listen)
+                    base = proxy.url
             image_id = asyncio.run(_prepare(base, args.image))
+            if args.processes and args.processes > 1:
+                asyncio.run(_warm_every_process(base, image_id, args.processes))
             result = asyncio.run(run_loadtest(base, image_id, streams, args.link))
         finally:
+            if proxy is not None:
+                stop_nginx(proxy)
             exit_code = stop_server(server) if server is not None else None
     result.update({"model": args.model, "machine_cpus": os.cpu_count(), "server_cpus": args.server_cpus,
-                   "server_exit_code": exit_code})
+                   "server_exit_code": exit_code, "processes": args.processes or 1,
+                   "proxy": "nginx" if args.proxy else None})
     print(format_table(result))
     print(json.dumps(result, indent=2))
     if args.json:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 
 import numpy as np
@@ -177,6 +178,6 @@ async def healthz(request: web.Request) -> web.Response:
 async def server_stats(request: web.Request) -> web.Response:
     app = request.app
     return web.json_response({
-        **app[STATS].to_json(), "sockets": len(app[SOCKETS]), "images": len(app[STORE]),
+        **app[STATS].to_json(), "pid": os.getpid(), "sockets": len(app[SOCKETS]), "images": len(app[STORE]),
         "worker_queue": app[WORKER].queued, "race_timelines": len(app[RACES]),
     })

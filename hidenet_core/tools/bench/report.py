@@ -97,6 +97,10 @@ def behind(results: dict) -> list[str]:
         for row in sv.get("rows", []):
             if row.get("errors"):
                 out.append(f"Serving: {row['errors']} errors with {row['streams']} concurrent streams.")
+        px = sv.get("proxied") or {}
+        for row in px.get("rows", []) if px.get("available") else []:
+            if row.get("errors"):
+                out.append(f"Serving behind nginx: {row['errors']} errors with {row['streams']} concurrent streams.")
     return out
 
 
@@ -243,6 +247,7 @@ def render_markdown(results: dict) -> str:
         lines += _table(["Streams", "Completed", "Errors", "TTFL p50 ms", "TTFL p95 ms", "Lag p95 ms", "Lag max ms",
                          "Memory MB"], rows)
         lines += ["", "In brackets: the ratio to the same figure with one stream in this run."]
+        lines += ["", *_proxied_lines(sv.get("proxied") or {"available": False, "reason": "not run"})]
         lines += ["", "![serving](results-serving.png)", ""]
 
     lines += ["## Where hideNet is behind", ""]
@@ -318,6 +323,23 @@ def _plot_prediction(results: dict, path: Path) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.savefig(path, dpi=100)
+
+
+def _proxied_lines(px: dict) -> list[str]:
+    """The scale-out row: several processes behind nginx, as the README's "Scaling out" sets them up."""
+    if not px.get("available"):
+        return [f"Behind nginx: not measured: {px.get('reason', 'unknown')}."]
+    lines = [f"Behind nginx: the same image through the README's scale-out deployment, {px['processes']} server "
+             f"processes (`hidenet serve --processes {px['processes']}`, gunicorn) behind nginx with the README's "
+             "site configuration, each process warmed; memory is one process's. In brackets: the ratio to one "
+             "stream on one process (above).", ""]
+    rows = [[f"{r['streams']}, {px['processes']} processes + nginx", f"{r['completed']}/{r['streams']}",
+             str(r["errors"]), f"{_f(r['ttfl_p50_ms'], 1)} ({_x(r['ttfl_p50_ratio'])})",
+             f"{_f(r['ttfl_p95_ms'], 1)} ({_x(r['ttfl_p95_ratio'])})",
+             f"{_f(r['lag_p95_ms'], 1)} ({_x(r['lag_p95_ratio'])})", _f(r["lag_max_ms"], 1),
+             f"{_f(r['rss_mb_max'], 0)} / {_f(r['peak_rss_mb'], 0)}"] for r in px["rows"]]
+    return lines + _table(["Streams", "Completed", "Errors", "TTFL p50 ms", "TTFL p95 ms", "Lag p95 ms",
+                           "Lag max ms", "Memory MB"], rows)
 
 
 def _plot_serving(results: dict, path: Path) -> None:

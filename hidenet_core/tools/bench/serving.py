@@ -11,8 +11,15 @@ and the server's memory (largest RSS sampled during the run, and the process's p
 Each time is also given as a ratio to the same figure with a single stream, measured
 in the same run.
 
+Then the same image behind the README's scale-out deployment: ``PROXIED_PROCESSES``
+server processes (``hidenet serve --processes 2``, gunicorn) behind nginx with the
+README's site configuration, ``PROXIED_STREAMS`` streams at once through the proxy
+(each process warmed first); its times are also given as ratios to the single stream
+of the single process.
+
 If the server package or its load test cannot be used, the section is reported as
-unavailable with the reason and the rest of the benchmark is unaffected.
+unavailable with the reason and the rest of the benchmark is unaffected; without nginx,
+only the proxied row is.
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ from ...imageio import save_png
 from .images import BenchImage
 from .timing import ratio
 
-__all__ = ["STREAMS", "QUICK_STREAMS", "LINK", "LOADTEST", "run_serving", "rows_from_loadtest"]
+__all__ = ["STREAMS", "QUICK_STREAMS", "LINK", "LOADTEST", "PROXIED_PROCESSES", "PROXIED_STREAMS", "run_serving",
+           "rows_from_loadtest"]
 
 STREAMS = (1, 8, 32)
 QUICK_STREAMS = (1, 8)
@@ -36,15 +44,19 @@ LINK = "unlimited"
 LOADTEST = "server.clients.loadtest"
 #: the most the load test may take, server start and warm-up included
 TIMEOUT_S = 1200
+#: the scale-out row: this many processes behind nginx, this many streams through it
+PROXIED_PROCESSES = 2
+PROXIED_STREAMS = 64
 
 
-def rows_from_loadtest(result: dict) -> list[dict]:
+def rows_from_loadtest(result: dict, ref: dict | None = None) -> list[dict]:
     """The load test's runs as the benchmark reports them; each time also as a ratio to the
-    same figure with a single stream (the smallest concurrency run), measured in the same run."""
+    same figure with a single stream (``ref``, a load-test run; by default this result's
+    smallest concurrency), measured in the same benchmark."""
     runs = result["runs"]
     if not runs:
         return []
-    ref = min(runs, key=lambda r: r["streams"])  # the single-stream run
+    ref = ref or min(runs, key=lambda r: r["streams"])  # the single-stream run
     rows = []
     for r in runs:
         rows.append({
@@ -68,24 +80,40 @@ def rows_from_loadtest(result: dict) -> list[dict]:
     return rows
 
 
-def run_serving(images: list[BenchImage], model: str, streams: tuple[int, ...]) -> dict:
-    """The load test's figures for the first image, or ``{"available": False, "reason": ...}``."""
+def _loadtest(folder: Path, image: str, model: str, streams: tuple[int, ...], *extra: str) -> dict:
+    """One load-test process: its JSON result, or ``{"available": False, "reason": ...}``."""
+    out = folder.parent / f"loadtest-{len(list(folder.parent.glob('loadtest-*')))}.json"
+    cmd = [sys.executable, "-m", LOADTEST, "--images", str(folder), "--image", image, "--model", model,
+           "--streams", ",".join(map(str, streams)), "--link", LINK, "--json", str(out), *extra]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return {"available": False, "reason": f"the load test did not finish within {TIMEOUT_S} s"}
+    if not out.is_file():  # the server package or nginx is missing, or the server did not start
+        return {"available": False, "reason": f"the load test failed (exit {proc.returncode}): "
+                                              f"{proc.stderr.strip()[-2000:]}"}
+    return {"available": True, **json.loads(out.read_text())}
+
+
+def run_serving(images: list[BenchImage], model: str, streams: tuple[int, ...], proxied: bool = True) -> dict:
+    """The load test's figures for the first image, or ``{"available": False, "reason": ...}``;
+    with ``proxied`` also the scale-out row (``"proxied"``: its rows, or why it is missing)."""
     image = images[0]
     with tempfile.TemporaryDirectory(prefix="hidenet-bench-serve-") as tmp:
         folder = Path(tmp) / "images"
         folder.mkdir()
         save_png(image.pixels, folder / f"{image.name}.png")
-        out = Path(tmp) / "loadtest.json"
-        cmd = [sys.executable, "-m", LOADTEST, "--images", str(folder), "--image", image.name, "--model", model,
-               "--streams", ",".join(map(str, streams)), "--link", LINK, "--json", str(out)]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            return {"available": False, "reason": f"the load test did not finish within {TIMEOUT_S} s"}
-        if not out.is_file():  # the server package is missing, or the server did not start
-            return {"available": False, "reason": f"the load test failed (exit {proc.returncode}): "
-                                                  f"{proc.stderr.strip()[-2000:]}"}
-        result = json.loads(out.read_text())
+        result = _loadtest(folder, image.name, model, streams)
+        if not result["available"]:
+            return result
+        scaled = (_loadtest(folder, image.name, model, (PROXIED_STREAMS,), "--processes", str(PROXIED_PROCESSES),
+                            "--proxy") if proxied else {"available": False, "reason": "not run"})
+    ref = min(result["runs"], key=lambda r: r["streams"]) if result["runs"] else None
+    proxied_section = (
+        {"available": True, "processes": PROXIED_PROCESSES, "proxy": "nginx",
+         "server_exit_code": scaled["server_exit_code"], "rows": rows_from_loadtest(scaled, ref), "raw": scaled}
+        if scaled["available"] else scaled
+    )
     return {
         "available": True,
         "image": image.name,
@@ -96,4 +124,5 @@ def run_serving(images: list[BenchImage], model: str, streams: tuple[int, ...]) 
         "server_exit_code": result["server_exit_code"],
         "rows": rows_from_loadtest(result),
         "raw": result,
+        "proxied": proxied_section,
     }

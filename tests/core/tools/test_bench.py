@@ -143,11 +143,21 @@ def test_serving_rows_carry_ratios_to_the_single_stream_figures():
 
 @pytest.mark.slow
 def test_serving_section_against_a_real_server():
+    import os
+
     from hidenet_core.tools.bench.images import BenchImage
     from hidenet_core.tools.bench.serving import run_serving
+    from server.clients.proxy import nginx_binary
 
     result = run_serving([BenchImage("tiny", smooth_image(48, 64, 3))], "interp", (1, 2))
     assert result["available"], result.get("reason")
     assert [r["streams"] for r in result["rows"]] == [1, 2]
     assert all(r["errors"] == 0 and r["ttfl_p50_ms"] > 0 for r in result["rows"])
     assert result["server_exit_code"] == 0
+    proxied = result["proxied"]  # 2 processes behind nginx, 64 streams
+    if nginx_binary() is None and not os.environ.get("CI"):
+        assert not proxied["available"] and "nginx" in proxied["reason"]
+        return
+    assert proxied["available"], proxied.get("reason")
+    (row,) = proxied["rows"]
+    assert (row["streams"], row["errors"], proxied["server_exit_code"]) == (64, 0, 0) and row["ttfl_p95_ratio"] > 0
