@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_write", "publish_once", "DirLock", "sweep_partials", "PART_SUFFIX"]
+__all__ = ["PartialFile", "atomic_write", "publish_once", "DirLock", "sweep_partials", "PART_SUFFIX"]
 
 log = logging.getLogger(__name__)
 
@@ -38,34 +38,62 @@ PART_SUFFIX = ".part"
 _SWEEP_MIN_AGE_S = 2.0
 
 
-@contextlib.contextmanager
-def _partial(path: Path) -> Iterator[tuple[int, Path]]:
-    """A locked temporary file next to ``path``; removed on failure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PART_SUFFIX, dir=path.parent)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # held until closed: sweep_partials leaves it alone
-        yield fd, Path(tmp)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    finally:
+class PartialFile:
+    """A temporary file next to ``path``, locked while it is written, published whole by
+    ``commit`` (rename over ``path``) or ``link_once`` (only if ``path`` does not exist);
+    removed if the ``with`` block fails. Written piece by piece, it can hold a stream as
+    its chunks are encoded; ``sweep_partials`` leaves it alone while its writer lives."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PART_SUFFIX, dir=path.parent)
+        self.fd, self.tmp = fd, Path(tmp)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # held until closed
+        except BaseException:
+            self.close()
+            raise
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+
+    def commit(self) -> None:
+        """Make the file ``path`` (replacing any old one), durably."""
+        os.fsync(self.fd)
+        os.replace(self.tmp, self.path)
+
+    def link_once(self) -> bool:
+        """Make the file ``path`` unless it exists; True if this call made it."""
+        os.fsync(self.fd)
+        try:
+            os.link(self.tmp, self.path)
+        except FileExistsError:
+            return False
+        finally:
+            self.tmp.unlink(missing_ok=True)
+        return True
+
+    def close(self) -> None:
+        """Drop the temporary file if it was not published, and release it."""
+        self.tmp.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
-            os.close(fd)
+            os.close(self.fd)
 
+    def __enter__(self) -> PartialFile:
+        return self
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-    os.fsync(fd)
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
-    with _partial(path) as (fd, tmp):
-        _write_all(fd, data)
-        os.replace(tmp, path)
+    with PartialFile(path) as f:
+        f.write(data)
+        f.commit()
 
 
 def publish_once(path: Path, data: bytes) -> bool:
@@ -74,15 +102,9 @@ def publish_once(path: Path, data: bytes) -> bool:
     The file appears whole (hard link of a complete temporary file), and of concurrent
     callers, in this process or another, exactly one gets True.
     """
-    with _partial(path) as (fd, tmp):
-        _write_all(fd, data)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        finally:
-            tmp.unlink(missing_ok=True)
-    return True
+    with PartialFile(path) as f:
+        f.write(data)
+        return f.link_once()
 
 
 class DirLock:
