@@ -89,7 +89,7 @@ def _resources(preloaded: Predictor | None):
             # what a writer killed mid-write (kill -9) left behind; files other processes are writing stay
             await worker.run(_sweep, app[CACHE], store)
             app[FRAMES] = FrameCache(cfg.frame_cache_mb * MB)
-            app[RACES] = RaceCache(cfg.race_cache_items)
+            app[RACES] = RaceCache(cfg.race_cache_mb * MB)
             app[THUMBNAILS] = LRU(256)
             log.info("serving %d images with model %r", len(store), app[MODEL].name)
             yield

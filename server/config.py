@@ -39,10 +39,9 @@ class ServerConfig:
     allowed_origins: tuple[str, ...] = ()  # extra origins allowed on /ws besides the server's own
     workers: int = 2  # executor threads for decoding and encoding (bounded concurrency)
     torch_threads: int = 1  # intra-op threads per inference call
-    race_quality: int = 90  # progressive JPEG quality of the race
     pixel_cache_mb: int = 256  # decoded originals kept in memory
     frame_cache_mb: int = 128  # rendered level frames (PNG) kept in memory
-    race_cache_items: int = 16  # progressive-JPEG race timelines kept in memory
+    race_cache_mb: int = 96  # the race's contender timelines (their PNG frames) kept in memory
 
     def __post_init__(self) -> None:
         checks = {
@@ -56,10 +55,9 @@ class ServerConfig:
             "heartbeat_s": self.heartbeat_s > 0,
             "workers": self.workers >= 1,
             "torch_threads": self.torch_threads >= 1,
-            "race_quality": 1 <= self.race_quality <= 95,
             "pixel_cache_mb": self.pixel_cache_mb >= 1,
             "frame_cache_mb": self.frame_cache_mb >= 1,
-            "race_cache_items": self.race_cache_items >= 1,
+            "race_cache_mb": self.race_cache_mb >= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

@@ -18,6 +18,7 @@ def routes() -> list[web.AbstractRouteDef]:
         web.get("/healthz", api.healthz, name="healthz"),
         web.get("/api/stats", api.server_stats, name="stats"),
         web.get("/api/links", api.list_links, name="links"),
+        web.get("/api/contenders", api.list_contenders, name="contenders"),
         web.get("/api/images", api.list_images, name="images"),
         web.post("/api/images", api.upload_image, name="upload"),
         web.get("/api/images/{id}", api.get_image, name="image"),

@@ -1,8 +1,9 @@
 """``hidenet fetch``: stream an image from a running server over the websocket protocol.
 
 Built on the ``websockets`` package: it saves each level's PNG as it arrives
-(``level-K.png``; with ``--race`` also ``race-N.png``), writes ``timeline.json`` and prints
-the timeline.
+(``level-K.png``; with ``--race`` each contender's repaints too, ``race-<contender>-N.png``),
+writes ``timeline.json`` (every event of every racer, and the verdict) and prints the
+timeline.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from websockets.exceptions import InvalidStatus, WebSocketException
 
 from hidenet_core.cli import CliError
 from hidenet_core.commands.options import level_arg, max_error_arg
+from hidenet_core.tools.contenders import CONTENDERS, MAX_CONTENDERS, ContenderError, parse_spec
 
 from ..storage.store import ID_RE
 from ..streaming.links import PRESETS
-from ..streaming.protocol import WS_PATH
+from ..streaming.protocol import RACE_DEFAULT, WS_PATH
 
-__all__ = ["fetch", "ws_url", "HELP", "configure", "run"]
+__all__ = ["fetch", "ws_url", "parse_race", "frame_name", "HELP", "configure", "run"]
 
 HELP = "stream an image from a running hideNet server, save each level and print the timeline"
 MAX_FRAME = 512 * 1024 * 1024
@@ -73,16 +75,37 @@ def parse_link(text: str) -> str | dict:
     raise argparse.ArgumentTypeError(f"{text!r} is not a preset ({', '.join(PRESETS)}) or KBPS/RTT_MS")
 
 
-async def fetch(url: str, image: str, *, link: str | dict = "unlimited", max_error: int = 0,
-                generative_levels: int = 0, preview: bool = False, race: bool = False,
-                out: Path | None = None, on_event=None) -> dict:
-    """Stream one image; return ``{"meta", "levels", "race", "done"}`` with arrival times.
+def parse_race(text: str) -> list[str]:
+    """``pjpeg``, ``pjpeg:75,png,webp``: the contenders to race, checked."""
+    ids = [part.strip() for part in text.split(",") if part.strip()]
+    if not ids:
+        raise argparse.ArgumentTypeError(f"no contender in {text!r}; use ids from: {', '.join(CONTENDERS)}")
+    if len(ids) > MAX_CONTENDERS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_CONTENDERS} contenders, got {len(ids)}")
+    try:
+        return [parse_spec(i).key for i in ids]
+    except ContenderError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
-    Each level's PNG is written to ``out`` (if given) and kept in ``levels[i]["png"]``.
+
+def frame_name(message: dict) -> str:
+    """The file a frame is saved as: ``level-3.png``, ``race-pjpeg-q90-2.png``."""
+    if message["type"] == "level":
+        return f"level-{message['level']}.png"
+    return f"race-{message['contender'].replace(':', '-q')}-{message['frame']}.png"
+
+
+async def fetch(url: str, image: str, *, link: str | dict = "unlimited", max_error: int = 0,
+                generative_levels: int = 0, preview: bool = False, contenders: list[str] | None = None,
+                out: Path | None = None, on_event=None) -> dict:
+    """Stream one image; return ``{"meta", "levels", "race", "progress", "done"}`` with arrival times.
+
+    Each frame's PNG is written to ``out`` (if given) and kept in its message's ``"png"``;
+    ``on_event`` hears every level, race and progress message.
     """
     request = {"type": "start", "image": image, "link": link, "max_error": max_error,
-               "generative_levels": generative_levels, "preview": preview, "race": race}
-    result: dict = {"meta": None, "levels": [], "race": [], "done": None}
+               "generative_levels": generative_levels, "preview": preview, "contenders": contenders or []}
+    result: dict = {"meta": None, "levels": [], "race": [], "progress": [], "done": None}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     try:
@@ -96,9 +119,7 @@ async def fetch(url: str, image: str, *, link: str | dict = "unlimited", max_err
                         raise CliError("protocol error: a binary frame without its JSON message")
                     pending["png"] = message
                     if out is not None:
-                        kind = pending["type"]
-                        name = f"level-{pending['level']}.png" if kind == "level" else f"race-{pending['scan']}.png"
-                        (out / name).write_bytes(message)
+                        (out / frame_name(pending)).write_bytes(message)
                     (result["levels"] if pending["type"] == "level" else result["race"]).append(pending)
                     if on_event:
                         on_event(pending)
@@ -109,7 +130,11 @@ async def fetch(url: str, image: str, *, link: str | dict = "unlimited", max_err
                 kind = msg.get("type")
                 if kind == "error":
                     raise CliError(f"server: {msg.get('message')}")
-                if kind == "meta":
+                if kind == "progress":
+                    result["progress"].append(msg)
+                    if on_event:
+                        on_event(msg)
+                elif kind == "meta":
                     result["meta"] = msg
                 elif kind in ("level", "race"):
                     pending = msg
@@ -133,7 +158,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-error", type=max_error_arg, default=0, metavar="D", help="0 = lossless (default)")
     p.add_argument("--generative-levels", type=level_arg, default=0, metavar="G")
     p.add_argument("--preview", action="store_true", help="save full-size previews instead of each level at its size")
-    p.add_argument("--race", action="store_true", help="also fetch the progressive-JPEG race frames")
+    p.add_argument("--race", type=parse_race, nargs="?", const=[RACE_DEFAULT], default=[], metavar="ID[,ID...]",
+                   help=f"race up to {MAX_CONTENDERS} contenders on the same link and save their frames: "
+                        f"{', '.join(CONTENDERS)}, a quality after a colon (pjpeg:75); "
+                        f"--race alone: {RACE_DEFAULT} (GET /api/contenders lists them)")
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="where to write the PNGs (default fetch-<id>)")
 
 
@@ -148,23 +176,40 @@ def run(args: argparse.Namespace) -> int:
           f"{'PSNR':>7} {'SSIM':>7}")
 
     def show(ev: dict) -> None:
-        if ev["type"] == "level":
+        if ev["type"] == "progress":
+            print(f"server: {ev['message']} ({ev['elapsed_ms'] / 1000:.1f} s)", file=sys.stderr, flush=True)
+        elif ev["type"] == "level":
             print(f"{ev['level']:>5} {ev['width']:>5}x{ev['height']:<5} {ev['payload_bytes']:>9} "
                   f"{ev['total_bytes']:>9} "
                   f"{ev['arrival_ms']:>7.0f}ms {ev['received_ms']:>7.0f}ms {ev['decode_ms']:>6.1f}ms "
                   f"{_fmt(ev['psnr'], '7.2f'):>7} {ev['ssim']:>7.4f}", flush=True)
         else:
-            print(f" jpeg scan {ev['scan']:>2}/{ev['scans']:<2} {ev['bytes']:>9} {ev['arrival_ms']:>7.0f}ms "
+            racer = f"{ev['contender']} {ev['frame']}/{ev['frames']}"
+            print(f"{racer:>17} {ev['bytes']:>9} {ev['arrival_ms']:>7.0f}ms "
                   f"{ev['received_ms']:>7.0f}ms {'':>8} {_fmt(ev['psnr'], '7.2f'):>7} {ev['ssim']:>7.4f}", flush=True)
 
     result = asyncio.run(fetch(args.url, image, link=args.link, max_error=args.max_error,
-                               generative_levels=args.generative_levels, preview=args.preview, race=args.race,
-                               out=out, on_event=show))
+                               generative_levels=args.generative_levels, preview=args.preview,
+                               contenders=args.race, out=out, on_event=show))
     done = result["done"]
-    timeline = {k: v for k, v in result.items() if k in ("meta", "done")}
-    timeline["levels"] = [{k: v for k, v in e.items() if k != "png"} for e in result["levels"]]
-    timeline["race"] = [{k: v for k, v in e.items() if k != "png"} for e in result["race"]]
-    (out / "timeline.json").write_text(json.dumps(timeline, indent=2))
+    (out / "timeline.json").write_text(json.dumps(timeline_json(result), indent=2))
     print(f"done: {done['levels']} levels, {done['total_bytes']} stream bytes (arrival {done['arrival_ms']:.0f} ms "
           f"on {result['meta']['link']['name']}), {done['frame_bytes']} frame bytes; PNGs in {out}/", file=sys.stderr)
+    if args.race:
+        print(f"verdict: {done['verdict']['sentence']}", file=sys.stderr)
     return 0
+
+
+def timeline_json(result: dict) -> dict:
+    """What ``timeline.json`` holds: meta and done, every event without its PNG, each racer's own
+    events (hideNet's levels and each contender's repaints) and the verdict."""
+    def strip(events: list[dict]) -> list[dict]:
+        return [{k: v for k, v in e.items() if k != "png"} for e in events]
+
+    done = result["done"]
+    racers = {"hidenet": {"label": "hideNet", "events": strip(result["levels"])}}
+    for c in result["meta"].get("contenders", []):
+        racers[c["key"]] = {"label": c["label"], "events": strip([e for e in result["race"]
+                                                                   if e["contender"] == c["key"]])}
+    return {"meta": result["meta"], "done": done, "progress": result["progress"], "levels": strip(result["levels"]),
+            "race": strip(result["race"]), "racers": racers, "verdict": done.get("verdict")}

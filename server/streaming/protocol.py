@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 
 from hidenet_core.codec.container import MAX_ERROR, MAX_LEVELS
+from hidenet_core.tools.contenders import MAX_CONTENDERS, ContenderError, Spec, parse_spec
 
 from .links import Link, LinkError, parse_link
 
@@ -20,7 +21,11 @@ WS_PATH = "/ws"
 
 
 #: optional fields of "start" and their defaults
-START_DEFAULTS = {"link": "unlimited", "max_error": 0, "generative_levels": 0, "preview": True, "race": False}
+START_DEFAULTS = {"link": "unlimited", "max_error": 0, "generative_levels": 0, "preview": True, "race": False,
+                  "contenders": []}
+
+#: what ``"race": true`` means: the progressive JPEG at its default quality
+RACE_DEFAULT = "pjpeg"
 
 
 class ProtocolError(ValueError):
@@ -38,7 +43,11 @@ class StartRequest:
     max_error: int  # d for every level, 0..MAX_ERROR (0 = lossless)
     generative_levels: int  # g, 0..levels of the image
     preview: bool  # frames are full-size predictions (True) or the level at its own size
-    race: bool  # also stream a progressive JPEG over the same link
+    contenders: tuple[Spec, ...] = ()  # the formats raced against hideNet over the same link (at most 3)
+
+    @property
+    def race(self) -> bool:
+        return bool(self.contenders)
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,26 @@ def _bool(msg: dict, key: str) -> bool:
     if not isinstance(value, bool):
         raise ProtocolError(f"{key} must be true or false, got {value!r}")
     return value
+
+
+def _contenders(msg: dict) -> tuple[Spec, ...]:
+    race, ids = _bool(msg, "race"), msg["contenders"]
+    if not isinstance(ids, list):
+        raise ProtocolError(f"contenders must be a list of contender ids (GET /api/contenders), got {ids!r}")
+    if race and ids:
+        raise ProtocolError("give either \"race\": true (the progressive JPEG) or \"contenders\", not both")
+    if race:
+        ids = [RACE_DEFAULT]
+    if len(ids) > MAX_CONTENDERS:
+        raise ProtocolError(f"at most {MAX_CONTENDERS} contenders race beside hideNet, got {len(ids)}")
+    try:
+        specs = tuple(parse_spec(i) for i in ids)
+    except ContenderError as exc:
+        raise ProtocolError(str(exc)) from None
+    keys = [s.key for s in specs]
+    if len(set(keys)) != len(keys):
+        raise ProtocolError(f"a contender is listed twice: {keys}")
+    return specs
 
 
 def parse_message(text: str) -> StartRequest | Cancel:
@@ -92,5 +121,5 @@ def parse_message(text: str) -> StartRequest | Cancel:
         max_error=_int(msg, "max_error", MAX_ERROR),
         generative_levels=_int(msg, "generative_levels", MAX_LEVELS),
         preview=_bool(msg, "preview"),
-        race=_bool(msg, "race"),
+        contenders=_contenders(msg),
     )

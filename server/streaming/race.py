@@ -1,70 +1,158 @@
-"""The race: the same image as a progressive JPEG (quality 90) over the same link.
+"""The race: the same image as other formats, each released on the same simulated link.
 
-Every prefix of the JPEG that ends on a scan boundary is decoded as a browser shows
-it (``hidenet_core.tools.pjpeg``) and measured against the original. The timeline depends
-only on the image, so it is cached.
+A contender (``hidenet_core.tools.contenders``: progressive or baseline JPEG, interlaced
+PNG, WebP, JPEG 2000) is encoded once per image and quality, cut where a browser
+repaints, and each repaint decoded as the browser shows it and measured against the
+original. Here that timeline becomes PNG frames (transparent where a top-down format
+has not painted yet) and is cached per (image, contender); ``run_contender`` sends each
+frame when its last byte would have arrived.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hidenet_core import png_bytes, psnr, ssim
-from hidenet_core.tools.pjpeg import decode_prefix, progressive_jpeg, scan_ends, visible
+from hidenet_core import png_bytes
+from hidenet_core.tools.contenders import Event, Spec, build_timeline
+from hidenet_core.tools.contenders import Racer as VerdictRacer
 
 from ..storage.lru import LRU
 from ..storage.singleflight import SingleFlight
+from .clock import Clock
+from .frames import finite
+from .links import Link, arrival_ms
 
-__all__ = ["RaceFrame", "RaceTimeline", "progressive_jpeg", "scan_ends", "decode_prefix", "build_race", "RaceCache"]
+if TYPE_CHECKING:
+    from ..storage.store import ImageInfo, ImageStore
+    from ..worker import Worker
+    from .stream import Progress, Sender
+
+__all__ = ["RaceFrame", "RaceTimeline", "build_race", "RaceCache", "Racer"]
+
 
 @dataclass(frozen=True)
 class RaceFrame:
-    scan: int  # 1-based index of the scan this frame completes
-    bytes: int  # JPEG bytes up to the end of this scan (EOI included for the last)
-    png: bytes  # the frame to display, full size
-    psnr: float  # against the original (alpha dropped)
+    index: int  # 1-based
+    bytes: int  # the file's bytes up to this repaint (the whole file for the last)
+    label: str  # what has arrived ("scan 3 of 10", "pass 2 of 7", "rows 1-144 of 512")
+    rows: int  # painted rows from the top (the frame's height when complete)
+    png: bytes  # the frame to display, full size; transparent below ``rows``
+    psnr: float | None  # against the original's visible channels (unpainted rows as grey); None: identical
     ssim: float
 
 
 @dataclass(frozen=True)
 class RaceTimeline:
-    jpeg_bytes: int  # size of the whole JPEG file
+    key: str  # "pjpeg:90"
+    label: str  # "Progressive JPEG q90"
+    lossless: bool
+    file_bytes: int  # the whole file
     frames: tuple[RaceFrame, ...]
 
+    @property
+    def weight(self) -> int:
+        return sum(len(f.png) for f in self.frames) + 1024
 
-def build_race(pixels: np.ndarray, quality: int = 90) -> RaceTimeline:
-    """Encode, split at scans, decode each prefix, measure it against the original."""
-    reference = visible(pixels)
-    jpeg = progressive_jpeg(pixels, quality)
-    frames = []
-    for i, end in enumerate(scan_ends(jpeg), 1):
-        image = decode_prefix(jpeg, end)
-        frames.append(RaceFrame(i, end, png_bytes(image), psnr(image, reference), ssim(image, reference)))
-    return RaceTimeline(len(jpeg), tuple(frames))
+
+def build_race(pixels: np.ndarray, spec: Spec) -> RaceTimeline:
+    """Blocking (worker): encode, cut, decode and measure every repaint, and render the frames."""
+    timeline = build_timeline(spec, pixels)
+    frames = tuple(
+        RaceFrame(f.index, f.bytes, f.label, f.shown.rows,
+                  png_bytes(f.shown.image if f.shown.complete else f.shown.rgba()), finite(f.psnr), round(f.ssim, 5))
+        for f in timeline.frames
+    )
+    return RaceTimeline(spec.key, spec.label, spec.contender.lossless, timeline.file_bytes, frames)
 
 
 class RaceCache:
-    """Race timelines by (image id, quality), built once in the worker however many ask at the same time."""
+    """Race timelines by (image id, contender), built once however many ask at the same time;
+    bounded by the bytes of their frames."""
 
-    def __init__(self, items: int) -> None:
-        self._lru = LRU(items)
+    def __init__(self, max_bytes: int) -> None:
+        self._lru = LRU(max_bytes, weigh=lambda timeline: timeline.weight)  # type: ignore[attr-defined]
         self._flights: SingleFlight[RaceTimeline] = SingleFlight()
 
     def __len__(self) -> int:
         return len(self._lru)
 
-    async def get(self, image_id: str, quality: int, build: Callable[[], Awaitable[RaceTimeline]]) -> RaceTimeline:
-        key = (image_id, quality)
-        cached = self._lru.get(key)
+    def cached(self, image_id: str, key: str) -> RaceTimeline | None:
+        return self._lru.get((image_id, key))  # type: ignore[return-value]
+
+    async def get(self, image_id: str, key: str, build: Callable[[], Awaitable[RaceTimeline]]) -> RaceTimeline:
+        cached = self.cached(image_id, key)
         if cached is not None:
-            return cached  # type: ignore[return-value]
+            return cached
 
         async def build_and_keep() -> RaceTimeline:
             timeline = await build()
-            self._lru.put(key, timeline)
+            self._lru.put((image_id, key), timeline)
             return timeline
 
-        return await self._flights.run(key, build_and_keep)
+        return await self._flights.run((image_id, key), build_and_keep)
+
+
+class Racer:
+    """One contender in one stream: its timeline, then its frames sent on the link schedule."""
+
+    def __init__(self, spec: Spec, slot: int) -> None:
+        self.spec, self.slot = spec, slot  # slot: 1..3, the contender's place in the viewer
+        self.timeline: RaceTimeline | None = None
+        self.events: list[Event] = []
+        self.frame_bytes = 0
+
+    async def prepare(self, races: RaceCache, worker: Worker, store: ImageStore, info: ImageInfo,
+                      progress: Progress) -> None:
+        """The timeline, from the cache or built now (saying so: it takes a while)."""
+        key = self.spec.key
+        if races.cached(info.id, key) is None:
+            await progress.say(key, "prepare", f"Preparing {self.spec.label}: encoding it once for this image, "
+                                               "then decoding each repaint as a browser shows it")
+
+        async def build() -> RaceTimeline:
+            pixels = await worker.run(store.pixels, info.id, priority=8)
+            return await worker.run(build_race, pixels, self.spec, priority=8)
+
+        self.timeline = await races.get(info.id, key, build)
+
+    def schedule(self, link: Link) -> dict:
+        """The contender as ``meta`` describes it: its file and when each repaint will arrive."""
+        t = self.timeline
+        assert t is not None
+        return {**self.spec.to_json(), "slot": self.slot, "file_bytes": t.file_bytes, "frames": len(t.frames),
+                "schedule": [{"frame": f.index, "step": f.label, "bytes": f.bytes,
+                              "arrival_ms": round(arrival_ms(link, f.bytes), 3)} for f in t.frames]}
+
+    async def run(self, send: Sender, clock: Clock, link: Link, t0: float, time_of: Callable[[float, float], float]
+                  ) -> dict:
+        """Send each frame when its last byte would have arrived; returns the summary for ``done``."""
+        t = self.timeline
+        assert t is not None
+        compat = {"scans": len(t.frames)} if self.spec.contender.id == "pjpeg" else None
+        for f in t.frames:
+            arrival = arrival_ms(link, f.bytes)
+            await clock.sleep_until(t0 + arrival / 1000)
+            sent = round((clock.now() - t0) * 1000, 3)
+            self.frame_bytes += len(f.png)
+            message = {
+                "type": "race", "contender": t.key, "slot": self.slot, "frame": f.index, "frames": len(t.frames),
+                "step": f.label, "bytes": f.bytes, "total_bytes": t.file_bytes, "rows": f.rows,
+                "arrival_ms": round(arrival, 3), "psnr": f.psnr, "ssim": f.ssim, "frame_bytes": len(f.png),
+                "sent_ms": sent,
+            }
+            if compat:  # what clients of ``"race": true`` read
+                message.update(scan=f.index, **compat)
+            self.events.append(Event(time_of(arrival, sent), f.bytes, f.psnr))
+            await send.pair(message, f.png)
+        return {"contender": t.key, "label": t.label, "slot": self.slot, "frames": len(t.frames),
+                "bytes": t.file_bytes, "arrival_ms": round(arrival_ms(link, t.file_bytes), 3),
+                "frame_bytes": self.frame_bytes, **({"scans": len(t.frames)} if compat else {})}
+
+    def racer(self) -> VerdictRacer:
+        t = self.timeline
+        assert t is not None
+        return VerdictRacer(t.key, t.label, t.file_bytes, tuple(self.events))

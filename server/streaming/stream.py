@@ -1,9 +1,11 @@
 """One stream: the levels of an image released on the link schedule, and the race.
 
-t = 0 is the moment the server sends ``meta`` (the stream is encoded or read from the
-cache before that). Level i is released at ``t0 + arrival_ms(link, end of its chunk)``,
-then decoded in the worker and sent as a JSON message followed by its PNG frame. The
-race sends each progressive-JPEG scan at its own arrival time on the same link.
+t = 0 is the moment the server sends ``meta``. Before it, the stream is read from the
+cache or encoded, and each contender of the race prepared (``progress`` messages say
+so). Level i is released at ``t0 + arrival_ms(link, end of its chunk)``, then decoded
+in the worker and sent as a JSON message followed by its PNG frame. Each contender
+(``race.Racer``) sends its repaints at their own arrival times on the same link, and
+``done`` carries the verdict, computed from the same events the viewer's chart draws.
 """
 
 from __future__ import annotations
@@ -11,22 +13,26 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from hidenet_core import EncodeSettings, ProgressiveDecoder, encode, level_shapes
 from hidenet_core.codec.container import StreamLayout
+from hidenet_core.tools.contenders import Event, verdict
+from hidenet_core.tools.contenders import Racer as VerdictRacer
 
-from ..keys import CACHE, CLOCK, CONFIG, FRAMES, MODEL, MODEL_HASH, RACES, STATS, STORE, WORKER
+from ..keys import CACHE, CLOCK, FRAMES, MODEL, MODEL_HASH, RACES, STATS, STORE, WORKER
 from ..storage.cache import StreamKey
 from ..storage.store import ImageInfo, ImageStore
-from .frames import Frame, FrameCache, finite, render_frame
+from .clock import Clock
+from .frames import Frame, FrameCache, render_frame
 from .links import arrival_ms
 from .protocol import StartRequest
-from .race import RaceTimeline, build_race
+from .race import Racer
 
-__all__ = ["Sender", "LevelFrames", "run_stream", "stream_key", "load_stream"]
+__all__ = ["Sender", "Progress", "LevelFrames", "run_stream", "stream_key", "load_stream"]
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +64,9 @@ def stream_key(app: web.Application, image_id: str, max_error: int, generative_l
     return StreamKey(image_id, app[MODEL_HASH], max_error, generative_levels)
 
 
-async def load_stream(app: web.Application, info: ImageInfo, key: StreamKey) -> tuple[bytes, StreamLayout]:
-    """The encoded stream from the cache, encoding it (once) if needed."""
+async def load_stream(app: web.Application, info: ImageInfo, key: StreamKey,
+                      on_miss: Callable[[], None] = lambda: None) -> tuple[bytes, StreamLayout]:
+    """The encoded stream from the cache, encoding it (once) if needed (``on_miss`` hears that)."""
     worker, store, model, stats = app[WORKER], app[STORE], app[MODEL], app[STATS]
 
     def make() -> bytes:
@@ -68,6 +75,8 @@ async def load_stream(app: web.Application, info: ImageInfo, key: StreamKey) -> 
     def count(event: str) -> None:
         attr = {"hit": "cache_hits", "miss": "cache_misses", "corrupt": "cache_corrupt"}[event]
         setattr(stats, attr, getattr(stats, attr) + 1)
+        if event == "miss":
+            on_miss()
 
     return await app[CACHE].get(key, lambda fn, *a: worker.run(fn, *a), make, count)
 
@@ -104,17 +113,72 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
 
+class Progress:
+    """``progress`` messages: what the server is doing while the viewer waits for ``meta``.
+
+    ``{"type": "progress", "racer": "hidenet" or a contender key, "stage": ..., "message": ...,
+    "elapsed_ms": ...}``; ``elapsed_ms`` counts from the ``start`` request. More fields may come
+    (a step and a step count); clients show ``message`` and ignore what they do not know.
+    """
+
+    def __init__(self, send: Sender, clock: Clock, started: float) -> None:
+        self.send, self.clock, self.started = send, clock, started
+        self.said: set[str] = set()
+
+    async def say(self, racer: str, stage: str, message: str, **extra: object) -> None:
+        self.said.add(racer)
+        await self.send.json({"type": "progress", "racer": racer, "stage": stage, "message": message,
+                              "elapsed_ms": _ms(self.clock.now() - self.started), **extra})
+
+
+#: say that the server is busy if the stream is not ready after this long (seconds)
+WAIT_NOTICE_S = 0.25
+
+
+async def _prepare_stream(app: web.Application, req: StartRequest, info: ImageInfo, key: StreamKey,
+                          progress: Progress) -> tuple[bytes, StreamLayout]:
+    """hideNet's stream, saying that it is being encoded (or, if another viewer's encoding is
+    awaited, that the server is preparing it)."""
+    mode = ("lossless" if req.max_error == 0 else f"max error {req.max_error}") + (
+        f", {req.generative_levels} predicted levels" if req.generative_levels else "")
+    missed = asyncio.Event()
+    task = asyncio.ensure_future(load_stream(app, info, key, on_miss=missed.set))
+    try:
+        waiter = asyncio.ensure_future(missed.wait())
+        done, _ = await asyncio.wait({task, waiter}, timeout=WAIT_NOTICE_S, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if task not in done:
+            if missed.is_set():
+                await progress.say("hidenet", "encode", f"Encoding the hideNet stream ({mode}): the first view of "
+                                                        "this image in this mode; later views read the cache")
+            else:
+                await progress.say("hidenet", "wait", "Waiting for the server to prepare the hideNet stream")
+        return await task
+    finally:
+        if not task.done():
+            task.cancel()
+
+
 async def run_stream(app: web.Application, send: Sender, req: StartRequest, info: ImageInfo) -> None:
-    """Stream one image; returns after ``done``. Cancel the task to stop it."""
+    """Stream one image (and its race); returns after ``done``. Cancel the task to stop it."""
     clock, worker, store, stats, frames = app[CLOCK], app[WORKER], app[STORE], app[STATS], app[FRAMES]
     key = stream_key(app, info.id, req.max_error, req.generative_levels)
-    data, layout = await load_stream(app, info, key)
+    progress = Progress(send, clock, clock.now())
+    racers = [Racer(spec, slot) for slot, spec in enumerate(req.contenders, 1)]
+    # Everything is prepared before the race's clock starts, so that no racer waits for its encoder.
+    (data, layout), *_ = await asyncio.gather(
+        _prepare_stream(app, req, info, key, progress),
+        *(r.prepare(app[RACES], worker, store, info, progress) for r in racers),
+    )
     header = layout.header
     plan = [
         {"level": c.level, "payload_bytes": c.payload_bytes, "total_bytes": c.end,
          "arrival_ms": round(arrival_ms(req.link, c.end), 3)}
         for c in layout.chunks
     ]
+    # On the unlimited link every byte arrives at t = 0: racers are timed by when they were sent.
+    unlimited = req.link.down_kbps is None
+    time_of = (lambda arrival, sent: sent) if unlimited else (lambda arrival, sent: arrival)
     t0 = clock.now()
     await send.json({
         "type": "meta", "image": info.to_json(), "width": header.width, "height": header.height,
@@ -123,8 +187,11 @@ async def run_stream(app: web.Application, send: Sender, req: StartRequest, info
         "race": req.race, "link": req.link.to_json(), "model": header.model_name,
         "header_bytes": layout.header_bytes, "payload_bytes": layout.payload_bytes,
         "total_bytes": layout.total_bytes, "schedule": plan,
+        "contenders": [r.schedule(req.link) for r in racers],
+        "prepared_ms": _ms(t0 - progress.started), "time": "sent" if unlimited else "arrival",
     })
-    race = asyncio.create_task(_run_race(app, send, req, info, t0)) if req.race else None
+    tasks = [asyncio.create_task(r.run(send, clock, req.link, t0, time_of)) for r in racers]
+    events: list[Event] = []
     try:
         source = LevelFrames(app[MODEL], store, info, frames, key, req.preview)
         shapes = level_shapes(header.height, header.width, header.levels)
@@ -138,47 +205,27 @@ async def run_stream(app: web.Application, send: Sender, req: StartRequest, info
             start = chunk.end
             h, w = shapes[chunk.level]
             level_frame_bytes += len(frame.png)
+            sent = _ms(clock.now() - t0)
+            events.append(Event(time_of(arrival, sent), chunk.end, frame.psnr))
             await send.pair({
                 "type": "level", "level": chunk.level, "width": w, "height": h,
                 "payload_bytes": chunk.payload_bytes, "total_bytes": chunk.end,
                 "arrival_ms": round(arrival, 3), "decode_ms": round(frame.decode_ms, 3), "shared": shared,
                 "psnr": frame.psnr, "ssim": frame.ssim,
                 "frame_bytes": len(frame.png), "frame_width": frame.width, "frame_height": frame.height,
-                "sent_ms": _ms(clock.now() - t0), "index": i, "levels": len(layout.chunks),
+                "sent_ms": sent, "index": i, "levels": len(layout.chunks),
             }, frame.png)
-        race_summary = await race if race is not None else None
+        summaries = list(await asyncio.gather(*tasks))
+        result = verdict([VerdictRacer("hidenet", "hideNet", layout.total_bytes, tuple(events))]
+                         + [r.racer() for r in racers])
         await send.json({
             "type": "done", "levels": len(layout.chunks), "payload_bytes": layout.payload_bytes,
             "total_bytes": layout.total_bytes, "arrival_ms": round(arrival_ms(req.link, layout.total_bytes), 3),
             "elapsed_ms": _ms(clock.now() - t0), "frame_bytes": level_frame_bytes,
-            "json_bytes": send.json_bytes, "race": race_summary,
+            "json_bytes": send.json_bytes, "race": summaries[0] if summaries else None, "contenders": summaries,
+            "verdict": {**result, "time": "sent" if unlimited else "arrival", "comparable": req.preview or not racers},
         })
     finally:
-        if race is not None and not race.done():
-            race.cancel()
-            await asyncio.gather(race, return_exceptions=True)
-
-
-async def _run_race(app: web.Application, send: Sender, req: StartRequest, info: ImageInfo, t0: float) -> dict:
-    clock, worker, store, quality = app[CLOCK], app[WORKER], app[STORE], app[CONFIG].race_quality
-
-    async def build() -> RaceTimeline:
-        pixels = await worker.run(store.pixels, info.id, priority=8)
-        return await worker.run(build_race, pixels, quality, priority=8)
-
-    timeline = await app[RACES].get(info.id, quality, build)
-    frame_bytes = 0
-    for f in timeline.frames:
-        arrival = arrival_ms(req.link, f.bytes)
-        await clock.sleep_until(t0 + arrival / 1000)
-        frame_bytes += len(f.png)
-        await send.pair({
-            "type": "race", "scan": f.scan, "scans": len(timeline.frames), "bytes": f.bytes,
-            "total_bytes": timeline.jpeg_bytes, "arrival_ms": round(arrival, 3),
-            "psnr": finite(f.psnr), "ssim": round(f.ssim, 5), "frame_bytes": len(f.png),
-            "sent_ms": _ms(clock.now() - t0),
-        }, f.png)
-    return {
-        "scans": len(timeline.frames), "bytes": timeline.jpeg_bytes,
-        "arrival_ms": round(arrival_ms(req.link, timeline.jpeg_bytes), 3), "frame_bytes": frame_bytes,
-    }
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

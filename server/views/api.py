@@ -14,6 +14,7 @@ from PIL import Image
 from hidenet_core import ImageError, ImageTooLarge, UnsupportedImage, default_levels, image_from_bytes, png_bytes
 from hidenet_core.codec.container import MAX_ERROR, MAX_PIXELS, MAX_SIDE
 from hidenet_core.imageio import to_pil
+from hidenet_core.tools.contenders import contenders_json
 
 from ..keys import CONFIG, RACES, SOCKETS, STATIC, STATS, STORE, THUMBNAILS, WORKER
 from ..storage.store import ImageInfo, StoreFull, display_name
@@ -22,7 +23,7 @@ from ..streaming.stream import load_stream, stream_key
 from .errors import json_error
 
 __all__ = ["image_or_404", "list_images", "upload_image", "get_image", "stream_file", "original_png", "thumbnail_png",
-           "list_links", "static_file", "healthz", "server_stats", "THUMBNAIL_SIDE"]
+           "list_links", "list_contenders", "static_file", "healthz", "server_stats", "THUMBNAIL_SIDE"]
 
 THUMBNAIL_SIDE = 320
 IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
@@ -169,6 +170,10 @@ async def static_file(request: web.Request) -> web.FileResponse:
 
 async def list_links(request: web.Request) -> web.Response:
     return web.json_response(presets_json())
+
+
+async def list_contenders(request: web.Request) -> web.Response:
+    return web.json_response(contenders_json())
 
 
 async def healthz(request: web.Request) -> web.Response:

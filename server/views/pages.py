@@ -9,7 +9,6 @@ from hidenet_core.codec.container import MAX_ERROR, MAX_LEVELS
 
 from ..keys import STORE
 from ..streaming.links import CUSTOM_LIMITS, presets_json
-from .api import image_or_404
 
 __all__ = ["gallery", "viewer", "viewer_limits"]
 
@@ -30,6 +29,9 @@ async def gallery(request: web.Request) -> web.Response:
 
 
 async def viewer(request: web.Request) -> web.Response:
-    info = image_or_404(request)
+    info = request.app[STORE].get(request.match_info["id"])
+    if info is None:
+        raise web.HTTPNotFound(text=f"There is no image with id {request.match_info['id']!r} on this server: "
+                                    "it may have been mistyped, or uploaded to another server.")
     context = {"image": info.to_json(), "links": presets_json(), "limits": viewer_limits()}
     return aiohttp_jinja2.render_template("viewer.html", request, context)

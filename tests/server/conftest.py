@@ -97,6 +97,14 @@ async def receive_stream(ws, until: str = "done", timeout: float = 30) -> list:
             return out
 
 
+async def receive_meta(ws, timeout: float = 30) -> dict:
+    """The next message that is not ``progress`` (``meta``, unless something went wrong)."""
+    while True:
+        msg = await asyncio.wait_for(ws.receive_json(), timeout)
+        if msg["type"] != "progress":
+            return msg
+
+
 def frame_pixels(png: bytes) -> np.ndarray:
     arr = np.asarray(Image.open(io.BytesIO(png)))
     return arr[:, :, None] if arr.ndim == 2 else arr

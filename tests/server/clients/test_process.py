@@ -48,7 +48,40 @@ def test_fetch_by_name_with_race(server, tmp_path):
     _, base = server
     out = tmp_path / "race"
     assert hidenet(["fetch", base, "camera", "--race", "--preview", "--max-error", "2", "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.glob("race-*.png")) and (out / "level-4.png").exists()
+    assert sorted(p.name for p in out.glob("race-pjpeg-q90-*.png")) and (out / "level-4.png").exists()
+
+
+def test_fetch_races_several_contenders_and_writes_each_ones_events(server, tmp_path, capsys):
+    _, base = server
+    out = tmp_path / "race3"
+    assert hidenet(["fetch", base, "camera", "--link", "3g", "--preview", "--race", "pjpeg:60,png,webp-lossless",
+                    "--out", str(out)]) == 0
+    timeline = json.loads((out / "timeline.json").read_text())
+    assert list(timeline["racers"]) == ["hidenet", "pjpeg:60", "png", "webp-lossless"]
+    for key, racer in timeline["racers"].items():
+        events = racer["events"]
+        assert events and all("png" not in e for e in events)
+        times = [e["arrival_ms"] for e in events]
+        assert times == sorted(times)
+        if key != "hidenet":
+            assert [e["frame"] for e in events] == list(range(1, len(events) + 1))
+            for e in events:
+                assert (out / f"race-{key.replace(':', '-q')}-{e['frame']}.png").exists()
+    original = load_image(next(p for p in sample_paths() if p.stem == "camera")).pixels
+    for key in ("png", "webp-lossless"):  # lossless: the last repaint is the original
+        last = timeline["racers"][key]["events"][-1]["frame"]
+        shown = frame_pixels((out / f"race-{key}-{last}.png").read_bytes())
+        assert np.array_equal(shown[:, :, :1] if shown.shape[2] == 3 else shown, original)
+    verdict = timeline["verdict"]
+    assert [r["key"] for r in verdict["racers"]] == list(timeline["racers"])
+    assert verdict["sentence"] in capsys.readouterr().err
+
+
+def test_fetch_refuses_unknown_contenders(server, tmp_path, capsys):
+    _, base = server
+    with pytest.raises(SystemExit):
+        hidenet(["fetch", base, "camera", "--race", "gif", "--out", str(tmp_path)])
+    assert "unknown contender 'gif'" in capsys.readouterr().err
 
 
 def test_fetch_reports_errors_cleanly(server, tmp_path, capsys):

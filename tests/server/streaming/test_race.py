@@ -1,18 +1,57 @@
-"""The race timeline: one frame per progressive-JPEG scan, measured against the original."""
+"""The race timelines: one PNG frame per repaint of each contender, measured against the original."""
 
 from __future__ import annotations
 
-from server.streaming.race import build_race
+import asyncio
+
+import numpy as np
+import pytest
+
+from hidenet_core.tools.contenders import CONTENDERS, parse_spec
+from server.streaming.race import RaceCache, build_race
 from tests.conftest import smooth_image
+from tests.server.conftest import frame_pixels
 
 
 def test_quality_grows_scan_by_scan():
-    timeline = build_race(smooth_image(64, 80, 3), quality=90)
+    timeline = build_race(smooth_image(64, 80, 3), parse_spec("pjpeg:90"))
     psnrs = [f.psnr for f in timeline.frames]
-    assert psnrs[-1] > psnrs[0] + 3 and timeline.frames[-1].bytes == timeline.jpeg_bytes
+    assert psnrs[-1] > psnrs[0] + 3 and timeline.frames[-1].bytes == timeline.file_bytes
+    assert [f.label for f in timeline.frames][:2] == [f"scan 1 of {len(psnrs)}", f"scan 2 of {len(psnrs)}"]
+
+
+@pytest.mark.parametrize("key", list(CONTENDERS))
+def test_frames_are_full_size_and_transparent_where_nothing_is_painted(key):
+    pixels = smooth_image(48, 40, 3, seed=4)
+    timeline = build_race(pixels, parse_spec(key))
+    for frame in timeline.frames:
+        image = frame_pixels(frame.png)
+        assert image.shape[:2] == (48, 40)
+        if frame.rows < 48:  # a top-down format, part-way: RGBA, the rest transparent
+            assert image.shape[2] == 4 and (image[frame.rows :, :, 3] == 0).all()
+            assert (image[: frame.rows, :, 3] == 255).all()
+    final = frame_pixels(timeline.frames[-1].png)
+    if timeline.lossless:
+        assert np.array_equal(final, pixels) and timeline.frames[-1].psnr is None
 
 
 def test_grey_and_alpha_images_race_too():
-    assert build_race(smooth_image(20, 24, 1)).frames[-1].psnr > 30
+    assert build_race(smooth_image(20, 24, 1), parse_spec("pjpeg")).frames[-1].psnr > 30
     rgba = smooth_image(20, 24, 4)
-    assert build_race(rgba).frames[-1].psnr > 30  # compared on RGB: JPEG has no alpha
+    assert build_race(rgba, parse_spec("pjpeg")).frames[-1].psnr > 30  # compared on RGB: JPEG has no alpha
+    grey_webp = build_race(smooth_image(20, 24, 1), parse_spec("webp-lossless"))
+    assert grey_webp.frames[-1].psnr is None  # sent as RGB, compared as grey: exact
+
+
+@pytest.mark.asyncio
+async def test_the_cache_builds_each_timeline_once_however_many_ask():
+    cache, calls = RaceCache(10_000_000), []
+
+    async def build():
+        calls.append(1)
+        await asyncio.sleep(0.01)
+        return build_race(smooth_image(16, 16, 3), parse_spec("png"))
+
+    first, second = await asyncio.gather(cache.get("img", "png", build), cache.get("img", "png", build))
+    assert first is second and len(calls) == 1 and cache.cached("img", "png") is first
+    assert cache.cached("img", "pjpeg:90") is None

@@ -15,7 +15,7 @@ from hidenet_core import default_levels, psnr
 from server import create_app
 from server.keys import STATS
 from server.streaming.links import PRESETS, arrival_ms
-from tests.server.conftest import HoldClock, frame_pixels, receive_stream
+from tests.server.conftest import HoldClock, frame_pixels, receive_meta, receive_stream
 
 pytestmark = pytest.mark.asyncio
 
@@ -25,7 +25,11 @@ def start(image: str, **fields) -> dict:
 
 
 def split(messages: list) -> tuple[dict, list[tuple[dict, bytes]], list[tuple[dict, bytes]], dict]:
-    """meta, [(level, png)], [(race, png)], done; checks that every level/race message is followed by its frame."""
+    """meta, [(level, png)], [(race, png)], done; checks that every level/race message is followed by its frame
+    (and that ``progress`` messages, if any, come before ``meta``)."""
+    waiting = [m for m in messages if isinstance(m, dict) and m["type"] == "progress"]
+    assert messages[: len(waiting)] == waiting, "progress messages come before meta"
+    messages = messages[len(waiting) :]
     meta, done = messages[0], messages[-1]
     assert meta["type"] == "meta" and done["type"] == "done", (meta, done)
     levels, races = [], []
@@ -111,6 +115,63 @@ async def test_race_sends_one_frame_per_progressive_jpeg_scan(client, rgb_id):
     assert races[-1][0]["psnr"] > races[0][0]["psnr"] and done["race"]["scans"] == len(races)
 
 
+async def test_contenders_race_on_the_same_link_and_done_says_who_won(client, clock, rgb, rgb_id):
+    ws = await client.ws_connect("/ws")
+    await ws.send_json(start(rgb_id, link="3g", contenders=["png", "jpeg:50", "webp-lossless"]))
+    meta, levels, races, done = split(await receive_stream(ws))
+    link = PRESETS["3g"]
+    keys = ["png", "jpeg:50", "webp-lossless"]
+    assert [c["key"] for c in meta["contenders"]] == keys and meta["race"] is True
+    assert [c["slot"] for c in meta["contenders"]] == [1, 2, 3]
+    for c in meta["contenders"]:
+        mine = [(m, png) for m, png in races if m["contender"] == c["key"]]
+        assert [m["frame"] for m, _ in mine] == list(range(1, c["frames"] + 1))  # in order, every repaint
+        assert [s["arrival_ms"] for s in c["schedule"]] == [m["arrival_ms"] for m, _ in mine]
+        for m, png in mine:
+            assert m["arrival_ms"] == pytest.approx(arrival_ms(link, m["bytes"]), abs=1e-3)
+            assert m["total_bytes"] == c["file_bytes"] and m["slot"] == c["slot"] and m["step"]
+            assert frame_pixels(png).shape[:2] == (40, 56)
+        final_message, final_png = mine[-1]
+        if c["lossless"]:
+            assert final_message["psnr"] is None and np.array_equal(frame_pixels(final_png), rgb)
+        assert "scan" not in final_message  # only the progressive JPEG keeps the old race fields
+    assert [s["contender"] for s in done["contenders"]] == keys and done["race"] == done["contenders"][0]
+    v = done["verdict"]
+    assert v["time"] == "arrival" and v["comparable"] is True
+    assert [r["key"] for r in v["racers"]] == ["hidenet", *keys]
+    assert v["racers"][0]["first_ms"] == levels[0][0]["arrival_ms"]
+    assert v["racers"][0]["final_ms"] == levels[-1][0]["arrival_ms"] and v["racers"][0]["exact"]
+    for row in v["racers"][1:]:
+        mine = [m for m, _ in races if m["contender"] == row["key"]]
+        assert row["first_ms"] == mine[0]["arrival_ms"] and row["final_ms"] == mine[-1]["arrival_ms"]
+        assert row["bytes"] == mine[-1]["total_bytes"]
+    assert sum(r["best_share"] for r in v["racers"]) >= 0.999
+    assert v["sentence"].endswith(".") and "hideNet" in v["sentence"]
+
+
+async def test_on_the_unlimited_link_racers_are_timed_by_when_they_were_sent(client, rgb_id):
+    ws = await client.ws_connect("/ws")
+    await ws.send_json(start(rgb_id, contenders=["pjpeg"]))
+    meta, levels, races, done = split(await receive_stream(ws))
+    assert meta["time"] == done["verdict"]["time"] == "sent"
+    assert all(m["arrival_ms"] == 0 for m, _ in levels + races)
+    assert done["verdict"]["racers"][0]["final_ms"] == levels[-1][0]["sent_ms"]
+
+
+async def test_a_first_view_says_the_server_is_encoding_and_a_second_does_not(client, rgb_id):
+    ws = await client.ws_connect("/ws")
+    await ws.send_json(start(rgb_id, max_error=2, contenders=["j2k"]))
+    messages = await receive_stream(ws)
+    waiting = [m for m in messages if isinstance(m, dict) and m["type"] == "progress"]
+    assert {(m["racer"], m["stage"]) for m in waiting} >= {("j2k", "prepare")}
+    assert all(m["message"] and m["elapsed_ms"] >= 0 for m in waiting)
+    meta = next(m for m in messages if isinstance(m, dict) and m["type"] == "meta")
+    assert meta["prepared_ms"] >= 0
+    await ws.send_json(start(rgb_id, max_error=2, contenders=["j2k"]))
+    again = await receive_stream(ws)
+    assert again[0]["type"] == "meta"  # everything cached: nothing to wait for
+
+
 async def test_bad_json_is_answered_and_the_socket_stays_usable(client, rgb_id):
     ws = await client.ws_connect("/ws")
     await ws.send_str("{not json")
@@ -129,6 +190,12 @@ async def test_bad_json_is_answered_and_the_socket_stays_usable(client, rgb_id):
     ({"type": "start", "image": "x", "link": {"down_kbps": -1, "rtt_ms": 1}}, "down_kbps"),
     ({"type": "start", "image": "x", "max_error": 128}, "max_error"),
     ({"type": "start", "image": "x", "max_error": 1.5}, "max_error"),
+    ({"type": "start", "image": "x", "contenders": "png"}, "list of contender ids"),
+    ({"type": "start", "image": "x", "contenders": ["gif"]}, "unknown contender"),
+    ({"type": "start", "image": "x", "contenders": ["pjpeg:99"]}, "1..95"),
+    ({"type": "start", "image": "x", "contenders": ["png", "jpeg", "webp", "j2k"]}, "at most 3"),
+    ({"type": "start", "image": "x", "contenders": ["pjpeg", "pjpeg:90"]}, "listed twice"),
+    ({"type": "start", "image": "x", "race": True, "contenders": ["png"]}, "not both"),
     ({"type": "start", "image": "x", "preview": "yes"}, "preview"),
     ({"type": "start", "image": "x", "race": 1}, "race"),
 ])
@@ -199,7 +266,7 @@ async def held_client(aiohttp_client, config, hold_clock):
 async def test_cancel_stops_the_stream(held_client, hold_clock, rgb_id):
     ws = await held_client.ws_connect("/ws")
     await ws.send_json(start(rgb_id, link="3g"))
-    assert (await ws.receive_json())["type"] == "meta"  # then it waits for the first level's bytes
+    assert (await receive_meta(ws))["type"] == "meta"  # then it waits for the first level's bytes
     await ws.send_json({"type": "cancel"})
     assert (await ws.receive_json())["type"] == "cancelled"
     hold_clock.release()
@@ -212,7 +279,7 @@ async def test_cancel_stops_the_stream(held_client, hold_clock, rgb_id):
 async def test_a_new_start_replaces_the_running_stream(held_client, hold_clock, rgb_id, grey):
     ws = await held_client.ws_connect("/ws")
     await ws.send_json(start(rgb_id, link="3g"))
-    assert (await ws.receive_json())["type"] == "meta"
+    assert (await receive_meta(ws))["type"] == "meta"
     images = await (await held_client.get("/api/images")).json()
     grey_id = next(i["id"] for i in images if i["name"] == "grey")
     await ws.send_json(start(grey_id))
@@ -228,7 +295,7 @@ async def test_overload_is_answered_busy_not_queued(aiohttp_client, config, hold
     client = await aiohttp_client(create_app(replace(config, max_streams=1), clock=hold_clock))
     first, second = await client.ws_connect("/ws"), await client.ws_connect("/ws")
     await first.send_json(start(rgb_id, link="3g"))
-    assert (await first.receive_json())["type"] == "meta"
+    assert (await receive_meta(first))["type"] == "meta"
     await second.send_json(start(rgb_id))
     err = await second.receive_json()
     assert err["type"] == "error" and err["code"] == "busy"
@@ -242,7 +309,7 @@ async def test_client_disconnect_mid_stream_cancels_quietly(held_client, hold_cl
     caplog.set_level(logging.WARNING)
     ws = await held_client.ws_connect("/ws")
     await ws.send_json(start(rgb_id, link="3g", race=True))
-    assert (await ws.receive_json())["type"] == "meta"
+    assert (await receive_meta(ws))["type"] == "meta"
     await ws.close()
     hold_clock.release()
     stats = held_client.app[STATS]

@@ -31,7 +31,7 @@ async def test_get_one_image(client, rgb_id):
 
 
 @pytest.mark.parametrize("path", ["/api/images/{}", "/api/images/{}/stream.hdn", "/api/images/{}/original.png",
-                                  "/api/images/{}/thumbnail.png", "/view/{}"])
+                                  "/api/images/{}/thumbnail.png"])
 @pytest.mark.parametrize("bad_id", ["0" * 32, "..%2F..%2Fetc%2Fpasswd", "ZZ"])
 async def test_unknown_or_malformed_ids_are_404(client, path, bad_id):
     resp = await client.get(path.format(bad_id))
@@ -86,6 +86,11 @@ async def test_thumbnail_is_at_most_320_px(client):
 
 
 async def test_links_lists_presets_with_display_names(client):
+    contenders = await (await client.get("/api/contenders")).json()
+    assert [c["id"] for c in contenders] == ["pjpeg", "jpeg", "png", "webp-lossless", "webp", "j2k"]
+    assert all(c["available"] and c["repaints"] for c in contenders)
+    assert next(c for c in contenders if c["id"] == "webp")["quality"] == {"default": 80, "min": 1, "max": 100}
+    assert next(c for c in contenders if c["id"] == "png")["quality"] is None
     links = await (await client.get("/api/links")).json()
     assert [link["id"] for link in links] == list(PRESETS)
     threeg = next(link for link in links if link["id"] == "3g")

@@ -26,6 +26,27 @@ async def test_viewer_page(client, rgb_id):
     assert resp.status == 200 and rgb_id in html and "colour" in html
 
 
+@pytest.mark.parametrize("bad_id", ["0" * 32, "..%2F..%2Fetc%2Fpasswd", "ZZ"])
+async def test_an_unknown_image_in_the_viewer_is_a_page_with_a_way_back(client, bad_id):
+    resp = await client.get(f"/view/{bad_id}")
+    html = await resp.text()
+    assert resp.status == 404 and resp.content_type == "text/html"
+    assert "There is no image with id" in html and 'href="/"' in html and "gallery" in html.lower()
+    marked = await (await client.get("/view/%3Cb%3Ex")).text()
+    assert "&lt;b&gt;x" in marked and "<b>x" not in marked  # the address is escaped, never markup
+
+
+async def test_other_page_errors_are_pages_and_api_errors_stay_json(client):
+    resp = await client.get("/no/such/page")
+    assert resp.status == 404 and resp.content_type == "text/html"
+    assert "There is no page at /no/such/page." in await resp.text()
+    resp = await client.post("/")
+    assert resp.status == 405 and resp.content_type == "text/html" and "GET" in resp.headers["Allow"]
+    for path in ("/api/nothing", "/api/images/" + "0" * 32, "/static/nope.js"):
+        resp = await client.get(path)
+        assert resp.status == 404 and resp.content_type == "application/json", path
+
+
 async def test_static_urls_carry_a_content_hash_and_are_served(client):
     static = find_dir("static")
     css = static / "css" / "app.css"
