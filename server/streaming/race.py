@@ -134,7 +134,7 @@ class Racer:
         assert t is not None
         compat = {"scans": len(t.frames)} if self.spec.contender.id == "pjpeg" else None
         for f in t.frames:
-            arrival = arrival_ms(link, f.bytes)
+            arrival = round(arrival_ms(link, f.bytes), 3)  # as sent: the verdict uses what the client sees
             await clock.sleep_until(t0 + arrival / 1000)
             sent = round((clock.now() - t0) * 1000, 3)
             self.frame_bytes += len(f.png)

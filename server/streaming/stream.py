@@ -197,7 +197,7 @@ async def run_stream(app: web.Application, send: Sender, req: StartRequest, info
         shapes = level_shapes(header.height, header.width, header.levels)
         level_frame_bytes, start = 0, 0
         for i, chunk in enumerate(layout.chunks):
-            arrival = arrival_ms(req.link, chunk.end)
+            arrival = round(arrival_ms(req.link, chunk.end), 3)  # as sent: the verdict uses what the client sees
             await clock.sleep_until(t0 + arrival / 1000)
             frame, shared = await worker.run(source.next, data[start : chunk.end], chunk.level, priority=i)
             stats.frame_hits += shared

@@ -6,6 +6,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from hidenet_core.codec.container import MAX_ERROR, MAX_LEVELS
+from hidenet_core.tools.contenders import MAX_CONTENDERS, contenders_json
 
 from ..keys import STORE
 from ..streaming.links import CUSTOM_LIMITS, presets_json
@@ -33,5 +34,6 @@ async def viewer(request: web.Request) -> web.Response:
     if info is None:
         raise web.HTTPNotFound(text=f"There is no image with id {request.match_info['id']!r} on this server: "
                                     "it may have been mistyped, or uploaded to another server.")
-    context = {"image": info.to_json(), "links": presets_json(), "limits": viewer_limits()}
+    context = {"image": info.to_json(), "links": presets_json(), "limits": viewer_limits(),
+               "contenders": contenders_json(), "contenders_max": MAX_CONTENDERS}
     return aiohttp_jinja2.render_template("viewer.html", request, context)

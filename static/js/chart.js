@@ -1,35 +1,43 @@
-// A small live line chart of PSNR against time or bytes, one step line per series.
-// Colours come from CSS custom properties on the canvas (--series-<name>, --chart-*).
+// A small live line chart of PSNR against time or bytes, one step line per racer.
+// Colours come from CSS custom properties on the canvas (--series-<key>, --chart-*).
 
 import { formatBytes } from "./format.js";
 
-/** Exact (lossless) levels have infinite PSNR; they are drawn on a band above the top tick. */
+/** Exact (lossless) pictures have infinite PSNR; they are drawn on a band above the top tick. */
 const EXACT = Infinity;
 
 export class QualityChart {
-  /** axis: "time" (x = arrival ms) or "bytes" (x = bytes received). */
-  constructor(canvas, { axis, series }) {
+  /** axis: "time" (x = ms) or "bytes" (x = bytes received); series: the racers' keys, drawn in this order. */
+  constructor(canvas, { axis, series = ["hidenet"] }) {
     this.canvas = canvas;
     this.ctx = canvas.getContext("2d");
     this.axis = axis;
-    this.names = series;
-    this.series = new Map(series.map((name) => [name, []]));
     this.now = null;
     this.pending = false;
+    this.setSeries(series);
     new ResizeObserver(() => this.#resize()).observe(canvas);
     this.#resize();
   }
 
-  reset() {
-    for (const points of this.series.values()) points.length = 0;
+  /** The racers to draw (their keys name the CSS colours): clears every point. */
+  setSeries(series) {
+    for (const key of Object.keys(this.canvas.dataset)) if (key.startsWith("points")) delete this.canvas.dataset[key];
+    this.names = [...series];
+    this.series = new Map(this.names.map((name) => [name, []]));
     this.now = null;
     this.redraw();
   }
 
+  reset() {
+    this.setSeries(this.names);
+  }
+
   /** Add a point; psnr null means exact. */
   add(name, x, psnr) {
-    this.series.get(name).push({ x, y: psnr == null ? EXACT : psnr });
-    this.canvas.dataset[`points${name[0].toUpperCase()}${name.slice(1)}`] = String(this.series.get(name).length);
+    const points = this.series.get(name);
+    if (!points) return;
+    points.push({ x, y: psnr == null ? EXACT : psnr });
+    this.canvas.dataset[`points${name[0].toUpperCase()}${name.slice(1)}`] = String(points.length);
     this.redraw();
   }
 
@@ -73,8 +81,9 @@ export class QualityChart {
     let yMax = finite.length ? Math.ceil((Math.max(...finite) + 2) / 5) * 5 : 50;
     yMin = Math.max(0, Math.min(yMin, yMax - 10));
     if (yMax - yMin < 10) yMax = yMin + 10;
-    let xMax = Math.max(1, ...all.map((p) => p.x));
+    let xMax = Math.max(...all.map((p) => p.x), 0);
     if (this.axis === "time" && this.now != null) xMax = Math.max(xMax, this.now);
+    xMax = Math.max(xMax, this.axis === "time" ? 10 : 100); // at least 10 ms or 100 bytes: never a 0-wide axis
     const xStep = niceStep((xMax * 1.05) / 4);
     xMax = Math.ceil((xMax * 1.05) / xStep) * xStep;
 
@@ -99,15 +108,18 @@ export class QualityChart {
       ctx.fillText(String(y), pad.left - 6, sy(y));
     }
     if (hasExact) ctx.fillText("∞", pad.left - 6, sy(EXACT));
-    ctx.textAlign = "center";
     ctx.textBaseline = "top";
+    const labels = [];
     for (let i = 0; i * xStep <= xMax + 1e-9; i += 1) {
       const x = i * xStep;
-      ctx.textAlign = x + xStep > xMax + 1e-9 ? "right" : "center"; // the last label stays inside
-      ctx.fillText(this.#xLabel(x, xStep), x + xStep > xMax + 1e-9 ? pad.left + plotW : sx(x), pad.top + plotH + 6);
+      const last = x + xStep > xMax + 1e-9;
+      ctx.textAlign = last ? "right" : "center"; // the last label stays inside
+      labels.push(this.#xLabel(x, xStep));
+      ctx.fillText(labels.at(-1), last ? pad.left + plotW : sx(x), pad.top + plotH + 6);
     }
+    canvas.dataset.xLabels = labels.join("|"); // what the axis reads, for tests and screen readers' sake
 
-    // Series as step lines: the quality shown holds until the next frame arrives.
+    // Series as step lines: the quality shown holds until the next picture arrives.
     for (const name of this.names) {
       const points = this.series.get(name);
       if (!points.length) continue;
@@ -137,7 +149,8 @@ export class QualityChart {
   #xLabel(x, step) {
     if (x === 0) return "0";
     if (this.axis === "bytes") return formatBytes(x);
-    const decimals = step >= 1000 ? 0 : step >= 100 ? 1 : 2;
+    if (step < 100) return `${Math.round(x)} ms`; // short races (the unlimited link): milliseconds
+    const decimals = step >= 1000 ? 0 : 1;
     return `${(x / 1000).toFixed(decimals)} s`;
   }
 }

@@ -3,6 +3,7 @@
 // The server sends a JSON message, and for "level" and "race" messages exactly one
 // binary message (a PNG) right after it. FramePairer matches them up in order;
 // StreamSession decodes the PNGs and calls the handlers strictly in arrival order.
+// Message types it does not know are ignored, so the server can add new ones.
 
 /** JSON message types that are followed by one binary frame. */
 const PAIRED = new Set(["level", "race"]);
@@ -13,7 +14,7 @@ export function socketUrl(path = "/ws", loc = window.location) {
   return `${scheme}//${loc.host}${path}`;
 }
 
-/** The start message for a stream request ({image, link, mode, ...} from the URL state). */
+/** The start message for a stream request ({image, link, mode, race: [contender keys], ...} from the URL state). */
 export function startMessage(state) {
   const link = state.link === "custom"
     ? { down_kbps: Number(state.down_kbps), rtt_ms: Number(state.rtt_ms) }
@@ -25,7 +26,7 @@ export function startMessage(state) {
     max_error: state.mode === "near" ? Number(state.max_error) : 0,
     generative_levels: state.mode === "generative" ? Number(state.generative_levels) : 0,
     preview: Boolean(state.preview),
-    race: Boolean(state.race),
+    contenders: [...(state.race ?? [])],
   };
 }
 
@@ -69,8 +70,8 @@ export function decodeFrame(data) {
 /**
  * One stream over its own websocket.
  *
- * handlers: onMeta(msg), onLevel(msg, bitmap), onRace(msg, bitmap), onDone(msg),
- * onError(text), each optional. After close() no handler runs again.
+ * handlers: onOpen(), onProgress(msg), onMeta(msg), onLevel(msg, bitmap), onRace(msg, bitmap),
+ * onDone(msg), onError(text), each optional. After close() no handler runs again.
  */
 export class StreamSession {
   constructor(request, handlers, url = socketUrl()) {
@@ -82,7 +83,14 @@ export class StreamSession {
     this.finished = false;
     this.ws = new WebSocket(url);
     this.ws.binaryType = "blob";
-    this.ws.addEventListener("open", () => this.ws.send(JSON.stringify(request)));
+    this.ws.addEventListener("open", () => {
+      if (this.closed) {
+        this.ws.close(1000, "client closed"); // closed while connecting: never started
+        return;
+      }
+      this.ws.send(JSON.stringify(request));
+      this.#emit("onOpen");
+    });
     this.ws.addEventListener("message", (event) => this.#onMessage(event.data));
     this.ws.addEventListener("close", (event) => this.#onClose(event));
     // "error" is always followed by "close", which reports it.
@@ -95,13 +103,11 @@ export class StreamSession {
     this.close();
   }
 
-  /** Drop the socket without waiting for the stream to end. */
+  /** Drop the socket without waiting for the stream to end (a socket still connecting closes once open). */
   close() {
     if (this.closed) return;
     this.closed = true;
-    if (this.ws.readyState === WebSocket.CONNECTING || this.ws.readyState === WebSocket.OPEN) {
-      this.ws.close(1000, "client closed");
-    }
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.close(1000, "client closed");
   }
 
   #emit(name, ...args) {
@@ -140,6 +146,9 @@ export class StreamSession {
 
   #dispatch(message) {
     switch (message.type) {
+      case "progress":
+        this.#emit("onProgress", message);
+        break;
       case "meta":
         this.#emit("onMeta", message);
         break;

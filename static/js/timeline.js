@@ -1,49 +1,72 @@
-// The level timeline: one row per level, base first, filled as the levels arrive.
+// hideNet's timeline: one row per piece of the stream, filled as the pieces arrive.
+//
+// What a row is and which columns it has are data (ROWS and COLUMNS below), not code: a row
+// is keyed by `ROWS.key(item)` for both the server's plan (meta.schedule) and the messages
+// that fill it, so a protocol that sends several messages per level only changes ROWS.
 
 import { el, setText } from "./dom.js";
 import { formatBytes, formatMs, formatPsnr, formatSize, formatSsim } from "./format.js";
 
-const COLUMNS = ["level", "size", "payload", "received", "arrival", "decode", "psnr", "ssim"];
+/** How a plan item or a message maps to a row: its key, its label and its data attributes. */
+export const ROWS = {
+  key: (item) => String(item.level),
+  label: (item, meta) =>
+    item.level === 0 ? `L${item.level} · full` : item.level === meta.baseLevel ? `L${item.level} · base` : `L${item.level}`,
+  data: (item) => ({ level: String(item.level) }),
+  order: (item) => -item.level, // base (highest level) first
+};
+
+/** The columns after the row label: heading, the cell of an arrived message, the cell of a planned one. */
+export const COLUMNS = [
+  { key: "size", head: "Size", value: (m) => formatSize(m.width, m.height) },
+  { key: "payload", head: "Payload", value: (m) => formatBytes(m.payload_bytes), plan: (p) => formatBytes(p.payload_bytes) },
+  { key: "received", head: "Received", value: (m) => formatBytes(m.total_bytes), plan: (p) => formatBytes(p.total_bytes) },
+  {
+    key: "arrival", head: "Arrival", value: (m) => formatMs(m.arrival_ms),
+    plan: (p) => (p.arrival_ms == null ? null : `due ${formatMs(p.arrival_ms)}`),
+  },
+  { key: "decode", head: "Decode", value: (m) => formatMs(m.decode_ms) },
+  { key: "psnr", head: "PSNR", value: (m) => formatPsnr(m.psnr) },
+  { key: "ssim", head: "SSIM", value: (m) => formatSsim(m.ssim) },
+];
 
 export class Timeline {
-  /** tbody: the table body; fill: the bar that shows bytes received out of the total. */
-  constructor(tbody, fill) {
+  /** head: the header row; tbody: the table body; fill: the bar that shows bytes received out of the total. */
+  constructor(head, tbody, fill) {
     this.tbody = tbody;
     this.fill = fill;
     this.rows = new Map();
+    this.meta = { baseLevel: 0 };
     this.totalBytes = 0;
-    this.levels = 0;
+    head.replaceChildren(
+      el("th", { scope: "col" }, "Level"),
+      ...COLUMNS.map((c) => el("th", { scope: "col", className: `col-${c.key}` }, c.head)),
+    );
   }
 
   /**
-   * Start over with a pending row per level, base first. `schedule` is the server's plan
-   * ([{level, payload_bytes, total_bytes, arrival_ms}], from "meta"): pending rows show it greyed.
+   * Start over. `schedule` is the server's plan (meta.schedule): a pending row per item, greyed,
+   * with what the plan says (a plan may leave out sizes and times: those cells stay empty).
    */
   reset({ baseLevel = 0, totalBytes = 0, schedule = [] } = {}) {
     this.tbody.replaceChildren();
     this.rows.clear();
-    this.levels = baseLevel;
-    this.totalBytes = totalBytes;
+    this.meta = { baseLevel };
+    this.totalBytes = totalBytes || 0;
     this.#setFill(0);
-    for (const step of schedule) {
-      const row = this.#row(step.level);
-      setText(row.cells.payload, formatBytes(step.payload_bytes));
-      setText(row.cells.received, formatBytes(step.total_bytes));
-      setText(row.cells.arrival, `due ${formatMs(step.arrival_ms)}`);
+    for (const item of schedule) {
+      const row = this.#row(item);
+      for (const c of COLUMNS) {
+        const text = c.plan?.(item);
+        if (text != null) setText(row.cells[c.key], text);
+      }
     }
   }
 
-  /** Fill a level's row from its "level" message. */
-  addLevel(message) {
-    const row = this.#row(message.level);
-    const cells = row.cells;
-    setText(cells.size, formatSize(message.width, message.height));
-    setText(cells.payload, formatBytes(message.payload_bytes));
-    setText(cells.received, formatBytes(message.total_bytes));
-    setText(cells.arrival, formatMs(message.arrival_ms));
-    setText(cells.decode, formatMs(message.decode_ms));
-    setText(cells.psnr, formatPsnr(message.psnr));
-    setText(cells.ssim, formatSsim(message.ssim));
+  /** Fill a row from a message of the stream. */
+  add(message) {
+    const row = this.#row(message);
+    for (const c of COLUMNS) setText(row.cells[c.key], c.value(message));
     row.node.dataset.state = "arrived";
     row.node.classList.add("just-arrived");
     setTimeout(() => row.node.classList.remove("just-arrived"), 900);
@@ -65,25 +88,19 @@ export class Timeline {
     this.fill.style.transform = `scaleX(${Math.max(0, Math.min(1, fraction))})`;
   }
 
-  #row(level) {
-    let row = this.rows.get(level);
+  #row(item) {
+    const key = ROWS.key(item);
+    let row = this.rows.get(key);
     if (row) return row;
-    const cells = {};
-    const tds = COLUMNS.map((name) => {
-      const td = el(name === "level" ? "th" : "td", { className: `col-${name}` }, name === "level" ? "" : "·");
-      if (name === "level") td.scope = "row";
-      cells[name] = td;
-      return td;
-    });
-    const label = level === 0 ? `L${level} · full` : level === this.levels ? `L${level} · base` : `L${level}`;
-    setText(cells.level, label);
-    const node = el("tr", { dataset: { level: String(level), state: "pending" } }, tds);
-    row = { node, cells };
-    this.rows.set(level, row);
-    // Keep rows ordered base first (highest level number at the top).
-    const after = [...this.rows.entries()].filter(([l]) => l > level).sort((a, b) => a[0] - b[0])[0];
-    if (after) after[1].node.after(node);
-    else this.tbody.prepend(node);
+    const label = el("th", { scope: "row", className: "col-level" }, ROWS.label(item, this.meta));
+    const cells = Object.fromEntries(COLUMNS.map((c) => [c.key, el("td", { className: `col-${c.key}` }, "·")]));
+    const node = el("tr", { dataset: { ...ROWS.data(item), state: "pending" } }, label, ...Object.values(cells));
+    row = { node, cells, order: ROWS.order(item) };
+    this.rows.set(key, row);
+    // Keep rows in stream order: before the first row that comes later.
+    const next = [...this.rows.values()].filter((r) => r !== row && r.order > row.order).sort((a, b) => a.order - b.order)[0];
+    if (next) next.node.before(node);
+    else this.tbody.append(node);
     return row;
   }
 }

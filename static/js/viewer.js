@@ -1,13 +1,19 @@
 // The viewer page: wires the settings, the websocket stream, the stages, the timeline,
-// the stats and the charts together. Each part lives in its own module.
+// the totals, the verdict and the charts together. Each part lives in its own module.
+//
+// Two clocks, each labelled where it is shown: *link time*, the simulated link's clock,
+// which starts when the server starts the stream (meta) and is what the chart, the level
+// times and the verdict use; and *real time*, the wall clock since Replay, which also
+// counts the server's preparation (encoding a stream not cached yet) and its decoding.
 
 import { $, setText, show } from "./dom.js";
-import { formatBytes, formatClock, formatMs, formatPsnr, formatRate, formatSize } from "./format.js";
+import { formatBytes, formatClock, formatMs, formatPsnr, formatRate, formatSize, NBSP } from "./format.js";
 import { StreamSession, startMessage } from "./protocol.js";
-import { Stage } from "./canvas.js";
 import { Timeline } from "./timeline.js";
 import { QualityChart } from "./chart.js";
 import { Stats } from "./stats.js";
+import { RaceStages } from "./racers.js";
+import { VerdictTable } from "./verdict.js";
 import { bindShortcuts } from "./keyboard.js";
 import { ControlsForm } from "./controls/form.js";
 import { parseState, saveState } from "./controls/urlstate.js";
@@ -20,27 +26,16 @@ const image = {
   height: Number(root.dataset.height),
 };
 
-/** One side of the race: its stage, caption clock and status line. */
-function side(id) {
-  const figure = $(`#stage-${id}`);
-  return {
-    figure,
-    stage: new Stage($("[data-field=canvas]", figure), image),
-    clock: $("[data-field=clock]", figure),
-    status: $("[data-field=status]", figure),
-    badge: $("[data-field=badge]", figure),
-    stoppedAt: null, // the arrival time of its final frame, once known
-    last: null,
-  };
-}
-
-const sides = { hidenet: side("hidenet"), jpeg: side("jpeg") };
-const timeline = new Timeline($("#timeline-body"), $("#bytes-fill"));
+const stages = new RaceStages($("#stages"), $("#stage-template"), image);
+const timeline = new Timeline($("#timeline-head"), $("#timeline-body"), $("#bytes-fill"));
 const stats = new Stats($("#stats"));
+const verdict = new VerdictTable($("#verdict-body"), $("#verdict-sentence"), $("#verdict-note"));
 const charts = [
-  new QualityChart($("#chart-time"), { axis: "time", series: ["hidenet", "jpeg"] }),
-  new QualityChart($("#chart-bytes"), { axis: "bytes", series: ["hidenet", "jpeg"] }),
+  new QualityChart($("#chart-time"), { axis: "time" }),
+  new QualityChart($("#chart-bytes"), { axis: "bytes" }),
 ];
+const legend = $("#legend");
+const timeCaption = $("#chart-time-caption");
 const errorBanner = $("#stream-error");
 
 const form = new ControlsForm($("#controls"), {
@@ -53,33 +48,52 @@ const form = new ControlsForm($("#controls"), {
     start();
   },
 });
+const offered = form.contenders();
 
-let state = parseState(window.location.search, form.linkIds(), form.limits());
+let state = parseState(window.location.search, form.linkIds(), form.limits(), offered);
 let session = null;
-let stream = null; // per-stream bookkeeping: {t0, first: {hidenet, jpeg}} (arrival of each side's first frame)
+// Per-stream bookkeeping: real t0 (Replay), link t0 (meta), the race's clock ("arrival" or "sent").
+let stream = null;
 let clockFrame = 0;
+
+/** A contender's display name from its key: "pjpeg:90" -> "Progressive JPEG q90". */
+function contenderLabel(key) {
+  const [id, quality] = key.split(":");
+  const name = offered.find((c) => c.id === id)?.name ?? id;
+  return quality ? `${name} q${quality}` : name;
+}
 
 function apply(next) {
   state = next;
   saveState(state);
-  for (const s of Object.values(sides)) s.stage.setMode(state.view);
-  $("#stages").classList.toggle("is-racing", state.race);
-  show(sides.jpeg.figure, state.race);
-  stats.setRace(state.race);
-  show($(".legend-jpeg"), state.race);
+  const changed = stages.setContenders(state.race.map((key, i) => ({ key, label: contenderLabel(key), slot: i + 1 })));
+  stages.setMode(state.view);
+  $("#stages").classList.toggle("is-racing", state.race.length > 0);
+  root.classList.toggle("is-wide-race", state.race.length >= 2);
+  if (changed) {
+    const series = stages.all().map((r) => r.series);
+    for (const chart of charts) chart.setSeries(series);
+    legend.replaceChildren(...stages.all().map((r) => {
+      const item = document.createElement("li");
+      item.className = `legend-item legend-${r.series}`;
+      item.dataset.series = r.series;
+      item.textContent = r.label;
+      return item;
+    }));
+  }
   stats.set("link", linkText(null));
 }
 
 /** The link in words: from the stream's "meta" once it came, from the chosen preset until then. */
 function linkText(meta) {
-  if (state.link === "custom") return `${formatRate(state.down_kbps)}, ${state.rtt_ms} ms`;
+  if (state.link === "custom") return `${formatRate(state.down_kbps)}, ${state.rtt_ms}${NBSP}ms`;
   const option = form.inputs.link.selectedOptions[0];
   const link = meta?.link ?? {
     name: option?.textContent.split("·")[0].trim() ?? state.link,
     down_kbps: Number(option?.dataset.downKbps),
     rtt_ms: Number(option?.dataset.rttMs),
   };
-  return link.down_kbps ? `${link.name} · ${formatRate(link.down_kbps)}, ${link.rtt_ms} ms` : link.name;
+  return link.down_kbps ? `${link.name} · ${formatRate(link.down_kbps)}, ${link.rtt_ms}${NBSP}ms` : link.name;
 }
 
 function setError(text) {
@@ -91,25 +105,26 @@ function setStreamState(value) {
   root.dataset.streamState = value;
 }
 
+const realNow = () => (stream ? performance.now() - stream.realT0 : 0);
+const linkNow = () => (stream?.linkT0 == null ? null : performance.now() - stream.linkT0);
+
 /** Start (or restart) the stream with the current state. */
 function start() {
   session?.close();
   setError("");
-  stream = { t0: performance.now(), first: {} };
-  for (const [name, s] of Object.entries(sides)) {
-    s.stoppedAt = null;
-    s.last = null;
-    s.stage.clear(`${name === "jpeg" ? "Progressive JPEG" : "hideNet"}: ${image.name}, waiting for the first frame`);
-    setText(s.status, "Connecting…");
-    setText(s.badge, "");
-  }
+  stream = { realT0: performance.now(), linkT0: null, time: "arrival", done: false };
+  for (const r of stages.all()) r.reset("Connecting to the server…");
   timeline.reset({ schedule: [] });
-  delete sides.jpeg.figure.dataset.scans;
   stats.reset();
   stats.set("link", linkText(null));
+  verdict.reset(stages.all());
   for (const chart of charts) chart.reset();
   setStreamState("connecting");
   session = new StreamSession(startMessage({ ...state, image: image.id }), {
+    onOpen() {
+      for (const r of stages.all()) setText(r.status, "Waiting for the server…");
+    },
+    onProgress,
     onMeta,
     onLevel,
     onRace,
@@ -123,92 +138,139 @@ function start() {
   tickClocks();
 }
 
+/** Stop: cancel the stream, whatever it is doing (connecting, preparing, streaming); the clocks stay put. */
 function stop() {
-  if (!session || root.dataset.streamState !== "streaming") return;
+  if (!session || !["connecting", "preparing", "streaming"].includes(root.dataset.streamState)) return;
   session.cancel();
   stopClocks();
-  for (const s of Object.values(sides)) if (s.stoppedAt == null) setText(s.status, "Stopped.");
+  for (const r of stages.all()) {
+    if (r.finished) continue;
+    r.flagText("Stopped");
+    setText(r.status, `Stopped · ${r.status.textContent}`);
+  }
+  verdict.say("Stopped before the end: no verdict.");
   setStreamState("stopped");
 }
 
+/** The server says what it is doing before the stream can start. */
+function onProgress(message) {
+  const racer = stages.byKey(message.racer) ?? stages.hidenet;
+  const steps = message.step != null && message.steps ? ` (${message.step} of ${message.steps})` : "";
+  setText(racer.status, `${message.message}${steps}…`);
+  setStreamState("preparing");
+}
+
 function onMeta(meta) {
-  timeline.reset({ baseLevel: meta.base_level, totalBytes: meta.total_bytes, schedule: meta.schedule });
+  stream.linkT0 = performance.now();
+  stream.time = meta.time ?? "arrival";
+  stream.meta = meta;
+  const clamp = stream.time === "arrival";
+  stats.set("prepared", meta.prepared_ms == null ? "–" : formatMs(meta.prepared_ms));
+  timeline.reset({ baseLevel: meta.base_level, totalBytes: meta.total_bytes, schedule: meta.schedule ?? [] });
   form.setMaxGenerativeLevels(meta.base_level);
   stats.set("link", linkText(meta));
-  setText(sides.hidenet.status, `Waiting for the base level · ${formatBytes(meta.total_bytes)} to send`);
-  setText(sides.jpeg.status, "Waiting for the first scan");
+  const unlimited = stream.time === "sent";
+  setText(timeCaption, unlimited
+    ? "against time: on the unlimited link every byte arrives at once, so this is when the server sent each picture"
+    : "against time on the link");
+  const label = unlimited ? "sent" : "link";
+  const due = (schedule) => (clamp && schedule?.every((s) => s.arrival_ms != null) ? schedule.map((s) => s.arrival_ms) : null);
+  stages.hidenet.start(due(meta.schedule), label);
+  const total = meta.total_bytes ? ` · ${formatBytes(meta.total_bytes)} to send` : "";
+  setText(stages.hidenet.status, `Waiting for the first level${total}`);
+  for (const c of meta.contenders ?? []) {
+    const racer = stages.bySlot(c.slot);
+    if (!racer) continue;
+    racer.start(due(c.schedule), label);
+    setText(racer.status, `Waiting for the first repaint · ${formatBytes(c.file_bytes)} to send`);
+  }
+  if (!meta.preview && (meta.contenders ?? []).length) {
+    verdict.setNote("Server preview is off: hideNet's PSNR is of each level at its own size, not of the full-size " +
+      "picture like the contenders'. Turn the preview on for a fair race.");
+  }
   setStreamState("streaming");
 }
 
-function onLevel(message, bitmap) {
-  const s = sides.hidenet;
-  const step = message.index + 1;
-  s.stage.show(bitmap, `hideNet: ${image.name}, level ${message.level}, ${formatSize(message.width, message.height)}`);
-  s.figure.dataset.level = String(message.level);
-  s.last = message;
-  setText(s.badge, `${step}/${message.levels}`);
-  setText(s.status, `Level ${message.level} · ${formatSize(message.width, message.height)} · ${formatBytes(message.total_bytes)} at ${formatClock(message.arrival_ms)}`);
-  timeline.addLevel(message);
-  record("hidenet", "", message, message.total_bytes);
-  stats.set("psnr", formatPsnr(message.psnr));
-  if (step === message.levels) {
-    s.stoppedAt = message.arrival_ms;
-    stats.set("final", formatMs(message.arrival_ms));
-  }
+/** The time of a message on the race's clock: when its bytes arrived on the link (or were sent). */
+function timeOf(message) {
+  return stream.time === "sent" ? message.sent_ms : message.arrival_ms;
 }
 
-/** Plot one side's frame (`key`: "hidenet" or "jpeg") and update its totals (stats named `prefix` + name). */
-function record(key, prefix, message, bytes) {
-  charts[0].add(key, message.arrival_ms, message.psnr);
-  charts[1].add(key, bytes, message.psnr);
-  if (stream.first[key] == null) {
-    stream.first[key] = message.arrival_ms;
-    stats.set(`${prefix}first`, formatMs(message.arrival_ms));
-  }
-  stats.set(`${prefix}bytes`, formatBytes(bytes));
+/** Plot a racer's picture and update its totals and its status line. */
+function record(racer, message, bytes, final) {
+  const t = timeOf(message);
+  const lag = Math.max(0, (message.sent_ms ?? t) - (message.arrival_ms ?? t)); // the server's decoding, not the link
+  charts[0].add(racer.series, t, message.psnr);
+  charts[1].add(racer.series, bytes, message.psnr);
+  verdict.event(racer.key, t, bytes, message.psnr);
+  if (final) verdict.final(racer.key, t, message.psnr, bytes);
+  return { t, real: realNow(), lag };
+}
+
+/** Where a picture came from, in words, with each time labelled by its clock. */
+function when(t, real) {
+  const clock = stream.time === "sent" ? "sent" : "arrived";
+  return `${clock} ${formatClock(t)} (link) · shown ${formatClock(real)} (real)`;
+}
+
+function onLevel(message, bitmap) {
+  const r = stages.hidenet;
+  const final = message.index + 1 === message.levels;
+  const { t, real, lag } = record(r, message, message.total_bytes, final);
+  const size = formatSize(message.width, message.height);
+  r.show(bitmap, t, lag, `level ${message.level}, ${size}`, final);
+  r.figure.dataset.level = String(message.level);
+  r.last = message;
+  setText(r.badge, `${message.index + 1}/${message.levels}`);
+  setText(r.status, `Level ${message.level} · ${size} · ${formatBytes(message.total_bytes)} ${when(t, real)} · ` +
+    formatPsnr(message.psnr));
+  timeline.add(message);
+  stats.set("psnr", formatPsnr(message.psnr));
 }
 
 function onRace(message, bitmap) {
-  const s = sides.jpeg;
-  s.last = message;
-  const scan = message.scan;
-  s.figure.dataset.scans = String(scan);
-  const of = `/${message.scans}`;
-  s.stage.show(bitmap, `Progressive JPEG: ${image.name}, scan ${scan}${of}`);
-  setText(s.badge, `scan ${scan}${of}`);
-  setText(s.status, `Scan ${scan}${of} · ${formatBytes(message.bytes)} at ${formatClock(message.arrival_ms)} · ${formatPsnr(message.psnr)}`);
-  record("jpeg", "jpeg-", message, message.bytes);
-  stats.set("jpeg-final", formatMs(message.arrival_ms));
-  if (scan === message.scans) s.stoppedAt = message.arrival_ms;
+  const r = stages.bySlot(message.slot) ?? stages.byKey(message.contender);
+  if (!r) return;
+  const final = message.frame === message.frames;
+  const { t, real, lag } = record(r, message, message.bytes, final);
+  r.show(bitmap, t, lag, message.step, final);
+  r.last = message;
+  r.figure.dataset.frames = String(message.frame);
+  setText(r.badge, `${message.frame}/${message.frames}`);
+  const step = message.step.charAt(0).toUpperCase() + message.step.slice(1);
+  setText(r.status, `${step} · ${formatBytes(message.bytes)} ${when(t, real)} · ${formatPsnr(message.psnr)}`);
 }
 
 function onDone(message) {
   timeline.finish();
-  const h = sides.hidenet;
-  if (h.last) {
-    h.stoppedAt ??= h.last.arrival_ms;
-    stats.set("final", formatMs(h.stoppedAt));
-    setText(h.status, `Done · ${formatBytes(h.last.total_bytes)} in ${formatClock(h.stoppedAt)} · ${formatPsnr(h.last.psnr)}`);
+  stream.done = true;
+  for (const r of stages.all()) {
+    if (!r.last) continue;
+    r.finalAt ??= timeOf(r.last);
+    const bytes = r.last.total_bytes ?? r.last.bytes;
+    setText(r.status, `Done · ${formatBytes(bytes)} by ${formatClock(r.finalAt)} (link) · ${formatPsnr(r.last.psnr)}`);
   }
-  const j = sides.jpeg;
-  if (state.race && j.last) {
-    j.stoppedAt = j.last.arrival_ms;
-    setText(j.status, `Done · ${formatBytes(j.last.bytes)} in ${formatClock(j.stoppedAt)} · ${formatPsnr(j.last.psnr)}`);
+  if (message.verdict) verdict.done(message.verdict);
+  const late = stages.all().filter((r) => r.lagMs > 100);
+  if (late.length && stream.time === "arrival") {
+    verdict.setNote(late.map((r) => `${r.label}'s pictures were shown up to ${formatMs(r.lagMs)} after their bytes ` +
+      "arrived").join("; ") + ": the server was decoding them. The times above are when the bytes arrived.");
   }
   stopClocks();
-  void message;
   setStreamState("done");
 }
 
-/** Each side's clock runs from the start until its final frame arrives. */
+/** Each racer's link clock, the totals' link and real clocks, and the chart's "now" line. */
 function tickClocks() {
   cancelAnimationFrame(clockFrame);
   let lastPaint = 0;
   const tick = (now) => {
-    const elapsed = now - stream.t0;
-    for (const s of Object.values(sides)) setText(s.clock, formatClock(s.stoppedAt ?? elapsed));
+    const link = linkNow();
+    for (const r of stages.all()) r.tick(link);
+    stats.set("link-time", link == null ? "not started" : formatClock(link));
+    stats.set("real-time", formatClock(realNow()));
     if (now - lastPaint > 100) {
-      charts[0].setNow(elapsed);
+      charts[0].setNow(stream.time === "sent" ? null : link);
       lastPaint = now;
     }
     clockFrame = requestAnimationFrame(tick);
@@ -216,21 +278,23 @@ function tickClocks() {
   clockFrame = requestAnimationFrame(tick);
 }
 
+/** Freeze every clock where it is now (a finished racer's stays at its final picture). */
 function stopClocks() {
   cancelAnimationFrame(clockFrame);
-  for (const s of Object.values(sides)) {
-    s.stoppedAt ??= s.last ? s.last.arrival_ms : null;
-    if (s.stoppedAt != null) setText(s.clock, formatClock(s.stoppedAt));
-  }
-  const ends = Object.values(sides).map((s) => s.stoppedAt).filter((v) => v != null);
-  charts[0].setNow(ends.length ? Math.max(...ends) : null);
+  const link = linkNow();
+  for (const r of stages.all()) r.freeze(link);
+  const readings = stages.all().map((r) => r.reading(link)).filter((v) => v != null);
+  const end = readings.length ? Math.max(...readings) : null;
+  stats.set("link-time", end == null ? "not started" : formatClock(end));
+  stats.set("real-time", formatClock(realNow()));
+  charts[0].setNow(stream?.time === "sent" ? null : end);
 }
 
 bindShortcuts({
   r: () => start(),
   s: () => stop(),
   f: () => form.toggle("view", state.view === "fit" ? "1to1" : "fit"),
-  j: () => form.toggle("race", !state.race),
+  j: () => form.toggle("race", !state.race.length),
 });
 $("#stop").addEventListener("click", stop);
 window.addEventListener("pagehide", () => session?.close());

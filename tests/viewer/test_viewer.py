@@ -105,8 +105,9 @@ def test_a_slow_link_paints_the_base_first_then_each_level_in_order(server, smal
     assert int(page.locator("#stage-hidenet canvas").get_attribute("data-frames")) == len(levels)
     # The timeline is complete, and the totals are filled in.
     assert page.locator("#timeline-body tr[data-state=arrived]").count() == len(levels)
-    assert page.locator("[data-stat=first]").text_content() != "–"
-    assert page.locator("[data-stat=final]").text_content() != "–"
+    hidenet = page.locator("#verdict-body tr[data-racer=hidenet]")
+    assert hidenet.locator(".col-first").text_content() != "–"
+    assert hidenet.locator(".col-final").text_content().endswith("exact")
     assert page.locator("#timeline-body tr[data-level='0'] .col-psnr").text_content() == "∞ (exact)"
 
 
@@ -124,16 +125,17 @@ def test_lossless_at_1to1_shows_the_original_pixels(server, small_image, page, p
 
 
 def test_race_shows_both_images_and_both_curves(server, small_image, page):
-    page.goto(viewer_url(server, small_image, link="3g", race=1))
+    page.goto(viewer_url(server, small_image, link="3g", race=1))  # race=1: the progressive JPEG
     wait_done(page)
     wait_settled(page, "hidenet")
-    wait_settled(page, "jpeg")
-    assert page.locator("#stage-jpeg").is_visible()
+    wait_settled(page, "c1")
+    assert page.locator("#stage-c1").get_attribute("data-contender") == "pjpeg:90"
+    assert page.locator("#stage-c1").is_visible()
     assert page.locator("#stage-hidenet").is_visible()
-    scans = int(page.locator("#stage-jpeg").get_attribute("data-scans"))
+    scans = int(page.locator("#stage-c1").get_attribute("data-frames"))
     assert scans >= 2
-    assert int(page.locator("#stage-jpeg canvas").get_attribute("data-frames")) == scans
-    for stage in ("hidenet", "jpeg"):
+    assert int(page.locator("#stage-c1 canvas").get_attribute("data-frames")) == scans
+    for stage in ("hidenet", "c1"):
         pixels = page.evaluate(
             """(stage) => {
                 const c = document.querySelector(`#stage-${stage} canvas`);
@@ -148,7 +150,7 @@ def test_race_shows_both_images_and_both_curves(server, small_image, page):
     for chart in ("chart-time", "chart-bytes"):
         canvas = page.locator(f"#{chart}")
         assert int(canvas.get_attribute("data-points-hidenet")) >= 4
-        assert int(canvas.get_attribute("data-points-jpeg")) == scans
+        assert int(canvas.get_attribute("data-points-c1")) == scans
         # Both curves are drawn: pixels in each series' colour.
         counts = page.evaluate(
             """(id) => {
@@ -163,7 +165,7 @@ def test_race_shows_both_images_and_both_curves(server, small_image, page):
                 const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
                 const near = (i, [r, g, b]) =>
                     Math.abs(d[i] - r) + Math.abs(d[i + 1] - g) + Math.abs(d[i + 2] - b) < 30 && d[i + 3] > 200;
-                const a = rgb("--series-hidenet"), j = rgb("--series-jpeg");
+                const a = rgb("--series-hidenet"), j = rgb("--series-c1");
                 let ca = 0, cj = 0;
                 for (let i = 0; i < d.length; i += 4) { if (near(i, a)) ca++; else if (near(i, j)) cj++; }
                 return [ca, cj];
@@ -171,8 +173,8 @@ def test_race_shows_both_images_and_both_curves(server, small_image, page):
             chart,
         )
         assert counts[0] > 50 and counts[1] > 50, (chart, counts)
-    assert page.locator("[data-stat=jpeg-first]").is_visible()
-    assert page.locator("[data-stat=jpeg-first]").text_content() != "–"
+    jpeg = page.locator("#verdict-body tr[data-racer='pjpeg:90']")
+    assert jpeg.is_visible() and jpeg.locator(".col-first").text_content() != "–"
 
 
 def test_reloading_the_url_restores_image_link_and_mode(server, small_image, page):
@@ -191,7 +193,7 @@ def test_reloading_the_url_restores_image_link_and_mode(server, small_image, pag
     page.wait_for_function("() => new URLSearchParams(location.search).get('view') === '1to1'")
     query = parse_qs(urlparse(page.url).query)
     assert query["link"] == ["2g"] and query["mode"] == ["near"] and query["max_error"] == ["3"]
-    assert query["race"] == ["1"] and query["view"] == ["1to1"]
+    assert query["race"] == ["pjpeg:90"] and query["view"] == ["1to1"]
 
     starts.clear()
     page.reload()
@@ -204,10 +206,10 @@ def test_reloading_the_url_restores_image_link_and_mode(server, small_image, pag
     assert page.locator("#max-error-field").is_visible()
     assert page.locator("#race").is_checked()
     assert page.locator("#view-1to1").is_checked()
-    assert page.locator("#stage-jpeg").is_visible()
+    assert page.locator("#stage-c1").is_visible()
     assert starts[-1] == {
         "type": "start", "image": small_image.id, "link": "2g", "max_error": 3,
-        "generative_levels": 0, "preview": True, "race": True,
+        "generative_levels": 0, "preview": True, "contenders": ["pjpeg:90"],
     }
 
 
@@ -231,8 +233,8 @@ def test_a_custom_link_and_generative_mode_come_from_the_url(server, small_image
 
 
 def test_at_1to1_a_stage_smaller_than_the_image_pans_by_keyboard_and_drag(server, small_image, page):
-    page.set_viewport_size({"width": 480, "height": 800})  # two race stages narrower than the image
-    page.goto(viewer_url(server, small_image, link="unlimited", race=1, view="1to1"))
+    page.set_viewport_size({"width": 1040, "height": 800})  # four race stages, each narrower than the image
+    page.goto(viewer_url(server, small_image, link="unlimited", race="pjpeg,png,jpeg", view="1to1"))
     wait_done(page)
     canvas = page.locator("#stage-hidenet canvas")
     width = int(canvas.evaluate("c => c.width"))

@@ -1,10 +1,11 @@
 // The viewer's state in the URL query, so a demo can be shared and reloaded.
 //
-//   ?link=3g&mode=near&max_error=2&preview=1&race=1&view=1to1
+//   ?link=3g&mode=near&max_error=2&preview=1&race=pjpeg:90,png&view=1to1
 //   ?link=custom&down_kbps=800&rtt_ms=150&mode=generative&generative_levels=2
 //
 // The image is the path (/view/<id>). Unknown or out-of-range values fall back to defaults;
-// the ranges are the server's (ControlsForm.limits()).
+// the ranges are the server's (ControlsForm.limits(), ControlsForm.contenders()). `race` lists
+// the contenders by key ("pjpeg:90"); race=1 is the progressive JPEG at quality 90, race=0 none.
 
 export const MODES = ["lossless", "near", "generative"];
 export const VIEWS = ["fit", "1to1"];
@@ -17,9 +18,42 @@ export const DEFAULTS = Object.freeze({
   max_error: 2,
   generative_levels: 1,
   preview: true,
-  race: false,
+  race: [],
   view: "fit",
 });
+
+/** What race=1 means: the progressive JPEG at its default quality. */
+export const RACE_DEFAULT = "pjpeg";
+/** Contenders beside hideNet, at most. */
+export const MAX_CONTENDERS = 3;
+
+/**
+ * The canonical key of a contender ("pjpeg" -> "pjpeg:90", "png" -> "png"), or null if `text` names none
+ * of `contenders` ([{id, quality: {default, min, max} | null}]) or its quality is out of range.
+ */
+export function contenderKey(text, contenders) {
+  const [id, quality, ...rest] = String(text).split(":");
+  const c = contenders.find((x) => x.id === id);
+  if (!c || rest.length) return null;
+  if (!c.quality) return quality === undefined ? id : null;
+  if (quality === undefined) return `${id}:${c.quality.default}`;
+  const q = intIn(quality, [c.quality.min, c.quality.max], null);
+  return q == null ? null : `${id}:${q}`;
+}
+
+/** The race from a URL value: "1" (the default contender), "0" (none) or a comma list of keys. */
+export function parseRace(text, contenders) {
+  if (text == null || text === "") return [];
+  const on = flag(text, null);
+  if (on === false) return [];
+  const items = on === true ? [RACE_DEFAULT] : text.split(",");
+  const keys = [];
+  for (const item of items) {
+    const key = contenderKey(item.trim(), contenders);
+    if (key && !keys.includes(key) && keys.length < MAX_CONTENDERS) keys.push(key);
+  }
+  return keys;
+}
 
 function intIn(text, [min, max], fallback) {
   if (text == null || text === "" || !/^-?\d+$/.test(text)) return fallback;
@@ -35,9 +69,9 @@ function flag(text, fallback) {
 
 /**
  * Parse a query string into a full state; `linkIds` are the server's preset ids, `limits` the
- * [min, max] of each number setting.
+ * [min, max] of each number setting, `contenders` those the server offers.
  */
-export function parseState(search, linkIds, limits) {
+export function parseState(search, linkIds, limits, contenders = []) {
   const q = new URLSearchParams(search);
   const fallbackLink = linkIds.includes(DEFAULTS.link) ? DEFAULTS.link : linkIds[0] ?? "custom";
   const link = q.get("link");
@@ -49,7 +83,7 @@ export function parseState(search, linkIds, limits) {
     max_error: intIn(q.get("max_error"), limits.max_error, DEFAULTS.max_error),
     generative_levels: intIn(q.get("generative_levels"), limits.generative_levels, DEFAULTS.generative_levels),
     preview: flag(q.get("preview"), DEFAULTS.preview),
-    race: flag(q.get("race"), DEFAULTS.race),
+    race: parseRace(q.get("race"), contenders),
     view: VIEWS.includes(q.get("view")) ? q.get("view") : DEFAULTS.view,
   };
 }
@@ -66,9 +100,9 @@ export function formatState(state) {
   if (state.mode === "near") q.set("max_error", String(state.max_error));
   if (state.mode === "generative") q.set("generative_levels", String(state.generative_levels));
   q.set("preview", state.preview ? "1" : "0");
-  q.set("race", state.race ? "1" : "0");
+  q.set("race", state.race.length ? state.race.join(",") : "0");
   q.set("view", state.view);
-  return `?${q}`;
+  return `?${q}`.replace(/%3A/gi, ":").replace(/%2C/gi, ","); // race=pjpeg:90,png reads as it is
 }
 
 /** Replace the current history entry's query with the state's (no reload, no new entry). */
