@@ -197,6 +197,9 @@ def run(args: argparse.Namespace) -> int:
           f"on {result['meta']['link']['name']}), {done['frame_bytes']} frame bytes; PNGs in {out}/", file=sys.stderr)
     if args.race:
         print(f"verdict: {done['verdict']['sentence']}", file=sys.stderr)
+        if not done["verdict"].get("comparable", True):
+            print("note: without --preview hideNet's PSNR is of each level at its own size, not of the full-size "
+                  "picture like the contenders': add --preview for a fair verdict", file=sys.stderr)
     return 0
 
 

@@ -166,10 +166,13 @@ async def run_stream(app: web.Application, send: Sender, req: StartRequest, info
     progress = Progress(send, clock, clock.now())
     racers = [Racer(spec, slot) for slot, spec in enumerate(req.contenders, 1)]
     # Everything is prepared before the race's clock starts, so that no racer waits for its encoder.
-    (data, layout), *_ = await asyncio.gather(
-        _prepare_stream(app, req, info, key, progress),
-        *(r.prepare(app[RACES], worker, store, info, progress) for r in racers),
-    )
+    preparing = [asyncio.ensure_future(_prepare_stream(app, req, info, key, progress))]
+    preparing += [asyncio.ensure_future(r.prepare(app[RACES], worker, store, info, progress)) for r in racers]
+    try:
+        (data, layout), *_ = await asyncio.gather(*preparing)
+    finally:
+        for task in preparing:  # one failed: the others are of no use (a cache still gets what they finish)
+            task.cancel()
     header = layout.header
     plan = [
         {"level": c.level, "payload_bytes": c.payload_bytes, "total_bytes": c.end,

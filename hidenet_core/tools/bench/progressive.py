@@ -10,9 +10,13 @@ Three series per byte budget, all compared with the original at full size:
   shows it: every complete scan, the scans not yet received missing (their
   coefficients zero). A scan is complete when its last entropy-coded byte has arrived.
 
+and, for each other contender of the viewer's race (``hidenet_core.tools.contenders``:
+baseline JPEG, interlaced PNG, WebP lossless and lossy, JPEG 2000), what a browser shows
+at its last repaint within the budget, exactly as the race shows it.
+
 Before the first hideNet level or the first JPEG scan is complete a browser shows no
-image at all; we score that as a flat mid-grey (128) image, the same for every series.
-Alpha is ignored (JPEG has none).
+image at all; we score that as a flat mid-grey (128) image, the same for every series
+(and rows a top-down format has not painted yet likewise). Alpha is ignored (JPEG has none).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from ...codec.container import stream_info
 from ...codec.decoder import ProgressiveDecoder
 from ...metrics import psnr, ssim
 from ...predictors.base import Predictor
+from ..contenders import Spec, parse_spec, score
 from ..pjpeg import decode_prefix, progressive_jpeg, scan_ends, visible
 from .images import BenchImage
 from .resample import bicubic_upscale
@@ -32,6 +37,7 @@ from .resample import bicubic_upscale
 __all__ = [
     "BUDGETS_KB",
     "SERIES",
+    "CONTENDERS",
     "EMPTY_GREY",
     "PSNR_CAP",
     "measure_image",
@@ -45,6 +51,8 @@ SERIES = {
     "bicubic": "hideNet levels, bicubic",
     "jpeg": "progressive JPEG q90",
 }
+#: the race's other contenders, at their default qualities (the progressive JPEG is "jpeg" above)
+CONTENDERS: tuple[str, ...] = ("jpeg", "png", "webp-lossless", "webp", "j2k")
 #: the value of every pixel while nothing can be shown yet
 EMPTY_GREY = 128
 #: PSNR of an exact image (infinite) is reported as this, so that means stay finite
@@ -113,14 +121,35 @@ def _hidenet_views(data: bytes, model: Predictor, budgets: list[int], height: in
     return out, info
 
 
+def _contender(spec: Spec, reference: np.ndarray, budgets: list[int]) -> tuple[list[dict], dict]:
+    """What a browser shows of ``spec``'s file at each budget: its last repaint within it."""
+    data = spec.contender.encode(reference, spec.quality)
+    cuts = spec.contender.cuts(data)
+    memo: dict[int, tuple[float, float]] = {}
+    out = []
+    for b in budgets:
+        n = sum(1 for c in cuts if c.end <= b)  # repaints complete within the budget
+        if n not in memo:
+            if n == 0:
+                blank = np.full_like(reference, EMPTY_GREY)
+                memo[n] = (min(psnr(blank, reference), PSNR_CAP), ssim(blank, reference))
+            else:
+                _, p, s = score(spec.contender.shown(data, cuts[n - 1].end), reference)
+                memo[n] = (min(p, PSNR_CAP), s)
+        p, s = memo[n]
+        out.append({"psnr": p, "ssim": s, "bytes_used": cuts[n - 1].end if n else 0, "unit": n})
+    return out, {"bytes": len(data), "repaint_ends": [c.end for c in cuts]}
+
+
 def measure_image(image: BenchImage, hdn: bytes, model: Predictor, budgets_kb=BUDGETS_KB,
-                  extra: dict[str, bytes] | None = None) -> dict:
+                  extra: dict[str, bytes] | None = None, contenders=CONTENDERS) -> dict:
     """PSNR and SSIM of each series at each budget for one image, plus where each
     hideNet level and each JPEG scan ends.
 
     ``hdn`` is the lossless stream (series "hidenet" and "bicubic"); ``extra`` maps
     further series ids to other hideNet streams of the same image (for example a
-    near-lossless one), scored as the model's preview.
+    near-lossless one), scored as the model's preview. ``contenders`` are the race's
+    contenders (ids, default qualities) also measured, each under its key ("webp:80").
     """
     budgets = [kb * 1024 for kb in budgets_kb]
     px = image.pixels
@@ -145,11 +174,17 @@ def measure_image(image: BenchImage, hdn: bytes, model: Predictor, budgets_kb=BU
             scans[n_scans] = decode_prefix(jpeg, ends[n_scans - 1])
         shown = _Shown(scans.get(n_scans), ends[n_scans - 1] if n_scans else 0, n_scans)
         per_series["jpeg"].append(score(("jpeg", n_scans), shown))
+    reference = visible(px)
+    files = {}
+    for cid in contenders:
+        spec = parse_spec(cid)
+        per_series[spec.key], files[spec.key] = _contender(spec, reference, budgets)
     return {
         "hidenet_bytes": len(hdn),
         "streams": streams,
         "jpeg_bytes": len(jpeg),
         "jpeg_scan_ends": ends,
+        "contender_files": files,
         "series": per_series,
     }
 

@@ -82,6 +82,12 @@ def behind(results: dict) -> list[str]:
     if lost:
         out.append("Progressive: the progressive JPEG shows a better image (PSNR) at "
                    + ", ".join(f"{kb} KB ({-d:.1f} dB ahead)" for kb, d in lost) + ".")
+    for key, label in pr.get("contenders", {}).items():
+        ahead = [kb for kb, h, c in zip(pr["budgets_kb"], pr["mean"]["series"]["hidenet"]["psnr"],
+                                        pr["mean"]["series"][key]["psnr"]) if h is not None and c is not None and c > h]
+        if ahead:
+            out.append(f"Progressive: {label} shows a better image (PSNR) than hideNet at "
+                       + ", ".join(f"{kb} KB" for kb in ahead) + ".")
     hs, bs = pr["mean"]["series"]["hidenet"], pr["mean"]["series"]["bicubic"]
     worse = [kb for kb, a, b in zip(pr["budgets_kb"], hs["psnr"], bs["psnr"])
              if a is not None and b is not None and a < b]
@@ -162,7 +168,8 @@ def render_markdown(results: dict) -> str:
               f"of the last complete level; bicubic: the same level upscaled without the model; JPEG: progressive, "
               f"quality {pr['jpeg_quality']}, every complete scan decoded. Nothing complete yet = flat grey "
               f"{pr['empty_grey']}.", ""]
-    extras = [k for k in labels if k not in pr["main_series"]]
+    contenders = pr.get("contenders", {})
+    extras = [k for k in labels if k not in pr["main_series"] and k not in contenders]
     if extras:
         lines += ["Also shown, not part of the comparison: " + "; ".join(
             f"{labels[k]}, the same model's preview of a near-lossless stream (every pixel within "
@@ -193,6 +200,21 @@ def render_markdown(results: dict) -> str:
     extra_heads = [f"hideNet d={k.removeprefix('hidenet_d')} bytes" for k in extras]
     lines += _table(["Image", "hideNet bytes (lossless)", *extra_heads, "JPEG bytes",
                      "hideNet level per budget", "JPEG scans per budget"], rows, "l" + "r" * (2 + len(extras)) + "ll")
+    if contenders:
+        lines += ["", "### Every contender of the race", "",
+                  "The viewer's race puts up to three of these beside hideNet: what each shows after the first N "
+                  "bytes, PSNR (dB) / SSIM, mean over the images, cut and decoded exactly as the race shows it "
+                  "(`hidenet_core/tools/contenders`): baseline JPEG and WebP top-down (the rows decoded so far; "
+                  "the rest counts as flat grey), interlaced PNG pass by pass, JPEG 2000 layer by layer. The "
+                  "progressive JPEG is the column above.", ""]
+        keys = ["hidenet", "jpeg", *contenders]
+        rows = [[f"{kb} KB"] + [f"{_f(s[k]['psnr'][i])} / {_f(s[k]['ssim'][i], 3)}" for k in keys]
+                for i, kb in enumerate(pr["budgets_kb"])]
+        lines += _table(["Received"] + [labels[k] for k in keys], rows)
+        lines += ["", "File bytes of each contender, per image:", ""]
+        rows = [[im["image"], str(im["hidenet_bytes"]), str(im["jpeg_bytes"])]
+                + [str(im["contender_files"][k]["bytes"]) for k in contenders] for im in pr["per_image"]]
+        lines += _table(["Image", "hideNet (lossless)", labels["jpeg"]] + [labels[k] for k in contenders], rows)
     lines += ["", "![progressive](results-progressive.png)", ""]
 
     # prediction
@@ -260,8 +282,10 @@ def render_markdown(results: dict) -> str:
 def _plot_progressive(results: dict, path: Path) -> None:
     pr = results["progressive"]
     kb = pr["budgets_kb"]
-    fig = Figure(figsize=(10, 4), layout="constrained")
+    fig = Figure(figsize=(11, 4.6), layout="constrained")
     styles = {"hidenet": ("C0", "o", "-"), "bicubic": ("C2", "s", "-"), "jpeg": ("C3", "^", "-")}
+    for n, key in enumerate(pr.get("contenders", {})):  # the race's other contenders: thinner, dotted
+        styles[key] = (f"C{4 + n}", "v", ":")
     for i, metric in enumerate(("psnr", "ssim")):
         ax = fig.add_subplot(1, 2, i + 1)
         for key, label in pr["series_labels"].items():
@@ -276,7 +300,7 @@ def _plot_progressive(results: dict, path: Path) -> None:
             ax.set_ylim(top=50)  # exact images count as the cap (100 dB): keep the rest readable
         ax.grid(True, alpha=0.3)
         if i == 0:
-            ax.legend()
+            ax.legend(fontsize="small")
     fig.suptitle(f"What the viewer shows after N bytes (mean of {len(results['images'])} images)")
     fig.savefig(path, dpi=100)
 
@@ -285,7 +309,7 @@ def _plot_lossless(results: dict, path: Path) -> None:
     ll = results["lossless"]
     keys = list(ll["mean"])
     labels = [ll["codecs"][k]["label"] for k in keys]
-    fig = Figure(figsize=(10, 4), layout="constrained")
+    fig = Figure(figsize=(11, 4.6), layout="constrained")
     ax = fig.add_subplot(1, 2, 1)
     bpp = [ll["mean"][k]["bpp"] or 0 for k in keys]
     ax.bar(labels, bpp, color=["C0" if k == "hidenet" else "C7" for k in keys])

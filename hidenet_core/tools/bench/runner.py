@@ -22,6 +22,7 @@ from ...imageio import image_files
 from ...predictors import load_model
 from ...predictors.base import Predictor
 from ...samples import sample_paths
+from ..contenders import parse_spec
 from ..pjpeg import JPEG_QUALITY
 from . import generative, lossless, prediction, progressive
 from . import serving as serving_section
@@ -121,6 +122,9 @@ def run_bench(config: BenchConfig, progress: bool = True, log: Callable[[str], N
     extra_key = f"hidenet_d{config.extra_max_error}"
     if config.extra_max_error:
         labels[extra_key] = f"hideNet max error {config.extra_max_error} (preview)"
+    contender_specs = [parse_spec(c) for c in progressive.CONTENDERS]
+    contender_labels = {s.key: s.label for s in contender_specs}
+    labels.update(contender_labels)
 
     old_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
@@ -204,6 +208,7 @@ def run_bench(config: BenchConfig, progress: bool = True, log: Callable[[str], N
             "budgets_kb": list(config.budgets_kb),
             "series_labels": labels,
             "main_series": list(progressive.SERIES),
+            "contenders": contender_labels,
             "empty_grey": progressive.EMPTY_GREY,
             "psnr_cap": progressive.PSNR_CAP,
             "jpeg_quality": JPEG_QUALITY,

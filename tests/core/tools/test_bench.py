@@ -60,6 +60,15 @@ def test_quick_run_writes_complete_outputs(tiny_dir, tmp_path, capsys):
             values = pr["mean"]["series"][key][metric]
             assert len(values) == 6 and all(isinstance(v, float) for v in values)
     assert len(pr["mean"]["hidenet_minus_jpeg_db"]) == 6
+    # the race's contenders, measured as the race shows them
+    assert list(pr["contenders"]) == ["jpeg:90", "png", "webp-lossless", "webp:80", "j2k"]
+    for key in pr["contenders"]:
+        assert all(isinstance(v, float) for v in pr["mean"]["series"][key]["psnr"])
+        for im in pr["per_image"]:
+            ends = im["contender_files"][key]["repaint_ends"]
+            assert ends == sorted(ends) and ends[-1] == im["contender_files"][key]["bytes"]
+    for key in ("png", "webp-lossless", "j2k"):  # lossless and small: exact (the cap) once complete
+        assert pr["mean"]["series"][key]["psnr"][-1] == pr["psnr_cap"]
     # tiny images: everything has arrived by 64 KB, so hideNet shows the exact image
     assert all(im["series"]["hidenet"][-1]["unit"] == 0 for im in pr["per_image"])
 
@@ -78,6 +87,7 @@ def test_quick_run_writes_complete_outputs(tiny_dir, tmp_path, capsys):
                     "## Serving", "## Where hideNet is behind"):
         assert heading in md
     assert "| hideNet |" in md and "| 64 KB |" in md
+    assert "### Every contender of the race" in md and "| WebP q80 |" in md
     for name in PLOTS:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"({name})" in md or name == "results-serving.png"
