@@ -19,7 +19,7 @@ from server import create_app
 from server.keys import CACHE, STATS
 from server.storage.store import image_id
 from tests.conftest import smooth_image
-from tests.server.conftest import HoldClock, frame_pixels, png_of, receive_stream
+from tests.server.conftest import HoldClock, frame_pixels, png_of, receive_meta, receive_stream
 
 pytestmark = pytest.mark.asyncio
 
@@ -67,7 +67,7 @@ async def test_starts_back_to_back_leave_no_stream_counted(held_client, rgb_id):
     # a fresh client is served, not told "busy"
     fresh = await held_client.ws_connect("/ws")
     await fresh.send_json({"type": "start", "image": rgb_id})
-    assert (await fresh.receive_json())["type"] == "meta"
+    assert (await receive_meta(fresh))["type"] == "meta"
 
 
 async def test_start_cancel_pairs_leave_no_stream_counted(held_client, rgb_id):

@@ -32,7 +32,7 @@ async def churn(session: aiohttp.ClientSession, url: str, iid: str) -> int:
             msg = await asyncio.wait_for(ws.receive(), 30)
             if msg.type == aiohttp.WSMsgType.TEXT:
                 data = json.loads(msg.data)
-                assert data["type"] in ("meta", "cancelled"), data
+                assert data["type"] in ("progress", "meta", "cancelled"), data
                 cancelled += data["type"] == "cancelled"
         return cancelled
 
