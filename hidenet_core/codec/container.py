@@ -11,8 +11,9 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+from .plan import ChunkSpec, PassMode, guarantees, stream_plan
 from .pyramid import level_shapes
-from .versions import VERSION, VERSIONS
+from .versions import VERSION, VERSIONS, format_version
 
 __all__ = [
     "MAGIC",
@@ -23,6 +24,8 @@ __all__ = [
     "MAX_SIDE",
     "MAX_PIXELS",
     "MAX_LEVELS",
+    "MAX_LAYERS",
+    "check_chunk",
     "HdnFormatError",
     "ModelMismatchError",
     "Header",
@@ -50,6 +53,7 @@ MAX_PIXELS = 64 * 1024 * 1024
 MAX_LEVELS = 16
 MAX_MODEL_NAME = 64
 HASH_SIZE = 16
+_PASS_MODES = PassMode.ALL
 
 # magic, version (B), header body length (H)
 _PREAMBLE = struct.Struct(">8sBH")
@@ -59,6 +63,10 @@ _FIXED = struct.Struct(">IIBB")
 # level (B), payload length (I), payload crc32 (I), reconstruction crc32 (I)
 _CHUNK = struct.Struct(">BIII")
 CHUNK_HEADER_SIZE = _CHUNK.size
+# layered streams (version 6): layer (B), level (B), part (H), payload length (I), payload crc32 (I), values crc32 (I)
+_LAYERED_CHUNK = struct.Struct(">BBHIII")
+#: the most passes (layers) a layered stream may have
+MAX_LAYERS = 8
 
 
 class HdnFormatError(ValueError):
@@ -82,10 +90,22 @@ class Header:
     model_name: str
     model_hash: bytes  # 16 bytes
     version: int = VERSION  # the format version (versions.py: what each one contains)
+    #: layered versions: d per level of every layer, the first pass first (the last equals max_error)
+    layers: tuple[tuple[int, ...], ...] = ()
+    #: layered versions: each pass's mode byte (plan.PassMode bits) per layer and level
+    modes: tuple[tuple[int, ...], ...] = ()
 
     @property
     def mode(self) -> str:
         return MODE_OF_CHANNELS[self.channels]
+
+    @property
+    def layered(self) -> bool:
+        return format_version(self.version).layered
+
+    @property
+    def chunk_header_size(self) -> int:
+        return _LAYERED_CHUNK.size if self.layered else CHUNK_HEADER_SIZE
 
     def validate(self) -> None:
         """Raise HdnFormatError if any field is out of range."""
@@ -107,10 +127,36 @@ class Header:
             raise HdnFormatError(f"max-error values {list(self.max_error)} are outside 0..{MAX_ERROR}")
         if not 0 <= self.generative_levels <= self.levels:
             raise HdnFormatError(f"generative level count {self.generative_levels} is outside 0..{self.levels}")
+        self._validate_layers()
         if not self.model_name or len(self.model_name.encode()) > MAX_MODEL_NAME:
             raise HdnFormatError(f"model name {self.model_name!r} is empty or longer than {MAX_MODEL_NAME} bytes")
         if len(self.model_hash) != HASH_SIZE:
             raise HdnFormatError(f"model hash has {len(self.model_hash)} bytes, expected {HASH_SIZE}")
+
+
+    def _validate_layers(self) -> None:
+        if not self.layered:
+            if self.layers or self.modes:
+                raise HdnFormatError(f"format version {self.version} has no layers")
+            return
+        n, g = len(self.layers), self.generative_levels
+        if not 1 <= n <= MAX_LAYERS:
+            raise HdnFormatError(f"layer count {n} is outside 1..{MAX_LAYERS}")
+        if len(self.modes) != n or any(len(row) != self.levels + 1 for row in (*self.layers, *self.modes)):
+            raise HdnFormatError("the layer schedule does not hold one max error and one mode per level and layer")
+        if any(not 0 <= d <= MAX_ERROR for row in self.layers for d in row):
+            raise HdnFormatError(f"layer max errors {[list(r) for r in self.layers]} are outside 0..{MAX_ERROR}")
+        if any(m & ~_PASS_MODES for row in self.modes for m in row):
+            raise HdnFormatError(f"pass modes {[list(r) for r in self.modes]} set undefined bits")
+        if tuple(self.layers[-1]) != tuple(self.max_error):
+            raise HdnFormatError("the last layer's max errors are not the stream's")
+        for layer in range(1, n):
+            before, now = self.layers[layer - 1], self.layers[layer]
+            coded = range(g, self.levels + 1)
+            if any(now[k] > before[k] for k in coded):
+                raise HdnFormatError(f"layer {layer} raises a level's max error: {list(before)} then {list(now)}")
+            if all(now[k] == before[k] for k in coded):
+                raise HdnFormatError(f"layer {layer} refines no level: {list(now)}")
 
 
 @dataclass(frozen=True)
@@ -118,7 +164,9 @@ class ChunkHeader:
     level: int
     payload_length: int
     payload_crc: int
-    recon_crc: int
+    recon_crc: int  # versions 1-5: the level's reconstruction; 6: the values the chunk codes (loop.part_crc)
+    layer: int = 0  # layered streams only
+    part: int = 0  # layered streams only
 
 
 def _check_version(version: int) -> None:
@@ -129,9 +177,13 @@ def _check_version(version: int) -> None:
 def pack_header(h: Header) -> bytes:
     h.validate()
     name = h.model_name.encode()
+    if h.layered:
+        schedule = bytes([len(h.layers)]) + b"".join(bytes(r) for r in h.layers) + b"".join(bytes(r) for r in h.modes)
+    else:
+        schedule = bytes(h.max_error)
     body = (
         _FIXED.pack(h.width, h.height, h.channels, h.levels)
-        + bytes(h.max_error)
+        + schedule
         + bytes([h.generative_levels, len(name)])
         + name
         + h.model_hash
@@ -148,7 +200,8 @@ def parse_preamble(data: bytes) -> int:
     if magic != MAGIC:
         raise HdnFormatError(f"not a .hdn stream: magic bytes are {magic!r}, expected {MAGIC!r}")
     _check_version(version)
-    max_body = _FIXED.size + MAX_LEVELS + 1 + 2 + MAX_MODEL_NAME + HASH_SIZE + 4
+    schedule = 1 + 2 * MAX_LAYERS * (MAX_LEVELS + 1) if format_version(version).layered else MAX_LEVELS + 1
+    max_body = _FIXED.size + schedule + 2 + MAX_MODEL_NAME + HASH_SIZE + 4
     if not _FIXED.size + 1 + 2 + HASH_SIZE + 4 <= body_len <= max_body:
         raise HdnFormatError(f"header length {body_len} is outside the possible range")
     return body_len
@@ -168,11 +221,27 @@ def parse_header(data: bytes) -> tuple[Header, int]:
     pos += _FIXED.size
     if levels > MAX_LEVELS:
         raise HdnFormatError(f"level count {levels} is outside 0..{MAX_LEVELS}")
-    need = levels + 1 + 2
-    if pos + need > end - 4:
-        raise HdnFormatError("header too short for its level count")
-    max_error = tuple(data[pos : pos + levels + 1])
-    pos += levels + 1
+    version = data[len(MAGIC)]
+    layers: tuple[tuple[int, ...], ...] = ()
+    modes: tuple[tuple[int, ...], ...] = ()
+    if format_version(version).layered:
+        if pos + 1 > end - 4:
+            raise HdnFormatError("header too short for its layer count")
+        n = data[pos]
+        pos += 1
+        if not 1 <= n <= MAX_LAYERS:
+            raise HdnFormatError(f"layer count {n} is outside 1..{MAX_LAYERS}")
+        if pos + 2 * n * (levels + 1) + 2 > end - 4:
+            raise HdnFormatError("header too short for its layer schedule")
+        rows = [tuple(data[pos + i * (levels + 1) : pos + (i + 1) * (levels + 1)]) for i in range(2 * n)]
+        layers, modes = tuple(rows[:n]), tuple(rows[n:])
+        pos += 2 * n * (levels + 1)
+        max_error = layers[-1]
+    else:
+        if pos + levels + 1 + 2 > end - 4:
+            raise HdnFormatError("header too short for its level count")
+        max_error = tuple(data[pos : pos + levels + 1])
+        pos += levels + 1
     generative, name_len = data[pos], data[pos + 1]
     pos += 2
     if pos + name_len + HASH_SIZE != end - 4:
@@ -183,38 +252,59 @@ def parse_header(data: bytes) -> tuple[Header, int]:
         raise HdnFormatError("model name in the header is not UTF-8") from None
     pos += name_len
     header = Header(width, height, channels, levels, max_error, generative, name, bytes(data[pos : pos + HASH_SIZE]),
-                    version=data[len(MAGIC)])
+                    version=version, layers=layers, modes=modes)
     header.validate()
     return header, end
 
 
-def pack_chunk(level: int, payload: bytes, recon_crc: int) -> bytes:
+def pack_chunk(level: int, payload: bytes, recon_crc: int, layered: bool = False, layer: int = 0,
+               part: int = 0) -> bytes:
+    if layered:
+        return _LAYERED_CHUNK.pack(layer, level, part, len(payload), zlib.crc32(payload), recon_crc) + payload
     return _CHUNK.pack(level, len(payload), zlib.crc32(payload), recon_crc) + payload
 
 
-def parse_chunk_header(data: bytes, pos: int = 0) -> ChunkHeader:
-    if len(data) - pos < CHUNK_HEADER_SIZE:
-        raise HdnFormatError(f"truncated chunk header: {len(data) - pos} of {CHUNK_HEADER_SIZE} bytes")
+def parse_chunk_header(data: bytes, pos: int = 0, layered: bool = False) -> ChunkHeader:
+    size = _LAYERED_CHUNK.size if layered else CHUNK_HEADER_SIZE
+    if len(data) - pos < size:
+        raise HdnFormatError(f"truncated chunk header: {len(data) - pos} of {size} bytes")
+    if layered:
+        layer, level, part, length, payload_crc, crc = _LAYERED_CHUNK.unpack_from(data, pos)
+        return ChunkHeader(level, length, payload_crc, crc, layer, part)
     return ChunkHeader(*_CHUNK.unpack_from(data, pos))
+
+
+def check_chunk(ch: ChunkHeader, spec: ChunkSpec) -> None:
+    """Raise unless the chunk header is the one the plan expects next."""
+    if (ch.layer, ch.level, ch.part) != (spec.layer, spec.level, spec.part):
+        raise HdnFormatError(
+            f"chunk for layer {ch.layer}, level {ch.level}, part {ch.part} where layer {spec.layer}, level "
+            f"{spec.level}, part {spec.part} was expected (levels go base to full, layer by layer)"
+        )
 
 
 @dataclass(frozen=True)
 class Chunk:
-    """Where one level's chunk lies in a stream."""
+    """Where one chunk lies in a stream."""
 
     level: int
     start: int  # offset of its chunk header
-    end: int  # offset just past its payload: the stream bytes up to and including this level
+    end: int  # offset just past its payload: the stream bytes up to and including this chunk
     payload_bytes: int
+    layer: int = 0  # its pass's layer (layered streams; generative chunks: the layer count)
+    part: int = 0  # its part in the pass
+    parts: int = 1  # the pass's part count
+    max_error: int | None = None  # the largest error any pixel can have after it (None: unbounded)
 
 
 @dataclass(frozen=True)
 class StreamLayout:
-    """A stream's header and its chunks, base first."""
+    """A stream's header and its chunks, in stream order."""
 
     header: Header
     header_bytes: int
     chunks: tuple[Chunk, ...]
+    planned: int  # the chunk count of the whole stream
 
     @property
     def total_bytes(self) -> int:
@@ -226,44 +316,55 @@ class StreamLayout:
 
     @property
     def complete(self) -> bool:
-        return bool(self.chunks) and self.chunks[-1].level == 0
+        return len(self.chunks) == self.planned
+
+
+def _chunk_name(header: Header, spec: ChunkSpec) -> str:
+    if not header.layered:
+        return f"the chunk for level {spec.level}"
+    return f"the chunk for layer {spec.layer}, level {spec.level}, part {spec.part}"
 
 
 def scan_stream(data: bytes, *, prefix: bool = False) -> StreamLayout:
     """Check a stream's structure and payload CRCs (without decoding); return where each chunk is.
 
-    With ``prefix`` the stream may stop after any chunk; otherwise it must hold every level.
+    With ``prefix`` the stream may stop after any chunk; otherwise it must hold every chunk.
     """
     header, pos = parse_header(data)
+    plan = stream_plan(header)
+    bounds = guarantees(header, plan)
     chunks: list[Chunk] = []
-    for level in range(header.levels, -1, -1):
+    for spec, bound in zip(plan, bounds):
         if prefix and pos == len(data):
             break
-        ch = parse_chunk_header(data, pos)
-        if ch.level != level:
-            raise HdnFormatError(f"chunk for level {ch.level} where level {level} was expected")
-        end = pos + CHUNK_HEADER_SIZE + ch.payload_length
+        ch = parse_chunk_header(data, pos, header.layered)
+        if header.layered:
+            check_chunk(ch, spec)
+        elif ch.level != spec.level:
+            raise HdnFormatError(f"chunk for level {ch.level} where level {spec.level} was expected")
+        end = pos + header.chunk_header_size + ch.payload_length
+        name = _chunk_name(header, spec)
         if end > len(data):
-            raise HdnFormatError(
-                f"truncated stream: the chunk for level {level} ends at {end}, the stream at {len(data)}"
-            )
-        if zlib.crc32(data[pos + CHUNK_HEADER_SIZE : end]) != ch.payload_crc:
-            raise HdnFormatError(f"payload CRC mismatch in the chunk for level {level}: the stream is corrupted")
-        chunks.append(Chunk(level, pos, end, ch.payload_length))
+            raise HdnFormatError(f"truncated stream: {name} ends at {end}, the stream at {len(data)}")
+        if zlib.crc32(data[pos + header.chunk_header_size : end]) != ch.payload_crc:
+            raise HdnFormatError(f"payload CRC mismatch in {name}: the stream is corrupted")
+        parts = len(spec.pass_.parts) if spec.pass_ is not None else 1
+        chunks.append(Chunk(spec.level, pos, end, ch.payload_length, spec.layer, spec.part, parts, bound))
         pos = end
     if pos != len(data):
         raise HdnFormatError(f"unexpected {len(data) - pos} bytes after the last chunk")
     header_bytes = chunks[0].start if chunks else pos
-    return StreamLayout(header, header_bytes, tuple(chunks))
+    return StreamLayout(header, header_bytes, tuple(chunks), len(plan))
 
 
 def stream_info(data: bytes) -> dict:
-    """Header fields and, from the base to the full image, each level's sizes (a prefix is fine)."""
+    """Header fields and every chunk in stream order, with its level's size (a prefix is fine)."""
     layout = scan_stream(data, prefix=True)
     header = layout.header
     shapes = level_shapes(header.height, header.width, header.levels)
-    levels = [
-        {"level": c.level, "width": shapes[c.level][1], "height": shapes[c.level][0],
+    chunks = [
+        {"layer": c.layer, "level": c.level, "part": c.part, "parts": c.parts, "max_error": c.max_error,
+         "width": shapes[c.level][1], "height": shapes[c.level][0],
          "payload_bytes": c.payload_bytes, "total_bytes": c.end}
         for c in layout.chunks
     ]
@@ -274,10 +375,11 @@ def stream_info(data: bytes) -> dict:
         "channels": header.channels,
         "mode": header.mode,
         "max_error": list(header.max_error),
+        "layers": [list(r) for r in header.layers] or [list(header.max_error)],
         "generative_levels": header.generative_levels,
         "model": header.model_name,
         "model_hash": header.model_hash.hex(),
         "header_bytes": layout.header_bytes,
         "complete": layout.complete,
-        "levels": levels,
+        "chunks": chunks,
     }

@@ -1,33 +1,39 @@
-"""Progressive decoding: feed bytes as they arrive, get each level as its chunk completes.
+"""Progressive decoding: feed bytes as they arrive, get a result for each chunk as it completes.
 
 ``ProgressiveDecoder`` is what the server and ``hidenet decode`` use; ``decode`` is the
-whole-buffer convenience. ``preview`` turns any decoded level into a full-resolution
-image by predicting the remaining levels (the seed's generative decompression).
+whole-buffer convenience. ``preview`` turns the current state into a full-resolution
+image, predicting the levels not received yet (the seed's generative decompression).
+The decoder walks the stream's plan (``plan.py``): one chunk per level for versions 1 to
+5; passes over the levels, layer by layer, split into parts, for the layered version 6.
 """
 
 from __future__ import annotations
 
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..predictors.base import Predictor
+from ..predictors.interp import Interp
 from .container import (
-    CHUNK_HEADER_SIZE,
     MAGIC,
     PREAMBLE_SIZE,
     HdnFormatError,
     Header,
     ModelMismatchError,
+    check_chunk,
     parse_chunk_header,
     parse_header,
     parse_preamble,
 )
 from .entropy import LevelDecoder
-from .loop import code_level, level_crc, predict_level, top_prior
-from .pyramid import level_shapes, total_levels
+from .intervals import Interval, first_interval, refine_decode
+from .loop import LevelPass, level_crc, part_crc, predict_level, top_prior
+from .plan import ChunkSpec, Pass, PassMode, guarantees, stream_plan
+from .pyramid import level_shapes, merge, split, total_levels
 from .stages import calibration, linear, previewfilter
 from .stages.calibration import ChannelInput, ChannelParams
 from .versions import FormatVersion, format_version
@@ -37,25 +43,33 @@ __all__ = ["DecodedLevel", "ProgressiveDecoder", "decode", "decode_until", "prev
 
 @dataclass(frozen=True)
 class DecodedLevel:
-    """One level as the decoder produced it."""
+    """What one chunk gave: the state of its level once the chunk is decoded."""
 
     level: int  # 0 = full image
-    image: np.ndarray  # (H, W, C) uint8
-    payload_bytes: int  # this level's chunk payload
+    image: np.ndarray  # (H, W, C) uint8: the level as it stands after this chunk
+    payload_bytes: int  # this chunk's payload
     bytes_consumed: int  # stream bytes up to the end of this chunk, header included
     decode_seconds: float
+    layer: int = 0  # the pass's layer (layered streams; generative chunks: the layer count)
+    part: int = 0  # the part of the pass
+    parts: int = 1  # the pass's part count
+    max_error: int | None = None  # the largest error any pixel of the full image can have now (None: unbounded)
+    index: int = 0  # the chunk's position in the stream
+    chunks: int = 1  # the stream's chunk count
+
+    @property
+    def pass_done(self) -> bool:
+        """True when this chunk completes a pass over its level."""
+        return self.part == self.parts - 1
 
 
-def _max_payload(version: FormatVersion, shapes: list[tuple[int, int]], first: int, last: int, channels: int) -> int:
-    """A generous bound on a chunk's payload for levels first..last (constriction: < 32 bits/symbol).
-
-    Besides the values, a calibrated level codes per odd channel (3C) at most
-    ``calibration.max_values`` parameters, 4 bytes each at most; the chunk may end with
-    the next finer level's preview filter.
-    """
-    pixels = sum(h * w for h, w in shapes[last : first + 1])
+def _max_payload(version: FormatVersion, values: int, levels: int, channels: int) -> int:
+    """A generous bound on a chunk's payload coding ``values`` values over ``levels`` levels
+    (constriction: < 32 bits/symbol). Besides the values, a calibrated level codes per odd
+    channel (3C) at most ``calibration.max_values`` parameters, 4 bytes each at most, and a
+    layered stream's strips each carry their own; the chunk may end with a preview filter."""
     params = 3 * channels * calibration.max_values(version, channels)
-    return 4 * channels * pixels + 64 + 4 * params * (first - last + 1) + _max_filter_payload(version, channels)
+    return 4 * values + 64 + 4 * params * levels + _max_filter_payload(version, channels)
 
 
 def _max_filter_payload(version: FormatVersion, channels: int) -> int:
@@ -75,26 +89,34 @@ class ProgressiveDecoder:
     def __init__(self, predictor: Predictor) -> None:
         self.predictor = predictor
         self.header: Header | None = None
-        self.levels: list[DecodedLevel] = []
+        self.levels: list[DecodedLevel] = []  # one result per decoded chunk, in stream order
         self._buf = bytearray()
         self._consumed = 0  # stream bytes parsed so far
-        self._recon: np.ndarray | None = None  # (C, h, w) of the last decoded level
-        self._next_level: int | None = None
+        self._plan: list[ChunkSpec] = []
+        self._bounds: list[int | None] = []
+        self._next = 0  # index of the next chunk in the plan
         self._shapes: list[tuple[int, int]] = []
         self._format: FormatVersion | None = None  # the header's version's record
-        self._filters: dict[int, list[tuple[int, ...]]] = {}  # level -> its preview filter, once read
+        self._filters: dict[int, list[tuple[int, ...]]] = {}  # level -> its latest preview filter
+        self._odd: dict[int, np.ndarray] = {}  # level -> (3C, h, w) values shown
+        self._intervals: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._top: Interval | None = None
+        self._images: dict[int, np.ndarray] = {}
+        self._pass: LevelPass | None = None
+        self._last_pass: dict[int, Pass] = {}
 
     @property
     def done(self) -> bool:
-        """True once level 0 (the full image) is decoded."""
-        return self._next_level == -1
+        """True once every chunk of the stream is decoded."""
+        return self.header is not None and self._next == len(self._plan)
 
     @property
     def current_level(self) -> int | None:
-        return self.levels[-1].level if self.levels else None
+        """The finest level decoded so far (None before the first chunk)."""
+        return min(self._odd) if self._odd else (self.header.levels if self._top is not None else None)
 
     def feed(self, data: bytes) -> list[DecodedLevel]:
-        """Add bytes; return the levels they completed (possibly none)."""
+        """Add bytes; return a result for each chunk they completed (possibly none)."""
         if self.done and data:
             raise HdnFormatError(f"unexpected {len(data)} bytes after the last chunk")
         self._buf += data
@@ -120,9 +142,14 @@ class ProgressiveDecoder:
                 raise HdnFormatError(f"truncated header: {len(self._buf)} of {need} bytes")
             parse_preamble(bytes(self._buf))  # raises with the precise reason
         if self._buf:
-            raise HdnFormatError(
-                f"truncated stream: {len(self._buf)} bytes of an incomplete chunk for level {self._next_level}"
-            )
+            raise HdnFormatError(f"truncated stream: {len(self._buf)} bytes of an incomplete chunk for "
+                                 f"{self._describe(self._plan[self._next])}")
+
+    def _describe(self, spec: ChunkSpec) -> str:
+        assert self.header is not None
+        if not self.header.layered:
+            return f"level {spec.level}"
+        return f"layer {spec.layer}, level {spec.level}, part {spec.part}"
 
     def _try_header(self) -> bool:
         if len(self._buf) < PREAMBLE_SIZE:
@@ -143,99 +170,203 @@ class ProgressiveDecoder:
             )
         self.header = header
         self._format = format_version(header.version)
+        self._plan = stream_plan(header)
+        self._bounds = guarantees(header, self._plan)
+        self._last_pass = {p.level: p for c in self._plan if (p := c.pass_) is not None}
         del self._buf[:size]
         self._consumed = size
-        self._next_level = header.levels
         self._shapes = level_shapes(header.height, header.width, total_levels(header.height, header.width))
         return True
 
+    def _bound(self, spec: ChunkSpec) -> int:
+        """The most payload bytes the chunk ``spec`` can have."""
+        h, fmt = self.header, self._format
+        assert h is not None and fmt is not None
+        k, c = spec.level, h.channels
+        if spec.pass_ is None:
+            return _max_filter_payload(fmt, c) if fmt.carries_filter(self._shapes, k - 1) else 0
+        if k == h.levels:
+            values = c * sum(a * b for a, b in self._shapes[k:])
+            return _max_payload(fmt, values, len(self._shapes) - k, c)
+        part = spec.pass_.parts[spec.part]
+        w = self._shapes[k + 1][1]
+        rows = sum(s.stop - s.start for s in part.strips)
+        steps = self.predictor.steps(c)
+        channels = sum(len(steps[s]) for s in (range(len(steps)) if part.step is None else [part.step]))
+        return _max_payload(fmt, channels * rows * w, len(part.strips), c)
+
     def _try_chunk(self) -> DecodedLevel | None:
         h, fmt = self.header, self._format
-        assert h is not None and fmt is not None and self._next_level is not None
-        if len(self._buf) < CHUNK_HEADER_SIZE:
+        assert h is not None and fmt is not None
+        size = h.chunk_header_size
+        if len(self._buf) < size:
             return None
-        ch = parse_chunk_header(bytes(self._buf[:CHUNK_HEADER_SIZE]))
-        k = self._next_level
-        if ch.level != k:
+        ch = parse_chunk_header(bytes(self._buf[:size]), 0, h.layered)
+        spec = self._plan[self._next]
+        k = spec.level
+        if h.layered:
+            check_chunk(ch, spec)
+        elif ch.level != k:
             raise HdnFormatError(f"chunk for level {ch.level} where level {k} was expected (levels go base to full)")
-        first = len(self._shapes) - 1 if k == h.levels else k
-        if k >= h.generative_levels:
-            bound = _max_payload(fmt, self._shapes, first, k, h.channels)
-        else:
-            bound = _max_filter_payload(fmt, h.channels) if fmt.carries_filter(self._shapes, k - 1) else 0
+        bound = self._bound(spec)
         if ch.payload_length > bound:
             raise HdnFormatError(
-                f"chunk for level {k} declares {ch.payload_length} payload bytes, at most {bound} possible"
+                f"chunk for {self._describe(spec)} declares {ch.payload_length} payload bytes, at most {bound} possible"
             )
-        total = CHUNK_HEADER_SIZE + ch.payload_length
+        total = size + ch.payload_length
         if len(self._buf) < total:
             return None
-        payload = bytes(self._buf[CHUNK_HEADER_SIZE:total])
+        payload = bytes(self._buf[size:total])
         if zlib.crc32(payload) != ch.payload_crc:
-            raise HdnFormatError(f"payload CRC mismatch in the chunk for level {k}: the stream is corrupted")
+            raise HdnFormatError(f"payload CRC mismatch in the chunk for {self._describe(spec)}: "
+                                 f"the stream is corrupted")
         t0 = time.perf_counter()
-        recon = self._decode_chunk(k, payload)
-        if level_crc(recon) != ch.recon_crc:
+        crc = self._decode_chunk(spec, payload)
+        if crc != ch.recon_crc:
             raise HdnFormatError(
-                f"level {k} decoded to an image whose CRC does not match the encoder's: "
+                f"{self._describe(spec)} decoded to {'values' if h.layered else 'an image'} whose CRC does not match "
+                f"the encoder's: "
                 f"the stream is corrupted or the predictor computes differently here"
             )
         seconds = time.perf_counter() - t0
         del self._buf[:total]
         self._consumed += total
-        self._recon = recon
-        self._next_level = k - 1
-        level = DecodedLevel(k, recon.transpose(1, 2, 0).copy(), ch.payload_length, self._consumed, seconds)
+        self._next += 1
+        parts = 1 if spec.pass_ is None else len(spec.pass_.parts)
+        image = self._level_now(k)
+        level = DecodedLevel(k, image.transpose(1, 2, 0).copy(), ch.payload_length, self._consumed, seconds,
+                             spec.layer, spec.part, parts, self._bounds[spec.index], spec.index, len(self._plan))
         self.levels.append(level)
         return level
 
+    # -- the reconstruction -------------------------------------------------------------------------
+
+    def _image(self, k: int) -> np.ndarray:
+        """The (C, H, W) reconstruction of level k as it stands (every level above it decoded)."""
+        assert self.header is not None
+        top = len(self._shapes) - 1
+        if k not in self._images:
+            self._images[k] = (self._top.rec.reshape(self.header.channels, 1, 1) if k == top
+                               else merge(self._image(k + 1), self._odd[k], self._shapes[k]))
+        return self._images[k]
+
+    def _set_level(self, k: int, odd: np.ndarray, intervals: tuple[np.ndarray, np.ndarray] | None) -> None:
+        self._odd[k] = odd
+        if intervals is not None:
+            self._intervals[k] = intervals
+        for j in [j for j in self._images if j <= k]:
+            del self._images[j]
+
+    def _level_now(self, k: int) -> np.ndarray:
+        """Level k as it stands, mid-pass included (values not coded yet in a first pass: 0)."""
+        if self._pass is not None and self._pass.level == k and not self._pass.done:
+            return self._pass.image()
+        return self._image(k)
+
+    def _decode_chunk(self, spec: ChunkSpec, payload: bytes) -> int:
+        """Decode one chunk; return the CRC the stream must carry for it."""
+        h, fmt = self.header, self._format
+        assert h is not None and fmt is not None
+        k = spec.level
+        dec = LevelDecoder(payload, self.predictor.distribution)
+        if spec.pass_ is None:  # a generative level: the prediction, filtered with the latest filter
+            recon = predict_level(self.predictor, self._image(k + 1), self._shapes[k], k, self._filter(k), fmt)
+            self._set_level(k, split(recon)[1], None)
+            if fmt.carries_filter(self._shapes, k - 1):  # else the payload is empty (its bound is 0)
+                self._read_filter(dec, k - 1)
+            return level_crc(recon)
+        p = spec.pass_
+        keep = p is not self._last_pass[k]
+        if k == h.levels:
+            crc = self._decode_base(dec, p, keep)
+        else:
+            if spec.part == 0:
+                prior = None if p.prev_d is None else self._intervals[k]
+                predictor = _INTERP if p.mode & PassMode.INTERP else self.predictor
+                self._pass = LevelPass(predictor, fmt, k, self._shapes[k], self._image(k + 1), p.parts, prior,
+                                       stages=not p.mode & PassMode.PLAIN, keep=keep, shown=self._odd.get(k))
+            assert self._pass is not None
+            part = self._pass.run(_Coder(dec, p.d, fmt))
+            crc = part_crc(self._pass.odd, self._pass.part_channels(part), part.strips) if fmt.layered else None
+            if self._pass.done:
+                self._set_level(k, self._pass.odd, self._pass.intervals)
+                if crc is None:
+                    crc = level_crc(self._image(k))
+        if spec.last_part and (p.prev_d is None or k - 1 < h.generative_levels):
+            self._read_filter(dec, k - 1)
+        return crc
+
+    def _decode_base(self, dec: LevelDecoder, p: Pass, keep: bool) -> int:
+        h, fmt = self.header, self._format
+        assert h is not None and fmt is not None
+        c = h.channels
+        if p.prev_d is None:
+            self._top = first_interval(dec.decode(*top_prior(c), p.d), p.d)
+        else:
+            self._top = refine_decode(dec, self._top.lo, self._top.hi, *top_prior(c), p.d)
+        self._images.clear()
+        for j in range(len(self._shapes) - 2, p.level - 1, -1):
+            prior = None if p.prev_d is None else self._intervals[j]
+            predictor = _INTERP if p.mode & PassMode.INTERP else self.predictor
+            level_pass = LevelPass(predictor, fmt, j, self._shapes[j], self._image(j + 1), p.parts, prior,
+                                   stages=not p.mode & PassMode.PLAIN, keep=keep)
+            level_pass.run(_Coder(dec, p.d, fmt))
+            self._set_level(j, level_pass.odd, level_pass.intervals)
+        return level_crc(self._image(p.level))
+
     def _read_filter(self, dec: LevelDecoder, k: int) -> None:
-        """Read level k's preview filter from the end of chunk k + 1 (if the stream has one)."""
+        """Read level k's preview filter from the end of the chunk (if the stream has one)."""
         assert self.header is not None and self._format is not None
         if self._format.carries_filter(self._shapes, k):
             c = self.header.channels
             self._filters[k] = previewfilter.read(dec, previewfilter.counts(c, self.predictor.steps(c)))
 
     def _filter(self, k: int) -> previewfilter.FilterFn | None:
-        """The preview filter of level k, once its chunk k + 1 is decoded (else None: the plain means)."""
+        """The latest preview filter of level k (else None: the plain means)."""
         return previewfilter.applier(self._filters[k]) if k in self._filters else None
 
-    def _decode_chunk(self, k: int, payload: bytes) -> np.ndarray:
-        h, fmt = self.header, self._format
-        assert h is not None and fmt is not None
-        if k < h.generative_levels:
-            recon = predict_level(self.predictor, self._recon, self._shapes[k], k, self._filter(k))
-            if fmt.carries_filter(self._shapes, k - 1):  # else the payload is empty (its bound is 0)
-                self._read_filter(LevelDecoder(payload, self.predictor.distribution), k - 1)
-            return recon
-        dec = LevelDecoder(payload, self.predictor.distribution)
-        coder = _Coder(dec, h.max_error[k], fmt)
-        if k < h.levels:
-            recon = code_level(self.predictor, self._recon, self._shapes[k], k, coder, fmt)
-        else:
-            top = len(self._shapes) - 1
-            c = h.channels
-            recon = dec.decode(*top_prior(c), coder.d).reshape(c, 1, 1)
-            for j in range(top - 1, k - 1, -1):
-                recon = code_level(self.predictor, recon, self._shapes[j], j, coder, fmt)
-        self._read_filter(dec, k - 1)
-        return recon
+    def level_image(self, k: int) -> np.ndarray:
+        """Level k's (H, W, C) reconstruction as it stands (a pass over it and every level above complete)."""
+        if k not in self._odd and not (self.header is not None and k == self.header.levels and self._top is not None):
+            raise HdnFormatError(f"level {k} is not decoded yet")
+        return self._image(k).transpose(1, 2, 0).copy()
 
     def preview(self) -> np.ndarray:
-        """The full-size (H, W, C) image predicted from the last decoded level."""
-        if self._recon is None or self.current_level is None:
-            raise HdnFormatError("no level decoded yet: nothing to preview")
-        level = self.current_level
-        return preview(self.predictor, self._recon, level, self._shapes, self._filter(level - 1))
+        """The full-size (H, W, C) image of the current state: every level decoded so far as it
+        stands, the rest predicted (the first of them with its preview filter, from the stream)."""
+        if self.current_level is None:
+            raise HdnFormatError("no chunk decoded yet: nothing to preview")
+        fmt = self._format
+        k = self.current_level
+        if self._pass is not None and not self._pass.done:  # mid-pass: the parts not coded yet are predicted
+            x = self._pass.image() if self._pass.prior is not None else self._partial(self._pass)
+            k = self._pass.level
+        else:
+            x = self._image(k)
+        for j in range(k - 1, -1, -1):
+            x = merge(x, self._odd[j], self._shapes[j]) if j in self._odd else \
+                predict_level(self.predictor, x, self._shapes[j], j, self._filter(j), fmt)
+        return x.transpose(1, 2, 0).copy()
+
+    def _partial(self, level_pass: LevelPass) -> np.ndarray:
+        """A first pass cut between parts: the steps coded so far, the rest predicted."""
+        done = {ch for part in level_pass.parts[: level_pass.next] for ch in level_pass.part_channels(part)}
+        predicted = split(predict_level(self.predictor, level_pass.even, level_pass.size, level_pass.level,
+                                        self._filter(level_pass.level), self._format))[1]
+        odd = np.where(np.isin(np.arange(predicted.shape[0]), sorted(done))[:, None, None], level_pass.odd, predicted)
+        return merge(level_pass.even, odd, level_pass.size)
+
+
+_INTERP = Interp().eval()
 
 
 def preview(predictor: Predictor, recon_chw: np.ndarray, level: int, shapes: list[tuple[int, int]],
-            first_filter: previewfilter.FilterFn | None = None) -> np.ndarray:
+            first_filter: previewfilter.FilterFn | None = None, version: FormatVersion | None = None) -> np.ndarray:
     """Predict levels level-1 .. 0 from the (C, h, w) reconstruction of ``level``; level-1 with
     ``first_filter`` (its preview filter, from the stream) where given, the rest with the plain means."""
     x = recon_chw
     for k in range(level - 1, -1, -1):
-        x = predict_level(predictor, x, shapes[k], k, first_filter if k == level - 1 else None)
+        x = predict_level(predictor, x, shapes[k], k, first_filter if k == level - 1 else None, version)
     return x.transpose(1, 2, 0).copy()
 
 
@@ -246,36 +377,42 @@ class _Coder:
     def __init__(self, dec: LevelDecoder, d: int, version: FormatVersion) -> None:
         self.dec, self.d, self.version = dec, d, version
 
-    def code(self, channels: list[int], valid: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
-        return self.dec.decode(mean, scale, self.d)
+    def code(self, channels, rows, valid, mean, scale, prior: Interval | None) -> Interval:
+        if prior is None:
+            return first_interval(self.dec.decode(mean, scale, self.d), self.d)
+        return refine_decode(self.dec, prior.lo, prior.hi, mean, scale, self.d)
 
     def calibrate(self, channels: list[ChannelInput]) -> list[ChannelParams]:
         return calibration.read(self.dec, self.version, channels)
 
 
 def decode(data: bytes, predictor: Predictor, stop_level: int = 0) -> list[DecodedLevel]:
-    """Decode a whole buffer; stop after ``stop_level``. A prefix ending on a chunk boundary is fine."""
+    """Decode a whole buffer; stop once level ``stop_level`` is decoded (its first pass complete).
+    A prefix ending on a chunk boundary is fine."""
     return decode_until(data, predictor, stop_level).levels
 
 
-def decode_until(data: bytes, predictor: Predictor, stop_level: int = 0) -> ProgressiveDecoder:
-    """The decoder after decoding a whole buffer up to ``stop_level`` (for its ``preview``)."""
+def decode_until(data: bytes, predictor: Predictor, stop_level: int = 0,
+                 on_chunk: Callable[[DecodedLevel], None] | None = None) -> ProgressiveDecoder:
+    """The decoder after decoding a whole buffer, or up to the first complete pass over
+    ``stop_level`` when that is not 0 (for its ``preview``); ``on_chunk`` hears each chunk decoded."""
     dec = ProgressiveDecoder(predictor)
-    out = dec.levels
     pos = 0
     # feed chunk-sized pieces so that we can stop early without decoding finer levels
     while pos < len(data):
         if dec.done:
             raise HdnFormatError(f"unexpected {len(data) - pos} bytes after the last chunk")
-        if out and out[-1].level <= stop_level:
+        if stop_level > 0 and dec.current_level is not None and dec.current_level <= stop_level:
             return dec
         need = _next_piece(dec, data, pos)
-        dec.feed(data[pos : pos + need])
+        for chunk in dec.feed(data[pos : pos + need]):
+            if on_chunk is not None:
+                on_chunk(chunk)
         pos += need
-    if out and out[-1].level <= stop_level:
+    if stop_level > 0 and dec.current_level is not None and dec.current_level <= stop_level:
         return dec
     dec.finish()
-    if not out:
+    if not dec.levels:
         raise HdnFormatError("stream holds a header but no complete chunk")
     return dec
 
@@ -286,7 +423,8 @@ def _next_piece(dec: ProgressiveDecoder, data: bytes, pos: int) -> int:
         if len(data) - pos < PREAMBLE_SIZE:
             return len(data) - pos
         return PREAMBLE_SIZE + parse_preamble(data[pos : pos + PREAMBLE_SIZE])
-    if len(data) - pos < CHUNK_HEADER_SIZE:
+    size = dec.header.chunk_header_size
+    if len(data) - pos < size:
         return len(data) - pos
-    ch = parse_chunk_header(data, pos)
-    return CHUNK_HEADER_SIZE + ch.payload_length
+    ch = parse_chunk_header(data, pos, dec.header.layered)
+    return size + ch.payload_length

@@ -1,46 +1,113 @@
-"""Encoding an image into a ``.hdn`` stream (closed loop, any mix of d and g).
+"""Encoding an image into a ``.hdn`` stream (closed loop, any mix of d and g, in layers).
 
-The stream holds one chunk per level, from the base (level L) to the full image
-(level 0). The base chunk codes the base itself hierarchically: its own pyramid down
-to a single pixel, with the same predictor. Every level is predicted from the
-*reconstructed* coarser level, so the decoder sees exactly what the encoder saw.
+The stream's chunks follow its plan (``plan.py``): for versions 1 to 5 one chunk per
+level, base first; for the layered version 6 one pass over every level per layer, base
+first, each large level's pass split into parts (a coding step on a strip of rows), the
+generative levels last. The base's pass codes the base itself hierarchically: its own
+pyramid down to a single pixel, with the same predictor. Every level is predicted from
+the *reconstructed* coarser level, so the decoder sees exactly what the encoder saw; a
+later pass refines what the earlier ones left open (``intervals.py``).
+
+``encode_chunks`` yields the stream piece by piece as it is made (the server streams
+them as they come); ``encode`` returns the whole stream.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..predictors.base import Predictor
-from .container import MAX_ERROR, MAX_LEVELS, MAX_PIXELS, MAX_SIDE, MODE_OF_CHANNELS, Header, pack_chunk, pack_header
+from ..predictors.interp import Interp
+from .container import (
+    MAX_ERROR,
+    MAX_LAYERS,
+    MAX_LEVELS,
+    MAX_PIXELS,
+    MAX_SIDE,
+    MODE_OF_CHANNELS,
+    Header,
+    pack_chunk,
+    pack_header,
+)
 from .entropy import LevelEncoder
-from .loop import code_level, level_crc, predict_level, top_prior
-from .pyramid import default_levels, level_images, level_shapes, split, total_levels
+from .intervals import Interval, first_interval, refine_encode
+from .loop import LevelPass, level_crc, part_crc, predict_level, top_prior
+from .plan import ChunkSpec, Pass, PassMode, guarantees, stream_plan
+from .pyramid import default_levels, level_images, level_shapes, merge, split, total_levels
 from .stages import calibration, previewfilter
 from .stages.calibration import ChannelInput, ChannelParams
 from .versions import VERSION, FormatVersion, format_version
 
-__all__ = ["EncodeSettings", "encode", "resolve_max_error"]
+__all__ = ["EncodeSettings", "EncodedChunk", "encode", "encode_chunks", "resolve_max_error", "default_layers",
+           "FIRST_LAYER_ERROR", "EFFORTS", "DEFAULT_EFFORT", "pass_modes"]
+
+#: the default first layer's max error at level 0 (halved at each coarser level): the picture
+#: it shows after a few percent of the lossless stream (docs/format.md, "Choosing the layers")
+FIRST_LAYER_ERROR = 32
+
+
+#: effort -> what it trades (``pass_modes``); 1 is the fastest, the last the smallest
+EFFORTS = {
+    1: "the built-in interpolation, no per-image stages: the fastest to encode and decode",
+    2: "the built-in interpolation with the per-image stages",
+    3: "the model in the last layer but on the full-size level, the interpolation elsewhere",
+    4: "the model in the last layer, the interpolation in the earlier ones (0.1 to 0.2% larger than 5)",
+    5: "the model and the per-image stages in every pass: the smallest",
+}
+DEFAULT_EFFORT = 4
+
+
+def pass_modes(effort: int, levels: int, layers: int) -> tuple[tuple[int, ...], ...]:
+    """Each pass's mode (``plan.PassMode``) per layer and level for an effort (``EFFORTS``)."""
+    if effort not in EFFORTS:
+        raise ValueError(f"effort {effort} is outside {min(EFFORTS)}..{max(EFFORTS)}")
+    if effort <= 2:
+        return ((PassMode.INTERP | (PassMode.PLAIN if effort == 1 else 0),) * (levels + 1),) * layers
+    last = tuple(PassMode.INTERP if effort == 3 and k == 0 else 0 for k in range(levels + 1))
+    earlier = (0,) * (levels + 1) if effort == 5 else (PassMode.INTERP,) * (levels + 1)
+    return (earlier,) * (layers - 1) + (last,)
 
 
 @dataclass(frozen=True)
 class EncodeSettings:
     """How to code an image; the defaults are lossless with every level coded, in the current format."""
 
-    max_error: int | tuple[int, ...] = 0  # d, or d per level from 0 (full image) to L (base)
+    max_error: int | tuple[int, ...] = 0  # d, or d per level from 0 (full image) to L (base): what the stream ends at
     generative_levels: int = 0  # the finest g levels send no residual
     levels: int | None = None  # L; None: base longer side <= 32 px
     version: int = VERSION  # the format version to write (versions.py); older ones for older decoders
+    #: layered versions: the max error per level of every layer but the last (level 0 first); None: the
+    #: default (``default_layers``); () : a single layer (what the stream is in one pass)
+    layers: tuple[int | tuple[int, ...], ...] | None = None
+    #: layered versions: how hard to work (``EFFORTS``): faster to encode and decode, or smaller
+    effort: int = DEFAULT_EFFORT
 
     def __post_init__(self) -> None:
-        format_version(self.version)  # raises for a version not in the table
+        fmt = format_version(self.version)  # raises for a version not in the table
+        if self.layers and not fmt.layered:
+            raise ValueError(f"format version {self.version} has no layers; layers need version 6 or later")
+        if self.effort not in EFFORTS:
+            raise ValueError(f"effort {self.effort} is outside {min(EFFORTS)}..{max(EFFORTS)}")
+        if self.effort != DEFAULT_EFFORT and not fmt.layered:
+            raise ValueError(f"format version {self.version} has no efforts; efforts need version 6 or later")
 
     @property
     def format(self) -> FormatVersion:
         """The record of the format version these settings write."""
         return format_version(self.version)
+
+
+@dataclass(frozen=True)
+class EncodedChunk:
+    """One piece of a stream as the encoder makes it: the header (``spec`` None) or a chunk."""
+
+    data: bytes
+    spec: ChunkSpec | None
+    chunks: int  # the stream's chunk count
+    max_error: int | None = None  # after this chunk, the largest error any pixel can have (None: unbounded)
 
 
 def resolve_max_error(max_error: int | Sequence[int], levels: int) -> tuple[int, ...]:
@@ -59,6 +126,21 @@ def resolve_max_error(max_error: int | Sequence[int], levels: int) -> tuple[int,
     return values
 
 
+def default_layers(final: tuple[int, ...], generative_levels: int = 0) -> tuple[tuple[int, ...], ...]:
+    """The layers before the last one (which ends at ``final``, d per level, level 0 first):
+    one first layer with max error ``FIRST_LAYER_ERROR`` at level 0, halved at each coarser
+    level, the base at its final d; none where that is no coarser than ``final``.
+
+    Measured (docs/format.md): a second refinement layer would show a better picture between
+    30 and 60 KB but costs 3 to 8% more bytes in all (the first layer's coarse information is
+    coded before the exact coarser levels are known); this one costs 1 to 2% (5% at most).
+    """
+    levels = len(final) - 1
+    first = tuple(final[k] if k == levels or k < generative_levels else max(final[k], FIRST_LAYER_ERROR >> k)
+                  for k in range(levels + 1))
+    return () if first == final else (first,)
+
+
 def _check_image(image: np.ndarray) -> np.ndarray:
     if image.dtype != np.uint8:
         raise ValueError(f"expected an 8-bit image (uint8), got dtype {image.dtype}")
@@ -75,6 +157,24 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     return image
 
 
+def _layers(settings: EncodeSettings, levels: int, final: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+    """The validated layer schedule (layered versions), the last layer ``final``."""
+    if not settings.format.layered:
+        return ()
+    before = default_layers(final, settings.generative_levels) if settings.layers is None else settings.layers
+    layers = (*(resolve_max_error(r if isinstance(r, int) else tuple(r), levels) for r in before), final)
+    if len(layers) > MAX_LAYERS:
+        raise ValueError(f"{len(layers)} layers: at most {MAX_LAYERS}")
+    coded = range(settings.generative_levels, levels + 1)
+    for i in range(1, len(layers)):
+        if any(layers[i][k] > layers[i - 1][k] for k in coded):
+            raise ValueError(f"layer {i} ({list(layers[i])}) raises a max error of layer {i - 1} "
+                             f"({list(layers[i - 1])}); each layer must lower or keep every level's")
+        if all(layers[i][k] == layers[i - 1][k] for k in coded):
+            raise ValueError(f"layer {i} ({list(layers[i])}) lowers no level's max error")
+    return layers
+
+
 class _Coder:
     """The encoder's side of the closed loop on one level (``loop.LevelCoder``): codes the
     true odd values (3C, h, w) with max error ``d``, and fits and codes the calibration."""
@@ -82,70 +182,164 @@ class _Coder:
     def __init__(self, enc: LevelEncoder, odd_true: np.ndarray, d: int, version: FormatVersion) -> None:
         self.enc, self.odd_true, self.d, self.version = enc, odd_true, d, version
 
-    def code(self, channels: list[int], valid: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
-        return self.enc.encode(self.odd_true[channels][valid], mean, scale, self.d)
+    def code(self, channels, rows, valid, mean, scale, prior: Interval | None) -> Interval:
+        x = self.odd_true[channels, rows.start : rows.stop][valid]
+        if prior is None:
+            return first_interval(self.enc.encode(x, mean, scale, self.d), self.d)
+        return refine_encode(self.enc, x, prior.lo, prior.hi, mean, scale, self.d)
 
     def calibrate(self, channels: list[ChannelInput]) -> list[ChannelParams]:
         step = 2 * self.d + 1
-        truth = [self.odd_true[c.channel].reshape(-1)[c.flat] for c in channels]
+        w = self.odd_true.shape[-1]
+        truth = [self.odd_true[c.channel].reshape(-1)[c.flat + (c.rows.start * w if c.rows else 0)] for c in channels]
         params = [calibration.fit(x, c, step, self.version) for x, c in zip(truth, channels)]
         calibration.write(self.enc, self.version, channels, params)
         return params
 
 
-def encode(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = EncodeSettings()) -> bytes:
-    """Encode an (H, W, C) uint8 image (C = 1, 3 or 4) into a complete ``.hdn`` stream."""
+class _Levels:
+    """The reconstruction both sides share: every level's odd values (shown) and, while later
+    passes are to come, the intervals they are known to lie in; the top pixel likewise."""
+
+    def __init__(self, top: int, channels: int, shapes: list[tuple[int, int]]) -> None:
+        self.top, self.channels, self.shapes = top, channels, shapes
+        self.odd: dict[int, np.ndarray] = {}  # level -> (3C, h, w) values shown
+        self.intervals: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # level -> (lo, hi) planes
+        self.top_pixel: Interval | None = None
+        self._images: dict[int, np.ndarray] = {}  # level -> its (C, H, W) image, while valid
+
+    def image(self, k: int) -> np.ndarray:
+        """The (C, H, W) reconstruction of level k as it stands."""
+        if k not in self._images:
+            self._images[k] = (self.top_pixel.rec.reshape(self.channels, 1, 1) if k == self.top
+                               else merge(self.image(k + 1), self.odd[k], self.shapes[k]))
+        return self._images[k]
+
+    def set_level(self, k: int, odd: np.ndarray, intervals: tuple[np.ndarray, np.ndarray] | None) -> None:
+        self.odd[k] = odd
+        if intervals is not None:
+            self.intervals[k] = intervals
+        self._invalidate(k)
+
+    def set_top(self, interval: Interval) -> None:
+        self.top_pixel = interval
+        self._invalidate(self.top)
+
+    def _invalidate(self, k: int) -> None:
+        for j in [j for j in self._images if j <= k]:
+            del self._images[j]
+
+
+def _pass_predictor(predictor: Predictor, mode: int) -> Predictor:
+    return _INTERP if mode & PassMode.INTERP else predictor
+
+
+_INTERP = Interp().eval()
+
+
+def encode_chunks(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = EncodeSettings(),
+                  cancelled: Callable[[], bool] | None = None) -> Iterator[EncodedChunk]:
+    """Encode an (H, W, C) uint8 image (C = 1, 3 or 4): the header, then every chunk in
+    stream order, each as soon as it is made. ``cancelled`` is asked between parts (and
+    within them, between rounds); when it returns True the generator stops."""
     image = _check_image(image)
     height, width, channels = image.shape
     levels = default_levels(height, width) if settings.levels is None else settings.levels
     top = total_levels(height, width)
     if not 0 <= levels <= min(top, MAX_LEVELS):
         raise ValueError(f"--levels {levels} is outside 0..{min(top, MAX_LEVELS)} for a {width}x{height} image")
-    if not 0 <= settings.generative_levels <= levels:
-        raise ValueError(f"generative levels {settings.generative_levels} is outside 0..{levels}")
-    max_error = resolve_max_error(settings.max_error, levels)
+    g = settings.generative_levels
+    if not 0 <= g <= levels:
+        raise ValueError(f"generative levels {g} is outside 0..{levels}")
+    final = resolve_max_error(settings.max_error, levels)
     fmt = settings.format
-    header = Header(width, height, channels, levels, max_error, settings.generative_levels, predictor.name,
-                    predictor.weights_hash(), version=fmt.number)
+    layers = _layers(settings, levels, final)
+    modes = pass_modes(settings.effort, levels, len(layers)) if layers else ()
+    header = Header(width, height, channels, levels, final, g, predictor.name, predictor.weights_hash(),
+                    version=fmt.number, layers=layers, modes=modes)
+    plan = stream_plan(header)
+    bounds = guarantees(header, plan)
+    yield EncodedChunk(pack_header(header), None, len(plan))
 
     originals = level_images(image.transpose(2, 0, 1), top)  # (C, H, W) of every level down to 1x1
     odds = [split(x)[1] for x in originals[:-1]]  # the odd values (3C, h, w) that rebuild each
     shapes = level_shapes(height, width, top)
-
-    out = [pack_header(header)]
-    enc = LevelEncoder(predictor.distribution)
+    state = _Levels(top, channels, shapes)
+    last_pass = {p.level: p for c in plan if (p := c.pass_) is not None}  # level -> its last pass
     previews: dict[int, np.ndarray] = {}  # generative level -> its filtered prediction (what the level is)
-
-    def fit_preview(enc: LevelEncoder, k: int, recon: np.ndarray) -> None:
-        """Fit level k's preview filter on the reconstruction of level k + 1 and code it, where the format has one."""
-        if not fmt.carries_filter(shapes, k):
+    current: LevelPass | None = None
+    for spec, bound in zip(plan, bounds):
+        if cancelled is not None and cancelled():
             return
-        fitter = previewfilter.Fitter(odds[k])
-        predicted = predict_level(predictor, recon, shapes[k], k, fitter)
-        if k < settings.generative_levels:  # exactly what the decoder will rebuild
-            previews[k] = predicted
-        previewfilter.write(enc, fitter.ordered())
-
-    def coded(enc: LevelEncoder, k: int, recon: np.ndarray, d: int) -> np.ndarray:
-        return code_level(predictor, recon, shapes[k], k, _Coder(enc, odds[k], d, fmt), fmt)
-
-    # base chunk: the top pixel, then the base's own levels top-1 .. L
-    d_base = max_error[levels]
-    top_pixel = originals[top].reshape(-1)
-    recon = enc.encode(top_pixel, *top_prior(channels), d_base).reshape(channels, 1, 1)
-    for k in range(top - 1, levels - 1, -1):
-        recon = coded(enc, k, recon, d_base)
-    fit_preview(enc, levels - 1, recon)
-    out.append(pack_chunk(levels, enc.payload(), level_crc(recon)))
-
-    for k in range(levels - 1, -1, -1):
         enc = LevelEncoder(predictor.distribution)
-        if k < settings.generative_levels:  # the prediction itself, filtered where the stream has a filter
-            recon = previews[k] if k in previews else predict_level(predictor, recon, shapes[k], k)
-            fit_preview(enc, k - 1, recon)
-            out.append(pack_chunk(k, enc.payload() if fmt.carries_filter(shapes, k - 1) else b"", level_crc(recon)))
+        if spec.pass_ is None:  # a generative level: the prediction itself, filtered where it has a filter
+            k = spec.level
+            recon = previews.pop(k, None)
+            if recon is None:
+                recon = predict_level(predictor, state.image(k + 1), shapes[k], k, None, fmt)
+            state.set_level(k, split(recon)[1], None)
+            _fit_filter(enc, predictor, fmt, state, odds, shapes, k - 1, g, previews)
+            payload = enc.payload() if fmt.carries_filter(shapes, k - 1) else b""
+            yield EncodedChunk(pack_chunk(k, payload, level_crc(recon), fmt.layered, spec.layer, 0), spec,
+                               len(plan), bound)
             continue
-        recon = coded(enc, k, recon, max_error[k])
-        fit_preview(enc, k - 1, recon)
-        out.append(pack_chunk(k, enc.payload(), level_crc(recon)))
-    return b"".join(out)
+        p = spec.pass_
+        if p.level == levels:  # the base: the top pixel, then the base's own levels, in one part
+            crc = _code_base(enc, predictor, fmt, state, p, originals, odds, shapes, keep=p is not last_pass[p.level])
+        else:
+            if spec.part == 0:
+                current = _start_pass(predictor, fmt, state, p, shapes, keep=p is not last_pass[p.level])
+            assert current is not None
+            part = current.run(_Coder(enc, odds[p.level], p.d, fmt))
+            crc = part_crc(current.odd, current.part_channels(part), part.strips) if fmt.layered else None
+            if current.done:
+                state.set_level(p.level, current.odd, current.intervals)
+                if crc is None:
+                    crc = level_crc(state.image(p.level))
+        if spec.last_part and (p.prev_d is None or p.level - 1 < g):
+            _fit_filter(enc, predictor, fmt, state, odds, shapes, p.level - 1, g, previews)
+        yield EncodedChunk(pack_chunk(p.level, enc.payload(), crc, fmt.layered, spec.layer, spec.part), spec,
+                           len(plan), bound)
+
+
+def encode(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = EncodeSettings()) -> bytes:
+    """Encode an (H, W, C) uint8 image (C = 1, 3 or 4) into a complete ``.hdn`` stream."""
+    return b"".join(c.data for c in encode_chunks(image, predictor, settings))
+
+
+def _start_pass(predictor: Predictor, fmt: FormatVersion, state: _Levels, p: Pass, shapes, keep: bool) -> LevelPass:
+    """A pass over level ``p.level`` from the current reconstruction of the level above."""
+    k = p.level
+    prior = None if p.prev_d is None else state.intervals[k]
+    return LevelPass(_pass_predictor(predictor, p.mode), fmt, k, shapes[k], state.image(k + 1), p.parts, prior,
+                     stages=not p.mode & PassMode.PLAIN, keep=keep)
+
+
+def _code_base(enc: LevelEncoder, predictor: Predictor, fmt: FormatVersion, state: _Levels, p: Pass, originals,
+               odds, shapes, keep: bool) -> int:
+    """The base's pass: the top pixel, then each of the base's own levels, top down; the CRC of the base."""
+    c = originals[0].shape[0]
+    x = originals[state.top].reshape(-1)
+    if p.prev_d is None:
+        state.set_top(first_interval(enc.encode(x, *top_prior(c), p.d), p.d))
+    else:
+        old = state.top_pixel
+        state.set_top(refine_encode(enc, x, old.lo, old.hi, *top_prior(c), p.d))
+    for k in range(state.top - 1, p.level - 1, -1):
+        level_pass = _start_pass(predictor, fmt, state, Pass(p.layer, k, p.d, p.prev_d, p.mode, p.parts), shapes,
+                                 keep)
+        level_pass.run(_Coder(enc, odds[k], p.d, fmt))
+        state.set_level(k, level_pass.odd, level_pass.intervals)
+    return level_crc(state.image(p.level))
+
+
+def _fit_filter(enc: LevelEncoder, predictor: Predictor, fmt: FormatVersion, state: _Levels, odds, shapes, k: int,
+                g: int, previews: dict[int, np.ndarray]) -> None:
+    """Fit level k's preview filter on the reconstruction of level k + 1 and code it, where the format has one."""
+    if not fmt.carries_filter(shapes, k):
+        return
+    fitter = previewfilter.Fitter(odds[k])
+    predicted = predict_level(predictor, state.image(k + 1), shapes[k], k, fitter, fmt)
+    if k < g:  # exactly what the decoder will rebuild, if no later pass refines level k + 1
+        previews[k] = predicted
+    previewfilter.write(enc, fitter.ordered())

@@ -43,6 +43,11 @@ def dequantize(q: np.ndarray, rmean: np.ndarray, d: int) -> np.ndarray:
     return np.clip(rmean.astype(np.int32) + q.astype(np.int32) * (2 * d + 1), 0, 255).astype(np.uint8)
 
 
+#: per-symbol categorical distributions (refinement passes, ``intervals.py``); "perfect=False" is
+#: constriction's fast fixed-point conversion, deterministic for the same probabilities
+_CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
+
+
 @lru_cache(maxsize=64)
 def _family(distribution: str, bound: int):
     models = constriction.stream.model
@@ -90,6 +95,17 @@ class LevelEncoder:
         self.encode_params(np.array([1 if any(w) else 0 for w in weights]), 1, 0.5)
         self.encode_params(np.array([a for w in weights if any(w) for a in w]), bound, scale)
 
+    def encode_symbols(self, q: np.ndarray, bound: int, centre: np.ndarray, scale: np.ndarray) -> None:
+        """Code integer symbols in -bound..bound under the predictor's distribution family with
+        these centres and scales (in symbol units), as ``encode`` codes its quantized residuals."""
+        if q.size:
+            self._enc.encode(q.astype(np.int32), _family(self.distribution, bound), centre, scale)
+
+    def encode_categorical(self, symbols: np.ndarray, probabilities: np.ndarray) -> None:
+        """Code symbols 0..K-1, each under its own row of ``probabilities`` (N, K)."""
+        if symbols.size:
+            self._enc.encode(symbols.astype(np.int32), _CATEGORICAL, probabilities)
+
     def payload(self) -> bytes:
         return self._enc.get_compressed().astype(">u4").tobytes()
 
@@ -125,9 +141,21 @@ class LevelDecoder:
         values = iter(self.decode_params(sum(k for k, f in zip(counts, flags) if f), bound, scale).tolist())
         return [tuple(next(values) for _ in range(k)) if f else (0,) * k for k, f in zip(counts, flags)]
 
-    def _decode(self, family, centre: np.ndarray, scale: np.ndarray):
+    def decode_symbols(self, bound: int, centre: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        """Read what ``LevelEncoder.encode_symbols`` coded (int64)."""
+        if centre.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        return np.asarray(self._decode(_family(self.distribution, bound), centre, scale), dtype=np.int64)
+
+    def decode_categorical(self, probabilities: np.ndarray) -> np.ndarray:
+        """Read what ``LevelEncoder.encode_categorical`` coded with these rows (int64)."""
+        if probabilities.shape[0] == 0:
+            return np.zeros(0, dtype=np.int64)
+        return np.asarray(self._decode(_CATEGORICAL, probabilities), dtype=np.int64)
+
+    def _decode(self, family, *params: np.ndarray):
         """Symbols from the range decoder; a payload it cannot read is an HdnFormatError."""
         try:
-            return self._dec.decode(family, centre, scale)
+            return self._dec.decode(family, *params)
         except (AssertionError, ValueError, RuntimeError) as exc:
             raise HdnFormatError(f"chunk payload cannot be decoded: {exc}") from None

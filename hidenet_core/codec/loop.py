@@ -1,11 +1,18 @@
 """Reconstruct one pyramid level from the next coarser one: the closed loop's core.
 
-The encoder and the decoder run exactly this code (``code_level``); they differ only in
+The encoder and the decoder run exactly this code (``LevelPass``); they differ only in
 their ``LevelCoder``: the encoder's codes the true odd values and returns their
 reconstruction, and fits and codes the calibration; the decoder's reads both from the
 stream. ``predict_level`` is a level shown as a prediction (a generative level, a
 preview): every odd value is the predicted mean, refined by the level's preview filter
 (``previewfilter.py``) where it has one.
+
+A pass runs the predictor once per coding *step* (groups of odd channels, each seeing the
+values decoded before it) and, in the layered version, per *strip* of grid rows, the
+prediction seeing ``halo_rows`` more rows above and below (so a large level never needs
+the network's activations for all of it at once); within a strip the channels being
+coded read beyond the strip as if it were the whole grid (``pyramid.window``). A pass is
+run part by part (``plan.Part``: a step and a strip, or all of them), one chunk each.
 
 What a coded level carries is its format version's (``versions.py``): in a version with
 calibration a level with enough positions is calibrated (``calibration.py``): each step
@@ -14,7 +21,8 @@ with one, by phase where the version says so), and before each round's values th
 coder's ``calibrate`` gives the parameters of its channels, including, as the version
 has them, each channel's linear prediction from what is already decoded (``linear.py``)
 and a correction of its scale from the surprise of what is already decoded
-(``scalecontext.py``).
+(``scalecontext.py``). A later pass of a layered stream refines the intervals the values
+are known to lie in (``intervals.py``) with a new prediction from the refined levels.
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ import numpy as np
 import torch
 
 from ..predictors.base import Predictor, snap
+from .intervals import Interval
+from .plan import Part, Strip, strips
 from .pyramid import merge, odd_valid_mask
 from .stages import calibration, linear, previewfilter, scalecontext
 from .stages.calibration import ChannelInput, ChannelParams
@@ -34,7 +44,8 @@ from .stages.previewfilter import FilterFn
 from .stages.scalecontext import ScaleContext
 from .versions import FormatVersion
 
-__all__ = ["LevelCoder", "code_level", "predict_level", "level_crc", "to_tensor", "TOP_MEAN", "TOP_SCALE", "top_prior"]
+__all__ = ["LevelCoder", "LevelPass", "code_level", "predict_level", "level_crc", "part_crc", "to_tensor",
+           "TOP_MEAN", "TOP_SCALE", "top_prior"]
 
 #: prior of the single top pixel of the base's own pyramid, the first values of a stream
 TOP_MEAN = 128.0
@@ -49,11 +60,13 @@ def top_prior(channels: int) -> tuple[np.ndarray, np.ndarray]:
 class LevelCoder(Protocol):
     """One side of the closed loop on one level: the encoder's or the decoder's."""
 
-    def code(self, channels: list[int], valid: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
-        """Values (uint8, 1-D) of ``channels`` at ``valid`` positions, given their prediction.
+    def code(self, channels: list[int], rows: Strip, valid: np.ndarray, mean: np.ndarray, scale: np.ndarray,
+             prior: Interval | None) -> Interval:
+        """The values of ``channels`` at the ``valid`` positions of grid rows ``rows``, given
+        their prediction, as intervals (1-D, in the order of ``valid``) with the value shown.
 
-        channels: odd channel indices (a step, or one channel of a calibrated round); valid:
-        bool (k, h, w); mean, scale: float32 arrays of the valid values, in the order of ``valid``.
+        valid: bool (k, rows, w); mean, scale: float32 arrays of the valid values; prior: the
+        intervals they are known to lie in (a later pass of a layered stream), else None.
         """
         ...
 
@@ -73,135 +86,253 @@ def level_crc(image_chw: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(image_chw, dtype=np.uint8).tobytes())
 
 
-@torch.no_grad()
+def part_crc(odd: np.ndarray, channels: list[int], part_strips: tuple[Strip, ...]) -> int:
+    """CRC-32 of what a part codes: its channels' values (shown) on its strips' rows, channel
+    by channel, strip by strip (the padding positions included, which hold predictions)."""
+    crc = 0
+    for ch in channels:
+        for s in part_strips:
+            crc = zlib.crc32(np.ascontiguousarray(odd[ch, s.start : s.stop]).tobytes(), crc)
+    return crc
+
+
+def _predict(predictor: Predictor, even: np.ndarray, odd: np.ndarray, step: int, level: int, rows: Strip,
+             halo: int):
+    """The predictor's output for ``step`` on grid rows ``rows``, seeing ``halo`` rows around them."""
+    h = even.shape[1]
+    a, b = max(0, rows.start - halo), min(h, rows.stop + halo)
+    pred = predictor(to_tensor(even[:, a:b]), to_tensor(odd[:, a:b]), step, level)
+    top, n = rows.start - a, rows.stop - rows.start
+    if a == 0 and b == h and n == h:
+        return pred
+    context = None if pred.context is None else pred.context[..., top : top + n, :]
+    return pred._replace(mean=pred.mean[..., top : top + n, :], scale=pred.scale[..., top : top + n, :],
+                         context=context)
+
+
+class LevelPass:
+    """One pass of the closed loop over a level, run part by part (``run``).
+
+    ``prior``: the intervals (lo, hi planes, (3C, h, w)) the odd values are known to lie in,
+    for a later pass of a layered stream, and ``shown`` the values shown before it (what
+    ``level`` shows of the parts not run yet); ``stages``: whether a calibrated level carries
+    the per-image stages (a pass's mode may turn them off); ``keep``: keep each value's
+    interval for a later pass.
+    """
+
+    def __init__(self, predictor: Predictor, version: FormatVersion, level: int, size: tuple[int, int],
+                 even: np.ndarray, parts: tuple[Part, ...], prior: tuple[np.ndarray, np.ndarray] | None = None,
+                 stages: bool = True, keep: bool = False, shown: np.ndarray | None = None) -> None:
+        c, h, w = even.shape
+        self.predictor, self.version, self.level, self.size, self.even = predictor, version, level, size, even
+        self.parts = parts
+        self.valid = odd_valid_mask(*size, c)  # (3C, h, w)
+        self.odd = np.zeros((3 * c, h, w), dtype=np.uint8)  # the values shown, as they are coded
+        self.prior, self.shown = prior, shown
+        self.intervals = (np.zeros_like(self.odd), np.zeros_like(self.odd)) if keep else None
+        self.calibrated = stages and version.calibrated(h, w)
+        self.state = _LevelState(even, self.odd, version) if self.calibrated and version.linear else None
+        self.steps = predictor.steps(c)
+        self.next = 0
+
+    @property
+    def done(self) -> bool:
+        return self.next == len(self.parts)
+
+    def part_channels(self, part: Part) -> list[int]:
+        """The odd channels a part codes."""
+        steps = range(len(self.steps)) if part.step is None else [part.step]
+        return [ch for s in steps for ch in self.steps[s]]
+
+    @torch.no_grad()
+    def run(self, coder: LevelCoder) -> Part:
+        """Code (or decode) the next part; return it."""
+        part = self.parts[self.next]
+        self.next += 1
+        for step in range(len(self.steps)) if part.step is None else [part.step]:
+            for rows in part.strips:
+                self._code_step(step, rows, coder)
+        return part
+
+    def image(self) -> np.ndarray:
+        """The (C, H, W) level as it stands: the parts run so far as coded, the others as shown
+        before the pass (0 in a first pass)."""
+        if self.shown is None or self.done:
+            return merge(self.even, self.odd, self.size)
+        coded = np.zeros(self.odd.shape, dtype=bool)
+        for part in self.parts[: self.next]:
+            for s in part.strips:
+                coded[self.part_channels(part), s.start : s.stop] = True
+        return merge(self.even, np.where(coded, self.odd, self.shown), self.size)
+
+    def _code_step(self, step: int, rows: Strip, coder: LevelCoder) -> None:
+        c = self.even.shape[0]
+        idx = list(self.steps[step])
+        pred = _predict(self.predictor, self.even, self.odd, step, self.level, rows, self.version.halo_rows)
+        pred = snap(pred if self.calibrated and self.version.scale_context else pred._replace(context=None))
+        means = pred.mean[0].numpy()  # (k, rows, w)
+        scales = pred.scale[0].numpy()
+        trunk = None if pred.context is None else pred.context[0].numpy()  # (k, F, rows, w)
+        if not self.calibrated:
+            self._code_values(idx, rows, means, scales, coder)
+            return
+        if self.state is not None:
+            self.state.net_means[idx, rows.start : rows.stop] = means
+        par = calibration.parents(c, tuple(idx))
+        live = frozenset(idx)
+        if self.state is not None:
+            self.state.strip_started()
+        for rnd in calibration.rounds(c, tuple(idx), self.version.rounds_by_phase):
+            self._code_round(rnd, idx, par, rows, live, means, scales, trunk, coder)
+        if self.state is not None and rows.stop == self.even.shape[1]:  # the step is complete on every strip
+            self.state.step_done(idx)
+
+    def _code_values(self, chans: list[int], rows: Strip, means: np.ndarray, scales: np.ndarray,
+                     coder: LevelCoder) -> None:
+        """Code the odd channels ``chans`` on grid rows ``rows`` given their (k, rows, w) means and scales."""
+        r0, r1 = rows.start, rows.stop
+        vals = np.clip(np.round(means), 0, 255).astype(np.uint8)
+        v = self.valid[chans, r0:r1]
+        prior = None
+        if self.prior is not None:
+            prior = Interval(self.prior[0][chans, r0:r1][v], self.prior[1][chans, r0:r1][v], vals[v])
+        got = coder.code(chans, rows, v, means[v], scales[v], prior)
+        vals[v] = got.rec
+        self.odd[chans, r0:r1] = vals
+        if self.intervals is not None:
+            for plane, values in zip(self.intervals, (got.lo, got.hi)):
+                block = np.zeros_like(vals)
+                block[v] = values
+                plane[chans, r0:r1] = block
+
+    def _code_round(self, rnd, idx, par, rows: Strip, live, means, scales, trunk, coder: LevelCoder) -> None:
+        """Calibrate and code the channels at positions ``rnd`` of a step on one strip, one channel at a time."""
+        version, state, odd = self.version, self.state, self.odd
+        r0, r1 = rows.start, rows.stop
+        planes = None if state is None else state.planes(rows, live)
+        surprise = None if state is None else state.surprise_view(rows, live)
+        inputs, resids = [], []
+        for j in rnd:
+            ch = idx[j]
+            flat = np.flatnonzero(self.valid[ch, r0:r1])
+            resid = None
+            if version.coupling and par[j] >= 0:
+                resid = odd[idx[par[j]], r0:r1].astype(np.float64) - means[par[j]]
+            feats = None if state is None else state.features(planes, ch, means[j], flat)
+            context = None if state is None else state.context(surprise, ch, flat, None if trunk is None else trunk[j])
+            inputs.append(ChannelInput(ch, flat, means[j].reshape(-1)[flat], scales[j].reshape(-1)[flat],
+                                       None if resid is None else resid.reshape(-1)[flat], feats, context, rows))
+            resids.append(resid)
+        params = coder.calibrate(inputs)
+        coded = []
+        for j, inp, p, r in zip(rnd, inputs, params, resids):
+            refinement = None if inp.features is None or not any(p.linear) else inp.features.refinement(p.linear)
+            shift = None if inp.context is None or not any(p.context) else inp.context.shift(p.context)
+            mean, scale = calibration.apply(means[j], scales[j], p, r, refinement, shift)  # (rows, w) each
+            self._code_values([inp.channel], rows, mean[None], scale[None], coder)
+            coded.append((inp.channel, mean, scale))
+        if state is not None:  # known only once the whole round is coded: its channels' features do not see each other
+            for ch, mean, scale in coded:
+                state.decoded(ch, odd[ch, r0:r1], mean, scale, rows)
+
+
 def code_level(predictor: Predictor, even: np.ndarray, size: tuple[int, int], level: int, coder: LevelCoder,
                version: FormatVersion) -> np.ndarray:
     """The (C, H, W) uint8 level ``level`` of size ``size`` = (H, W), coded (or decoded) by
-    ``coder`` from its reconstructed even image (C, h, w) as format ``version`` codes it."""
+    ``coder`` from its reconstructed even image (C, h, w) as format ``version`` codes it, in one part."""
     c, h, w = even.shape
-    valid = odd_valid_mask(*size, c)  # (3C, h, w)
-    even_t = to_tensor(even)  # (1, C, h, w)
-    odd_t = torch.zeros((1, 3 * c, h, w))  # (1, 3C, h, w)
-    odd = np.zeros((3 * c, h, w), dtype=np.uint8)
-    calibrated = version.calibrated(h, w)
-    state = _LevelState(even, odd, version) if calibrated and version.linear else None
-    for step, channels in enumerate(predictor.steps(c)):
-        idx = list(channels)
-        pred = predictor(even_t, odd_t, step, level)
-        pred = snap(pred if calibrated and version.scale_context else pred._replace(context=None))
-        means = pred.mean[0].numpy()  # (k, h, w)
-        scales = pred.scale[0].numpy()
-        trunk = None if pred.context is None else pred.context[0].numpy()  # (k, F, h, w)
-        if not calibrated:
-            _code_values(idx, means, scales, valid, odd, odd_t, coder)
-            continue
-        if state is not None:
-            state.net_means[idx] = means
-        par = calibration.parents(c, tuple(idx))
-        for rnd in calibration.rounds(c, tuple(idx), version.rounds_by_phase):
-            _code_round(rnd, idx, par, valid, means, scales, trunk, odd, odd_t, coder, version, state)
-    return merge(even, odd, size)
+    level_pass = LevelPass(predictor, version, level, size, even, (Part(None, strips(version, h, w)),))
+    level_pass.run(coder)
+    return level_pass.image()
 
 
 @torch.no_grad()
 def predict_level(predictor: Predictor, even: np.ndarray, size: tuple[int, int], level: int,
-                  preview_filter: FilterFn | None = None) -> np.ndarray:
+                  preview_filter: FilterFn | None = None, version: FormatVersion | None = None) -> np.ndarray:
     """The (C, H, W) uint8 level ``level`` predicted from its reconstructed even image (C, h, w):
     every odd value its rounded mean, with ``preview_filter`` (the level's preview filter,
-    ``previewfilter.py``) refined by each odd channel's weights."""
+    ``previewfilter.py``) refined by each odd channel's weights; in strips where ``version`` has them."""
     c, h, w = even.shape
     valid = odd_valid_mask(*size, c)  # (3C, h, w)
-    even_t = to_tensor(even)  # (1, C, h, w)
-    odd_t = torch.zeros((1, 3 * c, h, w))  # (1, 3C, h, w)
     odd = np.zeros((3 * c, h, w), dtype=np.uint8)
-    if preview_filter is not None:
-        _predict_filtered(predictor, even, even_t, odd_t, odd, valid, level, preview_filter)
-        return merge(even, odd, size)
-    for step, channels in enumerate(predictor.steps(c)):
-        pred = snap(predictor(even_t, odd_t, step, level)._replace(context=None))
-        _code_values(list(channels), pred.mean[0].numpy(), pred.scale[0].numpy(), valid, odd, odd_t, None)
-    return merge(even, odd, size)
-
-
-def _predict_filtered(predictor: Predictor, even: np.ndarray, even_t: torch.Tensor, odd_t: torch.Tensor,
-                      odd: np.ndarray, valid: np.ndarray, level: int, preview_filter: FilterFn) -> None:
-    """Predict every odd value of a level, each channel's mean refined by its preview filter;
-    odd channels of earlier steps count as decoded with their predicted values."""
-    c = even.shape[0]
-    planes = linear.Planes(even, odd, np.zeros(odd.shape, dtype=np.float32))  # 'own' features never read the means
+    level_strips = strips(version, h, w) if version is not None else (Strip(0, h),)
+    halo = version.halo_rows if version is not None else 0
+    # 'own' features never read the means
+    planes = None if preview_filter is None else linear.Planes(even, odd, np.zeros(odd.shape, dtype=np.float32))
     known: set[int] = set()
     for step, channels in enumerate(predictor.steps(c)):
         idx = list(channels)
-        means = snap(predictor(even_t, odd_t, step, level)._replace(context=None)).mean[0].numpy().astype(np.float64)
-        for j, ch in enumerate(idx):
-            cf = ChannelFeatures(planes, previewfilter.features(c, ch, frozenset(known)), ch // c, means[j],
-                                 np.flatnonzero(valid[ch]))
-            weights = preview_filter(ch, cf)
-            if any(weights):
-                means[j] = means[j] + cf.refinement(weights)
-        _code_values(idx, means, None, valid, odd, odd_t, None)
+        for rows in level_strips:
+            pred = snap(_predict(predictor, even, odd, step, level, rows, halo)._replace(context=None))
+            means = pred.mean[0].numpy()
+            if preview_filter is not None:
+                means = _filtered(means.astype(np.float64), idx, rows, even, odd, valid, known, preview_filter,
+                                  planes if len(level_strips) == 1 else None)
+            odd[idx, rows.start : rows.stop] = np.clip(np.round(means), 0, 255).astype(np.uint8)
         known.update(idx)
+    return merge(even, odd, size)
+
+
+def _filtered(means: np.ndarray, idx: list[int], rows: Strip, even: np.ndarray, odd: np.ndarray, valid: np.ndarray,
+              known: set[int], preview_filter: FilterFn, planes: linear.Planes | None) -> np.ndarray:
+    """Each channel's (rows, w) means refined by its preview filter; odd channels of earlier steps
+    count as decoded with their predicted values."""
+    c = even.shape[0]
+    if planes is None:
+        planes = linear.Planes(even, odd, np.zeros(odd.shape, dtype=np.float32), (rows.start, rows.stop))
+    for j, ch in enumerate(idx):
+        cf = ChannelFeatures(planes, previewfilter.features(c, ch, frozenset(known)), ch // c, means[j],
+                             np.flatnonzero(valid[ch, rows.start : rows.stop]))
+        weights = preview_filter(ch, cf)
+        if any(weights):
+            means[j] = means[j] + cf.refinement(weights)
+    return means
 
 
 class _LevelState:
-    """The per-image stages' state over one level: the linear prediction's planes, the
-    surprise of what is decoded (with a scale context) and the channels decoded so far."""
+    """The per-image stages' state over one level: the network means, the surprise of what is
+    decoded (with a scale context) and the channels decoded so far."""
 
     def __init__(self, even: np.ndarray, odd: np.ndarray, version: FormatVersion) -> None:
         self.channels = even.shape[0]
+        self.even, self.odd = even, odd
         self.net_means = np.zeros(odd.shape, dtype=np.float32)
-        self.planes = linear.Planes(even, odd, self.net_means)
         self.surprise = scalecontext.SurprisePlanes(*even.shape[1:]) if version.scale_context else None
-        self.known: set[int] = set()
+        self.done_steps: set[int] = set()  # channels of the steps complete on every strip
+        self.known: set[int] = set()  # channels a feature may read in the current strip: those and the
+        # channels of the current step's rounds already coded in this strip
+        self._planes: tuple[Strip, frozenset[int], linear.Planes] | None = None
 
-    def features(self, ch: int, mean: np.ndarray, flat: np.ndarray) -> ChannelFeatures:
+    def planes(self, rows: Strip, live: frozenset[int]) -> linear.Planes:
+        """The linear prediction's planes over a strip, for the channels ``live`` being coded
+        there (one object per strip and step: its cached planes stay valid within it)."""
+        if self._planes is None or self._planes[:2] != (rows, live):
+            planes = linear.Planes(self.even, self.odd, self.net_means, (rows.start, rows.stop), live)
+            self._planes = (rows, live, planes)
+        return self._planes[2]
+
+    def surprise_view(self, rows: Strip, live: frozenset[int]) -> scalecontext.SurpriseView | None:
+        return None if self.surprise is None else self.surprise.view((rows.start, rows.stop), live)
+
+    def features(self, planes: linear.Planes, ch: int, mean: np.ndarray, flat: np.ndarray) -> ChannelFeatures:
         feats = linear.features(self.channels, ch, frozenset(self.known))
-        return ChannelFeatures(self.planes, feats, ch // self.channels, mean, flat)
+        return ChannelFeatures(planes, feats, ch // self.channels, mean, flat)
 
-    def context(self, ch: int, flat: np.ndarray, trunk: np.ndarray | None) -> ScaleContext | None:
-        if self.surprise is None:
+    def context(self, view: scalecontext.SurpriseView | None, ch: int, flat: np.ndarray,
+                trunk: np.ndarray | None) -> ScaleContext | None:
+        if view is None:
             return None
         feats = scalecontext.features(self.channels, ch, frozenset(self.known), 0 if trunk is None else trunk.shape[0])
-        return ScaleContext(self.surprise, feats, self.channels, ch // self.channels, flat, trunk)
+        return ScaleContext(view, feats, self.channels, ch // self.channels, flat, trunk)
 
-    def decoded(self, ch: int, values: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> None:
-        """Record that ``ch`` is decoded, with the (h, w) mean and scale it was coded with."""
+    def strip_started(self) -> None:
+        self.known = set(self.done_steps)
+
+    def step_done(self, channels: list[int]) -> None:
+        self.done_steps.update(channels)
+
+    def decoded(self, ch: int, values: np.ndarray, mean: np.ndarray, scale: np.ndarray, rows: Strip) -> None:
+        """Record that ``ch`` is decoded on ``rows``, with the (rows, w) mean and scale it was coded with."""
         if self.surprise is not None:
-            self.surprise.add(ch, scalecontext.surprise(values, mean, scale))
+            self.surprise.add(ch, scalecontext.surprise(values, mean, scale), (rows.start, rows.stop))
         self.known.add(ch)
-
-
-def _code_values(chans, means, scales, valid, odd, odd_t, coder: LevelCoder | None) -> None:
-    """Code (or, with ``coder=None``, predict) the odd channels ``chans`` given their (k, h, w) means and scales."""
-    vals = np.clip(np.round(means), 0, 255).astype(np.uint8)
-    if coder is not None:
-        v = valid[chans]
-        vals[v] = coder.code(chans, v, means[v], scales[v])
-    odd[chans] = vals
-    odd_t[0, chans] = torch.from_numpy(vals).float()
-
-
-def _code_round(rnd, idx, par, valid, means, scales, trunk, odd, odd_t, coder: LevelCoder, version: FormatVersion,
-                state: _LevelState | None) -> None:
-    """Calibrate and code the channels at positions ``rnd`` of a step, one channel at a time."""
-    inputs, resids = [], []
-    for j in rnd:
-        ch = idx[j]
-        flat = np.flatnonzero(valid[ch])
-        resid = odd[idx[par[j]]].astype(np.float64) - means[par[j]] if version.coupling and par[j] >= 0 else None
-        feats = None if state is None else state.features(ch, means[j], flat)
-        context = None if state is None else state.context(ch, flat, None if trunk is None else trunk[j])
-        inputs.append(ChannelInput(ch, flat, means[j].reshape(-1)[flat], scales[j].reshape(-1)[flat],
-                                   None if resid is None else resid.reshape(-1)[flat], feats, context))
-        resids.append(resid)
-    params = coder.calibrate(inputs)
-    coded = []
-    for j, inp, p, r in zip(rnd, inputs, params, resids):
-        refinement = None if inp.features is None or not any(p.linear) else inp.features.refinement(p.linear)
-        shift = None if inp.context is None or not any(p.context) else inp.context.shift(p.context)
-        mean, scale = calibration.apply(means[j], scales[j], p, r, refinement, shift)  # (h, w) each
-        _code_values([inp.channel], mean[None], scale[None], valid, odd, odd_t, coder)
-        coded.append((inp.channel, mean, scale))
-    if state is not None:  # known only once the whole round is coded: its channels' features do not see each other
-        for ch, mean, scale in coded:
-            state.decoded(ch, odd[ch], mean, scale)

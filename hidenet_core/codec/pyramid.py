@@ -30,6 +30,7 @@ __all__ = [
     "default_levels",
     "total_levels",
     "odd_valid_mask",
+    "window",
     "level_images",
 ]
 
@@ -142,3 +143,18 @@ def level_images(image: np.ndarray, levels: int) -> list[np.ndarray]:
     for _ in range(levels):
         out.append(np.ascontiguousarray(split(out[-1])[0]))
     return out
+
+
+def window(plane: np.ndarray, rows: tuple[int, int], pad: int, live: bool = False) -> np.ndarray:
+    """Rows ``rows[0] - pad .. rows[1] + pad`` and columns ``-pad .. w + pad`` of a (..., h, w)
+    plane, read outside the plane as its nearest edge value. A ``live`` plane (one being coded
+    in the strip ``rows``) is read as if the strip were the whole plane: its rows beyond the
+    strip repeat the strip's edge rows. With ``rows = (0, h)`` this is edge padding by ``pad``.
+    """
+    r0, r1 = rows
+    lead = [(0, 0)] * (plane.ndim - 2)
+    if live:
+        return np.pad(plane[..., r0:r1, :], [*lead, (pad, pad), (pad, pad)], mode="edge")
+    h = plane.shape[-2]
+    a, b = max(0, r0 - pad), min(h, r1 + pad)
+    return np.pad(plane[..., a:b, :], [*lead, (pad - (r0 - a), pad - (b - r1)), (pad, pad)], mode="edge")

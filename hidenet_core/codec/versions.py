@@ -51,6 +51,11 @@ class FormatVersion:
     scale_bound: int  # a bucket's scale exponent t is in -scale_bound..scale_bound (0: no calibration)
     scale_context: bool  # calibrated channels' exponents are shifted per position (scalecontext.py)
     preview_filter: bool  # chunk k+1 ends with level k's preview filter (previewfilter.py)
+    # -- quality layers (version 6): the fields below leave a version without them unchanged
+    layered: bool = False  # the header carries a schedule of passes (layers); later passes refine (intervals.py)
+    part_positions: int = 0  # a pass over a level of at least this many positions is split into parts (0: never)
+    strip_positions: int = 0  # ... one part per coding step and strip of about this many positions (0: no strips)
+    halo_rows: int = 0  # a strip's prediction sees this many grid rows above and below it
 
     def __post_init__(self) -> None:
         calibrated_only = self.refinement is not Refinement.NONE or self.rounds_by_phase or self.scale_context
@@ -58,6 +63,19 @@ class FormatVersion:
             raise ValueError(f"format version {self.number}: its stages need calibration")
         if self.scale_context and not self.linear:
             raise ValueError(f"format version {self.number}: a scale context needs the linear prediction's state")
+        if (self.part_positions or self.strip_positions) and not self.layered:
+            raise ValueError(f"format version {self.number}: parts and strips come with the layered container")
+
+    def strip_rows(self, h: int, w: int) -> int:
+        """The grid rows of each strip of a level with an (h, w) grid (the last strip may be shorter):
+        even, so that a strip's halo keeps the grid's parity; h when the level is one strip."""
+        if not self.strip_positions or h * w <= self.strip_positions:
+            return h
+        return max(16, (self.strip_positions // w) & ~1)
+
+    def split(self, h: int, w: int) -> bool:
+        """Whether a pass over a level with an (h, w) grid is split into parts (one per step and strip)."""
+        return bool(self.part_positions) and h * w >= self.part_positions
 
     @property
     def coupling(self) -> bool:
@@ -91,10 +109,13 @@ FORMATS: dict[int, FormatVersion] = {
                       scale_context=True, preview_filter=False),
         FormatVersion(5, calibration=True, refinement=Refinement.LINEAR, rounds_by_phase=True, scale_bound=16,
                       scale_context=True, preview_filter=True),
+        FormatVersion(6, calibration=True, refinement=Refinement.LINEAR, rounds_by_phase=True, scale_bound=16,
+                      scale_context=True, preview_filter=True, layered=True, part_positions=CALIBRATED_POSITIONS,
+                      strip_positions=1 << 20, halo_rows=16),
     )
 }
 #: the version written by default
-VERSION = 5
+VERSION = 6
 VERSIONS = tuple(FORMATS)
 
 

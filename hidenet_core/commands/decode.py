@@ -9,7 +9,7 @@ import time
 from ..codec.decoder import decode_until
 from ..imageio import save_png
 from ..predictors import load_model
-from .options import add_files, add_model_option, level_arg
+from .options import add_files, add_model_option, level_arg, progress_bar
 from .streamfile import read_stream
 
 HELP = "decode a .hdn stream (or any prefix of it) into a PNG"
@@ -24,11 +24,21 @@ def configure(p: argparse.ArgumentParser) -> None:
     add_model_option(p)
 
 
+def _tick(bar, chunk) -> None:
+    bar.total = chunk.chunks
+    bar.set_postfix_str(f"layer {chunk.layer}, level {chunk.level}")
+    bar.update()
+
+
 def run(args: argparse.Namespace) -> int:
     data = read_stream(args.input)
     model = load_model(args.model)
     t0 = time.perf_counter()
-    decoder = decode_until(data, model, stop_level=args.level)
+    bar = progress_bar(0, "decoding")
+    try:
+        decoder = decode_until(data, model, stop_level=args.level, on_chunk=lambda c: _tick(bar, c))
+    finally:
+        bar.close()
     last = decoder.levels[-1]
     image = decoder.preview() if args.preview and last.level > 0 else last.image
     seconds = time.perf_counter() - t0

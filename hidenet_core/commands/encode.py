@@ -7,11 +7,11 @@ import sys
 import time
 from pathlib import Path
 
-from ..codec.encoder import EncodeSettings, encode
-from ..codec.versions import VERSION, VERSIONS
+from ..codec.encoder import DEFAULT_EFFORT, EFFORTS, EncodeSettings, encode_chunks
+from ..codec.versions import VERSION, VERSIONS, format_version
 from ..imageio import load_image
 from ..predictors import load_model
-from .options import add_files, add_model_option, int_range, level_arg, max_error_list
+from .options import add_files, add_model_option, int_range, layers_arg, level_arg, max_error_list, progress_bar
 
 HELP = "encode an image into a progressive .hdn stream"
 
@@ -19,15 +19,27 @@ HELP = "encode an image into a progressive .hdn stream"
 def configure(p: argparse.ArgumentParser) -> None:
     add_files(p, "image file (8-bit L, RGB or RGBA; other modes are converted)", "the .hdn file to write")
     p.add_argument("--max-error", type=max_error_list, default=0, metavar="D",
-                   help="largest error per pixel (0 = lossless), or one value per level from 0 (full image) to L")
+                   help="largest error per pixel where the stream ends (0 = lossless, the default), or one value "
+                        "per level from 0 (full image) to L")
+    p.add_argument("--no-layers", action="store_true",
+                   help="one pass over the levels, base first (resolution only): every level exact (or at its max "
+                        "error) before the next; 1 to 2%% smaller, but the picture sharpens only level by level")
+    p.add_argument("--layers", type=layers_arg, default=None, metavar="D/D/...",
+                   help="the max error of each layer before the last, first layer first; each one value or one "
+                        "per level, level 0 first (default: one layer of 32 at level 0, halved at each coarser "
+                        "level, base exact; docs/format.md)")
+    p.add_argument("--effort", type=int_range(min(EFFORTS), max(EFFORTS)), default=DEFAULT_EFFORT, metavar="E",
+                   help=f"{min(EFFORTS)} (fastest) .. {max(EFFORTS)} (smallest), default {DEFAULT_EFFORT}: "
+                        + "; ".join(f"{k}: {v}" for k, v in EFFORTS.items()))
     p.add_argument("--generative-levels", type=level_arg, default=0, metavar="G",
                    help="the finest G levels send no residual: the decoder shows the prediction")
     p.add_argument("--levels", type=level_arg, default=None, metavar="L",
                    help="number of levels below the full image (default: base at most 32 px)")
     p.add_argument("--format-version", type=int_range(min(VERSIONS), max(VERSIONS)), default=VERSION, metavar="N",
-                   help=f"the .hdn format version to write (default {VERSION}; older ones are larger, for decoders "
-                        f"that read only those): 4 has no preview filters, 3 also no scale context, 2 also no "
-                        f"linear prediction, 1 no per-image calibration at all (docs/format.md)")
+                   help=f"the .hdn format version to write (default {VERSION}: quality layers; older ones are for "
+                        f"decoders that read only those): 5 is resolution only, 4 also has no preview filters, 3 "
+                        f"also no scale context, 2 also no linear prediction, 1 no per-image calibration at all "
+                        f"(docs/format.md)")
     add_model_option(p)
 
 
@@ -36,9 +48,27 @@ def run(args: argparse.Namespace) -> int:
     if image.note:
         print(f"hidenet: note: {image.note}", file=sys.stderr)
     model = load_model(args.model)
-    settings = EncodeSettings(args.max_error, args.generative_levels, args.levels, args.format_version)
+    if args.no_layers and args.layers is not None:
+        raise ValueError("give --no-layers or --layers, not both")
+    if (args.no_layers or args.layers is not None) and not format_version(args.format_version).layered:
+        raise ValueError(f"--layers and --no-layers need a layered format version (6), not {args.format_version}")
+    if args.effort != DEFAULT_EFFORT and not format_version(args.format_version).layered:
+        raise ValueError(f"--effort needs a layered format version (6), not {args.format_version}")
+    settings = EncodeSettings(args.max_error, args.generative_levels, args.levels, args.format_version,
+                              () if args.no_layers else args.layers, args.effort)
     t0 = time.perf_counter()
-    data = encode(image.pixels, model, settings)
+    pieces = []
+    bar = None
+    for chunk in encode_chunks(image.pixels, model, settings):
+        if bar is None:
+            bar = progress_bar(chunk.chunks, "encoding")
+        else:
+            bar.set_postfix_str(f"layer {chunk.spec.layer}, level {chunk.spec.level}")
+            bar.update()
+        pieces.append(chunk.data)
+    if bar is not None:
+        bar.close()
+    data = b"".join(pieces)
     seconds = time.perf_counter() - t0
     out = Path(args.output)
     tmp = out.with_name(out.name + ".part")

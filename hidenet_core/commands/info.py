@@ -8,7 +8,7 @@ import json
 from ..codec.container import stream_info
 from .streamfile import read_stream
 
-HELP = "show the header and per-level chunk sizes of a .hdn stream"
+HELP = "show the header and every chunk (layer, level, max error, sizes) of a .hdn stream"
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -21,11 +21,17 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    print(f"{args.input}: {info['width']}x{info['height']} {info['mode']}, {len(info['levels'])} of "
-          f"{len(info['max_error'])} levels, model {info['model']} ({info['model_hash']})")
-    print(f"format version {info['format_version']}, max error per level (0..L): {info['max_error']}, "
+    chunks = info["chunks"]
+    state = "complete" if info["complete"] else "a prefix"
+    print(f"{args.input}: {info['width']}x{info['height']} {info['mode']}, {len(chunks)} chunks ({state}), "
+          f"model {info['model']} ({info['model_hash']})")
+    layers = " then ".join(str(r) for r in info["layers"])
+    print(f"format version {info['format_version']}, max error per level (0..L) by layer: {layers}, "
           f"generative levels: {info['generative_levels']}")
-    print(f"{'level':>5} {'size':>11} {'payload':>10} {'total':>10}")
-    for lv in info["levels"]:
-        print(f"{lv['level']:>5} {lv['width']:>5}x{lv['height']:<5} {lv['payload_bytes']:>10} {lv['total_bytes']:>10}")
+    print(f"{'layer':>5} {'level':>5} {'part':>7} {'size':>11} {'max err':>7} {'payload':>10} {'total':>10}")
+    for c in chunks:
+        bound = "-" if c["max_error"] is None else c["max_error"]
+        part = f"{c['part'] + 1}/{c['parts']}"
+        print(f"{c['layer']:>5} {c['level']:>5} {part:>7} {c['width']:>5}x{c['height']:<5} {bound:>7} "
+              f"{c['payload_bytes']:>10} {c['total_bytes']:>10}")
     return 0

@@ -6,7 +6,8 @@ import argparse
 
 from ..codec.container import MAX_ERROR, MAX_LEVELS, MAX_SIDE
 
-__all__ = ["int_range", "max_error_list", "level_arg", "max_error_arg", "add_files", "add_model_option", "size_arg"]
+__all__ = ["int_range", "max_error_list", "layers_arg", "level_arg", "max_error_arg", "add_files", "add_model_option",
+           "size_arg", "progress_bar"]
 
 
 def int_range(lo: int, hi: int):
@@ -34,6 +35,22 @@ def max_error_list(text: str) -> int | tuple[int, ...]:
     if any(not 0 <= v <= MAX_ERROR for v in values):
         raise argparse.ArgumentTypeError(f"max-error values must be in 0..{MAX_ERROR}, got {text!r}")
     return values[0] if len(values) == 1 else tuple(values)
+
+
+def layers_arg(text: str) -> tuple[int | tuple[int, ...], ...]:
+    """``D/D/...`` or ``D0,D1,.../...``: the max errors of the layers before the last one, each
+    one value or one per level (level 0 first), the first layer first."""
+    return tuple(max_error_list(part) for part in text.split("/"))
+
+
+def progress_bar(total: int, desc: str):
+    """A progress bar on stderr when it is a terminal (stdout stays clean for --json and pipes)."""
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="chunk", file=sys.stderr, leave=False, dynamic_ncols=True,
+                disable=not sys.stderr.isatty())
 
 
 #: a level index or count: 0..MAX_LEVELS

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..codec.container import CHUNK_HEADER_SIZE, PREAMBLE_SIZE, HdnFormatError, Header, parse_header, parse_preamble
+from ..codec.container import PREAMBLE_SIZE, HdnFormatError, Header, parse_header, parse_preamble
+from ..codec.plan import stream_plan
 from ..codec.pyramid import level_shapes
 
 __all__ = ["read_stream", "stream_size_bound"]
@@ -23,10 +24,14 @@ _BYTES_PER_VALUE = 8
 
 
 def stream_size_bound(header: Header, header_bytes: int) -> int:
-    """A generous bound on the bytes of any stream with this header (every level present)."""
+    """A generous bound on the bytes of any stream with this header (every chunk present; a
+    layered stream codes each value at most once per layer)."""
     shapes = level_shapes(header.height, header.width, header.levels)
     values = header.channels * sum(h * w for h, w in shapes)
-    return header_bytes + (header.levels + 1) * (CHUNK_HEADER_SIZE + _SIDE_INFO_BYTES) + _BYTES_PER_VALUE * values
+    chunks = len(stream_plan(header))
+    passes = max(1, len(header.layers))
+    return (header_bytes + chunks * (header.chunk_header_size + _SIDE_INFO_BYTES)
+            + _BYTES_PER_VALUE * values * passes)
 
 
 def read_stream(path: str | Path) -> bytes:

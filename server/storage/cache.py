@@ -39,17 +39,19 @@ class StreamKey:
     model_hash: str  # hex weights hash of the predictor
     max_error: int  # d for every level
     generative_levels: int  # g
+    version: int = VERSION  # the format version the stream is written in
 
     @property
     def filename(self) -> str:
         # the format version: streams an older server wrote are re-encoded, not served
-        return f"{self.image_id}.{self.model_hash[:16]}.d{self.max_error}.g{self.generative_levels}.v{VERSION}.hdn"
+        return (f"{self.image_id}.{self.model_hash[:16]}.d{self.max_error}.g{self.generative_levels}"
+                f".v{self.version}.hdn")
 
     @property
     def seal(self) -> bytes:
         """The first bytes of this key's cache file: they bind the stream that follows to its key,
         so that a file copied or renamed onto another key's name is refused, not served."""
-        identity = f"{self.image_id}:{self.model_hash}:d{self.max_error}:g{self.generative_levels}:v{VERSION}"
+        identity = f"{self.image_id}:{self.model_hash}:d{self.max_error}:g{self.generative_levels}:v{self.version}"
         return _SEAL_MAGIC + hashlib.sha256(identity.encode()).digest()
 
 
@@ -87,8 +89,8 @@ class StreamCache:
             layout = scan_stream(data)
             if layout.header.model_hash.hex() != key.model_hash:
                 raise HdnFormatError("encoded with other weights")
-            if layout.header.version != VERSION:
-                raise HdnFormatError(f"format version {layout.header.version}, not {VERSION}")
+            if layout.header.version != key.version:
+                raise HdnFormatError(f"format version {layout.header.version}, not {key.version}")
         except HdnFormatError as exc:
             log.warning("cache file %s is corrupted (%s): re-encoding", path.name, exc)
             path.unlink(missing_ok=True)

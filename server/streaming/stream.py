@@ -60,8 +60,12 @@ class Sender:
         self.frame_bytes += len(frame)
 
 
+#: the format the server streams in (the resolution-only version until the streaming path sends layers)
+STREAM_VERSION = 5
+
+
 def stream_key(app: web.Application, image_id: str, max_error: int, generative_levels: int) -> StreamKey:
-    return StreamKey(image_id, app[MODEL_HASH], max_error, generative_levels)
+    return StreamKey(image_id, app[MODEL_HASH], max_error, generative_levels, STREAM_VERSION)
 
 
 async def load_stream(app: web.Application, info: ImageInfo, key: StreamKey,
@@ -70,7 +74,8 @@ async def load_stream(app: web.Application, info: ImageInfo, key: StreamKey,
     worker, store, model, stats = app[WORKER], app[STORE], app[MODEL], app[STATS]
 
     def make() -> bytes:
-        return encode(store.pixels(info.id), model, EncodeSettings(key.max_error, key.generative_levels))
+        return encode(store.pixels(info.id), model,
+                      EncodeSettings(key.max_error, key.generative_levels, version=key.version))
 
     def count(event: str) -> None:
         attr = {"hit": "cache_hits", "miss": "cache_misses", "corrupt": "cache_corrupt"}[event]
@@ -95,17 +100,17 @@ class LevelFrames:
         self._pending = bytearray()
         self._store, self._info, self._frames, self._key, self._preview = store, info, frames, key, preview
 
-    def next(self, piece: bytes, level: int) -> tuple[Frame, bool]:
-        """Blocking (worker): the frame of ``level`` whose chunk is ``piece``; and whether it was shared."""
+    def next(self, piece: bytes, index: int) -> tuple[Frame, bool]:
+        """Blocking (worker): the frame after chunk ``index`` (whose bytes are ``piece``); and whether it was shared."""
         self._pending += piece
-        frame = self._frames.get(self._key, level, self._preview)
+        frame = self._frames.get(self._key, index, self._preview)
         if frame is not None:
             return frame, True
         decoded = self._decoder.feed(bytes(self._pending))
         self._pending.clear()
-        assert decoded and decoded[-1].level == level, f"chunk for level {level} decoded to {decoded}"
+        assert decoded and decoded[-1].index == index, f"chunk {index} decoded to {decoded}"
         frame = render_frame(self._decoder, decoded[-1], self._store.pixels(self._info.id), self._preview)
-        self._frames.put(self._key, level, self._preview, frame)
+        self._frames.put(self._key, index, self._preview, frame)
         return frame, False
 
 
@@ -175,8 +180,8 @@ async def run_stream(app: web.Application, send: Sender, req: StartRequest, info
             task.cancel()
     header = layout.header
     plan = [
-        {"level": c.level, "payload_bytes": c.payload_bytes, "total_bytes": c.end,
-         "arrival_ms": round(arrival_ms(req.link, c.end), 3)}
+        {"layer": c.layer, "level": c.level, "part": c.part, "parts": c.parts, "max_error": c.max_error,
+         "payload_bytes": c.payload_bytes, "total_bytes": c.end, "arrival_ms": round(arrival_ms(req.link, c.end), 3)}
         for c in layout.chunks
     ]
     # On the unlimited link every byte arrives at t = 0: racers are timed by when they were sent.
@@ -192,6 +197,7 @@ async def run_stream(app: web.Application, send: Sender, req: StartRequest, info
         "total_bytes": layout.total_bytes, "schedule": plan,
         "contenders": [r.schedule(req.link) for r in racers],
         "prepared_ms": _ms(t0 - progress.started), "time": "sent" if unlimited else "arrival",
+        "layers": [list(r) for r in header.layers] or [list(header.max_error)],
     })
     tasks = [asyncio.create_task(r.run(send, clock, req.link, t0, time_of)) for r in racers]
     events: list[Event] = []
@@ -202,7 +208,7 @@ async def run_stream(app: web.Application, send: Sender, req: StartRequest, info
         for i, chunk in enumerate(layout.chunks):
             arrival = round(arrival_ms(req.link, chunk.end), 3)  # as sent: the verdict uses what the client sees
             await clock.sleep_until(t0 + arrival / 1000)
-            frame, shared = await worker.run(source.next, data[start : chunk.end], chunk.level, priority=i)
+            frame, shared = await worker.run(source.next, data[start : chunk.end], i, priority=i)
             stats.frame_hits += shared
             stats.frame_misses += not shared
             start = chunk.end
@@ -211,7 +217,8 @@ async def run_stream(app: web.Application, send: Sender, req: StartRequest, info
             sent = _ms(clock.now() - t0)
             events.append(Event(time_of(arrival, sent), chunk.end, frame.psnr))
             await send.pair({
-                "type": "level", "level": chunk.level, "width": w, "height": h,
+                "type": "level", "level": chunk.level, "layer": chunk.layer, "part": chunk.part,
+                "parts": chunk.parts, "max_error": chunk.max_error, "width": w, "height": h,
                 "payload_bytes": chunk.payload_bytes, "total_bytes": chunk.end,
                 "arrival_ms": round(arrival, 3), "decode_ms": round(frame.decode_ms, 3), "shared": shared,
                 "psnr": frame.psnr, "ssim": frame.ssim,

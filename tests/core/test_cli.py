@@ -48,19 +48,21 @@ def test_encode_decode_info_round_trip(tmp_path, photo, capsys):
     code, out, _ = run(capsys, "info", hdn, "--json")
     info = json.loads(out)
     assert (info["width"], info["height"], info["channels"]) == (90, 70, 3)
-    assert [lv["level"] for lv in info["levels"]] == [2, 1, 0]
-    assert info["levels"][-1] == {"level": 0, "width": 90, "height": 70,
-                                  "payload_bytes": info["levels"][-1]["payload_bytes"],
-                                  "total_bytes": hdn.stat().st_size}
+    chunks = info["chunks"]
+    assert info["format_version"] == 6 and info["complete"] and len(info["layers"]) == 2
+    assert [(c["layer"], c["level"]) for c in chunks] == [(0, 2), (0, 1), (0, 0), (1, 1), (1, 0)]
+    assert [c["max_error"] for c in chunks] == [None, None, 32, 32, 0]
+    assert chunks[-1] == {"layer": 1, "level": 0, "part": 0, "parts": 1, "max_error": 0, "width": 90, "height": 70,
+                          "payload_bytes": chunks[-1]["payload_bytes"], "total_bytes": hdn.stat().st_size}
     code, out, _ = run(capsys, "info", hdn)
     assert code == 0 and "90x70 RGB" in out
 
 
-def test_format_version_option_writes_versions_1_to_5(tmp_path, capsys):
+def test_format_version_option_writes_versions_1_to_6(tmp_path, capsys):
     path = tmp_path / "big.png"
     Image.fromarray(smooth_image(150, 140, 3)).save(path)  # level 0 is large enough to be calibrated
     sizes = {}
-    for flag, version in (([], 5), *((["--format-version", str(v)], v) for v in (4, 3, 2, 1))):
+    for flag, version in (([], 6), *((["--format-version", str(v)], v) for v in (5, 4, 3, 2, 1))):
         out = tmp_path / f"v{version}.hdn"
         assert run(capsys, "encode", path, out, "--model", "interp", *flag)[0] == 0
         code, text, _ = run(capsys, "info", out, "--json")
@@ -85,7 +87,7 @@ def test_decode_prefix_notes_missing_levels(tmp_path, photo, capsys):
     run(capsys, "encode", photo, hdn, "--model", "interp")
     run(capsys, "info", hdn, "--json")
     code, out, _ = run(capsys, "info", hdn, "--json")
-    base_end = json.loads(out)["levels"][0]["total_bytes"]
+    base_end = json.loads(out)["chunks"][0]["total_bytes"]
     prefix = tmp_path / "prefix.hdn"
     prefix.write_bytes(hdn.read_bytes()[:base_end])
     code, out, err = run(capsys, "decode", prefix, tmp_path / "o.png", "--model", "interp")

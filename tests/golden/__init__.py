@@ -54,6 +54,20 @@ CASES: dict[str, dict] = {
         "settings": {"max_error": 1, "generative_levels": 0, "levels": None},
         "first_version": 5,
     },
+    # version 6: three layers with a schedule of their own, the full-size level predicted by the
+    # built-in interpolation (effort 3): refinement of refined levels, and a pass mode
+    "layered": {
+        "source": {"sample": "rocket", "box": [255, 100, 131, 129]},
+        "settings": {"max_error": 0, "generative_levels": 0, "levels": None,
+                     "layers": [[40, 20, 8, 0], [6, 2, 0, 0]], "effort": 3},
+        "first_version": 6,
+    },
+    # version 6, the fastest effort (no model, no per-image stages), near-lossless with a generative level
+    "fast": {
+        "source": {"sample": "chelsea", "box": [100, 40, 140, 150]},
+        "settings": {"max_error": 1, "generative_levels": 1, "levels": None, "effort": 1},
+        "first_version": 6,
+    },
     # RGBA (alpha from another sample), a different max error per level
     "rgba": {
         "source": {"sample": "chelsea", "box": [180, 60, 69, 66],
@@ -99,4 +113,6 @@ def encode_settings(entry: dict) -> EncodeSettings:
     """The encoder settings a fixture was written with."""
     s = entry["settings"]
     max_error = s["max_error"] if isinstance(s["max_error"], int) else tuple(s["max_error"])
-    return EncodeSettings(max_error, s["generative_levels"], s["levels"], version=entry["version"])
+    layers = None if s.get("layers") is None else tuple(tuple(r) for r in s["layers"])
+    extra = {"layers": layers, "effort": s["effort"]} if "effort" in s else {"layers": layers}
+    return EncodeSettings(max_error, s["generative_levels"], s["levels"], version=entry["version"], **extra)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -116,12 +117,13 @@ class ChannelInput:
     valid positions (1-D, in the order of ``flat``) and what its version's stages compute from."""
 
     channel: int  # the odd channel index
-    flat: np.ndarray  # the valid positions' flat indices into the level's (h, w) grid
+    flat: np.ndarray  # the valid positions' flat indices into the strip's (rows, w) grid
     mean: np.ndarray  # the snapped predicted mean
     scale: np.ndarray  # the snapped predicted scale
     parent_resid: np.ndarray | None  # coupling: the parent's decoded value minus its mean (None: no parent)
     features: ChannelFeatures | None  # linear prediction: the channel's features (None: the version has none)
     context: ScaleContext | None  # scale context: the channel's scale features (None: the version has none)
+    rows: Any = None  # the strip of grid rows the positions are in (plan.Strip; None: the whole grid)
 
 
 def bucket(scale: np.ndarray) -> np.ndarray:

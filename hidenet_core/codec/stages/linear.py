@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from ..entropy import LevelDecoder, LevelEncoder
+from ..pyramid import window
 
 __all__ = [
     "WEIGHT_DENOM",
@@ -122,14 +123,22 @@ def max_features(channels: int) -> int:
 
 
 class Planes:
-    """What features are computed from: the level's even and odd values and the network means."""
+    """What features are computed from: the level's even and odd values and the network means,
+    over a strip of rows of the level's grid (the whole grid by default).
 
-    def __init__(self, even: np.ndarray, odd: np.ndarray, net_means: np.ndarray) -> None:
+    Outside the grid a plane reads as its nearest edge value; the odd channels ``live`` (those
+    being coded in this strip) read as if the strip were the whole grid (``pyramid.window``).
+    """
+
+    def __init__(self, even: np.ndarray, odd: np.ndarray, net_means: np.ndarray,
+                 rows: tuple[int, int] | None = None, live: frozenset[int] = frozenset()) -> None:
         self.channels = even.shape[0]
-        self.h, self.w = even.shape[1:]
-        self._even = np.pad(even, ((0, 0), (_PAD, _PAD), (_PAD, _PAD)), mode="edge")
+        self.rows = rows or (0, even.shape[1])
+        self.h, self.w = self.rows[1] - self.rows[0], even.shape[2]
+        self._even = window(even, self.rows, _PAD)
         self._odd = odd
         self._net = net_means
+        self._live = live
         self._odd_cache: dict[int, np.ndarray] = {}  # padded odd planes
         self._float_cache: dict[tuple[bool, int], np.ndarray] = {}  # odd planes and network means as float64
 
@@ -140,7 +149,7 @@ class Planes:
         else:
             ch = source * self.channels + colour
             if ch not in self._odd_cache:  # only asked for once decoded, so never stale
-                self._odd_cache[ch] = np.pad(self._odd[ch], _PAD, mode="edge")
+                self._odd_cache[ch] = window(self._odd[ch], self.rows, _PAD, ch in self._live)
             plane = self._odd_cache[ch]
         return plane[_PAD + di : _PAD + di + self.h, _PAD + dj : _PAD + dj + self.w]
 
@@ -148,7 +157,8 @@ class Planes:
         """An odd channel's decoded values (or its network mean) as float64, converted once."""
         key = (net, ch)
         if key not in self._float_cache:  # only asked for once decoded, so never stale
-            self._float_cache[key] = (self._net if net else self._odd)[ch].astype(np.float64)
+            r0, r1 = self.rows
+            self._float_cache[key] = (self._net if net else self._odd)[ch][r0:r1].astype(np.float64)
         return self._float_cache[key]
 
     def feature(self, f: Feature, phase: int, mean: np.ndarray) -> np.ndarray:

@@ -48,6 +48,7 @@ import torch
 from ...predictors.base import CONTEXT_GRID
 from ..codelength import laplace_bits
 from ..entropy import LevelDecoder, LevelEncoder
+from ..pyramid import window
 from .linear import cross_colours
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "features",
     "max_features",
     "SurprisePlanes",
+    "SurpriseView",
     "ScaleContext",
     "fit",
     "write",
@@ -136,19 +138,38 @@ def max_features(channels: int) -> int:
 
 
 class SurprisePlanes:
-    """The surprise of every channel decoded so far on one level (padded by edge replication)."""
+    """The surprise of every channel decoded so far on one level (its whole grid)."""
 
     def __init__(self, h: int, w: int) -> None:
         self.h, self.w = h, w
         self._planes: dict[int, np.ndarray] = {}
 
-    def add(self, ch: int, q: np.ndarray) -> None:
-        """Record the (h, w) surprise of odd channel ``ch`` once it is decoded."""
-        self._planes[ch] = np.pad(q.astype(np.int16), _PAD, mode="edge")
+    def add(self, ch: int, q: np.ndarray, rows: tuple[int, int] | None = None) -> None:
+        """Record the surprise of odd channel ``ch`` at grid rows ``rows`` (default: all) once decoded."""
+        r0, r1 = rows or (0, self.h)
+        if ch not in self._planes:
+            self._planes[ch] = np.zeros((self.h, self.w), dtype=np.int16)
+        self._planes[ch][r0:r1] = q
+
+    def view(self, rows: tuple[int, int] | None = None, live: frozenset[int] = frozenset()) -> SurpriseView:
+        """The surprise over a strip of rows (the whole grid by default), the channels ``live``
+        (being coded in this strip) read as if the strip were the whole grid."""
+        return SurpriseView(self._planes, rows or (0, self.h), self.w, live)
+
+
+class SurpriseView:
+    """The surprise planes over one strip of a level's grid (padded by edge replication)."""
+
+    def __init__(self, planes: dict[int, np.ndarray], rows: tuple[int, int], w: int, live: frozenset[int]) -> None:
+        self._planes, self.rows, self._live = planes, rows, live
+        self.h, self.w = rows[1] - rows[0], w
+        self._cache: dict[int, np.ndarray] = {}
 
     def at(self, ch: int, di: int = 0, dj: int = 0) -> np.ndarray:
         """Channel ``ch``'s surprise (h, w) at a grid offset."""
-        p = self._planes[ch]
+        if ch not in self._cache:
+            self._cache[ch] = window(self._planes[ch], self.rows, _PAD, ch in self._live)
+        p = self._cache[ch]
         return p[_PAD + di : _PAD + di + self.h, _PAD + dj : _PAD + dj + self.w]
 
     def feature(self, f: ScaleFeature, channels: int, phase: int, trunk: np.ndarray | None = None) -> np.ndarray:
@@ -168,7 +189,7 @@ class SurprisePlanes:
 class ScaleContext:
     """The scale features of one channel at its valid positions (what the calibration callback is given)."""
 
-    def __init__(self, planes: SurprisePlanes, feats: tuple[ScaleFeature, ...], channels: int, phase: int,
+    def __init__(self, planes: SurpriseView, feats: tuple[ScaleFeature, ...], channels: int, phase: int,
                  flat: np.ndarray, trunk: np.ndarray | None = None) -> None:
         self.planes, self.feats, self.channels, self.phase, self.flat = planes, feats, channels, phase, flat
         self.trunk = trunk  # (F, h, w) float32 integers in units of 1/16 (``snap``), or None

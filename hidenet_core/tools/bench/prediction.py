@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...codec.intervals import Interval
 from ...codec.loop import code_level
 from ...codec.pyramid import default_levels, level_images, level_shapes, odd_valid_mask, split
 from ...codec.versions import format_version
@@ -50,11 +51,12 @@ class _TeacherForced:
         self.odd_true = odd_true
         self.odd = np.zeros_like(odd_true)
 
-    def code(self, channels: list[int], valid: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
-        block = self.odd[channels]
+    def code(self, channels, rows, valid, mean, scale, prior) -> Interval:
+        block = self.odd[channels, rows.start : rows.stop]
         block[valid] = np.clip(np.round(mean), 0, 255).astype(np.uint8)
-        self.odd[channels] = block
-        return self.odd_true[channels][valid]
+        self.odd[channels, rows.start : rows.stop] = block
+        truth = self.odd_true[channels, rows.start : rows.stop][valid]
+        return Interval(truth, truth, truth)
 
     def calibrate(self, channels):
         raise AssertionError("the network's own prediction: no level is calibrated")

@@ -65,7 +65,7 @@ class _Shown:
 
     image: np.ndarray | None  # None: nothing yet (scored as flat grey)
     bytes_used: int  # bytes of the complete units shown (0 if none)
-    unit: int | None  # hideNet: level shown; JPEG: number of complete scans
+    unit: int | None  # hideNet: number of complete chunks; JPEG: number of complete scans
 
 
 class _Scorer:
@@ -86,38 +86,30 @@ class _Scorer:
 
 
 def _hidenet_views(data: bytes, model: Predictor, budgets: list[int], height: int, width: int):
-    """For each budget: the model's full-size preview and the bicubic upscale of the
-    last complete level (or nothing)."""
+    """For each budget: the model's full-size preview of the stream's last complete chunk and
+    the bicubic upscale of the finest level coded by then (or nothing)."""
     info = stream_info(data)
-    ends = [(lv["level"], lv["total_bytes"]) for lv in info["levels"]]  # base first
-    # the last level complete within each budget
-    pick = []
-    for b in budgets:
-        done = [(k, e) for k, e in ends if e <= b]
-        pick.append(done[-1] if done else None)
-    needed = {p[0] for p in pick if p is not None}
-    views: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    ends = [c["total_bytes"] for c in info["chunks"]]  # in stream order
+    pick = [sum(1 for e in ends if e <= b) - 1 for b in budgets]  # the last chunk complete within each budget
+    needed = {i for i in pick if i >= 0}
+    views: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
     if needed:
-        finest = min(needed)
         dec = ProgressiveDecoder(model)
         pos = 0
-        for k, end in ends:
-            got = dec.feed(data[pos:end])
+        for i, end in enumerate(ends[: max(needed) + 1]):
+            dec.feed(data[pos:end])
             pos = end
-            assert got and got[-1].level == k, "each chunk boundary completes one level"
-            if k in needed:
-                preview = visible(dec.preview())
-                bicubic = bicubic_upscale(got[-1].image, 2**k, (height, width))
-                views[k] = (preview, bicubic)
-            if k == finest:
-                break
+            if i in needed:
+                k = dec.current_level
+                image = visible(dec.level_image(k))
+                views[i] = (visible(dec.preview()), bicubic_upscale(image, 2**k, (height, width)), k)
     out = []
-    for p in pick:
-        if p is None:
+    for i in pick:
+        if i < 0:
             out.append((_Shown(None, 0, None), _Shown(None, 0, None)))
         else:
-            k, end = p
-            out.append((_Shown(views[k][0], end, k), _Shown(views[k][1], end, k)))
+            preview, bicubic, k = views[i]
+            out.append((_Shown(preview, ends[i], i + 1), _Shown(bicubic, ends[i], i + 1)))
     return out, info
 
 
@@ -190,4 +182,5 @@ def measure_image(image: BenchImage, hdn: bytes, model: Predictor, budgets_kb=BU
 
 
 def _level_ends(info: dict) -> list[dict]:
-    return [{"level": lv["level"], "bytes": lv["total_bytes"]} for lv in info["levels"]]
+    return [{"layer": c["layer"], "level": c["level"], "part": c["part"], "max_error": c["max_error"],
+             "bytes": c["total_bytes"]} for c in info["chunks"]]

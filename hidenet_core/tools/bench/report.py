@@ -189,8 +189,8 @@ def render_markdown(results: dict) -> str:
     if any(v >= pr["psnr_cap"] for key in order for im in pr["per_image"] for v in
            (r["psnr"] for r in im["series"][key])):
         lines += ["", f"(An image shown exactly counts as {pr['psnr_cap']:.0f} dB in these means.)"]
-    lines += ["", "Bytes of each stream, the hideNet level shown at each budget (0 = full image, - = nothing yet) "
-              "and the number of complete JPEG scans at each budget, per image:", ""]
+    lines += ["", "Bytes of each stream, the number of complete hideNet chunks at each budget (- = nothing yet; "
+              "`hidenet info` lists a stream's chunks) and of complete JPEG scans, per image:", ""]
     rows = []
     for im in pr["per_image"]:
         hl = ["-" if r["unit"] is None else str(r["unit"]) for r in im["series"]["hidenet"]]
@@ -199,7 +199,7 @@ def render_markdown(results: dict) -> str:
         rows.append([im["image"], str(im["hidenet_bytes"]), *ex, str(im["jpeg_bytes"]), " ".join(hl), " ".join(js)])
     extra_heads = [f"hideNet d={k.removeprefix('hidenet_d')} bytes" for k in extras]
     lines += _table(["Image", "hideNet bytes (lossless)", *extra_heads, "JPEG bytes",
-                     "hideNet level per budget", "JPEG scans per budget"], rows, "l" + "r" * (2 + len(extras)) + "ll")
+                     "hideNet chunks per budget", "JPEG scans per budget"], rows, "l" + "r" * (2 + len(extras)) + "ll")
     if contenders:
         lines += ["", "### Every contender of the race", "",
                   "The viewer's race puts up to three of these beside hideNet: what each shows after the first N "

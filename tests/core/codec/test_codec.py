@@ -83,12 +83,12 @@ def test_near_lossless_per_level_mix(interp):
 
 def test_generative_levels_send_no_residual(interp):
     image = smooth_image(80, 64, 3)
-    data = encode(image, interp, EncodeSettings(generative_levels=2))
+    data = encode(image, interp, EncodeSettings(generative_levels=2, version=5))
     info = stream_info(data)
-    level_1, level_0 = [lv["payload_bytes"] for lv in info["levels"]][-2:]
+    level_1, level_0 = [lv["payload_bytes"] for lv in info["chunks"]][-2:]
     assert level_0 == 0 and 0 < level_1 <= 120  # level 1 carries only level 0's preview filter (version 5)
     v4 = stream_info(encode(image, interp, EncodeSettings(generative_levels=2, version=4)))
-    assert [lv["payload_bytes"] for lv in v4["levels"]][-2:] == [0, 0]
+    assert [lv["payload_bytes"] for lv in v4["chunks"]][-2:] == [0, 0]
     out = decode(data, interp)[-1].image
     assert out.shape == image.shape
     assert np.abs(out.astype(int) - image.astype(int)).mean() < 12
@@ -99,20 +99,21 @@ def test_all_levels_generative_stores_only_the_base(interp):
     header_levels = 2
     data = encode(image, interp, EncodeSettings(generative_levels=header_levels, levels=header_levels, version=4))
     info = stream_info(data)
-    assert info["levels"][0]["payload_bytes"] > 0
-    assert all(lv["payload_bytes"] == 0 for lv in info["levels"][1:])
+    assert info["chunks"][0]["payload_bytes"] > 0
+    assert all(lv["payload_bytes"] == 0 for lv in info["chunks"][1:])
     # version 5: a generative chunk holds at most the next level's preview filter (level 0: 64 x 48 positions)
-    v5 = stream_info(encode(image, interp, EncodeSettings(generative_levels=header_levels, levels=header_levels)))
-    _, level_1, level_0 = [lv["payload_bytes"] for lv in v5["levels"]]
+    v5 = stream_info(encode(image, interp, EncodeSettings(generative_levels=header_levels, levels=header_levels,
+                                                         version=5)))
+    _, level_1, level_0 = [lv["payload_bytes"] for lv in v5["chunks"]]
     assert 0 < level_1 <= 120 and level_0 == 0
     assert decode(data, interp)[-1].image.shape == image.shape
 
 
 def test_every_chunk_boundary_prefix_decodes(interp):
     image = smooth_image(90, 70, 3)
-    data = encode(image, interp, EncodeSettings(levels=3))
+    data = encode(image, interp, EncodeSettings(levels=3, version=5))
     info = stream_info(data)
-    for i, lv in enumerate(info["levels"]):
+    for i, lv in enumerate(info["chunks"]):
         prefix = data[: lv["total_bytes"]]
         levels = decode(prefix, interp)
         assert [x.level for x in levels] == [3, 2, 1, 0][: i + 1]

@@ -16,7 +16,7 @@ from tests.conftest import smooth_image
 
 @pytest.fixture(scope="module")
 def stream(interp):
-    return encode(smooth_image(40, 36, 3), interp, EncodeSettings(levels=2))
+    return encode(smooth_image(40, 36, 3), interp, EncodeSettings(levels=2, version=5))
 
 
 def header_size(data: bytes) -> int:
@@ -24,7 +24,7 @@ def header_size(data: bytes) -> int:
 
 
 def test_header_round_trip():
-    h = Header(640, 480, 4, 4, (0, 1, 2, 3, 4), 2, "unet-lite", bytes(range(16)))
+    h = Header(640, 480, 4, 4, (0, 1, 2, 3, 4), 2, "unet-lite", bytes(range(16)), version=5)
     assert parse_header(pack_header(h)) == (h, len(pack_header(h)))
 
 

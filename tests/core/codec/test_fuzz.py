@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from hidenet_core import EncodeSettings, HdnFormatError, decode, encode
-from hidenet_core.codec.container import CHUNK_HEADER_SIZE, parse_header
+from hidenet_core.codec.container import parse_header
 from tests.conftest import smooth_image
 
 N_STREAMS = 2400
@@ -26,22 +26,24 @@ RSS_GROWTH_MB = 300
 def _fix_crcs(data: bytearray) -> None:
     """Recompute header and payload CRCs where the structure still parses."""
     try:
-        _, pos = parse_header(bytes(data))
+        header, pos = parse_header(bytes(data))
     except HdnFormatError:
         return
-    while pos + CHUNK_HEADER_SIZE <= len(data):
-        (length,) = struct.unpack_from(">I", data, pos + 1)
-        end = pos + CHUNK_HEADER_SIZE + length
+    size = header.chunk_header_size
+    at = 4 if header.layered else 1  # where the payload length is (its CRC follows)
+    while pos + size <= len(data):
+        (length,) = struct.unpack_from(">I", data, pos + at)
+        end = pos + size + length
         if end > len(data):
             return
-        struct.pack_into(">I", data, pos + 5, zlib.crc32(bytes(data[pos + CHUNK_HEADER_SIZE : end])))
+        struct.pack_into(">I", data, pos + at + 4, zlib.crc32(bytes(data[pos + size : end])))
         pos = end
 
 
 def _mutants(streams: list[bytes], rng: np.random.Generator):
     for i in range(N_STREAMS):
         data = bytearray(streams[i % len(streams)])
-        kind = i % 6
+        kind = (i // len(streams)) % 6  # every stream meets every kind
         if kind == 0:  # truncation anywhere
             del data[int(rng.integers(0, len(data))) :]
         elif kind == 1:  # flip a few random bits
@@ -69,11 +71,15 @@ def _mutants(streams: list[bytes], rng: np.random.Generator):
 @pytest.mark.slow
 def test_fuzzed_streams_decode_or_raise_the_format_error(interp):
     streams = [
+        # version 6 (layered): two layers, refinement chunks, a generative level after the layers
         encode(smooth_image(24, 20, 3), interp, EncodeSettings(levels=2)),
-        encode(smooth_image(17, 33, 1, seed=3), interp, EncodeSettings(levels=2, max_error=2)),
+        encode(smooth_image(17, 33, 1, seed=3), interp, EncodeSettings(levels=2, max_error=2, layers=((9, 5, 2),))),
         encode(smooth_image(16, 16, 4, seed=5), interp, EncodeSettings(levels=1, generative_levels=1)),
-        # level 0 has 35 x 32 positions: the generative chunk of level 1 carries level 0's preview filter
+        # level 0 has 35 x 32 positions: the last pass over level 1 carries level 0's preview filter
         encode(smooth_image(70, 64, 3, seed=7), interp, EncodeSettings(levels=2, generative_levels=1)),
+        # version 5 (resolution only), where the generative chunk of level 1 carries level 0's filter
+        encode(smooth_image(24, 20, 3), interp, EncodeSettings(levels=2, version=5)),
+        encode(smooth_image(70, 64, 3, seed=7), interp, EncodeSettings(levels=2, generative_levels=1, version=5)),
     ]
     rng = np.random.default_rng(2026)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

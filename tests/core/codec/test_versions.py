@@ -11,19 +11,20 @@ from tests.conftest import smooth_image
 
 
 def test_the_table_is_read_by_number():
-    assert VERSIONS == (1, 2, 3, 4, 5) and max(VERSIONS) == VERSION
+    assert VERSIONS == (1, 2, 3, 4, 5, 6) and max(VERSIONS) == VERSION
     assert all(FORMATS[v].number == v for v in VERSIONS)
-    with pytest.raises(ValueError, match="unknown .hdn format version 6"):
-        format_version(6)
+    with pytest.raises(ValueError, match="unknown .hdn format version 7"):
+        format_version(7)
 
 
 def test_each_version_adds_its_stage():
-    v1, v2, v3, v4, v5 = (format_version(v) for v in VERSIONS)
+    v1, v2, v3, v4, v5, v6 = (format_version(v) for v in VERSIONS)
     assert not v1.calibration and v1.refinement is Refinement.NONE
     assert v2.coupling and not v2.rounds_by_phase and v2.scale_bound == 8
     assert v3.linear and v3.rounds_by_phase and v3.scale_bound == 16 and not v3.scale_context
     assert v4.scale_context and not v4.preview_filter
-    assert v5.preview_filter
+    assert v5.preview_filter and not v5.layered
+    assert v6.layered and v6.preview_filter and v6.part_positions and v6.strip_positions and v6.halo_rows
 
 
 def test_inconsistent_records_are_refused():
@@ -52,8 +53,8 @@ def test_settings_take_a_version_and_write_it(interp):
 
 
 def test_the_decoder_refuses_versions_outside_the_table():
-    header = Header(4, 4, 3, 0, (0,), 0, "interp", bytes(16))
+    header = Header(4, 4, 3, 0, (0,), 0, "interp", bytes(16), version=5)
     data = bytearray(pack_header(header))
-    data[8] = 6
-    with pytest.raises(HdnFormatError, match="unsupported .hdn format version 6"):
+    data[8] = 7
+    with pytest.raises(HdnFormatError, match="unsupported .hdn format version 7"):
         read_header(bytes(data))

@@ -70,7 +70,9 @@ def test_quick_run_writes_complete_outputs(tiny_dir, tmp_path, capsys):
     for key in ("png", "webp-lossless", "j2k"):  # lossless and small: exact (the cap) once complete
         assert pr["mean"]["series"][key]["psnr"][-1] == pr["psnr_cap"]
     # tiny images: everything has arrived by 64 KB, so hideNet shows the exact image
-    assert all(im["series"]["hidenet"][-1]["unit"] == 0 for im in pr["per_image"])
+    assert all(im["series"]["hidenet"][-1]["psnr"] == pr["psnr_cap"] for im in pr["per_image"])
+    assert all(im["series"]["hidenet"][-1]["unit"] == len(im["streams"]["hidenet"]["level_ends"])
+               for im in pr["per_image"])
 
     levels = results["prediction"]["mean"]
     assert levels and levels[0]["level"] == 0

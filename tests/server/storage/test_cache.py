@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from hidenet_core import decode, load_model
-from hidenet_core.codec.container import VERSION, scan_stream
+from hidenet_core.codec.container import scan_stream
 from server import create_app
 from server.keys import CACHE, STATS
 from server.storage.cache import StreamCache, StreamKey
+from server.streaming.stream import STREAM_VERSION
 from tests.server.conftest import frame_pixels, receive_stream
 
 pytestmark = pytest.mark.asyncio
@@ -38,7 +39,7 @@ async def test_streams_are_cached_by_content_hash_and_mode(client, rgb_id):
     await client.get(f"/api/images/{rgb_id}/stream.hdn")
     files = sorted(p.name for p in client.app[CACHE].directory.iterdir())
     assert len(files) == 2 and all(f.startswith(rgb_id) and f.endswith(".hdn") for f in files)
-    assert {f".d0.g0.v{VERSION}.hdn", f".d2.g0.v{VERSION}.hdn"} == {f[-13:] for f in files}
+    assert {f".d0.g0.v{STREAM_VERSION}.hdn", f".d2.g0.v{STREAM_VERSION}.hdn"} == {f[-13:] for f in files}
     stats = client.app[STATS]
     assert (stats.cache_misses, stats.cache_hits) == (2, 1)
 

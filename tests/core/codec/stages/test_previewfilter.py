@@ -76,7 +76,7 @@ def test_weights_that_do_not_help_are_not_sent(interp):
 def test_generative_levels_rebuild_bit_for_bit(c, size, interp):
     """The decoder rebuilds filtered generative levels exactly (each chunk's CRC is checked)."""
     img = blocky(*size, c, seed=c)
-    settings = EncodeSettings(generative_levels=1, max_error=(0, 2, 2, 2))
+    settings = EncodeSettings(generative_levels=1, max_error=(0, 2, 2, 2), version=5)
     data, v4 = encode(img, interp, settings), encode(img, interp, replace(settings, version=4))
     assert parse_header(data)[0].version == 5
     chunks, v4_chunks = scan_stream(data).chunks, scan_stream(v4).chunks
@@ -90,7 +90,7 @@ def test_generative_levels_rebuild_bit_for_bit(c, size, interp):
 
 def test_two_generative_levels_chain_their_filters(interp):
     img = blocky(300, 280, 3)  # level 1 (75 x 70 positions) and level 0 both carry a filter
-    data = encode(img, interp, EncodeSettings(generative_levels=2))
+    data = encode(img, interp, EncodeSettings(generative_levels=2, version=5))
     sizes = [ch.payload_bytes for ch in scan_stream(data).chunks]
     assert sizes[-1] == 0 and 0 < sizes[-2] < 200  # level 1 is generative: only level 0's filter
     out = decode(data, interp)[-1].image
@@ -100,7 +100,7 @@ def test_two_generative_levels_chain_their_filters(interp):
 
 def test_the_progressive_preview_uses_the_filter_of_the_next_level(interp):
     img = blocky(*SIZE, 3)
-    data = encode(img, interp)
+    data = encode(img, interp, EncodeSettings(version=5))
     layout = scan_stream(data)
     dec = ProgressiveDecoder(interp)
     dec.feed(data[: layout.chunks[-2].end])  # up to level 1
@@ -129,7 +129,7 @@ def _replace_last_but_one_chunk(data: bytes, payload: bytes) -> bytes:
 
 def test_a_generative_chunk_with_a_filter_where_none_is_carried_is_rejected(interp):
     img = smooth_image(60, 50, 3)  # level 0 has 30 x 25 positions: too small to carry a filter
-    data = encode(img, interp, EncodeSettings(levels=2, generative_levels=2))
+    data = encode(img, interp, EncodeSettings(levels=2, generative_levels=2, version=5))
     assert scan_stream(data).chunks[-2].payload_bytes == 0
     bad = _replace_last_but_one_chunk(data, b"\x00\x00\x00\x01")
     with pytest.raises(HdnFormatError, match="chunk for level 1 declares 4 payload bytes, at most 0 possible"):
@@ -138,7 +138,7 @@ def test_a_generative_chunk_with_a_filter_where_none_is_carried_is_rejected(inte
 
 def test_a_generative_chunk_declaring_more_than_a_filter_is_rejected(interp):
     img = blocky(300, 280, 3)
-    data = encode(img, interp, EncodeSettings(generative_levels=2))
+    data = encode(img, interp, EncodeSettings(generative_levels=2, version=5))
     bad = _replace_last_but_one_chunk(data, bytes(4 * 4096))
     with pytest.raises(HdnFormatError, match=r"chunk for level 1 declares 16384 payload bytes, at most \d+ possible"):
         decode(bad, interp)
@@ -146,7 +146,7 @@ def test_a_generative_chunk_declaring_more_than_a_filter_is_rejected(interp):
 
 def test_a_filter_that_is_not_the_encoders_is_caught_by_the_level_crc(interp):
     img = blocky(300, 280, 3)
-    data = encode(img, interp, EncodeSettings(generative_levels=2))
+    data = encode(img, interp, EncodeSettings(generative_levels=2, version=5))
     c1 = scan_stream(data).chunks[-2]
     payload = bytearray(data[c1.start + CHUNK_HEADER_SIZE : c1.end])
     payload[0] ^= 0x40  # other weights, with a valid payload CRC

@@ -59,7 +59,7 @@ def test_features_read_only_decoded_channels():
     for rnd in order:
         for ch in rnd:
             feats = scalecontext.features(3, ch, frozenset(known))
-            ctx = ScaleContext(planes, feats, 3, ch // 3, np.arange(99))
+            ctx = ScaleContext(planes.view(), feats, 3, ch // 3, np.arange(99))
             assert ctx.sample(np.arange(99)).shape == (len(feats), 99)  # a KeyError if it read an unknown channel
         for ch in rnd:
             planes.add(ch, rng.integers(0, 12, (9, 11)))
@@ -90,7 +90,7 @@ def test_shift_is_exact():
         planes.add(ch, rng.integers(0, 12, (h, w)))
     trunk = np.round(rng.uniform(-8, 8, (4, h, w)) * CONTEXT_GRID).astype(np.float32)  # units of 1/16
     feats = scalecontext.features(3, 0, frozenset({6, 7, 1}), trunk=4)
-    ctx = ScaleContext(planes, feats, 3, 0, np.arange(h * w), trunk)
+    ctx = ScaleContext(planes.view(), feats, 3, 0, np.arange(h * w), trunk)
     for _ in range(5):
         weights = tuple(int(a) for a in rng.integers(-scalecontext.WEIGHT_BOUND, scalecontext.WEIGHT_BOUND + 1,
                                                      len(feats)))

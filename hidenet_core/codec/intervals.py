@@ -1,0 +1,242 @@
+"""Refinement coding: a value known to lie in an interval, coded down to a smaller max error.
+
+A quality-layered stream (format version 6, docs/format.md) codes each level several
+times. The first pass codes a value ``x`` as every version does (``entropy.py``:
+JPEG-LS bins of width ``2d + 1`` around the rounded mean). From then on the decoder knows
+the value's *interval* ``[lo, hi]`` (the bin, clipped to 0..255) and its reconstruction
+``rec``, within ``d`` of every value of the interval. A later pass with a smaller max error
+``d'`` refines the interval, given a new (better) prediction ``mean``, ``scale``:
+
+* ``rm = clip(round(mean), lo, hi)``; the bins are ``[rm + q s - d', rm + q s + d']``
+  (``s = 2d' + 1``) clipped to ``[lo, hi]``, for ``q = qmin .. qmax``, the bins that meet it;
+* the bin holding ``x`` is coded under the Laplace(``mean``, ``scale``) *truncated to the
+  interval*: what the decoder already knows is never paid for twice;
+* the new interval is that bin and the new reconstruction ``clip(rm + q s, hi' - d', lo' + d')``
+  (the point of the bin's nominal centre that lies within ``d'`` of all of it).
+
+The bin masses come from an integer table of ``exp`` (``EXP_TABLE``, built by integer
+arithmetic alone), so both sides compute the same probabilities on every machine. Where the
+interval holds nearly all of the Laplace's mass (``Z >= FAST_MASS``) the truncation changes
+nothing worth its cost and the bin index ``q - qmin`` is coded exactly as a first pass codes
+its symbols (constriction's quantized Laplace); elsewhere under a categorical with the
+truncated masses. A value whose interval is already a single bin costs nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .container import HdnFormatError
+from .entropy import SCALE_FLOOR, LevelDecoder, LevelEncoder, symbol_bound
+
+__all__ = ["EXP_TABLE", "FAST_MASS", "Interval", "first_interval", "RefinePlan", "plan_refinement",
+           "refine_encode", "refine_decode"]
+
+#: fixed-point unit of the table and of the cumulative masses (2 F(t) in units of 2^-30)
+_ONE = 1 << 30
+#: the table's argument unit: exp(-i / 1024)
+_ARG = 1024
+#: beyond this argument the table is 0 (exp(-22) * 2^30 < 1/2)
+_IMAX = 22 * _ARG
+
+
+def _exp_table() -> np.ndarray:
+    """``round(2^30 exp(-i/1024))`` for i = 0 .. _IMAX, by integer products of per-bit
+    constants only: no floating-point exp, so every machine builds the same table."""
+    constants = [round(_ONE * math.exp(-(1 << b) / _ARG)) for b in range(16)]
+    # the constants are fixed integers; they are computed here instead of listed, and a
+    # test pins the table's checksum, so a machine whose libm rounds one differently fails loudly
+    i = np.arange(_IMAX + 1, dtype=np.int64)
+    acc = np.full(i.shape, _ONE, dtype=np.int64)
+    for b, k in enumerate(constants):
+        acc = np.where((i >> b) & 1 == 1, (acc * k + (_ONE >> 1)) >> 30, acc)
+    acc[-1] = 0
+    return acc
+
+
+EXP_TABLE = _exp_table()
+#: an interval holding at least this share of the Laplace's mass is coded without truncation
+FAST_MASS = 0.98
+_FAST_NUM, _FAST_DEN = 49, 50  # FAST_MASS as an exact fraction
+#: values whose categorical rows are built at once (bounds memory: rows of up to 256 bins)
+_BATCH = 1 << 15
+
+
+@dataclass
+class Interval:
+    """What the decoder knows of some values: each lies in ``[lo, hi]``; ``rec`` is shown."""
+
+    lo: np.ndarray  # uint8
+    hi: np.ndarray  # uint8
+    rec: np.ndarray  # uint8, within the max error of every value of [lo, hi]
+
+
+def first_interval(rec: np.ndarray, d: int) -> Interval:
+    """The intervals after a first pass with max error ``d`` reconstructed ``rec``."""
+    r = rec.astype(np.int32)
+    return Interval(np.clip(r - d, 0, 255).astype(np.uint8), np.clip(r + d, 0, 255).astype(np.uint8),
+                    rec.astype(np.uint8))
+
+
+def _twice_cdf(a64: np.ndarray, s64: np.ndarray) -> np.ndarray:
+    """2 F(t) in units of 2^-30 for the Laplace CDF F at t = a64 / s64 (both integers, 1/64 units)."""
+    i = np.minimum((np.abs(a64) * _ARG + (s64 >> 1)) // s64, _IMAX)
+    e = EXP_TABLE[i]
+    return np.where(a64 < 0, e, 2 * _ONE - e)
+
+
+@dataclass
+class RefinePlan:
+    """The bins of each value's refinement and how each is coded."""
+
+    d: int
+    rm: np.ndarray  # int64, rounded mean clamped into the interval
+    qmin: np.ndarray  # int64, the first bin's index
+    n: np.ndarray  # int64, the number of bins (1: nothing to code)
+    fast: np.ndarray  # bool, coded as a first pass codes (untruncated)
+    m64: np.ndarray  # int64, the mean in 1/64 units
+    s64: np.ndarray  # int64, the scale in 1/64 units
+
+    def bins(self, lo: np.ndarray, hi: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The new (lo, hi, rec) for bin indices ``q`` (uint8 each)."""
+        step = 2 * self.d + 1
+        centre = self.rm + q * step
+        a = np.maximum(centre - self.d, lo)
+        b = np.minimum(centre + self.d, hi)
+        rec = np.clip(centre, np.maximum(b - self.d, 0), np.minimum(a + self.d, 255))
+        return a.astype(np.uint8), b.astype(np.uint8), rec.astype(np.uint8)
+
+
+def plan_refinement(lo: np.ndarray, hi: np.ndarray, mean: np.ndarray, scale: np.ndarray, d: int) -> RefinePlan:
+    """How values with intervals ``[lo, hi]`` and a prediction (on the 1/64 grid) are refined to ``d``."""
+    lo64, hi64 = lo.astype(np.int64), hi.astype(np.int64)
+    m64 = np.round(mean.astype(np.float64) * 64).astype(np.int64)
+    s64 = np.maximum(np.round(scale.astype(np.float64) * 64).astype(np.int64), round(64 * SCALE_FLOOR) + 1)
+    step = 2 * d + 1
+    rm = np.clip((m64 + 32) // 64, lo64, hi64)
+    qmin = -((rm - lo64 + d) // step)
+    qmax = (hi64 - rm + d) // step
+    n = qmax - qmin + 1
+    # the Laplace's mass inside the interval, 2 F(hi + 1/2) - 2 F(lo - 1/2), in units of 2^-30
+    z = _twice_cdf(64 * hi64 + 32 - m64, s64) - _twice_cdf(64 * lo64 - 32 - m64, s64)
+    fast = z * _FAST_DEN >= _FAST_NUM * 2 * _ONE
+    return RefinePlan(d, rm, qmin, n, fast, m64, s64)
+
+
+def _cdf_at(plan: RefinePlan, lo: np.ndarray, hi: np.ndarray, sel: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """2 F at the lower edge of bin ``j`` (per value of ``sel``, any shape (N, K); a bin index at or
+    past the last bin is the interval's upper edge) in units of 2^-30."""
+    n = plan.n[sel][:, None]
+    j = np.minimum(j, n)
+    lo64, hi64 = lo[sel].astype(np.int64)[:, None], hi[sel].astype(np.int64)[:, None]
+    inner = plan.rm[sel][:, None] + (plan.qmin[sel][:, None] + j) * (2 * plan.d + 1) - plan.d
+    edge = np.where(j == 0, lo64, np.where(j >= n, hi64 + 1, inner))  # bin j is [edge_j, edge_j+1 - 1]
+    return _twice_cdf(64 * edge - 32 - plan.m64[sel][:, None], plan.s64[sel][:, None])
+
+
+def _rows(c: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Categorical rows from cumulative masses at K + 1 edges: each valid bin's mass (at least the
+    smallest unit), the others 0, normalised (float64)."""
+    mass = np.where(valid, np.maximum(np.diff(c, axis=1), 1), 0).astype(np.float64)
+    return mass / mass.sum(axis=1, keepdims=True)
+
+
+#: a value with more bins than this is coded in two stages under the same distribution: its group
+#: of up to this many bins, then its bin in the group (fewer masses to compute, the same code length)
+_GROUP = 16
+
+
+def _stages(plan: RefinePlan, lo: np.ndarray, hi: np.ndarray, sel: np.ndarray):
+    """The categorical codings of values ``sel``, in stream order, as (kind, which, rows): "bin"
+    codes the bin of the values ``which`` (positions in ``sel``) with few bins; "group" the group
+    of those with many, "within" then their bin in the group. ``rows(groups)`` gives the rows
+    (the groups only matter to "within")."""
+    n = plan.n[sel]
+    one, two = np.flatnonzero(n <= _GROUP), np.flatnonzero(n > _GROUP)
+    out = []
+    if one.size:
+        bins = np.arange(int(n[one].max()) + 1)[None, :]
+
+        def by_bin(_: np.ndarray) -> np.ndarray:
+            return _rows(_cdf_at(plan, lo, hi, sel[one], bins), bins[:, :-1] < n[one][:, None])
+
+        out.append(("bin", one, by_bin))
+    if two.size:
+        groups = -(-n[two] // _GROUP)
+        starts = np.arange(int(groups.max()) + 1)[None, :] * _GROUP
+
+        def by_group(_: np.ndarray) -> np.ndarray:
+            return _rows(_cdf_at(plan, lo, hi, sel[two], starts), starts[:, :-1] < n[two][:, None])
+
+        offsets = np.arange(_GROUP + 1)[None, :]
+
+        def within(group: np.ndarray) -> np.ndarray:
+            edges = group[:, None] * _GROUP + offsets
+            return _rows(_cdf_at(plan, lo, hi, sel[two], edges), edges[:, :-1] < n[two][:, None])
+
+        out.extend([("group", two, by_group), ("within", two, within)])
+    return out
+
+
+def _fast_params(plan: RefinePlan, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(support bound, centre, scale) of the untruncated bin-index coding of values ``sel``."""
+    step = 2 * plan.d + 1
+    centre = (plan.m64[sel] - 64 * plan.rm[sel]).astype(np.float64) / (64 * step)
+    scale = np.maximum(plan.s64[sel].astype(np.float64) / (64 * step), SCALE_FLOOR)
+    return np.full(sel.size, symbol_bound(plan.d)), centre, scale
+
+
+def refine_encode(enc: LevelEncoder, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, mean: np.ndarray,
+                  scale: np.ndarray, d: int) -> Interval:
+    """Code values ``x`` (1-D uint8, each within its ``[lo, hi]``) down to max error ``d``."""
+    if x.size == 0:
+        return Interval(lo.copy(), hi.copy(), lo.copy())
+    plan = plan_refinement(lo, hi, mean, scale, d)
+    step = 2 * d + 1
+    r = x.astype(np.int64) - plan.rm
+    q = np.where(r >= 0, (r + d) // step, -((d - r) // step))
+    coded = plan.n > 1
+    fast = np.flatnonzero(coded & plan.fast)
+    if fast.size:
+        _, centre, sc = _fast_params(plan, fast)
+        enc.encode_symbols(q[fast].astype(np.int32), symbol_bound(d), centre, sc)
+    slow = np.flatnonzero(coded & ~plan.fast)
+    for start in range(0, slow.size, _BATCH):
+        sel = slow[start : start + _BATCH]
+        b = q[sel] - plan.qmin[sel]  # the bin's index in the interval
+        for kind, which, rows in _stages(plan, lo, hi, sel):
+            symbols = {"bin": b[which], "group": b[which] // _GROUP, "within": b[which] % _GROUP}[kind]
+            enc.encode_categorical(symbols.astype(np.int32), rows(b[which] // _GROUP))
+    return Interval(*plan.bins(lo.astype(np.int64), hi.astype(np.int64), q))
+
+
+def refine_decode(dec: LevelDecoder, lo: np.ndarray, hi: np.ndarray, mean: np.ndarray, scale: np.ndarray,
+                  d: int) -> Interval:
+    """Read what ``refine_encode`` coded for values with intervals ``[lo, hi]``."""
+    if lo.size == 0:
+        return Interval(lo.copy(), hi.copy(), lo.copy())
+    plan = plan_refinement(lo, hi, mean, scale, d)
+    q = plan.qmin.copy()  # a single bin: nothing was coded
+    coded = plan.n > 1
+    fast = np.flatnonzero(coded & plan.fast)
+    if fast.size:
+        _, centre, sc = _fast_params(plan, fast)
+        q[fast] = dec.decode_symbols(symbol_bound(d), centre, sc)
+    slow = np.flatnonzero(coded & ~plan.fast)
+    for start in range(0, slow.size, _BATCH):
+        sel = slow[start : start + _BATCH]
+        b = np.zeros(sel.size, dtype=np.int64)
+        for kind, which, rows in _stages(plan, lo, hi, sel):
+            got = dec.decode_categorical(rows(b[which] // _GROUP))
+            b[which] = got * _GROUP if kind == "group" else b[which] + got
+        if (b >= plan.n[sel]).any():
+            raise HdnFormatError("a refinement symbol lies outside the interval the decoder knows: the stream is "
+                                 "corrupted")
+        q[sel] = b + plan.qmin[sel]
+    fast_q = q[fast]
+    if fast.size and ((fast_q < plan.qmin[fast]) | (fast_q >= plan.qmin[fast] + plan.n[fast])).any():
+        raise HdnFormatError("a refinement symbol lies outside the interval the decoder knows: the stream is corrupted")
+    return Interval(*plan.bins(lo.astype(np.int64), hi.astype(np.int64), q))

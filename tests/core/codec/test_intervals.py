@@ -1,0 +1,91 @@
+"""Refinement coding of values known to lie in an interval (format version 6)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from hidenet_core.codec.entropy import LevelDecoder, LevelEncoder
+from hidenet_core.codec.intervals import EXP_TABLE, first_interval, plan_refinement, refine_decode, refine_encode
+
+
+def _laplace_values(n: int, seed: int = 0, spread: float = 8.0):
+    rng = np.random.default_rng(seed)
+    mean = rng.uniform(-20, 275, n)
+    scale = rng.uniform(0.1, spread, n)
+    x = np.clip(np.round(mean + rng.laplace(0, 1, n) * scale), 0, 255).astype(np.uint8)
+    snap = lambda v: (np.round(np.clip(v, 0, 255) * 64) / 64).astype(np.float32)  # noqa: E731
+    return x, snap(mean), snap(np.maximum(scale, 1 / 16))
+
+
+def test_exp_table_is_pinned():
+    """The table is built by integer arithmetic; its checksum must be the same on every machine."""
+    assert EXP_TABLE[0] == 1 << 30 and EXP_TABLE[-1] == 0
+    assert hashlib.sha256(EXP_TABLE.astype(">i8").tobytes()).hexdigest()[:16] == "8637c3fcf8b3d306"
+
+
+@pytest.mark.parametrize("chain", [(32, 8, 0), (64, 16, 4, 1, 0), (8, 0), (2, 1, 0), (127, 0), (5, 4, 3)])
+def test_refinement_round_trips_and_keeps_every_value_in_its_interval(chain):
+    x, mean, scale = _laplace_values(20000, seed=len(chain))
+    rng = np.random.default_rng(1)
+    enc = LevelEncoder("laplace")
+    interval = first_interval(enc.encode(x, mean, scale, chain[0]), chain[0])
+    stages = []
+    for d in chain[1:]:
+        m2 = (np.round(np.clip(mean + rng.normal(0, 3, x.size), 0, 255) * 64) / 64).astype(np.float32)
+        before = interval
+        interval = refine_encode(enc, x, before.lo, before.hi, m2, scale, d)
+        assert ((x >= interval.lo) & (x <= interval.hi)).all()
+        assert ((interval.lo >= before.lo) & (interval.hi <= before.hi)).all()
+        assert (np.abs(interval.rec.astype(int) - x) <= d).all()
+        assert (interval.hi.astype(int) - interval.lo <= 2 * d).all()
+        stages.append((before, m2, d, interval))
+    dec = LevelDecoder(enc.payload(), "laplace")
+    got = first_interval(dec.decode(mean, scale, chain[0]), chain[0])
+    for before, m2, d, want in stages:
+        assert np.array_equal(got.rec, before.rec)
+        got = refine_decode(dec, got.lo, got.hi, m2, scale, d)
+        assert np.array_equal(got.lo, want.lo) and np.array_equal(got.hi, want.hi) and np.array_equal(got.rec, want.rec)
+    if chain[-1] == 0:
+        assert np.array_equal(got.rec, x)
+
+
+def test_refinement_pays_only_for_what_the_interval_leaves_open():
+    """Coding a value in two passes under the same prediction costs what one lossless pass costs."""
+    x, mean, scale = _laplace_values(100000, seed=7, spread=6.0)
+    direct = LevelEncoder("laplace")
+    direct.encode(x, mean, scale, 0)
+    two = LevelEncoder("laplace")
+    interval = first_interval(two.encode(x, mean, scale, 8), 8)
+    refine_encode(two, x, interval.lo, interval.hi, mean, scale, 0)
+    assert len(two.payload()) <= len(direct.payload()) * 1.01
+
+
+def test_a_value_whose_interval_is_one_bin_costs_nothing():
+    x = np.array([10, 11, 12], np.uint8)
+    lo, hi = np.array([9, 10, 12], np.uint8), np.array([11, 12, 12], np.uint8)
+    mean = np.array([10.0, 11.0, 12.0], np.float32)
+    plan = plan_refinement(lo, hi, mean, np.ones(3, np.float32), 1)
+    assert plan.n.tolist() == [1, 1, 1]
+    enc = LevelEncoder("laplace")
+    got = refine_encode(enc, x, lo, hi, mean, np.ones(3, np.float32), 1)
+    assert enc.payload() == b"" and (np.abs(got.rec.astype(int) - x) <= 1).all()
+
+
+def test_values_with_few_and_many_bins_share_a_batch():
+    """Intervals of 3 and of 65 values, refined to lossless together: one- and two-stage codings interleave."""
+    rng = np.random.default_rng(3)
+    n = 4000
+    x = rng.integers(40, 200, n).astype(np.uint8)
+    wide = rng.random(n) < 0.5
+    lo = np.where(wide, np.maximum(x.astype(int) - rng.integers(0, 65, n), 0), x.astype(int) - 1).astype(np.uint8)
+    hi = np.where(wide, np.minimum(lo.astype(int) + 64, 255), x.astype(int) + 1).astype(np.uint8)
+    mean = (np.round(rng.uniform(0, 255, n) * 64) / 64).astype(np.float32)  # far off: truncation matters
+    scale = np.full(n, 40.0, np.float32)
+    enc = LevelEncoder("laplace")
+    want = refine_encode(enc, x, lo, hi, mean, scale, 0)
+    assert np.array_equal(want.rec, x)
+    got = refine_decode(LevelDecoder(enc.payload(), "laplace"), lo, hi, mean, scale, 0)
+    assert np.array_equal(got.rec, x)

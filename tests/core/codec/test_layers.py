@@ -1,0 +1,242 @@
+"""Quality-layered streams (format version 6): layers, parts, strips and what each prefix guarantees."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hidenet_core import EncodeSettings, HdnFormatError, ProgressiveDecoder, decode, encode
+from hidenet_core.codec import versions
+from hidenet_core.codec.container import (
+    MAX_LAYERS,
+    Header,
+    pack_chunk,
+    pack_header,
+    parse_chunk_header,
+    parse_header,
+    scan_stream,
+    stream_info,
+)
+from hidenet_core.codec.encoder import FIRST_LAYER_ERROR, default_layers, encode_chunks
+from hidenet_core.codec.plan import stream_plan
+from hidenet_core.codec.pyramid import default_levels
+from tests.conftest import smooth_image
+
+
+def _check_every_prefix(data: bytes, image: np.ndarray, model) -> list:
+    """Decode chunk by chunk: wherever a bound is stated, every pixel of the preview is within it."""
+    layout = scan_stream(data)
+    dec = ProgressiveDecoder(model)
+    pos = 0
+    bounds = []
+    for chunk in layout.chunks:
+        got = dec.feed(data[pos : chunk.end])
+        pos = chunk.end
+        assert len(got) == 1 and got[0].max_error == chunk.max_error and got[0].layer == chunk.layer
+        shown = dec.preview()
+        assert shown.shape == image.shape
+        if chunk.max_error is not None:
+            err = int(np.abs(shown.astype(int) - image.astype(int)).max())
+            assert err <= chunk.max_error, (chunk, err)
+            bounds.append((chunk.layer, chunk.max_error, err))
+    assert dec.done
+    return bounds
+
+
+@pytest.mark.parametrize("c", [1, 3, 4])
+@pytest.mark.parametrize("size", [(70, 90), (63, 45)])
+def test_default_stream_is_two_layers_and_ends_lossless(c, size, interp):
+    image = smooth_image(*size, c, seed=c)
+    data = encode(image, interp)
+    header = parse_header(data)[0]
+    levels = default_levels(*size)
+    assert header.version == 6 and len(header.layers) == 2
+    assert header.layers[0] == tuple(FIRST_LAYER_ERROR >> k if k < levels else 0 for k in range(levels + 1))
+    assert header.layers[1] == (0,) * (levels + 1) == header.max_error
+    assert np.array_equal(decode(data, interp)[-1].image, image)
+    bounds = _check_every_prefix(data, image, interp)
+    assert bounds[-1] == (1, 0, 0)  # exact at the end
+    assert [b for layer, b, _ in bounds if layer == 0] == [FIRST_LAYER_ERROR]  # the first layer ends within 32
+
+
+def test_no_layers_is_one_pass_and_smaller(interp):
+    image = smooth_image(90, 70, 3)
+    one = encode(image, interp, EncodeSettings(layers=()))
+    two = encode(image, interp)
+    assert len(parse_header(one)[0].layers) == 1 and len(one) < len(two) * 1.0  # the layers cost a little
+    assert np.array_equal(decode(one, interp)[-1].image, image)
+
+
+def test_near_lossless_ends_at_its_max_error(interp):
+    image = smooth_image(96, 80, 3, seed=4)
+    data = encode(image, interp, EncodeSettings(max_error=3))
+    header = parse_header(data)[0]
+    assert header.layers[-1] == header.max_error == (3,) * (header.levels + 1)
+    out = decode(data, interp)[-1].image
+    assert np.abs(out.astype(int) - image.astype(int)).max() <= 3
+    assert _check_every_prefix(data, image, interp)[-1][1] == 3
+
+
+def test_three_layers_and_per_level_schedules(interp):
+    image = smooth_image(100, 84, 3, seed=2)
+    L = default_levels(100, 84)
+    layers = ((40, 20, 10, 4, 0)[: L + 1], (9, 3, 1, 0, 0)[: L + 1])
+    data = encode(image, interp, EncodeSettings(layers=layers))
+    assert parse_header(data)[0].layers == (*layers, (0,) * (L + 1))
+    bounds = _check_every_prefix(data, image, interp)
+    assert sorted({b for _, b, _ in bounds}, reverse=True) == [40, 9, 0]
+
+
+def test_generative_levels_come_after_the_layers(interp):
+    image = smooth_image(120, 100, 3, seed=6)
+    data = encode(image, interp, EncodeSettings(generative_levels=1, max_error=1))
+    info = stream_info(data)
+    last = info["chunks"][-1]
+    assert (last["layer"], last["level"], last["max_error"]) == (2, 0, None)  # no bound: level 0 is predicted
+    assert all(c["level"] > 0 for c in info["chunks"][:-1])
+    dec = ProgressiveDecoder(interp)
+    dec.feed(data)
+    assert dec.done and dec.preview().shape == image.shape
+
+
+@pytest.mark.parametrize("bad, message", [
+    (((1, 1, 0),), "lowers no level"),
+    (((0, 9, 0),), "raises a max error"),
+    (tuple((9, 9, 0) for _ in range(MAX_LAYERS)), "at most 8"),
+])
+def test_bad_schedules_are_refused_with_a_reason(bad, message, interp):
+    image = smooth_image(40, 36, 3)
+    settings = EncodeSettings(levels=2, max_error=(1, 1, 0), layers=bad)
+    with pytest.raises(ValueError, match=message):
+        encode(image, interp, settings)
+
+
+def test_layers_need_a_layered_version():
+    with pytest.raises(ValueError, match="layers need version 6"):
+        EncodeSettings(version=5, layers=((8,),))
+
+
+def test_layered_header_round_trip_and_hostile_schedules():
+    h = Header(640, 480, 3, 4, (0,) * 5, 1, "interp", bytes(16), version=6,
+               layers=((32, 16, 8, 4, 0), (0,) * 5), modes=((0, 0, 1, 2, 3), (0,) * 5))
+    packed = pack_header(h)
+    assert parse_header(packed) == (h, len(packed))
+    for field, value, message in (
+        ("layers", ((0,) * 5, (8,) * 5), "last layer's max errors"),
+        ("layers", ((0,) * 5, (0,) * 5), "refines no level"),
+        ("modes", ((0,) * 5,), "hold one max error and one mode"),
+        ("modes", ((4, 0, 0, 0, 0), (0,) * 5), "undefined bits"),
+    ):
+        with pytest.raises(HdnFormatError, match=message):
+            pack_header(dataclasses.replace(h, **{field: value}))
+    with pytest.raises(HdnFormatError, match="has no layers"):
+        pack_header(dataclasses.replace(h, version=5))
+
+
+def test_a_chunk_out_of_place_names_what_was_expected(interp):
+    data = encode(smooth_image(40, 36, 3), interp, EncodeSettings(levels=2))
+    layout = scan_stream(data)
+    first, second = layout.chunks[0], layout.chunks[1]
+    swapped = data[: first.start] + data[second.start : second.end] + data[first.start : first.end] + data[second.end :]
+    with pytest.raises(HdnFormatError, match="layer 0, level 1, part 0 where layer 0, level 2, part 0 was expected"):
+        decode(swapped, interp)
+
+
+def test_refinement_payload_behind_valid_crcs_is_caught_by_the_values_crc(interp):
+    data = encode(smooth_image(64, 60, 3, seed=9), interp, EncodeSettings(levels=2))
+    layout = scan_stream(data)
+    last = layout.chunks[-1]
+    size = parse_header(data)[0].chunk_header_size
+    ch = parse_chunk_header(data, last.start, layered=True)
+    payload = bytearray(data[last.start + size : last.end])
+    payload[len(payload) // 2] ^= 0x10
+    bad = data[: last.start] + pack_chunk(ch.level, bytes(payload), ch.recon_crc, True, ch.layer, ch.part)
+    caught = r"layer 1, level 0, part 0 decoded to values whose CRC|cannot be decoded|outside the interval"
+    with pytest.raises(HdnFormatError, match=caught):
+        decode(bad, interp)
+
+
+@pytest.fixture
+def small_strips(monkeypatch):
+    """Version 6 with strips and parts small enough for test images (the decoder reads the same table)."""
+    v6 = dataclasses.replace(versions.FORMATS[6], part_positions=64, strip_positions=600, halo_rows=4)
+    monkeypatch.setitem(versions.FORMATS, 6, v6)
+    return v6
+
+
+@pytest.mark.parametrize("model_name", ["interp", "default"])
+def test_strips_and_parts_round_trip(small_strips, model_name):
+    from hidenet_core import load_model
+
+    model = load_model(model_name)
+    image = smooth_image(150, 64, 3, seed=11)
+    data = encode(image, model, EncodeSettings(layers=((12, 6, 2, 0, 0, 0)[: default_levels(150, 64) + 1],)))
+    plan = stream_plan(parse_header(data)[0])
+    level0 = [c for c in plan if c.level == 0 and c.layer == 0]
+    strips = {c.pass_.parts[c.part].strips for c in level0}
+    assert len(strips) > 1 and len(level0) == 4 * len(strips)  # one part per coding step and strip
+    assert np.array_equal(decode(data, model)[-1].image, image)
+    _check_every_prefix(data, image, model)
+
+
+def test_the_encoder_yields_the_header_then_each_chunk(interp):
+    image = smooth_image(70, 60, 1)
+    pieces = list(encode_chunks(image, interp))
+    assert pieces[0].spec is None and all(p.spec is not None for p in pieces[1:])
+    assert len(pieces) - 1 == pieces[0].chunks == len(scan_stream(b"".join(p.data for p in pieces)).chunks)
+    assert [p.spec.index for p in pieces[1:]] == list(range(len(pieces) - 1))
+
+
+def test_cancelling_stops_the_encoder_between_parts(interp):
+    calls = []
+    image = smooth_image(70, 60, 3)
+    pieces = list(encode_chunks(image, interp, cancelled=lambda: calls.append(1) or len(calls) > 2))
+    assert len(pieces) == 3  # the header and two chunks
+
+
+def test_layered_encoding_is_the_same_on_one_and_two_threads():
+    from hidenet_core import load_model
+
+    model = load_model("default")
+    image = smooth_image(90, 70, 3, seed=3)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = encode(image, model)
+        torch.set_num_threads(2)
+        two = encode(image, model)
+    finally:
+        torch.set_num_threads(before)
+    assert one == two
+    assert np.array_equal(decode(one, model)[-1].image, image)
+
+
+def test_default_layers_follow_the_final_max_error():
+    assert default_layers((0, 0, 0, 0)) == ((32, 16, 8, 0),)
+    assert default_layers((4, 4, 4, 4)) == ((32, 16, 8, 4),)
+    assert default_layers((40, 20, 10, 0)) == ()  # already no finer than the default first layer
+    assert default_layers((0, 0, 0, 0), generative_levels=1) == ((0, 16, 8, 0),)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    h=st.integers(1, 48), w=st.integers(1, 48), c=st.sampled_from([1, 3, 4]), seed=st.integers(0, 99),
+    final=st.integers(0, 5), first=st.integers(0, 40), second=st.integers(0, 12), three=st.booleans(),
+)
+def test_every_layer_boundary_keeps_its_max_error(interp, h, w, c, seed, final, first, second, three):
+    """Property: at every chunk whose bound is stated, every pixel is within it; the last layer is as asked."""
+    image = smooth_image(h, w, c, seed=seed)
+    L = default_levels(h, w)
+    layers = [tuple(max(first >> k, final) if k < L else final for k in range(L + 1))]
+    if three:
+        layers.append(tuple(min(max(second >> k, final), layers[0][k]) for k in range(L + 1)))
+    layers = [r for i, r in enumerate(layers) if r != (final,) * (L + 1) and (i == 0 or r != layers[i - 1])]
+    data = encode(image, interp, EncodeSettings(max_error=final, layers=tuple(layers)))
+    out = decode(data, interp)[-1].image
+    assert np.abs(out.astype(int) - image.astype(int)).max() <= final
+    _check_every_prefix(data, image, interp)
