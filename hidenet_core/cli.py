@@ -3,21 +3,26 @@
 Sub-commands are found through the ``hidenet.commands`` entry-point group (pyproject.toml):
 the core's own and the server's (``serve``, ``fetch``) alike, so the core imports nothing
 from the server. ``main(argv)`` is the testable entry point: user errors print one line
-``hidenet: error: ...`` on stderr and return a non-zero status, never a traceback.
+``hidenet: error: ...`` on stderr and return a non-zero status, never a traceback. A reader
+that stops early (``hidenet info --json | head``) ends the command quietly, as it ends a Unix
+tool: no message, status 141 (128 + SIGPIPE, the status a shell reports for such a tool).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 
-__all__ = ["main", "CliError", "GROUP", "commands"]
+__all__ = ["main", "CliError", "GROUP", "EXIT_BROKEN_PIPE", "commands"]
 
 #: the entry-point group of sub-commands: name -> module with ``HELP``, ``configure(parser)`` and ``run(args) -> int``
 GROUP = "hidenet.commands"
+#: the exit status when the reader of stdout has gone: 128 + SIGPIPE, as a shell reports for ``cat big | head``
+EXIT_BROKEN_PIPE = 141
 
 
 class CliError(Exception):
@@ -54,10 +59,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .predictors import ModelLoadError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(argv[0] if argv else None)
-    args = parser.parse_args(argv)
     try:
+        parser = build_parser(argv[0] if argv else None)
+        args = parser.parse_args(argv)
         return int(args._run(args) or 0)
+    except BrokenPipeError:  # before OSError: the reader of our output stopped reading
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except (CliError, HdnFormatError, ImageError, ModelLoadError, ValueError) as exc:
         print(f"hidenet: error: {exc}", file=sys.stderr)
         return 2
@@ -68,6 +76,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hidenet: interrupted", file=sys.stderr)
         return 130
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush of what is still
+    buffered does not fail a second time (and print "Exception ignored ...")."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (a test's capture): nothing to flush
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 if __name__ == "__main__":  # pragma: no cover

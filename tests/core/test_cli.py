@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from hidenet_core.cli import main
+from hidenet_core.cli import EXIT_BROKEN_PIPE, main
 from tests.conftest import smooth_image
 
 
@@ -213,3 +216,38 @@ def test_a_valid_header_followed_by_endless_bytes_is_refused_at_the_bound(tmp_pa
     pipe.thread.join(10)
     assert_clean_error(code, err, "longer than any stream of a 90x70 RGB image")
     assert pipe.written < 64 * 1024 * 1024
+
+
+class _ClosedPipe:
+    """A stdout whose reader has gone, as ``| head`` leaves it once head has its lines."""
+
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+@pytest.mark.parametrize("argv", [["info", "{hdn}", "--json"], ["info", "{hdn}"], ["decode", "{hdn}", "{png}"]])
+def test_a_reader_that_stops_early_ends_every_command_quietly(tmp_path, photo, capsys, monkeypatch, argv):
+    hdn, png = tmp_path / "p.hdn", tmp_path / "o.png"
+    run(capsys, "encode", photo, hdn, "--model", "interp")
+    monkeypatch.setattr("sys.stdout", _ClosedPipe())
+    code = main([a.format(hdn=hdn, png=png) for a in argv] + (["--model", "interp"] if argv[0] == "decode" else []))
+    assert code == EXIT_BROKEN_PIPE == 141
+    assert capsys.readouterr().err == ""
+
+
+def test_info_into_a_closed_pipe_prints_nothing(tmp_path, photo, capsys):
+    """The real thing: a pipe whose read end is closed before the command writes, so the
+    interpreter's final flush is covered too (no "Exception ignored ... BrokenPipeError")."""
+    hdn = tmp_path / "p.hdn"
+    run(capsys, "encode", photo, hdn, "--model", "interp")
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "hidenet_core.cli", "info", str(hdn), "--json"],
+                              stdout=write, stderr=subprocess.PIPE, timeout=120)
+    finally:
+        os.close(write)
+    assert proc.returncode == EXIT_BROKEN_PIPE and proc.stderr == b""
