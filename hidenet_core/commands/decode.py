@@ -6,7 +6,11 @@ import argparse
 import sys
 import time
 
+from ..cli import CliError
+from ..codec.container import parse_chunk_header, parse_header
 from ..codec.decoder import decode_until
+from ..codec.plan import stream_plan
+from ..codec.pyramid import level_shapes
 from ..imageio import save_png
 from ..predictors import load_model
 from .options import add_files, add_model_option, level_arg, progress_bar
@@ -18,7 +22,7 @@ HELP = "decode a .hdn stream (or any prefix of it) into a PNG"
 def configure(p: argparse.ArgumentParser) -> None:
     add_files(p, "the .hdn file", "the PNG file to write")
     p.add_argument("--level", type=level_arg, default=0, metavar="K",
-                   help="stop after level K (0 = the full image)")
+                   help="stop after level K (0 = the full image, up to the stream's base level)")
     p.add_argument("--preview", action="store_true",
                    help="fill the levels not decoded by prediction: a full-size image from any prefix")
     add_model_option(p)
@@ -30,8 +34,34 @@ def _tick(bar, chunk) -> None:
     bar.update()
 
 
+def complete_prefix(data: bytes) -> int:
+    """The length of the longest prefix of ``data`` that ends on a chunk boundary (a stream
+    cut inside a chunk, as a download stopped short leaves it, decodes up to there).
+
+    Walks the chunk headers along the stream's plan, as ``container.scan_stream(prefix=True)``
+    does; a bad header still raises ``HdnFormatError``, and the decoder checks the rest."""
+    header, pos = parse_header(data)
+    size = header.chunk_header_size
+    for _ in stream_plan(header):
+        if len(data) - pos < size:
+            return pos
+        end = pos + size + parse_chunk_header(data, pos, header.layered).payload_length
+        if end > len(data):
+            return pos
+        pos = end
+    return len(data)  # every chunk is complete: bytes after them are the decoder's error to report
+
+
 def run(args: argparse.Namespace) -> int:
     data = read_stream(args.input)
+    end = complete_prefix(data)
+    ignored, data = len(data) - end, data[:end]
+    header = parse_header(data)[0]
+    if args.level > header.levels:
+        shapes = level_shapes(header.height, header.width, header.levels)
+        raise CliError(f"--level {args.level} is not in this stream: its levels are 0 (the full image, "
+                       f"{header.width}x{header.height}) to {header.levels} (the base, "
+                       f"{shapes[-1][1]}x{shapes[-1][0]})")
     model = load_model(args.model)
     t0 = time.perf_counter()
     bar = progress_bar(0, "decoding")
@@ -39,14 +69,18 @@ def run(args: argparse.Namespace) -> int:
         decoder = decode_until(data, model, stop_level=args.level, on_chunk=lambda c: _tick(bar, c))
     finally:
         bar.close()
-    last = decoder.levels[-1]
-    image = decoder.preview() if args.preview and last.level > 0 else last.image
+    # the finest level decoded: a layered stream's last chunks may refine coarser levels again
+    level = decoder.current_level
+    image = decoder.preview() if args.preview and level > 0 else decoder.level_image(level)
     seconds = time.perf_counter() - t0
     save_png(image, args.output)
-    if last.level > args.level:
-        print(f"hidenet: note: the stream ends after level {last.level}; level {args.level} is not in it",
+    if ignored:
+        print(f"hidenet: note: the stream is cut inside a chunk: its last {ignored} bytes were ignored",
+              file=sys.stderr)
+    if level > args.level:
+        print(f"hidenet: note: the stream ends after level {level}; level {args.level} is not in it",
               file=sys.stderr)
     h, w = image.shape[:2]
-    print(f"{args.output}: level {last.level}{' + preview' if args.preview and last.level else ''}, {w}x{h}, "
-          f"{last.bytes_consumed} bytes read, decoded in {seconds:.2f} s")
+    print(f"{args.output}: level {level}{' + preview' if args.preview and level else ''}, {w}x{h}, "
+          f"{decoder.levels[-1].bytes_consumed} bytes read, decoded in {seconds:.2f} s")
     return 0
