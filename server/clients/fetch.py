@@ -4,6 +4,13 @@ Built on the ``websockets`` package: it saves each level's PNG as it arrives
 (``level-K.png``; with ``--race`` each contender's repaints too, ``race-<contender>-N.png``),
 writes ``timeline.json`` (every event of every racer, and the verdict) and prints the
 timeline.
+
+Each level's PSNR and SSIM are the server's, of the frame it sends, so which frame is the
+question: by default the full-size image the viewer shows (the level with the levels not
+yet received predicted, against the original), the one figure the viewer also prints;
+``--no-preview`` asks for each level at its own size instead, measured against the
+original on that level's grid (exact, so "exact", for every level of a lossless stream).
+The table's heading names the one it shows.
 """
 
 from __future__ import annotations
@@ -30,10 +37,15 @@ from ..storage.store import ID_RE
 from ..streaming.links import PRESETS
 from ..streaming.protocol import RACE_DEFAULT, WS_PATH
 
-__all__ = ["fetch", "ws_url", "parse_race", "frame_name", "HELP", "configure", "run"]
+__all__ = ["fetch", "ws_url", "parse_race", "frame_name", "HELP", "QUALITY", "configure", "run"]
 
 HELP = "stream an image from a running hideNet server, save each level and print the timeline"
 MAX_FRAME = 512 * 1024 * 1024
+#: preview or not -> what the PSNR and SSIM columns measure (the table's heading says it)
+QUALITY = {
+    True: "of the full-size frames, as the viewer shows them, against the original",
+    False: "of each level at its own size, against the original on its grid (--no-preview)",
+}
 
 
 def ws_url(url: str) -> str:
@@ -157,7 +169,10 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help=f"simulated link: one of {', '.join(PRESETS)}, or KBPS/RTT_MS (default unlimited)")
     p.add_argument("--max-error", type=max_error_arg, default=0, metavar="D", help="0 = lossless (default)")
     p.add_argument("--generative-levels", type=level_arg, default=0, metavar="G")
-    p.add_argument("--preview", action="store_true", help="save full-size previews instead of each level at its size")
+    p.add_argument("--preview", action=argparse.BooleanOptionalAction, default=True,
+                   help="save and measure each level as the viewer shows it: full size, the levels not yet "
+                        "received predicted (default); --no-preview: each level at its own size, measured "
+                        "against the original on its grid")
     p.add_argument("--race", type=parse_race, nargs="?", const=[RACE_DEFAULT], default=[], metavar="ID[,ID...]",
                    help=f"race up to {MAX_CONTENDERS} contenders on the same link and save their frames: "
                         f"{', '.join(CONTENDERS)}, a quality after a colon (pjpeg:75); "
@@ -165,7 +180,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="where to write the PNGs (default fetch-<id>)")
 
 
-def _fmt(value: float | None, spec: str, none: str = "inf") -> str:
+def _fmt(value: float | None, spec: str, none: str = "exact") -> str:
     return none if value is None else format(value, spec)
 
 
@@ -173,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
     image = resolve_image(args.url, args.image)
     out = args.out or Path(f"fetch-{image[:12]}")
     print(f"{'level':>5} {'size':>11} {'payload':>9} {'total':>9} {'arrival':>9} {'recv':>9} {'decode':>8} "
-          f"{'PSNR':>7} {'SSIM':>7}")
+          f"{'PSNR':>7} {'SSIM':>7}  {QUALITY[args.preview]}")
 
     def show(ev: dict) -> None:
         if ev["type"] == "progress":

@@ -8,6 +8,7 @@ import signal
 
 import numpy as np
 import pytest
+from PIL import Image
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -42,6 +43,26 @@ def test_fetch_saves_every_level_and_the_last_is_bit_exact(server, tmp_path, cap
     assert all(lv["received_ms"] >= lv["arrival_ms"] for lv in timeline["levels"])
     printed = capsys.readouterr().out
     assert "level" in printed and "PSNR" in printed and len(printed.splitlines()) == 6
+
+
+def test_fetch_measures_what_the_viewer_shows_and_names_the_other_figure(server, tmp_path, capsys):
+    """By default each level's frame is full size, as the viewer shows it, and so are its PSNR
+    and SSIM (finite below level 0); --no-preview gives each level at its own size, measured
+    on its own grid (exact for a lossless stream). The heading says which."""
+    _, base = server
+    rows = {}
+    for flag in ([], ["--no-preview"]):
+        out = tmp_path / ("levels" if flag else "full")
+        assert hidenet(["fetch", base, "camera", "--out", str(out), *flag]) == 0
+        heading, *lines = capsys.readouterr().out.splitlines()
+        assert ("at its own size" in heading) == bool(flag) and ("full-size" in heading) != bool(flag)
+        rows[bool(flag)] = {int(line.split()[0]): line.split()[-2:] for line in lines}
+        with Image.open(out / "level-4.png") as im:
+            assert im.size == ((32, 32) if flag else (512, 512))
+    full, levels = rows[False], rows[True]
+    assert all(levels[k] == ["exact", "1.0000"] for k in range(5))
+    assert full[0] == ["exact", "1.0000"]
+    assert 10 < float(full[4][0]) < float(full[1][0]) < 60 and float(full[4][1]) < float(full[1][1]) < 1
 
 
 def test_fetch_by_name_with_race(server, tmp_path):
