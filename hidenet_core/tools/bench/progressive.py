@@ -17,6 +17,11 @@ at its last repaint within the budget, exactly as the race shows it.
 Before the first hideNet level or the first JPEG scan is complete a browser shows no
 image at all; we score that as a flat mid-grey (128) image, the same for every series
 (and rows a top-down format has not painted yet likewise). Alpha is ignored (JPEG has none).
+
+Over the images, PSNR is pooled (``pooled``): the PSNR of all their squared errors
+together, as the prediction and generative sections pool theirs, so that an image shown
+exactly (infinite PSNR on its own) adds no error rather than an infinite, or capped, number
+of decibels to a mean. SSIM is the plain mean.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import numpy as np
 
 from ...codec.container import stream_info
 from ...codec.decoder import ProgressiveDecoder
-from ...metrics import psnr, ssim
+from ...metrics import mse, psnr_from_sse, ssim
 from ...predictors.base import Predictor
 from ..contenders import Spec, parse_spec, score
 from ..pjpeg import decode_prefix, progressive_jpeg, scan_ends, visible
@@ -41,6 +46,7 @@ __all__ = [
     "EMPTY_GREY",
     "PSNR_CAP",
     "measure_image",
+    "pooled",
 ]
 
 #: byte budgets of the issue, in KB (1 KB = 1024 bytes)
@@ -55,7 +61,7 @@ SERIES = {
 CONTENDERS: tuple[str, ...] = ("jpeg", "png", "webp-lossless", "webp", "j2k")
 #: the value of every pixel while nothing can be shown yet
 EMPTY_GREY = 128
-#: PSNR of an exact image (infinite) is reported as this, so that means stay finite
+#: the prediction and generative sections' pooled PSNR of no error at all (infinite) is reported as this
 PSNR_CAP = 100.0
 
 
@@ -69,20 +75,29 @@ class _Shown:
 
 
 class _Scorer:
-    """PSNR and SSIM against the original, computed once per distinct image shown."""
+    """PSNR (``inf`` when exact), SSIM and the summed squared error against the original,
+    computed once per distinct image shown."""
 
     def __init__(self, original: np.ndarray) -> None:
         self.target = visible(original)
-        self._memo: dict[tuple, tuple[float, float]] = {}
+        self._memo: dict[tuple, dict] = {}
 
     def __call__(self, key: tuple, shown: _Shown) -> dict:
         if shown.image is None:
             key = ("empty",)
         if key not in self._memo:
             image = shown.image if shown.image is not None else np.full_like(self.target, EMPTY_GREY)
-            self._memo[key] = (min(psnr(image, self.target), PSNR_CAP), ssim(image, self.target))
-        p, s = self._memo[key]
-        return {"psnr": p, "ssim": s, "bytes_used": shown.bytes_used, "unit": shown.unit}
+            sse, count = mse(image, self.target) * self.target.size, self.target.size
+            self._memo[key] = {"psnr": psnr_from_sse(sse, count), "ssim": ssim(image, self.target),
+                               "sse": sse, "count": count}
+        return {**self._memo[key], "bytes_used": shown.bytes_used, "unit": shown.unit}
+
+
+def pooled(records: list[dict]) -> dict:
+    """One series at one budget over the images: the PSNR of their pooled squared errors
+    (``inf`` only if every image is shown exactly) and the mean SSIM."""
+    return {"psnr": psnr_from_sse(sum(r["sse"] for r in records), sum(r["count"] for r in records)),
+            "ssim": float(np.mean([r["ssim"] for r in records]))}
 
 
 def _hidenet_views(data: bytes, model: Predictor, budgets: list[int], height: int, width: int):
@@ -117,19 +132,20 @@ def _contender(spec: Spec, reference: np.ndarray, budgets: list[int]) -> tuple[l
     """What a browser shows of ``spec``'s file at each budget: its last repaint within it."""
     data = spec.contender.encode(reference, spec.quality)
     cuts = spec.contender.cuts(data)
-    memo: dict[int, tuple[float, float]] = {}
+    memo: dict[int, dict] = {}
     out = []
     for b in budgets:
         n = sum(1 for c in cuts if c.end <= b)  # repaints complete within the budget
         if n not in memo:
             if n == 0:
-                blank = np.full_like(reference, EMPTY_GREY)
-                memo[n] = (min(psnr(blank, reference), PSNR_CAP), ssim(blank, reference))
+                image = np.full_like(reference, EMPTY_GREY)
+                s = ssim(image, reference)
             else:
-                _, p, s = score(spec.contender.shown(data, cuts[n - 1].end), reference)
-                memo[n] = (min(p, PSNR_CAP), s)
-        p, s = memo[n]
-        out.append({"psnr": p, "ssim": s, "bytes_used": cuts[n - 1].end if n else 0, "unit": n})
+                shown, _, s = score(spec.contender.shown(data, cuts[n - 1].end), reference)
+                image = shown.scored()
+            sse, count = mse(image, reference) * reference.size, reference.size
+            memo[n] = {"psnr": psnr_from_sse(sse, count), "ssim": s, "sse": sse, "count": count}
+        out.append({**memo[n], "bytes_used": cuts[n - 1].end if n else 0, "unit": n})
     return out, {"bytes": len(data), "repaint_ends": [c.end for c in cuts]}
 
 

@@ -19,7 +19,7 @@ __all__ = ["write_outputs", "render_markdown", "PLOTS", "behind"]
 
 #: plot file -> what it shows
 PLOTS = {
-    "results-progressive.png": "PSNR and SSIM against bytes received (mean over the images)",
+    "results-progressive.png": "PSNR (pooled) and SSIM (mean) over the images against bytes received",
     "results-lossless.png": "lossless bits per pixel and decode time per codec",
     "results-prediction.png": "per-level PSNR of the predicted odd pixels against bicubic",
     "results-serving.png": "time to first level against concurrent streams",
@@ -39,6 +39,11 @@ def _json_safe(x):
 
 def _f(x, digits=2, unit="") -> str:
     return "n/a" if x is None else f"{x:.{digits}f}{unit}"
+
+
+def _db(x) -> str:
+    """A PSNR: ``exact`` where it is infinite (no error at all)."""
+    return "exact" if x is not None and math.isinf(x) else _f(x)
 
 
 def _ms(seconds) -> str:
@@ -163,7 +168,9 @@ def render_markdown(results: dict) -> str:
     s = pr["mean"]["series"]
     labels = pr["series_labels"]
     lines += ["## Quality after N bytes received", "",
-              "What a viewer shows after the first N bytes (1 KB = 1024 bytes), mean PSNR (dB) / SSIM over the images. "
+              "What a viewer shows after the first N bytes (1 KB = 1024 bytes): PSNR (dB) / SSIM over the images, "
+              "the PSNR pooled (of all their squared errors together: an image shown exactly adds no error) and "
+              "the SSIM a mean. "
               f"hideNet: the lossless stream as the server sends it by default, shown as the model's full-size preview "
               f"of the last complete level; bicubic: the same level upscaled without the model; JPEG: progressive, "
               f"quality {pr['jpeg_quality']}, every complete scan decoded. Nothing complete yet = flat grey "
@@ -180,15 +187,12 @@ def render_markdown(results: dict) -> str:
     for i, kb in enumerate(pr["budgets_kb"]):
         cells = [f"{kb} KB"]
         for key in order:
-            cells.append(f"{_f(s[key]['psnr'][i])} / {_f(s[key]['ssim'][i], 3)}")
+            cells.append(f"{_db(s[key]['psnr'][i])} / {_f(s[key]['ssim'][i], 3)}")
         d = pr["mean"]["hidenet_minus_jpeg_db"][i]
         cells.insert(4, "n/a" if d is None else (f"**{d:+.2f}**" if d > 0 else f"{d:+.2f}"))
         rows.append(cells)
     header = ["Received", labels["hidenet"], labels["bicubic"], labels["jpeg"], "hideNet - JPEG (dB)"]
     lines += _table(header + [labels[k] for k in extras], rows)
-    if any(v >= pr["psnr_cap"] for key in order for im in pr["per_image"] for v in
-           (r["psnr"] for r in im["series"][key])):
-        lines += ["", f"(An image shown exactly counts as {pr['psnr_cap']:.0f} dB in these means.)"]
     lines += ["", "Bytes of each stream, the number of complete hideNet chunks at each budget (- = nothing yet; "
               "`hidenet info` lists a stream's chunks) and of complete JPEG scans, per image:", ""]
     rows = []
@@ -203,12 +207,13 @@ def render_markdown(results: dict) -> str:
     if contenders:
         lines += ["", "### Every contender of the race", "",
                   "The viewer's race puts up to three of these beside hideNet: what each shows after the first N "
-                  "bytes, PSNR (dB) / SSIM, mean over the images, cut and decoded exactly as the race shows it "
+                  "bytes, PSNR (dB, pooled) / SSIM (mean) over the images, cut and decoded exactly as the race "
+                  "shows it "
                   "(`hidenet_core/tools/contenders`): baseline JPEG and WebP top-down (the rows decoded so far; "
                   "the rest counts as flat grey), interlaced PNG pass by pass, JPEG 2000 layer by layer. The "
                   "progressive JPEG is the column above.", ""]
         keys = ["hidenet", "jpeg", *contenders]
-        rows = [[f"{kb} KB"] + [f"{_f(s[k]['psnr'][i])} / {_f(s[k]['ssim'][i], 3)}" for k in keys]
+        rows = [[f"{kb} KB"] + [f"{_db(s[k]['psnr'][i])} / {_f(s[k]['ssim'][i], 3)}" for k in keys]
                 for i, kb in enumerate(pr["budgets_kb"])]
         lines += _table(["Received"] + [labels[k] for k in keys], rows)
         lines += ["", "File bytes of each contender, per image:", ""]
@@ -289,19 +294,18 @@ def _plot_progressive(results: dict, path: Path) -> None:
     for i, metric in enumerate(("psnr", "ssim")):
         ax = fig.add_subplot(1, 2, i + 1)
         for key, label in pr["series_labels"].items():
-            ys = [math.nan if y is None else y for y in pr["mean"]["series"][key][metric]]
+            # nothing to draw where every image is exact (infinite PSNR)
+            ys = [math.nan if y is None or math.isinf(y) else y for y in pr["mean"]["series"][key][metric]]
             color, marker, line = styles.get(key, ("C0", "x", "--"))
             ax.plot(kb, ys, marker=marker, color=color, linestyle=line, label=label)
         ax.set_xscale("log", base=2)
         ax.set_xticks(kb, [str(k) for k in kb])
         ax.set_xlabel("bytes received (KB)")
-        ax.set_ylabel("PSNR (dB)" if metric == "psnr" else "SSIM")
-        if metric == "psnr" and ax.get_ylim()[1] > 50:
-            ax.set_ylim(top=50)  # exact images count as the cap (100 dB): keep the rest readable
+        ax.set_ylabel("PSNR (dB, pooled)" if metric == "psnr" else "SSIM (mean)")
         ax.grid(True, alpha=0.3)
         if i == 0:
             ax.legend(fontsize="small")
-    fig.suptitle(f"What the viewer shows after N bytes (mean of {len(results['images'])} images)")
+    fig.suptitle(f"What the viewer shows after N bytes ({len(results['images'])} images)")
     fig.savefig(path, dpi=100)
 
 

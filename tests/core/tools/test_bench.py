@@ -58,21 +58,25 @@ def test_quick_run_writes_complete_outputs(tiny_dir, tmp_path, capsys):
     for key in ("hidenet", "bicubic", "jpeg"):
         for metric in ("psnr", "ssim"):
             values = pr["mean"]["series"][key][metric]
-            assert len(values) == 6 and all(isinstance(v, float) for v in values)
+            assert len(values) == 6 and isinstance(values[0], float)
+            assert all(isinstance(v, float) or (v is None and metric == "psnr") for v in values)
     assert len(pr["mean"]["hidenet_minus_jpeg_db"]) == 6
     # the race's contenders, measured as the race shows them
     assert list(pr["contenders"]) == ["jpeg:90", "png", "webp-lossless", "webp:80", "j2k"]
     for key in pr["contenders"]:
-        assert all(isinstance(v, float) for v in pr["mean"]["series"][key]["psnr"])
+        assert all(isinstance(v, float) or v is None for v in pr["mean"]["series"][key]["psnr"])
         for im in pr["per_image"]:
             ends = im["contender_files"][key]["repaint_ends"]
             assert ends == sorted(ends) and ends[-1] == im["contender_files"][key]["bytes"]
-    for key in ("png", "webp-lossless", "j2k"):  # lossless and small: exact (the cap) once complete
-        assert pr["mean"]["series"][key]["psnr"][-1] == pr["psnr_cap"]
-    # tiny images: everything has arrived by 64 KB, so hideNet shows the exact image
-    assert all(im["series"]["hidenet"][-1]["psnr"] == pr["psnr_cap"] for im in pr["per_image"])
+    for key in ("png", "webp-lossless", "j2k"):  # lossless and small: exact (infinite, null) once complete
+        assert pr["mean"]["series"][key]["psnr"][-1] is None
+    # tiny images: everything has arrived by 64 KB, so hideNet shows the exact image: infinite
+    # PSNR (null in JSON, "exact" in the table), never averaged into a finite figure
     assert all(im["series"]["hidenet"][-1]["unit"] == len(im["streams"]["hidenet"]["level_ends"])
                for im in pr["per_image"])
+    assert all(im["series"]["hidenet"][-1]["psnr"] is None for im in pr["per_image"])
+    assert pr["mean"]["series"]["hidenet"]["psnr"][-1] is None and pr["mean"]["hidenet_ahead"][-1] is True
+    assert pr["mean"]["hidenet_minus_jpeg_db"][-1] is None
 
     levels = results["prediction"]["mean"]
     assert levels and levels[0]["level"] == 0
@@ -88,11 +92,24 @@ def test_quick_run_writes_complete_outputs(tiny_dir, tmp_path, capsys):
     for heading in ("## Lossless", "## Quality after N bytes received", "## Prediction", "## Generative levels",
                     "## Serving", "## Where hideNet is behind"):
         assert heading in md
-    assert "| hideNet |" in md and "| 64 KB |" in md
+    assert "| hideNet |" in md and "| 64 KB | exact / 1.000 |" in md and "pooled" in md
     assert "### Every contender of the race" in md and "| WebP q80 |" in md
     for name in PLOTS:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"({name})" in md or name == "results-serving.png"
+
+
+def test_progressive_psnr_pools_the_squared_errors_of_the_images():
+    """An exact image adds no error to the pool; it is not an infinite (or capped) number of
+    decibels in a mean: one image exact and one at 30 dB pool to 33.01 dB, not 65."""
+    from hidenet_core.tools.bench.progressive import pooled
+
+    count = 3 * 64 * 64
+    at_30_db = {"sse": count * 255.0**2 / 1000, "count": count, "ssim": 0.8}
+    exact = {"sse": 0.0, "count": count, "ssim": 1.0}
+    assert pooled([at_30_db])["psnr"] == pytest.approx(30.0)
+    assert pooled([exact, at_30_db]) == {"psnr": pytest.approx(30 + 10 * np.log10(2)), "ssim": pytest.approx(0.9)}
+    assert pooled([exact, exact])["psnr"] == float("inf")
 
 
 def test_missing_folder_is_a_clean_error(tmp_path, capsys):
