@@ -12,6 +12,7 @@ from .codec.container import HdnFormatError, Header, ModelMismatchError
 from .codec.decoder import DecodedLevel, ProgressiveDecoder, decode, preview, read_header
 from .codec.encoder import EncodeSettings, encode, resolve_max_error
 from .codec.pyramid import default_levels, level_shapes, merge, split
+from .display import display_frame
 from .imageio import (
     ImageError,
     ImageTooLarge,
@@ -57,4 +58,5 @@ __all__ = [
     "psnr",
     "ssim",
     "sample_paths",
+    "display_frame",
 ]

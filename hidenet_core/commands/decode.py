@@ -11,6 +11,7 @@ from ..codec.container import parse_chunk_header, parse_header
 from ..codec.decoder import decode_until
 from ..codec.plan import stream_plan
 from ..codec.pyramid import level_shapes
+from ..display import display_frame
 from ..imageio import save_png
 from ..predictors import load_model
 from .options import add_files, add_model_option, level_arg, progress_bar
@@ -24,7 +25,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--level", type=level_arg, default=0, metavar="K",
                    help="stop after level K (0 = the full image, up to the stream's base level)")
     p.add_argument("--preview", action="store_true",
-                   help="fill the levels not decoded by prediction: a full-size image from any prefix")
+                   help="fill the levels not decoded by prediction: a full-size image from any prefix, as the "
+                        "viewer shows it (with the display filter of docs/viewer.md)")
     add_model_option(p)
 
 
@@ -72,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     # the finest level decoded: a layered stream's last chunks may refine coarser levels again
     level = decoder.current_level
     image = decoder.preview() if args.preview and level > 0 else decoder.level_image(level)
+    if args.preview:
+        image = display_frame(image, level, header.generative_levels, full_size=True)
     seconds = time.perf_counter() - t0
     save_png(image, args.output)
     if ignored:

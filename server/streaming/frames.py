@@ -1,10 +1,12 @@
 """Turning a decoded level into what the browser is sent: a PNG frame and its quality.
 
 The frame is the level itself at its own size, or with ``preview`` the full-size image
-predicted from it. Quality is measured against the original: the full image for a
-preview, the original subsampled to the level's grid (``x[::2**k, ::2**k]``, the
-pyramid's even pixels) otherwise. A frame depends only on the stream, the level and
-``preview`` (decoding is bit-exact, checked by CRC), so rendered frames are cached.
+predicted from it, in either case as the viewer is to show it (``hidenet_core.display``:
+the grid of exact pixels among predicted ones softened). Quality is measured on the frame
+as shown, against the original: the full image for a preview, the original subsampled to
+the level's grid (``x[::2**k, ::2**k]``, the pyramid's even pixels) otherwise. A frame
+depends only on the stream, the level and ``preview`` (decoding is bit-exact, checked by
+CRC), so rendered frames are cached.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hidenet_core import DecodedLevel, ProgressiveDecoder, png_bytes, psnr, ssim
+from hidenet_core import DecodedLevel, ProgressiveDecoder, display_frame, png_bytes, psnr, ssim
 
 from ..storage.cache import StreamKey
 from ..storage.lru import LRU
@@ -52,6 +54,9 @@ def render_frame(decoder: ProgressiveDecoder, level: DecodedLevel, original: np.
         image, reference = decoder.preview(), original
     else:
         image, reference = level.image, level_reference(original, level.level)
+    # a preview is of the finest level decoded so far (a layered stream may be refining a coarser one)
+    shown = decoder.current_level if preview else level.level
+    image = display_frame(image, shown, decoder.header.generative_levels, preview)
     png = png_bytes(image)
     p, s = psnr(image, reference), ssim(image, reference)
     h, w = image.shape[:2]

@@ -6,6 +6,10 @@ decoded full image, with the per-image preview filters of format version 5 and w
 them (``--format-version 4``), so the filter's cost and gain are measured
 side by side. An image with fewer than g levels is skipped for that g. Over the images:
 bytes summed, PSNR from the pooled squared errors, SSIM averaged.
+
+The version-5 image is also measured as the viewer shows it, with the display filter
+(``hidenet_core.display``: the grid of exact pixels among the predicted ones softened),
+with the grid's contrast (``lattice_contrast``, about 1 in a photograph) before and after.
 """
 
 from __future__ import annotations
@@ -15,17 +19,20 @@ import numpy as np
 from ...codec.decoder import decode
 from ...codec.encoder import EncodeSettings, encode
 from ...codec.pyramid import default_levels
+from ...display import display_frame, lattice_contrast
 from ...metrics import psnr_from_sse, ssim
 from ...predictors.base import Predictor
 from .images import BenchImage
 from .progressive import PSNR_CAP
 
-__all__ = ["GENERATIVE_LEVELS", "VARIANTS", "measure_image", "pooled"]
+__all__ = ["GENERATIVE_LEVELS", "VARIANTS", "DISPLAYED", "measure_image", "pooled"]
 
 #: the numbers of generative levels measured
 GENERATIVE_LEVELS = (1, 2)
 #: variant key -> the format version written: 5 and 4 differ only by the preview filters
 VARIANTS = {"filtered": 5, "plain": 4}
+#: the variant also measured with the display filter, as the viewer shows it (row key "display")
+DISPLAYED = "filtered"
 
 
 def measure_image(image: BenchImage, model: Predictor, lossless_bytes: int) -> list[dict]:
@@ -42,6 +49,12 @@ def measure_image(image: BenchImage, model: Predictor, lossless_bytes: int) -> l
             sse = float(((shown.astype(np.float64) - px) ** 2).sum())
             row[key] = {"bytes": len(data), "fraction": len(data) / lossless_bytes, "sse": sse, "count": int(px.size),
                         "psnr": psnr_from_sse(sse, px.size, PSNR_CAP), "ssim": ssim(shown, px)}
+            if key == DISPLAYED:
+                row[key]["contrast"] = lattice_contrast(shown, g)
+                shown = display_frame(shown, 0, g, full_size=True)
+                sse = float(((shown.astype(np.float64) - px) ** 2).sum())
+                row["display"] = {"sse": sse, "count": int(px.size), "psnr": psnr_from_sse(sse, px.size, PSNR_CAP),
+                                  "ssim": ssim(shown, px), "contrast": lattice_contrast(shown, g)}
         out.append(row)
     return out
 
@@ -63,5 +76,12 @@ def pooled(per_image: list[list[dict]]) -> list[dict]:
             }
         agg["filter_bytes"] = agg["filtered"]["bytes"] - agg["plain"]["bytes"]
         agg["filter_db"] = agg["filtered"]["psnr"] - agg["plain"]["psnr"]
+        agg["display"] = {
+            "psnr": psnr_from_sse(sum(r["display"]["sse"] for r in rows), sum(r["display"]["count"] for r in rows),
+                                  PSNR_CAP),
+            "ssim": float(np.mean([r["display"]["ssim"] for r in rows])),
+            "contrast_before": float(np.mean([r[DISPLAYED]["contrast"] for r in rows])),
+            "contrast_after": float(np.mean([r["display"]["contrast"] for r in rows])),
+        }
         out.append(agg)
     return out

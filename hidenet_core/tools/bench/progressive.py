@@ -4,7 +4,8 @@ Three series per byte budget, all compared with the original at full size:
 
 * hideNet, as the server streams by default: the lossless stream, and on screen the
   full-size preview that the model predicts from the last level complete within the
-  budget (the stream header counts as received bytes);
+  budget (the stream header counts as received bytes), with the display filter the
+  server's frames have (``hidenet_core.display``);
 * a bicubic upscale of that same level, without the model (what the levels alone give);
 * a progressive JPEG (quality 90, Pillow), cut at the budget and decoded as a browser
   shows it: every complete scan, the scans not yet received missing (their
@@ -32,6 +33,7 @@ import numpy as np
 
 from ...codec.container import stream_info
 from ...codec.decoder import ProgressiveDecoder
+from ...display import display_frame
 from ...metrics import mse, psnr_from_sse, ssim
 from ...predictors.base import Predictor
 from ..contenders import Spec, parse_spec, score
@@ -43,6 +45,7 @@ __all__ = [
     "BUDGETS_KB",
     "SERIES",
     "CONTENDERS",
+    "UNFILTERED",
     "EMPTY_GREY",
     "PSNR_CAP",
     "measure_image",
@@ -59,6 +62,8 @@ SERIES = {
 }
 #: the race's other contenders, at their default qualities (the progressive JPEG is "jpeg" above)
 CONTENDERS: tuple[str, ...] = ("jpeg", "png", "webp-lossless", "webp", "j2k")
+#: the "hidenet" series without the display filter: not a series of the tables, the filter's cost (per image)
+UNFILTERED = "hidenet_unfiltered"
 #: the value of every pixel while nothing can be shown yet
 EMPTY_GREY = 128
 #: the prediction and generative sections' pooled PSNR of no error at all (infinite) is reported as this
@@ -101,13 +106,14 @@ def pooled(records: list[dict]) -> dict:
 
 
 def _hidenet_views(data: bytes, model: Predictor, budgets: list[int], height: int, width: int):
-    """For each budget: the model's full-size preview of the stream's last complete chunk and
-    the bicubic upscale of the finest level coded by then (or nothing)."""
+    """For each budget: the model's full-size preview of the stream's last complete chunk as
+    shown (display filter), the bicubic upscale of the finest level coded by then, and the
+    preview without the display filter (or nothing)."""
     info = stream_info(data)
     ends = [c["total_bytes"] for c in info["chunks"]]  # in stream order
     pick = [sum(1 for e in ends if e <= b) - 1 for b in budgets]  # the last chunk complete within each budget
     needed = {i for i in pick if i >= 0}
-    views: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
+    views: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     if needed:
         dec = ProgressiveDecoder(model)
         pos = 0
@@ -117,14 +123,15 @@ def _hidenet_views(data: bytes, model: Predictor, budgets: list[int], height: in
             if i in needed:
                 k = dec.current_level
                 image = visible(dec.level_image(k))
-                views[i] = (visible(dec.preview()), bicubic_upscale(image, 2**k, (height, width)), k)
+                raw = dec.preview()
+                shown = display_frame(raw, k, info["generative_levels"], full_size=True)
+                views[i] = (visible(shown), bicubic_upscale(image, 2**k, (height, width)), visible(raw))
     out = []
     for i in pick:
         if i < 0:
-            out.append((_Shown(None, 0, None), _Shown(None, 0, None)))
+            out.append((_Shown(None, 0, None),) * 3)
         else:
-            preview, bicubic, k = views[i]
-            out.append((_Shown(preview, ends[i], i + 1), _Shown(bicubic, ends[i], i + 1)))
+            out.append(tuple(_Shown(view, ends[i], i + 1) for view in views[i]))
     return out, info
 
 
@@ -164,13 +171,15 @@ def measure_image(image: BenchImage, hdn: bytes, model: Predictor, budgets_kb=BU
     score = _Scorer(px)
     hid, info = _hidenet_views(hdn, model, budgets, image.height, image.width)
     per_series: dict[str, list[dict]] = {key: [] for key in SERIES}
-    for preview, bicubic in hid:
+    per_series[UNFILTERED] = []
+    for preview, bicubic, raw in hid:
         per_series["hidenet"].append(score(("hidenet", preview.unit), preview))
+        per_series[UNFILTERED].append(score((UNFILTERED, raw.unit), raw))
         per_series["bicubic"].append(score(("bicubic", bicubic.unit), bicubic))
     streams = {"hidenet": {"bytes": len(hdn), "level_ends": _level_ends(info)}}
     for key, data in (extra or {}).items():
         views, extra_info = _hidenet_views(data, model, budgets, image.height, image.width)
-        per_series[key] = [score((key, preview.unit), preview) for preview, _ in views]
+        per_series[key] = [score((key, preview.unit), preview) for preview, _, _ in views]
         streams[key] = {"bytes": len(data), "level_ends": _level_ends(extra_info)}
 
     jpeg = progressive_jpeg(px)

@@ -193,6 +193,15 @@ def render_markdown(results: dict) -> str:
         rows.append(cells)
     header = ["Received", labels["hidenet"], labels["bicubic"], labels["jpeg"], "hideNet - JPEG (dB)"]
     lines += _table(header + [labels[k] for k in extras], rows)
+    display_db = pr["mean"].get("display_filter_db")
+    if display_db:
+        lines += ["", "hideNet's preview is the frame the server sends: the decoder's preview with the display filter "
+                  "(docs/viewer.md), which changes its PSNR by "
+                  + ", ".join(f"{d:+.3f}" if abs(d) >= 0.0005 else "0.000" for d in display_db)
+                  + " dB and its SSIM by "
+                  + ", ".join(f"{d:+.4f}" if abs(d) >= 0.00005 else "0.0000"
+                              for d in pr["mean"].get("display_filter_ssim", []))
+                  + " at these budgets."]
     lines += ["", "Bytes of each stream, the number of complete hideNet chunks at each budget (- = nothing yet; "
               "`hidenet info` lists a stream's chunks) and of complete JPEG scans, per image:", ""]
     rows = []
@@ -253,6 +262,15 @@ def render_markdown(results: dict) -> str:
                  f"{r['filter_bytes']:+d}", f"{r['filter_db']:+.2f}"] for r in gen]
         lines += _table(["g", "Images", "Bytes", "PSNR / SSIM", "Bytes, no filter", "PSNR / SSIM, no filter",
                          "Filter bytes", "Filter dB"], rows)
+        lines += ["", "The same (version 5) images as the viewer shows them, with the display filter that softens the "
+                  "grid of exact pixels among the predicted ones (docs/viewer.md), and the grid's contrast: a grid "
+                  "pixel's squared difference from the mean of its 8 neighbours over the same for every pixel "
+                  "(about 1 in a photograph).", ""]
+        rows = [[str(r["g"]), f"{_f(r['filtered']['psnr'])} / {_f(r['filtered']['ssim'], 3)}",
+                 f"{_f(r['display']['psnr'])} / {_f(r['display']['ssim'], 3)}",
+                 f"{r['display']['psnr'] - r['filtered']['psnr']:+.3f}",
+                 f"{_f(r['display']['contrast_before'])} → {_f(r['display']['contrast_after'])}"] for r in gen]
+        lines += _table(["g", "PSNR / SSIM", "PSNR / SSIM, display filter", "Display filter dB", "Grid contrast"], rows)
         lines += [""]
 
     # serving

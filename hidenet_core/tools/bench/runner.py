@@ -100,7 +100,12 @@ def _progressive_summary(per_image: list[dict], labels: dict, budgets_kb) -> dic
         series[key] = {"psnr": [a["psnr"] for a in at], "ssim": [a["ssim"] for a in at]}
     hid, jpeg = series["hidenet"]["psnr"], series["jpeg"]["psnr"]
     lead = [h - j if math.isfinite(h) and math.isfinite(j) else None for h, j in zip(hid, jpeg)]
-    return {"series": series, "hidenet_minus_jpeg_db": lead, "hidenet_ahead": [h > j for h, j in zip(hid, jpeg)]}
+    raw = [progressive.pooled([im["series"][progressive.UNFILTERED][i] for im in per_image])
+           for i in range(len(budgets_kb))]
+    display_db = [h - r["psnr"] if math.isfinite(h) and math.isfinite(r["psnr"]) else 0.0 for h, r in zip(hid, raw)]
+    display_ssim = [s - r["ssim"] for s, r in zip(series["hidenet"]["ssim"], raw)]
+    return {"series": series, "hidenet_minus_jpeg_db": lead, "hidenet_ahead": [h > j for h, j in zip(hid, jpeg)],
+            "display_filter_db": display_db, "display_filter_ssim": display_ssim}
 
 
 def run_bench(config: BenchConfig, progress: bool = True, log: Callable[[str], None] | None = None) -> dict:

@@ -80,3 +80,21 @@ def test_a_level_beyond_the_base_is_refused(tmp_path, capsys, hdn):
     assert not (tmp_path / "o.png").exists()
     assert decode(capsys, path, tmp_path / "o.png", "--level", "2")[0] == 0
     assert pixels(tmp_path / "o.png").shape == (18, 23, 3)
+
+
+def test_preview_is_shown_with_the_display_filter(tmp_path, capsys):
+    """Two generative levels leave the exact pixels of level 2 (every 4th row and column)
+    among predictions: --preview softens that grid as the viewer does; a plain decode keeps
+    the decoder's image, which the stream's CRCs are about."""
+    from hidenet_core.display import display_filter
+
+    photo, path = tmp_path / "photo.png", tmp_path / "gen.hdn"
+    Image.fromarray(smooth_image(70, 90, 3)).save(photo)
+    assert main(["encode", str(photo), str(path), "--model", "interp", "--generative-levels", "2"]) == 0
+    assert decode(capsys, path, tmp_path / "raw.png")[0] == 0
+    assert decode(capsys, path, tmp_path / "shown.png", "--preview")[0] == 0
+    raw, shown = pixels(tmp_path / "raw.png"), pixels(tmp_path / "shown.png")
+    assert np.array_equal(shown, display_filter(raw, 2))
+    grid = np.zeros(raw.shape[:2], bool)
+    grid[::4, ::4] = True
+    assert np.array_equal(shown[~grid], raw[~grid]) and not np.array_equal(shown[grid], raw[grid])

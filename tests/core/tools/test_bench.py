@@ -77,6 +77,8 @@ def test_quick_run_writes_complete_outputs(tiny_dir, tmp_path, capsys):
     assert all(im["series"]["hidenet"][-1]["psnr"] is None for im in pr["per_image"])
     assert pr["mean"]["series"]["hidenet"]["psnr"][-1] is None and pr["mean"]["hidenet_ahead"][-1] is True
     assert pr["mean"]["hidenet_minus_jpeg_db"][-1] is None
+    # what the display filter changes in the preview's PSNR, per budget (a note under the table)
+    assert len(pr["mean"]["display_filter_db"]) == 6 and pr["mean"]["display_filter_db"][-1] == 0
 
     levels = results["prediction"]["mean"]
     assert levels and levels[0]["level"] == 0
@@ -86,6 +88,9 @@ def test_quick_run_writes_complete_outputs(tiny_dir, tmp_path, capsys):
     assert [r["g"] for r in gen] == [1] and gen[0]["images"] == 2  # the tiny images have one level
     for key in ("filtered", "plain"):
         assert gen[0][key]["bytes"] > 0 and 0 < gen[0][key]["fraction"] < 1 and 10 < gen[0][key]["psnr"] < 100
+    # one predicted level (g = 1) leaves no dotted grid: the display filter changes nothing
+    assert gen[0]["display"]["psnr"] == gen[0]["filtered"]["psnr"]
+    assert gen[0]["display"]["contrast_before"] == gen[0]["display"]["contrast_after"]
     assert results["serving"] == {"available": False, "reason": "skipped (--no-serving)"}
 
     md = (out / "results.md").read_text()
@@ -94,6 +99,7 @@ def test_quick_run_writes_complete_outputs(tiny_dir, tmp_path, capsys):
         assert heading in md
     assert "| hideNet |" in md and "| 64 KB | exact / 1.000 |" in md and "pooled" in md
     assert "### Every contender of the race" in md and "| WebP q80 |" in md
+    assert "display filter" in md
     for name in PLOTS:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"({name})" in md or name == "results-serving.png"

@@ -1,0 +1,62 @@
+"""Rendered frames: what the server sends for a decoded level."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hidenet_core import EncodeSettings, ProgressiveDecoder, encode, load_model, psnr
+from hidenet_core.codec.container import stream_info
+from hidenet_core.display import display_filter
+from server.streaming.frames import render_frame
+from tests.conftest import smooth_image
+from tests.server.conftest import frame_pixels
+
+
+@pytest.mark.parametrize("preview", [True, False])
+def test_frames_with_predicted_levels_are_sent_with_the_display_filter(preview):
+    model = load_model("interp")
+    original = smooth_image(70, 90, 3)  # levels 0 to 2
+    data = encode(original, model, EncodeSettings(generative_levels=2, version=5))
+    decoder = ProgressiveDecoder(model)
+    last = decoder.feed(data)[-1]
+    frame = render_frame(decoder, last, original, preview)
+    # level 0, decoded: the exact pixels of level 2 among two predicted levels, as the viewer shows them
+    shown = frame_pixels(frame.png)
+    assert np.array_equal(shown, display_filter(last.image, 2)) and not np.array_equal(shown, last.image)
+    assert frame.psnr == pytest.approx(psnr(shown, original), abs=1e-3)
+
+
+def test_a_preview_from_level_2_is_sent_with_its_finest_level_interpolated():
+    model = load_model("interp")
+    original = smooth_image(70, 90, 3)  # levels 0 to 2
+    data = encode(original, model, EncodeSettings(version=5))
+    decoder = ProgressiveDecoder(model)
+    [first] = decoder.feed(data[: stream_info(data)["chunks"][0]["total_bytes"]])  # the base, level 2
+    assert first.level == 2
+    shown = frame_pixels(render_frame(decoder, first, original, preview=True).png)
+    assert np.array_equal(shown, display_filter(decoder.preview(), 2, interpolate_finest=True))
+
+
+def test_a_lossless_frame_stays_exact():
+    model = load_model("interp")
+    original = smooth_image(70, 90, 3)
+    decoder = ProgressiveDecoder(model)
+    levels = decoder.feed(encode(original, model, EncodeSettings(version=5)))
+    frame = render_frame(decoder, levels[-1], original, preview=True)
+    assert np.array_equal(frame_pixels(frame.png), original) and frame.psnr is None
+
+
+def test_a_layered_stream_refining_a_coarse_level_has_nothing_predicted_to_filter():
+    """Once a layered stream's first layer has reached level 0, a later chunk refining level 2
+    leaves no level predicted: its preview frame is the decoder's, unfiltered."""
+    model = load_model("interp")
+    original = smooth_image(140, 180, 3)  # levels 0 to 3
+    data = encode(original, model, EncodeSettings(version=6))
+    chunks = stream_info(data)["chunks"]
+    refining = next(i for i, c in enumerate(chunks) if c["layer"] == 1 and c["level"] >= 2)
+    decoder = ProgressiveDecoder(model)
+    last = decoder.feed(data[: chunks[refining]["total_bytes"]])[-1]
+    assert last.level > 0 and decoder.current_level == 0
+    shown = frame_pixels(render_frame(decoder, last, original, preview=True).png)
+    assert np.array_equal(shown, decoder.preview())
