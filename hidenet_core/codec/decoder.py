@@ -331,22 +331,63 @@ class ProgressiveDecoder:
             raise HdnFormatError(f"level {k} is not decoded yet")
         return self._image(k).transpose(1, 2, 0).copy()
 
-    def preview(self) -> np.ndarray:
-        """The full-size (H, W, C) image of the current state: every level decoded so far as it
-        stands, the rest predicted (the first of them with its preview filter, from the stream)."""
+    def preview(self, level: int = 0) -> np.ndarray:
+        """The (H, W, C) image of the current state at level ``level``'s size (0: the full size):
+        every level decoded so far as it stands, the rest predicted (each with its latest
+        preview filter from the stream, where it has one). Predicting stops at ``level``, so a
+        small preview of a large image costs only the levels it shows."""
+        x, k = self._finest()
+        for j in range(k - 1, level - 1, -1):
+            x = self._next_level(x, j)
+        if k < level:
+            x = self._image(level)
+        return x.transpose(1, 2, 0).copy()
+
+    def region(self, top: int, left: int, height: int, width: int) -> np.ndarray:
+        """The full-size current state's pixels in rows top..top+height-1, columns left..left+width-1
+        (clipped to the image): exact where every level is decoded; elsewhere predicted from the
+        finest decoded level around the region (with a margin, so only its border may differ a
+        little from ``preview``)."""
+        h = self.header
+        if h is None:
+            raise HdnFormatError("no header decoded yet: nothing to show")
+        top, left = max(0, min(top, h.height - 1)), max(0, min(left, h.width - 1))
+        bottom, right = min(h.height, top + max(1, height)), min(h.width, left + max(1, width))
+        x, k = self._finest()
+        if k == 0:
+            return x.transpose(1, 2, 0)[top:bottom, left:right].copy()
+        margin = 8  # grid positions around the region at each predicted level
+        step = 1 << k
+        y0, x0 = max(0, top // step - margin), max(0, left // step - margin)
+        y1 = min(x.shape[1], -(-bottom // step) + margin)
+        x1 = min(x.shape[2], -(-right // step) + margin)
+        crop, cy, cx = x[:, y0:y1, x0:x1], y0, x0  # level k's pixels from (cy, cx)
+        for j in range(k - 1, -1, -1):  # level j's odd grid is level j + 1's pixels
+            ch, cw = crop.shape[1:]
+            size = (min(2 * ch, self._shapes[j][0] - 2 * cy), min(2 * cw, self._shapes[j][1] - 2 * cx))
+            if j in self._odd:
+                crop = merge(crop, self._odd[j][:, cy : cy + ch, cx : cx + cw], size)
+            else:
+                crop = predict_level(self.predictor, crop, size, j, self._filter(j), self._format)
+            cy, cx = 2 * cy, 2 * cx
+        oy, ox = top - cy, left - cx
+        return crop.transpose(1, 2, 0)[oy : oy + bottom - top, ox : ox + right - left].copy()
+
+    def _finest(self) -> tuple[np.ndarray, int]:
+        """The finest level with decoded values, (C, H, W), and its index (mid-pass: the parts
+        of a first pass not coded yet predicted, those of a refinement as the layer before)."""
         if self.current_level is None:
             raise HdnFormatError("no chunk decoded yet: nothing to preview")
-        fmt = self._format
-        k = self.current_level
-        if self._pass is not None and not self._pass.done:  # mid-pass: the parts not coded yet are predicted
+        if self._pass is not None and not self._pass.done:
             x = self._pass.image() if self._pass.prior is not None else self._partial(self._pass)
-            k = self._pass.level
-        else:
-            x = self._image(k)
-        for j in range(k - 1, -1, -1):
-            x = merge(x, self._odd[j], self._shapes[j]) if j in self._odd else \
-                predict_level(self.predictor, x, self._shapes[j], j, self._filter(j), fmt)
-        return x.transpose(1, 2, 0).copy()
+            return x, self._pass.level
+        return self._image(self.current_level), self.current_level
+
+    def _next_level(self, x: np.ndarray, j: int) -> np.ndarray:
+        """Level j from level j + 1's image ``x``: as decoded where it is, else predicted."""
+        if j in self._odd:
+            return merge(x, self._odd[j], self._shapes[j])
+        return predict_level(self.predictor, x, self._shapes[j], j, self._filter(j), self._format)
 
     def _partial(self, level_pass: LevelPass) -> np.ndarray:
         """A first pass cut between parts: the steps coded so far, the rest predicted."""

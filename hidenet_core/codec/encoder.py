@@ -41,8 +41,8 @@ from .stages import calibration, previewfilter
 from .stages.calibration import ChannelInput, ChannelParams
 from .versions import VERSION, FormatVersion, format_version
 
-__all__ = ["EncodeSettings", "EncodedChunk", "encode", "encode_chunks", "resolve_max_error", "default_layers",
-           "FIRST_LAYER_ERROR", "EFFORTS", "DEFAULT_EFFORT", "pass_modes"]
+__all__ = ["EncodeSettings", "EncodedChunk", "EncodeCancelled", "encode", "encode_chunks", "resolve_max_error",
+           "default_layers", "FIRST_LAYER_ERROR", "EFFORTS", "DEFAULT_EFFORT", "pass_modes"]
 
 #: the default first layer's max error at level 0 (halved at each coarser level): the picture
 #: it shows after a few percent of the lossless stream (docs/format.md, "Choosing the layers")
@@ -98,6 +98,10 @@ class EncodeSettings:
     def format(self) -> FormatVersion:
         """The record of the format version these settings write."""
         return format_version(self.version)
+
+
+class EncodeCancelled(Exception):
+    """``encode_chunks`` stopped because its ``cancelled`` said so."""
 
 
 @dataclass(frozen=True)
@@ -175,20 +179,30 @@ def _layers(settings: EncodeSettings, levels: int, final: tuple[int, ...]) -> tu
     return layers
 
 
+def _never() -> bool:
+    return False
+
+
 class _Coder:
     """The encoder's side of the closed loop on one level (``loop.LevelCoder``): codes the
-    true odd values (3C, h, w) with max error ``d``, and fits and codes the calibration."""
+    true odd values (3C, h, w) with max error ``d``, and fits and codes the calibration;
+    raises EncodeCancelled as soon as ``cancelled`` says so (between channels and rounds)."""
 
-    def __init__(self, enc: LevelEncoder, odd_true: np.ndarray, d: int, version: FormatVersion) -> None:
-        self.enc, self.odd_true, self.d, self.version = enc, odd_true, d, version
+    def __init__(self, enc: LevelEncoder, odd_true: np.ndarray, d: int, version: FormatVersion,
+                 cancelled: Callable[[], bool] = _never) -> None:
+        self.enc, self.odd_true, self.d, self.version, self.cancelled = enc, odd_true, d, version, cancelled
 
     def code(self, channels, rows, valid, mean, scale, prior: Interval | None) -> Interval:
+        if self.cancelled():
+            raise EncodeCancelled("the encoding was cancelled")
         x = self.odd_true[channels, rows.start : rows.stop][valid]
         if prior is None:
             return first_interval(self.enc.encode(x, mean, scale, self.d), self.d)
         return refine_encode(self.enc, x, prior.lo, prior.hi, mean, scale, self.d)
 
     def calibrate(self, channels: list[ChannelInput]) -> list[ChannelParams]:
+        if self.cancelled():
+            raise EncodeCancelled("the encoding was cancelled")
         step = 2 * self.d + 1
         w = self.odd_true.shape[-1]
         truth = [self.odd_true[c.channel].reshape(-1)[c.flat + (c.rows.start * w if c.rows else 0)] for c in channels]
@@ -240,8 +254,10 @@ _INTERP = Interp().eval()
 def encode_chunks(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = EncodeSettings(),
                   cancelled: Callable[[], bool] | None = None) -> Iterator[EncodedChunk]:
     """Encode an (H, W, C) uint8 image (C = 1, 3 or 4): the header, then every chunk in
-    stream order, each as soon as it is made. ``cancelled`` is asked between parts (and
-    within them, between rounds); when it returns True the generator stops."""
+    stream order, each as soon as it is made. ``cancelled`` is asked between chunks and,
+    within them, before every channel is coded; once it returns True the generator raises
+    ``EncodeCancelled``."""
+    cancelled = cancelled or _never
     image = _check_image(image)
     height, width, channels = image.shape
     levels = default_levels(height, width) if settings.levels is None else settings.levels
@@ -269,8 +285,8 @@ def encode_chunks(image: np.ndarray, predictor: Predictor, settings: EncodeSetti
     previews: dict[int, np.ndarray] = {}  # generative level -> its filtered prediction (what the level is)
     current: LevelPass | None = None
     for spec, bound in zip(plan, bounds):
-        if cancelled is not None and cancelled():
-            return
+        if cancelled():
+            raise EncodeCancelled("the encoding was cancelled")
         enc = LevelEncoder(predictor.distribution)
         if spec.pass_ is None:  # a generative level: the prediction itself, filtered where it has a filter
             k = spec.level
@@ -285,12 +301,13 @@ def encode_chunks(image: np.ndarray, predictor: Predictor, settings: EncodeSetti
             continue
         p = spec.pass_
         if p.level == levels:  # the base: the top pixel, then the base's own levels, in one part
-            crc = _code_base(enc, predictor, fmt, state, p, originals, odds, shapes, keep=p is not last_pass[p.level])
+            crc = _code_base(enc, predictor, fmt, state, p, originals, odds, shapes, keep=p is not last_pass[p.level],
+                             cancelled=cancelled)
         else:
             if spec.part == 0:
                 current = _start_pass(predictor, fmt, state, p, shapes, keep=p is not last_pass[p.level])
             assert current is not None
-            part = current.run(_Coder(enc, odds[p.level], p.d, fmt))
+            part = current.run(_Coder(enc, odds[p.level], p.d, fmt, cancelled))
             crc = part_crc(current.odd, current.part_channels(part), part.strips) if fmt.layered else None
             if current.done:
                 state.set_level(p.level, current.odd, current.intervals)
@@ -316,7 +333,7 @@ def _start_pass(predictor: Predictor, fmt: FormatVersion, state: _Levels, p: Pas
 
 
 def _code_base(enc: LevelEncoder, predictor: Predictor, fmt: FormatVersion, state: _Levels, p: Pass, originals,
-               odds, shapes, keep: bool) -> int:
+               odds, shapes, keep: bool, cancelled: Callable[[], bool] = _never) -> int:
     """The base's pass: the top pixel, then each of the base's own levels, top down; the CRC of the base."""
     c = originals[0].shape[0]
     x = originals[state.top].reshape(-1)
@@ -328,7 +345,7 @@ def _code_base(enc: LevelEncoder, predictor: Predictor, fmt: FormatVersion, stat
     for k in range(state.top - 1, p.level - 1, -1):
         level_pass = _start_pass(predictor, fmt, state, Pass(p.layer, k, p.d, p.prev_d, p.mode, p.parts), shapes,
                                  keep)
-        level_pass.run(_Coder(enc, odds[k], p.d, fmt))
+        level_pass.run(_Coder(enc, odds[k], p.d, fmt, cancelled))
         state.set_level(k, level_pass.odd, level_pass.intervals)
     return level_crc(state.image(p.level))
 

@@ -22,7 +22,7 @@ from hidenet_core.codec.container import (
     scan_stream,
     stream_info,
 )
-from hidenet_core.codec.encoder import FIRST_LAYER_ERROR, default_layers, encode_chunks
+from hidenet_core.codec.encoder import FIRST_LAYER_ERROR, EncodeCancelled, default_layers, encode_chunks
 from hidenet_core.codec.plan import stream_plan
 from hidenet_core.codec.pyramid import default_levels
 from tests.conftest import smooth_image
@@ -192,11 +192,14 @@ def test_the_encoder_yields_the_header_then_each_chunk(interp):
     assert [p.spec.index for p in pieces[1:]] == list(range(len(pieces) - 1))
 
 
-def test_cancelling_stops_the_encoder_between_parts(interp):
+def test_cancelling_stops_the_encoder_mid_chunk(interp):
     calls = []
     image = smooth_image(70, 60, 3)
-    pieces = list(encode_chunks(image, interp, cancelled=lambda: calls.append(1) or len(calls) > 2))
-    assert len(pieces) == 3  # the header and two chunks
+    pieces = []
+    with pytest.raises(EncodeCancelled):
+        for piece in encode_chunks(image, interp, cancelled=lambda: calls.append(1) or len(calls) > 5):
+            pieces.append(piece)
+    assert 1 <= len(pieces) < 4 and len(calls) == 6  # asked between chunks and before every channel coded
 
 
 def test_layered_encoding_is_the_same_on_one_and_two_threads():
@@ -240,3 +243,25 @@ def test_every_layer_boundary_keeps_its_max_error(interp, h, w, c, seed, final, 
     out = decode(data, interp)[-1].image
     assert np.abs(out.astype(int) - image.astype(int)).max() <= final
     _check_every_prefix(data, image, interp)
+
+
+def test_small_previews_and_regions_of_any_prefix(interp):
+    image = smooth_image(100, 84, 3, seed=8)
+    data = encode(image, interp)
+    layout = scan_stream(data)
+    dec = ProgressiveDecoder(interp)
+    pos = 0
+    for chunk in layout.chunks:
+        dec.feed(data[pos : chunk.end])
+        pos = chunk.end
+        full = dec.preview()
+        for level in (1, 2):
+            small = dec.preview(level)
+            assert small.shape[:2] == ((100 + 2**level - 1) >> level, (84 + 2**level - 1) >> level)
+        region = dec.region(30, 20, 40, 50)
+        assert region.shape == (40, 50, 3)
+        if dec.current_level == 0:  # every level decoded: the region is exact
+            assert np.array_equal(region, full[30:70, 20:70])
+        else:  # predicted: the same but at the margin
+            assert np.abs(region.astype(int) - full[30:70, 20:70]).mean() < 3
+    assert np.array_equal(dec.region(90, 70, 50, 50), image[90:, 70:])  # clipped to the image
