@@ -23,6 +23,7 @@ from .keys import (
     MODEL_HASH,
     RACES,
     SOCKETS,
+    SOURCES,
     STATIC,
     STATS,
     STORE,
@@ -38,6 +39,7 @@ from .storage.store import ImageStore
 from .streaming.clock import Clock, MonotonicClock
 from .streaming.frames import FrameCache
 from .streaming.race import RaceCache
+from .streaming.source import StreamSources
 from .streaming.ws import close_sockets
 from .views.errors import json_errors, json_protocol_errors
 from .views.resources import StaticFiles, find_dir
@@ -46,6 +48,10 @@ from .worker import Worker
 __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
+
+#: the worker's priority for encoding a chunk: after the first frames of streams starting (priority =
+#: chunk index), before the later frames of streams already running
+ENCODE_PRIORITY = 2
 
 
 def create_app(config: ServerConfig | None = None, *, clock: Clock | None = None,
@@ -85,20 +91,29 @@ def _resources(preloaded: Predictor | None):
             await worker.run(_fill_store, store, cfg)
             app[STORE] = store
             (cfg.data_dir / "cache").mkdir(parents=True, exist_ok=True)
-            app[CACHE] = StreamCache(cfg.data_dir / "cache")
+            app[CACHE] = StreamCache(cfg.data_dir / "cache", max_bytes=cfg.cache_mb * MB)
             # what a writer killed mid-write (kill -9) left behind; files other processes are writing stay
             await worker.run(_sweep, app[CACHE], store)
             app[FRAMES] = FrameCache(cfg.frame_cache_mb * MB)
             app[RACES] = RaceCache(cfg.race_cache_mb * MB)
             app[THUMBNAILS] = LRU(256)
+            app[SOURCES] = StreamSources(app[CACHE], lambda fn, *a: worker.run(fn, *a, priority=ENCODE_PRIORITY),
+                                         app[CLOCK].now, cfg.max_encodes, lambda event: _count_cache_event(app, event))
             log.info("serving %d images with model %r", len(store), app[MODEL].name)
             yield
         finally:
-            if CACHE in app:
-                await app[CACHE].close()
+            if SOURCES in app:  # every encode stops within a channel's coding, so the worker closes at once
+                await app[SOURCES].close()
             await asyncio.to_thread(worker.close)
 
     return resources
+
+
+def _count_cache_event(app: web.Application, event: str) -> None:
+    stats = app[STATS]
+    attr = {"hit": "cache_hits", "miss": "cache_misses", "corrupt": "cache_corrupt", "cancelled": "encodes_cancelled",
+            "busy": "encodes_refused"}[event]
+    setattr(stats, attr, getattr(stats, attr) + 1)
 
 
 def _sweep(cache: StreamCache, store: ImageStore) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from aiohttp import web
 
 from hidenet_core.cli import CliError
+from hidenet_core.codec.encoder import DEFAULT_EFFORT
 from hidenet_core.commands.options import add_model_option, int_range
 
 from .config import ServerConfig, default_data_dir
@@ -28,6 +29,16 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="streams running at once; more are answered 'busy' (default 48)")
     p.add_argument("--workers", type=int_range(1, 64), default=2, metavar="N",
                    help="decoder threads (default 2)")
+    p.add_argument("--max-encodes", type=int_range(1, 64), default=2, metavar="N",
+                   help="streams encoded at once, each on a thread of its own; a first view that would start "
+                        "one more is answered 'busy' (default 2)")
+    p.add_argument("--cache-mb", type=int_range(1, 10_000_000), default=4096, metavar="MB",
+                   help="disk space for encoded streams; the least recently used go first (default 4096)")
+    p.add_argument("--effort", type=int_range(1, 5), default=DEFAULT_EFFORT, metavar="E",
+                   help=f"encoder effort 1 (fastest) to 5 (smallest), as hidenet encode --effort "
+                        f"(default {DEFAULT_EFFORT})")
+    p.add_argument("--no-encode-uploads", dest="encode_uploads", action="store_false",
+                   help="do not start encoding an upload as soon as it is stored (its first view encodes it)")
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="also accept websockets from this origin (e.g. http://localhost:3000); repeatable")
     p.add_argument("--processes", type=int_range(1, 64), default=None, metavar="N",
@@ -47,6 +58,7 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
         host=args.host, port=args.port, model=args.model, data_dir=data_dir, images_dir=args.images,
         max_streams=args.max_streams, workers=args.workers, allowed_origins=tuple(args.allow_origin),
+        max_encodes=args.max_encodes, cache_mb=args.cache_mb, effort=args.effort, encode_uploads=args.encode_uploads,
     )
 
 

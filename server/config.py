@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hidenet_core.codec.encoder import DEFAULT_EFFORT, EFFORTS
+
 __all__ = ["ServerConfig", "default_data_dir"]
 
 MB = 1024 * 1024
@@ -42,6 +44,10 @@ class ServerConfig:
     pixel_cache_mb: int = 256  # decoded originals kept in memory
     frame_cache_mb: int = 128  # rendered level frames (PNG) kept in memory
     race_cache_mb: int = 96  # the race's contender timelines (their PNG frames) kept in memory
+    max_encodes: int = 2  # streams encoded at once; a viewer who would start one more is answered "busy"
+    cache_mb: int = 4096  # encoded streams kept on disk; the least recently used go first beyond this
+    effort: int = DEFAULT_EFFORT  # how hard the encoder works (hidenet encode --effort): faster or smaller
+    encode_uploads: bool = True  # start encoding an upload's default stream as soon as it is stored
 
     def __post_init__(self) -> None:
         checks = {
@@ -58,6 +64,9 @@ class ServerConfig:
             "pixel_cache_mb": self.pixel_cache_mb >= 1,
             "frame_cache_mb": self.frame_cache_mb >= 1,
             "race_cache_mb": self.race_cache_mb >= 1,
+            "max_encodes": self.max_encodes >= 1,
+            "cache_mb": self.cache_mb >= 1,
+            "effort": self.effort in EFFORTS,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

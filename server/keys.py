@@ -16,11 +16,12 @@ from .storage.store import ImageStore
 from .streaming.clock import Clock
 from .streaming.frames import FrameCache
 from .streaming.race import RaceCache
+from .streaming.source import StreamSources
 from .views.resources import StaticFiles
 from .worker import Worker
 
 __all__ = ["CONFIG", "CLOCK", "MODEL", "MODEL_HASH", "WORKER", "STORE", "CACHE", "RACES", "FRAMES", "STATIC",
-           "THUMBNAILS", "SOCKETS", "STATS"]
+           "THUMBNAILS", "SOCKETS", "STATS", "SOURCES"]
 
 CONFIG = web.AppKey("config", ServerConfig)
 CLOCK = web.AppKey("clock", Clock)  # the link schedule's time source (a fake one in tests)
@@ -29,6 +30,7 @@ MODEL_HASH = web.AppKey("model_hash", str)  # hex weights hash, computed once (i
 WORKER = web.AppKey("worker", Worker)  # executor for all CPU work
 STORE = web.AppKey("store", ImageStore)  # images by content-hash id
 CACHE = web.AppKey("cache", StreamCache)  # encoded .hdn streams on disk
+SOURCES = web.AppKey("sources", StreamSources)  # streams being viewed or encoded, shared by their viewers
 RACES = web.AppKey("races", RaceCache)  # the race's contender timelines
 FRAMES = web.AppKey("frames", FrameCache)  # rendered level frames and their quality
 THUMBNAILS = web.AppKey("thumbnails", LRU)  # thumbnail PNGs by image id

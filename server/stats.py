@@ -37,6 +37,8 @@ class ServerStats:
     cache_hits: int = 0
     cache_misses: int = 0
     cache_corrupt: int = 0  # cache files that failed their check and were re-encoded
+    encodes_cancelled: int = 0  # encodes stopped because nobody waited for them any more
+    encodes_refused: int = 0  # first views answered "busy": every encode slot was taken
     frame_hits: int = 0
     frame_misses: int = 0
 

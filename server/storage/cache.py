@@ -5,15 +5,18 @@ checked when read: it starts with a seal naming its key (image id, model hash, m
 format version: ``StreamKey.seal``), then the stream, whose header CRC, every chunk's
 payload CRC, level order and exact length are checked. A file that fails the check (a
 stream of another image copied over it, a flipped bit, a truncation) is deleted, counted
-and the image re-encoded, never served. Concurrent requests for a stream that is being
-encoded wait for that one encoding. Temporary files left by a writer that died are
-removed by ``sweep`` (at start-up).
+and the image re-encoded, never served. The disk holds at most ``max_bytes``: the least
+recently used streams go first (``trim``). Encoding, and sharing an encode between
+viewers, is the stream sources' (``server/streaming/source.py``). Temporary files left by
+a writer that died are removed by ``sweep`` (at start-up).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +27,6 @@ from hidenet_core.codec.versions import VERSION
 
 from .files import atomic_write, sweep_partials
 from .lru import LRU
-from .singleflight import SingleFlight
 
 __all__ = ["StreamKey", "StreamCache"]
 
@@ -40,18 +42,22 @@ class StreamKey:
     max_error: int  # d for every level
     generative_levels: int  # g
     version: int = VERSION  # the format version the stream is written in
+    layered: bool = True  # quality layers, or one pass over the levels (resolution only)
+
+    @property
+    def _mode(self) -> str:
+        return f"d{self.max_error}.g{self.generative_levels}.{'layers' if self.layered else 'levels'}"
 
     @property
     def filename(self) -> str:
         # the format version: streams an older server wrote are re-encoded, not served
-        return (f"{self.image_id}.{self.model_hash[:16]}.d{self.max_error}.g{self.generative_levels}"
-                f".v{self.version}.hdn")
+        return f"{self.image_id}.{self.model_hash[:16]}.{self._mode}.v{self.version}.hdn"
 
     @property
     def seal(self) -> bytes:
         """The first bytes of this key's cache file: they bind the stream that follows to its key,
         so that a file copied or renamed onto another key's name is refused, not served."""
-        identity = f"{self.image_id}:{self.model_hash}:d{self.max_error}:g{self.generative_levels}:v{self.version}"
+        identity = f"{self.image_id}:{self.model_hash}:{self._mode}:v{self.version}"
         return _SEAL_MAGIC + hashlib.sha256(identity.encode()).digest()
 
 
@@ -61,10 +67,10 @@ _SEAL_MAGIC = b"hidenet-cache\x01"
 class StreamCache:
     """The on-disk cache. ``load``/``save`` block (call them in the worker)."""
 
-    def __init__(self, directory: Path, memory_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, directory: Path, memory_bytes: int = 64 * 1024 * 1024, max_bytes: int | None = None) -> None:
         self.directory = directory
+        self.max_bytes = max_bytes  # the disk bound (None: none)
         self._memory = LRU(memory_bytes, weigh=lambda item: len(item[0]))  # type: ignore[index]
-        self._flights: SingleFlight[tuple[bytes, StreamLayout]] = SingleFlight()
 
     def path(self, key: StreamKey) -> Path:
         return self.directory / key.filename
@@ -101,49 +107,52 @@ class StreamCache:
         """Blocking: store ``data`` (a whole stream) for ``key``, sealed, atomically."""
         atomic_write(self.path(key), key.seal + data)
 
-    async def get(
-        self,
-        key: StreamKey,
-        run: Callable[..., object],
-        encode: Callable[[], bytes],
-        on_event: Callable[[str], None] = lambda event: None,
-    ) -> tuple[bytes, StreamLayout]:
-        """The stream for ``key``: from disk, or encoded once however many ask at the same time.
-
-        ``run(fn)`` runs a blocking function in the worker; ``encode()`` makes the stream;
-        ``on_event`` hears "hit", "miss" and "corrupt".
-        """
+    async def lookup(self, key: StreamKey, run: Callable[..., object]) -> tuple[bytes, StreamLayout] | None:
+        """The stream for ``key`` from memory or disk (None if absent); ``CorruptCacheFile``
+        (the file is removed) if it fails its check. ``run(fn, *args)`` runs blocking work in
+        the worker. A hit marks the file as used now, for the size bound."""
         hot = self._memory.get(key)
         if hot is not None:  # checked when it was read or written; no need to read it again
-            on_event("hit")
+            await run(self._touch, key)
             return hot  # type: ignore[return-value]
-        return await self._flights.run(key, lambda: self._load_or_encode(key, run, encode, on_event))
+        cached = await run(self.load, key)
+        if cached is not None:
+            self._memory.put(key, cached)
+            await run(self._touch, key)
+        return cached  # type: ignore[return-value]
+
+    def store(self, key: StreamKey, data: bytes, layout: StreamLayout) -> None:
+        """Blocking: save a complete stream, keep it in memory, and trim the disk to the bound."""
+        self.save(key, data)
+        self._memory.put(key, (data, layout))
+        self.trim()
+
+    def _touch(self, key: StreamKey) -> None:
+        with contextlib.suppress(OSError):
+            os.utime(self.path(key))
+
+    def trim(self) -> int:
+        """Blocking: remove the least recently used streams (by file time: every process of a
+        shared data dir sees the same) until the cache holds at most ``max_bytes``; how many."""
+        if self.max_bytes is None:
+            return 0
+        files = []
+        for path in self.directory.glob("*.hdn"):
+            with contextlib.suppress(OSError):
+                st = path.stat()
+                files.append((st.st_mtime, st.st_size, path))
+        total = sum(size for _, size, _ in files)
+        removed = 0
+        for _, size, path in sorted(files):
+            if total <= self.max_bytes:
+                break
+            path.unlink(missing_ok=True)
+            total -= size
+            removed += 1
+        return removed
 
     async def close(self) -> None:
-        """Cancel encodings still running (at shutdown)."""
-        await self._flights.close()
-
-    async def _load_or_encode(self, key, run, encode, on_event) -> tuple[bytes, StreamLayout]:
-        try:
-            cached = await run(self.load, key)
-        except CorruptCacheFile:
-            on_event("corrupt")
-            cached = None
-        if cached is not None:
-            on_event("hit")
-            self._memory.put(key, cached)
-            return cached
-        on_event("miss")
-
-        def make() -> tuple[bytes, StreamLayout]:
-            data = encode()
-            layout = scan_stream(data)
-            self.save(key, data)
-            return data, layout
-
-        result = await run(make)
-        self._memory.put(key, result)
-        return result
+        """Nothing to cancel any more: the encodes are the stream sources' (``streaming.source``)."""
 
 
 class CorruptCacheFile(Exception):

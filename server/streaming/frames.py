@@ -1,12 +1,17 @@
-"""Turning a decoded level into what the browser is sent: a PNG frame and its quality.
+"""Turning the decoder's state into what the browser is sent: a PNG frame and its quality.
 
-The frame is the level itself at its own size, or with ``preview`` the full-size image
-predicted from it, in either case as the viewer is to show it (``hidenet_core.display``:
-the grid of exact pixels among predicted ones softened). Quality is measured on the frame
-as shown, against the original: the full image for a preview, the original subsampled to
-the level's grid (``x[::2**k, ::2**k]``, the pyramid's even pixels) otherwise. A frame
-depends only on the stream, the level and ``preview`` (decoding is bit-exact, checked by
-CRC), so rendered frames are cached.
+The frame is, with ``preview``, the picture the stream shows after a chunk (every level
+decoded so far, the rest predicted), or else the chunk's level itself at its own size, in
+either case as the viewer is to show it (``hidenet_core.display``: the grid of exact
+pixels among predicted ones softened). A viewer that says the size it shows frames at
+(``frame`` in ``start``) gets frames no larger: the picture is predicted only down to the
+*frame level*, the coarsest pyramid level at least that large, and shrunk to fit (so the
+first frame of a 40-megapixel image costs a few coarse levels, not a full-size
+prediction); at 1:1 it asks for the exact pixels of what it shows (``region``). Quality is
+measured on the frame as shown, before it is shrunk, against the original's pixels on the
+same grid (``x[::2**k, ::2**k]``, the pyramid's even pixels; the whole original for a
+full-size frame). A frame depends only on the stream, the chunk and how it is shown
+(decoding is bit-exact, checked by CRC), so rendered frames are cached.
 """
 
 from __future__ import annotations
@@ -16,13 +21,16 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from hidenet_core import DecodedLevel, ProgressiveDecoder, display_frame, png_bytes, psnr, ssim
+from hidenet_core.imageio import to_pil
 
 from ..storage.cache import StreamKey
 from ..storage.lru import LRU
 
-__all__ = ["Frame", "FrameCache", "level_reference", "render_frame", "finite"]
+__all__ = ["Frame", "FrameSpec", "FrameCache", "frame_level", "level_reference", "render_frame", "render_region",
+           "finite"]
 
 
 @dataclass(frozen=True)
@@ -33,7 +41,16 @@ class Frame:
     psnr: float | None  # dB; None when the frame equals the original (infinite PSNR)
     ssim: float
     render_ms: float  # preview + PNG + metrics, when it was rendered
-    decode_ms: float  # the decoder's time for this level, when it was decoded
+    decode_ms: float  # the decoder's time for this chunk, when it was decoded
+    level: int = 0  # the level the picture was measured at (0: full size)
+
+
+@dataclass(frozen=True)
+class FrameSpec:
+    """How a viewer shows frames: the full-size preview or each level, and at most what size."""
+
+    preview: bool
+    size: tuple[int, int] | None = None  # (width, height); None: full size
 
 
 def finite(value: float) -> float | None:
@@ -47,31 +64,67 @@ def level_reference(original: np.ndarray, level: int) -> np.ndarray:
     return original[::step, ::step]
 
 
-def render_frame(decoder: ProgressiveDecoder, level: DecodedLevel, original: np.ndarray, preview: bool) -> Frame:
+def frame_level(height: int, width: int, size: tuple[int, int] | None) -> int:
+    """The coarsest level of an image at least as large as ``size`` (width, height) in both
+    sides, so a frame shrunk from it loses nothing the viewer could see (0: full size)."""
+    if size is None:
+        return 0
+    level = 0
+    while True:
+        h, w = (height + (2 << level) - 1) >> (level + 1), (width + (2 << level) - 1) >> (level + 1)  # level + 1's size
+        if h < size[1] or w < size[0]:
+            return level
+        level += 1
+
+
+def _fit(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """The image shrunk (never enlarged) to fit in ``size``, aspect kept."""
+    h, w = image.shape[:2]
+    if size is None or (w <= size[0] and h <= size[1]):
+        return image
+    scale = min(size[0] / w, size[1] / h)
+    box = (max(1, round(w * scale)), max(1, round(h * scale)))
+    out = np.asarray(to_pil(image).resize(box, Image.Resampling.LANCZOS))
+    return out[:, :, None] if out.ndim == 2 else out
+
+
+def render_frame(decoder: ProgressiveDecoder, chunk: DecodedLevel, original: np.ndarray, spec: FrameSpec) -> Frame:
     """Blocking: call in the worker."""
     t0 = time.perf_counter()
-    if preview:
-        image, reference = decoder.preview(), original
+    g = decoder.header.generative_levels
+    if spec.preview:  # at the frame level, counted from which the finest level decoded so far is the exact grid
+        level = frame_level(*original.shape[:2], spec.size)
+        image = display_frame(decoder.preview(level), max(decoder.current_level - level, 0), max(g - level, 0), True)
     else:
-        image, reference = level.image, level_reference(original, level.level)
-    # a preview is of the finest level decoded so far (a layered stream may be refining a coarser one)
-    shown = decoder.current_level if preview else level.level
-    image = display_frame(image, shown, decoder.header.generative_levels, preview)
-    png = png_bytes(image)
+        level = chunk.level
+        image = display_frame(chunk.image, level, g, False)
+    reference = level_reference(original, level)
     p, s = psnr(image, reference), ssim(image, reference)
-    h, w = image.shape[:2]
+    shown = _fit(image, spec.size)
+    png = png_bytes(shown)
+    h, w = shown.shape[:2]
     render_ms = (time.perf_counter() - t0) * 1000
-    return Frame(png, w, h, finite(p), round(s, 5), render_ms, level.decode_seconds * 1000)
+    return Frame(png, w, h, finite(p), round(s, 5), render_ms, chunk.decode_seconds * 1000, level)
+
+
+def render_region(decoder: ProgressiveDecoder, x: int, y: int, width: int,
+                  height: int) -> tuple[bytes, tuple[int, int, int, int]]:
+    """Blocking: the PNG of the full-resolution pixels the decoder's state shows in a rectangle,
+    and the rectangle (x, y, width, height) it covers once clipped to the image."""
+    pixels = decoder.region(y, x, height, width)
+    header = decoder.header
+    x, y = max(0, min(x, header.width - 1)), max(0, min(y, header.height - 1))  # as ``region`` clips
+    return png_bytes(pixels), (x, y, pixels.shape[1], pixels.shape[0])
 
 
 class FrameCache:
-    """Rendered frames by (stream, level, preview), bounded by their total PNG bytes."""
+    """Rendered frames by (stream, chunk index, how they are shown), bounded by their total PNG bytes."""
 
     def __init__(self, max_bytes: int) -> None:
         self._lru = LRU(max_bytes, weigh=lambda frame: len(frame.png) + 256)  # type: ignore[attr-defined]
 
-    def get(self, key: StreamKey, level: int, preview: bool) -> Frame | None:
-        return self._lru.get((key, level, preview))  # type: ignore[return-value]
+    def get(self, key: StreamKey, index: int, spec: FrameSpec) -> Frame | None:
+        return self._lru.get((key, index, spec))  # type: ignore[return-value]
 
-    def put(self, key: StreamKey, level: int, preview: bool, frame: Frame) -> None:
-        self._lru.put((key, level, preview), frame)
+    def put(self, key: StreamKey, index: int, spec: FrameSpec, frame: Frame) -> None:
+        self._lru.put((key, index, spec), frame)

@@ -8,6 +8,12 @@ arrived::
     arrival_ms(n bytes) = rtt_ms + n * 8 / down_kbps        (kbps = 1000 bit/s)
 
 ``unlimited`` has no latency and no rate limit: every byte arrives at t = 0.
+
+A stream that is still being encoded cannot send bytes before they exist: ``LinkSchedule``
+delays the ideal schedule by as much as the encoder is late. A chunk made at ``made_ms``
+whose first byte is byte ``start`` arrives no sooner than ``made_ms + rtt_ms + its size *
+8 / down_kbps``, and never before the chunk ahead of it; for a stream read from the cache
+(every chunk made at t <= 0) the schedule is exactly ``arrival_ms``.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
-__all__ = ["Link", "LinkError", "PRESETS", "UNLIMITED", "parse_link", "arrival_ms", "presets_json", "CUSTOM_LIMITS"]
+__all__ = ["Link", "LinkError", "PRESETS", "UNLIMITED", "parse_link", "arrival_ms", "LinkSchedule", "presets_json",
+           "CUSTOM_LIMITS"]
 
 WEBPAGETEST = "WebPageTest"
 DEVTOOLS = "Chrome DevTools"
@@ -98,3 +105,22 @@ def arrival_ms(link: Link, nbytes: int) -> float:
     if link.down_kbps is None:
         return 0.0
     return link.rtt_ms + nbytes * 8.0 / link.down_kbps
+
+
+@dataclass
+class LinkSchedule:
+    """When each chunk of a stream arrives, the chunks being made over time (a live encode).
+
+    ``delay_ms`` is how far the link lags its ideal schedule because a chunk was not made
+    yet when the link could have sent it; it only grows, as on a real link.
+    """
+
+    link: Link
+    delay_ms: float = 0.0
+
+    def arrive(self, start: int, end: int, made_ms: float) -> float:
+        """The arrival (ms after t = 0) of the bytes ``start``..``end`` of the response, made at ``made_ms``."""
+        rate = 0.0 if self.link.down_kbps is None else 8.0 / self.link.down_kbps
+        # made_ms + rtt + (end - start) * rate - arrival_ms(end) simplifies to made_ms - start * rate
+        self.delay_ms = max(self.delay_ms, made_ms - start * rate)
+        return arrival_ms(self.link, end) + self.delay_ms

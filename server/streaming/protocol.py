@@ -14,7 +14,8 @@ from hidenet_core.tools.contenders import MAX_CONTENDERS, ContenderError, Spec, 
 
 from .links import Link, LinkError, parse_link
 
-__all__ = ["WS_PATH", "ProtocolError", "StartRequest", "Cancel", "parse_message", "START_DEFAULTS"]
+__all__ = ["WS_PATH", "ProtocolError", "StartRequest", "Cancel", "Region", "parse_message", "START_DEFAULTS",
+           "STREAM_KINDS", "MAX_FRAME_SIDE"]
 
 #: where the websocket is served
 WS_PATH = "/ws"
@@ -22,7 +23,11 @@ WS_PATH = "/ws"
 
 #: optional fields of "start" and their defaults
 START_DEFAULTS = {"link": "unlimited", "max_error": 0, "generative_levels": 0, "preview": True, "race": False,
-                  "contenders": []}
+                  "contenders": [], "stream": "layered", "frame": "full"}
+#: what "stream" may ask: quality layers (format version 6's default), or one pass over the levels
+STREAM_KINDS = ("layered", "resolution")
+#: the largest frame side a client may ask for (a display's size; larger means "full")
+MAX_FRAME_SIDE = 16384
 
 #: what ``"race": true`` means: the progressive JPEG at its default quality
 RACE_DEFAULT = "pjpeg"
@@ -44,6 +49,8 @@ class StartRequest:
     generative_levels: int  # g, 0..levels of the image
     preview: bool  # frames are full-size predictions (True) or the level at its own size
     contenders: tuple[Spec, ...] = ()  # the formats raced against hideNet over the same link (at most 3)
+    layered: bool = True  # quality layers (True) or one pass over the levels, base first
+    frame: tuple[int, int] | None = None  # (width, height) the viewer shows frames at; None: full size
 
     @property
     def race(self) -> bool:
@@ -53,6 +60,16 @@ class StartRequest:
 @dataclass(frozen=True)
 class Cancel:
     pass
+
+
+@dataclass(frozen=True)
+class Region:
+    """The full-resolution pixels of a rectangle of the stream's latest picture (the 1:1 view)."""
+
+    x: int
+    y: int
+    width: int
+    height: int
 
 
 def _int(msg: dict, key: str, hi: int) -> int:
@@ -89,7 +106,33 @@ def _contenders(msg: dict) -> tuple[Spec, ...]:
     return specs
 
 
-def parse_message(text: str) -> StartRequest | Cancel:
+def _frame(msg: dict) -> tuple[int, int] | None:
+    value = msg["frame"]
+    if value == "full":
+        return None
+    if not isinstance(value, dict) or set(value) != {"width", "height"}:
+        raise ProtocolError(f'frame must be "full" or {{"width": W, "height": H}} (the size the viewer shows frames '
+                            f"at), got {value!r}")
+    w, h = (_int(value, k, MAX_FRAME_SIDE) for k in ("width", "height"))
+    if not w or not h:
+        raise ProtocolError(f"a frame size must be at least 1x1, got {w}x{h}")
+    return w, h
+
+
+def _region(msg: dict) -> Region:
+    unknown = set(msg) - {"type", "x", "y", "width", "height"}
+    if unknown:
+        raise ProtocolError(f"unknown field(s) in region: {sorted(unknown)}")
+    try:
+        x, y, w, h = (_int(msg, k, 65535) for k in ("x", "y", "width", "height"))
+    except KeyError as exc:
+        raise ProtocolError(f"region needs x, y, width and height (image pixels), missing {exc}") from None
+    if not w or not h or w * h > 4096 * 4096:
+        raise ProtocolError(f"a region is 1x1 to 4096x4096 pixels, got {w}x{h}")
+    return Region(x, y, w, h)
+
+
+def parse_message(text: str) -> StartRequest | Cancel | Region:
     """Parse one text message from the client."""
     try:
         msg = json.loads(text)
@@ -102,8 +145,10 @@ def parse_message(text: str) -> StartRequest | Cancel:
     kind = msg.get("type")
     if kind == "cancel":
         return Cancel()
+    if kind == "region":
+        return _region(msg)
     if kind != "start":
-        raise ProtocolError(f"unknown message type {kind!r}; expected \"start\" or \"cancel\"")
+        raise ProtocolError(f"unknown message type {kind!r}; expected \"start\", \"cancel\" or \"region\"")
     unknown = set(msg) - {"type", "image", *START_DEFAULTS}
     if unknown:
         raise ProtocolError(f"unknown field(s) in start: {sorted(unknown)}")
@@ -122,4 +167,12 @@ def parse_message(text: str) -> StartRequest | Cancel:
         generative_levels=_int(msg, "generative_levels", MAX_LEVELS),
         preview=_bool(msg, "preview"),
         contenders=_contenders(msg),
+        layered=_stream_kind(msg),
+        frame=_frame(msg),
     )
+
+
+def _stream_kind(msg: dict) -> bool:
+    if msg["stream"] not in STREAM_KINDS:
+        raise ProtocolError(f"stream must be one of {list(STREAM_KINDS)}, got {msg['stream']!r}")
+    return msg["stream"] == "layered"

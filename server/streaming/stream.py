@@ -1,9 +1,11 @@
 """One stream: the levels of an image released on the link schedule, and the race.
 
-t = 0 is the moment the server sends ``meta``. Before it, the stream is read from the
-cache or encoded, and each contender of the race prepared (``progress`` messages say
-so). Level i is released at ``t0 + arrival_ms(link, end of its chunk)``, then decoded
-in the worker and sent as a JSON message followed by its PNG frame. Each contender
+t = 0 is the moment the server sends ``meta``. Before it, the stream's header is read
+from the cache or made by a new encode, and each contender of the race prepared
+(``progress`` messages say so). Chunk i is released when its last byte arrives on the
+link (``links.LinkSchedule``: ``t0 + arrival_ms(link, end of its chunk)``, later if the
+encoder had not made it yet), then decoded in the worker and sent as a JSON message
+followed by its PNG frame at the size the viewer shows it. Each contender
 (``race.Racer``) sends its repaints at their own arrival times on the same link, and
 ``done`` carries the verdict, computed from the same events the viewer's chart draws.
 """
@@ -13,26 +15,29 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+import threading
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from hidenet_core import EncodeSettings, ProgressiveDecoder, encode, level_shapes
-from hidenet_core.codec.container import StreamLayout
+from hidenet_core import EncodeSettings, ProgressiveDecoder, level_shapes
+from hidenet_core.codec.plan import stream_plan
+from hidenet_core.codec.versions import VERSION
 from hidenet_core.tools.contenders import Event, verdict
 from hidenet_core.tools.contenders import Racer as VerdictRacer
 
-from ..keys import CACHE, CLOCK, FRAMES, MODEL, MODEL_HASH, RACES, STATS, STORE, WORKER
+from ..keys import CLOCK, CONFIG, FRAMES, MODEL, MODEL_HASH, RACES, SOURCES, STATS, STORE, WORKER
 from ..storage.cache import StreamKey
 from ..storage.store import ImageInfo, ImageStore
 from .clock import Clock
-from .frames import Frame, FrameCache, render_frame
-from .links import arrival_ms
+from .frames import Frame, FrameCache, FrameSpec, render_frame, render_region
+from .links import Link, LinkSchedule, arrival_ms
 from .protocol import StartRequest
 from .race import Racer
+from .source import Busy, EncodeJob, StreamSource
 
-__all__ = ["Sender", "Progress", "LevelFrames", "run_stream", "stream_key", "load_stream"]
+__all__ = ["Sender", "Progress", "LevelFrames", "StreamWatch", "StreamBusy", "run_stream", "stream_key",
+           "open_stream"]
 
 log = logging.getLogger(__name__)
 
@@ -60,58 +65,65 @@ class Sender:
         self.frame_bytes += len(frame)
 
 
-#: the format the server streams in (the resolution-only version until the streaming path sends layers)
-STREAM_VERSION = 5
+def stream_key(app: web.Application, image_id: str, max_error: int, generative_levels: int,
+               layered: bool = True) -> StreamKey:
+    """What determines a stream: quality layers (the default) or one pass over the levels."""
+    return StreamKey(image_id, app[MODEL_HASH], max_error, generative_levels, VERSION, layered)
 
 
-def stream_key(app: web.Application, image_id: str, max_error: int, generative_levels: int) -> StreamKey:
-    return StreamKey(image_id, app[MODEL_HASH], max_error, generative_levels, STREAM_VERSION)
+def _job(app: web.Application, info: ImageInfo, key: StreamKey) -> EncodeJob:
+    settings = EncodeSettings(key.max_error, key.generative_levels, version=key.version,
+                              layers=None if key.layered else (), effort=app[CONFIG].effort)
+    return EncodeJob(lambda: app[STORE].pixels(info.id), app[MODEL], settings)
 
 
-async def load_stream(app: web.Application, info: ImageInfo, key: StreamKey,
-                      on_miss: Callable[[], None] = lambda: None) -> tuple[bytes, StreamLayout]:
-    """The encoded stream from the cache, encoding it (once) if needed (``on_miss`` hears that)."""
-    worker, store, model, stats = app[WORKER], app[STORE], app[MODEL], app[STATS]
-
-    def make() -> bytes:
-        return encode(store.pixels(info.id), model,
-                      EncodeSettings(key.max_error, key.generative_levels, version=key.version))
-
-    def count(event: str) -> None:
-        attr = {"hit": "cache_hits", "miss": "cache_misses", "corrupt": "cache_corrupt"}[event]
-        setattr(stats, attr, getattr(stats, attr) + 1)
-        if event == "miss":
-            on_miss()
-
-    return await app[CACHE].get(key, lambda fn, *a: worker.run(fn, *a), make, count)
+async def open_stream(app: web.Application, info: ImageInfo, key: StreamKey, viewer: bool = True) -> StreamSource:
+    """The stream's source, shared with every viewer of it: cached, being encoded, or a new encode
+    (``Busy`` past the process's encode cap). Release it with ``app[SOURCES].release``."""
+    return await app[SOURCES].open(key, lambda: _job(app, info, key), viewer)
 
 
 class LevelFrames:
     """The frames of one stream, decoding chunks only when a frame is not cached.
 
-    Decoding is deterministic and checked by CRC, so a level's frame is the same for
-    every stream of the same (image, mode); concurrent viewers of a cached image share
-    the frames the first one decoded. When a frame is missing (first view, or evicted),
-    the decoder catches up on every chunk received so far and renders it.
+    Decoding is deterministic and checked by CRC, so a chunk's frame is the same for every
+    stream of the same (image, mode) shown the same way; concurrent viewers of a cached image
+    share the frames the first one decoded. When a frame is missing (first view, or evicted),
+    the decoder catches up on every chunk received so far and renders it. ``region`` gives the
+    exact pixels of the latest picture (the viewer's 1:1 view).
     """
 
-    def __init__(self, model, store: ImageStore, info: ImageInfo, frames: FrameCache, key: StreamKey, preview: bool):
+    def __init__(self, model, store: ImageStore, info: ImageInfo, frames: FrameCache, key: StreamKey,
+                 spec: FrameSpec) -> None:
         self._decoder = ProgressiveDecoder(model)
         self._pending = bytearray()
-        self._store, self._info, self._frames, self._key, self._preview = store, info, frames, key, preview
+        self._store, self._info, self._frames, self._key, self._spec = store, info, frames, key, spec
+        self._lock = threading.Lock()  # next() and region() may run on two worker threads at once
 
     def next(self, piece: bytes, index: int) -> tuple[Frame, bool]:
         """Blocking (worker): the frame after chunk ``index`` (whose bytes are ``piece``); and whether it was shared."""
-        self._pending += piece
-        frame = self._frames.get(self._key, index, self._preview)
-        if frame is not None:
-            return frame, True
+        with self._lock:
+            self._pending += piece
+            frame = self._frames.get(self._key, index, self._spec)
+            if frame is not None:
+                return frame, True
+            decoded = self._catch_up()
+            assert decoded and decoded[-1].index == index, f"chunk {index} decoded to {decoded}"
+            frame = render_frame(self._decoder, decoded[-1], self._store.pixels(self._info.id), self._spec)
+            self._frames.put(self._key, index, self._spec, frame)
+            return frame, False
+
+    def region(self, x: int, y: int, width: int, height: int) -> tuple[bytes, tuple[int, int, int, int]]:
+        """Blocking (worker): the PNG of the latest picture's full-resolution pixels in a rectangle,
+        and the rectangle (x, y, width, height) clipped to the image."""
+        with self._lock:
+            self._catch_up()
+            return render_region(self._decoder, x, y, width, height)
+
+    def _catch_up(self):
         decoded = self._decoder.feed(bytes(self._pending))
         self._pending.clear()
-        assert decoded and decoded[-1].index == index, f"chunk {index} decoded to {decoded}"
-        frame = render_frame(self._decoder, decoded[-1], self._store.pixels(self._info.id), self._preview)
-        self._frames.put(self._key, index, self._preview, frame)
-        return frame, False
+        return decoded
 
 
 def _ms(seconds: float) -> float:
@@ -136,53 +148,76 @@ class Progress:
                               "elapsed_ms": _ms(self.clock.now() - self.started), **extra})
 
 
-#: say that the server is busy if the stream is not ready after this long (seconds)
-WAIT_NOTICE_S = 0.25
+#: while a chunk is not encoded yet, say what the encoder is doing this often (seconds)
+WAIT_NOTICE_S = 0.5
 
 
-async def _prepare_stream(app: web.Application, req: StartRequest, info: ImageInfo, key: StreamKey,
-                          progress: Progress) -> tuple[bytes, StreamLayout]:
-    """hideNet's stream, saying that it is being encoded (or, if another viewer's encoding is
-    awaited, that the server is preparing it)."""
-    mode = ("lossless" if req.max_error == 0 else f"max error {req.max_error}") + (
-        f", {req.generative_levels} predicted levels" if req.generative_levels else "")
-    missed = asyncio.Event()
-    task = asyncio.ensure_future(load_stream(app, info, key, on_miss=missed.set))
+def _describe(chunk_spec, total: int, index: int) -> str:
+    if chunk_spec.pass_ is None:
+        return f"predicting level {chunk_spec.level} (chunk {index + 1} of {total})"
+    p = chunk_spec.pass_
+    part = f", part {chunk_spec.part + 1} of {len(p.parts)}" if len(p.parts) > 1 else ""
+    return f"layer {p.layer + 1}, level {p.level}{part} (chunk {index + 1} of {total})"
+
+
+async def _await_chunk(source: StreamSource, index: int, plan, progress: Progress) -> None:
+    """Until chunk ``index`` exists, saying every WAIT_NOTICE_S what is being encoded."""
+    while not await source.wait(index, WAIT_NOTICE_S):
+        await progress.say("hidenet", "encode", f"Encoding {_describe(plan[index], len(plan), index)}",
+                           step=index + 1, steps=len(plan))
+
+
+async def run_stream(app: web.Application, send: Sender, req: StartRequest, info: ImageInfo,
+                     watch: StreamWatch | None = None) -> None:
+    """Stream one image (and its race); returns after ``done``. Cancel the task to stop it.
+    ``watch`` hears the stream's frames (for the session's region requests)."""
+    key = stream_key(app, info.id, req.max_error, req.generative_levels, req.layered)
     try:
-        waiter = asyncio.ensure_future(missed.wait())
-        done, _ = await asyncio.wait({task, waiter}, timeout=WAIT_NOTICE_S, return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-        if task not in done:
-            if missed.is_set():
-                await progress.say("hidenet", "encode", f"Encoding the hideNet stream ({mode}): the first view of "
-                                                        "this image in this mode; later views read the cache")
-            else:
-                await progress.say("hidenet", "wait", "Waiting for the server to prepare the hideNet stream")
-        return await task
+        source = await open_stream(app, info, key)
+    except Busy as exc:
+        app[STATS].streams_refused += 1
+        raise StreamBusy(str(exc)) from None
+    try:
+        await _run_stream(app, send, req, info, key, source, watch or StreamWatch())
     finally:
-        if not task.done():
-            task.cancel()
+        app[SOURCES].release(source)
 
 
-async def run_stream(app: web.Application, send: Sender, req: StartRequest, info: ImageInfo) -> None:
-    """Stream one image (and its race); returns after ``done``. Cancel the task to stop it."""
+class StreamBusy(Exception):
+    """Every encode slot of this process is taken: the client is told "busy"."""
+
+
+@dataclass
+class StreamWatch:
+    """What a session knows of its running stream: its frames, once it has them."""
+
+    frames: LevelFrames | None = None
+
+
+async def _run_stream(app: web.Application, send: Sender, req: StartRequest, info: ImageInfo, key: StreamKey,
+                      source: StreamSource, watch: StreamWatch) -> None:
     clock, worker, store, stats, frames = app[CLOCK], app[WORKER], app[STORE], app[STATS], app[FRAMES]
-    key = stream_key(app, info.id, req.max_error, req.generative_levels)
     progress = Progress(send, clock, clock.now())
+    if not source.complete:
+        mode = ("lossless" if req.max_error == 0 else f"max error {req.max_error}") + (
+            f", {req.generative_levels} predicted levels" if req.generative_levels else "")
+        await progress.say("hidenet", "encode", f"Encoding the hideNet stream ({mode}) as it is sent: the first view "
+                                                "of this image in this mode; later views read the cache")
     racers = [Racer(spec, slot) for slot, spec in enumerate(req.contenders, 1)]
-    # Everything is prepared before the race's clock starts, so that no racer waits for its encoder.
-    preparing = [asyncio.ensure_future(_prepare_stream(app, req, info, key, progress))]
+    # The contenders are prepared before the race's clock starts, so that no racer waits for its encoder;
+    # hideNet's stream needs only its header (its chunks are sent as the encoder makes them).
+    preparing = [asyncio.ensure_future(source.wait_header())]
     preparing += [asyncio.ensure_future(r.prepare(app[RACES], worker, store, info, progress)) for r in racers]
     try:
-        (data, layout), *_ = await asyncio.gather(*preparing)
+        header, *_ = await asyncio.gather(*preparing)
     finally:
         for task in preparing:  # one failed: the others are of no use (a cache still gets what they finish)
             task.cancel()
-    header = layout.header
-    plan = [
-        {"layer": c.layer, "level": c.level, "part": c.part, "parts": c.parts, "max_error": c.max_error,
-         "payload_bytes": c.payload_bytes, "total_bytes": c.end, "arrival_ms": round(arrival_ms(req.link, c.end), 3)}
-        for c in layout.chunks
+    spec = FrameSpec(req.preview, req.frame)
+    chunk_plan = stream_plan(header)
+    plan = [_schedule_entry(c, req.link) for c in source.chunks] + [
+        {"layer": c.layer, "level": c.level, "part": c.part, "parts": 1 if c.pass_ is None else len(c.pass_.parts)}
+        for c in chunk_plan[len(source.chunks) :]
     ]
     # On the unlimited link every byte arrives at t = 0: racers are timed by when they were sent.
     unlimited = req.link.down_kbps is None
@@ -190,28 +225,37 @@ async def run_stream(app: web.Application, send: Sender, req: StartRequest, info
     t0 = clock.now()
     await send.json({
         "type": "meta", "image": info.to_json(), "width": header.width, "height": header.height,
-        "channels": header.channels, "mode": header.mode, "levels": len(layout.chunks), "base_level": header.levels,
-        "max_error": req.max_error, "generative_levels": req.generative_levels, "preview": req.preview,
-        "race": req.race, "link": req.link.to_json(), "model": header.model_name,
-        "header_bytes": layout.header_bytes, "payload_bytes": layout.payload_bytes,
-        "total_bytes": layout.total_bytes, "schedule": plan,
+        "channels": header.channels, "mode": header.mode, "levels": len(chunk_plan), "chunks": len(chunk_plan),
+        "base_level": header.levels, "max_error": req.max_error, "generative_levels": req.generative_levels,
+        "preview": req.preview, "race": req.race, "link": req.link.to_json(), "model": header.model_name,
+        "stream": "layered" if req.layered else "resolution", "format_version": header.version,
+        "layers": [list(r) for r in header.layers] or [list(header.max_error)], "encoding": not source.complete,
+        "header_bytes": source.header_bytes, "schedule": plan,
+        "payload_bytes": source.layout().payload_bytes if source.complete else None,
+        "total_bytes": len(source.data) if source.complete else None,
+        "frame": None if req.frame is None else {"width": req.frame[0], "height": req.frame[1]},
         "contenders": [r.schedule(req.link) for r in racers],
         "prepared_ms": _ms(t0 - progress.started), "time": "sent" if unlimited else "arrival",
-        "layers": [list(r) for r in header.layers] or [list(header.max_error)],
     })
     tasks = [asyncio.create_task(r.run(send, clock, req.link, t0, time_of)) for r in racers]
     events: list[Event] = []
     try:
-        source = LevelFrames(app[MODEL], store, info, frames, key, req.preview)
+        watch.frames = decoding = LevelFrames(app[MODEL], store, info, frames, key, spec)
         shapes = level_shapes(header.height, header.width, header.levels)
-        level_frame_bytes, start = 0, 0
-        for i, chunk in enumerate(layout.chunks):
-            arrival = round(arrival_ms(req.link, chunk.end), 3)  # as sent: the verdict uses what the client sees
+        level_frame_bytes, fed = 0, 0  # fed: the stream bytes given to the decoder so far
+        schedule = LinkSchedule(req.link)
+        arrival = round(arrival_ms(req.link, source.header_bytes), 3)
+        for i in range(len(chunk_plan)):
+            await _await_chunk(source, i, chunk_plan, progress)
+            chunk = source.chunks[i]
+            # released when its last byte arrives on the link, which cannot send it before it is encoded;
+            # rounded as sent: the verdict uses what the client sees
+            arrival = round(schedule.arrive(chunk.start, chunk.end, 1000 * (source.made[i] - t0)), 3)
             await clock.sleep_until(t0 + arrival / 1000)
-            frame, shared = await worker.run(source.next, data[start : chunk.end], i, priority=i)
+            frame, shared = await worker.run(decoding.next, bytes(source.data[fed : chunk.end]), i, priority=i)
             stats.frame_hits += shared
             stats.frame_misses += not shared
-            start = chunk.end
+            fed = chunk.end
             h, w = shapes[chunk.level]
             level_frame_bytes += len(frame.png)
             sent = _ms(clock.now() - t0)
@@ -220,17 +264,19 @@ async def run_stream(app: web.Application, send: Sender, req: StartRequest, info
                 "type": "level", "level": chunk.level, "layer": chunk.layer, "part": chunk.part,
                 "parts": chunk.parts, "max_error": chunk.max_error, "width": w, "height": h,
                 "payload_bytes": chunk.payload_bytes, "total_bytes": chunk.end,
-                "arrival_ms": round(arrival, 3), "decode_ms": round(frame.decode_ms, 3), "shared": shared,
-                "psnr": frame.psnr, "ssim": frame.ssim,
+                "arrival_ms": round(arrival, 3), "encoded_ms": _ms(max(0.0, source.made[i] - t0)),
+                "decode_ms": round(frame.decode_ms, 3), "shared": shared,
+                "psnr": frame.psnr, "ssim": frame.ssim, "psnr_level": frame.level,
                 "frame_bytes": len(frame.png), "frame_width": frame.width, "frame_height": frame.height,
-                "sent_ms": sent, "index": i, "levels": len(layout.chunks),
+                "sent_ms": sent, "index": i, "levels": len(chunk_plan), "chunks": len(chunk_plan),
             }, frame.png)
         summaries = list(await asyncio.gather(*tasks))
-        result = verdict([VerdictRacer("hidenet", "hideNet", layout.total_bytes, tuple(events))]
-                         + [r.racer() for r in racers])
+        total = len(source.data)
+        result = verdict([VerdictRacer("hidenet", "hideNet", total, tuple(events))] + [r.racer() for r in racers])
         await send.json({
-            "type": "done", "levels": len(layout.chunks), "payload_bytes": layout.payload_bytes,
-            "total_bytes": layout.total_bytes, "arrival_ms": round(arrival_ms(req.link, layout.total_bytes), 3),
+            "type": "done", "levels": len(chunk_plan), "chunks": len(chunk_plan),
+            "payload_bytes": source.layout().payload_bytes, "total_bytes": total,
+            "arrival_ms": arrival,
             "elapsed_ms": _ms(clock.now() - t0), "frame_bytes": level_frame_bytes,
             "json_bytes": send.json_bytes, "race": summaries[0] if summaries else None, "contenders": summaries,
             "verdict": {**result, "time": "sent" if unlimited else "arrival", "comparable": req.preview or not racers},
@@ -239,3 +285,10 @@ async def run_stream(app: web.Application, send: Sender, req: StartRequest, info
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _schedule_entry(chunk, link: Link) -> dict:
+    """A chunk of ``meta``'s schedule whose size is known (it exists already)."""
+    return {"layer": chunk.layer, "level": chunk.level, "part": chunk.part, "parts": chunk.parts,
+            "max_error": chunk.max_error, "payload_bytes": chunk.payload_bytes, "total_bytes": chunk.end,
+            "arrival_ms": round(arrival_ms(link, chunk.end), 3)}

@@ -17,11 +17,11 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from hidenet_core import HdnFormatError, ImageError, default_levels
 
-from ..keys import CONFIG, SOCKETS, STATS, STORE
+from ..keys import CONFIG, SOCKETS, STATS, STORE, WORKER
 from ..storage.store import ImageGone
 from ..views.errors import json_error
-from .protocol import Cancel, ProtocolError, StartRequest, parse_message
-from .stream import Sender, run_stream
+from .protocol import Cancel, ProtocolError, Region, StartRequest, parse_message
+from .stream import Sender, StreamBusy, StreamWatch, run_stream
 
 __all__ = ["websocket", "close_sockets", "origin_allowed"]
 
@@ -46,6 +46,9 @@ class Session:
         self.app = app
         self.send = Sender(ws)
         self.task: asyncio.Task[None] | None = None
+        self.watch = StreamWatch()
+        self._region: Region | None = None  # the latest region asked for and not answered yet
+        self._region_task: asyncio.Task[None] | None = None
 
     async def on_text(self, text: str) -> None:
         try:
@@ -54,9 +57,30 @@ class Session:
                 await self.stop()
                 await self.send.json({"type": "cancelled"})
                 return
+            if isinstance(message, Region):
+                self.ask_region(message)
+                return
             await self.start(message)
         except ProtocolError as exc:
             await self.error(str(exc), exc.code)
+
+    def ask_region(self, region: Region) -> None:
+        """Answer with the latest picture's exact pixels in ``region`` (the 1:1 view); while one
+        is being rendered, a newer request replaces any waiting one (a pan sends many)."""
+        if self.watch.frames is None:
+            raise ProtocolError("no stream to show a region of: send start first", "no_stream")
+        self._region = region
+        if self._region_task is None or self._region_task.done():
+            self._region_task = asyncio.create_task(self._regions())
+
+    async def _regions(self) -> None:
+        while self._region is not None and self.watch.frames is not None:
+            region, self._region, frames = self._region, None, self.watch.frames
+            png, (x, y, width, height) = await self.app[WORKER].run(frames.region, region.x, region.y,
+                                                                    region.width, region.height, priority=0)
+            with contextlib.suppress(ConnectionResetError):
+                await self.send.pair({"type": "region", "x": x, "y": y, "width": width, "height": height,
+                                      "frame_bytes": len(png)}, png)
 
     async def error(self, message: str, code: str) -> None:
         await self.send.json({"type": "error", "code": code, "message": message})
@@ -78,6 +102,7 @@ class Session:
             raise ProtocolError(f"server busy: {stats.streams_running} streams are running; try again shortly", "busy")
         stats.streams_running += 1
         stats.streams_started += 1
+        self.watch = StreamWatch()
         self.task = asyncio.create_task(self._run(req, info))
         self.task.add_done_callback(self._ended)
 
@@ -93,8 +118,10 @@ class Session:
     async def _run(self, req: StartRequest, info) -> None:
         stats = self.app[STATS]
         try:
-            await run_stream(self.app, self.send, req, info)
+            await run_stream(self.app, self.send, req, info, self.watch)
             stats.streams_completed += 1
+        except StreamBusy as exc:
+            await self._report(str(exc), "busy")
         except ConnectionResetError:  # the client went away: nothing to report to
             stats.streams_cancelled += 1
         except ImageGone as exc:  # its file was removed meanwhile
@@ -116,9 +143,13 @@ class Session:
     async def stop(self) -> None:
         """Cancel the running stream, if any, and wait until it has stopped."""
         task, self.task = self.task, None
+        self._region = None
         if task is not None and not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        if self._region_task is not None and not self._region_task.done():
+            self._region_task.cancel()
+            await asyncio.gather(self._region_task, return_exceptions=True)
 
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 
@@ -13,14 +14,19 @@ from PIL import Image
 
 from hidenet_core import ImageError, ImageTooLarge, UnsupportedImage, default_levels, image_from_bytes, png_bytes
 from hidenet_core.codec.container import MAX_ERROR, MAX_PIXELS, MAX_SIDE
+from hidenet_core.codec.encoder import EncodeCancelled
 from hidenet_core.imageio import to_pil
 from hidenet_core.tools.contenders import contenders_json
 
-from ..keys import CONFIG, RACES, SOCKETS, STATIC, STATS, STORE, THUMBNAILS, WORKER
+from ..keys import CONFIG, RACES, SOCKETS, SOURCES, STATIC, STATS, STORE, THUMBNAILS, WORKER
 from ..storage.store import ImageInfo, StoreFull, display_name
 from ..streaming.links import presets_json
-from ..streaming.stream import load_stream, stream_key
+from ..streaming.protocol import STREAM_KINDS
+from ..streaming.source import Busy
+from ..streaming.stream import open_stream, stream_key
 from .errors import json_error
+
+log = logging.getLogger(__name__)
 
 __all__ = ["image_or_404", "list_images", "upload_image", "get_image", "stream_file", "original_png", "thumbnail_png",
            "list_links", "list_contenders", "static_file", "healthz", "server_stats", "THUMBNAIL_SIDE"]
@@ -45,7 +51,17 @@ async def list_images(request: web.Request) -> web.Response:
 async def get_image(request: web.Request) -> web.Response:
     info = image_or_404(request)
     levels = default_levels(info.height, info.width)
-    return web.json_response({**info.to_json(), "channels": info.channels, "levels": levels + 1})
+    return web.json_response({**info.to_json(), "channels": info.channels, "levels": levels + 1,
+                              "encoding": _encoding(request.app, info)})
+
+
+def _encoding(app: web.Application, info: ImageInfo) -> dict | None:
+    """How far this process is in encoding the image's default stream (lossless, layered), or None
+    when it is not encoding it (not started, done, or cached)."""
+    source = app[SOURCES].get(stream_key(app, info.id, 0, 0))
+    if source is None or source.complete or source.error is not None:
+        return None
+    return {"chunks_done": len(source.chunks), "chunks": source.planned or None}
 
 
 def _decode_upload(data: bytes, max_pixels: int) -> np.ndarray:
@@ -102,8 +118,19 @@ async def upload_image(request: web.Request) -> web.Response:
         info, created = await worker.run(store.save_upload, pixels, display_name(filename), cfg.max_uploads)
     except StoreFull as exc:
         json_error(web.HTTPInsufficientStorage, str(exc))
+    if cfg.encode_uploads:
+        await _encode_in_background(request.app, info)
     return web.json_response(info.to_json(), status=201 if created else 200,
                              headers={"Location": f"/api/images/{info.id}"})
+
+
+async def _encode_in_background(app: web.Application, info: ImageInfo) -> None:
+    """Start encoding the upload's default stream (lossless, layered), so that its first view reads
+    the cache; skipped, not queued, when every encode slot is taken (the first view encodes then)."""
+    try:
+        await open_stream(app, info, stream_key(app, info.id, 0, 0), viewer=False)
+    except Busy:
+        log.info("not encoding upload %s in the background: every encode slot is taken", info.id)
 
 
 _DIGITS = re.compile(r"-?[0-9]{1,6}")
@@ -121,14 +148,49 @@ def _int_query(request: web.Request, key: str, hi: int) -> int:
     return value
 
 
-async def stream_file(request: web.Request) -> web.Response:
+async def stream_file(request: web.Request) -> web.StreamResponse:
+    """The ``.hdn`` stream of a mode, sent as it is encoded: a first request starts the encode and
+    receives each chunk as it is made (chunked transfer); a cached stream has a Content-Length.
+    Closing the connection before the end cancels an encode nobody else waits for."""
+    app = request.app
     info = image_or_404(request)
     max_error = _int_query(request, "max_error", MAX_ERROR)
     generative = _int_query(request, "generative_levels", default_levels(info.height, info.width))
-    data, _ = await load_stream(request.app, info, stream_key(request.app, info.id, max_error, generative))
-    filename = f"{info.id[:12]}-d{max_error}-g{generative}.hdn"
-    return web.Response(body=data, content_type="application/octet-stream",
-                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    kind = request.query.get("stream", "layered")
+    if kind not in STREAM_KINDS:
+        json_error(web.HTTPBadRequest, f"stream must be one of {list(STREAM_KINDS)}, got {kind!r}")
+    try:
+        source = await open_stream(app, info, stream_key(app, info.id, max_error, generative, kind == "layered"))
+    except Busy as exc:
+        json_error(web.HTTPServiceUnavailable, str(exc), **{"Retry-After": "5"})
+    try:
+        await source.wait_header()
+        filename = f"{info.id[:12]}-d{max_error}-g{generative}.hdn"
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream",
+                                               "Content-Disposition": f'attachment; filename="{filename}"'})
+        if source.complete:
+            response.content_length = len(source.data)
+        await response.prepare(request)
+        sent = 0
+        try:
+            while True:
+                if len(source.data) > sent:
+                    end = len(source.data)
+                    await response.write(bytes(source.data[sent:end]))
+                    sent = end
+                if len(source.chunks) == source.planned:
+                    break
+                await source.wait(len(source.chunks))
+            await response.write_eof()
+        except ConnectionResetError:  # the client went away: nothing to answer
+            log.info("stream.hdn of %s: the client left after %d bytes", info.id, sent)
+        except Exception as exc:  # the encode failed or stopped: the response is cut short (no final chunk)
+            if not (exc is source.error or isinstance(exc, EncodeCancelled)):
+                raise
+            log.warning("stream.hdn of %s cut after %d bytes: %s", info.id, sent, exc)
+        return response
+    finally:
+        app[SOURCES].release(source)
 
 
 async def original_png(request: web.Request) -> web.Response:
@@ -185,4 +247,5 @@ async def server_stats(request: web.Request) -> web.Response:
     return web.json_response({
         **app[STATS].to_json(), "pid": os.getpid(), "sockets": len(app[SOCKETS]), "images": len(app[STORE]),
         "worker_queue": app[WORKER].queued, "race_timelines": len(app[RACES]),
+        "streams_live": len(app[SOURCES]), "encoding": app[SOURCES].encoding,
     })

@@ -217,8 +217,9 @@ async def test_the_cap_and_de_duplication_hold_across_two_servers_on_one_data_di
 
 async def copy_stream(client, src: str, dst: str) -> None:
     """Encode both streams, then copy the first's cache file over the second's."""
-    for iid in (src, dst):
-        assert (await client.get(f"/api/images/{iid}/stream.hdn")).status == 200
+    for iid in (src, dst):  # read whole: a stream is cached once it has all been sent
+        resp = await client.get(f"/api/images/{iid}/stream.hdn")
+        assert resp.status == 200 and await resp.read()
     cache = client.app[CACHE].directory
     (src_file,) = cache.glob(f"{src}.*.hdn")
     (dst_file,) = cache.glob(f"{dst}.*.hdn")

@@ -59,7 +59,7 @@ def test_200_rapid_start_cancel_cycles_leave_no_stream_running(tmp_path):
             assert s["streams_started"] == SOCKETS * CYCLES == s["streams_cancelled"] + s["streams_completed"]
             levels: list = []
             fresh = await stream_once(session, server.url, iid, preview=False, on_frame=levels.append)
-            assert fresh["error"] is None and fresh["levels"] == 5
+            assert fresh["error"] is None and fresh["levels"] == fresh["chunks"] > 5
             assert np.array_equal(frame_pixels(levels[-1]), original)
 
     try:

@@ -37,12 +37,26 @@ def test_fetch_saves_every_level_and_the_last_is_bit_exact(server, tmp_path, cap
     original = load_image(next(p for p in sample_paths() if p.stem == sample)).pixels
     out = tmp_path / "out"
     assert hidenet(["fetch", base, image_id(original), "--link", "cable", "--out", str(out)]) == 0
-    assert np.array_equal(frame_pixels((out / "level-0.png").read_bytes()), original)
     timeline = json.loads((out / "timeline.json").read_text())
-    assert [lv["level"] for lv in timeline["levels"]] == [4, 3, 2, 1, 0]
-    assert all(lv["received_ms"] >= lv["arrival_ms"] for lv in timeline["levels"])
+    chunks = timeline["levels"]
+    assert np.array_equal(frame_pixels((out / f"chunk-{len(chunks):02d}.png").read_bytes()), original)
+    assert sorted(p.name for p in out.glob("chunk-*.png")) == [f"chunk-{i:02d}.png" for i in range(1, len(chunks) + 1)]
+    # quality layers: a coarse picture of every level, then each layer again, the last one exact
+    assert chunks[0]["level"] == 4 and chunks[-1]["level"] == 0 and chunks[-1]["max_error"] == 0
+    assert [c["layer"] for c in chunks] == sorted(c["layer"] for c in chunks) and chunks[-1]["layer"] > 0
+    assert all(lv["received_ms"] >= lv["arrival_ms"] for lv in chunks)
     printed = capsys.readouterr().out
-    assert "level" in printed and "PSNR" in printed and len(printed.splitlines()) == 6
+    assert "chunk" in printed and "PSNR" in printed and len(printed.splitlines()) == len(chunks) + 1
+
+
+def test_fetch_resolution_stream_has_one_chunk_per_level(server, tmp_path):
+    _, base = server
+    out = tmp_path / "levels"
+    assert hidenet(["fetch", base, "camera", "--stream", "resolution", "--out", str(out)]) == 0
+    timeline = json.loads((out / "timeline.json").read_text())
+    levels = [c["level"] for c in timeline["levels"]]  # a level's coding steps come as parts
+    assert levels == sorted(levels, reverse=True) and set(levels) == {4, 3, 2, 1, 0}
+    assert {c["layer"] for c in timeline["levels"]} == {0} and timeline["meta"]["stream"] == "resolution"
 
 
 def test_fetch_measures_what_the_viewer_shows_and_names_the_other_figure(server, tmp_path, capsys):
@@ -69,7 +83,7 @@ def test_fetch_by_name_with_race(server, tmp_path):
     _, base = server
     out = tmp_path / "race"
     assert hidenet(["fetch", base, "camera", "--race", "--preview", "--max-error", "2", "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.glob("race-pjpeg-q90-*.png")) and (out / "level-4.png").exists()
+    assert sorted(p.name for p in out.glob("race-pjpeg-q90-*.png")) and (out / "chunk-01.png").exists()
 
 
 def test_fetch_races_several_contenders_and_writes_each_ones_events(server, tmp_path, capsys):
@@ -138,5 +152,31 @@ def test_signals_close_sockets_with_1001_and_exit_cleanly(tmp_path, sig):
 
     assert asyncio.run(scenario()) == 1001
     assert proc.wait(timeout=20) == 0
+    log = server.log_path.read_text()
+    assert "Traceback" not in log and " ERROR " not in log
+
+
+def test_sigterm_in_the_middle_of_an_encode_exits_without_waiting_for_it(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    noise = np.random.default_rng(3).integers(0, 256, (1536, 2048, 3), dtype=np.uint8)  # tens of seconds to encode
+    Image.fromarray(noise).save(images / "noise.png", compress_level=1)
+    server = start_server(tmp_path / "data", "interp", extra=["--images", str(images)])
+    proc, base = server.proc, server.url
+
+    async def scenario() -> int:
+        async with connect(base.replace("http", "ws") + "/ws", max_size=None) as ws:
+            await ws.send(json.dumps({"type": "start", "image": image_id(noise), "preview": False}))
+            while (msg := json.loads(await asyncio.wait_for(ws.recv(), 60)))["type"] != "level":
+                assert msg["type"] in ("progress", "meta"), msg
+            proc.send_signal(signal.SIGTERM)  # the encoder is a few chunks into the stream
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 60)
+            return closed.value.rcvd.code
+
+    assert asyncio.run(scenario()) == 1001
+    assert proc.wait(timeout=60) == 0
+    assert list((tmp_path / "data" / "cache").glob("*.hdn")) == []  # the encode was cancelled, not finished
     log = server.log_path.read_text()
     assert "Traceback" not in log and " ERROR " not in log

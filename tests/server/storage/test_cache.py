@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from hidenet_core import decode, load_model
 from hidenet_core.codec.container import scan_stream
+from hidenet_core.codec.versions import VERSION
 from server import create_app
 from server.keys import CACHE, STATS
 from server.storage.cache import StreamCache, StreamKey
-from server.streaming.stream import STREAM_VERSION
 from tests.server.conftest import frame_pixels, receive_stream
 
 pytestmark = pytest.mark.asyncio
@@ -33,13 +35,20 @@ def unsealed(path) -> bytes:
     return data[data.index(b"\x89HDN\r\n") :]
 
 
+async def download(client, image_id: str, **params) -> bytes:
+    """A whole stream.hdn (it is sent as it is encoded: the cache has it once it has all been read)."""
+    resp = await client.get(f"/api/images/{image_id}/stream.hdn", params=params)
+    assert resp.status == 200, await resp.text()
+    return await resp.read()
+
+
 async def test_streams_are_cached_by_content_hash_and_mode(client, rgb_id):
-    await client.get(f"/api/images/{rgb_id}/stream.hdn")
-    await client.get(f"/api/images/{rgb_id}/stream.hdn", params={"max_error": 2})
-    await client.get(f"/api/images/{rgb_id}/stream.hdn")
+    await download(client, rgb_id)
+    await download(client, rgb_id, max_error=2)
+    await download(client, rgb_id)
     files = sorted(p.name for p in client.app[CACHE].directory.iterdir())
     assert len(files) == 2 and all(f.startswith(rgb_id) and f.endswith(".hdn") for f in files)
-    assert {f".d0.g0.v{STREAM_VERSION}.hdn", f".d2.g0.v{STREAM_VERSION}.hdn"} == {f[-13:] for f in files}
+    assert {f".d0.g0.layers.v{VERSION}.hdn", f".d2.g0.layers.v{VERSION}.hdn"} == {f[-20:] for f in files}
     stats = client.app[STATS]
     assert (stats.cache_misses, stats.cache_hits) == (2, 1)
 
@@ -51,7 +60,7 @@ async def restarted(aiohttp_client, config, clock):
 
 async def test_a_corrupted_cache_file_is_re_encoded_not_served(client, aiohttp_client, config, clock, rgb, rgb_id,
                                                                caplog):
-    await client.get(f"/api/images/{rgb_id}/stream.hdn")
+    await download(client, rgb_id)
     (path,) = client.app[CACHE].directory.iterdir()
     data = bytearray(path.read_bytes())
     data[-10] ^= 0xFF  # a flipped bit in the last payload
@@ -98,3 +107,21 @@ async def test_scan_stream_matches_the_decoder(rgb):
     levels = decode(data, load_model("interp"))
     assert [c.level for c in layout.chunks] == [lv.level for lv in levels]
     assert [c.end for c in layout.chunks] == [lv.bytes_consumed for lv in levels]
+
+
+async def test_the_disk_cache_keeps_the_most_recently_used_streams_within_its_bound(aiohttp_client, config, clock,
+                                                                                    rgb_id):
+    client = await aiohttp_client(create_app(replace(config, cache_mb=1), clock=clock))
+    cache = client.app[CACHE]
+    first = await download(client, rgb_id, max_error=1)
+    size = len(first) + 64  # a file: its seal and its stream (the streams of this image are about this size)
+    cache.max_bytes = int(2.5 * size)  # room for two of them
+    await download(client, rgb_id, max_error=2)
+    old = sorted(cache.directory.glob("*.hdn"), key=lambda p: p.stat().st_mtime)
+    for age, path in enumerate(old):  # file times decide, as for every process sharing the directory
+        os.utime(path, (1000 + age, 1000 + age))
+    await download(client, rgb_id, max_error=1)  # a hit: d1 becomes the most recently used
+    await download(client, rgb_id, max_error=3)  # a third stream: the least recently used one (d2) goes
+    names = sorted(p.name.split(".")[2] for p in cache.directory.glob("*.hdn"))
+    assert names == ["d1", "d3"]
+    assert sum(p.stat().st_size for p in cache.directory.glob("*.hdn")) <= cache.max_bytes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.streaming.links import PRESETS, LinkError, arrival_ms, parse_link
+from server.streaming.links import PRESETS, LinkError, LinkSchedule, arrival_ms, parse_link
 
 PUBLISHED = {  # id: (down kbps, rtt ms, source)
     "2g": (280, 800, "WebPageTest"),
@@ -34,6 +34,24 @@ def test_schedule_is_one_rtt_then_the_link_rate():
     assert arrival_ms(link, 2000) == pytest.approx(310)
     assert [arrival_ms(link, n) for n in (200, 400_000)] == pytest.approx([301, 2300])
     assert [arrival_ms(PRESETS["unlimited"], n) for n in (10, 10**9)] == [0, 0]
+
+
+def test_a_stream_made_before_it_is_needed_follows_the_ideal_schedule():
+    link, schedule = PRESETS["3g"], LinkSchedule(PRESETS["3g"])
+    ends = [100, 2100, 40_000]
+    assert [schedule.arrive(s, e, 0.0) for s, e in zip([20, *ends], ends)] == [arrival_ms(link, e) for e in ends]
+
+
+def test_a_chunk_made_late_arrives_after_it_is_made_and_delays_the_rest():
+    schedule = LinkSchedule(PRESETS["3g"])  # 200 bytes/ms, 300 ms
+    assert schedule.arrive(20, 2020, 0.0) == pytest.approx(310.1)
+    # made at 1000 ms: sent from then, 300 ms to arrive and 10 ms for its 2000 bytes
+    assert schedule.arrive(2020, 4020, 1000.0) == pytest.approx(1310)
+    assert schedule.delay_ms > 0
+    # made long ago, but the link is busy with its late predecessor: the delay stays
+    assert schedule.arrive(4020, 6020, 0.0) == pytest.approx(1320)
+    unlimited = LinkSchedule(PRESETS["unlimited"])  # bytes arrive the moment they are made
+    assert [unlimited.arrive(0, 10, m) for m in (0.0, 50.0, 20.0)] == [0.0, 50.0, 50.0]
 
 
 def test_custom_link():

@@ -1,0 +1,251 @@
+"""Streams as the server has them: read from the cache, or being encoded chunk by chunk.
+
+A ``StreamSource`` is one stream (image, mode, model, format) shared by every viewer of
+it: its header and the chunks that exist so far, each with the moment it was made. A
+first view starts an encode that yields the header at once and then each chunk as the
+encoder makes it (``hidenet_core.encode_chunks``), so a viewer's first level goes out
+within moments whatever the image size; viewers who come while it runs share it. The
+encode runs only while somebody waits for it: when its last viewer leaves it is
+cancelled (within a channel's coding), and at most ``max_encodes`` run per process
+(past that a viewer is told "busy", never queued), each on a thread of its own, so that
+encodes never hold up the worker that renders the frames of streams already running. A complete stream is written to the
+disk cache, which keeps the most recently used streams within its byte bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from hidenet_core import EncodeSettings
+from hidenet_core.codec.container import Chunk, Header, StreamLayout, parse_header, scan_stream
+from hidenet_core.codec.encoder import EncodeCancelled, EncodedChunk, encode_chunks
+
+from ..storage.cache import CorruptCacheFile, StreamCache, StreamKey
+
+__all__ = ["StreamSource", "StreamSources", "Busy"]
+
+log = logging.getLogger(__name__)
+
+
+class Busy(Exception):
+    """Every encode slot of this process is taken."""
+
+
+class StreamSource:
+    """One stream as it stands: the header, the chunks made so far and when each was made."""
+
+    def __init__(self, key: StreamKey) -> None:
+        self.key = key
+        self.data = bytearray()  # the stream so far: header and complete chunks
+        self.header: Header | None = None
+        self.header_bytes = 0
+        self.planned = 0  # the stream's chunk count, once the header is known
+        self.chunks: list[Chunk] = []
+        self.made: list[float] = []  # clock time each chunk was made (0: read from the cache)
+        self.complete = False
+        self.error: BaseException | None = None
+        self.from_cache = False
+        self.viewers = 0
+        self.cancel = threading.Event()  # asked by the encoder between channels
+        self.task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+
+    @classmethod
+    def cached(cls, key: StreamKey, data: bytes, layout: StreamLayout) -> StreamSource:
+        source = cls(key)
+        source.data = bytearray(data)
+        source.header, source.header_bytes, source.planned = layout.header, layout.header_bytes, layout.planned
+        source.chunks = list(layout.chunks)
+        source.made = [0.0] * len(layout.chunks)
+        source.complete = source.from_cache = True
+        return source
+
+    def add(self, piece: EncodedChunk, now: float) -> None:
+        """Record the next piece the encoder made (the header, then each chunk)."""
+        start = len(self.data)
+        self.data += piece.data
+        if piece.spec is None:
+            self.header, self.header_bytes = parse_header(bytes(self.data))
+            self.planned = piece.chunks
+        else:
+            spec, size = piece.spec, self.header.chunk_header_size
+            parts = 1 if spec.pass_ is None else len(spec.pass_.parts)
+            self.chunks.append(Chunk(spec.level, start, len(self.data), len(piece.data) - size, spec.layer,
+                                     spec.part, parts, piece.max_error))
+            self.made.append(now)
+        self._pulse()
+
+    def finish(self, error: BaseException | None = None) -> None:
+        self.error = error
+        self.complete = error is None and len(self.chunks) == self.planned
+        self._pulse()
+
+    def _pulse(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_header(self) -> Header:
+        while self.header is None:
+            self._raise()
+            await self._changed.wait()
+        return self.header
+
+    async def wait(self, index: int, timeout: float | None = None) -> bool:
+        """Until chunk ``index`` exists (True), or ``timeout`` seconds pass (False); raises the
+        encode's error if it failed."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while index >= len(self.chunks):
+            self._raise()
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                return False
+            try:
+                await asyncio.wait_for(asyncio.shield(self._changed.wait()), left)
+            except TimeoutError:
+                return False
+        return True
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+        if self.task is not None and self.task.done() and not self.complete:
+            raise EncodeCancelled("the encoding stopped")
+
+    def layout(self) -> StreamLayout:
+        """The stream as it stands, as ``scan_stream`` would describe it."""
+        assert self.header is not None
+        return StreamLayout(self.header, self.header_bytes, tuple(self.chunks), self.planned)
+
+
+@dataclass
+class EncodeJob:
+    """What an encode needs: the pixels (read in the worker), the model and the settings."""
+
+    pixels: Callable[[], object]
+    model: object
+    settings: EncodeSettings
+
+
+class StreamSources:
+    """Every stream being viewed or encoded in this process, by key."""
+
+    def __init__(self, cache: StreamCache, run: Callable[..., object], now: Callable[[], float],
+                 max_encodes: int, on_event: Callable[[str], None] = lambda event: None) -> None:
+        self.cache, self._run, self._now, self.max_encodes = cache, run, now, max_encodes
+        self._on_event = on_event
+        self._live: dict[StreamKey, StreamSource] = {}
+        self._opening: dict[StreamKey, list] = {}  # key -> [lock, how many wait on it]
+        self.encoding = 0
+        self._pool = ThreadPoolExecutor(max_workers=max_encodes, thread_name_prefix="hidenet-encode")
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def get(self, key: StreamKey) -> StreamSource | None:
+        """The live source of ``key`` (being encoded or viewed), if any."""
+        return self._live.get(key)
+
+    async def open(self, key: StreamKey, job: Callable[[], EncodeJob], viewer: bool = True) -> StreamSource:
+        """The source of ``key``, shared with whoever has it open: the live one, else the cached
+        stream, else a new encode (``job()`` says how; Busy if every encode slot is taken).
+        Counted as a viewer until ``release``; ``viewer=False`` keeps an encode running
+        unwatched until it ends (a background encode after an upload)."""
+        lock = self._opening.setdefault(key, [asyncio.Lock(), 0])
+        lock[1] += 1
+        try:
+            async with lock[0]:  # one lookup per key at a time: concurrent first views share one encode
+                return await self._open(key, job, viewer)
+        finally:
+            lock[1] -= 1
+            if not lock[1]:
+                del self._opening[key]
+
+    async def _open(self, key: StreamKey, job: Callable[[], EncodeJob], viewer: bool) -> StreamSource:
+        source = self._live.get(key)
+        if source is None:
+            source = await self._cached(key)
+            if source is None:
+                if self.encoding >= self.max_encodes:
+                    self._on_event("busy")
+                    raise Busy(f"server busy: {self.encoding} streams are being encoded; try again shortly")
+                source = StreamSource(key)
+                self.encoding += 1
+                source.task = asyncio.create_task(self._encode(source, job()))
+            self._live[key] = source
+        if viewer:
+            source.viewers += 1
+        elif source.task is not None and not source.task.done():  # held until the encode ends
+            source.viewers += 1
+            source.task.add_done_callback(lambda _: self.release(source))
+        else:
+            self._drop(source)
+        return source
+
+    def release(self, source: StreamSource) -> None:
+        """One viewer fewer; with none left an unfinished encode is cancelled."""
+        source.viewers -= 1
+        if source.viewers > 0:
+            return
+        if not source.complete:
+            source.cancel.set()
+        if source.task is None or source.task.done():
+            self._drop(source)
+
+    def _drop(self, source: StreamSource) -> None:
+        if self._live.get(source.key) is source and source.viewers <= 0:
+            del self._live[source.key]
+
+    async def _cached(self, key: StreamKey) -> StreamSource | None:
+        try:
+            hit = await self.cache.lookup(key, self._run)
+        except CorruptCacheFile:
+            self._on_event("corrupt")
+            hit = None
+        if hit is None:
+            return None
+        self._on_event("hit")
+        return StreamSource.cached(key, *hit)
+
+    async def _encode(self, source: StreamSource, job: EncodeJob) -> None:
+        self._on_event("miss")
+        try:
+            loop = asyncio.get_running_loop()
+            pixels = await self._run(job.pixels)
+            pieces = encode_chunks(pixels, job.model, job.settings, cancelled=source.cancel.is_set)
+            while (piece := await loop.run_in_executor(self._pool, next, pieces, None)) is not None:
+                if piece.spec is not None and len(source.chunks) + 1 == source.planned:
+                    # the last chunk: cached before anyone receives it, so that whoever has the whole
+                    # stream finds it in the cache (a disk write; the chunks before went out at once)
+                    data = bytes(source.data + piece.data)
+                    await self._run(self.cache.store, source.key, data, scan_stream(data))
+                source.add(piece, self._now())
+            source.finish()
+        except (asyncio.CancelledError, EncodeCancelled) as exc:
+            self._on_event("cancelled")
+            source.cancel.set()
+            source.finish(EncodeCancelled("the encoding was cancelled: nobody waits for it"))
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        except Exception as exc:
+            log.exception("encoding %s failed", source.key.filename)
+            source.finish(exc)
+        finally:
+            self.encoding -= 1
+            if source.viewers <= 0:
+                self._drop(source)
+
+    async def close(self) -> None:
+        """Cancel every encode (at shutdown): each stops within a channel's coding."""
+        tasks = [s.task for s in self._live.values() if s.task is not None and not s.task.done()]
+        for source in self._live.values():
+            source.cancel.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)

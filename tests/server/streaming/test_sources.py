@@ -1,0 +1,221 @@
+"""Encodes tied to the clients who wait for them: shared, cancelled when abandoned, capped (busy),
+started in the background after an upload; and the 1:1 view's region requests.
+
+The encoder is gated (``gate``) so that a test decides when each chunk may be made: no test
+depends on how fast this machine encodes."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+
+import numpy as np
+import pytest
+import pytest_asyncio
+from aiohttp import FormData
+
+from server import create_app
+from server.keys import SOURCES, STATS
+from server.storage.store import image_id
+from server.streaming import source as source_module
+from tests.server.conftest import frame_pixels, png_of, receive_meta, receive_stream
+
+pytestmark = pytest.mark.asyncio
+
+
+class Gate:
+    """Lets the encoder make the header and ``allowed`` chunks, then holds it until ``open()``."""
+
+    def __init__(self, allowed: int = 1) -> None:
+        self.allowed, self._open = allowed, threading.Event()
+
+    def open(self) -> None:
+        self._open.set()
+
+    def wrap(self, encode_chunks):
+        def gated(pixels, model, settings, cancelled):
+            for made, piece in enumerate(encode_chunks(pixels, model, settings, cancelled=cancelled)):
+                if made > self.allowed:  # the header is piece 0
+                    self._open.wait(30)
+                yield piece
+        return gated
+
+
+@pytest.fixture
+def gate(monkeypatch) -> Gate:
+    g = Gate()
+    monkeypatch.setattr(source_module, "encode_chunks", g.wrap(source_module.encode_chunks))
+    yield g
+    g.open()  # never leave an encode thread waiting
+
+
+@pytest_asyncio.fixture
+async def app_client(aiohttp_client, config, clock):
+    async def make(**changes):
+        return await aiohttp_client(create_app(dataclasses.replace(config, **changes), clock=clock))
+    return make
+
+
+def form(data: bytes) -> FormData:
+    f = FormData()
+    f.add_field("file", data, filename="upload.png", content_type="application/octet-stream")
+    return f
+
+
+def start(image: str, **fields) -> dict:
+    return {"type": "start", "image": image, **fields}
+
+
+async def until(condition, timeout: float = 30) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
+def cache_files(config) -> list:
+    return sorted((config.data_dir / "cache").glob("*.hdn"))
+
+
+async def test_an_abandoned_encode_is_cancelled_and_nothing_is_cached(app_client, config, rgb_id, gate):
+    client = await app_client()
+    app = client.server.app
+    ws = await client.ws_connect("/ws")
+    await ws.send_json(start(rgb_id, preview=False))
+    assert (await receive_meta(ws))["encoding"] is True
+    level = await receive_meta(ws)
+    assert level["type"] == "level" and level["index"] == 0
+    await ws.close()  # the only viewer leaves while the encoder waits at the gate
+    gate.open()
+    await until(lambda: app[SOURCES].encoding == 0 and len(app[SOURCES]) == 0)
+    assert app[STATS].encodes_cancelled == 1 and cache_files(config) == []
+
+
+async def test_a_cut_off_download_cancels_its_encode(app_client, config, rgb_id, gate):
+    client = await app_client()
+    app = client.server.app
+    response = await client.get(f"/api/images/{rgb_id}/stream.hdn")
+    assert response.status == 200 and response.headers.get("Content-Length") is None  # chunked: still encoding
+    assert len(await response.content.readany()) > 0  # the header, at once
+    response.close()
+    gate.open()
+    await until(lambda: app[SOURCES].encoding == 0 and len(app[SOURCES]) == 0)
+    assert app[STATS].encodes_cancelled == 1 and cache_files(config) == []
+
+
+async def test_viewers_of_an_encode_in_progress_share_it_and_it_is_cached_once(app_client, config, rgb, rgb_id, gate):
+    client = await app_client()
+    app = client.server.app
+    first, second = await client.ws_connect("/ws"), await client.ws_connect("/ws")
+    await first.send_json(start(rgb_id, preview=False))
+    await receive_meta(first)
+    await second.send_json(start(rgb_id, preview=False))  # joins while the encoder waits at the gate
+    assert (await receive_meta(second))["encoding"] is True
+    gate.open()
+    for ws in (first, second):
+        messages = await receive_stream(ws)
+        assert messages[-1]["type"] == "done"
+        assert np.array_equal(frame_pixels(messages[-2]), rgb)
+    assert app[STATS].cache_misses == 1 and len(cache_files(config)) == 1
+
+
+async def test_past_the_encode_cap_a_first_view_is_told_busy_not_queued(app_client, rgb_id, grey, gate):
+    client = await app_client(max_encodes=1)
+    grey_id = image_id(grey)
+    holder = await client.ws_connect("/ws")
+    await holder.send_json(start(rgb_id, preview=False))  # takes the only encode slot, held at the gate
+    await receive_meta(holder)
+
+    ws = await client.ws_connect("/ws")
+    await ws.send_json(start(grey_id))
+    refused = await receive_meta(ws)
+    assert refused["type"] == "error" and refused["code"] == "busy" and "try again" in refused["message"]
+    response = await client.get(f"/api/images/{grey_id}/stream.hdn")
+    assert response.status == 503 and response.headers["Retry-After"] == "5"
+    assert "busy" in (await response.json())["error"]
+    assert client.server.app[STATS].encodes_refused == 2
+
+    sharer = await client.ws_connect("/ws")  # the stream being encoded is not a new encode: it is shared
+    await sharer.send_json(start(rgb_id, preview=False))
+    assert (await receive_meta(sharer))["type"] == "meta"
+    gate.open()
+    assert (await receive_stream(holder))[-1]["type"] == "done"
+    assert (await receive_stream(sharer))[-1]["type"] == "done"
+    await ws.send_json(start(grey_id))  # the slot is free again
+    assert (await receive_stream(ws))[-1]["type"] == "done"
+
+
+async def test_an_upload_is_encoded_in_the_background_and_its_progress_shown(app_client, config, gate):
+    client = await app_client()
+    pixels = np.random.default_rng(5).integers(0, 256, (48, 40, 3), dtype=np.uint8)
+    response = await client.post("/api/images", data=form(png_of(pixels)))
+    assert response.status == 201, await response.text()
+    image = (await response.json())["id"]
+    progress = (await (await client.get(f"/api/images/{image}")).json())["encoding"]
+    assert progress is not None and progress["chunks_done"] == 0  # at first the chunk count may be unknown
+    async with asyncio.timeout(30):
+        while progress["chunks"] is None or progress["chunks_done"] < 1:  # the gate holds it after one chunk
+            await asyncio.sleep(0.02)
+            progress = (await (await client.get(f"/api/images/{image}")).json())["encoding"]
+    assert progress["chunks_done"] == 1 < progress["chunks"]
+    gate.open()
+
+    async def encoded() -> bool:
+        return (await (await client.get(f"/api/images/{image}")).json())["encoding"] is None
+
+    async with asyncio.timeout(30):
+        while not await encoded():
+            await asyncio.sleep(0.05)
+    assert len(cache_files(config)) == 1
+    ws = await client.ws_connect("/ws")
+    await ws.send_json(start(image))
+    meta = await receive_meta(ws)
+    assert meta["encoding"] is False and meta["total_bytes"] > 0  # the first view reads the cache
+    assert client.server.app[STATS].cache_hits == 1
+
+
+async def test_without_background_encoding_an_upload_waits_for_its_first_view(app_client, config):
+    client = await app_client(encode_uploads=False)
+    pixels = np.random.default_rng(6).integers(0, 256, (30, 20, 3), dtype=np.uint8)
+    response = await client.post("/api/images", data=form(png_of(pixels)))
+    image = (await response.json())["id"]
+    await asyncio.sleep(0.2)
+    assert (await (await client.get(f"/api/images/{image}")).json())["encoding"] is None
+    assert cache_files(config) == []
+
+
+async def test_a_region_request_gets_the_exact_pixels_of_the_latest_picture(app_client, rgb, rgb_id):
+    client = await app_client()
+    ws = await client.ws_connect("/ws")
+    await ws.send_json(start(rgb_id, frame={"width": 28, "height": 20}))
+    messages = await receive_stream(ws)
+    levels = [m for m in messages if isinstance(m, dict) and m["type"] == "level"]
+    assert all(m["frame_width"] <= 28 and m["frame_height"] <= 20 for m in levels)  # fit frames: display size
+    await ws.send_json({"type": "region", "x": 10, "y": 5, "width": 30, "height": 100})
+    region = await receive_meta(ws)
+    png = await ws.receive_bytes()
+    assert (region["type"], region["x"], region["y"], region["width"], region["height"]) == ("region", 10, 5, 30, 35)
+    assert region["frame_bytes"] == len(png) and np.array_equal(frame_pixels(png), rgb[5:40, 10:40])  # clipped
+
+
+async def test_a_region_before_any_stream_is_refused(app_client):
+    client = await app_client()
+    ws = await client.ws_connect("/ws")
+    await ws.send_json({"type": "region", "x": 0, "y": 0, "width": 10, "height": 10})
+    error = await receive_meta(ws)
+    assert error["type"] == "error" and error["code"] == "no_stream" and "send start first" in error["message"]
+
+
+@pytest.mark.parametrize("fields, expected", [
+    ({"x": 0, "y": 0, "width": 0, "height": 5}, "1x1"),
+    ({"x": 0, "y": 0, "width": 5000, "height": 5000}, "4096x4096"),
+    ({"x": -1, "y": 0, "width": 5, "height": 5}, "x"),
+    ({"x": 0, "y": 0, "width": 5}, "missing"),
+    ({"x": 0, "y": 0, "width": 5, "height": 5, "zoom": 2}, "unknown field"),
+])
+async def test_a_malformed_region_is_refused_with_the_reason(app_client, fields, expected):
+    client = await app_client()
+    ws = await client.ws_connect("/ws")
+    await ws.send_json({"type": "region", **fields})
+    error = await receive_meta(ws)
+    assert error["type"] == "error" and expected in error["message"]
