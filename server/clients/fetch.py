@@ -1,11 +1,13 @@
 """``hidenet fetch``: stream an image from a running server over the websocket protocol.
 
-Built on the ``websockets`` package: it saves each level's PNG as it arrives
-(``level-K.png``; with ``--race`` each contender's repaints too, ``race-<contender>-N.png``),
+Built on the ``websockets`` package: it saves each chunk's frame as it arrives
+(``chunk-NN.png``, numbered from 01 in stream order: with quality layers a level comes
+back in several chunks, each sharper; with ``--race`` each contender's repaints too,
+``race-<contender>-N.png``),
 writes ``timeline.json`` (every event of every racer, and the verdict) and prints the
 timeline.
 
-Each level's PSNR and SSIM are the server's, of the frame it sends, so which frame is the
+Each chunk's PSNR and SSIM are the server's, of the frame it sends, so which frame is the
 question: by default the full-size image the viewer shows (the level with the levels not
 yet received predicted, against the original), the one figure the viewer also prints;
 ``--no-preview`` asks for each level at its own size instead, measured against the
@@ -35,7 +37,7 @@ from hidenet_core.tools.contenders import CONTENDERS, MAX_CONTENDERS, ContenderE
 
 from ..storage.store import ID_RE
 from ..streaming.links import PRESETS
-from ..streaming.protocol import RACE_DEFAULT, WS_PATH
+from ..streaming.protocol import RACE_DEFAULT, STREAM_KINDS, WS_PATH
 
 __all__ = ["fetch", "ws_url", "parse_race", "frame_name", "HELP", "QUALITY", "configure", "run"]
 
@@ -101,22 +103,23 @@ def parse_race(text: str) -> list[str]:
 
 
 def frame_name(message: dict) -> str:
-    """The file a frame is saved as: ``level-3.png``, ``race-pjpeg-q90-2.png``."""
+    """The file a frame is saved as: ``chunk-03.png`` (the stream's third chunk), ``race-pjpeg-q90-2.png``."""
     if message["type"] == "level":
-        return f"level-{message['level']}.png"
+        return f"chunk-{message['index'] + 1:02d}.png"
     return f"race-{message['contender'].replace(':', '-q')}-{message['frame']}.png"
 
 
 async def fetch(url: str, image: str, *, link: str | dict = "unlimited", max_error: int = 0,
                 generative_levels: int = 0, preview: bool = False, contenders: list[str] | None = None,
-                out: Path | None = None, on_event=None) -> dict:
+                stream: str = "layered", out: Path | None = None, on_event=None) -> dict:
     """Stream one image; return ``{"meta", "levels", "race", "progress", "done"}`` with arrival times.
 
     Each frame's PNG is written to ``out`` (if given) and kept in its message's ``"png"``;
     ``on_event`` hears every level, race and progress message.
     """
     request = {"type": "start", "image": image, "link": link, "max_error": max_error,
-               "generative_levels": generative_levels, "preview": preview, "contenders": contenders or []}
+               "generative_levels": generative_levels, "preview": preview, "contenders": contenders or [],
+               "stream": stream}
     result: dict = {"meta": None, "levels": [], "race": [], "progress": [], "done": None}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -177,6 +180,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help=f"race up to {MAX_CONTENDERS} contenders on the same link and save their frames: "
                         f"{', '.join(CONTENDERS)}, a quality after a colon (pjpeg:75); "
                         f"--race alone: {RACE_DEFAULT} (GET /api/contenders lists them)")
+    p.add_argument("--stream", choices=STREAM_KINDS, default="layered",
+                   help="layered: quality layers, a coarse picture of every level first (default); resolution: "
+                        "one pass over the levels, smallest first")
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="where to write the PNGs (default fetch-<id>)")
 
 
@@ -187,28 +193,29 @@ def _fmt(value: float | None, spec: str, none: str = "exact") -> str:
 def run(args: argparse.Namespace) -> int:
     image = resolve_image(args.url, args.image)
     out = args.out or Path(f"fetch-{image[:12]}")
-    print(f"{'level':>5} {'size':>11} {'payload':>9} {'total':>9} {'arrival':>9} {'recv':>9} {'decode':>8} "
-          f"{'PSNR':>7} {'SSIM':>7}  {QUALITY[args.preview]}")
+    print(f"{'chunk':>5} {'layer':>5} {'level':>5} {'size':>11} {'payload':>9} {'total':>9} {'arrival':>9} "
+          f"{'recv':>9} {'decode':>8} {'PSNR':>7} {'SSIM':>7}  {QUALITY[args.preview]}")
 
     def show(ev: dict) -> None:
         if ev["type"] == "progress":
             print(f"server: {ev['message']} ({ev['elapsed_ms'] / 1000:.1f} s)", file=sys.stderr, flush=True)
         elif ev["type"] == "level":
-            print(f"{ev['level']:>5} {ev['width']:>5}x{ev['height']:<5} {ev['payload_bytes']:>9} "
+            print(f"{ev['index'] + 1:>5} {ev['layer'] + 1:>5} {ev['level']:>5} {ev['width']:>5}x{ev['height']:<5} "
+                  f"{ev['payload_bytes']:>9} "
                   f"{ev['total_bytes']:>9} "
                   f"{ev['arrival_ms']:>7.0f}ms {ev['received_ms']:>7.0f}ms {ev['decode_ms']:>6.1f}ms "
                   f"{_fmt(ev['psnr'], '7.2f'):>7} {ev['ssim']:>7.4f}", flush=True)
         else:
             racer = f"{ev['contender']} {ev['frame']}/{ev['frames']}"
-            print(f"{racer:>17} {ev['bytes']:>9} {ev['arrival_ms']:>7.0f}ms "
+            print(f"{racer:>29} {ev['bytes']:>9} {ev['arrival_ms']:>7.0f}ms "
                   f"{ev['received_ms']:>7.0f}ms {'':>8} {_fmt(ev['psnr'], '7.2f'):>7} {ev['ssim']:>7.4f}", flush=True)
 
     result = asyncio.run(fetch(args.url, image, link=args.link, max_error=args.max_error,
                                generative_levels=args.generative_levels, preview=args.preview,
-                               contenders=args.race, out=out, on_event=show))
+                               contenders=args.race, stream=args.stream, out=out, on_event=show))
     done = result["done"]
     (out / "timeline.json").write_text(json.dumps(timeline_json(result), indent=2))
-    print(f"done: {done['levels']} levels, {done['total_bytes']} stream bytes (arrival {done['arrival_ms']:.0f} ms "
+    print(f"done: {done['chunks']} chunks, {done['total_bytes']} stream bytes (arrival {done['arrival_ms']:.0f} ms "
           f"on {result['meta']['link']['name']}), {done['frame_bytes']} frame bytes; PNGs in {out}/", file=sys.stderr)
     if args.race:
         print(f"verdict: {done['verdict']['sentence']}", file=sys.stderr)

@@ -48,8 +48,9 @@ async def stream_once(session: aiohttp.ClientSession, base_url: str, image_id: s
                       on_frame: Callable[[bytes], None] | None = None) -> dict:
     """One stream; returns its timings or its error (and ``close_code``: the socket's close code
     if the server closed it mid-stream). Waits for ``ready`` before sending start; hands each
-    level's frame to ``on_frame``."""
-    out: dict = {"first_level_ms": None, "lags_ms": [], "levels": 0, "error": None, "frame_bytes": 0,
+    chunk's frame to ``on_frame``; ``levels`` counts the frames received, ``chunks`` is the stream's
+    chunk count (from ``done``)."""
+    out: dict = {"first_level_ms": None, "lags_ms": [], "levels": 0, "chunks": None, "error": None, "frame_bytes": 0,
                  "close_code": None}
     try:
         async with session.ws_connect(ws_url(base_url), max_msg_size=0) as ws:
@@ -80,6 +81,7 @@ async def stream_once(session: aiohttp.ClientSession, base_url: str, image_id: s
                         out["error"] = data.get("message", "error")
                         break
                     elif data["type"] == "done":
+                        out["chunks"] = data["chunks"]
                         break
                 else:
                     out["error"] = f"socket closed ({msg.type.name})"
