@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from hidenet_core import EncodeSettings, ProgressiveDecoder, level_shapes
-from hidenet_core.codec.plan import stream_plan
+from hidenet_core.codec.plan import guarantees, stream_plan
 from hidenet_core.codec.versions import VERSION
 from hidenet_core.tools.contenders import Event, verdict
 from hidenet_core.tools.contenders import Racer as VerdictRacer
@@ -215,10 +215,12 @@ async def _run_stream(app: web.Application, send: Sender, req: StartRequest, inf
             task.cancel()
     spec = FrameSpec(req.preview, req.frame)
     chunk_plan = stream_plan(header)
-    plan = [_schedule_entry(c, req.link) for c in source.chunks] + [
-        {"layer": c.layer, "level": c.level, "part": c.part, "parts": 1 if c.pass_ is None else len(c.pass_.parts)}
+    promised = guarantees(header, chunk_plan)
+    plan = [_schedule_entry(i, c, req.link) for i, c in enumerate(source.chunks)] + [
+        {"index": c.index, "layer": c.layer, "level": c.level, "part": c.part,
+         "parts": 1 if c.pass_ is None else len(c.pass_.parts), "max_error": promised[c.index]}
         for c in chunk_plan[len(source.chunks) :]
-    ]
+    ]  # chunks not encoded yet: their sizes and arrival times are not known
     # On the unlimited link every byte arrives at t = 0: racers are timed by when they were sent.
     unlimited = req.link.down_kbps is None
     time_of = (lambda arrival, sent: sent) if unlimited else (lambda arrival, sent: arrival)
@@ -287,8 +289,8 @@ async def _run_stream(app: web.Application, send: Sender, req: StartRequest, inf
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _schedule_entry(chunk, link: Link) -> dict:
+def _schedule_entry(index: int, chunk, link: Link) -> dict:
     """A chunk of ``meta``'s schedule whose size is known (it exists already)."""
-    return {"layer": chunk.layer, "level": chunk.level, "part": chunk.part, "parts": chunk.parts,
+    return {"index": index, "layer": chunk.layer, "level": chunk.level, "part": chunk.part, "parts": chunk.parts,
             "max_error": chunk.max_error, "payload_bytes": chunk.payload_bytes, "total_bytes": chunk.end,
             "arrival_ms": round(arrival_ms(link, chunk.end), 3)}

@@ -1,5 +1,9 @@
 // A fixed-size image stage: draws each level scaled to the full image with a short
 // crossfade, in "fit" or "1:1" (one image pixel per device pixel, pannable) mode.
+//
+// A frame may be smaller than the image (the server sends frames at the size they are
+// shown in fit mode); at 1:1 the viewer asks for the exact pixels of the visible
+// rectangle (a *region*), which is drawn over the frame until a newer region replaces it.
 
 import { prefersReducedMotion } from "./dom.js";
 
@@ -21,6 +25,8 @@ export class Stage {
     this.panY = 0;
     this.current = null;
     this.previous = null;
+    this.region = null; // {bitmap, x, y} in image pixels: the exact pixels of a rectangle, drawn at 1:1
+    this.onView = null; // called when what is visible at 1:1 changes (pan, resize, mode)
     this.fadeStart = 0;
     this.frames = 0;
     this.raf = 0;
@@ -34,6 +40,26 @@ export class Stage {
   setMode(mode) {
     this.mode = mode === "1to1" ? "1to1" : "fit";
     this.canvas.classList.toggle("is-pannable", this.mode === "1to1");
+    this.draw();
+    this.onView?.();
+  }
+
+  /** The rectangle of the image visible at 1:1, in image pixels ({x, y, width, height}), or null in fit mode. */
+  visibleRect() {
+    if (this.mode !== "1to1") return null;
+    const place = this.placement();
+    const x = Math.max(0, -place.x);
+    const y = Math.max(0, -place.y);
+    const width = Math.min(this.imageWidth, this.canvas.width - place.x) - x;
+    const height = Math.min(this.imageHeight, this.canvas.height - place.y) - y;
+    return width > 0 && height > 0 ? { x, y, width, height } : null;
+  }
+
+  /** Draw the exact pixels of a rectangle (image pixels from x, y) over the frame at 1:1. */
+  showRegion(bitmap, x, y) {
+    if (this.region && this.region.bitmap !== bitmap) this.region.bitmap.close?.();
+    this.region = { bitmap, x, y };
+    this.canvas.dataset.regions = String(Number(this.canvas.dataset.regions || 0) + 1);
     this.draw();
   }
 
@@ -56,8 +82,11 @@ export class Stage {
     this.previous?.close?.();
     this.current?.close?.();
     this.previous = this.current = null;
+    this.region?.bitmap.close?.();
+    this.region = null;
     this.frames = 0;
     this.canvas.dataset.frames = "0";
+    this.canvas.dataset.regions = "0";
     if (label) this.canvas.setAttribute("aria-label", label);
     this.draw();
   }
@@ -68,6 +97,7 @@ export class Stage {
     this.panX += dx;
     this.panY += dy;
     this.draw();
+    this.onView?.();
   }
 
   /** Where the image lies on the canvas, in canvas (device) pixels: {x, y, scale}. */
@@ -108,6 +138,10 @@ export class Stage {
     if (this.previous && t < 1) this.#drawFrame(this.previous, place, 1);
     if (this.current) this.#drawFrame(this.current, place, this.previous && t < 1 ? easeOut(t) : 1);
     ctx.globalAlpha = 1;
+    if (this.region && place.scale === 1) {
+      ctx.imageSmoothingEnabled = false;
+      ctx.drawImage(this.region.bitmap, place.x + this.region.x, place.y + this.region.y);
+    }
     return t < 1;
   }
 
@@ -141,6 +175,7 @@ export class Stage {
     if (width !== this.canvas.width || height !== this.canvas.height) {
       this.canvas.width = width;
       this.canvas.height = height;
+      this.onView?.();
     }
     this.draw();
   }
@@ -174,6 +209,7 @@ export class Stage {
       if (event.key === "Home") {
         this.panX = this.panY = 0;
         this.draw();
+        this.onView?.();
       } else if (moves[event.key]) {
         this.pan(...moves[event.key]);
       } else {

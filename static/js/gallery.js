@@ -1,4 +1,5 @@
-// The gallery page: upload by file picker or drag and drop, then show the new card.
+// The gallery page: upload by file picker or drag and drop, then show the new card, which
+// says how far the server is in encoding the upload's stream (it starts in the background).
 
 import { $, setText, show } from "./dom.js";
 import { formatSize } from "./format.js";
@@ -47,6 +48,34 @@ function addCard(image) {
   return card;
 }
 
+/** How often a new card asks how far its encode is (ms). */
+const ENCODING_POLL_MS = 1000;
+
+/** Show on `card` how far the server is in encoding the image's stream, until it is done. */
+async function followEncoding(card, id) {
+  const field = $("[data-field=encoding]", card);
+  for (;;) {
+    let encoding;
+    try {
+      const response = await fetch(`/api/images/${encodeURIComponent(id)}`, { headers: { Accept: "application/json" } });
+      if (!response.ok) break;
+      encoding = (await response.json()).encoding;
+    } catch {
+      break; // the server went away: the card stays as it is
+    }
+    if (!encoding) break;
+    const share = encoding.chunks ? ` ${encoding.chunks_done}/${encoding.chunks} chunks` : "";
+    setText(field, `Encoding…${share}`);
+    card.dataset.encoding = "running";
+    show(field, true);
+    await new Promise((resolve) => setTimeout(resolve, ENCODING_POLL_MS));
+  }
+  if (card.dataset.encoding === "running") {
+    setText(field, "Encoded: ready to stream");
+    card.dataset.encoding = "done";
+  }
+}
+
 async function upload(file) {
   setError("");
   if (!file) return;
@@ -55,7 +84,8 @@ async function upload(file) {
   show(status, true);
   form.classList.add("is-busy");
   try {
-    addCard(await uploadImage(file, { onProgress: setProgress }));
+    const image = await uploadImage(file, { onProgress: setProgress });
+    followEncoding(addCard(image), image.id);
     setText(percent, "Done");
   } catch (error) {
     show(status, false);

@@ -1,12 +1,14 @@
 // The websocket client for /ws (docs/protocol.md): one StreamSession per stream.
 //
-// The server sends a JSON message, and for "level" and "race" messages exactly one
-// binary message (a PNG) right after it. FramePairer matches them up in order;
+// The server sends a JSON message, and for "level", "race" and "region" messages exactly
+// one binary message (a PNG) right after it. FramePairer matches them up in order;
 // StreamSession decodes the PNGs and calls the handlers strictly in arrival order.
 // Message types it does not know are ignored, so the server can add new ones.
 
 /** JSON message types that are followed by one binary frame. */
-const PAIRED = new Set(["level", "race"]);
+const PAIRED = new Set(["level", "race", "region"]);
+/** The handler of each paired message type. */
+const PAIRED_HANDLER = { level: "onLevel", race: "onRace", region: "onRegion" };
 
 /** The websocket URL of this page's server. */
 export function socketUrl(path = "/ws", loc = window.location) {
@@ -14,7 +16,10 @@ export function socketUrl(path = "/ws", loc = window.location) {
   return `${scheme}//${loc.host}${path}`;
 }
 
-/** The start message for a stream request ({image, link, mode, race: [contender keys], ...} from the URL state). */
+/**
+ * The start message for a stream request ({image, link, mode, race: [contender keys], ...} from the URL state).
+ * `frame` is the size the viewer shows frames at ({width, height} in device pixels), or "full".
+ */
 export function startMessage(state) {
   const link = state.link === "custom"
     ? { down_kbps: Number(state.down_kbps), rtt_ms: Number(state.rtt_ms) }
@@ -27,10 +32,11 @@ export function startMessage(state) {
     generative_levels: state.mode === "generative" ? Number(state.generative_levels) : 0,
     preview: Boolean(state.preview),
     contenders: [...(state.race ?? [])],
+    frame: state.frame ?? "full",
   };
 }
 
-/** Pairs each "level"/"race" JSON message with the binary frame that follows it. */
+/** Pairs each "level"/"race"/"region" JSON message with the binary frame that follows it. */
 export class FramePairer {
   constructor() {
     this.waiting = [];
@@ -71,7 +77,9 @@ export function decodeFrame(data) {
  * One stream over its own websocket.
  *
  * handlers: onOpen(), onProgress(msg), onMeta(msg), onLevel(msg, bitmap), onRace(msg, bitmap),
- * onDone(msg), onError(text), each optional. After close() no handler runs again.
+ * onRegion(msg, bitmap), onDone(msg), onError(text), each optional. After close() no handler
+ * runs again. The socket stays open after "done", so that the 1:1 view can still ask for
+ * regions of the final picture (``region``); it closes with close() or a new stream.
  */
 export class StreamSession {
   constructor(request, handlers, url = socketUrl()) {
@@ -101,6 +109,13 @@ export class StreamSession {
     if (this.closed) return;
     if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify({ type: "cancel" }));
     this.close();
+  }
+
+  /** Ask for the exact pixels of a rectangle of the latest picture ({x, y, width, height}, image pixels). */
+  region(rect) {
+    if (this.closed || this.ws.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(JSON.stringify({ type: "region", ...rect }));
+    return true;
   }
 
   /** Drop the socket without waiting for the stream to end (a socket still connecting closes once open). */
@@ -137,7 +152,7 @@ export class StreamSession {
           return;
         }
         if (this.closed) return bitmap.close();
-        this.#emit(message.type === "level" ? "onLevel" : "onRace", message, bitmap);
+        this.#emit(PAIRED_HANDLER[message.type], message, bitmap);
       });
       return;
     }
@@ -155,7 +170,6 @@ export class StreamSession {
       case "done":
         this.finished = true;
         this.#emit("onDone", message);
-        this.close();
         break;
       case "error":
         this.#fail(message.message);

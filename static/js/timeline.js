@@ -1,24 +1,38 @@
-// hideNet's timeline: one row per piece of the stream, filled as the pieces arrive.
+// hideNet's timeline: one row per chunk of the stream, filled as the chunks arrive. A
+// layered stream goes down the pyramid once per quality layer, so a level has a row per
+// layer (and per part, where a level's pass comes in parts); "Error" is the most any pixel
+// of the full image can still be off after the chunk ("–": some level not coded yet).
 //
 // What a row is and which columns it has are data (ROWS and COLUMNS below), not code: a row
 // is keyed by `ROWS.key(item)` for both the server's plan (meta.schedule) and the messages
 // that fill it, so a protocol that sends several messages per level only changes ROWS.
 
 import { el, setText } from "./dom.js";
-import { formatBytes, formatMs, formatPsnr, formatSize, formatSsim } from "./format.js";
+import { formatBytes, formatMs, formatPsnr, formatSize, formatSsim, NBSP } from "./format.js";
 
 /** How a plan item or a message maps to a row: its key, its label and its data attributes. */
 export const ROWS = {
-  key: (item) => String(item.level),
-  label: (item, meta) =>
-    item.level === 0 ? `L${item.level} · full` : item.level === meta.baseLevel ? `L${item.level} · base` : `L${item.level}`,
-  data: (item) => ({ level: String(item.level) }),
-  order: (item) => -item.level, // base (highest level) first
+  key: (item) => String(item.index),
+  label: (item, meta) => {
+    const level = item.level === 0 ? "L0 · full" : item.level === meta.baseLevel ? `L${item.level} · base` : `L${item.level}`;
+    const layer = meta.layers > 1 ? `${item.layer + 1}: ` : "";
+    const part = item.parts > 1 ? ` (${item.part + 1}/${item.parts})` : "";
+    return `${layer}${level}${part}`;
+  },
+  data: (item) => ({ level: String(item.level), layer: String(item.layer ?? 0), index: String(item.index) }),
+  order: (item) => item.index, // stream order
 };
+
+/** The most a pixel can be off after a chunk: "exact", "≤ 4", or "–" (not bounded yet). */
+function formatError(value) {
+  if (value == null) return "–";
+  return value === 0 ? "exact" : `≤${NBSP}${value}`;
+}
 
 /** The columns after the row label: heading, the cell of an arrived message, the cell of a planned one. */
 export const COLUMNS = [
   { key: "size", head: "Size", value: (m) => formatSize(m.width, m.height) },
+  { key: "error", head: "Error", value: (m) => formatError(m.max_error), plan: (p) => formatError(p.max_error) },
   { key: "payload", head: "Payload", value: (m) => formatBytes(m.payload_bytes), plan: (p) => formatBytes(p.payload_bytes) },
   { key: "received", head: "Received", value: (m) => formatBytes(m.total_bytes), plan: (p) => formatBytes(p.total_bytes) },
   {
@@ -26,7 +40,7 @@ export const COLUMNS = [
     plan: (p) => (p.arrival_ms == null ? null : `due ${formatMs(p.arrival_ms)}`),
   },
   { key: "decode", head: "Decode", value: (m) => formatMs(m.decode_ms) },
-  { key: "psnr", head: "PSNR", value: (m) => formatPsnr(m.psnr) },
+  { key: "psnr", head: "PSNR", value: (m) => formatPsnr(m.psnr) + (m.psnr_level ? ` @${NBSP}1/${2 ** m.psnr_level}` : "") },
   { key: "ssim", head: "SSIM", value: (m) => formatSsim(m.ssim) },
 ];
 
@@ -39,7 +53,7 @@ export class Timeline {
     this.meta = { baseLevel: 0 };
     this.totalBytes = 0;
     head.replaceChildren(
-      el("th", { scope: "col" }, "Level"),
+      el("th", { scope: "col" }, "Chunk"),
       ...COLUMNS.map((c) => el("th", { scope: "col", className: `col-${c.key}` }, c.head)),
     );
   }
@@ -48,10 +62,10 @@ export class Timeline {
    * Start over. `schedule` is the server's plan (meta.schedule): a pending row per item, greyed,
    * with what the plan says (a plan may leave out sizes and times: those cells stay empty).
    */
-  reset({ baseLevel = 0, totalBytes = 0, schedule = [] } = {}) {
+  reset({ baseLevel = 0, totalBytes = 0, schedule = [], layers = 1 } = {}) {
     this.tbody.replaceChildren();
     this.rows.clear();
-    this.meta = { baseLevel };
+    this.meta = { baseLevel, layers };
     this.totalBytes = totalBytes || 0;
     this.#setFill(0);
     for (const item of schedule) {
@@ -70,7 +84,9 @@ export class Timeline {
     row.node.dataset.state = "arrived";
     row.node.classList.add("just-arrived");
     setTimeout(() => row.node.classList.remove("just-arrived"), 900);
+    // the stream's size is not known while it is being encoded: the share of its chunks then
     if (this.totalBytes) this.#setFill(message.total_bytes / this.totalBytes);
+    else if (message.chunks) this.#setFill((message.index + 1) / message.chunks);
   }
 
   /** The stream ended: rows that never arrived are marked skipped, the bar is full. */

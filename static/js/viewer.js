@@ -5,6 +5,11 @@
 // which starts when the server starts the stream (meta) and is what the chart, the level
 // times and the verdict use; and *real time*, the wall clock since Replay, which also
 // counts the server's preparation (encoding a stream not cached yet) and its decoding.
+//
+// Frames come at the size hideNet's stage shows them (``frame`` in start), except in a race,
+// where they are full size so that every racer's PSNR is of the same full-size picture. At
+// 1:1, while the frame is smaller than what it shows, the viewer asks the server for the
+// exact pixels of the visible rectangle (``region``) after each chunk and after each pan.
 
 import { $, setText, show } from "./dom.js";
 import { formatBytes, formatClock, formatMs, formatPsnr, formatRate, formatSize, NBSP } from "./format.js";
@@ -55,6 +60,7 @@ let session = null;
 // Per-stream bookkeeping: real t0 (Replay), link t0 (meta), the race's clock ("arrival" or "sent").
 let stream = null;
 let clockFrame = 0;
+let regionTimer = 0;
 
 /** A contender's display name from its key: "pjpeg:90" -> "Progressive JPEG q90". */
 function contenderLabel(key) {
@@ -111,6 +117,7 @@ const linkNow = () => (stream?.linkT0 == null ? null : performance.now() - strea
 /** Start (or restart) the stream with the current state. */
 function start() {
   session?.close();
+  clearTimeout(regionTimer);
   setError("");
   stream = { realT0: performance.now(), linkT0: null, time: "arrival", done: false };
   for (const r of stages.all()) r.reset("Connecting to the server…");
@@ -120,7 +127,7 @@ function start() {
   verdict.reset(stages.all());
   for (const chart of charts) chart.reset();
   setStreamState("connecting");
-  session = new StreamSession(startMessage({ ...state, image: image.id }), {
+  session = new StreamSession(startMessage({ ...state, image: image.id, frame: frameSize() }), {
     onOpen() {
       for (const r of stages.all()) setText(r.status, "Waiting for the server…");
     },
@@ -128,9 +135,11 @@ function start() {
     onMeta,
     onLevel,
     onRace,
+    onRegion,
     onDone,
     onError(text) {
       setError(text);
+      if (stream.done) return; // a region asked for after the end: the stream itself is complete
       stopClocks();
       setStreamState("error");
     },
@@ -152,12 +161,20 @@ function stop() {
   setStreamState("stopped");
 }
 
-/** The server says what it is doing before the stream can start. */
+/** The size hideNet's frames are asked at: its stage's in device pixels, or "full" in a race (like for like). */
+function frameSize() {
+  const canvas = stages.hidenet.stage.canvas;
+  if (state.race.length || !canvas.width || !canvas.height) return "full";
+  return { width: canvas.width, height: canvas.height };
+}
+
+/** The server says what it is doing: preparing the stream, or encoding a chunk that is not made yet. */
 function onProgress(message) {
   const racer = stages.byKey(message.racer) ?? stages.hidenet;
-  const steps = message.step != null && message.steps ? ` (${message.step} of ${message.steps})` : "";
+  const steps = message.step != null && message.steps && !/chunk \d+ of/.test(message.message)
+    ? ` (${message.step} of ${message.steps})` : "";
   setText(racer.status, `${message.message}${steps}…`);
-  setStreamState("preparing");
+  if (["connecting", "preparing"].includes(root.dataset.streamState)) setStreamState("preparing");
 }
 
 function onMeta(meta) {
@@ -166,7 +183,8 @@ function onMeta(meta) {
   stream.meta = meta;
   const clamp = stream.time === "arrival";
   stats.set("prepared", meta.prepared_ms == null ? "–" : formatMs(meta.prepared_ms));
-  timeline.reset({ baseLevel: meta.base_level, totalBytes: meta.total_bytes, schedule: meta.schedule ?? [] });
+  timeline.reset({ baseLevel: meta.base_level, totalBytes: meta.total_bytes, schedule: meta.schedule ?? [],
+                   layers: meta.layers?.length ?? 1 });
   form.setMaxGenerativeLevels(meta.base_level);
   stats.set("link", linkText(meta));
   const unlimited = stream.time === "sent";
@@ -176,7 +194,8 @@ function onMeta(meta) {
   const label = unlimited ? "sent" : "link";
   const due = (schedule) => (clamp && schedule?.every((s) => s.arrival_ms != null) ? schedule.map((s) => s.arrival_ms) : null);
   stages.hidenet.start(due(meta.schedule), label);
-  const total = meta.total_bytes ? ` · ${formatBytes(meta.total_bytes)} to send` : "";
+  const total = meta.total_bytes ? ` · ${formatBytes(meta.total_bytes)} to send`
+    : meta.encoding ? " · encoded as it is sent" : "";
   setText(stages.hidenet.status, `Waiting for the first level${total}`);
   for (const c of meta.contenders ?? []) {
     const racer = stages.bySlot(c.slot);
@@ -213,19 +232,68 @@ function when(t, real) {
   return `${clock} ${formatClock(t)} (link) · shown ${formatClock(real)} (real)`;
 }
 
+/** A PSNR and, for a frame measured on a coarser grid than the full image, which one. */
+function psnrText(message) {
+  return formatPsnr(message.psnr) + (message.psnr_level ? ` at 1/${2 ** message.psnr_level} size` : "");
+}
+
+/** Where a chunk stands: its level and, in a layered stream, its layer and the error it leaves. */
+function chunkText(message) {
+  const layers = stream.meta?.layers?.length ?? 1;
+  const layer = layers > 1 ? `Layer ${message.layer + 1} of ${layers} · level ${message.level}` : `Level ${message.level}`;
+  const part = message.parts > 1 ? ` (part ${message.part + 1} of ${message.parts})` : "";
+  const error = message.max_error == null ? "" : message.max_error === 0 ? " · exact" : ` · error ≤ ${message.max_error}`;
+  return `${layer}${part}${error}`;
+}
+
 function onLevel(message, bitmap) {
   const r = stages.hidenet;
-  const final = message.index + 1 === message.levels;
+  const final = message.index + 1 === message.chunks;
   const { t, real, lag } = record(r, message, message.total_bytes, final);
   const size = formatSize(message.width, message.height);
   r.show(bitmap, t, lag, `level ${message.level}, ${size}`, final);
   r.figure.dataset.level = String(message.level);
+  r.figure.dataset.layer = String(message.layer ?? 0);
   r.last = message;
-  setText(r.badge, `${message.index + 1}/${message.levels}`);
-  setText(r.status, `Level ${message.level} · ${size} · ${formatBytes(message.total_bytes)} ${when(t, real)} · ` +
-    formatPsnr(message.psnr));
+  // a frame smaller than what it shows is shrunk: at 1:1 the exact pixels come as a region
+  stream.shrunk = message.frame_width < (stream.meta.preview ? image.width : message.width);
+  if (stream.shrunk) askRegion(0);
+  else if (r.stage.region) clearRegion();
+  setText(r.badge, `${message.index + 1}/${message.chunks}`);
+  setText(r.status, `${chunkText(message)} · ${size} · ${formatBytes(message.total_bytes)} ${when(t, real)} · ` +
+    psnrText(message));
   timeline.add(message);
-  stats.set("psnr", formatPsnr(message.psnr));
+  stats.set("psnr", psnrText(message));
+}
+
+/** At 1:1, ask for the exact pixels of what hideNet's stage shows, after `delay` ms (a pan sends many). */
+function askRegion(delay) {
+  clearTimeout(regionTimer);
+  const canvas = stages.hidenet.stage.canvas;
+  if (stream?.shrunk && state.view === "1to1") canvas.dataset.region = "stale";
+  regionTimer = setTimeout(() => {
+    const rect = stages.hidenet.stage.visibleRect();
+    if (!rect || !stream?.shrunk || !session?.region(rect)) return;
+    stream.regionAsked = { ...rect, index: stages.hidenet.last?.index };
+    canvas.dataset.region = "asked";
+  }, delay);
+}
+
+function clearRegion() {
+  const stage = stages.hidenet.stage;
+  stage.region?.bitmap.close?.();
+  stage.region = null;
+  stage.draw();
+}
+
+function onRegion(message, bitmap) {
+  const stage = stages.hidenet.stage;
+  stage.showRegion(bitmap, message.x, message.y);
+  // "current": the exact pixels of what the stage shows now (of the latest chunk, where it was asked)
+  const asked = stream.regionAsked;
+  const current = asked && ["x", "y", "width", "height"].every((k) => asked[k] === message[k]) &&
+    asked.index === stages.hidenet.last?.index;
+  stage.canvas.dataset.region = current ? "current" : "stale";
 }
 
 function onRace(message, bitmap) {
@@ -248,7 +316,7 @@ function onDone(message) {
     if (!r.last) continue;
     r.finalAt ??= timeOf(r.last);
     const bytes = r.last.total_bytes ?? r.last.bytes;
-    setText(r.status, `Done · ${formatBytes(bytes)} by ${formatClock(r.finalAt)} (link) · ${formatPsnr(r.last.psnr)}`);
+    setText(r.status, `Done · ${formatBytes(bytes)} by ${formatClock(r.finalAt)} (link) · ${psnrText(r.last)}`);
   }
   if (message.verdict) verdict.done(message.verdict);
   const late = stages.all().filter((r) => r.lagMs > 100);
@@ -297,6 +365,7 @@ bindShortcuts({
   j: () => form.toggle("race", !state.race.length),
 });
 $("#stop").addEventListener("click", stop);
+stages.hidenet.stage.onView = () => askRegion(120);
 window.addEventListener("pagehide", () => session?.close());
 
 form.set(state);

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.viewer.conftest import UploadedImage, photo_like, png, post_image
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 # A digest of what the hideNet stage shows: a sparse sum over the image's pixels.
@@ -26,8 +28,9 @@ CANVAS_DIGEST = """() => {
 
 OBSERVE = """() => ({
     arrived: [...document.querySelectorAll("#timeline-body tr[data-state=arrived]")]
-        .map(tr => Number(tr.dataset.level)),
-    rows: [...document.querySelectorAll("#timeline-body tr")].map(tr => Number(tr.dataset.level)),
+        .map(tr => Number(tr.dataset.index)),
+    rows: [...document.querySelectorAll("#timeline-body tr")]
+        .map(tr => [Number(tr.dataset.index), Number(tr.dataset.layer), Number(tr.dataset.level)]),
     frames: Number(document.querySelector("#stage-hidenet canvas").dataset.frames || 0),
     settled: document.querySelector("#stage-hidenet canvas").dataset.settled,
     state: document.querySelector("#viewer").dataset.streamState,
@@ -72,9 +75,9 @@ def viewer_url(server, image, **query) -> str:
     return f"{server.url}/view/{image.id}?" + "&".join(f"{k}={v}" for k, v in query.items())
 
 
-def test_a_slow_link_paints_the_base_first_then_each_level_in_order(server, small_image, page):
+def test_a_slow_link_paints_the_base_first_then_each_chunk_in_order(server, small_image, page):
     total = len(server.get_bytes(f"/api/images/{small_image.id}/stream.hdn"))
-    down_kbps = max(1, round(total * 8 / 6000))  # the whole stream takes about 6 s: the base shows alone for ~0.3 s
+    down_kbps = max(1, round(total * 8 / 6000))  # the whole stream takes about 6 s: the base shows alone for a while
     page.goto(viewer_url(server, small_image, link="custom", down_kbps=down_kbps, rtt_ms=200, mode="lossless",
                          preview=0))
     observations = []
@@ -88,27 +91,35 @@ def test_a_slow_link_paints_the_base_first_then_each_level_in_order(server, smal
         time.sleep(0.03)
     final = observations[-1]
     assert final["state"] == "done"
-    levels = final["rows"]
-    base = levels[0]
-    assert levels == list(range(base, -1, -1)) and base >= 3, levels  # base first, full size last
-    assert final["arrived"] == levels
-    # At every moment, what had arrived was a prefix of base..0: levels come in order.
+    rows = final["rows"]  # [index, layer, level]: one row per chunk, in stream order
+    indices = [r[0] for r in rows]
+    base = rows[0][2]
+    assert indices == list(range(len(rows))) and base >= 3 and rows[-1][2] == 0, rows
+    layers = sorted({r[1] for r in rows})
+    assert len(layers) >= 2  # quality layers: each goes down the pyramid, base first
+    for layer in layers:
+        levels = [r[2] for r in rows if r[1] == layer]
+        assert levels == sorted(levels, reverse=True), (layer, levels)
+    assert final["arrived"] == indices
+    # At every moment, what had arrived was a prefix of the stream: chunks come in order.
     for seen in observations:
-        assert seen["arrived"] == levels[: len(seen["arrived"])], seen
+        assert seen["arrived"] == indices[: len(seen["arrived"])], seen
     # There was a time when only the base was shown, and the picture changed after it.
-    base_only = [s for s in observations if s["arrived"] == [base] and s["frames"] == 1 and s["settled"] == "1"]
+    base_only = [s for s in observations if s["arrived"] == [0] and s["frames"] == 1 and s["settled"] == "1"]
     assert base_only, "the base level was never shown on its own"
     wait_settled(page)
     final_digest = page.evaluate(CANVAS_DIGEST)
     assert base_only[-1]["digest"] != final_digest
-    assert len({s["digest"] for s in observations}) >= len(levels)
-    assert int(page.locator("#stage-hidenet canvas").get_attribute("data-frames")) == len(levels)
+    assert len({s["digest"] for s in observations}) >= len({r[2] for r in rows})
+    assert int(page.locator("#stage-hidenet canvas").get_attribute("data-frames")) == len(rows)
     # The timeline is complete, and the totals are filled in.
-    assert page.locator("#timeline-body tr[data-state=arrived]").count() == len(levels)
+    assert page.locator("#timeline-body tr[data-state=arrived]").count() == len(rows)
     hidenet = page.locator("#verdict-body tr[data-racer=hidenet]")
     assert hidenet.locator(".col-first").text_content() != "–"
     assert hidenet.locator(".col-final").text_content().endswith("exact")
-    assert page.locator("#timeline-body tr[data-level='0'] .col-psnr").text_content() == "∞ (exact)"
+    last = page.locator("#timeline-body tr").last
+    assert last.locator(".col-psnr").text_content() == "∞ (exact)"
+    assert last.locator(".col-error").text_content() == "exact"
 
 
 @pytest.mark.parametrize("preview", [0, 1])
@@ -122,6 +133,43 @@ def test_lossless_at_1to1_shows_the_original_pixels(server, small_image, page, p
     assert np.array_equal(original, small_image.pixels)
     assert (shown[:, :, 3] == 255).all()
     assert np.array_equal(shown[:, :, :3], original)
+
+
+VISIBLE_PIXELS = """() => {
+    const canvas = document.querySelector("#stage-hidenet canvas");
+    const x = Number(canvas.dataset.x), y = Number(canvas.dataset.y);
+    const left = Math.max(0, x), top = Math.max(0, y);
+    const data = canvas.getContext("2d").getImageData(left, top, canvas.width - left, canvas.height - top).data;
+    let s = "";
+    for (let i = 0; i < data.length; i += 0x8000) s += String.fromCharCode(...data.subarray(i, i + 0x8000));
+    return { x, y, left, top, width: canvas.width - left, height: canvas.height - top, b64: btoa(s) };
+}"""
+
+
+def visible_pixels(page) -> tuple[np.ndarray, int, int]:
+    """What hideNet's stage shows at 1:1 ((h, w, 4) uint8) and where in the image it starts (x, y)."""
+    seen = page.evaluate(VISIBLE_PIXELS)
+    shown = np.frombuffer(base64.b64decode(seen["b64"]), np.uint8).reshape(seen["height"], seen["width"], 4)
+    return shown, seen["left"] - seen["x"], seen["top"] - seen["y"]
+
+
+def test_a_large_image_comes_at_the_stage_size_and_1to1_shows_exact_regions(server, page):
+    pixels = photo_like(900, 1400, seed=11)  # larger than the stage: frames come shrunk to it
+    info = post_image(server.url, "large.png", png(pixels))
+    page.goto(viewer_url(server, UploadedImage(info["id"], "large", 1400, 900, pixels), link="unlimited",
+                         mode="lossless", view="1to1"))
+    wait_done(page, 120)
+    canvas = page.locator("#stage-hidenet canvas")
+    assert int(canvas.get_attribute("data-frame-width")) <= int(canvas.evaluate("c => c.width")) < 1400
+    page.wait_for_function("() => document.querySelector('#stage-hidenet canvas').dataset.region === 'current'")
+    shown, x, y = visible_pixels(page)
+    h, w = shown.shape[:2]
+    assert np.array_equal(shown[:, :, :3], pixels[y : y + h, x : x + w])  # the exact pixels, not the shrunk frame
+    canvas.focus()
+    page.keyboard.press("Shift+ArrowLeft")  # pan: the newly visible pixels are asked for and exact too
+    page.wait_for_function("() => document.querySelector('#stage-hidenet canvas').dataset.region === 'current'")
+    moved, x2, y2 = visible_pixels(page)
+    assert x2 != x and np.array_equal(moved[:, :, :3], pixels[y2 : y2 + moved.shape[0], x2 : x2 + moved.shape[1]])
 
 
 def test_race_shows_both_images_and_both_curves(server, small_image, page):

@@ -60,9 +60,9 @@ def test_fetch_resolution_stream_has_one_chunk_per_level(server, tmp_path):
 
 
 def test_fetch_measures_what_the_viewer_shows_and_names_the_other_figure(server, tmp_path, capsys):
-    """By default each level's frame is full size, as the viewer shows it, and so are its PSNR
-    and SSIM (finite below level 0); --no-preview gives each level at its own size, measured
-    on its own grid (exact for a lossless stream). The heading says which."""
+    """By default each chunk's frame is full size, as the viewer shows it, and so are its PSNR
+    and SSIM; --no-preview gives each chunk's level at its own size, measured on its own grid.
+    The heading says which. Either way the last chunk of a lossless stream is exact."""
     _, base = server
     rows = {}
     for flag in ([], ["--no-preview"]):
@@ -70,13 +70,12 @@ def test_fetch_measures_what_the_viewer_shows_and_names_the_other_figure(server,
         assert hidenet(["fetch", base, "camera", "--out", str(out), *flag]) == 0
         heading, *lines = capsys.readouterr().out.splitlines()
         assert ("at its own size" in heading) == bool(flag) and ("full-size" in heading) != bool(flag)
-        rows[bool(flag)] = {int(line.split()[0]): line.split()[-2:] for line in lines}
-        with Image.open(out / "level-4.png") as im:
+        rows[bool(flag)] = [line.split()[-2:] for line in lines]
+        with Image.open(out / "chunk-01.png") as im:  # the base level's first chunk
             assert im.size == ((32, 32) if flag else (512, 512))
     full, levels = rows[False], rows[True]
-    assert all(levels[k] == ["exact", "1.0000"] for k in range(5))
-    assert full[0] == ["exact", "1.0000"]
-    assert 10 < float(full[4][0]) < float(full[1][0]) < 60 and float(full[4][1]) < float(full[1][1]) < 1
+    assert full[-1] == levels[-1] == ["exact", "1.0000"] and len(full) == len(levels) > 5
+    assert 10 < float(full[0][0]) < float(full[-2][0]) < 60 and float(full[0][1]) < float(full[-2][1]) < 1
 
 
 def test_fetch_by_name_with_race(server, tmp_path):

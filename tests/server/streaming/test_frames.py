@@ -8,7 +8,7 @@ import pytest
 from hidenet_core import EncodeSettings, ProgressiveDecoder, encode, load_model, psnr
 from hidenet_core.codec.container import stream_info
 from hidenet_core.display import display_filter
-from server.streaming.frames import render_frame
+from server.streaming.frames import FrameSpec, render_frame
 from tests.conftest import smooth_image
 from tests.server.conftest import frame_pixels
 
@@ -20,7 +20,7 @@ def test_frames_with_predicted_levels_are_sent_with_the_display_filter(preview):
     data = encode(original, model, EncodeSettings(generative_levels=2, version=5))
     decoder = ProgressiveDecoder(model)
     last = decoder.feed(data)[-1]
-    frame = render_frame(decoder, last, original, preview)
+    frame = render_frame(decoder, last, original, FrameSpec(preview))
     # level 0, decoded: the exact pixels of level 2 among two predicted levels, as the viewer shows them
     shown = frame_pixels(frame.png)
     assert np.array_equal(shown, display_filter(last.image, 2)) and not np.array_equal(shown, last.image)
@@ -34,7 +34,7 @@ def test_a_preview_from_level_2_is_sent_with_its_finest_level_interpolated():
     decoder = ProgressiveDecoder(model)
     [first] = decoder.feed(data[: stream_info(data)["chunks"][0]["total_bytes"]])  # the base, level 2
     assert first.level == 2
-    shown = frame_pixels(render_frame(decoder, first, original, preview=True).png)
+    shown = frame_pixels(render_frame(decoder, first, original, FrameSpec(preview=True)).png)
     assert np.array_equal(shown, display_filter(decoder.preview(), 2, interpolate_finest=True))
 
 
@@ -43,7 +43,7 @@ def test_a_lossless_frame_stays_exact():
     original = smooth_image(70, 90, 3)
     decoder = ProgressiveDecoder(model)
     levels = decoder.feed(encode(original, model, EncodeSettings(version=5)))
-    frame = render_frame(decoder, levels[-1], original, preview=True)
+    frame = render_frame(decoder, levels[-1], original, FrameSpec(preview=True))
     assert np.array_equal(frame_pixels(frame.png), original) and frame.psnr is None
 
 
@@ -58,5 +58,19 @@ def test_a_layered_stream_refining_a_coarse_level_has_nothing_predicted_to_filte
     decoder = ProgressiveDecoder(model)
     last = decoder.feed(data[: chunks[refining]["total_bytes"]])[-1]
     assert last.level > 0 and decoder.current_level == 0
-    shown = frame_pixels(render_frame(decoder, last, original, preview=True).png)
+    shown = frame_pixels(render_frame(decoder, last, original, FrameSpec(preview=True)).png)
     assert np.array_equal(shown, decoder.preview())
+
+
+def test_a_frame_for_a_smaller_display_is_predicted_only_to_its_level_and_shrunk_to_fit():
+    """A viewer showing 40x30 pixels of a 180x140 image gets a preview predicted down to the
+    coarsest level at least that large (level 2, 45x35), shrunk to fit, measured on that grid."""
+    model = load_model("interp")
+    original = smooth_image(140, 180, 3)  # levels 0 to 3
+    decoder = ProgressiveDecoder(model)
+    last = decoder.feed(encode(original, model))[-1]
+    frame = render_frame(decoder, last, original, FrameSpec(preview=True, size=(40, 30)))
+    assert (frame.width, frame.height, frame.level) == (39, 30, 2) and frame_pixels(frame.png).shape == (30, 39, 3)
+    assert frame.psnr is None  # lossless: level 2's grid is exact
+    full = render_frame(decoder, last, original, FrameSpec(preview=True, size=(500, 500)))
+    assert (full.width, full.height, full.level) == (180, 140, 0)  # never enlarged
