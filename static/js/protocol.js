@@ -32,6 +32,7 @@ export function startMessage(state) {
     generative_levels: state.mode === "generative" ? Number(state.generative_levels) : 0,
     preview: Boolean(state.preview),
     contenders: [...(state.race ?? [])],
+    stream: state.stream ?? "layered",
     frame: state.frame ?? "full",
   };
 }

@@ -5,7 +5,8 @@ import { RACE_DEFAULT } from "./urlstate.js";
 
 /** Settings whose change restarts the stream (zoom does not). */
 const RESTARTS = new Set([
-  "link", "down_kbps", "rtt_ms", "mode", "max_error", "generative_levels", "preview", "race", "contender", "quality",
+  "link", "down_kbps", "rtt_ms", "mode", "max_error", "generative_levels", "stream", "preview", "race", "contender",
+  "quality",
 ]);
 
 export class ControlsForm {
@@ -66,6 +67,7 @@ export class ControlsForm {
       mode: i.mode.value,
       max_error: Number(i.max_error.value),
       generative_levels: Number(i.generative_levels.value),
+      stream: i.stream.value,
       preview: i.preview.checked,
       race: i.race.checked ? this.#keys() : [],
       view: i.view.value,
@@ -93,6 +95,7 @@ export class ControlsForm {
     i.mode.value = state.mode;
     i.max_error.value = String(state.max_error);
     i.generative_levels.value = String(state.generative_levels);
+    i.stream.value = state.stream;
     i.preview.checked = state.preview;
     i.race.checked = state.race.length > 0;
     const race = state.race.length ? state.race : [RACE_DEFAULT];

@@ -1,7 +1,7 @@
 // The viewer's state in the URL query, so a demo can be shared and reloaded.
 //
 //   ?link=3g&mode=near&max_error=2&preview=1&race=pjpeg:90,png&view=1to1
-//   ?link=custom&down_kbps=800&rtt_ms=150&mode=generative&generative_levels=2
+//   ?link=custom&down_kbps=800&rtt_ms=150&mode=generative&generative_levels=2&stream=resolution
 //
 // The image is the path (/view/<id>). Unknown or out-of-range values fall back to defaults;
 // the ranges are the server's (ControlsForm.limits(), ControlsForm.contenders()). `race` lists
@@ -9,6 +9,8 @@
 
 export const MODES = ["lossless", "near", "generative"];
 export const VIEWS = ["fit", "1to1"];
+/** Quality layers (the default) or the resolution-only stream (one pass over the levels). */
+export const STREAMS = ["layered", "resolution"];
 
 export const DEFAULTS = Object.freeze({
   link: "3g",
@@ -17,6 +19,7 @@ export const DEFAULTS = Object.freeze({
   mode: "lossless",
   max_error: 2,
   generative_levels: 1,
+  stream: "layered",
   preview: true,
   race: [],
   view: "fit",
@@ -82,6 +85,7 @@ export function parseState(search, linkIds, limits, contenders = []) {
     mode: MODES.includes(q.get("mode")) ? q.get("mode") : DEFAULTS.mode,
     max_error: intIn(q.get("max_error"), limits.max_error, DEFAULTS.max_error),
     generative_levels: intIn(q.get("generative_levels"), limits.generative_levels, DEFAULTS.generative_levels),
+    stream: STREAMS.includes(q.get("stream")) ? q.get("stream") : DEFAULTS.stream,
     preview: flag(q.get("preview"), DEFAULTS.preview),
     race: parseRace(q.get("race"), contenders),
     view: VIEWS.includes(q.get("view")) ? q.get("view") : DEFAULTS.view,
@@ -99,6 +103,7 @@ export function formatState(state) {
   q.set("mode", state.mode);
   if (state.mode === "near") q.set("max_error", String(state.max_error));
   if (state.mode === "generative") q.set("generative_levels", String(state.generative_levels));
+  if (state.stream !== DEFAULTS.stream) q.set("stream", state.stream);
   q.set("preview", state.preview ? "1" : "0");
   q.set("race", state.race.length ? state.race.join(",") : "0");
   q.set("view", state.view);

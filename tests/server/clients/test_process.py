@@ -14,10 +14,18 @@ from websockets.exceptions import ConnectionClosed
 
 from hidenet_core import load_image, sample_paths
 from hidenet_core.cli import main as hidenet
+from server.clients.firstview import first_view
 from server.clients.loadtest import run_loadtest
 from server.clients.process import start_server, stop_server
 from server.storage.store import image_id
+from tests.conftest import smooth_image
 from tests.server.conftest import frame_pixels
+
+
+def smooth_image_file(path) -> np.ndarray:
+    pixels = smooth_image(150, 200, 3, seed=4)
+    Image.fromarray(pixels).save(path)
+    return pixels
 
 
 @pytest.fixture(scope="module")
@@ -179,3 +187,20 @@ def test_sigterm_in_the_middle_of_an_encode_exits_without_waiting_for_it(tmp_pat
     assert list((tmp_path / "data" / "cache").glob("*.hdn")) == []  # the encode was cancelled, not finished
     log = server.log_path.read_text()
     assert "Traceback" not in log and " ERROR " not in log
+
+
+def test_first_view_measures_each_chunk_against_when_it_was_due_and_checks_the_1to1_region(tmp_path):
+    """server.clients.firstview, as README's first-view figures are measured: a never-seen image."""
+    images = tmp_path / "images"
+    images.mkdir()
+    photo = smooth_image_file(images / "photo.png")
+    server = start_server(tmp_path / "data", "interp", extra=["--images", str(images)])
+    try:
+        result = asyncio.run(first_view(server.url, image_id(photo), "3g", (64, 48), (100, 60), photo))
+    finally:
+        stop_server(server)
+    assert result["encoding"] is True and result["first_level_ms"] >= result["meta_ms"]
+    chunks = result["chunks"]
+    assert len(chunks) > 5 and [c["index"] for c in chunks] == list(range(len(chunks)))
+    assert all(c["frame_width"] <= 64 and c["frame_height"] <= 48 for c in chunks)  # frames at the display's size
+    assert result["region"]["exact"] is True and result["peak_rss_bytes"] > 0

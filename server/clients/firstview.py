@@ -1,0 +1,161 @@
+"""First view of a photograph the server has never seen: how soon each chunk is shown.
+
+``python -m server.clients.firstview PHOTO [--link 3g] [--frame 1280x800]`` starts a real
+``hidenet serve`` on a free loopback port with PHOTO as its only image (nothing cached),
+opens the viewer's websocket, asks for the lossless stream at a display's frame size, and
+measures, from the ``start`` message:
+
+* when ``meta`` came and when the first level's frame came;
+* for each chunk, when its frame came against when it was *due*: its link arrival time
+  or the moment its chunk was encoded, whichever is later (both on the stream's clock,
+  from ``meta``); the lateness is the server's decoding and rendering;
+* with ``--region``, the exact pixels of a 1:1 view (the viewer's stage size) of the final
+  picture, checked against the photograph;
+* the server's peak memory (``/api/stats``: ``peak_rss_bytes``), over the whole run.
+
+It prints a table and, with ``--json FILE``, writes every figure. Issue 14's "first view"
+and "memory" targets are read from it (README, "Real photo sizes").
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+from PIL import Image
+
+from hidenet_core import load_image
+
+from ..storage.store import image_id
+from .fetch import ws_url
+from .process import start_server, stop_server
+
+__all__ = ["first_view", "main"]
+
+
+async def _peak_rss(session: aiohttp.ClientSession, base: str) -> int:
+    async with session.get(f"{base}/api/stats") as r:
+        return int((await r.json())["peak_rss_bytes"])
+
+
+async def first_view(base: str, image: str, link: str, frame: tuple[int, int] | None,
+                     region: tuple[int, int] | None = None, original: np.ndarray | None = None) -> dict:
+    """Stream ``image`` once from the server at ``base``; every figure of the module docstring."""
+    out: dict = {"chunks": []}
+    async with aiohttp.ClientSession() as session, session.ws_connect(ws_url(base), max_msg_size=0) as ws:
+        t0 = time.perf_counter()
+        await ws.send_json({"type": "start", "image": image, "link": link, "preview": True,
+                            "frame": "full" if frame is None else {"width": frame[0], "height": frame[1]}})
+        t_meta, pending = None, None
+        while True:
+            msg = await ws.receive(timeout=3600)
+            now = (time.perf_counter() - t0) * 1000
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                received = now - t_meta
+                due = max(pending["arrival_ms"], pending["encoded_ms"])
+                out["chunks"].append({k: pending[k] for k in ("index", "layer", "level", "total_bytes", "arrival_ms",
+                                                               "encoded_ms", "frame_width", "frame_height", "psnr")}
+                                     | {"received_ms": round(received, 1), "late_ms": round(received - due, 1),
+                                        "frame_bytes": len(msg.data)})
+                if out.get("first_level_ms") is None:
+                    out["first_level_ms"] = round(now, 1)
+                continue
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                raise RuntimeError(f"the server closed the socket: {msg.type.name} {msg.data!r}")
+            data = json.loads(msg.data)
+            if data["type"] == "meta":
+                t_meta = now
+                out["meta_ms"] = round(now, 1)
+                out["encoding"] = data["encoding"]
+                out["width"], out["height"] = data["width"], data["height"]
+            elif data["type"] == "level":
+                pending = data
+            elif data["type"] == "error":
+                raise RuntimeError(f"the server refused: {data['message']}")
+            elif data["type"] == "done":
+                out["done_ms"] = round(now, 1)
+                out["total_bytes"] = data["total_bytes"]
+                break
+        if region is not None:
+            w, h = min(region[0], out["width"]), min(region[1], out["height"])
+            x, y = (out["width"] - w) // 2, (out["height"] - h) // 2
+            t1 = time.perf_counter()
+            await ws.send_json({"type": "region", "x": x, "y": y, "width": w, "height": h})
+            answer = await ws.receive_json(timeout=600)
+            png = await ws.receive_bytes(timeout=600)
+            out["region"] = {"x": x, "y": y, "width": w, "height": h, "ms": round((time.perf_counter() - t1) * 1000, 1),
+                             "frame_bytes": len(png)}
+            if original is not None:
+                pixels = np.asarray(Image.open(io.BytesIO(png)))
+                pixels = pixels[:, :, None] if pixels.ndim == 2 else pixels
+                out["region"]["exact"] = bool(answer["width"] == w and np.array_equal(
+                    pixels, original[y : y + h, x : x + w]))
+        out["peak_rss_bytes"] = await _peak_rss(session, base)
+    late = [c["late_ms"] for c in out["chunks"]]
+    out["late_ms_max"] = max(late) if late else None
+    return out
+
+
+def _size(text: str) -> tuple[int, int] | None:
+    if text == "full":
+        return None
+    w, _, h = text.partition("x")
+    return int(w), int(h)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m server.clients.firstview", description=__doc__.split("\n\n")[0])
+    p.add_argument("photo", type=Path, help="an image file the server has never seen")
+    p.add_argument("--link", default="3g", help="link preset (default 3g)")
+    p.add_argument("--frame", default="1280x800",
+                   help="frame size WxH the viewer asks for, or 'full' (default 1280x800)")
+    p.add_argument("--region", default=None, metavar="WxH",
+                   help="then ask for the exact pixels of a centred WxH region (the 1:1 view) and check them")
+    p.add_argument("--model", default="default", help="server model (default: the shipped weights)")
+    p.add_argument("--json", type=Path, default=None, help="also write every figure here")
+    args = p.parse_args(argv)
+    original = load_image(args.photo).pixels
+    with tempfile.TemporaryDirectory(prefix="hidenet-firstview-") as tmp:
+        images = Path(tmp) / "images"
+        images.mkdir()
+        shutil.copy(args.photo, images / args.photo.name)
+        server = start_server(Path(tmp) / "data", args.model, extra=["--images", str(images)], timeout_s=600)
+        try:
+            result = asyncio.run(first_view(server.url, image_id(original), args.link, _size(args.frame),
+                                            _size(args.region) if args.region else None, original))
+        finally:
+            stop_server(server)
+    h, w = original.shape[:2]
+    result |= {"photo": args.photo.name, "megapixels": round(w * h / 1e6, 2), "link": args.link, "frame": args.frame}
+    print(f"{args.photo.name}: {w}x{h} ({result['megapixels']} MP), link {args.link}, frames {args.frame}, "
+          f"encoded as sent: {result['encoding']}")
+    print(f"meta {result['meta_ms']:.0f} ms, first level shown {result['first_level_ms']:.0f} ms after start; "
+          f"done {result['done_ms'] / 1000:.1f} s; {result['total_bytes']} bytes")
+    print(f"{'chunk':>5} {'layer':>5} {'level':>5} {'encoded':>9} {'arrival':>9} {'shown':>9} {'late':>8} "
+          f"{'frame':>10}")
+    for c in result["chunks"]:
+        print(f"{c['index'] + 1:>5} {c['layer'] + 1:>5} {c['level']:>5} {c['encoded_ms']:>7.0f}ms "
+              f"{c['arrival_ms']:>7.0f}ms {c['received_ms']:>7.0f}ms {c['late_ms']:>6.0f}ms {c['frame_bytes']:>10}")
+    print(f"latest frame after its chunk was due (arrived and encoded): {result['late_ms_max']:.0f} ms")
+    if "region" in result:
+        r = result["region"]
+        print(f"1:1 region {r['width']}x{r['height']}: {r['ms']:.0f} ms, {r['frame_bytes']} bytes, "
+              f"exact: {r.get('exact')}")
+    print(f"server peak memory: {result['peak_rss_bytes'] / 2**30:.2f} GiB")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
