@@ -331,16 +331,29 @@ class ProgressiveDecoder:
             raise HdnFormatError(f"level {k} is not decoded yet")
         return self._image(k).transpose(1, 2, 0).copy()
 
-    def preview(self, level: int = 0) -> np.ndarray:
+    def preview(self, level: int = 0, model_pixels: int | None = None) -> np.ndarray:
         """The (H, W, C) image of the current state at level ``level``'s size (0: the full size):
         every level decoded so far as it stands, the rest predicted (each with its latest
         preview filter from the stream, where it has one). Predicting stops at ``level``, so a
-        small preview of a large image costs only the levels it shows."""
-        x, k = self._finest()
+        small preview of a large image costs only the levels it shows. With ``model_pixels``,
+        the model predicts levels only while their pixels add up to at most that many; finer
+        levels are interpolated (``Interp``, a hundred times cheaper): a bounded cost per
+        preview whatever the image's size, for a viewer that must show something at once."""
+        if self._finest_level() < level:  # a finer level is under way: ``level`` is complete (not predicted)
+            return self._image(level).transpose(1, 2, 0).copy()
+        k = self._finest_level()
+        spent = 0
+        if self._pass is not None and not self._pass.done and self._pass.prior is None:  # predicted parts
+            spent = self._shapes[k][0] * self._shapes[k][1]
+        x, k = self._finest(model=model_pixels is None or spent <= model_pixels)
         for j in range(k - 1, level - 1, -1):
-            x = self._next_level(x, j)
-        if k < level:
-            x = self._image(level)
+            pixels = self._shapes[j][0] * self._shapes[j][1]
+            if j in self._odd or model_pixels is None or spent + pixels <= model_pixels:
+                spent += 0 if j in self._odd else pixels
+                x = self._next_level(x, j)
+            else:
+                model_pixels = 0  # once interpolating, every finer level is interpolated
+                x = predict_level(_INTERP, x, self._shapes[j], j, None, self._format)
         return x.transpose(1, 2, 0).copy()
 
     def region(self, top: int, left: int, height: int, width: int) -> np.ndarray:
@@ -373,13 +386,20 @@ class ProgressiveDecoder:
         oy, ox = top - cy, left - cx
         return crop.transpose(1, 2, 0)[oy : oy + bottom - top, ox : ox + right - left].copy()
 
-    def _finest(self) -> tuple[np.ndarray, int]:
+    def _finest_level(self) -> int:
+        """The level ``_finest`` returns, without computing its image."""
+        if self.current_level is None:
+            raise HdnFormatError("no chunk decoded yet: nothing to preview")
+        return self._pass.level if self._pass is not None and not self._pass.done else self.current_level
+
+    def _finest(self, model: bool = True) -> tuple[np.ndarray, int]:
         """The finest level with decoded values, (C, H, W), and its index (mid-pass: the parts
-        of a first pass not coded yet predicted, those of a refinement as the layer before)."""
+        of a first pass not coded yet predicted, by the model or else interpolated, those of a
+        refinement as the layer before)."""
         if self.current_level is None:
             raise HdnFormatError("no chunk decoded yet: nothing to preview")
         if self._pass is not None and not self._pass.done:
-            x = self._pass.image() if self._pass.prior is not None else self._partial(self._pass)
+            x = self._pass.image() if self._pass.prior is not None else self._partial(self._pass, model)
             return x, self._pass.level
         return self._image(self.current_level), self.current_level
 
@@ -389,11 +409,13 @@ class ProgressiveDecoder:
             return merge(x, self._odd[j], self._shapes[j])
         return predict_level(self.predictor, x, self._shapes[j], j, self._filter(j), self._format)
 
-    def _partial(self, level_pass: LevelPass) -> np.ndarray:
-        """A first pass cut between parts: the steps coded so far, the rest predicted."""
+    def _partial(self, level_pass: LevelPass, model: bool = True) -> np.ndarray:
+        """A first pass cut between parts: the steps coded so far, the rest predicted (by the
+        model, or interpolated)."""
         done = {ch for part in level_pass.parts[: level_pass.next] for ch in level_pass.part_channels(part)}
-        predicted = split(predict_level(self.predictor, level_pass.even, level_pass.size, level_pass.level,
-                                        self._filter(level_pass.level), self._format))[1]
+        predictor, flt = (self.predictor, self._filter(level_pass.level)) if model else (_INTERP, None)
+        predicted = split(predict_level(predictor, level_pass.even, level_pass.size, level_pass.level,
+                                        flt, self._format))[1]
         odd = np.where(np.isin(np.arange(predicted.shape[0]), sorted(done))[:, None, None], level_pass.odd, predicted)
         return merge(level_pass.even, odd, level_pass.size)
 

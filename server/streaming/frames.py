@@ -53,6 +53,13 @@ class FrameSpec:
     size: tuple[int, int] | None = None  # (width, height); None: full size
 
 
+#: a frame for a display (``FrameSpec.size``) has at most this many pixels predicted by the model, the
+#: finer levels interpolated: its cost is bounded whatever the image's size (a 12-megapixel photograph's
+#: first frame predicts its two coarsest levels with the model, not 3 megapixels); "full" frames (fetch,
+#: the bench, a race) are predicted by the model throughout
+FRAME_MODEL_PIXELS = 1 << 19
+
+
 def finite(value: float) -> float | None:
     """JSON has no infinity: an infinite PSNR (identical images) is sent as null."""
     return None if math.isinf(value) else round(value, 3)
@@ -94,7 +101,10 @@ def render_frame(decoder: ProgressiveDecoder, chunk: DecodedLevel, original: np.
     g = decoder.header.generative_levels
     if spec.preview:  # at the frame level, counted from which the finest level decoded so far is the exact grid
         level = frame_level(*original.shape[:2], spec.size)
-        image = display_frame(decoder.preview(level), max(decoder.current_level - level, 0), max(g - level, 0), True)
+        # a frame for a display (not "full") predicts with the model a bounded number of pixels, the rest interpolated
+        budget = None if spec.size is None else FRAME_MODEL_PIXELS
+        image = display_frame(decoder.preview(level, budget), max(decoder.current_level - level, 0),
+                              max(g - level, 0), True)
     else:
         level = chunk.level
         image = display_frame(chunk.image, level, g, False)

@@ -265,3 +265,30 @@ def test_small_previews_and_regions_of_any_prefix(interp):
         else:  # predicted: the same but at the margin
             assert np.abs(region.astype(int) - full[30:70, 20:70]).mean() < 3
     assert np.array_equal(dec.region(90, 70, 50, 50), image[90:, 70:])  # clipped to the image
+
+
+def test_a_preview_with_a_model_budget_interpolates_the_levels_beyond_it():
+    """preview(level, model_pixels): the model predicts levels while their pixels fit the budget,
+    the finer ones are interpolated; no budget is the model throughout; decoded levels are kept."""
+    from hidenet_core.codec.decoder import _INTERP
+    from hidenet_core.codec.loop import predict_level
+    from hidenet_core.predictors import load_model
+
+    model = load_model("default")
+    image = smooth_image(96, 80, 3, seed=9)  # levels 1 (48x40) and 0 above a base at level 2 (24x20)
+    data = encode(image, model, EncodeSettings(version=5))
+    base_end = scan_stream(data).chunks[0].end
+    dec = ProgressiveDecoder(model)
+    dec.feed(data[:base_end])
+    assert dec.current_level == 2
+    unbounded = dec.preview(0)
+    assert np.array_equal(dec.preview(0, model_pixels=10**9), unbounded)
+    x = dec._image(2)
+    for j, size in ((1, (48, 40)), (0, (96, 80))):
+        x = predict_level(_INTERP, x, size, j, None, versions.format_version(5))
+    interpolated = x.transpose(1, 2, 0)
+    assert np.array_equal(dec.preview(0, model_pixels=0), interpolated)  # every level interpolated
+    mixed = dec.preview(0, model_pixels=48 * 40)  # level 1 by the model, level 0 interpolated
+    assert not np.array_equal(mixed, unbounded) and not np.array_equal(mixed, interpolated)
+    dec.feed(data[base_end:])
+    assert np.array_equal(dec.preview(0, model_pixels=0), image)  # decoded levels are never predicted
