@@ -22,10 +22,12 @@ from ...predictors.base import Predictor
 from .images import BenchImage
 from .timing import best_of
 
-__all__ = ["Codec", "anchor_codecs", "hidenet_codec", "measure_image", "HIDENET", "ENCODE_REFERENCE",
-           "DECODE_REFERENCE"]
+__all__ = ["Codec", "anchor_codecs", "hidenet_codec", "resolution_codec", "measure_image", "HIDENET", "RESOLUTION",
+           "ENCODE_REFERENCE", "DECODE_REFERENCE"]
 
 HIDENET = "hidenet"
+#: hideNet's resolution-only stream (one pass, ``hidenet encode --no-layers``)
+RESOLUTION = "hidenet_res"
 #: every encode time is also given over PNG's, every decode time over JPEG XL's
 ENCODE_REFERENCE = "png"
 DECODE_REFERENCE = "jpegxl"
@@ -112,12 +114,24 @@ def anchor_codecs() -> list[Codec]:
 
 
 def hidenet_codec(model: Predictor) -> Codec:
-    """hideNet's lossless stream (every level coded, d = 0) with ``model``."""
+    """hideNet's lossless stream (every level coded, d = 0) with ``model``: the default, in
+    quality layers."""
     return Codec(
         HIDENET,
         "hideNet",
-        f"lossless .hdn, model {model.name!r}",
+        f"lossless .hdn, layered (default), model {model.name!r}",
         lambda px: encode(px, model, EncodeSettings(max_error=0, generative_levels=0)),
+        lambda data: decode(data, model)[-1].image,
+    )
+
+
+def resolution_codec(model: Predictor) -> Codec:
+    """hideNet's lossless resolution-only stream (one pass, no layers: ``--no-layers``)."""
+    return Codec(
+        RESOLUTION,
+        "hideNet resolution-only",
+        f"lossless .hdn, --no-layers, model {model.name!r}",
+        lambda px: encode(px, model, EncodeSettings(max_error=0, generative_levels=0, layers=())),
         lambda data: decode(data, model)[-1].image,
     )
 

@@ -1,12 +1,17 @@
 """Quality against bytes received: what a viewer shows after the first N bytes.
 
-Three series per byte budget, all compared with the original at full size:
+Four series per byte budget, all compared with the original at full size:
 
-* hideNet, as the server streams by default: the lossless stream, and on screen the
-  full-size preview that the model predicts from the last level complete within the
-  budget (the stream header counts as received bytes), with the display filter the
-  server's frames have (``hidenet_core.display``);
-* a bicubic upscale of that same level, without the model (what the levels alone give);
+* hideNet layered, as the server streams by default: the lossless stream in quality
+  layers (format version 6, the encoder's default schedule), and on screen the full-size
+  preview that the model predicts from the last chunk complete within the budget (the
+  stream header counts as received bytes), with the display filter the server's frames
+  have (``hidenet_core.display``);
+* hideNet resolution-only: the same image in one pass (``EncodeSettings(layers=())``,
+  what ``hidenet encode --no-layers`` writes and the server streams with
+  ``stream=resolution``), shown the same way;
+* a bicubic upscale of the layered stream's finest level decoded by then, without the
+  model (what the levels alone give);
 * a progressive JPEG (quality 90, Pillow), cut at the budget and decoded as a browser
   shows it: every complete scan, the scans not yet received missing (their
   coefficients zero). A scan is complete when its last entropy-coded byte has arrived.
@@ -33,6 +38,7 @@ import numpy as np
 
 from ...codec.container import stream_info
 from ...codec.decoder import ProgressiveDecoder
+from ...codec.encoder import EncodeSettings, encode
 from ...display import display_frame
 from ...metrics import mse, psnr_from_sse, ssim
 from ...predictors.base import Predictor
@@ -48,6 +54,7 @@ __all__ = [
     "UNFILTERED",
     "EMPTY_GREY",
     "PSNR_CAP",
+    "RESOLUTION_ONLY",
     "measure_image",
     "pooled",
 ]
@@ -56,10 +63,13 @@ __all__ = [
 BUDGETS_KB = (2, 4, 8, 16, 32, 64)
 #: series id -> label
 SERIES = {
-    "hidenet": "hideNet (preview)",
+    "hidenet": "hideNet layered (preview)",
+    "hidenet_res": "hideNet resolution-only (preview)",
     "bicubic": "hideNet levels, bicubic",
     "jpeg": "progressive JPEG q90",
 }
+#: the settings of the resolution-only stream (series "hidenet_res"): one pass, no layers
+RESOLUTION_ONLY = EncodeSettings(layers=())
 #: the race's other contenders, at their default qualities (the progressive JPEG is "jpeg" above)
 CONTENDERS: tuple[str, ...] = ("jpeg", "png", "webp-lossless", "webp", "j2k")
 #: the "hidenet" series without the display filter: not a series of the tables, the filter's cost (per image)
@@ -157,11 +167,14 @@ def _contender(spec: Spec, reference: np.ndarray, budgets: list[int]) -> tuple[l
 
 
 def measure_image(image: BenchImage, hdn: bytes, model: Predictor, budgets_kb=BUDGETS_KB,
-                  extra: dict[str, bytes] | None = None, contenders=CONTENDERS) -> dict:
+                  extra: dict[str, bytes] | None = None, contenders=CONTENDERS,
+                  resolution: bytes | None = None) -> dict:
     """PSNR and SSIM of each series at each budget for one image, plus where each
-    hideNet level and each JPEG scan ends.
+    hideNet chunk and each JPEG scan ends.
 
-    ``hdn`` is the lossless stream (series "hidenet" and "bicubic"); ``extra`` maps
+    ``hdn`` is the lossless layered stream (series "hidenet" and "bicubic"), ``resolution``
+    the lossless resolution-only one (series "hidenet_res"; None: encoded here with
+    ``RESOLUTION_ONLY``); ``extra`` maps
     further series ids to other hideNet streams of the same image (for example a
     near-lossless one), scored as the model's preview. ``contenders`` are the race's
     contenders (ids, default qualities) also measured, each under its key ("webp:80").
@@ -177,7 +190,9 @@ def measure_image(image: BenchImage, hdn: bytes, model: Predictor, budgets_kb=BU
         per_series[UNFILTERED].append(score((UNFILTERED, raw.unit), raw))
         per_series["bicubic"].append(score(("bicubic", bicubic.unit), bicubic))
     streams = {"hidenet": {"bytes": len(hdn), "level_ends": _level_ends(info)}}
-    for key, data in (extra or {}).items():
+    if resolution is None:
+        resolution = encode(px, model, RESOLUTION_ONLY)
+    for key, data in {"hidenet_res": resolution, **(extra or {})}.items():
         views, extra_info = _hidenet_views(data, model, budgets, image.height, image.width)
         per_series[key] = [score((key, preview.unit), preview) for preview, _, _ in views]
         streams[key] = {"bytes": len(data), "level_ends": _level_ends(extra_info)}
@@ -198,6 +213,7 @@ def measure_image(image: BenchImage, hdn: bytes, model: Predictor, budgets_kb=BU
         per_series[spec.key], files[spec.key] = _contender(spec, reference, budgets)
     return {
         "hidenet_bytes": len(hdn),
+        "resolution_bytes": len(resolution),
         "streams": streams,
         "jpeg_bytes": len(jpeg),
         "jpeg_scan_ends": ends,

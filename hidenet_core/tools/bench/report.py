@@ -46,6 +46,11 @@ def _db(x) -> str:
     return "exact" if x is not None and math.isinf(x) else _f(x)
 
 
+def _lead(d) -> str:
+    """A difference in dB, in bold where hideNet's layered stream is ahead."""
+    return "n/a" if d is None else (f"**{d:+.2f}**" if d > 0 else f"{d:+.2f}")
+
+
 def _ms(seconds) -> str:
     if seconds is None:
         return "n/a"
@@ -71,7 +76,7 @@ def behind(results: dict) -> list[str]:
     h = mean.get("hidenet", {}).get("bpp")
     if h is not None:
         better = [(ll["codecs"][k]["label"], v["bpp"]) for k, v in mean.items()
-                  if k != "hidenet" and v["bpp"] is not None and v["bpp"] < h]
+                  if k not in ("hidenet", "hidenet_res") and v["bpp"] is not None and v["bpp"] < h]
         if better:
             names = ", ".join(f"{n} ({b:.3f} bpp)" for n, b in sorted(better, key=lambda t: t[1]))
             out.append(f"Lossless size: hideNet's mean {h:.3f} bpp is larger than {names}.")
@@ -81,6 +86,10 @@ def behind(results: dict) -> list[str]:
         he, ref = mean["hidenet"].get("encode_ratio"), mean["hidenet"].get("encode_reference")
         if he is not None and he > 1:
             out.append(f"Encode speed: hideNet encodes {he:.1f} times slower than {ll['codecs'][ref]['label']}.")
+    over = ll.get("layered_overhead") or {}
+    if over.get("mean") is not None and over["mean"] > 1:
+        out.append(f"Layers: the layered lossless stream is {over['mean'] - 1:.1%} larger than the resolution-only "
+                   f"one on average ({over['max'] - 1:.1%} on {over['max_image']}).")
     pr = results["progressive"]
     lead = pr["mean"]["hidenet_minus_jpeg_db"]
     lost = [(kb, d) for kb, d in zip(pr["budgets_kb"], lead) if d is not None and d <= 0]
@@ -93,6 +102,11 @@ def behind(results: dict) -> list[str]:
         if ahead:
             out.append(f"Progressive: {label} shows a better image (PSNR) than hideNet at "
                        + ", ".join(f"{kb} KB" for kb in ahead) + ".")
+    below = [(kb, d) for kb, d in zip(pr["budgets_kb"], pr["mean"].get("hidenet_minus_resolution_db", []))
+             if d is not None and d < 0]
+    if below:
+        out.append("Progressive: the layered stream shows a worse image (PSNR) than the resolution-only one at "
+                   + ", ".join(f"{kb} KB ({-d:.2f} dB)" for kb, d in below) + ".")
     hs, bs = pr["mean"]["series"]["hidenet"], pr["mean"]["series"]["bicubic"]
     worse = [kb for kb, a, b in zip(pr["budgets_kb"], hs["psnr"], bs["psnr"])
              if a is not None and b is not None and a < b]
@@ -158,9 +172,17 @@ def render_markdown(results: dict) -> str:
         lines += ["", "Unavailable in this build: " + "; ".join(missing) + "."]
     lines += ["", "Bits per pixel per image:", ""]
     keys = [k for k in codecs if k in mean]
+    over = ll.get("layered_overhead") or {"per_image": {}}
     rows = [[im["image"], f"{im['width']}x{im['height']} {im['mode']}"]
-            + [_f(im["codecs"].get(k, {}).get("bpp"), 3) for k in keys] for im in ll["per_image"]]
-    lines += _table(["Image", "Size"] + [codecs[k]["label"] for k in keys], rows, "ll" + "r" * len(keys))
+            + [_f(im["codecs"].get(k, {}).get("bpp"), 3) for k in keys]
+            + [_f(over["per_image"].get(im["image"]), 3)] for im in ll["per_image"]]
+    lines += _table(["Image", "Size"] + [codecs[k]["label"] for k in keys] + ["Layered / resolution-only"], rows,
+                    "ll" + "r" * (len(keys) + 1))
+    if over.get("mean") is not None:
+        lines += ["", f"hideNet is the layered stream the encoder writes by default (quality layers, format "
+                  f"version 6); hideNet resolution-only is the same image in one pass (`hidenet encode --no-layers`). "
+                  f"The layers cost {over['mean'] - 1:+.1%} in bytes on average, at most {over['max'] - 1:+.1%} "
+                  f"({over['max_image']})."]
     lines += ["", "![lossless](results-lossless.png)", ""]
 
     # progressive
@@ -171,8 +193,10 @@ def render_markdown(results: dict) -> str:
               "What a viewer shows after the first N bytes (1 KB = 1024 bytes): PSNR (dB) / SSIM over the images, "
               "the PSNR pooled (of all their squared errors together: an image shown exactly adds no error) and "
               "the SSIM a mean. "
-              f"hideNet: the lossless stream as the server sends it by default, shown as the model's full-size preview "
-              f"of the last complete level; bicubic: the same level upscaled without the model; JPEG: progressive, "
+              f"hideNet layered: the lossless stream as the server sends it by default (quality layers), shown as "
+              f"the model's full-size preview of the last complete chunk; resolution-only: the same image in one "
+              f"pass (`hidenet encode --no-layers`, the server's `stream=resolution`), shown the same way; bicubic: "
+              f"the layered stream's finest decoded level upscaled without the model; JPEG: progressive, "
               f"quality {pr['jpeg_quality']}, every complete scan decoded. Nothing complete yet = flat grey "
               f"{pr['empty_grey']}.", ""]
     contenders = pr.get("contenders", {})
@@ -182,16 +206,16 @@ def render_markdown(results: dict) -> str:
             f"{labels[k]}, the same model's preview of a near-lossless stream (every pixel within "
             f"{k.removeprefix('hidenet_d')} of the original), a mode the server streams on request"
             for k in extras) + ".", ""]
-    order = ["hidenet", "bicubic", "jpeg", *extras]
+    order = ["hidenet", "hidenet_res", "bicubic", "jpeg", *extras]
+    over_res = pr["mean"].get("hidenet_minus_resolution_db") or [None] * len(pr["budgets_kb"])
     rows = []
     for i, kb in enumerate(pr["budgets_kb"]):
         cells = [f"{kb} KB"]
         for key in order:
             cells.append(f"{_db(s[key]['psnr'][i])} / {_f(s[key]['ssim'][i], 3)}")
-        d = pr["mean"]["hidenet_minus_jpeg_db"][i]
-        cells.insert(4, "n/a" if d is None else (f"**{d:+.2f}**" if d > 0 else f"{d:+.2f}"))
-        rows.append(cells)
-    header = ["Received", labels["hidenet"], labels["bicubic"], labels["jpeg"], "hideNet - JPEG (dB)"]
+        diffs = [_lead(pr["mean"]["hidenet_minus_jpeg_db"][i]), _lead(over_res[i])]
+        rows.append(cells[:5] + diffs + cells[5:])
+    header = ["Received", *(labels[k] for k in order[:4]), "layered - JPEG (dB)", "layered - resolution-only (dB)"]
     lines += _table(header + [labels[k] for k in extras], rows)
     display_db = pr["mean"].get("display_filter_db")
     if display_db:
@@ -206,13 +230,16 @@ def render_markdown(results: dict) -> str:
               "`hidenet info` lists a stream's chunks) and of complete JPEG scans, per image:", ""]
     rows = []
     for im in pr["per_image"]:
-        hl = ["-" if r["unit"] is None else str(r["unit"]) for r in im["series"]["hidenet"]]
+        hl, rl = ([("-" if r["unit"] is None else str(r["unit"])) for r in im["series"][k]]
+                  for k in ("hidenet", "hidenet_res"))
         js = [str(r["unit"]) for r in im["series"]["jpeg"]]
-        ex = [str(im["streams"][k]["bytes"]) for k in extras]
-        rows.append([im["image"], str(im["hidenet_bytes"]), *ex, str(im["jpeg_bytes"]), " ".join(hl), " ".join(js)])
+        ex = [str(im["streams"][k]["bytes"]) for k in ("hidenet_res", *extras)]
+        rows.append([im["image"], str(im["hidenet_bytes"]), *ex, str(im["jpeg_bytes"]), " ".join(hl), " ".join(rl),
+                     " ".join(js)])
     extra_heads = [f"hideNet d={k.removeprefix('hidenet_d')} bytes" for k in extras]
-    lines += _table(["Image", "hideNet bytes (lossless)", *extra_heads, "JPEG bytes",
-                     "hideNet chunks per budget", "JPEG scans per budget"], rows, "l" + "r" * (2 + len(extras)) + "ll")
+    lines += _table(["Image", "layered bytes (lossless)", "resolution-only bytes (lossless)", *extra_heads,
+                     "JPEG bytes", "layered chunks per budget", "resolution-only chunks per budget",
+                     "JPEG scans per budget"], rows, "l" + "r" * (3 + len(extras)) + "lll")
     if contenders:
         lines += ["", "### Every contender of the race", "",
                   "The viewer's race puts up to three of these beside hideNet: what each shows after the first N "
@@ -228,7 +255,8 @@ def render_markdown(results: dict) -> str:
         lines += ["", "File bytes of each contender, per image:", ""]
         rows = [[im["image"], str(im["hidenet_bytes"]), str(im["jpeg_bytes"])]
                 + [str(im["contender_files"][k]["bytes"]) for k in contenders] for im in pr["per_image"]]
-        lines += _table(["Image", "hideNet (lossless)", labels["jpeg"]] + [labels[k] for k in contenders], rows)
+        lines += _table(["Image", "hideNet layered (lossless)", labels["jpeg"]] + [labels[k] for k in contenders],
+                        rows)
     lines += ["", "![progressive](results-progressive.png)", ""]
 
     # prediction
@@ -306,7 +334,8 @@ def _plot_progressive(results: dict, path: Path) -> None:
     pr = results["progressive"]
     kb = pr["budgets_kb"]
     fig = Figure(figsize=(11, 4.6), layout="constrained")
-    styles = {"hidenet": ("C0", "o", "-"), "bicubic": ("C2", "s", "-"), "jpeg": ("C3", "^", "-")}
+    styles = {"hidenet": ("C0", "o", "-"), "hidenet_res": ("C1", "D", "-"), "bicubic": ("C2", "s", "-"),
+              "jpeg": ("C3", "^", "-")}
     for n, key in enumerate(pr.get("contenders", {})):  # the race's other contenders: thinner, dotted
         styles[key] = (f"C{4 + n}", "v", ":")
     for i, metric in enumerate(("psnr", "ssim")):
@@ -334,7 +363,7 @@ def _plot_lossless(results: dict, path: Path) -> None:
     fig = Figure(figsize=(11, 4.6), layout="constrained")
     ax = fig.add_subplot(1, 2, 1)
     bpp = [ll["mean"][k]["bpp"] or 0 for k in keys]
-    ax.bar(labels, bpp, color=["C0" if k == "hidenet" else "C7" for k in keys])
+    ax.bar(labels, bpp, color=["C0" if k == "hidenet" else "C1" if k == "hidenet_res" else "C7" for k in keys])
     ax.set_ylabel("bits per pixel (mean)")
     ax.tick_params(axis="x", rotation=30)
     ax.set_title("Lossless size")

@@ -91,6 +91,15 @@ def _lossless_summary(codecs: list[lossless.Codec], per_image: list[dict]) -> di
     return summary
 
 
+def _layered_overhead(per_image: list[dict]) -> dict:
+    """The layered stream's bytes over the resolution-only stream's, per image, their mean and the largest."""
+    ratios = {im["image"]: im["codecs"][lossless.HIDENET]["bytes"] / im["codecs"][lossless.RESOLUTION]["bytes"]
+              for im in per_image if "bytes" in im["codecs"].get(lossless.HIDENET, {})
+              and "bytes" in im["codecs"].get(lossless.RESOLUTION, {})}
+    worst = max(ratios, key=ratios.get) if ratios else None
+    return {"per_image": ratios, "mean": _mean(ratios.values()), "max": ratios.get(worst), "max_image": worst}
+
+
 def _progressive_summary(per_image: list[dict], labels: dict, budgets_kb) -> dict:
     """Per series and budget: pooled PSNR (``inf`` where every image is exact) and mean SSIM;
     hideNet's lead over the JPEG in dB where both are finite."""
@@ -104,7 +113,10 @@ def _progressive_summary(per_image: list[dict], labels: dict, budgets_kb) -> dic
            for i in range(len(budgets_kb))]
     display_db = [h - r["psnr"] if math.isfinite(h) and math.isfinite(r["psnr"]) else 0.0 for h, r in zip(hid, raw)]
     display_ssim = [s - r["ssim"] for s, r in zip(series["hidenet"]["ssim"], raw)]
+    res = series["hidenet_res"]["psnr"]
+    over_res = [h - r if math.isfinite(h) and math.isfinite(r) else None for h, r in zip(hid, res)]
     return {"series": series, "hidenet_minus_jpeg_db": lead, "hidenet_ahead": [h > j for h, j in zip(hid, jpeg)],
+            "hidenet_minus_resolution_db": over_res,
             "display_filter_db": display_db, "display_filter_ssim": display_ssim}
 
 
@@ -119,7 +131,7 @@ def run_bench(config: BenchConfig, progress: bool = True, log: Callable[[str], N
     if config.quick and streams == serving_section.STREAMS:
         streams = serving_section.QUICK_STREAMS
     model: Predictor = load_model(config.model)
-    codecs = [lossless.hidenet_codec(model), *lossless.anchor_codecs()]
+    codecs = [lossless.hidenet_codec(model), lossless.resolution_codec(model), *lossless.anchor_codecs()]
 
     labels = dict(progressive.SERIES)
     extra_key = f"hidenet_d{config.extra_max_error}"
@@ -141,16 +153,16 @@ def run_bench(config: BenchConfig, progress: bool = True, log: Callable[[str], N
             info = {"image": image.name, "width": image.width, "height": image.height, "mode": image.mode}
             t0 = time.perf_counter()
             row = {**info, "codecs": {}}
-            hdn = b""
+            hdn = res = b""
             for codec in codecs:
                 bar.set_postfix_str(f"{image.name}: {codec.label}")
                 if codec.available:
                     rec, data = lossless.measure_image(codec, image, repeats)
                     row["codecs"][codec.key] = rec
-                    if codec.key == lossless.HIDENET:
+                    if codec.key in (lossless.HIDENET, lossless.RESOLUTION):
                         if data is None or not rec.get("lossless"):
-                            raise RuntimeError(f"hideNet failed on {image.name}: {rec.get('error')}")
-                        hdn = data
+                            raise RuntimeError(f"{codec.label} failed on {image.name}: {rec.get('error')}")
+                        hdn, res = (data, res) if codec.key == lossless.HIDENET else (hdn, data)
                 bar.update()
             lossless_rows.append(row)
             t1 = time.perf_counter()
@@ -159,7 +171,8 @@ def run_bench(config: BenchConfig, progress: bool = True, log: Callable[[str], N
             if config.extra_max_error:
                 settings = EncodeSettings(max_error=config.extra_max_error)
                 extra[extra_key] = encode(image.pixels, model, settings)
-            progressive_rows.append({**info, **progressive.measure_image(image, hdn, model, config.budgets_kb, extra)})
+            shown = progressive.measure_image(image, hdn, model, config.budgets_kb, extra, resolution=res)
+            progressive_rows.append({**info, **shown})
             bar.update()
             t2 = time.perf_counter()
             bar.set_postfix_str(f"{image.name}: prediction")
@@ -206,6 +219,7 @@ def run_bench(config: BenchConfig, progress: bool = True, log: Callable[[str], N
             },
             "per_image": lossless_rows,
             "mean": _lossless_summary(codecs, lossless_rows),
+            "layered_overhead": _layered_overhead(lossless_rows),
         },
         "progressive": {
             "budgets_kb": list(config.budgets_kb),

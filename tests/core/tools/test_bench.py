@@ -40,7 +40,7 @@ def test_quick_run_writes_complete_outputs(tiny_dir, tmp_path, capsys):
     assert results["meta"]["config"]["quick"] is True
 
     ll = results["lossless"]
-    assert set(ll["codecs"]) == {"hidenet", "png", "webp", "jpeg2k", "jpegls", "jpegxl"}
+    assert set(ll["codecs"]) == {"hidenet", "hidenet_res", "png", "webp", "jpeg2k", "jpegls", "jpegxl"}
     for key, codec in ll["codecs"].items():
         if not codec["available"]:
             assert codec["reason"]
@@ -51,16 +51,28 @@ def test_quick_run_writes_complete_outputs(tiny_dir, tmp_path, capsys):
         assert mean["encode_ratio"] > 0 and mean["decode_ratio"] > 0
     assert ll["mean"]["png"]["encode_ratio"] == pytest.approx(1.0)
     for row in ll["per_image"]:
-        assert row["codecs"]["hidenet"]["lossless"] is True
+        assert row["codecs"]["hidenet"]["lossless"] is True and row["codecs"]["hidenet_res"]["lossless"] is True
+    # the layered stream's bytes over the resolution-only stream's, per image (the layers' cost)
+    over = ll["layered_overhead"]
+    assert set(over["per_image"]) == {"a", "b"} and over["max"] == max(over["per_image"].values())
+    for row in ll["per_image"]:
+        codecs = row["codecs"]
+        assert over["per_image"][row["image"]] == codecs["hidenet"]["bytes"] / codecs["hidenet_res"]["bytes"]
 
     pr = results["progressive"]
     assert pr["budgets_kb"] == [2, 4, 8, 16, 32, 64]
-    for key in ("hidenet", "bicubic", "jpeg"):
+    for key in ("hidenet", "hidenet_res", "bicubic", "jpeg"):
         for metric in ("psnr", "ssim"):
             values = pr["mean"]["series"][key][metric]
             assert len(values) == 6 and isinstance(values[0], float)
             assert all(isinstance(v, float) or (v is None and metric == "psnr") for v in values)
-    assert len(pr["mean"]["hidenet_minus_jpeg_db"]) == 6
+    assert len(pr["mean"]["hidenet_minus_jpeg_db"]) == 6 and len(pr["mean"]["hidenet_minus_resolution_db"]) == 6
+    # the resolution-only series is the lossless --no-layers stream the lossless section measured
+    for im, row in zip(pr["per_image"], ll["per_image"]):
+        assert im["streams"]["hidenet_res"]["bytes"] == im["resolution_bytes"] == row["codecs"]["hidenet_res"]["bytes"]
+        assert im["hidenet_bytes"] == row["codecs"]["hidenet"]["bytes"]
+        assert [c["layer"] for c in im["streams"]["hidenet_res"]["level_ends"]] == [0] * len(
+            im["streams"]["hidenet_res"]["level_ends"])
     # the race's contenders, measured as the race shows them
     assert list(pr["contenders"]) == ["jpeg:90", "png", "webp-lossless", "webp:80", "j2k"]
     for key in pr["contenders"]:
@@ -97,7 +109,8 @@ def test_quick_run_writes_complete_outputs(tiny_dir, tmp_path, capsys):
     for heading in ("## Lossless", "## Quality after N bytes received", "## Prediction", "## Generative levels",
                     "## Serving", "## Where hideNet is behind"):
         assert heading in md
-    assert "| hideNet |" in md and "| 64 KB | exact / 1.000 |" in md and "pooled" in md
+    assert "| hideNet |" in md and "| hideNet resolution-only |" in md and "| 64 KB | exact / 1.000 |" in md
+    assert "pooled" in md and "layered - resolution-only (dB)" in md and "Layered / resolution-only" in md
     assert "### Every contender of the race" in md and "| WebP q80 |" in md
     assert "display filter" in md
     for name in PLOTS:
