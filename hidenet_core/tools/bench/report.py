@@ -80,6 +80,14 @@ def behind(results: dict) -> list[str]:
         if better:
             names = ", ".join(f"{n} ({b:.3f} bpp)" for n, b in sorted(better, key=lambda t: t[1]))
             out.append(f"Lossless size: hideNet's mean {h:.3f} bpp is larger than {names}.")
+        for key, v in mean.items():  # anchors larger on average, but not on every image
+            if key in ("hidenet", "hidenet_res") or v["bpp"] is None or v["bpp"] < h:
+                continue
+            worse = [im["image"] for im in ll["per_image"]
+                     if im["codecs"].get("hidenet", {}).get("bytes", 0) > im["codecs"].get(key, {}).get("bytes", 1e18)]
+            if worse:
+                out.append(f"Lossless size: hideNet is larger than {ll['codecs'][key]['label']} on "
+                           + ", ".join(worse) + " (smaller on average).")
         hd, ref = mean["hidenet"].get("decode_ratio"), mean["hidenet"].get("decode_reference")
         if hd is not None and hd > 1:
             out.append(f"Decode speed: hideNet decodes {hd:.1f} times slower than {ll['codecs'][ref]['label']}.")

@@ -209,3 +209,36 @@ def test_serving_section_against_a_real_server():
     assert proxied["available"], proxied.get("reason")
     (row,) = proxied["rows"]
     assert (row["streams"], row["errors"], proxied["server_exit_code"]) == (64, 0, 0) and row["ttfl_p95_ratio"] > 0
+
+
+def test_behind_names_the_images_where_hidenet_is_larger_and_what_the_layers_cost():
+    from hidenet_core.tools.bench.report import behind
+
+    def codec(label, nbytes):
+        return {"label": label, "bytes": nbytes}
+
+    per_image = [{"image": "a", "codecs": {"hidenet": {"bytes": 110}, "hidenet_res": {"bytes": 100},
+                                           "webp": {"bytes": 105}}},
+                 {"image": "b", "codecs": {"hidenet": {"bytes": 90}, "hidenet_res": {"bytes": 88},
+                                           "webp": {"bytes": 120}}}]
+    results = {
+        "lossless": {"codecs": {"hidenet": codec("hideNet", 0), "hidenet_res": codec("hideNet resolution-only", 0),
+                                "webp": codec("WebP lossless", 0)},
+                     "mean": {"hidenet": {"bpp": 8.0}, "hidenet_res": {"bpp": 7.8}, "webp": {"bpp": 8.5}},
+                     "per_image": per_image,
+                     "layered_overhead": {"per_image": {"a": 1.1, "b": 90 / 88}, "mean": 1.06, "max": 1.1,
+                                          "max_image": "a"}},
+        "progressive": {"budgets_kb": [2, 4], "contenders": {},
+                        "mean": {"hidenet_minus_jpeg_db": [1.0, -0.5], "hidenet_minus_resolution_db": [0.2, -0.4],
+                                 "series": {"hidenet": {"psnr": [20.0, 25.0]}, "bicubic": {"psnr": [19.0, 24.0]}}}},
+        "prediction": {"mean": []},
+        "serving": {"available": False},
+    }
+    out = behind(results)
+    assert "Lossless size: hideNet is larger than WebP lossless on a (smaller on average)." in out
+    assert not any("resolution-only (7.800 bpp)" in line for line in out)  # not an anchor
+    assert ("Layers: the layered lossless stream is 6.0% larger than the resolution-only one on average "
+            "(10.0% on a).") in out
+    assert any(line.startswith("Progressive: the layered stream shows a worse image") and "4 KB (0.40 dB)" in line
+               for line in out)
+    assert any("progressive JPEG shows a better image (PSNR) at 4 KB (0.5 dB ahead)" in line for line in out)
