@@ -122,12 +122,12 @@ def table(result: dict, schedules: list[str], budgets_kb) -> list[str]:
         label = key + (" (**default**)" if key == DEFAULT else "")
         above = [kb for kb, a, b in zip(budgets_kb, r["psnr"], jpeg) if a > b]
         within = all(a >= b - 0.3 for a, b in zip(r["psnr"], one))
-        lines.append("| " + " | ".join([label, f"{r['larger_mean']:+.1%}",
-                                         f"{r['larger_worst']:+.1%} ({r['worst_image']})"]
-                                        + [_db(x) for x in r["psnr"]]
+        sizes = ["0 (the reference)", ""] if key == ONE_PASS else [
+            f"{r['larger_mean']:+.1%}", f"{r['larger_worst']:+.1%} ({r['worst_image']})"]
+        lines.append("| " + " | ".join([label, *sizes] + [_db(x) for x in r["psnr"]]
                                         + ["every budget" if len(above) == len(budgets_kb) else
                                            ", ".join(map(str, above)) + " KB" if above else "none",
-                                           "yes" if within else "no"]) + " |")
+                                           "" if key == ONE_PASS else "yes" if within else "no"]) + " |")
     lines.append("| progressive JPEG q90 | | | " + " | ".join(_db(x) for x in jpeg) + " | | |")
     return lines
 
