@@ -337,8 +337,8 @@ class ProgressiveDecoder:
         preview filter from the stream, where it has one). Predicting stops at ``level``, so a
         small preview of a large image costs only the levels it shows. With ``model_pixels``,
         the model predicts levels only while their pixels add up to at most that many; finer
-        levels are interpolated (``Interp``, a hundred times cheaper): a bounded cost per
-        preview whatever the image's size, for a viewer that must show something at once."""
+        levels are bilinear (``upsample_bilinear``, a hundred times cheaper): a bounded cost
+        per preview whatever the image's size, for a viewer that must show something at once."""
         if self._finest_level() < level:  # a finer level is under way: ``level`` is complete (not predicted)
             return self._image(level).transpose(1, 2, 0).copy()
         k = self._finest_level()
@@ -353,7 +353,7 @@ class ProgressiveDecoder:
                 x = self._next_level(x, j)
             else:
                 model_pixels = 0  # once interpolating, every finer level is interpolated
-                x = predict_level(_INTERP, x, self._shapes[j], j, None, self._format)
+                x = upsample_bilinear(x, self._shapes[j])
         return x.transpose(1, 2, 0).copy()
 
     def region(self, top: int, left: int, height: int, width: int) -> np.ndarray:
@@ -411,16 +411,35 @@ class ProgressiveDecoder:
 
     def _partial(self, level_pass: LevelPass, model: bool = True) -> np.ndarray:
         """A first pass cut between parts: the steps coded so far, the rest predicted (by the
-        model, or interpolated)."""
+        model, or bilinear)."""
         done = {ch for part in level_pass.parts[: level_pass.next] for ch in level_pass.part_channels(part)}
-        predictor, flt = (self.predictor, self._filter(level_pass.level)) if model else (_INTERP, None)
-        predicted = split(predict_level(predictor, level_pass.even, level_pass.size, level_pass.level,
-                                        flt, self._format))[1]
+        if model:
+            predicted = split(predict_level(self.predictor, level_pass.even, level_pass.size, level_pass.level,
+                                            self._filter(level_pass.level), self._format))[1]
+        else:
+            predicted = split(upsample_bilinear(level_pass.even, level_pass.size))[1]
         odd = np.where(np.isin(np.arange(predicted.shape[0]), sorted(done))[:, None, None], level_pass.odd, predicted)
         return merge(level_pass.even, odd, level_pass.size)
 
 
 _INTERP = Interp().eval()
+
+
+def upsample_bilinear(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Level j (size ``(H, W)``) from level j + 1's (C, h, w) uint8 ``x`` by bilinear interpolation
+    on the pyramid's grid: the even pixels are ``x``, each odd one the mean of its two or four
+    even neighbours (edges replicated). For display only: the codec never predicts with it."""
+    c, h, w = x.shape
+    f = x.astype(np.float32)
+    right = np.concatenate([f[:, :, 1:], f[:, :, -1:]], axis=2)
+    down = np.concatenate([f[:, 1:], f[:, -1:]], axis=1)
+    diag = np.concatenate([right[:, 1:], right[:, -1:]], axis=1)
+    out = np.empty((c, 2 * h, 2 * w), dtype=np.uint8)
+    out[:, 0::2, 0::2] = x
+    out[:, 0::2, 1::2] = np.rint((f + right) / 2)
+    out[:, 1::2, 0::2] = np.rint((f + down) / 2)
+    out[:, 1::2, 1::2] = np.rint((f + right + down + diag) / 4)
+    return out[:, : size[0], : size[1]]
 
 
 def preview(predictor: Predictor, recon_chw: np.ndarray, level: int, shapes: list[tuple[int, int]],

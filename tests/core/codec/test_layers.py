@@ -269,9 +269,8 @@ def test_small_previews_and_regions_of_any_prefix(interp):
 
 def test_a_preview_with_a_model_budget_interpolates_the_levels_beyond_it():
     """preview(level, model_pixels): the model predicts levels while their pixels fit the budget,
-    the finer ones are interpolated; no budget is the model throughout; decoded levels are kept."""
-    from hidenet_core.codec.decoder import _INTERP
-    from hidenet_core.codec.loop import predict_level
+    the finer ones are bilinear; no budget is the model throughout; decoded levels are kept."""
+    from hidenet_core.codec.decoder import upsample_bilinear
     from hidenet_core.predictors import load_model
 
     model = load_model("default")
@@ -283,12 +282,18 @@ def test_a_preview_with_a_model_budget_interpolates_the_levels_beyond_it():
     assert dec.current_level == 2
     unbounded = dec.preview(0)
     assert np.array_equal(dec.preview(0, model_pixels=10**9), unbounded)
-    x = dec._image(2)
-    for j, size in ((1, (48, 40)), (0, (96, 80))):
-        x = predict_level(_INTERP, x, size, j, None, versions.format_version(5))
-    interpolated = x.transpose(1, 2, 0)
-    assert np.array_equal(dec.preview(0, model_pixels=0), interpolated)  # every level interpolated
-    mixed = dec.preview(0, model_pixels=48 * 40)  # level 1 by the model, level 0 interpolated
-    assert not np.array_equal(mixed, unbounded) and not np.array_equal(mixed, interpolated)
+    bilinear = upsample_bilinear(upsample_bilinear(dec._image(2), (48, 40)), (96, 80)).transpose(1, 2, 0)
+    assert np.array_equal(dec.preview(0, model_pixels=0), bilinear)  # every level interpolated
+    mixed = dec.preview(0, model_pixels=48 * 40)  # level 1 by the model, level 0 bilinear
+    assert not np.array_equal(mixed, unbounded) and not np.array_equal(mixed, bilinear)
+    assert np.abs(mixed.astype(int) - image).mean() < np.abs(bilinear.astype(int) - image).mean() + 1
     dec.feed(data[base_end:])
     assert np.array_equal(dec.preview(0, model_pixels=0), image)  # decoded levels are never predicted
+
+
+def test_bilinear_upsampling_keeps_the_even_pixels_and_averages_the_odd_ones():
+    from hidenet_core.codec.decoder import upsample_bilinear
+
+    x = np.array([[[0, 10], [20, 30]]], dtype=np.uint8)
+    up = upsample_bilinear(x, (3, 4))
+    assert up.dtype == np.uint8 and np.array_equal(up[0], [[0, 5, 10, 10], [10, 15, 20, 20], [20, 25, 30, 30]])
