@@ -86,8 +86,13 @@ def read_header(data: bytes) -> Header:
 class ProgressiveDecoder:
     """Decode a ``.hdn`` stream chunk by chunk, as bytes arrive."""
 
-    def __init__(self, predictor: Predictor) -> None:
+    def __init__(self, predictor: Predictor, images: bool = True) -> None:
+        """``images``: give each chunk's ``DecodedLevel`` its image (a copy of the level as it stands);
+        False: an empty image (0 x 0) instead, for a caller that wants only the end result
+        (``current_image``): a large image's level 0 comes in tens of parts, and a copy of it
+        for each part costs time and, kept in ``levels``, memory in proportion to the image."""
         self.predictor = predictor
+        self.images = images
         self.header: Header | None = None
         self.levels: list[DecodedLevel] = []  # one result per decoded chunk, in stream order
         self._buf = bytearray()
@@ -233,8 +238,11 @@ class ProgressiveDecoder:
         self._consumed += total
         self._next += 1
         parts = 1 if spec.pass_ is None else len(spec.pass_.parts)
-        image = self._level_now(k)
-        level = DecodedLevel(k, image.transpose(1, 2, 0).copy(), ch.payload_length, self._consumed, seconds,
+        if self.images:
+            image = self._level_now(k).transpose(1, 2, 0).copy()
+        else:
+            image = np.zeros((0, 0, h.channels), dtype=np.uint8)
+        level = DecodedLevel(k, image, ch.payload_length, self._consumed, seconds,
                              spec.layer, spec.part, parts, self._bounds[spec.index], spec.index, len(self._plan))
         self.levels.append(level)
         return level
@@ -254,6 +262,8 @@ class ProgressiveDecoder:
         self._odd[k] = odd
         if intervals is not None:
             self._intervals[k] = intervals
+        else:  # the level's last pass: no later one refines it
+            self._intervals.pop(k, None)
         for j in [j for j in self._images if j <= k]:
             del self._images[j]
 
@@ -324,6 +334,13 @@ class ProgressiveDecoder:
     def _filter(self, k: int) -> previewfilter.FilterFn | None:
         """The latest preview filter of level k (else None: the plain means)."""
         return previewfilter.applier(self._filters[k]) if k in self._filters else None
+
+    def current_image(self) -> np.ndarray:
+        """The (H, W, C) image of the level of the last chunk decoded, as it stands (what that
+        chunk's ``DecodedLevel.image`` holds when the decoder keeps images)."""
+        if not self.levels:
+            raise HdnFormatError("no chunk decoded yet")
+        return self._level_now(self.levels[-1].level).transpose(1, 2, 0).copy()
 
     def level_image(self, k: int) -> np.ndarray:
         """Level k's (H, W, C) reconstruction as it stands (a pass over it and every level above complete)."""
@@ -475,10 +492,11 @@ def decode(data: bytes, predictor: Predictor, stop_level: int = 0) -> list[Decod
 
 
 def decode_until(data: bytes, predictor: Predictor, stop_level: int = 0,
-                 on_chunk: Callable[[DecodedLevel], None] | None = None) -> ProgressiveDecoder:
+                 on_chunk: Callable[[DecodedLevel], None] | None = None, images: bool = True) -> ProgressiveDecoder:
     """The decoder after decoding a whole buffer, or up to the first complete pass over
-    ``stop_level`` when that is not 0 (for its ``preview``); ``on_chunk`` hears each chunk decoded."""
-    dec = ProgressiveDecoder(predictor)
+    ``stop_level`` when that is not 0 (for its ``preview``); ``on_chunk`` hears each chunk decoded.
+    ``images``: as ``ProgressiveDecoder``'s (False: ask ``current_image`` for the result)."""
+    dec = ProgressiveDecoder(predictor, images)
     pos = 0
     # feed chunk-sized pieces so that we can stop early without decoding finer levels
     while pos < len(data):

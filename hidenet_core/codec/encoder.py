@@ -233,6 +233,8 @@ class _Levels:
         self.odd[k] = odd
         if intervals is not None:
             self.intervals[k] = intervals
+        else:  # the level's last pass: no later one refines it
+            self.intervals.pop(k, None)
         self._invalidate(k)
 
     def set_top(self, interval: Interval) -> None:

@@ -28,6 +28,8 @@ are known to lie in (``intervals.py``) with a new prediction from the refined le
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 import numpy as np
@@ -45,7 +47,7 @@ from .stages.scalecontext import ScaleContext
 from .versions import FormatVersion
 
 __all__ = ["LevelCoder", "LevelPass", "code_level", "predict_level", "level_crc", "part_crc", "to_tensor",
-           "TOP_MEAN", "TOP_SCALE", "top_prior"]
+           "TOP_MEAN", "TOP_SCALE", "top_prior", "one_thread"]
 
 #: prior of the single top pixel of the base's own pyramid, the first values of a stream
 TOP_MEAN = 128.0
@@ -76,6 +78,23 @@ class LevelCoder(Protocol):
         ...
 
 
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread inside: for the per-image stages' many small tensors (a few
+    thousand values each), where a second thread only adds waiting; on a machine whose
+    cores are busy with other work, the encoder's fits ran 5 times slower on two threads
+    than on one (docs/bench.md, "Scaling"). Results do not depend on the thread count."""
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 def to_tensor(image_chw: np.ndarray) -> torch.Tensor:
     """A (1, C, h, w) float32 tensor in pixel units from a (C, h, w) uint8 array."""
     return torch.from_numpy(np.ascontiguousarray(image_chw)).float().unsqueeze(0)
@@ -97,17 +116,73 @@ def part_crc(odd: np.ndarray, channels: list[int], part_strips: tuple[Strip, ...
 
 
 def _predict(predictor: Predictor, even: np.ndarray, odd: np.ndarray, step: int, level: int, rows: Strip,
-             halo: int):
-    """The predictor's output for ``step`` on grid rows ``rows``, seeing ``halo`` rows around them."""
+             halo: int, memos: dict | None = None):
+    """The predictor's output for ``step`` on grid rows ``rows``, seeing ``halo`` rows around them.
+
+    ``memos``: kept by the caller across the steps of one level (the same even image, odd
+    values only added): the predictor's memo of each window (``Predictor.takes_memo``)."""
     h = even.shape[1]
     a, b = max(0, rows.start - halo), min(h, rows.stop + halo)
-    pred = predictor(to_tensor(even[:, a:b]), to_tensor(odd[:, a:b]), step, level)
+    pred = _tiled(predictor, even, odd, step, level, a, b, memos)
     top, n = rows.start - a, rows.stop - rows.start
     if a == 0 and b == h and n == h:
         return pred
     context = None if pred.context is None else pred.context[..., top : top + n, :]
     return pred._replace(mean=pred.mean[..., top : top + n, :], scale=pred.scale[..., top : top + n, :],
                          context=context)
+
+
+#: the predictor runs over a window of more positions than this in tiles of rows (``_tiled``)
+TILE_POSITIONS = 1 << 19
+#: ... each tile seeing this many more rows above and below: more than the receptive field of
+#: every shipped model and its inputs (at most 12 rows), so the tiles give exactly what one run
+#: over the window gives (tests/core/codec/test_tiles.py checks it); even, so that a tile starts
+#: on the window's grid of rows of every parity (a U-Net's stride-2 convolution samples it)
+TILE_HALO = 16
+
+
+def tile_rows(rows: int, width: int) -> int:
+    """The rows of each tile of a window (``rows`` x ``width`` positions); ``rows``: one tile."""
+    if rows * width <= TILE_POSITIONS:
+        return rows
+    return max(2 * TILE_HALO, (TILE_POSITIONS // width) & ~1)
+
+
+def _tiled(predictor: Predictor, even: np.ndarray, odd: np.ndarray, step: int, level: int, a: int, b: int,
+           memos: dict | None):
+    """The predictor's output for ``step`` on grid rows ``a:b`` as if run on them at once (edges
+    replicated at ``a`` and ``b``), run in tiles of ``tile_rows`` rows, each seeing ``TILE_HALO``
+    rows around it within ``a:b``: the network's activations never exceed a tile's, whatever
+    the image's height (memory grows with the width only)."""
+    step_rows = tile_rows(b - a, even.shape[2])
+    pieces = []
+    for t0 in range(a, b, step_rows):
+        t1 = min(b, t0 + step_rows)
+        ta, tb = (t0, t1) if step_rows == b - a else (max(a, t0 - TILE_HALO), min(b, t1 + TILE_HALO))
+        extra = {"memo": memos.setdefault((ta, tb), {})} if memos is not None and predictor.takes_memo else {}
+        pred = predictor(to_tensor(even[:, ta:tb]), to_tensor(odd[:, ta:tb]), step, level, **extra)
+        if (ta, tb) == (t0, t1):
+            pieces.append(pred)
+            continue
+        top, n = t0 - ta, t1 - t0
+        context = pred.context
+        if context is not None:
+            shared = context.shape[1] > 1 and context.stride(1) == 0
+            context = (context[:, :1] if shared else context)[..., top : top + n, :].clone()
+            context = context.expand(-1, pred.mean.shape[1], -1, -1, -1) if shared else context
+        pieces.append(pred._replace(mean=pred.mean[..., top : top + n, :].clone(),
+                                    scale=pred.scale[..., top : top + n, :].clone(), context=context))
+        del pred
+    if len(pieces) == 1:
+        return pieces[0]
+    context = None
+    if pieces[0].context is not None:
+        c0 = pieces[0].context
+        shared = c0.shape[1] > 1 and c0.stride(1) == 0
+        context = torch.cat([p.context[:, :1] if shared else p.context for p in pieces], -2)
+        context = context.expand(-1, c0.shape[1], -1, -1, -1) if shared else context
+    return pieces[0]._replace(mean=torch.cat([p.mean for p in pieces], -2),
+                              scale=torch.cat([p.scale for p in pieces], -2), context=context)
 
 
 class LevelPass:
@@ -134,6 +209,7 @@ class LevelPass:
         self.state = _LevelState(even, self.odd, version) if self.calibrated and version.linear else None
         self.steps = predictor.steps(c)
         self.next = 0
+        self._memos: dict = {}  # the predictor's memo per window of rows (``_predict``)
 
     @property
     def done(self) -> bool:
@@ -152,6 +228,8 @@ class LevelPass:
         for step in range(len(self.steps)) if part.step is None else [part.step]:
             for rows in part.strips:
                 self._code_step(step, rows, coder)
+        if self.done:
+            self._memos.clear()
         return part
 
     def image(self) -> np.ndarray:
@@ -168,7 +246,8 @@ class LevelPass:
     def _code_step(self, step: int, rows: Strip, coder: LevelCoder) -> None:
         c = self.even.shape[0]
         idx = list(self.steps[step])
-        pred = _predict(self.predictor, self.even, self.odd, step, self.level, rows, self.version.halo_rows)
+        pred = _predict(self.predictor, self.even, self.odd, step, self.level, rows, self.version.halo_rows,
+                        self._memos)
         pred = snap(pred if self.calibrated and self.version.scale_context else pred._replace(context=None))
         means = pred.mean[0].numpy()  # (k, rows, w)
         scales = pred.scale[0].numpy()
@@ -223,7 +302,8 @@ class LevelPass:
             inputs.append(ChannelInput(ch, flat, means[j].reshape(-1)[flat], scales[j].reshape(-1)[flat],
                                        None if resid is None else resid.reshape(-1)[flat], feats, context, rows))
             resids.append(resid)
-        params = coder.calibrate(inputs)
+        with one_thread():
+            params = coder.calibrate(inputs)
         coded = []
         for j, inp, p, r in zip(rnd, inputs, params, resids):
             refinement = None if inp.features is None or not any(p.linear) else inp.features.refinement(p.linear)
@@ -260,10 +340,11 @@ def predict_level(predictor: Predictor, even: np.ndarray, size: tuple[int, int],
     # 'own' features never read the means
     planes = None if preview_filter is None else linear.Planes(even, odd, np.zeros(odd.shape, dtype=np.float32))
     known: set[int] = set()
+    memos: dict = {}
     for step, channels in enumerate(predictor.steps(c)):
         idx = list(channels)
         for rows in level_strips:
-            pred = snap(_predict(predictor, even, odd, step, level, rows, halo)._replace(context=None))
+            pred = snap(_predict(predictor, even, odd, step, level, rows, halo, memos)._replace(context=None))
             means = pred.mean[0].numpy()
             if preview_filter is not None:
                 means = _filtered(means.astype(np.float64), idx, rows, even, odd, valid, known, preview_filter,

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     bar = progress_bar(0, "decoding")
     try:
-        decoder = decode_until(data, model, stop_level=args.level, on_chunk=lambda c: _tick(bar, c))
+        decoder = decode_until(data, model, stop_level=args.level, on_chunk=lambda c: _tick(bar, c), images=False)
     finally:
         bar.close()
     # the finest level decoded: a layered stream's last chunks may refine coarser levels again

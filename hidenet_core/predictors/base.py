@@ -69,6 +69,10 @@ class Predictor(nn.Module, ABC):
     name: str = "abstract"
     #: entropy model family used for the odd values: "laplace" or "gaussian"
     distribution: str = "laplace"
+    #: whether ``forward`` takes a ``memo`` keyword: a dict the codec keeps across the steps of
+    #: one window of a level (the same even image, odd values only added once decoded), where
+    #: the predictor may keep what later steps would compute again
+    takes_memo: bool = False
 
     @abstractmethod
     def steps(self, channels: int) -> tuple[tuple[int, ...], ...]:

@@ -138,20 +138,34 @@ class StepInputs:
         self.target = target  # (9,) float mask of the channels this step predicts
 
 
-def step_inputs(even: torch.Tensor, odd: torch.Tensor, rgb_step: int) -> StepInputs:
+def step_inputs(even: torch.Tensor, odd: torch.Tensor, rgb_step: int,
+                memo: dict[int, torch.Tensor] | None = None) -> StepInputs:
     """Build the inputs of RGB step ``rgb_step`` from a view's even (B, 3, h, w) and odd (B, 9, h, w).
 
     Odd channels not decoded before this step are masked out, whatever they hold, so
     training may pass the true odd values for every step (teacher forcing).
+
+    ``memo`` (the codec's, one per view of a level's window, kept across its steps): each
+    step's interpolation of its own channels, kept for the later steps' known residuals.
+    The odd values a step's interpolation reads are decoded before it and never change
+    afterwards, so the later steps would compute exactly these values again; with the
+    memo each step's interpolation is computed once instead of once per later step.
     """
     known, target, group = _masks(rgb_step)
     k = known.view(1, 9, 1, 1)
     mean, scale = interp_prediction(even, odd * k, rgb_step)  # (B, 9, h, w) each
+    if memo is not None and rgb_step < len(RGB_STEPS) - 1:  # the last step's is never read
+        memo[rgb_step] = mean[:, list(RGB_STEPS[rgb_step])]
     g = group.view(1, 9, 1, 1)
     ref = local_mean(even)  # (B, 3, h, w)
     ref9 = ref.repeat(1, 3, 1, 1)  # (B, 9, h, w), colour of channel p * 3 + c is c
     resid = torch.zeros_like(odd)  # (B, 9, h, w): decoded value minus its own step's interpolation
     for s in range(rgb_step):
+        if memo is not None and s in memo:
+            # the same values as below: 0 + (odd - m) * 1 on the step's channels, 0 + (+-0) elsewhere
+            idx = list(RGB_STEPS[s])
+            resid[:, idx] = odd[:, idx] - memo[s]
+            continue
         ks, ts, _ = _masks(s)
         m, _ = interp_prediction(even, odd * ks.view(1, 9, 1, 1), s)
         resid = resid + (odd - m) * ts.view(1, 9, 1, 1)

@@ -52,6 +52,7 @@ class LearnedPredictor(Predictor):
     """
 
     distribution = "laplace"
+    takes_memo = True
 
     def __init__(self, features: int, level_conditioning: bool, max_level: int) -> None:
         super().__init__()
@@ -88,18 +89,26 @@ class LearnedPredictor(Predictor):
         mean, scale, _ = self._predict(inputs, level)
         return mean, scale
 
-    def _predict(self, inputs: StepInputs, level: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``predict`` and the trunk's features (B, F, h, w)."""
+    def _predict(self, inputs: StepInputs, level: torch.Tensor,
+                 keep: tuple[int, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``predict`` and the trunk's features (B, F, h, w); ``keep``: only these of the 9 RGB odd
+        channels (B, len(keep), h, w), each computed exactly as among all 9."""
         x = inputs.x.contiguous(memory_format=torch.channels_last)
         features = self.trunk(x, self._bias(inputs.cond, level))  # (B, F, h, w)
         out = self.head(features)  # (B, 18, h, w)
         assert out.shape[1] == OUT_CHANNELS
-        mean = inputs.mean + MEAN_GAIN * out[:, :9]  # (B, 9, h, w)
-        log_scale = torch.log(inputs.scale.clamp_min(SCALE_MIN)) + out[:, 9:]
+        means, scales = (slice(0, 9), slice(9, 18)) if keep is None else (list(keep), [9 + k for k in keep])
+        own = slice(None) if keep is None else list(keep)
+        mean = inputs.mean[:, own] + MEAN_GAIN * out[:, means]  # (B, 9, h, w)
+        log_scale = torch.log(inputs.scale[:, own].clamp_min(SCALE_MIN)) + out[:, scales]
         scale = torch.exp(log_scale.clamp(_LOG_MIN, _LOG_MAX))  # (B, 9, h, w)
         return mean, scale, features
 
-    def forward(self, even: torch.Tensor, odd: torch.Tensor, step: int, level: int) -> Prediction:
+    def forward(self, even: torch.Tensor, odd: torch.Tensor, step: int, level: int,
+                memo: dict | None = None) -> Prediction:
+        """``Predictor.forward``; ``memo``: a dict the caller keeps across the steps of one level's
+        window (the same even image, odd values only added), which saves recomputing the
+        interpolation of earlier steps (``features.step_inputs``)."""
         c = even.shape[1]
         idx = coding_steps(c)[step]
         means: dict[int, torch.Tensor] = {}
@@ -108,10 +117,12 @@ class LearnedPredictor(Predictor):
         lv = torch.full((even.shape[0],), int(level), dtype=torch.long)
         for task in view_plan(c)[step]:
             e, o = view_tensors(even, odd, task.colours)  # (B, 3, h, w), (B, 9, h, w)
-            mean, scale, features = self._predict(step_inputs(e, o, task.rgb_step), lv)  # (B, 9, h, w) x2, (B, F, h, w)
-            for k, ch in zip(task.rgb_channels, task.channels):
-                means[ch] = mean[:, k]
-                scales[ch] = scale[:, k]
+            inputs = step_inputs(e, o, task.rgb_step, None if memo is None else memo.setdefault(task.colours, {}))
+            # (B, k, h, w) x2 for the task's k channels, (B, F, h, w)
+            mean, scale, features = self._predict(inputs, lv, task.rgb_channels)
+            for j, ch in enumerate(task.channels):
+                means[ch] = mean[:, j]
+                scales[ch] = scale[:, j]
                 contexts[ch] = features
         shared = all(contexts[ch] is contexts[idx[0]] for ch in idx)  # one view task: no copies
         context = contexts[idx[0]].unsqueeze(1).expand(-1, len(idx), -1, -1, -1) if shared else \

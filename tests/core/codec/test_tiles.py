@@ -1,0 +1,90 @@
+"""The predictor run in tiles of rows (``loop._tiled``) gives exactly what one run over the
+window gives: bounded memory changes no prediction, so no stream."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hidenet_core import EncodeSettings, decode, encode, load_model
+from hidenet_core.codec import loop
+from hidenet_core.codec.pyramid import split
+from hidenet_core.predictors import build
+from tests.conftest import smooth_image
+
+
+def _models():
+    torch.manual_seed(0)
+    unet, cnnp = build("UNetLikeLite"), build("CNNP", kernels=[1, 3, 7], blocks=3)
+    for model in (unet, cnnp):  # random heads: a zero head would hide the trunk
+        for p in model.parameters():
+            p.data.normal_(0, 0.3)
+    return {"interp": load_model("interp"), "default": load_model("default"), "unet": unet.eval(),
+            "cnnp-wide": cnnp.eval()}
+
+
+MODELS = _models()
+
+
+@pytest.mark.parametrize("channels", [3, 1, 4])
+@pytest.mark.parametrize("name", list(MODELS))
+def test_tiles_give_what_one_run_gives(name, channels, monkeypatch):
+    model = MODELS[name]
+    image = smooth_image(230, 90, channels, seed=3).transpose(2, 0, 1)
+    even, odd = split(image)  # (C, 115, 45), (3C, 115, 45): every odd value known (any step)
+    h = even.shape[1]
+    with torch.no_grad():
+        for step in range(len(model.steps(channels))):
+            whole = loop._tiled(model, even, odd, step, 0, 3, h, {})
+            monkeypatch.setattr(loop, "TILE_POSITIONS", 40 * even.shape[2])  # tiles of 40 rows
+            assert loop.tile_rows(h - 3, even.shape[2]) == 40
+            tiled = loop._tiled(model, even, odd, step, 0, 3, h, {})
+            monkeypatch.undo()
+            assert torch.equal(whole.mean, tiled.mean) and torch.equal(whole.scale, tiled.scale), (name, step)
+            assert (whole.context is None) == (tiled.context is None)
+            if whole.context is not None:
+                assert torch.equal(whole.context, tiled.context), (name, step)
+
+
+def test_streams_do_not_depend_on_the_tiles(monkeypatch):
+    model = load_model("default")
+    image = smooth_image(150, 140, 3, seed=5)
+    settings = EncodeSettings(max_error=(0, 1, 0, 0))
+    data = encode(image, model, settings)
+    monkeypatch.setattr(loop, "TILE_POSITIONS", 32 * 70)  # level 0's 75 x 70 grid in tiles of 32 rows
+    assert encode(image, model, settings) == data
+    decoded = decode(data, model)[-1].image  # with the tiles: every chunk's CRC is checked
+    assert np.abs(decoded.astype(int) - image).max() <= 1
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_the_memo_of_earlier_steps_changes_no_input(channels):
+    """``step_inputs`` with the memo (each step's interpolation kept for later steps) builds the
+    same network inputs as without it."""
+    from hidenet_core.predictors.features import step_inputs, view_plan, view_tensors
+
+    image = torch.from_numpy(smooth_image(60, 50, channels, seed=1).transpose(2, 0, 1).copy()).float()
+    even, odd = split(image[None])
+    memo: dict = {}
+    for step, tasks in enumerate(view_plan(channels)):
+        for task in tasks:
+            e, o = view_tensors(even, odd, task.colours)
+            with_memo = step_inputs(e, o, task.rgb_step, memo.setdefault(task.colours, {}))
+            plain = step_inputs(e, o, task.rgb_step)
+            assert torch.equal(with_memo.x, plain.x), step
+            assert torch.equal(with_memo.mean, plain.mean) and torch.equal(with_memo.scale, plain.scale)
+
+
+def test_a_decoder_without_images_gives_the_same_result():
+    from hidenet_core.codec.decoder import decode_until
+
+    model = load_model("interp")
+    image = smooth_image(70, 90, 3, seed=2)
+    data = encode(image, model)
+    plain = decode_until(data, model, images=False)
+    assert all(level.image.size == 0 for level in plain.levels)
+    assert np.array_equal(plain.current_image(), image)
+    partial = data[: decode_until(data, model).levels[-3].bytes_consumed]
+    assert np.array_equal(decode_until(partial, model, images=False).current_image(),
+                          decode_until(partial, model).levels[-1].image)
