@@ -352,13 +352,26 @@ def _code_base(enc: LevelEncoder, predictor: Predictor, fmt: FormatVersion, stat
     return level_crc(state.image(p.level))
 
 
+#: a preview filter of a level whose grid has more positions than this is fitted on a band of
+#: about this many positions across the middle of the level (it is fitted on a subsample of
+#: ``previewfilter.FIT_VALUES`` anyway): predicting the whole level for it cost as much as
+#: coding the level again. The decoder only reads the weights, so this is the encoder's choice.
+FILTER_BAND_POSITIONS = 1 << 18
+
+
 def _fit_filter(enc: LevelEncoder, predictor: Predictor, fmt: FormatVersion, state: _Levels, odds, shapes, k: int,
                 g: int, previews: dict[int, np.ndarray]) -> None:
     """Fit level k's preview filter on the reconstruction of level k + 1 and code it, where the format has one."""
     if not fmt.carries_filter(shapes, k):
         return
-    fitter = previewfilter.Fitter(odds[k])
-    predicted = predict_level(predictor, state.image(k + 1), shapes[k], k, fitter, fmt)
+    even, truth, size = state.image(k + 1), odds[k], shapes[k]
+    h, w = even.shape[1:]
+    if k >= g and h * w > FILTER_BAND_POSITIONS:  # not a generative level: the prediction is not kept
+        rows = max(2, (FILTER_BAND_POSITIONS // w) & ~1)
+        r0 = ((h - rows) // 2) & ~1
+        even, truth, size = even[:, r0 : r0 + rows], truth[:, r0 : r0 + rows], (2 * rows, size[1])
+    fitter = previewfilter.Fitter(truth)
+    predicted = predict_level(predictor, even, size, k, fitter, fmt)
     if k < g:  # exactly what the decoder will rebuild, if no later pass refines level k + 1
         previews[k] = predicted
     previewfilter.write(enc, fitter.ordered())

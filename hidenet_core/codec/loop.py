@@ -256,7 +256,7 @@ class LevelPass:
             self._code_values(idx, rows, means, scales, coder)
             return
         if self.state is not None:
-            self.state.net_means[idx, rows.start : rows.stop] = means
+            self.state.net_means[idx, rows.start : rows.stop] = np.rint(means * linear.MEAN_UNITS)
         par = calibration.parents(c, tuple(idx))
         live = frozenset(idx)
         if self.state is not None:
@@ -338,7 +338,7 @@ def predict_level(predictor: Predictor, even: np.ndarray, size: tuple[int, int],
     level_strips = strips(version, h, w) if version is not None else (Strip(0, h),)
     halo = version.halo_rows if version is not None else 0
     # 'own' features never read the means
-    planes = None if preview_filter is None else linear.Planes(even, odd, np.zeros(odd.shape, dtype=np.float32))
+    planes = None if preview_filter is None else linear.Planes(even, odd, None)
     known: set[int] = set()
     memos: dict = {}
     for step, channels in enumerate(predictor.steps(c)):
@@ -360,7 +360,7 @@ def _filtered(means: np.ndarray, idx: list[int], rows: Strip, even: np.ndarray, 
     count as decoded with their predicted values."""
     c = even.shape[0]
     if planes is None:
-        planes = linear.Planes(even, odd, np.zeros(odd.shape, dtype=np.float32), (rows.start, rows.stop))
+        planes = linear.Planes(even, odd, None, (rows.start, rows.stop))
     for j, ch in enumerate(idx):
         cf = ChannelFeatures(planes, previewfilter.features(c, ch, frozenset(known)), ch // c, means[j],
                              np.flatnonzero(valid[ch, rows.start : rows.stop]))
@@ -377,7 +377,8 @@ class _LevelState:
     def __init__(self, even: np.ndarray, odd: np.ndarray, version: FormatVersion) -> None:
         self.channels = even.shape[0]
         self.even, self.odd = even, odd
-        self.net_means = np.zeros(odd.shape, dtype=np.float32)
+        # the network's snapped means in units of 1/64 (``linear.MEAN_UNITS``): exact in 2 bytes
+        self.net_means = np.zeros(odd.shape, dtype=np.uint16)
         self.surprise = scalecontext.SurprisePlanes(*even.shape[1:]) if version.scale_context else None
         self.done_steps: set[int] = set()  # channels of the steps complete on every strip
         self.known: set[int] = set()  # channels a feature may read in the current strip: those and the

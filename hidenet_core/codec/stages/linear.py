@@ -56,6 +56,8 @@ __all__ = [
 ]
 
 WEIGHT_DENOM = 256
+#: network means given as uint16 planes are in units of 1/MEAN_UNITS (the codec's snapped grid)
+MEAN_UNITS = 64
 WEIGHT_BOUND = 1024  # a_k in -1024..1024: weights in -4..4
 #: the encoder fits on at most this many values per channel (a random subsample)
 FIT_VALUES = 1 << 15
@@ -130,7 +132,7 @@ class Planes:
     being coded in this strip) read as if the strip were the whole grid (``pyramid.window``).
     """
 
-    def __init__(self, even: np.ndarray, odd: np.ndarray, net_means: np.ndarray,
+    def __init__(self, even: np.ndarray, odd: np.ndarray, net_means: np.ndarray | None,
                  rows: tuple[int, int] | None = None, live: frozenset[int] = frozenset()) -> None:
         self.channels = even.shape[0]
         self.rows = rows or (0, even.shape[1])
@@ -142,23 +144,42 @@ class Planes:
         self._odd_cache: dict[int, np.ndarray] = {}  # padded odd planes
         self._float_cache: dict[tuple[bool, int], np.ndarray] = {}  # odd planes and network means as float64
 
+    def _padded(self, source: int, colour: int) -> np.ndarray:
+        """A colour's plane over the strip, padded by ``_PAD`` (edges replicated)."""
+        if source == _EVEN:
+            return self._even[colour]
+        ch = source * self.channels + colour
+        if ch not in self._odd_cache:  # only asked for once decoded, so never stale
+            self._odd_cache[ch] = window(self._odd[ch], self.rows, _PAD, ch in self._live)
+        return self._odd_cache[ch]
+
     def neighbour(self, source: int, colour: int, di: int, dj: int) -> np.ndarray:
         """Values (h, w) of a colour at a grid offset (edges replicated)."""
-        if source == _EVEN:
-            plane = self._even[colour]
-        else:
-            ch = source * self.channels + colour
-            if ch not in self._odd_cache:  # only asked for once decoded, so never stale
-                self._odd_cache[ch] = window(self._odd[ch], self.rows, _PAD, ch in self._live)
-            plane = self._odd_cache[ch]
-        return plane[_PAD + di : _PAD + di + self.h, _PAD + dj : _PAD + dj + self.w]
+        return self._padded(source, colour)[_PAD + di : _PAD + di + self.h, _PAD + dj : _PAD + dj + self.w]
+
+    def feature_at(self, f: Feature, phase: int, mean: np.ndarray, flat: np.ndarray) -> np.ndarray:
+        """``feature(f, phase, mean).reshape(-1)[flat]``, computed at those positions only (the
+        same arithmetic value by value): what the encoder samples its fits from."""
+        i, j = np.divmod(flat, self.w)
+        if f.kind == "resid":
+            ch = phase * self.channels + f.colour
+            return self._float(ch).reshape(-1)[flat] - self._float(ch, net=True).reshape(-1)[flat]
+        nb = self._padded(f.source, f.colour)[_PAD + f.di + i, _PAD + f.dj + j]
+        if f.kind == "own":
+            return nb - np.asarray(mean, dtype=np.float64).reshape(-1)[flat]
+        return self._float(phase * self.channels + f.colour).reshape(-1)[flat] - nb
 
     def _float(self, ch: int, net: bool = False) -> np.ndarray:
         """An odd channel's decoded values (or its network mean) as float64, converted once."""
         key = (net, ch)
         if key not in self._float_cache:  # only asked for once decoded, so never stale
             r0, r1 = self.rows
-            self._float_cache[key] = (self._net if net else self._odd)[ch][r0:r1].astype(np.float64)
+            if net and self._net is None:
+                raise AssertionError("these planes have no network means")
+            values = (self._net if net else self._odd)[ch][r0:r1].astype(np.float64)
+            if net and self._net.dtype == np.uint16:  # the snapped means in units of 1/64 (exact)
+                values /= MEAN_UNITS
+            self._float_cache[key] = values
         return self._float_cache[key]
 
     def feature(self, f: Feature, phase: int, mean: np.ndarray) -> np.ndarray:
@@ -185,7 +206,7 @@ def sample(planes: Planes, feats: tuple[Feature, ...], phase: int, mean: np.ndar
     """The features (K, n) at flat grid indices ``flat`` (what the encoder fits on)."""
     if not feats:
         return np.zeros((0, flat.size))
-    return np.stack([planes.feature(f, phase, mean).reshape(-1)[flat] for f in feats])
+    return np.stack([planes.feature_at(f, phase, mean, flat) for f in feats])
 
 
 class ChannelFeatures:

@@ -148,7 +148,7 @@ class SurprisePlanes:
         """Record the surprise of odd channel ``ch`` at grid rows ``rows`` (default: all) once decoded."""
         r0, r1 = rows or (0, self.h)
         if ch not in self._planes:
-            self._planes[ch] = np.zeros((self.h, self.w), dtype=np.int16)
+            self._planes[ch] = np.zeros((self.h, self.w), dtype=np.int8)  # q <= 11: a near sum of 4 fits too
         self._planes[ch][r0:r1] = q
 
     def view(self, rows: tuple[int, int] | None = None, live: frozenset[int] = frozenset()) -> SurpriseView:

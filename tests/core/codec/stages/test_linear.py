@@ -71,6 +71,26 @@ def test_features_read_nothing_that_is_not_decoded_yet():
         known.update(rnd)
 
 
+def test_features_at_sampled_positions_and_means_in_64ths_are_the_same_values():
+    """The encoder samples features at some positions only (``feature_at``) and the loop keeps the
+    network means as uint16 64ths: both give exactly the values of the whole planes."""
+    rng = np.random.default_rng(2)
+    even = rng.integers(0, 256, (3, 12, 10), dtype=np.uint8)
+    odd = rng.integers(0, 256, (9, 12, 10), dtype=np.uint8)
+    net = np.round(rng.uniform(0, 255, (9, 12, 10)) * 64).astype(np.float32) / 64
+    net64 = np.rint(net * linear.MEAN_UNITS).astype(np.uint16)
+    rows = (3, 9)
+    flat = np.sort(rng.choice(6 * 10, 25, replace=False))
+    for ch in range(9):
+        known = frozenset(k for k in range(9) if k != ch)
+        mean = net[ch, 3:9]
+        plain, in_64ths = linear.Planes(even, odd, net, rows), linear.Planes(even, odd, net64, rows)
+        for ft in linear.features(3, ch, known):
+            whole = plain.feature(ft, ch // 3, mean)
+            assert np.array_equal(whole, in_64ths.feature(ft, ch // 3, mean)), (ch, ft)
+            assert np.array_equal(whole.reshape(-1)[flat], in_64ths.feature_at(ft, ch // 3, mean, flat)), (ch, ft)
+
+
 def test_weighted_sum_is_exact():
     rng = np.random.default_rng(1)
     even = rng.integers(0, 256, (3, 6, 7), dtype=np.uint8)
