@@ -246,6 +246,23 @@ class _Levels:
             del self._images[j]
 
 
+class _OddValues:
+    """The true odd values (3C, h, w) of each level, split off its original when asked: the
+    passes go level by level, so only the last two asked for are kept (all of them at once
+    would be three quarters of the image's bytes again)."""
+
+    def __init__(self, originals: list[np.ndarray]) -> None:
+        self.originals = originals
+        self._kept: dict[int, np.ndarray] = {}
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        if k not in self._kept:
+            if len(self._kept) >= 2:
+                del self._kept[next(iter(self._kept))]
+            self._kept[k] = split(self.originals[k])[1]
+        return self._kept[k]
+
+
 def _pass_predictor(predictor: Predictor, mode: int) -> Predictor:
     return _INTERP if mode & PassMode.INTERP else predictor
 
@@ -280,7 +297,7 @@ def encode_chunks(image: np.ndarray, predictor: Predictor, settings: EncodeSetti
     yield EncodedChunk(pack_header(header), None, len(plan))
 
     originals = level_images(image.transpose(2, 0, 1), top)  # (C, H, W) of every level down to 1x1
-    odds = [split(x)[1] for x in originals[:-1]]  # the odd values (3C, h, w) that rebuild each
+    odds = _OddValues(originals)  # the odd values (3C, h, w) that rebuild each level
     shapes = level_shapes(height, width, top)
     state = _Levels(top, channels, shapes)
     last_pass = {p.level: p for c in plan if (p := c.pass_) is not None}  # level -> its last pass

@@ -201,7 +201,6 @@ class LevelPass:
         c, h, w = even.shape
         self.predictor, self.version, self.level, self.size, self.even = predictor, version, level, size, even
         self.parts = parts
-        self.valid = odd_valid_mask(*size, c)  # (3C, h, w)
         self.odd = np.zeros((3 * c, h, w), dtype=np.uint8)  # the values shown, as they are coded
         self.prior, self.shown = prior, shown
         self.intervals = (np.zeros_like(self.odd), np.zeros_like(self.odd)) if keep else None
@@ -210,6 +209,12 @@ class LevelPass:
         self.steps = predictor.steps(c)
         self.next = 0
         self._memos: dict = {}  # the predictor's memo per window of rows (``_predict``)
+
+    def valid(self, r0: int, r1: int) -> np.ndarray:
+        """Which odd values of grid rows r0 .. r1 - 1 are pixels, not padding: (3C, r1 - r0, w) bool
+        (computed per strip: a mask of the whole level would be a byte per value)."""
+        h = self.even.shape[1]  # rows past the grid are none (as a slice of the whole mask would give)
+        return odd_valid_mask(*self.size, self.even.shape[0], (min(r0, h), min(r1, h)))
 
     @property
     def done(self) -> bool:
@@ -271,7 +276,7 @@ class LevelPass:
         """Code the odd channels ``chans`` on grid rows ``rows`` given their (k, rows, w) means and scales."""
         r0, r1 = rows.start, rows.stop
         vals = np.clip(np.round(means), 0, 255).astype(np.uint8)
-        v = self.valid[chans, r0:r1]
+        v = self.valid(r0, r1)[chans]
         prior = None
         if self.prior is not None:
             prior = Interval(self.prior[0][chans, r0:r1][v], self.prior[1][chans, r0:r1][v], vals[v])
@@ -291,9 +296,10 @@ class LevelPass:
         planes = None if state is None else state.planes(rows, live)
         surprise = None if state is None else state.surprise_view(rows, live)
         inputs, resids = [], []
+        valid = self.valid(r0, r1)
         for j in rnd:
             ch = idx[j]
-            flat = np.flatnonzero(self.valid[ch, r0:r1])
+            flat = np.flatnonzero(valid[ch])
             resid = None
             if version.coupling and par[j] >= 0:
                 resid = odd[idx[par[j]], r0:r1].astype(np.float64) - means[par[j]]

@@ -121,13 +121,15 @@ def default_levels(height: int, width: int, base_max_side: int = BASE_MAX_SIDE) 
     return levels
 
 
-def odd_valid_mask(height: int, width: int, channels: int) -> np.ndarray:
+def odd_valid_mask(height: int, width: int, channels: int, rows_of: tuple[int, int] | None = None) -> np.ndarray:
     """Which odd values of a level of size (H, W) are real pixels, not padding.
 
-    Returns a bool array (3C, h, w) matching ``split``'s odd layout.
+    Returns a bool array (3C, h, w) matching ``split``'s odd layout; with ``rows_of`` =
+    (r0, r1) only grid rows r0 .. r1 - 1 of it, (3C, r1 - r0, w).
     """
     h, w = (height + 1) // 2, (width + 1) // 2
-    rows = np.arange(h)[:, None]
+    r0, r1 = rows_of or (0, h)
+    rows = np.arange(r0, r1)[:, None]
     cols = np.arange(w)[None, :]
     masks = []
     for dy, dx in PHASES:
