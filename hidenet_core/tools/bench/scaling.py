@@ -9,8 +9,8 @@ crops up to 12 MP and one photograph scaled up to 40 MP.
 
 Every encode and every decode runs in a child process of its own (``python -m
 hidenet_core.tools.bench.scaling``), which reports its time and its peak resident
-memory (``getrusage(RUSAGE_SELF).ru_maxrss``: torch allocates outside Python's
-tracemalloc, so only the process's own figure is the truth). The peak includes what
+memory (Linux's ``VmHWM``, else ``getrusage``'s ``ru_maxrss``: torch allocates outside
+Python's tracemalloc, so only the process's own figure is the truth). The peak includes what
 the process holds before it starts: the interpreter, torch and the model for hideNet
 (``idle_mb`` in the results), the decoded input image for the encoders. Times leave
 out loading the model and reading or writing files.
@@ -178,7 +178,15 @@ def scaling_markdown(results: dict) -> str:
 
 
 def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
+    """This process's peak resident memory in MB: Linux's VmHWM, which starts afresh at exec
+    (``ru_maxrss`` keeps the high-water mark of the parent that forked the process)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux, bytes on macOS
 
 
 def _run_job(job: dict) -> dict:
