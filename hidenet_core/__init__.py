@@ -8,7 +8,7 @@ Public API::
     levels = decode(data, model)            # base .. full image, each a DecodedLevel
 """
 
-from . import memory  # noqa: F401  (first: freed large blocks go back to the system, memory.py)
+from . import memory  # noqa: F401  (first: HIDENET_MALLOC=bounded, memory.py)
 from .codec.container import HdnFormatError, Header, ModelMismatchError
 from .codec.decoder import DecodedLevel, ProgressiveDecoder, decode, preview, read_header
 from .codec.encoder import EncodeSettings, encode, resolve_max_error
