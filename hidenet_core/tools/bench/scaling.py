@@ -145,19 +145,20 @@ def _line(row: dict) -> str:
     return ", ".join(parts)
 
 
-def _fmt(rec: dict, mp: float) -> tuple[str, str, str]:
+def _fmt(rec: dict, mp: float) -> tuple[str, str, str, str]:
     if "error" in rec:
-        return rec["error"], "", ""
+        return rec["error"], "", "", ""
     seconds = f"{rec['seconds']:.2f}" + ("" if rec.get("exact", True) else " (not exact!)")
-    return seconds, f"{mp / rec['seconds']:.2f}" if rec["seconds"] > 0 else "", f"{rec['peak_mb']:.0f}"
+    cpu = rec.get("cpu_s")
+    return (seconds, "" if cpu is None else f"{cpu:.2f}", f"{mp / cpu:.2f}" if cpu else "", f"{rec['peak_mb']:.0f}")
 
 
 def scaling_markdown(results: dict) -> str:
     """The section's table (Markdown)."""
     lines = [
-        "| size | codec | bpp | encode s | encode MP/s | encode peak MB | decode s | decode MP/s | decode peak MB |"
-        " first chunk s |",
-        "| :--- | :--- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| size | codec | bpp | encode s | encode CPU s | encode MP/CPU s | encode peak MB | decode s | decode CPU s |"
+        " decode MP/CPU s | decode peak MB | first chunk s |",
+        "| :--- | :--- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in results["rows"]:
         mp = row["width"] * row["height"] / 1e6
@@ -169,12 +170,21 @@ def scaling_markdown(results: dict) -> str:
     notes = [f"Peak memory is each process's peak resident set; an idle hideNet process (interpreter, torch, "
              f"model) holds {results['idle_mb']:.0f} MB of it." if results.get("idle_mb") else "",
              f"torch and the imagecodecs codecs on {results['threads']} thread(s); model {results['model']!r}. "
+             "s: wall-clock seconds; CPU s: the process's user and system seconds during the call (on a shared "
+             "machine the steadier figure; MP/CPU s is the speed on a core of one's own). "
              "First chunk: seconds from the start of hideNet's encode to its first chunk (the base), what a "
              "first view waits for at least."]
     return "\n".join(lines) + "\n\n" + "\n".join(n for n in notes if n) + "\n"
 
 
 # -- the child ----------------------------------------------------------------------------------
+
+
+def _cpu_s() -> float:
+    """CPU seconds (user and system) this process has used: on a machine shared with other work
+    the figure that drifts least (wall time includes waiting for a core)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def _peak_mb() -> float:
@@ -212,6 +222,7 @@ def _run_job(job: dict) -> dict:
 
         pixels = load_image(job["image"]).pixels
         first = None
+        c0 = _cpu_s()
         t0 = time.perf_counter()
         if codec == "hidenet":
             pieces = []
@@ -222,22 +233,23 @@ def _run_job(job: dict) -> dict:
             data = b"".join(pieces)
         else:
             data = _contender_encode(codec, pixels, job["threads"])
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, _cpu_s() - c0
         stream.write_bytes(data)
-        return {"seconds": seconds, "bytes": len(data), "peak_mb": _peak_mb(), "first_chunk_s": first}
+        return {"seconds": seconds, "cpu_s": cpu, "bytes": len(data), "peak_mb": _peak_mb(), "first_chunk_s": first}
     data = stream.read_bytes()
+    c0 = _cpu_s()
     t0 = time.perf_counter()
     if codec == "hidenet":
         out = decode_until(data, model, images=False).current_image()
     else:
         out = _contender_decode(codec, data, job["threads"])
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, _cpu_s() - c0
     out = np.asarray(out)
     if out.ndim == 2:
         out = out[:, :, None]
     if out.shape[2] == 3 and job["channels"] == 1:  # WebP codes grey as RGB with equal channels
         out = out[:, :, :1]
-    return {"seconds": seconds, "peak_mb": _peak_mb(), "exact": _pixels_sha(out) == job["pixels_sha256"]}
+    return {"seconds": seconds, "cpu_s": cpu, "peak_mb": _peak_mb(), "exact": _pixels_sha(out) == job["pixels_sha256"]}
 
 
 def _contender_encode(codec: str, pixels: np.ndarray, threads: int) -> bytes:
