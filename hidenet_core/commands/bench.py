@@ -111,15 +111,18 @@ def _run_scaling(args: argparse.Namespace) -> int:
     paths = sample_paths() if args.scaling_images is None else image_files(Path(args.scaling_images))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    def write(results: dict) -> str:
+        results["machine"] = machine_info()
+        results["command"] = _scaling_command(args)
+        (out / "scaling.json").write_text(json.dumps(results, indent=1) + "\n")
+        text = f"## Scaling\n\n`{results['command']}`\n\n" + scaling_markdown(results)
+        (out / "scaling.md").write_text(text)
+        return text
+
     results = run_scaling(paths, out / "scaling-work", args.scaling_sizes or SIZES_MP, args.scaling_efforts,
                           tuple(CONTENDERS) if args.scaling_contenders is None else args.scaling_contenders,
-                          args.model, args.threads, args.scaling_timeout)
-    results["machine"] = machine_info()
-    results["command"] = _scaling_command(args)
-    (out / "scaling.json").write_text(json.dumps(results, indent=1) + "\n")
-    text = f"## Scaling\n\n`{results['command']}`\n\n" + scaling_markdown(results)
-    (out / "scaling.md").write_text(text)
-    print(text)
+                          args.model, args.threads, args.scaling_timeout, on_row=write)
+    print(write(results))
     print(f"wrote {out / 'scaling.json'}, {out / 'scaling.md'}")
     return 0
 

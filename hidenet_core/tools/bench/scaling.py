@@ -104,8 +104,11 @@ def _child(job: dict, timeout_s: float) -> dict:
 def run_scaling(paths: list[Path], work: Path, sizes_mp: tuple[float, ...] = SIZES_MP,
                 efforts: tuple[int, ...] | None = None, contenders: tuple[str, ...] = tuple(CONTENDERS),
                 model: str = "default", threads: int = 1, timeout_s: float = 3600.0,
-                log: Callable[[str], None] = print) -> dict:
-    """Measure every codec at every size (see the module docstring); the results dict."""
+                log: Callable[[str], None] = print,
+                on_row: Callable[[dict], None] | None = None) -> dict:
+    """Measure every codec at every size (see the module docstring); the results dict.
+    ``on_row`` hears the results so far after each row (a long run can be stopped and
+    still leave them)."""
     from ...codec.encoder import DEFAULT_EFFORT, EFFORTS
 
     efforts = tuple(EFFORTS) if efforts is None else efforts
@@ -114,7 +117,12 @@ def run_scaling(paths: list[Path], work: Path, sizes_mp: tuple[float, ...] = SIZ
     images = prepare_images(paths, sizes_mp, work, log)
     idle = _child({"op": "idle", "codec": "hidenet", "model": model, "threads": threads}, timeout_s)
     codecs = [("hidenet", e) for e in efforts] + [(c, None) for c in contenders]
-    rows = []
+    rows: list[dict] = []
+
+    def results() -> dict:
+        return {"images": images, "rows": rows, "idle_mb": idle.get("peak_mb"), "threads": threads, "model": model,
+                "seconds": time.perf_counter() - started}
+
     for image in images:
         for codec, effort in codecs:
             stream = work / f"scaling-{image['mp']:g}mp-{codec}{effort or ''}.bin"
@@ -131,9 +139,10 @@ def run_scaling(paths: list[Path], work: Path, sizes_mp: tuple[float, ...] = SIZ
                 row["bpp"] = enc["bytes"] * 8 / (image["width"] * image["height"])
             log(f"scaling: {image['mp']:g} MP {label}: " + _line(row))
             rows.append(row)
+            if on_row is not None:
+                on_row(results())
         Path(image["file"]).unlink(missing_ok=True)
-    return {"images": images, "rows": rows, "idle_mb": idle.get("peak_mb"), "threads": threads, "model": model,
-            "seconds": time.perf_counter() - started}
+    return results()
 
 
 def _line(row: dict) -> str:
