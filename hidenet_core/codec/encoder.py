@@ -137,7 +137,8 @@ def default_layers(final: tuple[int, ...], generative_levels: int = 0) -> tuple[
 
     Measured (docs/format.md): a second refinement layer would show a better picture between
     30 and 60 KB but costs 3 to 8% more bytes in all (the first layer's coarse information is
-    coded before the exact coarser levels are known); this one costs 1 to 2% (5% at most).
+    coded before the exact coarser levels are known); this one costs 1.9 to 2.5% on average,
+    6.0% at most (eveningglow; docs/schedules.py).
     """
     levels = len(final) - 1
     first = tuple(final[k] if k == levels or k < generative_levels else max(final[k], FIRST_LAYER_ERROR >> k)
