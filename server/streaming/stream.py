@@ -95,7 +95,8 @@ class LevelFrames:
 
     def __init__(self, model, store: ImageStore, info: ImageInfo, frames: FrameCache, key: StreamKey,
                  spec: FrameSpec) -> None:
-        self._decoder = ProgressiveDecoder(model)
+        # a preview frame is rendered from the decoder's state, not from the chunk's copy of its level
+        self._decoder = ProgressiveDecoder(model, images=not spec.preview)
         self._pending = bytearray()
         self._store, self._info, self._frames, self._key, self._spec = store, info, frames, key, spec
         self._lock = threading.Lock()  # next() and region() may run on two worker threads at once
@@ -123,6 +124,7 @@ class LevelFrames:
     def _catch_up(self):
         decoded = self._decoder.feed(bytes(self._pending))
         self._pending.clear()
+        del self._decoder.levels[:-1]  # the decoder keeps every chunk's result; a frame needs only the latest
         return decoded
 
 
