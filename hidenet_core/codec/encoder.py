@@ -391,5 +391,7 @@ def _fit_filter(enc: LevelEncoder, predictor: Predictor, fmt: FormatVersion, sta
     fitter = previewfilter.Fitter(truth)
     predicted = predict_level(predictor, even, size, k, fitter, fmt)
     if k < g:  # exactly what the decoder will rebuild, if no later pass refines level k + 1
+        if fitter.calls > len(fitter.weights):  # fitted strip by strip, but the stream carries the last fit
+            predicted = predict_level(predictor, even, size, k, previewfilter.applier(fitter.ordered()), fmt)
         previews[k] = predicted
     previewfilter.write(enc, fitter.ordered())

@@ -97,8 +97,10 @@ class Fitter:
     def __init__(self, odd_true: np.ndarray) -> None:
         self.odd_true = odd_true
         self.weights: dict[int, tuple[int, ...]] = {}
+        self.calls = 0  # more than one per channel: the level was predicted strip by strip, each fitted anew
 
     def __call__(self, ch: int, cf: ChannelFeatures) -> tuple[int, ...]:
+        self.calls += 1
         self.weights[ch] = fit_weights(cf, self.odd_true[ch])
         return self.weights[ch]
 

@@ -297,3 +297,17 @@ def test_bilinear_upsampling_keeps_the_even_pixels_and_averages_the_odd_ones():
     x = np.array([[[0, 10], [20, 30]]], dtype=np.uint8)
     up = upsample_bilinear(x, (3, 4))
     assert up.dtype == np.uint8 and np.array_equal(up[0], [[0, 5, 10, 10], [10, 15, 20, 20], [20, 25, 30, 30]])
+
+
+@pytest.mark.parametrize("model_name", ["interp", "default"])
+def test_a_generative_level_predicted_in_strips_decodes(small_strips, model_name):
+    """The generative level's preview filter is fitted strip by strip while the stream carries one
+    fit: the encoder rebuilds the level with the fit it sends, as the decoder does (the CRC of a
+    generative chunk of a level in several strips failed before)."""
+    from hidenet_core import load_model
+
+    model = load_model(model_name)
+    image = smooth_image(150, 64, 3, seed=12)  # level 0's grid (75x32) is several strips of 600 positions
+    data = encode(image, model, EncodeSettings(generative_levels=1))
+    decoded = decode(data, model)[-1]
+    assert decoded.level == 0 and decoded.image.shape == image.shape
