@@ -356,9 +356,9 @@ class ProgressiveDecoder:
         the model predicts levels only while their pixels add up to at most that many; finer
         levels are bilinear (``upsample_bilinear``, a hundred times cheaper): a bounded cost
         per preview whatever the image's size, for a viewer that must show something at once."""
-        if self._finest_level() < level:  # a finer level is under way: ``level`` is complete (not predicted)
-            return self._image(level).transpose(1, 2, 0).copy()
         k = self._finest_level()
+        if k < level:  # a finer level is under way: ``level`` is complete (not predicted)
+            return self._image(level).transpose(1, 2, 0).copy()
         spent = 0
         if self._pass is not None and not self._pass.done and self._pass.prior is None:  # predicted parts
             spent = self._shapes[k][0] * self._shapes[k][1]
@@ -413,12 +413,10 @@ class ProgressiveDecoder:
         """The finest level with decoded values, (C, H, W), and its index (mid-pass: the parts
         of a first pass not coded yet predicted, by the model or else interpolated, those of a
         refinement as the layer before)."""
-        if self.current_level is None:
-            raise HdnFormatError("no chunk decoded yet: nothing to preview")
+        k = self._finest_level()
         if self._pass is not None and not self._pass.done:
-            x = self._pass.image() if self._pass.prior is not None else self._partial(self._pass, model)
-            return x, self._pass.level
-        return self._image(self.current_level), self.current_level
+            return (self._pass.image() if self._pass.prior is not None else self._partial(self._pass, model)), k
+        return self._image(k), k
 
     def _next_level(self, x: np.ndarray, j: int) -> np.ndarray:
         """Level j from level j + 1's image ``x``: as decoded where it is, else predicted."""

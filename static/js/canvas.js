@@ -77,6 +77,13 @@ export class Stage {
     this.#animate();
   }
 
+  /** Stop drawing the region (a frame that is exact where it is shown makes it stale). */
+  clearRegion() {
+    this.region?.bitmap.close?.();
+    this.region = null;
+    this.draw();
+  }
+
   /** Forget all frames and paint the empty stage. */
   clear(label = "") {
     this.previous?.close?.();

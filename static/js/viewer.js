@@ -258,7 +258,7 @@ function onLevel(message, bitmap) {
   // a frame smaller than what it shows is shrunk: at 1:1 the exact pixels come as a region
   stream.shrunk = message.frame_width < (stream.meta.preview ? image.width : message.width);
   if (stream.shrunk) askRegion(0);
-  else if (r.stage.region) clearRegion();
+  else if (r.stage.region) r.stage.clearRegion();
   setText(r.badge, `${message.index + 1}/${message.chunks}`);
   setText(r.status, `${chunkText(message)} · ${size} · ${formatBytes(message.total_bytes)} ${when(t, real)} · ` +
     psnrText(message));
@@ -277,13 +277,6 @@ function askRegion(delay) {
     stream.regionAsked = { ...rect, index: stages.hidenet.last?.index };
     canvas.dataset.region = "asked";
   }, delay);
-}
-
-function clearRegion() {
-  const stage = stages.hidenet.stage;
-  stage.region?.bitmap.close?.();
-  stage.region = null;
-  stage.draw();
 }
 
 function onRegion(message, bitmap) {
