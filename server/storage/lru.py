@@ -41,3 +41,10 @@ class LRU:
             while self._weight > self._capacity and len(self._data) > 1:
                 _, (_, w) = self._data.popitem(last=False)
                 self._weight -= w
+
+    def discard(self, key: object) -> None:
+        """Drop a key if it is there."""
+        with self._lock:
+            old = self._data.pop(key, None)
+            if old is not None:
+                self._weight -= old[1]

@@ -110,6 +110,18 @@ class ImageStore:
         info = self._fixed.get(image_id) or self._uploads.get(image_id)
         return info if info is not None else self._read_upload(image_id)
 
+    def get_stored(self, image_id: str) -> ImageInfo | None:
+        """Like ``get``, but an upload whose file vanished (removed by hand, or by another process's
+        operator) raises ``ImageGone`` and is forgotten, so that no route serves what is derived from
+        it (a cached stream, a thumbnail) after its original is gone. One ``stat`` per call."""
+        info = self.get(image_id)
+        if info is None or info.id in self._fixed:
+            return info
+        if not info.path.exists():
+            self.forget(info.id)
+            raise ImageGone(f"image {info.id} ({info.name!r}) is no longer stored")
+        return info
+
     def list(self) -> list[ImageInfo]:
         """The fixed images, then the uploads (every process's) in upload order."""
         self._refresh()
@@ -203,6 +215,7 @@ class ImageStore:
 
     def forget(self, iid: str) -> None:
         """Drop what this process remembers of an upload (its file vanished)."""
+        self._pixels.discard(iid)
         with self._lock:
             self._uploads.pop(iid, None)
             self._order.pop(iid, None)

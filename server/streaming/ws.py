@@ -86,7 +86,10 @@ class Session:
         await self.send.json({"type": "error", "code": code, "message": message})
 
     async def start(self, req: StartRequest) -> None:
-        info = self.app[STORE].get(req.image)
+        try:
+            info = self.app[STORE].get_stored(req.image)
+        except ImageGone as exc:  # its file was removed: nothing derived from it (a cached stream) is sent
+            raise ProtocolError(str(exc), "not_found") from None
         if info is None:
             raise ProtocolError(f"unknown image {req.image!r}; GET /api/images lists the ids", "not_found")
         levels = default_levels(info.height, info.width)

@@ -37,8 +37,8 @@ _CHUNK = 64 * 1024
 
 
 def image_or_404(request: web.Request) -> ImageInfo:
-    """The image a route's ``{id}`` names, or a 404."""
-    info = request.app[STORE].get(request.match_info["id"])
+    """The image a route's ``{id}`` names, or a 404 (a 410 if its upload's file vanished)."""
+    info = request.app[STORE].get_stored(request.match_info["id"])
     if info is None:
         json_error(web.HTTPNotFound, f"no image with id {request.match_info['id']!r}")
     return info

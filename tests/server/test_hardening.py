@@ -278,6 +278,11 @@ async def test_a_vanished_upload_is_410_and_no_message_names_a_server_path(aioht
     pixels = smooth_image(20, 30, 3, seed=31)
     client = await aiohttp_client(create_app(config, clock=clock))
     iid = (await (await client.post("/api/images", data=form(png_of(pixels)))).json())["id"]
+    for _ in range(600):  # its stream is encoded in the background and cached: that must not be served either
+        if (await (await client.get(f"/api/images/{iid}")).json())["encoding"] is None:
+            break
+        await asyncio.sleep(0.05)
+    assert list((config.data_dir / "cache").rglob("*.hdn")), "the upload's stream was not cached"
     client = await aiohttp_client(create_app(config, clock=clock))  # nothing of it in memory
     (config.data_dir / "uploads" / f"{iid}.png").unlink()
     secret = str(config.data_dir)
