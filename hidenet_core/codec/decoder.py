@@ -86,13 +86,21 @@ def read_header(data: bytes) -> Header:
 class ProgressiveDecoder:
     """Decode a ``.hdn`` stream chunk by chunk, as bytes arrive."""
 
-    def __init__(self, predictor: Predictor, images: bool = True) -> None:
+    def __init__(self, predictor: Predictor, images: bool = True, finest_level: int = 0) -> None:
         """``images``: give each chunk's ``DecodedLevel`` its image (a copy of the level as it stands);
         False: an empty image (0 x 0) instead, for a caller that wants only the end result
         (``current_image``): a large image's level 0 comes in tens of parts, and a copy of it
-        for each part costs time and, kept in ``levels``, memory in proportion to the image."""
+        for each part costs time and, kept in ``levels``, memory in proportion to the image.
+
+        ``finest_level``: decode the levels down to this one only; the chunks of finer levels
+        are read and their payload CRC checked, but not decoded (their ``DecodedLevel`` has an
+        empty image): for a viewer that shows the image no larger than that level, since a
+        level is predicted from the coarser ones alone, what it shows is the same, for a
+        fraction of the time and memory (level 0 holds three quarters of the pixels)."""
         self.predictor = predictor
         self.images = images
+        self.finest_level = finest_level
+        self.decoded_chunks = 0  # chunks decoded (not skipped): the state shown changes with it
         self.header: Header | None = None
         self.levels: list[DecodedLevel] = []  # one result per decoded chunk, in stream order
         self._buf = bytearray()
@@ -114,6 +122,11 @@ class ProgressiveDecoder:
     def done(self) -> bool:
         """True once every chunk of the stream is decoded."""
         return self.header is not None and self._next == len(self._plan)
+
+    @property
+    def bytes_fed(self) -> int:
+        """Stream bytes given to ``feed`` so far."""
+        return self._consumed + len(self._buf)
 
     @property
     def current_level(self) -> int | None:
@@ -226,7 +239,8 @@ class ProgressiveDecoder:
             raise HdnFormatError(f"payload CRC mismatch in the chunk for {self._describe(spec)}: "
                                  f"the stream is corrupted")
         t0 = time.perf_counter()
-        crc = self._decode_chunk(spec, payload)
+        skip = k < self.finest_level
+        crc = ch.recon_crc if skip else self._decode_chunk(spec, payload)
         if crc != ch.recon_crc:
             raise HdnFormatError(
                 f"{self._describe(spec)} decoded to {'values' if h.layered else 'an image'} whose CRC does not match "
@@ -238,7 +252,8 @@ class ProgressiveDecoder:
         self._consumed += total
         self._next += 1
         parts = 1 if spec.pass_ is None else len(spec.pass_.parts)
-        if self.images:
+        self.decoded_chunks += not skip
+        if self.images and not skip:
             image = self._level_now(k).transpose(1, 2, 0).copy()
         else:
             image = np.zeros((0, 0, h.channels), dtype=np.uint8)
@@ -340,7 +355,7 @@ class ProgressiveDecoder:
         chunk's ``DecodedLevel.image`` holds when the decoder keeps images)."""
         if not self.levels:
             raise HdnFormatError("no chunk decoded yet")
-        return self._level_now(self.levels[-1].level).transpose(1, 2, 0).copy()
+        return self._level_now(max(self.levels[-1].level, self.finest_level)).transpose(1, 2, 0).copy()
 
     def level_image(self, k: int) -> np.ndarray:
         """Level k's (H, W, C) reconstruction as it stands (a pass over it and every level above complete)."""
@@ -484,23 +499,27 @@ class _Coder:
 
 
 def decode(data: bytes, predictor: Predictor, stop_level: int = 0) -> list[DecodedLevel]:
-    """Decode a whole buffer; stop once level ``stop_level`` is decoded (its first pass complete).
+    """Decode a whole buffer, the levels finer than ``stop_level`` skipped (``decode_until``).
     A prefix ending on a chunk boundary is fine."""
     return decode_until(data, predictor, stop_level).levels
 
 
 def decode_until(data: bytes, predictor: Predictor, stop_level: int = 0,
                  on_chunk: Callable[[DecodedLevel], None] | None = None, images: bool = True) -> ProgressiveDecoder:
-    """The decoder after decoding a whole buffer, or up to the first complete pass over
-    ``stop_level`` when that is not 0 (for its ``preview``); ``on_chunk`` hears each chunk decoded.
-    ``images``: as ``ProgressiveDecoder``'s (False: ask ``current_image`` for the result)."""
-    dec = ProgressiveDecoder(predictor, images)
+    """The decoder after decoding a whole buffer, the levels finer than ``stop_level`` skipped
+    (``finest_level``): level ``stop_level`` as the stream's last pass over it left it. A
+    stream of one layer (versions 1 to 5, ``--no-layers``) codes each level once, so its
+    reading stops after that level.
+    ``on_chunk`` hears each chunk read. ``images``: as ``ProgressiveDecoder``'s (False: ask
+    ``current_image`` for the result)."""
+    dec = ProgressiveDecoder(predictor, images, finest_level=stop_level)
     pos = 0
-    # feed chunk-sized pieces so that we can stop early without decoding finer levels
+    # feed chunk-sized pieces so that a one-pass stream can stop early without reading finer levels
     while pos < len(data):
         if dec.done:
             raise HdnFormatError(f"unexpected {len(data) - pos} bytes after the last chunk")
-        if stop_level > 0 and dec.current_level is not None and dec.current_level <= stop_level:
+        one_pass = dec.header is not None and len(dec.header.layers) <= 1  # versions 1-5: no layers
+        if one_pass and stop_level > 0 and dec.current_level is not None and dec.current_level <= stop_level:
             return dec
         need = _next_piece(dec, data, pos)
         for chunk in dec.feed(data[pos : pos + need]):
@@ -508,7 +527,7 @@ def decode_until(data: bytes, predictor: Predictor, stop_level: int = 0,
                 on_chunk(chunk)
         pos += need
     if stop_level > 0 and dec.current_level is not None and dec.current_level <= stop_level:
-        return dec
+        return dec  # a prefix: the chunks that are complete
     dec.finish()
     if not dec.levels:
         raise HdnFormatError("stream holds a header but no complete chunk")

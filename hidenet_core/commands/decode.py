@@ -23,7 +23,9 @@ HELP = "decode a .hdn stream (or any prefix of it) into a PNG"
 def configure(p: argparse.ArgumentParser) -> None:
     add_files(p, "the .hdn file", "the PNG file to write")
     p.add_argument("--level", type=level_arg, default=0, metavar="K",
-                   help="stop after level K (0 = the full image, up to the stream's base level)")
+                   help="decode levels down to K only (0 = the full image, up to the stream's base level): "
+                        "level K as the stream's last pass over it left it (exact in a lossless stream); "
+                        "the finer levels' chunks are checked, not decoded")
     p.add_argument("--preview", action="store_true",
                    help="fill the levels not decoded by prediction: a full-size image from any prefix, as the "
                         "viewer shows it (with the display filter of docs/viewer.md)")

@@ -138,10 +138,16 @@ def test_progressive_decoder_byte_by_byte_matches_whole_decode(interp):
 
 
 def test_stop_level(interp):
+    """A one-pass stream is read down to the level; a layered one to its end, the finer levels
+    skipped, so the level is as the stream's last pass left it (here exact)."""
     image = smooth_image(100, 100, 1)
-    data = encode(image, interp, EncodeSettings(levels=3))
+    data = encode(image, interp, EncodeSettings(levels=3, layers=()))
     levels = decode(data, interp, stop_level=2)
     assert [x.level for x in levels] == [3, 2]
+    layered = decode(encode(image, interp, EncodeSettings(levels=3)), interp, stop_level=2)
+    assert {x.level for x in layered} == {3, 2, 1, 0} and layered[-1].level == 0 and layered[-1].image.size == 0
+    shown = [x.image for x in layered if x.level == 2]
+    assert np.array_equal(shown[-1], image[::4, ::4]) and not np.array_equal(shown[0], shown[-1])
 
 
 def test_encode_rejects_bad_settings(interp):

@@ -311,3 +311,38 @@ def test_a_generative_level_predicted_in_strips_decodes(small_strips, model_name
     data = encode(image, model, EncodeSettings(generative_levels=1))
     decoded = decode(data, model)[-1]
     assert decoded.level == 0 and decoded.image.shape == image.shape
+
+
+@pytest.mark.parametrize("generative", [0, 1])
+def test_a_decoder_down_to_a_level_skips_finer_chunks_and_shows_the_same(generative):
+    """``finest_level``: the chunks of finer levels are read, not decoded, and the picture at that
+    level's size is at every chunk what a decoder of every level shows."""
+    from hidenet_core import load_model
+
+    model = load_model("default")
+    image = smooth_image(70, 90, 3, seed=21)
+    data = encode(image, model, EncodeSettings(generative_levels=generative))
+    layout = scan_stream(data)
+    full, coarse = ProgressiveDecoder(model, images=False), ProgressiveDecoder(model, images=False, finest_level=1)
+    pos = 0
+    for chunk in layout.chunks:
+        before = coarse.decoded_chunks
+        full.feed(data[pos : chunk.end])
+        got = coarse.feed(data[pos : chunk.end])
+        pos = chunk.end
+        assert len(got) == 1 and got[0].index == full.levels[-1].index and got[0].max_error == chunk.max_error
+        assert coarse.decoded_chunks == before + (chunk.level >= 1)
+        assert np.array_equal(coarse.preview(1), full.preview(1))
+    assert coarse.done and 0 < coarse.decoded_chunks < len(layout.chunks)
+    if not generative:
+        assert np.array_equal(coarse.preview(1), image[::2, ::2])
+
+
+def test_a_skipped_chunk_is_still_checked(interp):
+    model = interp
+    image = smooth_image(70, 90, 3, seed=22)
+    data = bytearray(encode(image, model))
+    chunk = next(c for c in scan_stream(bytes(data)).chunks if c.level == 0)
+    data[chunk.end - 1] ^= 0x40  # a payload byte of a level-0 chunk
+    with pytest.raises(HdnFormatError, match="payload CRC mismatch"):
+        ProgressiveDecoder(model, finest_level=1).feed(bytes(data))

@@ -98,3 +98,12 @@ def test_preview_is_shown_with_the_display_filter(tmp_path, capsys):
     grid = np.zeros(raw.shape[:2], bool)
     grid[::4, ::4] = True
     assert np.array_equal(shown[~grid], raw[~grid]) and not np.array_equal(shown[grid], raw[grid])
+
+
+def test_a_level_of_a_layered_stream_is_as_its_last_pass_left_it(tmp_path, capsys, hdn):
+    """--level 1 of a lossless stream is exact: a layered stream's first pass over level 1 is
+    within a max error, and its last layer refines it after its first pass over level 0."""
+    path, _ = hdn
+    code, out, err = decode(capsys, path, tmp_path / "o.png", "--level", "1")
+    assert code == 0, err
+    assert np.array_equal(pixels(tmp_path / "o.png"), smooth_image(70, 90, 3)[::2, ::2])
