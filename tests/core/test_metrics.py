@@ -3,7 +3,7 @@ import pytest
 import skimage.data
 from skimage.metrics import structural_similarity
 
-from hidenet_core.metrics import psnr, ssim
+from hidenet_core.metrics import mse, psnr, ssim
 
 
 @pytest.mark.parametrize("name", ["astronaut", "camera"])
@@ -26,3 +26,15 @@ def test_psnr():
 def test_shape_mismatch():
     with pytest.raises(ValueError, match="shapes differ"):
         psnr(np.zeros((2, 2)), np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize("size", [1, 5, 1 << 15, (1 << 15) + 7, 300_001])
+def test_mse_of_bytes_is_exact_in_integers(size):
+    """uint8 images take an integer path (``sse_uint8``): the same value as float64, also at the
+    extremes, where an int32 sum of more than 2^15 squares would overflow."""
+    rng = np.random.default_rng(size)
+    a, b = rng.integers(0, 256, size, dtype=np.uint8), rng.integers(0, 256, size, dtype=np.uint8)
+    d = a.astype(np.float64) - b
+    assert mse(a, b) == float(np.mean(d * d))
+    ones, zeros = np.full(size, 255, np.uint8), np.zeros(size, np.uint8)
+    assert mse(ones, zeros) == 255.0**2 and mse(zeros, ones) == 255.0**2
