@@ -60,6 +60,21 @@ class FrameSpec:
 MODEL_FRAME_PIXELS = 2_000_000
 
 
+#: SSIM (a Gaussian window over every pixel) is the costliest figure of a frame (0.6 s a
+#: megapixel on one core): above ``MODEL_FRAME_PIXELS`` it is measured on the grid of a coarser
+#: level (every 2nd, 4th, ... row and column), the finest with at most this many pixels
+SSIM_PIXELS = 1 << 19
+
+
+def ssim_step(height: int, width: int) -> int:
+    """The stride of the grid a frame's SSIM is measured on (1: every pixel)."""
+    step = 1
+    if height * width > MODEL_FRAME_PIXELS:
+        while -(-height // step) * -(-width // step) > SSIM_PIXELS:
+            step *= 2
+    return step
+
+
 def finite(value: float) -> float | None:
     """JSON has no infinity: an infinite PSNR (identical images) is sent as null."""
     return None if math.isinf(value) else round(value, 3)
@@ -104,14 +119,12 @@ def render_frame(decoder: ProgressiveDecoder, chunk: DecodedLevel, original: np.
         # a frame for a display (not "full") predicts with the model a bounded number of pixels, the rest interpolated
         budget = None if spec.size is None or original.shape[0] * original.shape[1] <= MODEL_FRAME_PIXELS else 0
         image = display_frame(decoder.preview(level, budget), max(decoder.current_level - level, 0),
-                              max(g - level, 0), True)
+                              max(g - level, 0), True, interpolated=budget == 0)
     else:
         level = chunk.level
         image = display_frame(chunk.image, level, g, False)
     reference = level_reference(original, level)
-    # SSIM (a Gaussian window over every pixel) is the costliest figure: above 2 megapixels it is
-    # measured on every other row and column (the next level's grid), a quarter of the work
-    step = 2 if image.shape[0] * image.shape[1] > MODEL_FRAME_PIXELS else 1
+    step = ssim_step(*image.shape[:2])
     p, s = psnr(image, reference), ssim(image[::step, ::step], reference[::step, ::step])
     shown = _fit(image, spec.size)
     png = png_bytes(shown)

@@ -76,11 +76,14 @@ class Session:
     async def _regions(self) -> None:
         while self._region is not None and self.watch.frames is not None:
             region, self._region, frames = self._region, None, self.watch.frames
-            png, (x, y, width, height) = await self.app[WORKER].run(frames.region, region.x, region.y,
-                                                                    region.width, region.height, priority=0)
-            with contextlib.suppress(ConnectionResetError):
-                await self.send.pair({"type": "region", "x": x, "y": y, "width": width, "height": height,
-                                      "frame_bytes": len(png)}, png)
+            rect = (region.x, region.y, region.width, region.height)
+            # a large photo's frames skip its finest levels: the exact pixels may need seconds of
+            # decoding, so they come second, after the region as the frames' decoder predicts it
+            for exact in ((False, True) if frames.region_behind() else (True,)):
+                png, (x, y, width, height) = await self.app[WORKER].run(frames.region, *rect, exact, priority=0)
+                with contextlib.suppress(ConnectionResetError):
+                    await self.send.pair({"type": "region", "x": x, "y": y, "width": width, "height": height,
+                                          "exact": exact, "frame_bytes": len(png)}, png)
 
     async def error(self, message: str, code: str) -> None:
         await self.send.json({"type": "error", "code": code, "message": message})

@@ -282,11 +282,12 @@ function askRegion(delay) {
 function onRegion(message, bitmap) {
   const stage = stages.hidenet.stage;
   stage.showRegion(bitmap, message.x, message.y);
-  // "current": the exact pixels of what the stage shows now (of the latest chunk, where it was asked)
+  // "current": the exact pixels of what the stage shows now (of the latest chunk, where it was asked);
+  // "predicted": the same rectangle, its finest levels predicted while the server decodes them
   const asked = stream.regionAsked;
   const current = asked && ["x", "y", "width", "height"].every((k) => asked[k] === message[k]) &&
     asked.index === stages.hidenet.last?.index;
-  stage.canvas.dataset.region = current ? "current" : "stale";
+  stage.canvas.dataset.region = !current ? "stale" : message.exact === false ? "predicted" : "current";
 }
 
 function onRace(message, bitmap) {

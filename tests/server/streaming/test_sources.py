@@ -198,6 +198,41 @@ async def test_a_region_request_gets_the_exact_pixels_of_the_latest_picture(app_
     assert region["frame_bytes"] == len(png) and np.array_equal(frame_pixels(png), rgb[5:40, 10:40])  # clipped
 
 
+async def test_frames_for_a_display_skip_the_levels_finer_than_it(app_client, rgb, rgb_id):
+    """A 28x20 display of a 56x40 image is made from level 1: level 0's chunks are not decoded
+    (no decode time) and their frame is the one before; the 1:1 region is still exact."""
+    client = await app_client()
+    ws = await client.ws_connect("/ws")
+    await ws.send_json(start(rgb_id, frame={"width": 28, "height": 20}))
+    messages = await receive_stream(ws)
+    pairs = [(m, messages[i + 1]) for i, m in enumerate(messages) if isinstance(m, dict) and m["type"] == "level"]
+    finest = [i for i, (m, _) in enumerate(pairs) if m["level"] == 0]
+    assert finest and all(pairs[i][0]["decode_ms"] == 0 for i in finest)
+    assert all(pairs[i][1] == pairs[i - 1][1] and pairs[i][0]["psnr"] == pairs[i - 1][0]["psnr"] for i in finest)
+    assert any(m["decode_ms"] > 0 for m, _ in pairs if m["level"] > 0)
+    await ws.send_json({"type": "region", "x": 0, "y": 0, "width": 56, "height": 40})
+    await receive_meta(ws)
+    assert np.array_equal(frame_pixels(await ws.receive_bytes()), rgb)
+
+
+async def test_a_region_far_behind_comes_predicted_at_once_then_exact(app_client, rgb, rgb_id, monkeypatch):
+    """While the decoder of every level lags (here: always), the region first comes from the
+    frames' decoder, its level 0 predicted (level 1, the even pixels, exact), then exact."""
+    monkeypatch.setattr("server.streaming.stream.REGION_LAG_BYTES", 0)
+    client = await app_client()
+    ws = await client.ws_connect("/ws")
+    await ws.send_json(start(rgb_id, frame={"width": 28, "height": 20}))
+    await receive_stream(ws)
+    await ws.send_json({"type": "region", "x": 0, "y": 0, "width": 56, "height": 40})
+    first = await receive_meta(ws)
+    predicted = frame_pixels(await ws.receive_bytes())
+    second = await receive_meta(ws)
+    exact = frame_pixels(await ws.receive_bytes())
+    assert (first["type"], first["exact"], second["type"], second["exact"]) == ("region", False, "region", True)
+    assert np.array_equal(predicted[::2, ::2], rgb[::2, ::2]) and not np.array_equal(predicted, rgb)
+    assert np.array_equal(exact, rgb)
+
+
 async def test_a_region_before_any_stream_is_refused(app_client):
     client = await app_client()
     ws = await client.ws_connect("/ws")
