@@ -87,25 +87,36 @@ def level_reference(original: np.ndarray, level: int) -> np.ndarray:
 
 
 def frame_level(height: int, width: int, size: tuple[int, int] | None) -> int:
-    """The coarsest level of an image at least as large as ``size`` (width, height) in both
-    sides, so a frame shrunk from it loses nothing the viewer could see (0: full size)."""
+    """The coarsest level of an image at least as large as the frame shown of it: the image
+    shrunk to fit in ``size`` (width, height), aspect kept (``_fit``), so a frame shrunk from
+    that level loses nothing the viewer could see (0: full size). A portrait photo in a
+    landscape stage is shown far smaller than the stage, and so comes from a coarser level."""
     if size is None:
         return 0
+    shown_w, shown_h = _fitted(height, width, size)
     level = 0
     while True:
         h, w = (height + (2 << level) - 1) >> (level + 1), (width + (2 << level) - 1) >> (level + 1)  # level + 1's size
-        if h < size[1] or w < size[0]:
+        if h < shown_h or w < shown_w:
             return level
         level += 1
+
+
+def _fitted(height: int, width: int, size: tuple[int, int] | None) -> tuple[int, int]:
+    """The (width, height) an image is shown at in a frame of at most ``size``: shrunk (never
+    enlarged) to fit, aspect kept."""
+    if size is None or (width <= size[0] and height <= size[1]):
+        return width, height
+    scale = min(size[0] / width, size[1] / height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def _fit(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     """The image shrunk (never enlarged) to fit in ``size``, aspect kept."""
     h, w = image.shape[:2]
-    if size is None or (w <= size[0] and h <= size[1]):
+    box = _fitted(h, w, size)
+    if box == (w, h):
         return image
-    scale = min(size[0] / w, size[1] / h)
-    box = (max(1, round(w * scale)), max(1, round(h * scale)))
     out = np.asarray(to_pil(image).resize(box, Image.Resampling.LANCZOS))
     return out[:, :, None] if out.ndim == 2 else out
 

@@ -74,3 +74,17 @@ def test_a_frame_for_a_smaller_display_is_predicted_only_to_its_level_and_shrunk
     assert frame.psnr is None  # lossless: level 2's grid is exact
     full = render_frame(decoder, last, original, FrameSpec(preview=True, size=(500, 500)))
     assert (full.width, full.height, full.level) == (180, 140, 0)  # never enlarged
+
+
+@pytest.mark.parametrize(("height", "width", "size", "level"), [
+    (2848, 4272, (1280, 800), 1),  # a landscape photo shown 1200x800 comes from level 1 (2136x1424)
+    (3088, 2056, (1280, 800), 1),  # a portrait one is shown 533x800: level 1 (1544x1028), not level 0
+    (3088, 2056, (400, 1300), 2),  # shown 400x601 (width-bound): level 2 (772x514), level 3 is 386x257
+    (768, 512, (1280, 800), 0),  # smaller than the stage: full size
+    (768, 512, None, 0),
+    (8000, 8000, (500, 500), 4),  # level 4 is 500x500, exactly the shown size
+])
+def test_the_frame_level_is_the_coarsest_at_least_as_large_as_the_image_shown(height, width, size, level):
+    from server.streaming.frames import frame_level
+
+    assert frame_level(height, width, size) == level
