@@ -61,17 +61,16 @@ MODEL_FRAME_PIXELS = 2_000_000
 
 
 #: SSIM (a Gaussian window over every pixel) is the costliest figure of a frame (0.6 s a
-#: megapixel on one core): above ``MODEL_FRAME_PIXELS`` it is measured on the grid of a coarser
-#: level (every 2nd, 4th, ... row and column), the finest with at most this many pixels
+#: megapixel on one core): a frame of more pixels than this has it measured on the grid of a
+#: coarser level (every 2nd, 4th, ... row and column), the finest with at most this many
 SSIM_PIXELS = 1 << 19
 
 
 def ssim_step(height: int, width: int) -> int:
     """The stride of the grid a frame's SSIM is measured on (1: every pixel)."""
     step = 1
-    if height * width > MODEL_FRAME_PIXELS:
-        while -(-height // step) * -(-width // step) > SSIM_PIXELS:
-            step *= 2
+    while -(-height // step) * -(-width // step) > SSIM_PIXELS:
+        step *= 2
     return step
 
 

@@ -88,3 +88,15 @@ def test_the_frame_level_is_the_coarsest_at_least_as_large_as_the_image_shown(he
     from server.streaming.frames import frame_level
 
     assert frame_level(height, width, size) == level
+
+
+@pytest.mark.parametrize(("height", "width", "step"),
+                         [(512, 768, 1), (1028, 1544, 2), (1424, 2136, 4), (2848, 4272, 8)])
+def test_a_large_frame_has_its_ssim_measured_on_a_coarser_grid_of_at_most_2_19_pixels(height, width, step):
+    from server.streaming.frames import SSIM_PIXELS, ssim_step
+
+    def pixels(s: int) -> int:
+        return -(-height // s) * -(-width // s)
+
+    assert ssim_step(height, width) == step
+    assert pixels(step) <= SSIM_PIXELS and (step == 1 or pixels(step // 2) > SSIM_PIXELS)
