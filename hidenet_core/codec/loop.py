@@ -133,7 +133,7 @@ def _predict(predictor: Predictor, even: np.ndarray, odd: np.ndarray, step: int,
 
 
 #: the predictor runs over a window of more positions than this in tiles of rows (``_tiled``)
-TILE_POSITIONS = 1 << 19
+TILE_POSITIONS = 1 << 17
 #: ... each tile seeing this many more rows above and below: more than the receptive field of
 #: every shipped model and its inputs (at most 12 rows), so the tiles give exactly what one run
 #: over the window gives (tests/core/codec/test_tiles.py checks it); even, so that a tile starts
