@@ -159,6 +159,9 @@ class FrameCache:
     def __init__(self, max_bytes: int) -> None:
         self._lru = LRU(max_bytes, weigh=lambda frame: len(frame.png) + 256)  # type: ignore[attr-defined]
 
+    def __len__(self) -> int:
+        return len(self._lru)
+
     def get(self, key: StreamKey, index: int, spec: FrameSpec) -> Frame | None:
         return self._lru.get((key, index, spec))  # type: ignore[return-value]
 

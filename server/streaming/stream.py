@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from aiohttp import web
@@ -202,11 +203,56 @@ def _describe(chunk_spec, total: int, index: int) -> str:
     return f"layer {p.layer + 1}, level {p.level}{part} (chunk {index + 1} of {total})"
 
 
-async def _await_chunk(source: StreamSource, index: int, plan, progress: Progress) -> None:
-    """Until chunk ``index`` exists, saying every WAIT_NOTICE_S what is being encoded."""
+async def _await_chunk(source: StreamSource, index: int, plan, progress: Progress,
+                       watched: Callable[[], bool] = lambda: True) -> None:
+    """Until chunk ``index`` exists, saying every WAIT_NOTICE_S what is being encoded (while
+    ``watched()``: the viewer has every frame before it and waits for this one)."""
     while not await source.wait(index, WAIT_NOTICE_S):
-        await progress.say("hidenet", "encode", f"Encoding {_describe(plan[index], len(plan), index)}",
-                           step=index + 1, steps=len(plan))
+        if watched():
+                await progress.say("hidenet", "encode", f"Encoding {_describe(plan[index], len(plan), index)}",
+                                   step=index + 1, steps=len(plan))
+
+
+#: frames rendered before their chunk's link arrival, at most this many ahead of the one sent
+FRAMES_AHEAD = 4
+
+
+class _FramesAhead:
+    """Renders each chunk's frame as soon as the chunk is made, not when it arrives on the link:
+    the render (about 0.3 s for a 12-megapixel photo's frame) overlaps the link's delay instead
+    of adding to it. At most ``FRAMES_AHEAD`` frames wait to be sent; an error of the encode
+    (or of rendering) reaches the sender in order, after the frames before it."""
+
+    def __init__(self, source: StreamSource, plan, progress: Progress, worker, decoding: LevelFrames) -> None:
+        self.source, self.plan, self.progress, self.worker, self.decoding = source, plan, progress, worker, decoding
+        self._ready: asyncio.Queue = asyncio.Queue()
+        self._room = asyncio.Semaphore(FRAMES_AHEAD)
+        self._waiting = False  # the sender waits for the next frame: progress notices are due
+
+    async def run(self) -> None:
+        fed = 0  # the stream bytes given to the decoder so far
+        try:
+            for i in range(len(self.plan)):
+                await self._room.acquire()
+                await _await_chunk(self.source, i, self.plan, self.progress, lambda: self._waiting)
+                end = self.source.chunks[i].end
+                frame = await self.worker.run(self.decoding.next, bytes(self.source.data[fed:end]), i, priority=i)
+                fed = end
+                self._ready.put_nowait(frame)
+        except Exception as exc:  # handed to the sender, which raises it where it would have met it
+            self._ready.put_nowait(exc)
+
+    async def next(self) -> tuple[Frame, bool]:
+        """The next chunk's (frame, shared), once rendered."""
+        self._waiting = True
+        try:
+            item = await self._ready.get()
+        finally:
+            self._waiting = False
+        if isinstance(item, Exception):
+            raise item
+        self._room.release()
+        return item
 
 
 async def run_stream(app: web.Application, send: Sender, req: StartRequest, info: ImageInfo,
@@ -283,23 +329,24 @@ async def _run_stream(app: web.Application, send: Sender, req: StartRequest, inf
     })
     tasks = [asyncio.create_task(r.run(send, clock, req.link, t0, time_of)) for r in racers]
     events: list[Event] = []
+    rendering: asyncio.Task | None = None
     try:
         watch.frames = decoding = LevelFrames(app[MODEL], store, info, frames, key, spec)
         shapes = level_shapes(header.height, header.width, header.levels)
-        level_frame_bytes, fed = 0, 0  # fed: the stream bytes given to the decoder so far
+        level_frame_bytes = 0
         schedule = LinkSchedule(req.link)
         arrival = round(arrival_ms(req.link, source.header_bytes), 3)
+        ahead = _FramesAhead(source, chunk_plan, progress, worker, decoding)
+        rendering = asyncio.create_task(ahead.run())
         for i in range(len(chunk_plan)):
-            await _await_chunk(source, i, chunk_plan, progress)
+            frame, shared = await ahead.next()
             chunk = source.chunks[i]
             # released when its last byte arrives on the link, which cannot send it before it is encoded;
             # rounded as sent: the verdict uses what the client sees
             arrival = round(schedule.arrive(chunk.start, chunk.end, 1000 * (source.made[i] - t0)), 3)
             await clock.sleep_until(t0 + arrival / 1000)
-            frame, shared = await worker.run(decoding.next, bytes(source.data[fed : chunk.end]), i, priority=i)
             stats.frame_hits += shared
             stats.frame_misses += not shared
-            fed = chunk.end
             h, w = shapes[chunk.level]
             level_frame_bytes += len(frame.png)
             sent = _ms(clock.now() - t0)
@@ -326,9 +373,10 @@ async def _run_stream(app: web.Application, send: Sender, req: StartRequest, inf
             "verdict": {**result, "time": "sent" if unlimited else "arrival", "comparable": req.preview or not racers},
         })
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for task in [*tasks, rendering]:
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*tasks, *([rendering] if rendering is not None else []), return_exceptions=True)
 
 
 def _schedule_entry(index: int, chunk, link: Link) -> dict:
