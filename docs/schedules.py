@@ -16,7 +16,8 @@ it measures, with the shipped default model:
 A schedule is written as its layers joined by "+", each layer by its max error at level 0,
 halved at each coarser level, the base exact ("32" = 32,16,8,4,2,0 for 768x512, the
 encoder's default, ``FIRST_LAYER_ERROR``; "32+8" adds a second layer 8,4,2,1,0,0), or a
-layer given in full, level 0 first ("8,8,4,2,1,0"); "one pass" is the resolution-only
+layer given in full, level 0 first ("8,8,4,2,1,0"), or as level 0's max error and level
+1's, halved from there ("48:16" = 48,16,8,4,2,0 for 768x512); "one pass" is the resolution-only
 stream. The sets: the bundled samples as they are, and the validation photographs of
 ``--data`` (its README) cropped to their central 768x512, as issue 13 asks. The images of
 ``--data`` are only read here, never copied. docs/format.md ("Choosing the layers")
@@ -57,6 +58,9 @@ def parse_schedule(text: str, levels: int) -> tuple[tuple[int, ...], ...]:
             values = [int(v) for v in part.split(",")]
             values += [0] * (levels + 1 - len(values))
             layers.append(tuple(values[: levels + 1]))
+        elif ":" in part:  # "48:16": level 0 at 48, then 16 at level 1 halved at each coarser level
+            zero, one = (int(v) for v in part.split(":"))
+            layers.append(tuple(zero if k == 0 else one >> (k - 1) if k < levels else 0 for k in range(levels + 1)))
         else:
             first = int(part)
             layers.append(tuple(first >> k if k < levels else 0 for k in range(levels + 1)))
