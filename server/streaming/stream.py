@@ -87,6 +87,9 @@ async def open_stream(app: web.Application, info: ImageInfo, key: StreamKey, vie
 #: a region asked for while the decoder of every level is further behind than this (about a
 #: second of decoding) is first answered from the frames' decoder, then exactly
 REGION_LAG_BYTES = 64 * 1024
+#: that decoder catches up this many bytes at a time, asking between them whether the
+#: region is still wanted (a viewer that left stops it within about a chunk's decoding)
+REGION_FEED_BYTES = 64 * 1024
 
 
 class LevelFrames:
@@ -145,11 +148,13 @@ class LevelFrames:
             return False
         return len(self._stream) - (self._exact.bytes_fed if self._exact is not None else 0) > REGION_LAG_BYTES
 
-    def region(self, x: int, y: int, width: int, height: int,
-               exact: bool = True) -> tuple[bytes, tuple[int, int, int, int]]:
+    def region(self, x: int, y: int, width: int, height: int, exact: bool = True,
+               cancelled: Callable[[], bool] = lambda: False) -> tuple[bytes, tuple[int, int, int, int]] | None:
         """Blocking (worker): the PNG of the latest picture's full-resolution pixels in a rectangle,
         and the rectangle (x, y, width, height) clipped to the image. ``exact`` False: from the
-        frames' decoder at once, the levels finer than the frame level predicted in the rectangle."""
+        frames' decoder at once, the levels finer than the frame level predicted in the rectangle.
+        None if ``cancelled()`` became true while the decoder of every level caught up (what it
+        decoded is kept for the next region)."""
         with self._lock:
             self._catch_up()
             if self._stream is None or not exact:
@@ -158,8 +163,12 @@ class LevelFrames:
         with self._region_lock:  # catching up on level 0 may take seconds: frames go on meanwhile
             if self._exact is None:
                 self._exact = ProgressiveDecoder(self._model, images=False)
-            self._exact.feed(bytes(self._stream[self._exact.bytes_fed : received]))
-            del self._exact.levels[:-1]
+            while self._exact.bytes_fed < received:
+                if cancelled():
+                    return None
+                start = self._exact.bytes_fed
+                self._exact.feed(bytes(self._stream[start : min(received, start + REGION_FEED_BYTES)]))
+                del self._exact.levels[:-1]
             return render_region(self._exact, x, y, width, height)
 
     def _catch_up(self):

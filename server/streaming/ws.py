@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -79,8 +80,16 @@ class Session:
             rect = (region.x, region.y, region.width, region.height)
             # a large photo's frames skip its finest levels: the exact pixels may need seconds of
             # decoding, so they come second, after the region as the frames' decoder predicts it
+            gone = threading.Event()  # set when the session stops: a catch-up in the worker gives up
             for exact in ((False, True) if frames.region_behind() else (True,)):
-                png, (x, y, width, height) = await self.app[WORKER].run(frames.region, *rect, exact, priority=0)
+                try:
+                    answer = await self.app[WORKER].run(frames.region, *rect, exact, gone.is_set, priority=0)
+                except asyncio.CancelledError:
+                    gone.set()
+                    raise
+                if answer is None:
+                    return
+                png, (x, y, width, height) = answer
                 with contextlib.suppress(ConnectionResetError):
                     await self.send.pair({"type": "region", "x": x, "y": y, "width": width, "height": height,
                                           "exact": exact, "frame_bytes": len(png)}, png)

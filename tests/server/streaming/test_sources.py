@@ -254,3 +254,29 @@ async def test_a_malformed_region_is_refused_with_the_reason(app_client, fields,
     await ws.send_json({"type": "region", **fields})
     error = await receive_meta(ws)
     assert error["type"] == "error" and expected in error["message"]
+
+
+async def test_a_region_nobody_waits_for_stops_decoding_and_keeps_what_it_decoded(app_client, rgb, rgb_id, monkeypatch):
+    """The decoder of every level catches up a slice at a time and gives up when the region is
+    no longer wanted (the session stopped); the next region goes on from where it stopped."""
+    from hidenet_core import encode
+    from hidenet_core.codec.container import stream_info
+    from server.keys import FRAMES, MODEL, STORE
+    from server.streaming.frames import FrameSpec
+    from server.streaming.stream import LevelFrames, stream_key
+
+    monkeypatch.setattr("server.streaming.stream.REGION_FEED_BYTES", 64)
+    client = await app_client()
+    app = client.server.app
+    data = encode(rgb, app[MODEL])
+    frames = LevelFrames(app[MODEL], app[STORE], app[STORE].get(rgb_id), app[FRAMES], stream_key(app, rgb_id, 0, 0),
+                         FrameSpec(True, (28, 20)))
+    pos = 0
+    for i, chunk in enumerate(stream_info(data)["chunks"]):
+        frames.next(data[pos : chunk["total_bytes"]], i)
+        pos = chunk["total_bytes"]
+    asked = iter([False, False, True])  # wanted for two slices, then no more
+    assert frames.region(0, 0, 56, 40, cancelled=lambda: next(asked)) is None
+    assert 0 < frames._exact.bytes_fed <= 2 * 64 < len(data)
+    png, rect = frames.region(0, 0, 56, 40)
+    assert rect == (0, 0, 56, 40) and np.array_equal(frame_pixels(png), rgb)
