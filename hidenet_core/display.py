@@ -80,16 +80,13 @@ def display_filter(image: np.ndarray, predicted: int, interpolate_finest: bool =
         return image
     step = 1 << predicted
     pull = 1.0 - 2.0 ** (1 - predicted)
-    if not interpolate_finest:  # only the grid moves: the rest is copied as it is
-        out = image.copy()
-        grid = image[::step, ::step].astype(np.float32)
-        grid += pull * (_neighbour_mean(image, step) - grid)
-        out[::step, ::step] = np.clip(np.rint(grid), 0, 255).astype(np.uint8)
-        return out
-    x = _toward_bilinear(image.astype(np.float32), FINEST_BLEND)
-    grid = x[::step, ::step]  # (h, w, C): a view, moved in place
+    # without step 2 only the grid moves: the rest is copied as it is, not converted to floats and back
+    x = _toward_bilinear(image.astype(np.float32), FINEST_BLEND) if interpolate_finest else image
+    grid = x[::step, ::step].astype(np.float32)  # (h, w, C)
     grid += pull * (_neighbour_mean(x, step) - grid)
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    out = np.clip(np.rint(x), 0, 255).astype(np.uint8) if interpolate_finest else image.copy()
+    out[::step, ::step] = np.clip(np.rint(grid), 0, 255).astype(np.uint8)
+    return out
 
 
 def _toward_bilinear(x: np.ndarray, blend: float) -> np.ndarray:

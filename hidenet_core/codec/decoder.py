@@ -102,7 +102,7 @@ class ProgressiveDecoder:
         self.finest_level = finest_level
         self.decoded_chunks = 0  # chunks decoded (not skipped): the state shown changes with it
         self.header: Header | None = None
-        self.levels: list[DecodedLevel] = []  # one result per decoded chunk, in stream order
+        self.levels: list[DecodedLevel] = []  # one result per chunk read (decoded or skipped), in stream order
         self._buf = bytearray()
         self._consumed = 0  # stream bytes parsed so far
         self._plan: list[ChunkSpec] = []

@@ -218,8 +218,8 @@ async def _await_chunk(source: StreamSource, index: int, plan, progress: Progres
     ``watched()``: the viewer has every frame before it and waits for this one)."""
     while not await source.wait(index, WAIT_NOTICE_S):
         if watched():
-                await progress.say("hidenet", "encode", f"Encoding {_describe(plan[index], len(plan), index)}",
-                                   step=index + 1, steps=len(plan))
+            await progress.say("hidenet", "encode", f"Encoding {_describe(plan[index], len(plan), index)}",
+                               step=index + 1, steps=len(plan))
 
 
 #: frames rendered before their chunk's link arrival, at most this many ahead of the one sent
@@ -245,9 +245,9 @@ class _FramesAhead:
                 await self._room.acquire()
                 await _await_chunk(self.source, i, self.plan, self.progress, lambda: self._waiting)
                 end = self.source.chunks[i].end
-                frame = await self.worker.run(self.decoding.next, bytes(self.source.data[fed:end]), i, priority=i)
+                rendered = await self.worker.run(self.decoding.next, bytes(self.source.data[fed:end]), i, priority=i)
                 fed = end
-                self._ready.put_nowait(frame)
+                self._ready.put_nowait(rendered)
         except Exception as exc:  # handed to the sender, which raises it where it would have met it
             self._ready.put_nowait(exc)
 
@@ -382,10 +382,10 @@ async def _run_stream(app: web.Application, send: Sender, req: StartRequest, inf
             "verdict": {**result, "time": "sent" if unlimited else "arrival", "comparable": req.preview or not racers},
         })
     finally:
-        for task in [*tasks, rendering]:
-            if task is not None:
-                task.cancel()
-        await asyncio.gather(*tasks, *([rendering] if rendering is not None else []), return_exceptions=True)
+        background = [task for task in (*tasks, rendering) if task is not None]
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
 
 
 def _schedule_entry(index: int, chunk, link: Link) -> dict:
