@@ -41,6 +41,7 @@ class ServerStats:
     encodes_refused: int = 0  # first views answered "busy": every encode slot was taken
     frame_hits: int = 0
     frame_misses: int = 0
+    frames_superseded: int = 0  # chunks of a viewer's stream whose frame a later chunk's stood in for
 
     def to_json(self) -> dict:
         rss, peak = memory_bytes()

@@ -8,7 +8,9 @@ measures, from the ``start`` message:
 * when ``meta`` came and when the first level's frame came;
 * for each chunk, when its frame came against when it was *due*: its link arrival time
   or the moment its chunk was encoded, whichever is later (both on the stream's clock,
-  from ``meta``); the lateness is the server's decoding and rendering;
+  from ``meta``); the lateness is the server's decoding and rendering; a chunk whose frame
+  the server skipped to keep up (a ``chunk`` message) is shown by the later chunk's frame
+  that stands in for it, and counts as shown when that frame came;
 * with ``--region``, the exact pixels of a 1:1 view (the viewer's stage size) of the final
   picture, checked against the photograph: when the first answer came (predicted, if the
   server had not decoded level 0 yet) and when the exact one came;
@@ -58,16 +60,25 @@ async def first_view(base: str, image: str, link: str, frame: tuple[int, int] | 
         await ws.send_json({"type": "start", "image": image, "link": link, "preview": True,
                             "frame": "full" if frame is None else {"width": frame[0], "height": frame[1]}})
         t_meta, pending = None, None
+        superseded: list[dict] = []  # chunks without a frame of their own, until the frame that shows them
+        fields = ("index", "layer", "level", "total_bytes", "arrival_ms", "encoded_ms")
         while True:
             msg = await ws.receive(timeout=3600)
             now = (time.perf_counter() - t0) * 1000
             if msg.type == aiohttp.WSMsgType.BINARY:
                 received = now - t_meta
-                due = max(pending["arrival_ms"], pending["encoded_ms"])
-                out["chunks"].append({k: pending[k] for k in ("index", "layer", "level", "total_bytes", "arrival_ms",
-                                                               "encoded_ms", "frame_width", "frame_height", "psnr")}
-                                     | {"received_ms": round(received, 1), "late_ms": round(received - due, 1),
-                                        "frame_bytes": len(msg.data)})
+                shown = [m for m in superseded if m["superseded_by"] == pending["index"]]
+                superseded = [m for m in superseded if m["superseded_by"] != pending["index"]]
+                for m in [*shown, pending]:
+                    due = max(m["arrival_ms"], m["encoded_ms"])
+                    row = {k: m[k] for k in fields} | {"received_ms": round(received, 1),
+                                                       "late_ms": round(received - due, 1)}
+                    if m is pending:
+                        row |= {k: m[k] for k in ("frame_width", "frame_height", "psnr")}
+                        row["frame_bytes"] = len(msg.data)
+                    else:
+                        row["superseded_by"] = m["superseded_by"]
+                    out["chunks"].append(row)
                 if out.get("first_level_ms") is None:
                     out["first_level_ms"] = round(now, 1)
                 continue
@@ -81,6 +92,8 @@ async def first_view(base: str, image: str, link: str, frame: tuple[int, int] | 
                 out["width"], out["height"] = data["width"], data["height"]
             elif data["type"] == "level":
                 pending = data
+            elif data["type"] == "chunk":
+                superseded.append(data)
             elif data["type"] == "error":
                 raise RuntimeError(f"the server refused: {data['message']}")
             elif data["type"] == "done":
@@ -149,9 +162,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'chunk':>5} {'layer':>5} {'level':>5} {'encoded':>9} {'arrival':>9} {'shown':>9} {'late':>8} "
           f"{'frame':>10}")
     for c in result["chunks"]:
+        frame = f"in #{c['superseded_by'] + 1}" if "superseded_by" in c else c["frame_bytes"]
         print(f"{c['index'] + 1:>5} {c['layer'] + 1:>5} {c['level']:>5} {c['encoded_ms']:>7.0f}ms "
-              f"{c['arrival_ms']:>7.0f}ms {c['received_ms']:>7.0f}ms {c['late_ms']:>6.0f}ms {c['frame_bytes']:>10}")
-    print(f"latest frame after its chunk was due (arrived and encoded): {result['late_ms_max']:.0f} ms")
+              f"{c['arrival_ms']:>7.0f}ms {c['received_ms']:>7.0f}ms {c['late_ms']:>6.0f}ms {frame:>10}")
+    superseded = sum("superseded_by" in c for c in result["chunks"])
+    print(f"latest picture after its chunk was due (arrived and encoded): {result['late_ms_max']:.0f} ms; "
+          f"{superseded} of {len(result['chunks'])} chunks shown by a later chunk's frame")
     if "region" in result:
         r = result["region"]
         print(f"1:1 region {r['width']}x{r['height']}: first shown after {r['first_ms']:.0f} ms, exact after "

@@ -37,8 +37,9 @@ from .protocol import StartRequest
 from .race import Racer
 from .source import Busy, EncodeJob, StreamSource
 
-__all__ = ["Sender", "Progress", "LevelFrames", "StreamWatch", "StreamBusy", "run_stream", "stream_key",
-           "open_stream"]
+__all__ = ["Sender", "Progress", "LevelFrames", "StreamWatch", "StreamBusy", "ChunkTimes", "Superseded", "newest_due",
+           "render_horizon",
+           "run_stream", "stream_key", "open_stream"]
 
 log = logging.getLogger(__name__)
 
@@ -226,33 +227,119 @@ async def _await_chunk(source: StreamSource, index: int, plan, progress: Progres
 FRAMES_AHEAD = 4
 
 
+class ChunkTimes:
+    """When each chunk of a stream is due: its last byte's arrival on the link, later if the
+    encoder made it too late for the link to send it on time (``LinkSchedule``). Computed once
+    per chunk, in stream order, for the renderer (which frames to skip) and the sender (when
+    to release each chunk); in ms after t = 0, rounded as sent."""
+
+    def __init__(self, source: StreamSource, link: Link, t0: float) -> None:
+        self.source, self.t0 = source, t0
+        self._schedule = LinkSchedule(link)
+        self._due: list[float] = []
+
+    def due_ms(self, index: int) -> float:
+        """Chunk ``index``'s due time; every chunk up to it must exist."""
+        while len(self._due) <= index:
+            i = len(self._due)
+            chunk = self.source.chunks[i]
+            made_ms = 1000 * (self.source.made[i] - self.t0)
+            self._due.append(round(self._schedule.arrive(chunk.start, chunk.end, made_ms), 3))
+        return self._due[index]
+
+    def made(self) -> int:
+        """How many chunks exist so far."""
+        return len(self.source.chunks)
+
+
+#: a viewer's chunk may be shown this much after it is due before the frames of the chunks
+#: before it are skipped to keep up (below half a second: issue 14's bound, with room for a
+#: render slower than the last)
+LATE_TOLERANCE_MS = 250.0
+
+
+def newest_due(due_ms: Callable[[int], float], first: int, made: int, horizon_ms: float) -> int:
+    """The chunk to render next when ``first`` is the first chunk without a frame: the newest
+    chunk made (below ``made``) that is due by ``horizon_ms``, or ``first`` when none after
+    it is. Due times never decrease along a stream."""
+    newest = first
+    for i in range(first + 1, made):
+        if due_ms(i) > horizon_ms:
+            break
+        newest = i
+    return newest
+
+
+def render_horizon(now_ms: float, render_ms: float) -> float:
+    """How far ahead a render starting at ``now_ms`` looks for a newer chunk to render instead
+    (``newest_due``). Rendering a chunk and then the next one shows the next ``2 render_ms``
+    from now: a chunk due before ``now + 2 render_ms - LATE_TOLERANCE_MS`` would be shown more
+    than the tolerance late, so the frames before it are skipped and it is rendered at once.
+    Every chunk is then shown at most about the tolerance after it is due (the render times
+    staying alike), and fast renders (small images) skip nothing unless far behind."""
+    return now_ms + 2 * render_ms - LATE_TOLERANCE_MS
+
+
+@dataclass(frozen=True)
+class Superseded:
+    """A chunk whose own frame is not rendered: chunk ``by``'s frame, due by the time it would
+    have been rendered, shows it (``by`` comes later in the stream)."""
+
+    by: int
+
+
 class _FramesAhead:
     """Renders each chunk's frame as soon as the chunk is made, not when it arrives on the link:
     the render (about 0.3 s for a 12-megapixel photo's frame) overlaps the link's delay instead
     of adding to it. At most ``FRAMES_AHEAD`` frames wait to be sent; an error of the encode
-    (or of rendering) reaches the sender in order, after the frames before it."""
+    (or of rendering) reaches the sender in order, after the frames before it.
 
-    def __init__(self, source: StreamSource, plan, progress: Progress, worker, decoding: LevelFrames) -> None:
+    With ``coalesce`` (a viewer's frames, at its display size, on a link with a rate), chunks
+    that come faster than frames are rendered do not queue up behind each other: before each
+    render the renderer takes the newest chunk made that would otherwise be shown too late
+    (``render_horizon``, timed by the last render), and the chunks it passes over are
+    ``Superseded`` by it. So a picture is shown at most about ``LATE_TOLERANCE_MS`` after
+    its chunk is due, however many chunks arrive meanwhile; without it each chunk waited
+    for the frames of all the chunks before it (1.5 s behind, for a 12-megapixel photo on
+    the 3g link). Clients that measure every chunk ("full" frames: ``hidenet fetch``, the
+    bench) and the unlimited link (every chunk there at once) get every frame.
+    """
+
+    def __init__(self, source: StreamSource, plan, progress: Progress, worker, decoding: LevelFrames,
+                 times: ChunkTimes, clock: Clock, coalesce: bool) -> None:
         self.source, self.plan, self.progress, self.worker, self.decoding = source, plan, progress, worker, decoding
+        self.times, self.clock, self.coalesce = times, clock, coalesce
         self._ready: asyncio.Queue = asyncio.Queue()
         self._room = asyncio.Semaphore(FRAMES_AHEAD)
         self._waiting = False  # the sender waits for the next frame: progress notices are due
+        self._render_ms = 0.0  # how long the last render took (on the stream's clock)
 
     async def run(self) -> None:
         fed = 0  # the stream bytes given to the decoder so far
+        first = 0  # the first chunk without a frame
         try:
-            for i in range(len(self.plan)):
+            while first < len(self.plan):
                 await self._room.acquire()
-                await _await_chunk(self.source, i, self.plan, self.progress, lambda: self._waiting)
-                end = self.source.chunks[i].end
-                rendered = await self.worker.run(self.decoding.next, bytes(self.source.data[fed:end]), i, priority=i)
-                fed = end
+                await _await_chunk(self.source, first, self.plan, self.progress, lambda: self._waiting)
+                now_ms = 1000 * (self.clock.now() - self.times.t0)
+                index = first
+                if self.coalesce:
+                    horizon = render_horizon(now_ms, self._render_ms)
+                    index = newest_due(self.times.due_ms, first, self.times.made(), horizon)
+                for _ in range(first, index):
+                    self._ready.put_nowait(Superseded(index))
+                end = self.source.chunks[index].end
+                started = self.clock.now()
+                rendered = await self.worker.run(self.decoding.next, bytes(self.source.data[fed:end]), index,
+                                                 priority=index)
+                self._render_ms = 1000 * (self.clock.now() - started)
+                fed, first = end, index + 1
                 self._ready.put_nowait(rendered)
         except Exception as exc:  # handed to the sender, which raises it where it would have met it
             self._ready.put_nowait(exc)
 
-    async def next(self) -> tuple[Frame, bool]:
-        """The next chunk's (frame, shared), once rendered."""
+    async def next(self) -> tuple[Frame, bool] | Superseded:
+        """The next chunk's (frame, shared) once rendered, or that its frame was skipped."""
         self._waiting = True
         try:
             item = await self._ready.get()
@@ -260,7 +347,8 @@ class _FramesAhead:
             self._waiting = False
         if isinstance(item, Exception):
             raise item
-        self._room.release()
+        if not isinstance(item, Superseded):
+            self._room.release()
         return item
 
 
@@ -343,32 +431,36 @@ async def _run_stream(app: web.Application, send: Sender, req: StartRequest, inf
         watch.frames = decoding = LevelFrames(app[MODEL], store, info, frames, key, spec)
         shapes = level_shapes(header.height, header.width, header.levels)
         level_frame_bytes = 0
-        schedule = LinkSchedule(req.link)
+        times = ChunkTimes(source, req.link, t0)
         arrival = round(arrival_ms(req.link, source.header_bytes), 3)
-        ahead = _FramesAhead(source, chunk_plan, progress, worker, decoding)
+        ahead = _FramesAhead(source, chunk_plan, progress, worker, decoding, times, clock,
+                             coalesce=spec.size is not None and not unlimited)
         rendering = asyncio.create_task(ahead.run())
         for i in range(len(chunk_plan)):
-            frame, shared = await ahead.next()
+            item = await ahead.next()
             chunk = source.chunks[i]
-            # released when its last byte arrives on the link, which cannot send it before it is encoded;
-            # rounded as sent: the verdict uses what the client sees
-            arrival = round(schedule.arrive(chunk.start, chunk.end, 1000 * (source.made[i] - t0)), 3)
+            # released when its last byte arrives on the link, which cannot send it before it is encoded
+            arrival = times.due_ms(i)
             await clock.sleep_until(t0 + arrival / 1000)
+            h, w = shapes[chunk.level]
+            about = {"level": chunk.level, "layer": chunk.layer, "part": chunk.part, "parts": chunk.parts,
+                     "max_error": chunk.max_error, "width": w, "height": h, "payload_bytes": chunk.payload_bytes,
+                     "total_bytes": chunk.end, "arrival_ms": arrival,
+                     "encoded_ms": _ms(max(0.0, source.made[i] - t0)), "sent_ms": _ms(clock.now() - t0),
+                     "index": i, "levels": len(chunk_plan), "chunks": len(chunk_plan)}
+            if isinstance(item, Superseded):
+                stats.frames_superseded += 1
+                await send.json({"type": "chunk", **about, "superseded_by": item.by})
+                continue
+            frame, shared = item
             stats.frame_hits += shared
             stats.frame_misses += not shared
-            h, w = shapes[chunk.level]
             level_frame_bytes += len(frame.png)
-            sent = _ms(clock.now() - t0)
-            events.append(Event(time_of(arrival, sent), chunk.end, frame.psnr))
+            events.append(Event(time_of(arrival, about["sent_ms"]), chunk.end, frame.psnr))
             await send.pair({
-                "type": "level", "level": chunk.level, "layer": chunk.layer, "part": chunk.part,
-                "parts": chunk.parts, "max_error": chunk.max_error, "width": w, "height": h,
-                "payload_bytes": chunk.payload_bytes, "total_bytes": chunk.end,
-                "arrival_ms": round(arrival, 3), "encoded_ms": _ms(max(0.0, source.made[i] - t0)),
-                "decode_ms": round(frame.decode_ms, 3), "shared": shared,
+                "type": "level", **about, "decode_ms": round(frame.decode_ms, 3), "shared": shared,
                 "psnr": frame.psnr, "ssim": frame.ssim, "psnr_level": frame.level,
                 "frame_bytes": len(frame.png), "frame_width": frame.width, "frame_height": frame.height,
-                "sent_ms": sent, "index": i, "levels": len(chunk_plan), "chunks": len(chunk_plan),
             }, frame.png)
         summaries = list(await asyncio.gather(*tasks))
         total = len(source.data)

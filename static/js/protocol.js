@@ -77,8 +77,9 @@ export function decodeFrame(data) {
 /**
  * One stream over its own websocket.
  *
- * handlers: onOpen(), onProgress(msg), onMeta(msg), onLevel(msg, bitmap), onRace(msg, bitmap),
- * onRegion(msg, bitmap), onDone(msg), onError(text), each optional. After close() no handler
+ * handlers: onOpen(), onProgress(msg), onMeta(msg), onLevel(msg, bitmap), onChunk(msg) (a chunk whose
+ * frame a later chunk's stands in for), onRace(msg, bitmap), onRegion(msg, bitmap), onDone(msg),
+ * onError(text), each optional. After close() no handler
  * runs again. The socket stays open after "done", so that the 1:1 view can still ask for
  * regions of the final picture (``region``); it closes with close() or a new stream.
  */
@@ -167,6 +168,9 @@ export class StreamSession {
         break;
       case "meta":
         this.#emit("onMeta", message);
+        break;
+      case "chunk":
+        this.#emit("onChunk", message);
         break;
       case "done":
         this.finished = true;

@@ -29,6 +29,15 @@ function formatError(value) {
   return value === 0 ? "exact" : `≤${NBSP}${value}`;
 }
 
+function psnrCell(m) {
+  return formatPsnr(m.psnr) + (m.psnr_level ? ` @${NBSP}1/${2 ** m.psnr_level}` : "");
+}
+
+/** A chunk without a frame of its own: the frame that shows it (a later chunk's, in stream order). */
+function supersededCell(m) {
+  return `in #${m.superseded_by + 1}'s frame`;
+}
+
 /** The columns after the row label: heading, the cell of an arrived message, the cell of a planned one. */
 export const COLUMNS = [
   { key: "size", head: "Size", value: (m) => formatSize(m.width, m.height) },
@@ -39,9 +48,9 @@ export const COLUMNS = [
     key: "arrival", head: "Arrival", value: (m) => formatMs(m.arrival_ms),
     plan: (p) => (p.arrival_ms == null ? null : `due ${formatMs(p.arrival_ms)}`),
   },
-  { key: "decode", head: "Decode", value: (m) => formatMs(m.decode_ms) },
-  { key: "psnr", head: "PSNR", value: (m) => formatPsnr(m.psnr) + (m.psnr_level ? ` @${NBSP}1/${2 ** m.psnr_level}` : "") },
-  { key: "ssim", head: "SSIM", value: (m) => formatSsim(m.ssim) },
+  { key: "decode", head: "Decode", value: (m) => (m.superseded_by == null ? formatMs(m.decode_ms) : "") },
+  { key: "psnr", head: "PSNR", value: (m) => (m.superseded_by == null ? psnrCell(m) : supersededCell(m)) },
+  { key: "ssim", head: "SSIM", value: (m) => (m.superseded_by == null ? formatSsim(m.ssim) : "") },
 ];
 
 export class Timeline {
@@ -81,7 +90,7 @@ export class Timeline {
   add(message) {
     const row = this.#row(message);
     for (const c of COLUMNS) setText(row.cells[c.key], c.value(message));
-    row.node.dataset.state = "arrived";
+    row.node.dataset.state = message.superseded_by == null ? "arrived" : "superseded";
     row.node.classList.add("just-arrived");
     setTimeout(() => row.node.classList.remove("just-arrived"), 900);
     // the stream's size is not known while it is being encoded: the share of its chunks then

@@ -134,6 +134,7 @@ function start() {
     onProgress,
     onMeta,
     onLevel,
+    onChunk,
     onRace,
     onRegion,
     onDone,
@@ -264,6 +265,17 @@ function onLevel(message, bitmap) {
     psnrText(message));
   timeline.add(message);
   stats.set("psnr", psnrText(message));
+}
+
+/**
+ * A chunk that came while the server was still rendering an earlier frame: it has no frame of
+ * its own, the frame of a later chunk (`superseded_by`, due by then) shows it. Its row fills in;
+ * the picture stays as it is until that frame.
+ */
+function onChunk(message) {
+  const r = stages.hidenet;
+  setText(r.badge, `${message.index + 1}/${message.chunks}`);
+  timeline.add(message);
 }
 
 /** At 1:1, ask for the exact pixels of what hideNet's stage shows, after `delay` ms (a pan sends many). */

@@ -6,12 +6,14 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import time
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import pytest
 from PIL import Image
+from websockets.sync import client as ws_client
 
 from tests.viewer.conftest import UploadedImage, photo_like, png, post_image
 
@@ -27,7 +29,7 @@ CANVAS_DIGEST = """() => {
 }"""
 
 OBSERVE = """() => ({
-    arrived: [...document.querySelectorAll("#timeline-body tr[data-state=arrived]")]
+    arrived: [...document.querySelectorAll("#timeline-body tr:is([data-state=arrived], [data-state=superseded])")]
         .map(tr => Number(tr.dataset.index)),
     rows: [...document.querySelectorAll("#timeline-body tr")]
         .map(tr => [Number(tr.dataset.index), Number(tr.dataset.layer), Number(tr.dataset.level)]),
@@ -111,9 +113,11 @@ def test_a_slow_link_paints_the_base_first_then_each_chunk_in_order(server, smal
     final_digest = page.evaluate(CANVAS_DIGEST)
     assert partial[0]["digest"] != final_digest
     assert len({s["digest"] for s in partial}) >= 3
-    assert int(page.locator("#stage-hidenet canvas").get_attribute("data-frames")) == len(rows)
-    # The timeline is complete, and the totals are filled in.
-    assert page.locator("#timeline-body tr[data-state=arrived]").count() == len(rows)
+    # The timeline is complete (a chunk whose frame the server skipped, had it fallen behind, is
+    # "superseded": a later chunk's frame shows it), and the totals are filled in.
+    superseded = page.locator("#timeline-body tr[data-state=superseded]").count()
+    assert int(page.locator("#stage-hidenet canvas").get_attribute("data-frames")) == len(rows) - superseded
+    assert page.locator("#timeline-body tr[data-state=arrived]").count() == len(rows) - superseded
     hidenet = page.locator("#verdict-body tr[data-racer=hidenet]")
     assert hidenet.locator(".col-first").text_content() != "–"
     assert hidenet.locator(".col-final").text_content().endswith("exact")
@@ -151,6 +155,52 @@ def visible_pixels(page) -> tuple[np.ndarray, int, int]:
     seen = page.evaluate(VISIBLE_PIXELS)
     shown = np.frombuffer(base64.b64decode(seen["b64"]), np.uint8).reshape(seen["height"], seen["width"], 4)
     return shown, seen["left"] - seen["x"], seen["top"] - seen["y"]
+
+
+def test_a_chunk_without_a_frame_fills_its_row_and_a_later_frame_shows_it(server, small_image, page):
+    """The server skips the frames of chunks that would be shown late (docs/protocol.md, `chunk`).
+    The real server's stream of the image is recorded, chunks 2 and 3 rewritten as `chunk`
+    messages without their frames (as a server behind its chunks sends them), and replayed to
+    the page in order."""
+    skipped, by = {1, 2}, 3
+    frame_fields = ("decode_ms", "shared", "psnr", "ssim", "psnr_level", "frame_bytes", "frame_width", "frame_height")
+    recorded: list[str | bytes] = []
+    with ws_client.connect(server.url.replace("http", "ws", 1) + "/ws", max_size=None) as ws:
+        ws.send(json.dumps({"type": "start", "image": small_image.id, "link": "3g", "preview": True,
+                            "frame": {"width": 1000, "height": 700}}))
+        drop = False
+        while True:
+            message = ws.recv(timeout=60)
+            if isinstance(message, bytes):
+                if not drop:
+                    recorded.append(message)
+                drop = False
+                continue
+            data = json.loads(message)
+            if data["type"] == "level" and data["index"] in skipped:
+                data = {k: v for k, v in data.items() if k not in frame_fields} | {"type": "chunk", "superseded_by": by}
+                drop = True
+            recorded.append(json.dumps(data))
+            if data["type"] == "done":
+                break
+
+    def route(ws):  # the page's socket gets the recorded stream once it asks for it
+        ws.on_message(lambda message: [ws.send(m) for m in recorded] if '"start"' in str(message) else None)
+
+    page.route_web_socket(re.compile(r"/ws$"), route)
+    page.goto(viewer_url(server, small_image, link="3g", mode="lossless"))
+    wait_done(page)
+    rows = page.locator("#timeline-body tr")
+    for i in skipped:
+        row = page.locator(f"#timeline-body tr[data-index='{i}']")
+        assert row.get_attribute("data-state") == "superseded"
+        assert row.locator(".col-psnr").text_content() == f"in #{by + 1}'s frame"
+        assert row.locator(".col-received").text_content() not in ("", "·")
+    arrived = page.locator("#timeline-body tr[data-state=arrived]").count()
+    superseded = page.locator("#timeline-body tr[data-state=superseded]").count()  # and any the server skipped
+    assert arrived + superseded == rows.count() and superseded >= len(skipped)
+    assert int(page.locator("#stage-hidenet canvas").get_attribute("data-frames")) == arrived
+    assert rows.last.locator(".col-psnr").text_content() == "∞ (exact)"
 
 
 def test_a_large_image_comes_at_the_stage_size_and_1to1_shows_exact_regions(server, page):

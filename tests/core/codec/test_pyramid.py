@@ -4,7 +4,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hidenet_core.codec.pyramid import default_levels, level_shapes, merge, odd_valid_mask, split, total_levels
+from hidenet_core.codec.pyramid import (
+    default_levels,
+    level_images,
+    level_shapes,
+    merge,
+    odd_valid_mask,
+    split,
+    total_levels,
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -44,3 +52,18 @@ def test_level_counts():
 def test_merge_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="odd has shape"):
         merge(np.zeros((3, 2, 2)), np.zeros((3, 2, 2)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 70), st.integers(1, 70), st.integers(0, 2**32 - 1))
+def test_each_level_is_the_image_subsampled_by_a_power_of_two_as_repeated_splits_give(c, h, w, seed):
+    x = np.random.default_rng(seed).integers(0, 256, (c, h, w), dtype=np.uint8)
+    levels = total_levels(h, w)
+    lazy = level_images(x, levels)
+    expected = x
+    assert len(lazy) == levels + 1 and lazy[0] is x  # level 0 is not copied
+    for k in range(1, levels + 1):
+        expected = split(expected)[0]
+        assert lazy[k].shape == expected.shape and np.array_equal(lazy[k], expected)
+        assert lazy[k].flags.c_contiguous and lazy[k] is lazy[k]  # made once
+    assert np.array_equal(lazy[-1], lazy[levels])
