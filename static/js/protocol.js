@@ -68,9 +68,12 @@ export class FramePairer {
   }
 }
 
-/** Decode a PNG frame to an ImageBitmap with its exact pixel values (no colour management). */
+/**
+ * Decode a frame (a PNG, or a JPEG for a frame shrunk to the stage) to an ImageBitmap with its
+ * pixel values as sent (no colour management); the browser tells the two apart by their bytes.
+ */
 export function decodeFrame(data) {
-  const blob = data instanceof Blob ? data : new Blob([data], { type: "image/png" });
+  const blob = data instanceof Blob ? data : new Blob([data]);
   return createImageBitmap(blob, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
 }
 

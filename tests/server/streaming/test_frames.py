@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from hidenet_core import EncodeSettings, ProgressiveDecoder, encode, load_model, psnr
 from hidenet_core.codec.container import stream_info
@@ -76,6 +77,26 @@ def test_a_frame_for_a_smaller_display_is_predicted_only_to_its_level_and_shrunk
     assert (full.width, full.height, full.level) == (180, 140, 0)  # never enlarged
 
 
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_a_shrunk_frame_is_a_jpeg_close_to_the_shrunk_picture_and_an_exact_one_a_png(channels):
+    model = load_model("interp")
+    original = smooth_image(140, 180, channels)
+    decoder = ProgressiveDecoder(model)
+    last = decoder.feed(encode(original, model))[-1]
+    shrunk = render_frame(decoder, last, original, FrameSpec(preview=True, size=(80, 60)))  # level 1 (90x70), shrunk
+    exact = render_frame(decoder, last, original, FrameSpec(preview=True, size=(500, 500)))
+    assert exact.format == "png" and np.array_equal(frame_pixels(exact.png), original)
+    if channels == 4:  # JPEG has no alpha: a PNG still
+        assert shrunk.format == "png" and shrunk.png.startswith(b"\x89PNG")
+        return
+    assert shrunk.format == "jpeg" and shrunk.png.startswith(b"\xff\xd8") and (shrunk.width, shrunk.height) == (77, 60)
+    # a lossless stream's level 1 is the original's grid: the frame is that, shrunk, within JPEG q95's error
+    grid = original[::2, ::2]
+    grid = Image.fromarray(grid[:, :, 0] if channels == 1 else grid)
+    picture = np.asarray(grid.resize((77, 60), Image.Resampling.LANCZOS)).reshape(60, 77, channels)
+    assert psnr(frame_pixels(shrunk.png), picture) > 35  # this small noisy image: 37 dB
+
+
 @pytest.mark.parametrize(("height", "width", "size", "level"), [
     (2848, 4272, (1280, 800), 1),  # a landscape photo shown 1200x800 comes from level 1 (2136x1424)
     (3088, 2056, (1280, 800), 1),  # a portrait one is shown 533x800: level 1 (1544x1028), not level 0
@@ -100,3 +121,4 @@ def test_a_large_frame_has_its_ssim_measured_on_a_coarser_grid_of_at_most_2_19_p
 
     assert ssim_step(height, width) == step
     assert pixels(step) <= SSIM_PIXELS and (step == 1 or pixels(step // 2) > SSIM_PIXELS)
+

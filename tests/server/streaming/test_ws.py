@@ -36,7 +36,9 @@ def split(messages: list) -> tuple[dict, list[tuple[dict, bytes]], list[tuple[di
     body = messages[1:-1]
     for i in range(0, len(body), 2):
         msg, frame = body[i], body[i + 1]
-        assert isinstance(msg, dict) and isinstance(frame, bytes) and frame[:8] == b"\x89PNG\r\n\x1a\n"
+        assert isinstance(msg, dict) and isinstance(frame, bytes)
+        magic = b"\x89PNG\r\n\x1a\n" if msg.get("frame_format", "png") == "png" else b"\xff\xd8"
+        assert frame.startswith(magic)
         (levels if msg["type"] == "level" else races).append((msg, frame))
     return meta, levels, races, done
 
