@@ -31,7 +31,7 @@ from ..storage.cache import StreamKey
 from ..storage.lru import LRU
 
 __all__ = ["Frame", "FrameSpec", "FrameCache", "frame_level", "level_reference", "render_frame", "render_region",
-           "finite", "frame_image", "SHRUNK_JPEG_QUALITY"]
+           "original_region", "finite", "frame_image", "SHRUNK_JPEG_QUALITY"]
 
 
 @dataclass(frozen=True)
@@ -171,6 +171,17 @@ def render_region(decoder: ProgressiveDecoder, x: int, y: int, width: int,
     pixels = decoder.region(y, x, height, width)
     header = decoder.header
     x, y = max(0, min(x, header.width - 1)), max(0, min(y, header.height - 1))  # as ``region`` clips
+    return png_bytes(pixels), (x, y, pixels.shape[1], pixels.shape[0])
+
+
+def original_region(original: np.ndarray, x: int, y: int, width: int,
+                    height: int) -> tuple[bytes, tuple[int, int, int, int]]:
+    """The PNG of the original's pixels in a rectangle, clipped as ``render_region`` clips it,
+    and the rectangle: the region of a picture known to be the original (a finished lossless
+    stream)."""
+    h, w = original.shape[:2]
+    x, y = max(0, min(x, w - 1)), max(0, min(y, h - 1))
+    pixels = original[y : min(h, y + max(1, height)), x : min(w, x + max(1, width))]
     return png_bytes(pixels), (x, y, pixels.shape[1], pixels.shape[0])
 
 

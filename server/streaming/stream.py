@@ -31,7 +31,7 @@ from ..keys import CLOCK, CONFIG, FRAMES, MODEL, MODEL_HASH, RACES, SOURCES, STA
 from ..storage.cache import StreamKey
 from ..storage.store import ImageInfo, ImageStore
 from .clock import Clock
-from .frames import Frame, FrameCache, FrameSpec, frame_level, render_frame, render_region
+from .frames import Frame, FrameCache, FrameSpec, frame_level, original_region, render_frame, render_region
 from .links import Link, LinkSchedule, arrival_ms
 from .protocol import StartRequest
 from .race import Racer
@@ -106,7 +106,8 @@ class LevelFrames:
     shows, and their frame is the one before, not rendered again. For a 12-megapixel photo
     in a 1280x800 viewer that skips level 0, three quarters of the pixels and of the decoding.
     ``region`` gives the exact pixels of the latest picture (the viewer's 1:1 view), from a
-    second decoder of every level, started on the first region asked for.
+    second decoder of every level, started on the first region asked for; once a lossless
+    stream is complete, from the original's pixels, which its final picture is.
     """
 
     def __init__(self, model, store: ImageStore, info: ImageInfo, frames: FrameCache, key: StreamKey,
@@ -142,10 +143,20 @@ class LevelFrames:
             self._frames.put(self._key, index, self._spec, frame)
             return frame, False
 
+    def _final_is_original(self) -> bool:
+        """Whether the latest picture is the original's pixels: after the last chunk of a lossless
+        stream without generative levels. The server made this stream from these very pixels
+        (the image id is their hash) and every level's reconstruction CRC was checked as it was
+        encoded, so its final picture is them, bit for bit: a 1:1 region of it is a crop of the
+        original, not a minute of decoding every level again (12 MP; four at 40 MP)."""
+        header = self._decoder.header
+        return self._decoder.done and header is not None and not any(header.max_error) and \
+            not header.generative_levels
+
     def region_behind(self) -> bool:
         """Whether an exact region would first have to decode much of the stream (more than
         ``REGION_LAG_BYTES`` not decoded at every level): seconds, for a large photo."""
-        if self._stream is None:
+        if self._stream is None or self._final_is_original():
             return False
         return len(self._stream) - (self._exact.bytes_fed if self._exact is not None else 0) > REGION_LAG_BYTES
 
@@ -158,6 +169,8 @@ class LevelFrames:
         decoded is kept for the next region)."""
         with self._lock:
             self._catch_up()
+            if self._stream is not None and exact and self._final_is_original():
+                return original_region(self._store.pixels(self._info.id), x, y, width, height)
             if self._stream is None or not exact:
                 return render_region(self._decoder, x, y, width, height)
             received = len(self._stream)

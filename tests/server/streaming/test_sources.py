@@ -217,11 +217,12 @@ async def test_frames_for_a_display_skip_the_levels_finer_than_it(app_client, rg
 
 async def test_a_region_far_behind_comes_predicted_at_once_then_exact(app_client, rgb, rgb_id, monkeypatch):
     """While the decoder of every level lags (here: always), the region first comes from the
-    frames' decoder, its level 0 predicted (level 1, the even pixels, exact), then exact."""
+    frames' decoder, its level 0 predicted (level 1, the even pixels, exact), then exact. (A
+    near-lossless stream: the final picture of a lossless one is the original, answered at once.)"""
     monkeypatch.setattr("server.streaming.stream.REGION_LAG_BYTES", 0)
     client = await app_client()
     ws = await client.ws_connect("/ws")
-    await ws.send_json(start(rgb_id, frame={"width": 28, "height": 20}))
+    await ws.send_json(start(rgb_id, frame={"width": 28, "height": 20}, max_error=2))
     await receive_stream(ws)
     await ws.send_json({"type": "region", "x": 0, "y": 0, "width": 56, "height": 40})
     first = await receive_meta(ws)
@@ -229,8 +230,38 @@ async def test_a_region_far_behind_comes_predicted_at_once_then_exact(app_client
     second = await receive_meta(ws)
     exact = frame_pixels(await ws.receive_bytes())
     assert (first["type"], first["exact"], second["type"], second["exact"]) == ("region", False, "region", True)
-    assert np.array_equal(predicted[::2, ::2], rgb[::2, ::2]) and not np.array_equal(predicted, rgb)
-    assert np.array_equal(exact, rgb)
+    assert np.array_equal(predicted[::2, ::2], exact[::2, ::2]) and not np.array_equal(predicted, exact)
+    assert np.abs(exact.astype(int) - rgb).max() <= 2 and not np.array_equal(exact, rgb)
+
+
+async def test_a_finished_lossless_stream_answers_a_region_with_the_original_at_once(app_client, rgb, rgb_id,
+                                                                                   monkeypatch):
+    """Its final picture is the original: no decoder of every level is started, however far
+    behind it would be, and the answer comes once, exact."""
+    from server.streaming import stream as stream_module
+
+    monkeypatch.setattr("server.streaming.stream.REGION_LAG_BYTES", 0)
+    decoders = []  # the keyword arguments of every decoder the stream module starts
+
+    def counted(*args, **kwargs):
+        decoders.append(kwargs)
+        return real(*args, **kwargs)
+
+    real = stream_module.ProgressiveDecoder
+    monkeypatch.setattr(stream_module, "ProgressiveDecoder", counted)
+    client = await app_client()
+    ws = await client.ws_connect("/ws")
+    await ws.send_json(start(rgb_id, frame={"width": 28, "height": 20}))
+    await receive_stream(ws)
+    await ws.send_json({"type": "region", "x": 3, "y": 2, "width": 50, "height": 30})
+    answer = await receive_meta(ws)
+    pixels = frame_pixels(await ws.receive_bytes())
+    assert (answer["type"], answer["exact"]) == ("region", True)
+    assert (answer["x"], answer["y"], answer["width"], answer["height"]) == (3, 2, 50, 30)
+    assert np.array_equal(pixels, rgb[2:32, 3:53])
+    with pytest.raises(asyncio.TimeoutError):  # answered once: no second, exact answer follows
+        await ws.receive(timeout=0.3)
+    assert [d.get("finest_level") for d in decoders] == [1]  # the frames' decoder only, down to level 1
 
 
 async def test_a_region_before_any_stream_is_refused(app_client):
@@ -259,7 +290,7 @@ async def test_a_malformed_region_is_refused_with_the_reason(app_client, fields,
 async def test_a_region_nobody_waits_for_stops_decoding_and_keeps_what_it_decoded(app_client, rgb, rgb_id, monkeypatch):
     """The decoder of every level catches up a slice at a time and gives up when the region is
     no longer wanted (the session stopped); the next region goes on from where it stopped."""
-    from hidenet_core import encode
+    from hidenet_core import ProgressiveDecoder, encode
     from hidenet_core.codec.container import stream_info
     from server.keys import FRAMES, MODEL, STORE
     from server.streaming.frames import FrameSpec
@@ -272,11 +303,14 @@ async def test_a_region_nobody_waits_for_stops_decoding_and_keeps_what_it_decode
     frames = LevelFrames(app[MODEL], app[STORE], app[STORE].get(rgb_id), app[FRAMES], stream_key(app, rgb_id, 0, 0),
                          FrameSpec(True, (28, 20)))
     pos = 0
-    for i, chunk in enumerate(stream_info(data)["chunks"]):
+    chunks = stream_info(data)["chunks"][:-1]  # all but the last: the picture is not the original yet
+    for i, chunk in enumerate(chunks):
         frames.next(data[pos : chunk["total_bytes"]], i)
         pos = chunk["total_bytes"]
     asked = iter([False, False, True])  # wanted for two slices, then no more
     assert frames.region(0, 0, 56, 40, cancelled=lambda: next(asked)) is None
-    assert 0 < frames._exact.bytes_fed <= 2 * 64 < len(data)
+    assert 0 < frames._exact.bytes_fed <= 2 * 64 < pos
     png, rect = frames.region(0, 0, 56, 40)
-    assert rect == (0, 0, 56, 40) and np.array_equal(frame_pixels(png), rgb)
+    expected = ProgressiveDecoder(app[MODEL])
+    expected.feed(data[:pos])
+    assert rect == (0, 0, 56, 40) and np.array_equal(frame_pixels(png), expected.region(0, 0, 40, 56))
