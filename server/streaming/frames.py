@@ -36,15 +36,15 @@ __all__ = ["Frame", "FrameSpec", "FrameCache", "frame_level", "level_reference",
 
 @dataclass(frozen=True)
 class Frame:
-    png: bytes  # the image sent: a PNG, or a JPEG where it was shrunk to a display (``frame_image``)
+    data: bytes  # the image sent: a PNG, or a JPEG where it was shrunk to a display (``frame_image``)
     width: int
     height: int
     psnr: float | None  # dB; None when the frame equals the original (infinite PSNR)
     ssim: float
-    render_ms: float  # preview + PNG + metrics, when it was rendered
+    render_ms: float  # preview + image + metrics, when it was rendered
     decode_ms: float  # the decoder's time for this chunk, when it was decoded
     level: int = 0  # the level the picture was measured at (0: full size)
-    format: str = "png"  # of ``png``: "png", or "jpeg" for a frame shrunk to a display
+    format: str = "png"  # of ``data``: "png", or "jpeg" for a frame shrunk to a display
 
 
 @dataclass(frozen=True)
@@ -157,11 +157,11 @@ def render_frame(decoder: ProgressiveDecoder, chunk: DecodedLevel, original: np.
     step = ssim_step(*image.shape[:2])
     p, s = psnr(image, reference), ssim(image[::step, ::step], reference[::step, ::step])
     shown = _fit(image, spec.size)
-    png = frame_image(shown, shown is not image)
+    data = frame_image(shown, shown is not image)
     h, w = shown.shape[:2]
     render_ms = (time.perf_counter() - t0) * 1000
-    return Frame(png, w, h, finite(p), round(s, 5), render_ms, chunk.decode_seconds * 1000, level,
-                 "png" if png.startswith(b"\x89PNG") else "jpeg")
+    return Frame(data, w, h, finite(p), round(s, 5), render_ms, chunk.decode_seconds * 1000, level,
+                 "png" if data.startswith(b"\x89PNG") else "jpeg")
 
 
 def render_region(decoder: ProgressiveDecoder, x: int, y: int, width: int,
@@ -189,7 +189,7 @@ class FrameCache:
     """Rendered frames by (stream, chunk index, how they are shown), bounded by their total PNG bytes."""
 
     def __init__(self, max_bytes: int) -> None:
-        self._lru = LRU(max_bytes, weigh=lambda frame: len(frame.png) + 256)  # type: ignore[attr-defined]
+        self._lru = LRU(max_bytes, weigh=lambda frame: len(frame.data) + 256)  # type: ignore[attr-defined]
 
     def __len__(self) -> int:
         return len(self._lru)

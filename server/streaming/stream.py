@@ -38,8 +38,7 @@ from .race import Racer
 from .source import Busy, EncodeJob, StreamSource
 
 __all__ = ["Sender", "Progress", "LevelFrames", "StreamWatch", "StreamBusy", "ChunkTimes", "Superseded", "newest_due",
-           "render_horizon",
-           "run_stream", "stream_key", "open_stream"]
+           "render_horizon", "run_stream", "stream_key", "open_stream"]
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +149,8 @@ class LevelFrames:
         encoded, so its final picture is them, bit for bit: a 1:1 region of it is a crop of the
         original, not a minute of decoding every level again (12 MP; four at 40 MP)."""
         header = self._decoder.header
-        return self._decoder.done and header is not None and not any(header.max_error) and \
-            not header.generative_levels
+        return (self._decoder.done and header is not None and not any(header.max_error)
+                and not header.generative_levels)
 
     def region_behind(self) -> bool:
         """Whether an exact region would first have to decode much of the stream (more than
@@ -468,14 +467,14 @@ async def _run_stream(app: web.Application, send: Sender, req: StartRequest, inf
             frame, shared = item
             stats.frame_hits += shared
             stats.frame_misses += not shared
-            level_frame_bytes += len(frame.png)
+            level_frame_bytes += len(frame.data)
             events.append(Event(time_of(arrival, about["sent_ms"]), chunk.end, frame.psnr))
             await send.pair({
                 "type": "level", **about, "decode_ms": round(frame.decode_ms, 3), "shared": shared,
                 "psnr": frame.psnr, "ssim": frame.ssim, "psnr_level": frame.level,
-                "frame_bytes": len(frame.png), "frame_width": frame.width, "frame_height": frame.height,
+                "frame_bytes": len(frame.data), "frame_width": frame.width, "frame_height": frame.height,
                 "frame_format": frame.format,
-            }, frame.png)
+            }, frame.data)
         summaries = list(await asyncio.gather(*tasks))
         total = len(source.data)
         result = verdict([VerdictRacer("hidenet", "hideNet", total, tuple(events))] + [r.racer() for r in racers])

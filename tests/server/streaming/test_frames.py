@@ -23,7 +23,7 @@ def test_frames_with_predicted_levels_are_sent_with_the_display_filter(preview):
     last = decoder.feed(data)[-1]
     frame = render_frame(decoder, last, original, FrameSpec(preview))
     # level 0, decoded: the exact pixels of level 2 among two predicted levels, as the viewer shows them
-    shown = frame_pixels(frame.png)
+    shown = frame_pixels(frame.data)
     assert np.array_equal(shown, display_filter(last.image, 2)) and not np.array_equal(shown, last.image)
     assert frame.psnr == pytest.approx(psnr(shown, original), abs=1e-3)
 
@@ -35,7 +35,7 @@ def test_a_preview_from_level_2_is_sent_with_its_finest_level_interpolated():
     decoder = ProgressiveDecoder(model)
     [first] = decoder.feed(data[: stream_info(data)["chunks"][0]["total_bytes"]])  # the base, level 2
     assert first.level == 2
-    shown = frame_pixels(render_frame(decoder, first, original, FrameSpec(preview=True)).png)
+    shown = frame_pixels(render_frame(decoder, first, original, FrameSpec(preview=True)).data)
     assert np.array_equal(shown, display_filter(decoder.preview(), 2, interpolate_finest=True))
 
 
@@ -45,7 +45,7 @@ def test_a_lossless_frame_stays_exact():
     decoder = ProgressiveDecoder(model)
     levels = decoder.feed(encode(original, model, EncodeSettings(version=5)))
     frame = render_frame(decoder, levels[-1], original, FrameSpec(preview=True))
-    assert np.array_equal(frame_pixels(frame.png), original) and frame.psnr is None
+    assert np.array_equal(frame_pixels(frame.data), original) and frame.psnr is None
 
 
 def test_a_layered_stream_refining_a_coarse_level_has_nothing_predicted_to_filter():
@@ -59,7 +59,7 @@ def test_a_layered_stream_refining_a_coarse_level_has_nothing_predicted_to_filte
     decoder = ProgressiveDecoder(model)
     last = decoder.feed(data[: chunks[refining]["total_bytes"]])[-1]
     assert last.level > 0 and decoder.current_level == 0
-    shown = frame_pixels(render_frame(decoder, last, original, FrameSpec(preview=True)).png)
+    shown = frame_pixels(render_frame(decoder, last, original, FrameSpec(preview=True)).data)
     assert np.array_equal(shown, decoder.preview())
 
 
@@ -71,7 +71,7 @@ def test_a_frame_for_a_smaller_display_is_predicted_only_to_its_level_and_shrunk
     decoder = ProgressiveDecoder(model)
     last = decoder.feed(encode(original, model))[-1]
     frame = render_frame(decoder, last, original, FrameSpec(preview=True, size=(40, 30)))
-    assert (frame.width, frame.height, frame.level) == (39, 30, 2) and frame_pixels(frame.png).shape == (30, 39, 3)
+    assert (frame.width, frame.height, frame.level) == (39, 30, 2) and frame_pixels(frame.data).shape == (30, 39, 3)
     assert frame.psnr is None  # lossless: level 2's grid is exact
     full = render_frame(decoder, last, original, FrameSpec(preview=True, size=(500, 500)))
     assert (full.width, full.height, full.level) == (180, 140, 0)  # never enlarged
@@ -85,16 +85,16 @@ def test_a_shrunk_frame_is_a_jpeg_close_to_the_shrunk_picture_and_an_exact_one_a
     last = decoder.feed(encode(original, model))[-1]
     shrunk = render_frame(decoder, last, original, FrameSpec(preview=True, size=(80, 60)))  # level 1 (90x70), shrunk
     exact = render_frame(decoder, last, original, FrameSpec(preview=True, size=(500, 500)))
-    assert exact.format == "png" and np.array_equal(frame_pixels(exact.png), original)
+    assert exact.format == "png" and np.array_equal(frame_pixels(exact.data), original)
     if channels == 4:  # JPEG has no alpha: a PNG still
-        assert shrunk.format == "png" and shrunk.png.startswith(b"\x89PNG")
+        assert shrunk.format == "png" and shrunk.data.startswith(b"\x89PNG")
         return
-    assert shrunk.format == "jpeg" and shrunk.png.startswith(b"\xff\xd8") and (shrunk.width, shrunk.height) == (77, 60)
+    assert shrunk.format == "jpeg" and shrunk.data.startswith(b"\xff\xd8") and (shrunk.width, shrunk.height) == (77, 60)
     # a lossless stream's level 1 is the original's grid: the frame is that, shrunk, within JPEG q95's error
     grid = original[::2, ::2]
     grid = Image.fromarray(grid[:, :, 0] if channels == 1 else grid)
     picture = np.asarray(grid.resize((77, 60), Image.Resampling.LANCZOS)).reshape(60, 77, channels)
-    assert psnr(frame_pixels(shrunk.png), picture) > 35  # this small noisy image: 37 dB
+    assert psnr(frame_pixels(shrunk.data), picture) > 35  # this small noisy image: 37 dB
 
 
 @pytest.mark.parametrize(("height", "width", "size", "level"), [
