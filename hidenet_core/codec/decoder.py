@@ -38,7 +38,14 @@ from .stages import calibration, linear, previewfilter
 from .stages.calibration import ChannelInput, ChannelParams
 from .versions import FormatVersion, format_version
 
-__all__ = ["DecodedLevel", "ProgressiveDecoder", "decode", "decode_until", "preview", "read_header"]
+__all__ = ["DecodedLevel", "ProgressiveDecoder", "decode", "decode_until", "preview", "read_header", "clip_region"]
+
+
+def clip_region(height: int, width: int, top: int, left: int, rows: int, cols: int) -> tuple[int, int, int, int]:
+    """The rectangle of ``rows`` x ``cols`` pixels from (``top``, ``left``) clipped to a
+    ``height`` x ``width`` image, as (top, left, bottom, right): at least one pixel, inside it."""
+    top, left = max(0, min(top, height - 1)), max(0, min(left, width - 1))
+    return top, left, min(height, top + max(1, rows)), min(width, left + max(1, cols))
 
 
 @dataclass(frozen=True)
@@ -396,8 +403,7 @@ class ProgressiveDecoder:
         h = self.header
         if h is None:
             raise HdnFormatError("no header decoded yet: nothing to show")
-        top, left = max(0, min(top, h.height - 1)), max(0, min(left, h.width - 1))
-        bottom, right = min(h.height, top + max(1, height)), min(h.width, left + max(1, width))
+        top, left, bottom, right = clip_region(h.height, h.width, top, left, height, width)
         x, k = self._finest()
         if k == 0:
             return x.transpose(1, 2, 0)[top:bottom, left:right].copy()

@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from hidenet_core import DecodedLevel, ProgressiveDecoder, display_frame, png_bytes, psnr, ssim
+from hidenet_core.codec.decoder import clip_region
 from hidenet_core.imageio import to_pil
 
 from ..storage.cache import StreamKey
@@ -44,7 +45,11 @@ class Frame:
     render_ms: float  # preview + image + metrics, when it was rendered
     decode_ms: float  # the decoder's time for this chunk, when it was decoded
     level: int = 0  # the level the picture was measured at (0: full size)
-    format: str = "png"  # of ``data``: "png", or "jpeg" for a frame shrunk to a display
+
+    @property
+    def format(self) -> str:
+        """Of ``data``: "png", or "jpeg" for a frame shrunk to a display."""
+        return "png" if self.data.startswith(b"\x89PNG") else "jpeg"
 
 
 @dataclass(frozen=True)
@@ -160,8 +165,7 @@ def render_frame(decoder: ProgressiveDecoder, chunk: DecodedLevel, original: np.
     data = frame_image(shown, shown is not image)
     h, w = shown.shape[:2]
     render_ms = (time.perf_counter() - t0) * 1000
-    return Frame(data, w, h, finite(p), round(s, 5), render_ms, chunk.decode_seconds * 1000, level,
-                 "png" if data.startswith(b"\x89PNG") else "jpeg")
+    return Frame(data, w, h, finite(p), round(s, 5), render_ms, chunk.decode_seconds * 1000, level)
 
 
 def render_region(decoder: ProgressiveDecoder, x: int, y: int, width: int,
@@ -169,8 +173,7 @@ def render_region(decoder: ProgressiveDecoder, x: int, y: int, width: int,
     """Blocking: the PNG of the full-resolution pixels the decoder's state shows in a rectangle,
     and the rectangle (x, y, width, height) it covers once clipped to the image."""
     pixels = decoder.region(y, x, height, width)
-    header = decoder.header
-    x, y = max(0, min(x, header.width - 1)), max(0, min(y, header.height - 1))  # as ``region`` clips
+    y, x, _, _ = clip_region(decoder.header.height, decoder.header.width, y, x, height, width)  # as ``region`` clips
     return png_bytes(pixels), (x, y, pixels.shape[1], pixels.shape[0])
 
 
@@ -179,10 +182,8 @@ def original_region(original: np.ndarray, x: int, y: int, width: int,
     """The PNG of the original's pixels in a rectangle, clipped as ``render_region`` clips it,
     and the rectangle: the region of a picture known to be the original (a finished lossless
     stream)."""
-    h, w = original.shape[:2]
-    x, y = max(0, min(x, w - 1)), max(0, min(y, h - 1))
-    pixels = original[y : min(h, y + max(1, height)), x : min(w, x + max(1, width))]
-    return png_bytes(pixels), (x, y, pixels.shape[1], pixels.shape[0])
+    top, left, bottom, right = clip_region(*original.shape[:2], y, x, height, width)
+    return png_bytes(original[top:bottom, left:right]), (left, top, right - left, bottom - top)
 
 
 class FrameCache:
