@@ -11,6 +11,7 @@ change: make it a new format version instead (``versions.py``, docs/format.md,
 - ``entropy``, ``codelength``: range coding and the code length it pays;
 - ``pyramid``: the odd/even split and merge;
 - ``loop``: one level from the next, the closed loop both sides run;
+- ``reconstruction``: the picture after each chunk, as both sides hold it, and what is shown of it;
 - ``encoder``, ``decoder``: whole streams (the decoder never imports the encoder);
 - ``stages``: the per-image stages, each one module that owns its fit, write, read and apply.
 

@@ -31,21 +31,15 @@ from .container import (
 )
 from .entropy import LevelDecoder
 from .intervals import Interval, first_interval, refine_decode
-from .loop import LevelPass, level_crc, part_crc, predict_level, top_prior
+from .loop import level_crc, part_crc, predict_level, top_prior
 from .plan import ChunkSpec, Pass, PassMode, guarantees, stream_plan
-from .pyramid import level_shapes, merge, split, total_levels
+from .pyramid import split
+from .reconstruction import Reconstruction
 from .stages import calibration, linear, previewfilter
 from .stages.calibration import ChannelInput, ChannelParams
 from .versions import FormatVersion, format_version
 
-__all__ = ["DecodedLevel", "ProgressiveDecoder", "decode", "decode_until", "preview", "read_header", "clip_region"]
-
-
-def clip_region(height: int, width: int, top: int, left: int, rows: int, cols: int) -> tuple[int, int, int, int]:
-    """The rectangle of ``rows`` x ``cols`` pixels from (``top``, ``left``) clipped to a
-    ``height`` x ``width`` image, as (top, left, bottom, right): at least one pixel, inside it."""
-    top, left = max(0, min(top, height - 1)), max(0, min(left, width - 1))
-    return top, left, min(height, top + max(1, rows)), min(width, left + max(1, cols))
+__all__ = ["DecodedLevel", "ProgressiveDecoder", "decode", "decode_until", "preview", "read_header"]
 
 
 @dataclass(frozen=True)
@@ -117,12 +111,7 @@ class ProgressiveDecoder:
         self._next = 0  # index of the next chunk in the plan
         self._shapes: list[tuple[int, int]] = []
         self._format: FormatVersion | None = None  # the header's version's record
-        self._filters: dict[int, list[tuple[int, ...]]] = {}  # level -> its latest preview filter
-        self._odd: dict[int, np.ndarray] = {}  # level -> (3C, h, w) values shown
-        self._intervals: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self._top: Interval | None = None
-        self._images: dict[int, np.ndarray] = {}
-        self._pass: LevelPass | None = None
+        self._rec: Reconstruction | None = None  # the picture so far, once the header is read
         self._last_pass: dict[int, Pass] = {}
 
     @property
@@ -138,7 +127,14 @@ class ProgressiveDecoder:
     @property
     def current_level(self) -> int | None:
         """The finest level decoded so far (None before the first chunk)."""
-        return min(self._odd) if self._odd else (self.header.levels if self._top is not None else None)
+        return None if self._rec is None else self._rec.current_level
+
+    @property
+    def reconstruction(self) -> Reconstruction:
+        """The picture the chunks decoded so far make (``Reconstruction``)."""
+        if self._rec is None:
+            raise HdnFormatError("no header decoded yet: nothing to show")
+        return self._rec
 
     def feed(self, data: bytes) -> list[DecodedLevel]:
         """Add bytes; return a result for each chunk they completed (possibly none)."""
@@ -200,7 +196,8 @@ class ProgressiveDecoder:
         self._last_pass = {p.level: p for c in self._plan if (p := c.pass_) is not None}
         del self._buf[:size]
         self._consumed = size
-        self._shapes = level_shapes(header.height, header.width, total_levels(header.height, header.width))
+        self._rec = Reconstruction(header, self.predictor)
+        self._shapes = self._rec.shapes
         return True
 
     def _bound(self, spec: ChunkSpec) -> int:
@@ -261,7 +258,7 @@ class ProgressiveDecoder:
         parts = 1 if spec.pass_ is None else len(spec.pass_.parts)
         self.decoded_chunks += not skip
         if self.images and not skip:
-            image = self._level_now(k).transpose(1, 2, 0).copy()
+            image = self._rec.level_now(k).transpose(1, 2, 0).copy()
         else:
             image = np.zeros((0, 0, h.channels), dtype=np.uint8)
         level = DecodedLevel(k, image, ch.payload_length, self._consumed, seconds,
@@ -269,41 +266,15 @@ class ProgressiveDecoder:
         self.levels.append(level)
         return level
 
-    # -- the reconstruction -------------------------------------------------------------------------
-
-    def _image(self, k: int) -> np.ndarray:
-        """The (C, H, W) reconstruction of level k as it stands (every level above it decoded)."""
-        assert self.header is not None
-        top = len(self._shapes) - 1
-        if k not in self._images:
-            self._images[k] = (self._top.rec.reshape(self.header.channels, 1, 1) if k == top
-                               else merge(self._image(k + 1), self._odd[k], self._shapes[k]))
-        return self._images[k]
-
-    def _set_level(self, k: int, odd: np.ndarray, intervals: tuple[np.ndarray, np.ndarray] | None) -> None:
-        self._odd[k] = odd
-        if intervals is not None:
-            self._intervals[k] = intervals
-        else:  # the level's last pass: no later one refines it
-            self._intervals.pop(k, None)
-        for j in [j for j in self._images if j <= k]:
-            del self._images[j]
-
-    def _level_now(self, k: int) -> np.ndarray:
-        """Level k as it stands, mid-pass included (values not coded yet in a first pass: 0)."""
-        if self._pass is not None and self._pass.level == k and not self._pass.done:
-            return self._pass.image()
-        return self._image(k)
-
     def _decode_chunk(self, spec: ChunkSpec, payload: bytes) -> int:
         """Decode one chunk; return the CRC the stream must carry for it."""
-        h, fmt = self.header, self._format
-        assert h is not None and fmt is not None
+        h, fmt, rec = self.header, self._format, self._rec
+        assert h is not None and fmt is not None and rec is not None
         k = spec.level
         dec = LevelDecoder(payload, self.predictor.distribution)
         if spec.pass_ is None:  # a generative level: the prediction, filtered with the latest filter
-            recon = predict_level(self.predictor, self._image(k + 1), self._shapes[k], k, self._filter(k), fmt)
-            self._set_level(k, split(recon)[1], None)
+            recon = predict_level(self.predictor, rec.image(k + 1), self._shapes[k], k, rec.filter(k), fmt)
+            rec.set_level(k, split(recon)[1], None)
             if fmt.carries_filter(self._shapes, k - 1):  # else the payload is empty (its bound is 0)
                 self._read_filter(dec, k - 1)
             return level_crc(recon)
@@ -313,169 +284,73 @@ class ProgressiveDecoder:
             crc = self._decode_base(dec, p, keep)
         else:
             if spec.part == 0:
-                prior = None if p.prev_d is None else self._intervals[k]
-                predictor = _INTERP if p.mode & PassMode.INTERP else self.predictor
-                self._pass = LevelPass(predictor, fmt, k, self._shapes[k], self._image(k + 1), p.parts, prior,
-                                       stages=not p.mode & PassMode.PLAIN, keep=keep, shown=self._odd.get(k))
-            assert self._pass is not None
-            part = self._pass.run(_Coder(dec, p.d, fmt))
-            crc = part_crc(self._pass.odd, self._pass.part_channels(part), part.strips) if fmt.layered else None
-            if self._pass.done:
-                self._set_level(k, self._pass.odd, self._pass.intervals)
+                prior = None if p.prev_d is None else rec.intervals[k]
+                rec.start_pass(_INTERP if p.mode & PassMode.INTERP else self.predictor, k, p.parts, prior,
+                               stages=not p.mode & PassMode.PLAIN, keep=keep)
+            level_pass = rec.pass_
+            assert level_pass is not None
+            part = level_pass.run(_Coder(dec, p.d, fmt))
+            crc = part_crc(level_pass.odd, level_pass.part_channels(part), part.strips) if fmt.layered else None
+            if level_pass.done:
+                rec.set_level(k, level_pass.odd, level_pass.intervals)
                 if crc is None:
-                    crc = level_crc(self._image(k))
+                    crc = level_crc(rec.image(k))
         if spec.last_part and (p.prev_d is None or k - 1 < h.generative_levels):
             self._read_filter(dec, k - 1)
         return crc
 
     def _decode_base(self, dec: LevelDecoder, p: Pass, keep: bool) -> int:
-        h, fmt = self.header, self._format
-        assert h is not None and fmt is not None
+        h, fmt, rec = self.header, self._format, self._rec
+        assert h is not None and fmt is not None and rec is not None
         c = h.channels
         if p.prev_d is None:
-            self._top = first_interval(dec.decode(*top_prior(c), p.d), p.d)
+            rec.set_top(first_interval(dec.decode(*top_prior(c), p.d), p.d))
         else:
-            self._top = refine_decode(dec, self._top.lo, self._top.hi, *top_prior(c), p.d)
-        self._images.clear()
+            rec.set_top(refine_decode(dec, rec.top.lo, rec.top.hi, *top_prior(c), p.d))
         for j in range(len(self._shapes) - 2, p.level - 1, -1):
-            prior = None if p.prev_d is None else self._intervals[j]
-            predictor = _INTERP if p.mode & PassMode.INTERP else self.predictor
-            level_pass = LevelPass(predictor, fmt, j, self._shapes[j], self._image(j + 1), p.parts, prior,
-                                   stages=not p.mode & PassMode.PLAIN, keep=keep)
+            prior = None if p.prev_d is None else rec.intervals[j]
+            level_pass = rec.start_pass(_INTERP if p.mode & PassMode.INTERP else self.predictor, j, p.parts, prior,
+                                        stages=not p.mode & PassMode.PLAIN, keep=keep, track=False)
             level_pass.run(_Coder(dec, p.d, fmt))
-            self._set_level(j, level_pass.odd, level_pass.intervals)
-        return level_crc(self._image(p.level))
+            rec.set_level(j, level_pass.odd, level_pass.intervals)
+        return level_crc(rec.image(p.level))
 
     def _read_filter(self, dec: LevelDecoder, k: int) -> None:
         """Read level k's preview filter from the end of the chunk (if the stream has one)."""
-        assert self.header is not None and self._format is not None
+        assert self.header is not None and self._format is not None and self._rec is not None
         if self._format.carries_filter(self._shapes, k):
             c = self.header.channels
-            self._filters[k] = previewfilter.read(dec, previewfilter.counts(c, self.predictor.steps(c)))
+            self._rec.set_filter(k, previewfilter.read(dec, previewfilter.counts(c, self.predictor.steps(c))))
 
-    def _filter(self, k: int) -> previewfilter.FilterFn | None:
-        """The latest preview filter of level k (else None: the plain means)."""
-        return previewfilter.applier(self._filters[k]) if k in self._filters else None
+    # -- what is shown (``Reconstruction``) -----------------------------------------------------------
 
     def current_image(self) -> np.ndarray:
         """The (H, W, C) image of the level of the last chunk decoded, as it stands (what that
         chunk's ``DecodedLevel.image`` holds when the decoder keeps images)."""
         if not self.levels:
             raise HdnFormatError("no chunk decoded yet")
-        return self._level_now(max(self.levels[-1].level, self.finest_level)).transpose(1, 2, 0).copy()
+        return self.reconstruction.level_now(max(self.levels[-1].level, self.finest_level)).transpose(1, 2, 0).copy()
 
     def level_image(self, k: int) -> np.ndarray:
         """Level k's (H, W, C) reconstruction as it stands (a pass over it and every level above complete)."""
-        if k not in self._odd and not (self.header is not None and k == self.header.levels and self._top is not None):
+        if self._rec is None:
             raise HdnFormatError(f"level {k} is not decoded yet")
-        return self._image(k).transpose(1, 2, 0).copy()
+        return self._rec.level_image(k)
 
     def preview(self, level: int = 0, model_pixels: int | None = None) -> np.ndarray:
-        """The (H, W, C) image of the current state at level ``level``'s size (0: the full size):
-        every level decoded so far as it stands, the rest predicted (each with its latest
-        preview filter from the stream, where it has one). Predicting stops at ``level``, so a
-        small preview of a large image costs only the levels it shows. With ``model_pixels``,
-        the model predicts levels only while their pixels add up to at most that many; finer
-        levels are bilinear (``upsample_bilinear``, a hundred times cheaper): a bounded cost
-        per preview whatever the image's size, for a viewer that must show something at once."""
-        k = self._finest_level()
-        if k < level:  # a finer level is under way: ``level`` is complete (not predicted)
-            return self._image(level).transpose(1, 2, 0).copy()
-        spent = 0
-        if self._pass is not None and not self._pass.done and self._pass.prior is None:  # predicted parts
-            spent = self._shapes[k][0] * self._shapes[k][1]
-        x, k = self._finest(model=model_pixels is None or spent <= model_pixels)
-        for j in range(k - 1, level - 1, -1):
-            pixels = self._shapes[j][0] * self._shapes[j][1]
-            if j in self._odd or model_pixels is None or spent + pixels <= model_pixels:
-                spent += 0 if j in self._odd else pixels
-                x = self._next_level(x, j)
-            else:
-                model_pixels = 0  # once interpolating, every finer level is interpolated
-                x = upsample_bilinear(x, self._shapes[j])
-        return x.transpose(1, 2, 0).copy()
+        """``Reconstruction.preview`` of the chunks decoded so far: the image at level ``level``'s
+        size, the levels not decoded yet predicted (the model's pixels bounded by ``model_pixels``)."""
+        if self._rec is None:
+            raise HdnFormatError("no chunk decoded yet: nothing to preview")
+        return self._rec.preview(level, model_pixels)
 
     def region(self, top: int, left: int, height: int, width: int) -> np.ndarray:
-        """The full-size current state's pixels in rows top..top+height-1, columns left..left+width-1
-        (clipped to the image): exact where every level is decoded; elsewhere predicted from the
-        finest decoded level around the region (with a margin, so only its border may differ a
-        little from ``preview``)."""
-        h = self.header
-        if h is None:
-            raise HdnFormatError("no header decoded yet: nothing to show")
-        top, left, bottom, right = clip_region(h.height, h.width, top, left, height, width)
-        x, k = self._finest()
-        if k == 0:
-            return x.transpose(1, 2, 0)[top:bottom, left:right].copy()
-        margin = 8  # grid positions around the region at each predicted level
-        step = 1 << k
-        y0, x0 = max(0, top // step - margin), max(0, left // step - margin)
-        y1 = min(x.shape[1], -(-bottom // step) + margin)
-        x1 = min(x.shape[2], -(-right // step) + margin)
-        crop, cy, cx = x[:, y0:y1, x0:x1], y0, x0  # level k's pixels from (cy, cx)
-        for j in range(k - 1, -1, -1):  # level j's odd grid is level j + 1's pixels
-            ch, cw = crop.shape[1:]
-            size = (min(2 * ch, self._shapes[j][0] - 2 * cy), min(2 * cw, self._shapes[j][1] - 2 * cx))
-            if j in self._odd:
-                crop = merge(crop, self._odd[j][:, cy : cy + ch, cx : cx + cw], size)
-            else:
-                crop = predict_level(self.predictor, crop, size, j, self._filter(j), self._format)
-            cy, cx = 2 * cy, 2 * cx
-        oy, ox = top - cy, left - cx
-        return crop.transpose(1, 2, 0)[oy : oy + bottom - top, ox : ox + right - left].copy()
-
-    def _finest_level(self) -> int:
-        """The level ``_finest`` returns, without computing its image."""
-        if self.current_level is None:
-            raise HdnFormatError("no chunk decoded yet: nothing to preview")
-        return self._pass.level if self._pass is not None and not self._pass.done else self.current_level
-
-    def _finest(self, model: bool = True) -> tuple[np.ndarray, int]:
-        """The finest level with decoded values, (C, H, W), and its index (mid-pass: the parts
-        of a first pass not coded yet predicted, by the model or else interpolated, those of a
-        refinement as the layer before)."""
-        k = self._finest_level()
-        if self._pass is not None and not self._pass.done:
-            return (self._pass.image() if self._pass.prior is not None else self._partial(self._pass, model)), k
-        return self._image(k), k
-
-    def _next_level(self, x: np.ndarray, j: int) -> np.ndarray:
-        """Level j from level j + 1's image ``x``: as decoded where it is, else predicted."""
-        if j in self._odd:
-            return merge(x, self._odd[j], self._shapes[j])
-        return predict_level(self.predictor, x, self._shapes[j], j, self._filter(j), self._format)
-
-    def _partial(self, level_pass: LevelPass, model: bool = True) -> np.ndarray:
-        """A first pass cut between parts: the steps coded so far, the rest predicted (by the
-        model, or bilinear)."""
-        done = {ch for part in level_pass.parts[: level_pass.next] for ch in level_pass.part_channels(part)}
-        if model:
-            predicted = split(predict_level(self.predictor, level_pass.even, level_pass.size, level_pass.level,
-                                            self._filter(level_pass.level), self._format))[1]
-        else:
-            predicted = split(upsample_bilinear(level_pass.even, level_pass.size))[1]
-        odd = np.where(np.isin(np.arange(predicted.shape[0]), sorted(done))[:, None, None], level_pass.odd, predicted)
-        return merge(level_pass.even, odd, level_pass.size)
+        """``Reconstruction.region`` of the chunks decoded so far: the full-size pixels in a
+        rectangle (clipped to the image), exact where every level is decoded."""
+        return self.reconstruction.region(top, left, height, width)
 
 
 _INTERP = Interp().eval()
-
-
-def upsample_bilinear(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Level j (size ``(H, W)``) from level j + 1's (C, h, w) uint8 ``x`` by bilinear interpolation
-    on the pyramid's grid: the even pixels are ``x``, each odd one the mean of its two or four
-    even neighbours (edges replicated). For display only: the codec never predicts with it."""
-    c, h, w = x.shape
-    f = x.astype(np.float32)
-    right = np.concatenate([f[:, :, 1:], f[:, :, -1:]], axis=2)
-    down = np.concatenate([f[:, 1:], f[:, -1:]], axis=1)
-    diag = np.concatenate([right[:, 1:], right[:, -1:]], axis=1)
-    out = np.empty((c, 2 * h, 2 * w), dtype=np.uint8)
-    out[:, 0::2, 0::2] = x
-    out[:, 0::2, 1::2] = np.rint((f + right) / 2)
-    out[:, 1::2, 0::2] = np.rint((f + down) / 2)
-    out[:, 1::2, 1::2] = np.rint((f + right + down + diag) / 4)
-    return out[:, : size[0], : size[1]]
 
 
 def preview(predictor: Predictor, recon_chw: np.ndarray, level: int, shapes: list[tuple[int, int]],

@@ -15,7 +15,7 @@ them as they come); ``encode`` returns the whole stream.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -36,7 +36,8 @@ from .entropy import LevelEncoder
 from .intervals import Interval, first_interval, refine_encode
 from .loop import LevelPass, level_crc, part_crc, predict_level, top_prior
 from .plan import ChunkSpec, Pass, PassMode, guarantees, stream_plan
-from .pyramid import default_levels, level_images, level_shapes, merge, split, total_levels
+from .pyramid import default_levels, level_images, split, total_levels
+from .reconstruction import Reconstruction
 from .stages import calibration, previewfilter
 from .stages.calibration import ChannelInput, ChannelParams
 from .versions import VERSION, FormatVersion, format_version
@@ -112,6 +113,9 @@ class EncodedChunk:
     spec: ChunkSpec | None
     chunks: int  # the stream's chunk count
     max_error: int | None = None  # after this chunk, the largest error any pixel can have (None: unbounded)
+    #: the encoder's reconstruction after this chunk, which is the decoder's after it (a chunk only):
+    #: valid until the generator is resumed, which changes it in place
+    state: Reconstruction | None = field(default=None, compare=False, repr=False)
 
 
 def resolve_max_error(max_error: int | Sequence[int], levels: int) -> tuple[int, ...]:
@@ -212,41 +216,6 @@ class _Coder:
         return params
 
 
-class _Levels:
-    """The reconstruction both sides share: every level's odd values (shown) and, while later
-    passes are to come, the intervals they are known to lie in; the top pixel likewise."""
-
-    def __init__(self, top: int, channels: int, shapes: list[tuple[int, int]]) -> None:
-        self.top, self.channels, self.shapes = top, channels, shapes
-        self.odd: dict[int, np.ndarray] = {}  # level -> (3C, h, w) values shown
-        self.intervals: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # level -> (lo, hi) planes
-        self.top_pixel: Interval | None = None
-        self._images: dict[int, np.ndarray] = {}  # level -> its (C, H, W) image, while valid
-
-    def image(self, k: int) -> np.ndarray:
-        """The (C, H, W) reconstruction of level k as it stands."""
-        if k not in self._images:
-            self._images[k] = (self.top_pixel.rec.reshape(self.channels, 1, 1) if k == self.top
-                               else merge(self.image(k + 1), self.odd[k], self.shapes[k]))
-        return self._images[k]
-
-    def set_level(self, k: int, odd: np.ndarray, intervals: tuple[np.ndarray, np.ndarray] | None) -> None:
-        self.odd[k] = odd
-        if intervals is not None:
-            self.intervals[k] = intervals
-        else:  # the level's last pass: no later one refines it
-            self.intervals.pop(k, None)
-        self._invalidate(k)
-
-    def set_top(self, interval: Interval) -> None:
-        self.top_pixel = interval
-        self._invalidate(self.top)
-
-    def _invalidate(self, k: int) -> None:
-        for j in [j for j in self._images if j <= k]:
-            del self._images[j]
-
-
 class _OddValues:
     """The true odd values (3C, h, w) of each level, split off its original when asked: the
     passes go level by level, so only the last two asked for are kept (all of them at once
@@ -299,8 +268,8 @@ def encode_chunks(image: np.ndarray, predictor: Predictor, settings: EncodeSetti
 
     originals = level_images(image.transpose(2, 0, 1), top)  # (C, H, W) of every level down to 1x1
     odds = _OddValues(originals)  # the odd values (3C, h, w) that rebuild each level
-    shapes = level_shapes(height, width, top)
-    state = _Levels(top, channels, shapes)
+    state = Reconstruction(header, predictor)  # what the decoder will hold, chunk by chunk
+    shapes = state.shapes
     last_pass = {p.level: p for c in plan if (p := c.pass_) is not None}  # level -> its last pass
     previews: dict[int, np.ndarray] = {}  # generative level -> its filtered prediction (what the level is)
     current: LevelPass | None = None
@@ -317,15 +286,15 @@ def encode_chunks(image: np.ndarray, predictor: Predictor, settings: EncodeSetti
             _fit_filter(enc, predictor, fmt, state, odds, shapes, k - 1, g, previews)
             payload = enc.payload() if fmt.carries_filter(shapes, k - 1) else b""
             yield EncodedChunk(pack_chunk(k, payload, level_crc(recon), fmt.layered, spec.layer, 0), spec,
-                               len(plan), bound)
+                               len(plan), bound, state)
             continue
         p = spec.pass_
         if p.level == levels:  # the base: the top pixel, then the base's own levels, in one part
-            crc = _code_base(enc, predictor, fmt, state, p, originals, odds, shapes, keep=p is not last_pass[p.level],
+            crc = _code_base(enc, predictor, fmt, state, p, originals, odds, keep=p is not last_pass[p.level],
                              cancelled=cancelled)
         else:
             if spec.part == 0:
-                current = _start_pass(predictor, fmt, state, p, shapes, keep=p is not last_pass[p.level])
+                current = _start_pass(predictor, state, p, keep=p is not last_pass[p.level])
             assert current is not None
             part = current.run(_Coder(enc, odds[p.level], p.d, fmt, cancelled))
             crc = part_crc(current.odd, current.part_channels(part), part.strips) if fmt.layered else None
@@ -336,7 +305,7 @@ def encode_chunks(image: np.ndarray, predictor: Predictor, settings: EncodeSetti
         if spec.last_part and (p.prev_d is None or p.level - 1 < g):
             _fit_filter(enc, predictor, fmt, state, odds, shapes, p.level - 1, g, previews)
         yield EncodedChunk(pack_chunk(p.level, enc.payload(), crc, fmt.layered, spec.layer, spec.part), spec,
-                           len(plan), bound)
+                           len(plan), bound, state)
 
 
 def encode(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = EncodeSettings()) -> bytes:
@@ -344,27 +313,26 @@ def encode(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = E
     return b"".join(c.data for c in encode_chunks(image, predictor, settings))
 
 
-def _start_pass(predictor: Predictor, fmt: FormatVersion, state: _Levels, p: Pass, shapes, keep: bool) -> LevelPass:
+def _start_pass(predictor: Predictor, state: Reconstruction, p: Pass, keep: bool, track: bool = True) -> LevelPass:
     """A pass over level ``p.level`` from the current reconstruction of the level above."""
-    k = p.level
-    prior = None if p.prev_d is None else state.intervals[k]
-    return LevelPass(_pass_predictor(predictor, p.mode), fmt, k, shapes[k], state.image(k + 1), p.parts, prior,
-                     stages=not p.mode & PassMode.PLAIN, keep=keep)
+    prior = None if p.prev_d is None else state.intervals[p.level]
+    return state.start_pass(_pass_predictor(predictor, p.mode), p.level, p.parts, prior,
+                            stages=not p.mode & PassMode.PLAIN, keep=keep, track=track)
 
 
-def _code_base(enc: LevelEncoder, predictor: Predictor, fmt: FormatVersion, state: _Levels, p: Pass, originals,
-               odds, shapes, keep: bool, cancelled: Callable[[], bool] = _never) -> int:
+def _code_base(enc: LevelEncoder, predictor: Predictor, fmt: FormatVersion, state: Reconstruction, p: Pass,
+               originals, odds, keep: bool, cancelled: Callable[[], bool] = _never) -> int:
     """The base's pass: the top pixel, then each of the base's own levels, top down; the CRC of the base."""
     c = originals[0].shape[0]
-    x = originals[state.top].reshape(-1)
+    x = originals[state.top_level].reshape(-1)
     if p.prev_d is None:
         state.set_top(first_interval(enc.encode(x, *top_prior(c), p.d), p.d))
     else:
-        old = state.top_pixel
+        old = state.top
         state.set_top(refine_encode(enc, x, old.lo, old.hi, *top_prior(c), p.d))
-    for k in range(state.top - 1, p.level - 1, -1):
-        level_pass = _start_pass(predictor, fmt, state, Pass(p.layer, k, p.d, p.prev_d, p.mode, p.parts), shapes,
-                                 keep)
+    for k in range(state.top_level - 1, p.level - 1, -1):
+        level_pass = _start_pass(predictor, state, Pass(p.layer, k, p.d, p.prev_d, p.mode, p.parts), keep,
+                                 track=False)
         level_pass.run(_Coder(enc, odds[k], p.d, fmt, cancelled))
         state.set_level(k, level_pass.odd, level_pass.intervals)
     return level_crc(state.image(p.level))
@@ -377,8 +345,8 @@ def _code_base(enc: LevelEncoder, predictor: Predictor, fmt: FormatVersion, stat
 FILTER_BAND_POSITIONS = 1 << 18
 
 
-def _fit_filter(enc: LevelEncoder, predictor: Predictor, fmt: FormatVersion, state: _Levels, odds, shapes, k: int,
-                g: int, previews: dict[int, np.ndarray]) -> None:
+def _fit_filter(enc: LevelEncoder, predictor: Predictor, fmt: FormatVersion, state: Reconstruction, odds, shapes,
+                k: int, g: int, previews: dict[int, np.ndarray]) -> None:
     """Fit level k's preview filter on the reconstruction of level k + 1 and code it, where the format has one."""
     if not fmt.carries_filter(shapes, k):
         return
@@ -395,3 +363,4 @@ def _fit_filter(enc: LevelEncoder, predictor: Predictor, fmt: FormatVersion, sta
             predicted = predict_level(predictor, even, size, k, previewfilter.applier(fitter.ordered()), fmt)
         previews[k] = predicted
     previewfilter.write(enc, fitter.ordered())
+    state.set_filter(k, fitter.ordered())

@@ -1,4 +1,7 @@
-"""Turning the decoder's state into what the browser is sent: a PNG frame and its quality.
+"""Turning a stream's reconstruction into what the browser is sent: a PNG frame and its quality.
+
+The reconstruction after a chunk is the decoder's, or during a first view the encoder's own
+(``hidenet_core.codec.reconstruction``: the two are the same, bit for bit).
 
 The frame is, with ``preview``, the picture the stream shows after a chunk (every level
 decoded so far, the rest predicted), or else the chunk's level itself at its own size, in
@@ -24,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from hidenet_core import DecodedLevel, ProgressiveDecoder, display_frame, png_bytes, psnr, ssim
-from hidenet_core.codec.decoder import clip_region
+from hidenet_core import display_frame, png_bytes, psnr, ssim
+from hidenet_core.codec.reconstruction import Reconstruction, clip_region
 from hidenet_core.imageio import to_pil
 
 from ..storage.cache import StreamKey
@@ -145,19 +148,20 @@ def frame_image(shown: np.ndarray, shrunk: bool) -> bytes:
     return buf.getvalue()
 
 
-def render_frame(decoder: ProgressiveDecoder, chunk: DecodedLevel, original: np.ndarray, spec: FrameSpec) -> Frame:
-    """Blocking: call in the worker."""
+def render_frame(view: Reconstruction, level: int, original: np.ndarray, spec: FrameSpec,
+                 decode_ms: float = 0.0) -> Frame:
+    """Blocking: the frame after a chunk of level ``level``, from the reconstruction after it
+    (the decoder's, or the encoder's own: they are the same); ``decode_ms`` the chunk's decoding."""
     t0 = time.perf_counter()
-    g = decoder.header.generative_levels
+    g = view.header.generative_levels
     if spec.preview:  # at the frame level, counted from which the finest level decoded so far is the exact grid
         level = frame_level(*original.shape[:2], spec.size)
         # a frame for a display (not "full") predicts with the model a bounded number of pixels, the rest interpolated
         budget = None if spec.size is None or original.shape[0] * original.shape[1] <= MODEL_FRAME_PIXELS else 0
-        image = display_frame(decoder.preview(level, budget), max(decoder.current_level - level, 0),
+        image = display_frame(view.preview(level, budget), max(view.current_level - level, 0),
                               max(g - level, 0), True, interpolated=budget == 0)
     else:
-        level = chunk.level
-        image = display_frame(chunk.image, level, g, False)
+        image = display_frame(view.level_now(level).transpose(1, 2, 0), level, g, False)
     reference = level_reference(original, level)
     step = ssim_step(*image.shape[:2])
     p, s = psnr(image, reference), ssim(image[::step, ::step], reference[::step, ::step])
@@ -165,15 +169,15 @@ def render_frame(decoder: ProgressiveDecoder, chunk: DecodedLevel, original: np.
     data = frame_image(shown, shown is not image)
     h, w = shown.shape[:2]
     render_ms = (time.perf_counter() - t0) * 1000
-    return Frame(data, w, h, finite(p), round(s, 5), render_ms, chunk.decode_seconds * 1000, level)
+    return Frame(data, w, h, finite(p), round(s, 5), render_ms, decode_ms, level)
 
 
-def render_region(decoder: ProgressiveDecoder, x: int, y: int, width: int,
+def render_region(view: Reconstruction, x: int, y: int, width: int,
                   height: int) -> tuple[bytes, tuple[int, int, int, int]]:
-    """Blocking: the PNG of the full-resolution pixels the decoder's state shows in a rectangle,
+    """Blocking: the PNG of the full-resolution pixels a reconstruction shows in a rectangle,
     and the rectangle (x, y, width, height) it covers once clipped to the image."""
-    pixels = decoder.region(y, x, height, width)
-    y, x, _, _ = clip_region(decoder.header.height, decoder.header.width, y, x, height, width)  # as ``region`` clips
+    pixels = view.region(y, x, height, width)
+    y, x, _, _ = clip_region(view.header.height, view.header.width, y, x, height, width)  # as ``region`` clips
     return png_bytes(pixels), (x, y, pixels.shape[1], pixels.shape[0])
 
 

@@ -4,7 +4,9 @@ A ``StreamSource`` is one stream (image, mode, model, format) shared by every vi
 it: its header and the chunks that exist so far, each with the moment it was made. A
 first view starts an encode that yields the header at once and then each chunk as the
 encoder makes it (``hidenet_core.encode_chunks``), so a viewer's first level goes out
-within moments whatever the image size; viewers who come while it runs share it. The
+within moments whatever the image size; viewers who come while it runs share it, and each
+may render its frames from the encoder's own reconstruction as each chunk is made (a
+``Tap``), instead of decoding the chunk again. The
 encode runs only while somebody waits for it: when its last viewer leaves it is
 cancelled (within a channel's coding), and at most ``max_encodes`` run per process
 (past that a viewer is told "busy", never queued), each on a thread of its own, so that
@@ -17,23 +19,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from hidenet_core import EncodeSettings
 from hidenet_core.codec.container import Chunk, Header, StreamLayout, parse_header, scan_stream
 from hidenet_core.codec.encoder import EncodeCancelled, EncodedChunk, encode_chunks
+from hidenet_core.codec.reconstruction import Reconstruction
 
 from ..storage.cache import CorruptCacheFile, StreamCache, StreamKey
 
-__all__ = ["StreamSource", "StreamSources", "Busy"]
+__all__ = ["StreamSource", "StreamSources", "Busy", "Tap"]
 
 log = logging.getLogger(__name__)
 
 
 class Busy(Exception):
     """Every encode slot of this process is taken."""
+
+
+#: a viewer's hook into an encode in progress: (chunk index, the reconstruction after it) -> None,
+#: called on the encode's thread while the encoder waits; the reconstruction is valid only then
+Tap = Callable[[int, Reconstruction], None]
 
 
 class StreamSource:
@@ -52,6 +60,9 @@ class StreamSource:
         self.from_cache = False
         self.viewers = 0
         self.cancel = threading.Event()  # asked by the encoder between channels
+        #: called on the encode's thread with each chunk's index and the encoder's reconstruction
+        #: after it, before the chunk is published (``Tap``): frames rendered without decoding
+        self.taps: list[Tap] = []
         self.task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
 
@@ -130,6 +141,21 @@ class EncodeJob:
     pixels: Callable[[], object]
     model: object
     settings: EncodeSettings
+
+
+def _next_piece(source: StreamSource, pieces: Iterator[EncodedChunk]) -> EncodedChunk | None:
+    """On the encode's thread: the encoder's next piece, once each of the source's taps has seen
+    the reconstruction after it (a tap that fails is dropped: its viewer decodes instead)."""
+    piece = next(pieces, None)
+    if piece is not None and piece.spec is not None and piece.state is not None:
+        for tap in list(source.taps):
+            try:
+                tap(piece.spec.index, piece.state)
+            except Exception:
+                log.exception("a frame of %s could not be rendered from the encoder's state", source.key.filename)
+                if tap in source.taps:
+                    source.taps.remove(tap)
+    return piece
 
 
 class StreamSources:
@@ -218,7 +244,7 @@ class StreamSources:
             loop = asyncio.get_running_loop()
             pixels = await self._run(job.pixels)
             pieces = encode_chunks(pixels, job.model, job.settings, cancelled=source.cancel.is_set)
-            while (piece := await loop.run_in_executor(self._pool, next, pieces, None)) is not None:
+            while (piece := await loop.run_in_executor(self._pool, _next_piece, source, pieces)) is not None:
                 if piece.spec is not None and len(source.chunks) + 1 == source.planned:
                     # the last chunk: cached before anyone receives it, so that whoever has the whole
                     # stream finds it in the cache (a disk write; the chunks before went out at once)

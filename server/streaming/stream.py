@@ -4,8 +4,9 @@ t = 0 is the moment the server sends ``meta``. Before it, the stream's header is
 from the cache or made by a new encode, and each contender of the race prepared
 (``progress`` messages say so). Chunk i is released when its last byte arrives on the
 link (``links.LinkSchedule``: ``t0 + arrival_ms(link, end of its chunk)``, later if the
-encoder had not made it yet), then decoded in the worker and sent as a JSON message
-followed by its PNG frame at the size the viewer shows it. Each contender
+encoder had not made it yet), and sent as a JSON message followed by its frame at the size
+the viewer shows it: rendered from the encoder's own state as the chunk is made during a
+first view, else read from the frame cache or decoded in the worker (``LevelFrames``). Each contender
 (``race.Racer``) sends its repaints at their own arrival times on the same link, and
 ``done`` carries the verdict, computed from the same events the viewer's chart draws.
 """
@@ -21,8 +22,10 @@ from dataclasses import dataclass, field, replace
 
 from aiohttp import web
 
-from hidenet_core import EncodeSettings, ProgressiveDecoder, level_shapes
-from hidenet_core.codec.plan import guarantees, stream_plan
+from hidenet_core import EncodeSettings, ProgressiveDecoder, level_shapes, read_header
+from hidenet_core.codec.container import Header
+from hidenet_core.codec.plan import ChunkSpec, guarantees, stream_plan
+from hidenet_core.codec.reconstruction import Reconstruction
 from hidenet_core.codec.versions import VERSION
 from hidenet_core.tools.contenders import Event, verdict
 from hidenet_core.tools.contenders import Racer as VerdictRacer
@@ -93,12 +96,20 @@ REGION_FEED_BYTES = 64 * 1024
 
 
 class LevelFrames:
-    """The frames of one stream, decoding chunks only when a frame is not cached.
+    """The frames of one stream: rendered from the encoder's state as it codes (a first view),
+    else from the cache, else by decoding the chunks.
 
     Decoding is deterministic and checked by CRC, so a chunk's frame is the same for every
     stream of the same (image, mode) shown the same way; concurrent viewers of a cached image
     share the frames the first one decoded. When a frame is missing (first view, or evicted),
     the decoder catches up on every chunk received so far and renders it.
+
+    During a first view the encoder's reconstruction after each chunk is the decoder's (the
+    closed loop), so a viewer's frames at its display size are rendered from it on the
+    encode's thread as each chunk is made (``tap``), and nothing is decoded: the frame is
+    ready when the chunk is, where decoding it again took the other core as long as a
+    coarse level's coding (up to 0.7 s a chunk for a 12-megapixel photo) and showed each
+    picture that much later.
 
     A frame for a display is made at its *frame level* (``frame_level``), so the decoder
     decodes only the levels down to it: the chunks of finer levels change nothing the frame
@@ -110,25 +121,73 @@ class LevelFrames:
     """
 
     def __init__(self, model, store: ImageStore, info: ImageInfo, frames: FrameCache, key: StreamKey,
-                 spec: FrameSpec) -> None:
+                 spec: FrameSpec, source: StreamSource | None = None) -> None:
         self._model = model
-        finest = frame_level(info.height, info.width, spec.size) if spec.preview else 0
-        # a preview frame is rendered from the decoder's state, not from the chunk's copy of its level
-        self._decoder = ProgressiveDecoder(model, images=not spec.preview, finest_level=finest)
-        self._pending = bytearray()
-        self._stream = bytearray() if finest else None  # every byte so far, for a region decoder
+        self._finest = frame_level(info.height, info.width, spec.size) if spec.preview else 0
+        self._decoder = ProgressiveDecoder(model, images=False, finest_level=self._finest)
+        self._stream = bytearray()  # every byte received so far (the decoders read it from here)
         self._exact: ProgressiveDecoder | None = None  # that decoder, once a region is asked for
         self._last: tuple[int, Frame] | None = None  # (decoder.decoded_chunks, frame) of the latest frame
         self._store, self._info, self._frames, self._key, self._spec = store, info, frames, key, spec
         self._lock = threading.Lock()  # next() and region() may run on two worker threads at once
         self._region_lock = threading.Lock()
+        self._tapped: dict[int, Frame] = {}  # chunk index -> its frame from the encoder's state, until taken
+        self._tap_lock = threading.Lock()
+        self._tap_last: Frame | None = None
+        self._plan: list[ChunkSpec] | None = None  # the stream's, once known
+        self._seen = 0  # chunks given to ``next`` so far
+        self._header: Header | None = None  # the stream's, once its first chunk is given
+        self._source: StreamSource | None = None
+        if source is not None and not source.complete and spec.size is not None:
+            # display frames only: "full" frames (fetch, the bench) time each chunk's decoding
+            self._source = source
+            source.taps.append(self.tap)
+
+    @property
+    def showing(self) -> bool:
+        """Whether a picture has been sent (``next``): a region of it can be asked for."""
+        return self._seen > 0
+
+    def close(self) -> None:
+        """Stop rendering frames from the encoder's state (the viewer left)."""
+        if self._source is not None and self.tap in self._source.taps:
+            self._source.taps.remove(self.tap)
+        with self._tap_lock:
+            self._tapped.clear()
+
+    def tap(self, index: int, state: Reconstruction) -> None:
+        """On the encode's thread (``source.Tap``): chunk ``index``'s frame, from the encoder's
+        reconstruction after it; kept until ``next`` takes it, and cached for other viewers."""
+        if self._plan is None:
+            self._plan = stream_plan(state.header)
+        level = self._plan[index].level
+        frame = self._frames.get(self._key, index, self._spec)
+        if frame is None:
+            if self._spec.preview and level < self._finest and self._tap_last is not None:
+                frame = replace(self._tap_last, render_ms=0.0)  # a finer level's chunk: the frame shows the same
+            else:
+                frame = render_frame(state, level, self._store.pixels(self._info.id), self._spec)
+            self._frames.put(self._key, index, self._spec, frame)
+        self._tap_last = frame
+        with self._tap_lock:
+            self._tapped[index] = frame
+
+    def _take_tapped(self, index: int) -> Frame | None:
+        with self._tap_lock:
+            for i in [i for i in self._tapped if i < index]:  # superseded: never sent
+                del self._tapped[i]
+            return self._tapped.pop(index, None)
 
     def next(self, piece: bytes, index: int) -> tuple[Frame, bool]:
         """Blocking (worker): the frame after chunk ``index`` (whose bytes are ``piece``); and whether it was shared."""
         with self._lock:
-            self._pending += piece
-            if self._stream is not None:
-                self._stream += piece
+            self._stream += piece
+            self._seen = index + 1
+            if self._header is None:  # the first chunk's bytes come after the header's
+                self._header = read_header(bytes(self._stream))
+            frame = self._take_tapped(index)
+            if frame is not None:
+                return frame, False
             frame = self._frames.get(self._key, index, self._spec)
             if frame is not None:
                 return frame, True
@@ -137,7 +196,9 @@ class LevelFrames:
             if self._last is not None and self._last[0] == self._decoder.decoded_chunks:  # a finer level's chunk
                 frame = replace(self._last[1], render_ms=0.0, decode_ms=0.0)
             else:
-                frame = render_frame(self._decoder, decoded[-1], self._store.pixels(self._info.id), self._spec)
+                chunk = decoded[-1]
+                frame = render_frame(self._decoder.reconstruction, chunk.level, self._store.pixels(self._info.id),
+                                     self._spec, chunk.decode_seconds * 1000)
             self._last = (self._decoder.decoded_chunks, frame)
             self._frames.put(self._key, index, self._spec, frame)
             return frame, False
@@ -148,14 +209,19 @@ class LevelFrames:
         (the image id is their hash) and every level's reconstruction CRC was checked as it was
         encoded, so its final picture is them, bit for bit: a 1:1 region of it is a crop of the
         original, not a minute of decoding every level again (12 MP; four at 40 MP)."""
-        header = self._decoder.header
-        return (self._decoder.done and header is not None and not any(header.max_error)
-                and not header.generative_levels)
+        header = self._header
+        if header is None:
+            return False
+        if self._plan is None:
+            self._plan = stream_plan(header)
+        return self._seen == len(self._plan) and not any(header.max_error) and not header.generative_levels
 
     def region_behind(self) -> bool:
         """Whether an exact region would first have to decode much of the stream (more than
-        ``REGION_LAG_BYTES`` not decoded at every level): seconds, for a large photo."""
-        if self._stream is None or self._final_is_original():
+        ``REGION_LAG_BYTES`` not decoded at every level): seconds, for a large photo. The
+        frames' decoder answers first then, decoding only the levels down to the frame level
+        (where the frames came from the encoder's state or the cache, it catches up first)."""
+        if not self._finest or self._final_is_original():
             return False
         return len(self._stream) - (self._exact.bytes_fed if self._exact is not None else 0) > REGION_LAG_BYTES
 
@@ -163,15 +229,15 @@ class LevelFrames:
                cancelled: Callable[[], bool] = lambda: False) -> tuple[bytes, tuple[int, int, int, int]] | None:
         """Blocking (worker): the PNG of the latest picture's full-resolution pixels in a rectangle,
         and the rectangle (x, y, width, height) clipped to the image. ``exact`` False: from the
-        frames' decoder at once, the levels finer than the frame level predicted in the rectangle.
+        frames' decoder, the levels finer than the frame level predicted in the rectangle.
         None if ``cancelled()`` became true while the decoder of every level caught up (what it
         decoded is kept for the next region)."""
         with self._lock:
-            self._catch_up()
-            if self._stream is not None and exact and self._final_is_original():
+            if exact and self._final_is_original():
                 return original_region(self._store.pixels(self._info.id), x, y, width, height)
-            if self._stream is None or not exact:
-                return render_region(self._decoder, x, y, width, height)
+            if not exact or not self._finest:  # the frames' decoder (of every level, when the frame is full size)
+                self._catch_up()
+                return render_region(self._decoder.reconstruction, x, y, width, height)
             received = len(self._stream)
         with self._region_lock:  # catching up on level 0 may take seconds: frames go on meanwhile
             if self._exact is None:
@@ -182,11 +248,11 @@ class LevelFrames:
                 start = self._exact.bytes_fed
                 self._exact.feed(bytes(self._stream[start : min(received, start + REGION_FEED_BYTES)]))
                 del self._exact.levels[:-1]
-            return render_region(self._exact, x, y, width, height)
+            return render_region(self._exact.reconstruction, x, y, width, height)
 
     def _catch_up(self):
-        decoded = self._decoder.feed(bytes(self._pending))
-        self._pending.clear()
+        """Decode every chunk received and not decoded yet (the frames came from elsewhere)."""
+        decoded = self._decoder.feed(bytes(self._stream[self._decoder.bytes_fed :]))
         del self._decoder.levels[:-1]  # the decoder keeps every chunk's result; a frame needs only the latest
         return decoded
 
@@ -374,9 +440,14 @@ async def run_stream(app: web.Application, send: Sender, req: StartRequest, info
     except Busy as exc:
         app[STATS].streams_refused += 1
         raise StreamBusy(str(exc)) from None
+    watch = watch or StreamWatch()
+    # before anything awaits, so that an encode this viewer starts renders its frames from its first chunk
+    watch.frames = LevelFrames(app[MODEL], app[STORE], info, app[FRAMES], key, FrameSpec(req.preview, req.frame),
+                               source)
     try:
-        await _run_stream(app, send, req, info, key, source, watch or StreamWatch())
+        await _run_stream(app, send, req, info, key, source, watch.frames)
     finally:
+        watch.frames.close()
         app[SOURCES].release(source)
 
 
@@ -392,8 +463,8 @@ class StreamWatch:
 
 
 async def _run_stream(app: web.Application, send: Sender, req: StartRequest, info: ImageInfo, key: StreamKey,
-                      source: StreamSource, watch: StreamWatch) -> None:
-    clock, worker, store, stats, frames = app[CLOCK], app[WORKER], app[STORE], app[STATS], app[FRAMES]
+                      source: StreamSource, decoding: LevelFrames) -> None:
+    clock, worker, store, stats = app[CLOCK], app[WORKER], app[STORE], app[STATS]
     progress = Progress(send, clock, clock.now())
     if not source.complete:
         mode = ("lossless" if req.max_error == 0 else f"max error {req.max_error}") + (
@@ -440,7 +511,6 @@ async def _run_stream(app: web.Application, send: Sender, req: StartRequest, inf
     events: list[Event] = []
     rendering: asyncio.Task | None = None
     try:
-        watch.frames = decoding = LevelFrames(app[MODEL], store, info, frames, key, spec)
         shapes = level_shapes(header.height, header.width, header.levels)
         level_frame_bytes = 0
         times = ChunkTimes(source, req.link, t0)

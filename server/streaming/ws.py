@@ -68,8 +68,9 @@ class Session:
     def ask_region(self, region: Region) -> None:
         """Answer with the latest picture's exact pixels in ``region`` (the 1:1 view); while one
         is being rendered, a newer request replaces any waiting one (a pan sends many)."""
-        if self.watch.frames is None:
-            raise ProtocolError("no stream to show a region of: send start first", "no_stream")
+        if self.watch.frames is None or not self.watch.frames.showing:
+            raise ProtocolError("no stream to show a region of: send start first, and wait for its first level",
+                                "no_stream")
         self._region = region
         if self._region_task is None or self._region_task.done():
             self._region_task = asyncio.create_task(self._regions())

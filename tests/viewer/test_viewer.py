@@ -166,8 +166,8 @@ def test_a_chunk_without_a_frame_fills_its_row_and_a_later_frame_shows_it(server
     frame_fields = ("decode_ms", "shared", "psnr", "ssim", "psnr_level", "frame_bytes", "frame_width", "frame_height")
     recorded: list[str | bytes] = []
     with ws_client.connect(server.url.replace("http", "ws", 1) + "/ws", max_size=None) as ws:
-        ws.send(json.dumps({"type": "start", "image": small_image.id, "link": "3g", "preview": True,
-                            "frame": {"width": 1000, "height": 700}}))
+        # full frames: the server itself skips none, however slow this machine is at the moment
+        ws.send(json.dumps({"type": "start", "image": small_image.id, "link": "3g", "preview": True}))
         drop = False
         while True:
             message = ws.recv(timeout=60)

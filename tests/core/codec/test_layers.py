@@ -270,7 +270,7 @@ def test_small_previews_and_regions_of_any_prefix(interp):
 def test_a_preview_with_a_model_budget_interpolates_the_levels_beyond_it():
     """preview(level, model_pixels): the model predicts levels while their pixels fit the budget,
     the finer ones are bilinear; no budget is the model throughout; decoded levels are kept."""
-    from hidenet_core.codec.decoder import upsample_bilinear
+    from hidenet_core.codec.reconstruction import upsample_bilinear
     from hidenet_core.predictors import load_model
 
     model = load_model("default")
@@ -282,7 +282,7 @@ def test_a_preview_with_a_model_budget_interpolates_the_levels_beyond_it():
     assert dec.current_level == 2
     unbounded = dec.preview(0)
     assert np.array_equal(dec.preview(0, model_pixels=10**9), unbounded)
-    bilinear = upsample_bilinear(upsample_bilinear(dec._image(2), (48, 40)), (96, 80)).transpose(1, 2, 0)
+    bilinear = upsample_bilinear(upsample_bilinear(dec.reconstruction.image(2), (48, 40)), (96, 80)).transpose(1, 2, 0)
     assert np.array_equal(dec.preview(0, model_pixels=0), bilinear)  # every level interpolated
     mixed = dec.preview(0, model_pixels=48 * 40)  # level 1 by the model, level 0 bilinear
     assert not np.array_equal(mixed, unbounded) and not np.array_equal(mixed, bilinear)
@@ -292,7 +292,7 @@ def test_a_preview_with_a_model_budget_interpolates_the_levels_beyond_it():
 
 
 def test_bilinear_upsampling_keeps_the_even_pixels_and_averages_the_odd_ones():
-    from hidenet_core.codec.decoder import upsample_bilinear
+    from hidenet_core.codec.reconstruction import upsample_bilinear
 
     x = np.array([[[0, 10], [20, 30]]], dtype=np.uint8)
     up = upsample_bilinear(x, (3, 4))

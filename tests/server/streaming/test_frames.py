@@ -21,7 +21,7 @@ def test_frames_with_predicted_levels_are_sent_with_the_display_filter(preview):
     data = encode(original, model, EncodeSettings(generative_levels=2, version=5))
     decoder = ProgressiveDecoder(model)
     last = decoder.feed(data)[-1]
-    frame = render_frame(decoder, last, original, FrameSpec(preview))
+    frame = render_frame(decoder.reconstruction, last.level, original, FrameSpec(preview))
     # level 0, decoded: the exact pixels of level 2 among two predicted levels, as the viewer shows them
     shown = frame_pixels(frame.data)
     assert np.array_equal(shown, display_filter(last.image, 2)) and not np.array_equal(shown, last.image)
@@ -35,7 +35,7 @@ def test_a_preview_from_level_2_is_sent_with_its_finest_level_interpolated():
     decoder = ProgressiveDecoder(model)
     [first] = decoder.feed(data[: stream_info(data)["chunks"][0]["total_bytes"]])  # the base, level 2
     assert first.level == 2
-    shown = frame_pixels(render_frame(decoder, first, original, FrameSpec(preview=True)).data)
+    shown = frame_pixels(render_frame(decoder.reconstruction, first.level, original, FrameSpec(preview=True)).data)
     assert np.array_equal(shown, display_filter(decoder.preview(), 2, interpolate_finest=True))
 
 
@@ -44,7 +44,7 @@ def test_a_lossless_frame_stays_exact():
     original = smooth_image(70, 90, 3)
     decoder = ProgressiveDecoder(model)
     levels = decoder.feed(encode(original, model, EncodeSettings(version=5)))
-    frame = render_frame(decoder, levels[-1], original, FrameSpec(preview=True))
+    frame = render_frame(decoder.reconstruction, levels[-1].level, original, FrameSpec(preview=True))
     assert np.array_equal(frame_pixels(frame.data), original) and frame.psnr is None
 
 
@@ -59,7 +59,7 @@ def test_a_layered_stream_refining_a_coarse_level_has_nothing_predicted_to_filte
     decoder = ProgressiveDecoder(model)
     last = decoder.feed(data[: chunks[refining]["total_bytes"]])[-1]
     assert last.level > 0 and decoder.current_level == 0
-    shown = frame_pixels(render_frame(decoder, last, original, FrameSpec(preview=True)).data)
+    shown = frame_pixels(render_frame(decoder.reconstruction, last.level, original, FrameSpec(preview=True)).data)
     assert np.array_equal(shown, decoder.preview())
 
 
@@ -70,10 +70,10 @@ def test_a_frame_for_a_smaller_display_is_predicted_only_to_its_level_and_shrunk
     original = smooth_image(140, 180, 3)  # levels 0 to 3
     decoder = ProgressiveDecoder(model)
     last = decoder.feed(encode(original, model))[-1]
-    frame = render_frame(decoder, last, original, FrameSpec(preview=True, size=(40, 30)))
+    frame = render_frame(decoder.reconstruction, last.level, original, FrameSpec(preview=True, size=(40, 30)))
     assert (frame.width, frame.height, frame.level) == (39, 30, 2) and frame_pixels(frame.data).shape == (30, 39, 3)
     assert frame.psnr is None  # lossless: level 2's grid is exact
-    full = render_frame(decoder, last, original, FrameSpec(preview=True, size=(500, 500)))
+    full = render_frame(decoder.reconstruction, last.level, original, FrameSpec(preview=True, size=(500, 500)))
     assert (full.width, full.height, full.level) == (180, 140, 0)  # never enlarged
 
 
@@ -83,8 +83,9 @@ def test_a_shrunk_frame_is_a_jpeg_close_to_the_shrunk_picture_and_an_exact_one_a
     original = smooth_image(140, 180, channels)
     decoder = ProgressiveDecoder(model)
     last = decoder.feed(encode(original, model))[-1]
-    shrunk = render_frame(decoder, last, original, FrameSpec(preview=True, size=(80, 60)))  # level 1 (90x70), shrunk
-    exact = render_frame(decoder, last, original, FrameSpec(preview=True, size=(500, 500)))
+    shrunk = render_frame(decoder.reconstruction, last.level, original,
+                          FrameSpec(preview=True, size=(80, 60)))  # level 1 (90x70), shrunk
+    exact = render_frame(decoder.reconstruction, last.level, original, FrameSpec(preview=True, size=(500, 500)))
     assert exact.format == "png" and np.array_equal(frame_pixels(exact.data), original)
     if channels == 4:  # JPEG has no alpha: a PNG still
         assert shrunk.format == "png" and shrunk.data.startswith(b"\x89PNG")

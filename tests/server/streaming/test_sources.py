@@ -200,10 +200,13 @@ async def test_a_region_request_gets_the_exact_pixels_of_the_latest_picture(app_
 
 async def test_frames_for_a_display_skip_the_levels_finer_than_it(app_client, rgb, rgb_id):
     """A 28x20 display of a 56x40 image is made from level 1: level 0's chunks are not decoded
-    (no decode time) and their frame is the one before; the 1:1 region is still exact."""
+    (no decode time) and their frame is the one before; the 1:1 region is still exact. (A second
+    view at another display size: the first view's frames came from the encoder's state.)"""
     client = await app_client()
     ws = await client.ws_connect("/ws")
     await ws.send_json(start(rgb_id, frame={"width": 28, "height": 20}))
+    await receive_stream(ws)
+    await ws.send_json(start(rgb_id, frame={"width": 27, "height": 20}))  # level 1 too, not cached for this size
     messages = await receive_stream(ws)
     pairs = [(m, messages[i + 1]) for i, m in enumerate(messages) if isinstance(m, dict) and m["type"] == "level"]
     finest = [i for i, (m, _) in enumerate(pairs) if m["level"] == 0]
@@ -213,6 +216,24 @@ async def test_frames_for_a_display_skip_the_levels_finer_than_it(app_client, rg
     await ws.send_json({"type": "region", "x": 0, "y": 0, "width": 56, "height": 40})
     await receive_meta(ws)
     assert np.array_equal(frame_pixels(await ws.receive_bytes()), rgb)
+
+
+async def test_a_first_views_frames_come_from_the_encoders_state_as_a_decoder_would_render_them(app_client, rgb_id):
+    """During the encode nothing is decoded (every frame's decode time is 0); the frames are
+    byte for byte those a later view decodes (28x21 shows the image at 28x20, like 28x20)."""
+    client = await app_client()
+    ws = await client.ws_connect("/ws")
+
+    async def frames(size):
+        await ws.send_json(start(rgb_id, frame={"width": size[0], "height": size[1]}))
+        messages = await receive_stream(ws)
+        return [(m, messages[i + 1]) for i, m in enumerate(messages) if isinstance(m, dict) and m["type"] == "level"]
+
+    first = await frames((28, 20))
+    assert first[0][0]["encoded_ms"] >= 0 and all(m["decode_ms"] == 0 and not m["shared"] for m, _ in first)
+    decoded = await frames((28, 21))
+    assert any(m["decode_ms"] > 0 for m, _ in decoded)
+    assert [(m["psnr"], m["ssim"], png) for m, png in first] == [(m["psnr"], m["ssim"], png) for m, png in decoded]
 
 
 async def test_a_region_far_behind_comes_predicted_at_once_then_exact(app_client, rgb, rgb_id, monkeypatch):
@@ -262,6 +283,33 @@ async def test_a_finished_lossless_stream_answers_a_region_with_the_original_at_
     with pytest.raises(asyncio.TimeoutError):  # answered once: no second, exact answer follows
         await ws.receive(timeout=0.3)
     assert [d.get("finest_level") for d in decoders] == [1]  # the frames' decoder only, down to level 1
+
+
+async def test_a_region_before_the_first_level_is_refused(app_client, rgb_id, monkeypatch):
+    """Between ``start`` and the stream's first picture there is nothing to show at 1:1 (here
+    the encoder is held after the header); the stream then goes on as if nothing was asked."""
+    from server.streaming import source as source_module
+
+    gate = threading.Event()
+    real = source_module.encode_chunks
+
+    def held(*args, **kwargs):
+        pieces = real(*args, **kwargs)
+        yield next(pieces)  # the header: meta goes out
+        gate.wait(10)
+        yield from pieces
+
+    monkeypatch.setattr(source_module, "encode_chunks", held)
+    client = await app_client()
+    ws = await client.ws_connect("/ws")
+    await ws.send_json(start(rgb_id, frame={"width": 28, "height": 20}))
+    assert (await receive_meta(ws))["type"] == "meta"
+    await ws.send_json({"type": "region", "x": 0, "y": 0, "width": 10, "height": 10})
+    error = await receive_meta(ws)
+    assert error["type"] == "error" and error["code"] == "no_stream" and "first level" in error["message"]
+    gate.set()
+    messages = await receive_stream(ws)
+    assert messages[-1]["type"] == "done"
 
 
 async def test_a_region_before_any_stream_is_refused(app_client):

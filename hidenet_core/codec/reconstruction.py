@@ -1,0 +1,212 @@
+"""The picture a stream's chunks make so far, as both ends of the closed loop hold it.
+
+The encoder and the decoder keep the same state after every chunk (that is what makes the
+loop closed): each level's odd values as shown, the intervals a later pass refines, the
+top pixel, each level's latest preview filter and the pass under way. ``Reconstruction``
+is that state and what is shown of it: a level's image, a preview at any level's size
+(the levels not coded yet predicted, the seed's generative decompression) and a region of
+the full-size picture. The decoder fills it from the stream's bytes; the encoder fills it
+as it codes, so that what a viewer is shown after a chunk can be rendered from the
+encoder's own state, without decoding the chunk again (the server's first views).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..predictors.base import Predictor
+from .container import HdnFormatError, Header
+from .intervals import Interval
+from .loop import LevelPass, predict_level
+from .pyramid import level_shapes, merge, split, total_levels
+from .stages import previewfilter
+from .versions import FormatVersion, format_version
+
+__all__ = ["Reconstruction", "clip_region", "upsample_bilinear"]
+
+
+def clip_region(height: int, width: int, top: int, left: int, rows: int, cols: int) -> tuple[int, int, int, int]:
+    """The rectangle of ``rows`` x ``cols`` pixels from (``top``, ``left``) clipped to a
+    ``height`` x ``width`` image, as (top, left, bottom, right): at least one pixel, inside it."""
+    top, left = max(0, min(top, height - 1)), max(0, min(left, width - 1))
+    return top, left, min(height, top + max(1, rows)), min(width, left + max(1, cols))
+
+
+def upsample_bilinear(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Level j (size ``(H, W)``) from level j + 1's (C, h, w) uint8 ``x`` by bilinear interpolation
+    on the pyramid's grid: the even pixels are ``x``, each odd one the mean of its two or four
+    even neighbours (edges replicated). For display only: the codec never predicts with it."""
+    c, h, w = x.shape
+    f = x.astype(np.float32)
+    right = np.concatenate([f[:, :, 1:], f[:, :, -1:]], axis=2)
+    down = np.concatenate([f[:, 1:], f[:, -1:]], axis=1)
+    diag = np.concatenate([right[:, 1:], right[:, -1:]], axis=1)
+    out = np.empty((c, 2 * h, 2 * w), dtype=np.uint8)
+    out[:, 0::2, 0::2] = x
+    out[:, 0::2, 1::2] = np.rint((f + right) / 2)
+    out[:, 1::2, 0::2] = np.rint((f + down) / 2)
+    out[:, 1::2, 1::2] = np.rint((f + right + down + diag) / 4)
+    return out[:, : size[0], : size[1]]
+
+
+class Reconstruction:
+    """One stream's reconstruction after the chunks coded (or decoded) so far."""
+
+    def __init__(self, header: Header, predictor: Predictor) -> None:
+        self.header, self.predictor = header, predictor
+        self.format: FormatVersion = format_version(header.version)
+        self.shapes = level_shapes(header.height, header.width, total_levels(header.height, header.width))
+        self.top_level = len(self.shapes) - 1  # the 1x1 level of the whole pyramid
+        self.odd: dict[int, np.ndarray] = {}  # level -> (3C, h, w) values shown
+        self.intervals: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # level -> (lo, hi), while refined later
+        self.top: Interval | None = None  # the top pixel
+        self.filters: dict[int, list[tuple[int, ...]]] = {}  # level -> its latest preview filter
+        self.pass_: LevelPass | None = None  # the pass over a level below the base, while under way
+        self._images: dict[int, np.ndarray] = {}  # level -> its (C, H, W) image, while valid
+
+    # -- the state, as the closed loop changes it ----------------------------------------------------
+
+    def image(self, k: int) -> np.ndarray:
+        """The (C, H, W) reconstruction of level k as it stands (every level above it coded)."""
+        if k not in self._images:
+            self._images[k] = (self.top.rec.reshape(self.header.channels, 1, 1) if k == self.top_level
+                               else merge(self.image(k + 1), self.odd[k], self.shapes[k]))
+        return self._images[k]
+
+    def set_level(self, k: int, odd: np.ndarray, intervals: tuple[np.ndarray, np.ndarray] | None) -> None:
+        """Level k's odd values after a pass (``intervals``: where a later pass refines them)."""
+        self.odd[k] = odd
+        if intervals is not None:
+            self.intervals[k] = intervals
+        else:  # the level's last pass: no later one refines it
+            self.intervals.pop(k, None)
+        self._invalidate(k)
+
+    def set_top(self, interval: Interval) -> None:
+        self.top = interval
+        self._images.clear()
+
+    def set_filter(self, k: int, weights: list[tuple[int, ...]]) -> None:
+        """Level k's preview filter, as the stream carries it."""
+        self.filters[k] = weights
+
+    def filter(self, k: int) -> previewfilter.FilterFn | None:
+        """The latest preview filter of level k (else None: the plain means)."""
+        return previewfilter.applier(self.filters[k]) if k in self.filters else None
+
+    def start_pass(self, predictor: Predictor, k: int, parts, prior: tuple[np.ndarray, np.ndarray] | None,
+                   stages: bool, keep: bool, track: bool = True) -> LevelPass:
+        """A pass over level k from the current reconstruction of level k + 1; ``track``: it is
+        the pass under way (a preview shows its parts coded so far)."""
+        level_pass = LevelPass(predictor, self.format, k, self.shapes[k], self.image(k + 1), parts, prior,
+                               stages=stages, keep=keep, shown=self.odd.get(k))
+        if track:
+            self.pass_ = level_pass
+        return level_pass
+
+    def _invalidate(self, k: int) -> None:
+        for j in [j for j in self._images if j <= k]:
+            del self._images[j]
+
+    # -- what is shown of it -----------------------------------------------------------------------
+
+    @property
+    def current_level(self) -> int | None:
+        """The finest level coded so far (None before the first chunk)."""
+        return min(self.odd) if self.odd else (self.header.levels if self.top is not None else None)
+
+    def level_now(self, k: int) -> np.ndarray:
+        """Level k as it stands, mid-pass included (values not coded yet in a first pass: 0)."""
+        if self.pass_ is not None and self.pass_.level == k and not self.pass_.done:
+            return self.pass_.image()
+        return self.image(k)
+
+    def level_image(self, k: int) -> np.ndarray:
+        """Level k's (H, W, C) reconstruction as it stands (a pass over it and every level above complete)."""
+        if k not in self.odd and not (k == self.header.levels and self.top is not None):
+            raise HdnFormatError(f"level {k} is not decoded yet")
+        return self.image(k).transpose(1, 2, 0).copy()
+
+    def preview(self, level: int = 0, model_pixels: int | None = None) -> np.ndarray:
+        """The (H, W, C) image of the current state at level ``level``'s size (0: the full size):
+        every level coded so far as it stands, the rest predicted (each with its latest
+        preview filter from the stream, where it has one). Predicting stops at ``level``, so a
+        small preview of a large image costs only the levels it shows. With ``model_pixels``,
+        the model predicts levels only while their pixels add up to at most that many; finer
+        levels are bilinear (``upsample_bilinear``, a hundred times cheaper): a bounded cost
+        per preview whatever the image's size, for a viewer that must show something at once."""
+        k = self.finest_level()
+        if k < level:  # a finer level is under way: ``level`` is complete (not predicted)
+            return self.image(level).transpose(1, 2, 0).copy()
+        spent = 0
+        if self.pass_ is not None and not self.pass_.done and self.pass_.prior is None:  # predicted parts
+            spent = self.shapes[k][0] * self.shapes[k][1]
+        x, k = self._finest(model=model_pixels is None or spent <= model_pixels)
+        for j in range(k - 1, level - 1, -1):
+            pixels = self.shapes[j][0] * self.shapes[j][1]
+            if j in self.odd or model_pixels is None or spent + pixels <= model_pixels:
+                spent += 0 if j in self.odd else pixels
+                x = self._next_level(x, j)
+            else:
+                model_pixels = 0  # once interpolating, every finer level is interpolated
+                x = upsample_bilinear(x, self.shapes[j])
+        return x.transpose(1, 2, 0).copy()
+
+    def region(self, top: int, left: int, height: int, width: int) -> np.ndarray:
+        """The full-size current state's pixels in rows top..top+height-1, columns left..left+width-1
+        (clipped to the image): exact where every level is coded; elsewhere predicted from the
+        finest coded level around the region (with a margin, so only its border may differ a
+        little from ``preview``)."""
+        top, left, bottom, right = clip_region(self.header.height, self.header.width, top, left, height, width)
+        x, k = self._finest()
+        if k == 0:
+            return x.transpose(1, 2, 0)[top:bottom, left:right].copy()
+        margin = 8  # grid positions around the region at each predicted level
+        step = 1 << k
+        y0, x0 = max(0, top // step - margin), max(0, left // step - margin)
+        y1 = min(x.shape[1], -(-bottom // step) + margin)
+        x1 = min(x.shape[2], -(-right // step) + margin)
+        crop, cy, cx = x[:, y0:y1, x0:x1], y0, x0  # level k's pixels from (cy, cx)
+        for j in range(k - 1, -1, -1):  # level j's odd grid is level j + 1's pixels
+            ch, cw = crop.shape[1:]
+            size = (min(2 * ch, self.shapes[j][0] - 2 * cy), min(2 * cw, self.shapes[j][1] - 2 * cx))
+            if j in self.odd:
+                crop = merge(crop, self.odd[j][:, cy : cy + ch, cx : cx + cw], size)
+            else:
+                crop = predict_level(self.predictor, crop, size, j, self.filter(j), self.format)
+            cy, cx = 2 * cy, 2 * cx
+        oy, ox = top - cy, left - cx
+        return crop.transpose(1, 2, 0)[oy : oy + bottom - top, ox : ox + right - left].copy()
+
+    def finest_level(self) -> int:
+        """The finest level with coded values (the pass under way's, mid-pass)."""
+        if self.current_level is None:
+            raise HdnFormatError("no chunk decoded yet: nothing to preview")
+        return self.pass_.level if self.pass_ is not None and not self.pass_.done else self.current_level
+
+    def _finest(self, model: bool = True) -> tuple[np.ndarray, int]:
+        """The finest level with coded values, (C, H, W), and its index (mid-pass: the parts
+        of a first pass not coded yet predicted, by the model or else interpolated, those of a
+        refinement as the layer before)."""
+        k = self.finest_level()
+        if self.pass_ is not None and not self.pass_.done:
+            return (self.pass_.image() if self.pass_.prior is not None else self._partial(self.pass_, model)), k
+        return self.image(k), k
+
+    def _next_level(self, x: np.ndarray, j: int) -> np.ndarray:
+        """Level j from level j + 1's image ``x``: as coded where it is, else predicted."""
+        if j in self.odd:
+            return merge(x, self.odd[j], self.shapes[j])
+        return predict_level(self.predictor, x, self.shapes[j], j, self.filter(j), self.format)
+
+    def _partial(self, level_pass: LevelPass, model: bool = True) -> np.ndarray:
+        """A first pass cut between parts: the steps coded so far, the rest predicted (by the
+        model, or bilinear)."""
+        done = {ch for part in level_pass.parts[: level_pass.next] for ch in level_pass.part_channels(part)}
+        if model:
+            predicted = split(predict_level(self.predictor, level_pass.even, level_pass.size, level_pass.level,
+                                            self.filter(level_pass.level), self.format))[1]
+        else:
+            predicted = split(upsample_bilinear(level_pass.even, level_pass.size))[1]
+        odd = np.where(np.isin(np.arange(predicted.shape[0]), sorted(done))[:, None, None], level_pass.odd, predicted)
+        return merge(level_pass.even, odd, level_pass.size)
