@@ -19,9 +19,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 from hidenet_core import EncodeSettings
 from hidenet_core.codec.container import Chunk, Header, StreamLayout, parse_header, scan_stream
@@ -39,9 +40,18 @@ class Busy(Exception):
     """Every encode slot of this process is taken."""
 
 
-#: a viewer's hook into an encode in progress: (chunk index, the reconstruction after it) -> None,
-#: called on the encode's thread while the encoder waits; the reconstruction is valid only then
-Tap = Callable[[int, Reconstruction], None]
+class Tap(Protocol):
+    """A viewer's hook into an encode in progress (``StreamSource.taps``): it sees the encoder's
+    reconstruction after each chunk, on the encode's thread, just after the chunk is published."""
+
+    def expect(self, index: int) -> None:
+        """Chunk ``index`` is published and ``tap`` will follow: wait for it rather than decode."""
+
+    def tap(self, index: int, state: Reconstruction) -> None:
+        """The reconstruction after chunk ``index``, valid only during the call (the encoder waits)."""
+
+    def missed(self, index: int) -> None:
+        """``tap`` failed for chunk ``index``: its frame will not come this way."""
 
 
 class StreamSource:
@@ -60,8 +70,7 @@ class StreamSource:
         self.from_cache = False
         self.viewers = 0
         self.cancel = threading.Event()  # asked by the encoder between channels
-        #: called on the encode's thread with each chunk's index and the encoder's reconstruction
-        #: after it, before the chunk is published (``Tap``): frames rendered without decoding
+        #: shown the encoder's reconstruction after each chunk (``Tap``): frames rendered without decoding
         self.taps: list[Tap] = []
         self.task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
@@ -143,19 +152,17 @@ class EncodeJob:
     settings: EncodeSettings
 
 
-def _next_piece(source: StreamSource, pieces: Iterator[EncodedChunk]) -> EncodedChunk | None:
-    """On the encode's thread: the encoder's next piece, once each of the source's taps has seen
-    the reconstruction after it (a tap that fails is dropped: its viewer decodes instead)."""
-    piece = next(pieces, None)
-    if piece is not None and piece.spec is not None and piece.state is not None:
-        for tap in list(source.taps):
-            try:
-                tap(piece.spec.index, piece.state)
-            except Exception:
-                log.exception("a frame of %s could not be rendered from the encoder's state", source.key.filename)
-                if tap in source.taps:
-                    source.taps.remove(tap)
-    return piece
+def _show_taps(source: StreamSource, taps: list[Tap], index: int, state: Reconstruction) -> None:
+    """On the encode's thread, the encoder waiting: each tap sees the reconstruction after chunk
+    ``index`` (a tap that fails is dropped: its viewer decodes instead)."""
+    for tap in taps:
+        try:
+            tap.tap(index, state)
+        except Exception:
+            log.exception("a frame of %s could not be rendered from the encoder's state", source.key.filename)
+            tap.missed(index)
+            if tap in source.taps:
+                source.taps.remove(tap)
 
 
 class StreamSources:
@@ -244,13 +251,18 @@ class StreamSources:
             loop = asyncio.get_running_loop()
             pixels = await self._run(job.pixels)
             pieces = encode_chunks(pixels, job.model, job.settings, cancelled=source.cancel.is_set)
-            while (piece := await loop.run_in_executor(self._pool, _next_piece, source, pieces)) is not None:
+            while (piece := await loop.run_in_executor(self._pool, next, pieces, None)) is not None:
                 if piece.spec is not None and len(source.chunks) + 1 == source.planned:
                     # the last chunk: cached before anyone receives it, so that whoever has the whole
                     # stream finds it in the cache (a disk write; the chunks before went out at once)
                     data = bytes(source.data + piece.data)
                     await self._run(self.cache.store, source.key, data, scan_stream(data))
-                source.add(piece, self._now())
+                taps = list(source.taps) if piece.spec is not None and piece.state is not None else []
+                for tap in taps:
+                    tap.expect(piece.spec.index)
+                source.add(piece, self._now())  # published: the link sends it while its frames are rendered
+                if taps:
+                    await loop.run_in_executor(self._pool, _show_taps, source, taps, piece.spec.index, piece.state)
             source.finish()
         except (asyncio.CancelledError, EncodeCancelled) as exc:
             self._on_event("cancelled")

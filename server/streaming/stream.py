@@ -95,6 +95,10 @@ REGION_LAG_BYTES = 64 * 1024
 REGION_FEED_BYTES = 64 * 1024
 
 
+#: how often a wait for a frame being rendered from the encoder's state wakes to look again
+TAP_WAIT_S = 1.0
+
+
 class LevelFrames:
     """The frames of one stream: rendered from the encoder's state as it codes (a first view),
     else from the cache, else by decoding the chunks.
@@ -106,10 +110,10 @@ class LevelFrames:
 
     During a first view the encoder's reconstruction after each chunk is the decoder's (the
     closed loop), so a viewer's frames at its display size are rendered from it on the
-    encode's thread as each chunk is made (``tap``), and nothing is decoded: the frame is
-    ready when the chunk is, where decoding it again took the other core as long as a
-    coarse level's coding (up to 0.7 s a chunk for a 12-megapixel photo) and showed each
-    picture that much later.
+    encode's thread just after each chunk is published (``tap``: the link sends the chunk
+    meanwhile, and ``next`` waits for the frame), and nothing is decoded. Decoding each
+    chunk again took the other core as long as a coarse level's coding (up to 0.7 s a chunk
+    for a 12-megapixel photo) and showed each picture that much later.
 
     A frame for a display is made at its *frame level* (``frame_level``), so the decoder
     decodes only the levels down to it: the chunks of finer levels change nothing the frame
@@ -132,7 +136,8 @@ class LevelFrames:
         self._lock = threading.Lock()  # next() and region() may run on two worker threads at once
         self._region_lock = threading.Lock()
         self._tapped: dict[int, Frame] = {}  # chunk index -> its frame from the encoder's state, until taken
-        self._tap_lock = threading.Lock()
+        self._expected: set[int] = set()  # chunks published whose frames the encode's thread is rendering
+        self._tap_lock = threading.Condition()
         self._tap_last: Frame | None = None
         self._plan: list[ChunkSpec] | None = None  # the stream's, once known
         self._seen = 0  # chunks given to ``next`` so far
@@ -141,7 +146,7 @@ class LevelFrames:
         if source is not None and not source.complete and spec.size is not None:
             # display frames only: "full" frames (fetch, the bench) time each chunk's decoding
             self._source = source
-            source.taps.append(self.tap)
+            source.taps.append(self)
 
     @property
     def showing(self) -> bool:
@@ -150,10 +155,23 @@ class LevelFrames:
 
     def close(self) -> None:
         """Stop rendering frames from the encoder's state (the viewer left)."""
-        if self._source is not None and self.tap in self._source.taps:
-            self._source.taps.remove(self.tap)
+        if self._source is not None and self in self._source.taps:
+            self._source.taps.remove(self)
         with self._tap_lock:
             self._tapped.clear()
+            self._expected.clear()
+            self._tap_lock.notify_all()
+
+    def expect(self, index: int) -> None:
+        """(``source.Tap``) Chunk ``index`` is published; its frame is being rendered from the encoder's state."""
+        with self._tap_lock:
+            self._expected.add(index)
+
+    def missed(self, index: int) -> None:
+        """(``source.Tap``) Rendering chunk ``index``'s frame failed: ``next`` decodes it."""
+        with self._tap_lock:
+            self._expected.discard(index)
+            self._tap_lock.notify_all()
 
     def tap(self, index: int, state: Reconstruction) -> None:
         """On the encode's thread (``source.Tap``): chunk ``index``'s frame, from the encoder's
@@ -171,9 +189,14 @@ class LevelFrames:
         self._tap_last = frame
         with self._tap_lock:
             self._tapped[index] = frame
+            self._expected.discard(index)
+            self._tap_lock.notify_all()
 
     def _take_tapped(self, index: int) -> Frame | None:
+        """Chunk ``index``'s frame from the encoder's state, waiting while it is being rendered."""
         with self._tap_lock:
+            while index in self._expected and index not in self._tapped:
+                self._tap_lock.wait(TAP_WAIT_S)
             for i in [i for i in self._tapped if i < index]:  # superseded: never sent
                 del self._tapped[i]
             return self._tapped.pop(index, None)

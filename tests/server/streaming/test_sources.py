@@ -285,6 +285,23 @@ async def test_a_finished_lossless_stream_answers_a_region_with_the_original_at_
     assert [d.get("finest_level") for d in decoders] == [1]  # the frames' decoder only, down to level 1
 
 
+async def test_a_frame_the_encoders_state_fails_to_render_is_decoded_instead(app_client, rgb_id, monkeypatch, caplog):
+    """A tap that raises is dropped (logged): that chunk's frame and the later ones are decoded."""
+    from server.streaming.stream import LevelFrames
+
+    def broken(self, index, state):
+        raise RuntimeError("no frame from the encoder")
+
+    monkeypatch.setattr(LevelFrames, "tap", broken)
+    client = await app_client()
+    ws = await client.ws_connect("/ws")
+    await ws.send_json(start(rgb_id, frame={"width": 28, "height": 20}))
+    messages = await receive_stream(ws)
+    levels = [m for m in messages if isinstance(m, dict) and m["type"] == "level"]
+    assert messages[-1]["type"] == "done" and levels and levels[0]["decode_ms"] > 0
+    assert "could not be rendered from the encoder's state" in caplog.text
+
+
 async def test_a_region_before_the_first_level_is_refused(app_client, rgb_id, monkeypatch):
     """Between ``start`` and the stream's first picture there is nothing to show at 1:1 (here
     the encoder is held after the header); the stream then goes on as if nothing was asked."""
