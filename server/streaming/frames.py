@@ -48,6 +48,7 @@ class Frame:
     render_ms: float  # preview + image + metrics, when it was rendered
     decode_ms: float  # the decoder's time for this chunk, when it was decoded
     level: int = 0  # the level the picture was measured at (0: full size)
+    origin: str = "decoder"  # whose reconstruction it shows: "decoder", or "encoder" during a first view
 
     @property
     def format(self) -> str:

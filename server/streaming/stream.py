@@ -184,7 +184,8 @@ class LevelFrames:
             if self._spec.preview and level < self._finest and self._tap_last is not None:
                 frame = replace(self._tap_last, render_ms=0.0)  # a finer level's chunk: the frame shows the same
             else:
-                frame = render_frame(state, level, self._store.pixels(self._info.id), self._spec)
+                frame = replace(render_frame(state, level, self._store.pixels(self._info.id), self._spec),
+                                origin="encoder")
             self._frames.put(self._key, index, self._spec, frame)
         self._tap_last = frame
         with self._tap_lock:
@@ -566,7 +567,7 @@ async def _run_stream(app: web.Application, send: Sender, req: StartRequest, inf
                 "type": "level", **about, "decode_ms": round(frame.decode_ms, 3), "shared": shared,
                 "psnr": frame.psnr, "ssim": frame.ssim, "psnr_level": frame.level,
                 "frame_bytes": len(frame.data), "frame_width": frame.width, "frame_height": frame.height,
-                "frame_format": frame.format,
+                "frame_format": frame.format, "frame_from": frame.origin,
             }, frame.data)
         summaries = list(await asyncio.gather(*tasks))
         total = len(source.data)

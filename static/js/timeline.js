@@ -38,6 +38,12 @@ function supersededCell(m) {
   return `in #${m.superseded_by + 1}'s frame`;
 }
 
+/** The server's decoding of a chunk; a first view's frame comes from the encoder's own state, not decoded. */
+function decodeCell(m) {
+  if (m.superseded_by != null) return "";
+  return m.frame_from === "encoder" ? "from encoder" : formatMs(m.decode_ms);
+}
+
 /** The columns after the row label: heading, the cell of an arrived message, the cell of a planned one. */
 export const COLUMNS = [
   { key: "size", head: "Size", value: (m) => formatSize(m.width, m.height) },
@@ -48,7 +54,7 @@ export const COLUMNS = [
     key: "arrival", head: "Arrival", value: (m) => formatMs(m.arrival_ms),
     plan: (p) => (p.arrival_ms == null ? null : `due ${formatMs(p.arrival_ms)}`),
   },
-  { key: "decode", head: "Decode", value: (m) => (m.superseded_by == null ? formatMs(m.decode_ms) : "") },
+  { key: "decode", head: "Decode", value: decodeCell },
   { key: "psnr", head: "PSNR", value: (m) => (m.superseded_by == null ? psnrCell(m) : supersededCell(m)) },
   { key: "ssim", head: "SSIM", value: (m) => (m.superseded_by == null ? formatSsim(m.ssim) : "") },
 ];

@@ -212,6 +212,8 @@ def test_a_large_image_comes_at_the_stage_size_and_1to1_shows_exact_regions(serv
     wait_done(page, 300)
     canvas = page.locator("#stage-hidenet canvas")
     assert int(canvas.get_attribute("data-frame-width")) <= int(canvas.evaluate("c => c.width")) < 1100
+    # a first view: its frames were rendered from the encoder's own state, nothing decoded
+    assert page.locator("#timeline-body tr[data-state=arrived] .col-decode").first.text_content() == "from encoder"
     page.wait_for_function("() => document.querySelector('#stage-hidenet canvas').dataset.region === 'current'")
     shown, x, y = visible_pixels(page)
     h, w = shown.shape[:2]
