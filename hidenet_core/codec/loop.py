@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from ..predictors.base import Predictor, snap
-from .intervals import Interval
+from .intervals import Bounds, FirstPassBounds, Interval, StoredBounds
 from .plan import Part, Strip, strips
 from .pyramid import merge, odd_valid_mask
 from .stages import calibration, linear, previewfilter, scalecontext
@@ -61,6 +61,8 @@ def top_prior(channels: int) -> tuple[np.ndarray, np.ndarray]:
 
 class LevelCoder(Protocol):
     """One side of the closed loop on one level: the encoder's or the decoder's."""
+
+    d: int  # the pass's max error
 
     def code(self, channels: list[int], rows: Strip, valid: np.ndarray, mean: np.ndarray, scale: np.ndarray,
              prior: Interval | None) -> Interval:
@@ -188,7 +190,7 @@ def _tiled(predictor: Predictor, even: np.ndarray, odd: np.ndarray, step: int, l
 class LevelPass:
     """One pass of the closed loop over a level, run part by part (``run``).
 
-    ``prior``: the intervals (lo, hi planes, (3C, h, w)) the odd values are known to lie in,
+    ``prior``: the intervals (``intervals.Bounds``, over the (3C, h, w) grid) the odd values lie in,
     for a later pass of a layered stream, and ``shown`` the values shown before it (what
     ``level`` shows of the parts not run yet); ``stages``: whether a calibrated level carries
     the per-image stages (a pass's mode may turn them off); ``keep``: keep each value's
@@ -196,14 +198,16 @@ class LevelPass:
     """
 
     def __init__(self, predictor: Predictor, version: FormatVersion, level: int, size: tuple[int, int],
-                 even: np.ndarray, parts: tuple[Part, ...], prior: tuple[np.ndarray, np.ndarray] | None = None,
+                 even: np.ndarray, parts: tuple[Part, ...], prior: Bounds | None = None,
                  stages: bool = True, keep: bool = False, shown: np.ndarray | None = None) -> None:
         c, h, w = even.shape
         self.predictor, self.version, self.level, self.size, self.even = predictor, version, level, size, even
         self.parts = parts
         self.odd = np.zeros((3 * c, h, w), dtype=np.uint8)  # the values shown, as they are coded
         self.prior, self.shown = prior, shown
-        self.intervals = (np.zeros_like(self.odd), np.zeros_like(self.odd)) if keep else None
+        # kept for a later pass: a refinement's intervals as planes; a first pass's follow from its values
+        self.keep = keep
+        self.intervals: Bounds | None = StoredBounds(self.odd.shape) if keep and prior is not None else None
         self.calibrated = stages and version.calibrated(h, w)
         self.state = _LevelState(even, self.odd, version) if self.calibrated and version.linear else None
         self.steps = predictor.steps(c)
@@ -235,6 +239,8 @@ class LevelPass:
                 self._code_step(step, rows, coder)
         if self.done:
             self._memos.clear()
+            if self.keep and self.prior is None:
+                self.intervals = FirstPassBounds(self.odd, coder.d)
         return part
 
     def image(self) -> np.ndarray:
@@ -279,15 +285,13 @@ class LevelPass:
         v = self.valid(r0, r1)[chans]
         prior = None
         if self.prior is not None:
-            prior = Interval(self.prior[0][chans, r0:r1][v], self.prior[1][chans, r0:r1][v], vals[v])
+            lo, hi = self.prior.strip(chans, r0, r1)
+            prior = Interval(lo[v], hi[v], vals[v])
         got = coder.code(chans, rows, v, means[v], scales[v], prior)
         vals[v] = got.rec
         self.odd[chans, r0:r1] = vals
-        if self.intervals is not None:
-            for plane, values in zip(self.intervals, (got.lo, got.hi)):
-                block = np.zeros_like(vals)
-                block[v] = values
-                plane[chans, r0:r1] = block
+        if isinstance(self.intervals, StoredBounds):
+            self.intervals.store(chans, r0, r1, v, got)
 
     def _code_round(self, rnd, idx, par, rows: Strip, live, means, scales, trunk, coder: LevelCoder) -> None:
         """Calibrate and code the channels at positions ``rnd`` of a step on one strip, one channel at a time."""

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..predictors.base import Predictor
 from .container import HdnFormatError, Header
-from .intervals import Interval
+from .intervals import Bounds, Interval
 from .loop import LevelPass, predict_level
 from .pyramid import level_shapes, merge, split, total_levels
 from .stages import previewfilter
@@ -58,7 +58,7 @@ class Reconstruction:
         self.shapes = level_shapes(header.height, header.width, total_levels(header.height, header.width))
         self.top_level = len(self.shapes) - 1  # the 1x1 level of the whole pyramid
         self.odd: dict[int, np.ndarray] = {}  # level -> (3C, h, w) values shown
-        self.intervals: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # level -> (lo, hi), while refined later
+        self.intervals: dict[int, Bounds] = {}  # level -> where its values lie, while a later pass refines them
         self.top: Interval | None = None  # the top pixel
         self.filters: dict[int, list[tuple[int, ...]]] = {}  # level -> its latest preview filter
         self.pass_: LevelPass | None = None  # the pass over a level below the base, while under way
@@ -73,7 +73,7 @@ class Reconstruction:
                                else merge(self.image(k + 1), self.odd[k], self.shapes[k]))
         return self._images[k]
 
-    def set_level(self, k: int, odd: np.ndarray, intervals: tuple[np.ndarray, np.ndarray] | None) -> None:
+    def set_level(self, k: int, odd: np.ndarray, intervals: Bounds | None) -> None:
         """Level k's odd values after a pass (``intervals``: where a later pass refines them)."""
         self.odd[k] = odd
         if intervals is not None:
@@ -94,7 +94,7 @@ class Reconstruction:
         """The latest preview filter of level k (else None: the plain means)."""
         return previewfilter.applier(self.filters[k]) if k in self.filters else None
 
-    def start_pass(self, predictor: Predictor, k: int, parts, prior: tuple[np.ndarray, np.ndarray] | None,
+    def start_pass(self, predictor: Predictor, k: int, parts, prior: Bounds | None,
                    stages: bool, keep: bool, track: bool = True) -> LevelPass:
         """A pass over level k from the current reconstruction of level k + 1; ``track``: it is
         the pass under way (a preview shows its parts coded so far)."""

@@ -89,3 +89,28 @@ def test_values_with_few_and_many_bins_share_a_batch():
     assert np.array_equal(want.rec, x)
     got = refine_decode(LevelDecoder(enc.payload(), "laplace"), lo, hi, mean, scale, 0)
     assert np.array_equal(got.rec, x)
+
+
+def test_a_first_pass_keeps_no_interval_planes_its_values_give_them():
+    """Between the layers a level's intervals after its first pass are not stored (two bytes a
+    value): they are ``first_interval`` of the values shown, which the state holds anyway;
+    a refinement that a later pass refines again keeps them as planes."""
+    from hidenet_core import EncodeSettings, load_model
+    from hidenet_core.codec.encoder import encode_chunks
+    from hidenet_core.codec.intervals import FirstPassBounds, StoredBounds, first_interval
+    from tests.conftest import smooth_image
+
+    model = load_model("interp")
+    image = smooth_image(120, 100, 3, seed=2)  # levels 0 and 1 above the base (level 2)
+    kinds = set()
+    for piece in encode_chunks(image, model, EncodeSettings(layers=((16, 8, 0), (4, 2, 0)))):
+        if piece.state is None:
+            continue
+        for k, bounds in piece.state.intervals.items():
+            kinds.add(type(bounds))
+            if isinstance(bounds, FirstPassBounds):
+                odd = piece.state.odd[k]
+                want = first_interval(odd, bounds.d)
+                lo, hi = bounds.strip(list(range(odd.shape[0])), 0, odd.shape[1])
+                assert bounds.shown is odd and np.array_equal(lo, want.lo) and np.array_equal(hi, want.hi)
+    assert kinds == {FirstPassBounds, StoredBounds}
