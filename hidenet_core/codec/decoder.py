@@ -344,10 +344,10 @@ class ProgressiveDecoder:
             raise HdnFormatError("no chunk decoded yet: nothing to preview")
         return self._rec.preview(level, model_pixels)
 
-    def region(self, top: int, left: int, height: int, width: int) -> np.ndarray:
+    def region(self, top: int, left: int, height: int, width: int, model_pixels: int | None = None) -> np.ndarray:
         """``Reconstruction.region`` of the chunks decoded so far: the full-size pixels in a
         rectangle (clipped to the image), exact where every level is decoded."""
-        return self.reconstruction.region(top, left, height, width)
+        return self.reconstruction.region(top, left, height, width, model_pixels)
 
 
 _INTERP = Interp().eval()

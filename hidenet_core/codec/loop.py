@@ -243,16 +243,21 @@ class LevelPass:
                 self.intervals = FirstPassBounds(self.odd, coder.d)
         return part
 
+    def coded(self) -> np.ndarray:
+        """Which odd values (3C, h, w) the parts run so far have coded (a part codes a step's
+        channels on its strips only)."""
+        coded = np.zeros(self.odd.shape, dtype=bool)
+        for part in self.parts[: self.next]:
+            for s in part.strips:
+                coded[self.part_channels(part), s.start : s.stop] = True
+        return coded
+
     def image(self) -> np.ndarray:
         """The (C, H, W) level as it stands: the parts run so far as coded, the others as shown
         before the pass (0 in a first pass)."""
         if self.shown is None or self.done:
             return merge(self.even, self.odd, self.size)
-        coded = np.zeros(self.odd.shape, dtype=bool)
-        for part in self.parts[: self.next]:
-            for s in part.strips:
-                coded[self.part_channels(part), s.start : s.stop] = True
-        return merge(self.even, np.where(coded, self.odd, self.shown), self.size)
+        return merge(self.even, np.where(self.coded(), self.odd, self.shown), self.size)
 
     def _code_step(self, step: int, rows: Strip, coder: LevelCoder) -> None:
         c = self.even.shape[0]

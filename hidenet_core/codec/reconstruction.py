@@ -152,13 +152,22 @@ class Reconstruction:
                 x = upsample_bilinear(x, self.shapes[j])
         return x.transpose(1, 2, 0).copy()
 
-    def region(self, top: int, left: int, height: int, width: int) -> np.ndarray:
+    def region(self, top: int, left: int, height: int, width: int, model_pixels: int | None = None) -> np.ndarray:
         """The full-size current state's pixels in rows top..top+height-1, columns left..left+width-1
         (clipped to the image): exact where every level is coded; elsewhere predicted from the
         finest coded level around the region (with a margin, so only its border may differ a
-        little from ``preview``)."""
+        little from ``preview``). Only the rectangle is predicted, the values a first pass under
+        way has not coded yet included: its cost follows the rectangle, not the image. With
+        ``model_pixels``, as for ``preview``: the model predicts while the predicted pixels add
+        up to at most that many, bilinear interpolation beyond."""
         top, left, bottom, right = clip_region(self.header.height, self.header.width, top, left, height, width)
-        x, k = self._finest()
+        k = self.finest_level()
+        first_pass = self.pass_ is not None and not self.pass_.done and self.pass_.prior is None
+        if first_pass:  # from the level above it (complete); the pass's level is filled in below
+            k += 1
+            x = self.image(k)
+        else:
+            x = self._finest(model=model_pixels is None)[0]
         if k == 0:
             return x.transpose(1, 2, 0)[top:bottom, left:right].copy()
         margin = 8  # grid positions around the region at each predicted level
@@ -167,13 +176,23 @@ class Reconstruction:
         y1 = min(x.shape[1], -(-bottom // step) + margin)
         x1 = min(x.shape[2], -(-right // step) + margin)
         crop, cy, cx = x[:, y0:y1, x0:x1], y0, x0  # level k's pixels from (cy, cx)
+        spent = 0
         for j in range(k - 1, -1, -1):  # level j's odd grid is level j + 1's pixels
             ch, cw = crop.shape[1:]
             size = (min(2 * ch, self.shapes[j][0] - 2 * cy), min(2 * cw, self.shapes[j][1] - 2 * cx))
             if j in self.odd:
                 crop = merge(crop, self.odd[j][:, cy : cy + ch, cx : cx + cw], size)
             else:
-                crop = predict_level(self.predictor, crop, size, j, self.filter(j), self.format)
+                spent += size[0] * size[1]
+                if model_pixels is None or spent <= model_pixels:
+                    predicted = predict_level(self.predictor, crop, size, j, self.filter(j), self.format)
+                else:
+                    predicted = upsample_bilinear(crop, size)
+                if first_pass and j == self.pass_.level:  # the values coded so far, the others predicted
+                    window = (slice(None), slice(cy, cy + ch), slice(cx, cx + cw))
+                    odd = np.where(self.pass_.coded()[window], self.pass_.odd[window], split(predicted)[1])
+                    predicted = merge(crop, odd, size)
+                crop = predicted
             cy, cx = 2 * cy, 2 * cx
         oy, ox = top - cy, left - cx
         return crop.transpose(1, 2, 0)[oy : oy + bottom - top, ox : ox + right - left].copy()
@@ -202,11 +221,9 @@ class Reconstruction:
     def _partial(self, level_pass: LevelPass, model: bool = True) -> np.ndarray:
         """A first pass cut between parts: the steps coded so far, the rest predicted (by the
         model, or bilinear)."""
-        done = {ch for part in level_pass.parts[: level_pass.next] for ch in level_pass.part_channels(part)}
         if model:
             predicted = split(predict_level(self.predictor, level_pass.even, level_pass.size, level_pass.level,
                                             self.filter(level_pass.level), self.format))[1]
         else:
             predicted = split(upsample_bilinear(level_pass.even, level_pass.size))[1]
-        odd = np.where(np.isin(np.arange(predicted.shape[0]), sorted(done))[:, None, None], level_pass.odd, predicted)
-        return merge(level_pass.even, odd, level_pass.size)
+        return merge(level_pass.even, np.where(level_pass.coded(), level_pass.odd, predicted), level_pass.size)

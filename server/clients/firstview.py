@@ -14,6 +14,9 @@ measures, from the ``start`` message:
 * with ``--region``, the exact pixels of a 1:1 view (the viewer's stage size) of the final
   picture, checked against the photograph: when the first answer came (predicted, if the
   server had not decoded level 0 yet) and when the exact one came;
+* with ``--follow`` too, the viewer at 1:1 all along: after each frame the same region is
+  asked for again (one request at a time, as the viewer's 1:1 view does), and each exact
+  answer is timed from its request;
 * the server's peak memory (``/api/stats``: ``peak_rss_bytes``), over the whole run.
 
 It prints a table and, with ``--json FILE``, writes every figure. Issue 14's "first view"
@@ -51,10 +54,20 @@ async def _peak_rss(session: aiohttp.ClientSession, base: str) -> int:
         return int((await r.json())["peak_rss_bytes"])
 
 
+def _centred(region: tuple[int, int], width: int, height: int) -> dict:
+    w, h = min(region[0], width), min(region[1], height)
+    return {"x": (width - w) // 2, "y": (height - h) // 2, "width": w, "height": h}
+
+
 async def first_view(base: str, image: str, link: str, frame: tuple[int, int] | None,
-                     region: tuple[int, int] | None = None, original: np.ndarray | None = None) -> dict:
-    """Stream ``image`` once from the server at ``base``; every figure of the module docstring."""
-    out: dict = {"chunks": []}
+                     region: tuple[int, int] | None = None, original: np.ndarray | None = None,
+                     follow: bool = False) -> dict:
+    """Stream ``image`` once from the server at ``base``; every figure of the module docstring.
+    ``follow``: at 1:1 all along, as the viewer's 1:1 view is: after each frame, ask for the
+    ``region`` again (one request at a time), and time the answers."""
+    out: dict = {"chunks": [], "follow": []}
+    asked: float | None = None  # when the region request now outstanding was sent (follow)
+    region_png = False  # the next binary message is a region's PNG
     async with aiohttp.ClientSession() as session, session.ws_connect(ws_url(base), max_msg_size=0) as ws:
         t0 = time.perf_counter()
         await ws.send_json({"type": "start", "image": image, "link": link, "preview": True,
@@ -65,7 +78,13 @@ async def first_view(base: str, image: str, link: str, frame: tuple[int, int] | 
         while True:
             msg = await ws.receive(timeout=3600)
             now = (time.perf_counter() - t0) * 1000
+            if msg.type == aiohttp.WSMsgType.BINARY and region_png:
+                region_png = False
+                continue
             if msg.type == aiohttp.WSMsgType.BINARY:
+                if follow and region is not None and asked is None:
+                    await ws.send_json({"type": "region", **_centred(region, out["width"], out["height"])})
+                    asked = now
                 received = now - t_meta
                 shown = [m for m in superseded if m["superseded_by"] == pending["index"]]
                 superseded = [m for m in superseded if m["superseded_by"] != pending["index"]]
@@ -94,15 +113,27 @@ async def first_view(base: str, image: str, link: str, frame: tuple[int, int] | 
                 pending = data
             elif data["type"] == "chunk":
                 superseded.append(data)
+            elif data["type"] == "region":
+                region_png = True
+                if data["exact"]:
+                    out["follow"].append({"asked_ms": round(asked - t_meta, 1), "ms": round(now - asked, 1)})
+                    asked = None
             elif data["type"] == "error":
                 raise RuntimeError(f"the server refused: {data['message']}")
             elif data["type"] == "done":
                 out["done_ms"] = round(now, 1)
                 out["total_bytes"] = data["total_bytes"]
                 break
+        while asked is not None:  # the last request of the follow
+            msg = await ws.receive(timeout=3600)
+            if msg.type == aiohttp.WSMsgType.TEXT and json.loads(msg.data).get("exact"):
+                now = (time.perf_counter() - t0) * 1000
+                out["follow"].append({"asked_ms": round(asked - t_meta, 1), "ms": round(now - asked, 1)})
+                asked = None
+                await ws.receive_bytes(timeout=600)
         if region is not None:
-            w, h = min(region[0], out["width"]), min(region[1], out["height"])
-            x, y = (out["width"] - w) // 2, (out["height"] - h) // 2
+            rect = _centred(region, out["width"], out["height"])
+            x, y, w, h = rect["x"], rect["y"], rect["width"], rect["height"]
             t1 = time.perf_counter()
             await ws.send_json({"type": "region", "x": x, "y": y, "width": w, "height": h})
             answer = await ws.receive_json(timeout=600)
@@ -139,6 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="frame size WxH the viewer asks for, or 'full' (default 1280x800)")
     p.add_argument("--region", default=None, metavar="WxH",
                    help="then ask for the exact pixels of a centred WxH region (the 1:1 view) and check them")
+    p.add_argument("--follow", action="store_true",
+                   help="with --region: at 1:1 all along, as the viewer's 1:1 view is (a region asked after each "
+                        "frame, one at a time), and time the answers")
     p.add_argument("--model", default="default", help="server model (default: the shipped weights)")
     p.add_argument("--json", type=Path, default=None, help="also write every figure here")
     args = p.parse_args(argv)
@@ -150,7 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         server = start_server(Path(tmp) / "data", args.model, extra=["--images", str(images)], timeout_s=600)
         try:
             result = asyncio.run(first_view(server.url, image_id(original), args.link, _size(args.frame),
-                                            _size(args.region) if args.region else None, original))
+                                            _size(args.region) if args.region else None, original,
+                                            args.follow))
         finally:
             stop_server(server)
     h, w = original.shape[:2]
@@ -172,6 +207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         r = result["region"]
         print(f"1:1 region {r['width']}x{r['height']}: first shown after {r['first_ms']:.0f} ms, exact after "
               f"{r['ms']:.0f} ms, {r['frame_bytes']} bytes, exact: {r.get('exact')}")
+    if result["follow"]:
+        times = sorted(f["ms"] for f in result["follow"])
+        print(f"at 1:1 along the stream: {len(times)} regions, answered after {times[len(times) // 2]:.0f} ms "
+              f"(median), {times[-1]:.0f} ms at most")
     print(f"server peak memory: {result['peak_rss_bytes'] / 2**30:.2f} GiB")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

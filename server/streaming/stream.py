@@ -139,6 +139,9 @@ class LevelFrames:
         self._expected: set[int] = set()  # chunks published whose frames the encode's thread is rendering
         self._tap_lock = threading.Condition()
         self._tap_last: Frame | None = None
+        self._tapped_up_to = -1  # the last chunk the encoder's state was shown to this viewer for
+        #: a 1:1 region to cut from the encoder's state at the next chunk: (x, y, width, height, answer)
+        self._region_wanted: tuple[int, int, int, int, Callable[[tuple | None], None]] | None = None
         self._plan: list[ChunkSpec] | None = None  # the stream's, once known
         self._seen = 0  # chunks given to ``next`` so far
         self._header: Header | None = None  # the stream's, once its first chunk is given
@@ -160,7 +163,30 @@ class LevelFrames:
         with self._tap_lock:
             self._tapped.clear()
             self._expected.clear()
+            wanted, self._region_wanted = self._region_wanted, None
             self._tap_lock.notify_all()
+        if wanted is not None:
+            wanted[4](None)
+
+    def region_from_encoder(self, x: int, y: int, width: int, height: int, sent: int,
+                            answer: Callable[[tuple | None], None]) -> bool:
+        """Ask for a 1:1 region from the encoder's own state after its next chunk, while the
+        viewer keeps up with the encoder (``sent``: the last chunk sent to it; at most one made
+        beyond it): no decoder of every level, whose state would double the memory of a large
+        photo's first view and whose decoding would take the encoder's second core. ``answer``
+        gets (chunk index, PNG, rectangle) on the encode's thread, or None if no chunk comes
+        (the viewer left); a newer request replaces a waiting one (which gets None). False when
+        this path does not apply (no encode under way, its last chunk made, the viewer behind)."""
+        source = self._source
+        if source is None or self not in source.taps or source.complete or self._plan is None:
+            return False
+        if self._tapped_up_to >= len(self._plan) - 1 or len(source.chunks) - 1 > sent + 1:
+            return False
+        with self._tap_lock:
+            replaced, self._region_wanted = self._region_wanted, (x, y, width, height, answer)
+        if replaced is not None:
+            replaced[4](None)
+        return True
 
     def expect(self, index: int) -> None:
         """(``source.Tap``) Chunk ``index`` is published; its frame is being rendered from the encoder's state."""
@@ -191,7 +217,23 @@ class LevelFrames:
         with self._tap_lock:
             self._tapped[index] = frame
             self._expected.discard(index)
+            self._tapped_up_to = index
+            wanted, self._region_wanted = self._region_wanted, None
             self._tap_lock.notify_all()
+        if wanted is not None:  # the exact pixels of the picture after this chunk, from the encoder's state
+            x, y, width, height, answer = wanted
+            try:
+                answer((index, *render_region(state, x, y, width, height)))
+            except Exception:  # not the frames' fault: the region alone is lost, and asked for again
+                log.exception("a region of %s could not be cut from the encoder's state", self._key.filename)
+                answer(None)
+
+    def drop_region(self) -> None:
+        """Forget a region waiting for the encoder's next chunk (its answer gets None)."""
+        with self._tap_lock:
+            wanted, self._region_wanted = self._region_wanted, None
+        if wanted is not None:
+            wanted[4](None)
 
     def _take_tapped(self, index: int) -> Frame | None:
         """Chunk ``index``'s frame from the encoder's state, waiting while it is being rendered."""
@@ -469,7 +511,7 @@ async def run_stream(app: web.Application, send: Sender, req: StartRequest, info
     watch.frames = LevelFrames(app[MODEL], app[STORE], info, app[FRAMES], key, FrameSpec(req.preview, req.frame),
                                source)
     try:
-        await _run_stream(app, send, req, info, key, source, watch.frames)
+        await _run_stream(app, send, req, info, key, source, watch.frames, watch)
     finally:
         watch.frames.close()
         app[SOURCES].release(source)
@@ -481,13 +523,26 @@ class StreamBusy(Exception):
 
 @dataclass
 class StreamWatch:
-    """What a session knows of its running stream: its frames, once it has them."""
+    """What a session knows of its running stream: its frames, once it has them, and the last
+    chunk whose message went out."""
 
     frames: LevelFrames | None = None
+    sent: int = -1
+    _sent_changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def mark_sent(self, index: int) -> None:
+        self.sent = index
+        self._sent_changed.set()
+        self._sent_changed = asyncio.Event()
+
+    async def until_sent(self, index: int) -> None:
+        """Until the message of chunk ``index`` has gone out."""
+        while self.sent < index:
+            await self._sent_changed.wait()
 
 
 async def _run_stream(app: web.Application, send: Sender, req: StartRequest, info: ImageInfo, key: StreamKey,
-                      source: StreamSource, decoding: LevelFrames) -> None:
+                      source: StreamSource, decoding: LevelFrames, watch: StreamWatch) -> None:
     clock, worker, store, stats = app[CLOCK], app[WORKER], app[STORE], app[STATS]
     progress = Progress(send, clock, clock.now())
     if not source.complete:
@@ -557,6 +612,7 @@ async def _run_stream(app: web.Application, send: Sender, req: StartRequest, inf
             if isinstance(item, Superseded):
                 stats.frames_superseded += 1
                 await send.json({"type": "chunk", **about, "superseded_by": item.by})
+                watch.mark_sent(i)
                 continue
             frame, shared = item
             stats.frame_hits += shared
@@ -569,6 +625,7 @@ async def _run_stream(app: web.Application, send: Sender, req: StartRequest, inf
                 "frame_bytes": len(frame.data), "frame_width": frame.width, "frame_height": frame.height,
                 "frame_format": frame.format, "frame_from": frame.origin,
             }, frame.data)
+            watch.mark_sent(i)
         summaries = list(await asyncio.gather(*tasks))
         total = len(source.data)
         result = verdict([VerdictRacer("hidenet", "hideNet", total, tuple(events))] + [r.racer() for r in racers])

@@ -74,11 +74,15 @@ class Session:
         self._region = region
         if self._region_task is None or self._region_task.done():
             self._region_task = asyncio.create_task(self._regions())
+        else:  # one waiting for the encoder's next chunk gives way (the loop takes this one next)
+            self.watch.frames.drop_region()
 
     async def _regions(self) -> None:
         while self._region is not None and self.watch.frames is not None:
             region, self._region, frames = self._region, None, self.watch.frames
             rect = (region.x, region.y, region.width, region.height)
+            if await self._region_from_encoder(frames, rect):
+                continue
             # a large photo's frames skip its finest levels: the exact pixels may need seconds of
             # decoding, so they come second, after the region as the frames' decoder predicts it
             gone = threading.Event()  # set when the session stops: a catch-up in the worker gives up
@@ -94,6 +98,30 @@ class Session:
                 with contextlib.suppress(ConnectionResetError):
                     await self.send.pair({"type": "region", "x": x, "y": y, "width": width, "height": height,
                                           "exact": exact, "frame_bytes": len(png)}, png)
+
+    async def _region_from_encoder(self, frames, rect: tuple[int, int, int, int]) -> bool:
+        """During a first view that keeps up with its encoder: the region cut from the encoder's
+        state after its next chunk, sent once that chunk's own message has gone out (so never
+        ahead of the link). False when that path does not apply (``LevelFrames.region_from_encoder``)."""
+        loop = asyncio.get_running_loop()
+        got: asyncio.Future = loop.create_future()
+
+        def answer(result) -> None:  # on the encode's thread, or this one
+            loop.call_soon_threadsafe(lambda: got.done() or got.set_result(result))
+
+        if not frames.region_from_encoder(*rect, self.watch.sent, answer):
+            return False
+        result = await got
+        if result is None:  # a newer request took its place, or the stream ended: the loop goes on
+            if self._region is None and self.watch.frames is frames and frames.showing:
+                self._region = Region(*rect)  # not replaced: asked again, answered by the decoders
+            return True
+        index, png, (x, y, width, height) = result
+        await self.watch.until_sent(index)
+        with contextlib.suppress(ConnectionResetError):
+            await self.send.pair({"type": "region", "x": x, "y": y, "width": width, "height": height,
+                                  "exact": True, "frame_bytes": len(png)}, png)
+        return True
 
     async def error(self, message: str, code: str) -> None:
         await self.send.json({"type": "error", "code": code, "message": message})

@@ -64,3 +64,45 @@ def test_the_encoders_state_after_each_chunk_shows_what_the_decoder_shows(small_
     assert decoder.done
     if settings.version == versions.VERSION:
         assert mid_pass  # the parts of a split pass were shown mid-pass
+
+
+def _mid_first_pass(model, image):
+    """A decoder stopped after the first part of a first pass over a level split in strips."""
+    decoder = ProgressiveDecoder(model)
+    for piece in encode_chunks(image, model, EncodeSettings()):
+        decoder.feed(piece.data)
+        rec = decoder.reconstruction if decoder.header is not None else None
+        if rec is not None and rec.pass_ is not None and not rec.pass_.done and rec.pass_.prior is None:
+            coded = rec.pass_.coded()
+            if coded.any() and not coded.all(axis=(1, 2)).any():  # a step coded on some strips only
+                return decoder
+    raise AssertionError("no pass was cut between the strips of a step")
+
+
+def test_a_first_pass_cut_between_strips_shows_each_value_coded_or_predicted(small_strips):
+    """A part codes one step on one strip: the preview shows the values coded so far and
+    predicts every other one (the strips a step has not reached yet are not shown as 0)."""
+    from hidenet_core.codec.loop import predict_level
+    from hidenet_core.codec.pyramid import split
+
+    model = load_model("interp")
+    image = smooth_image(120, 100, 3, seed=6)
+    rec = _mid_first_pass(model, image).reconstruction
+    p, coded = rec.pass_, rec.pass_.coded()
+    k = p.level
+    shown = split(rec.preview(k).transpose(2, 0, 1))[1]
+    predicted = split(predict_level(model, p.even, p.size, k, rec.filter(k), rec.format))[1]
+    valid = p.valid(0, p.even.shape[1])
+    assert np.array_equal(shown[coded & valid], p.odd[coded & valid])
+    assert np.array_equal(shown[~coded & valid], predicted[~coded & valid])
+
+
+def test_a_region_mid_pass_is_predicted_in_the_rectangle_alone(small_strips):
+    """Mid first pass, a region is the preview's pixels there (bilinear beyond the coded values
+    with no model budget), computed on the rectangle and its margin only."""
+    model = load_model("interp")
+    image = smooth_image(120, 100, 3, seed=6)
+    rec = _mid_first_pass(model, image).reconstruction
+    whole = rec.preview(0, model_pixels=0)
+    region = rec.region(30, 20, 50, 40, model_pixels=0)
+    assert np.array_equal(region, whole[30:80, 20:60])

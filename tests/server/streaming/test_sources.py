@@ -15,8 +15,9 @@ import pytest
 import pytest_asyncio
 from aiohttp import FormData
 
+from hidenet_core.codec.container import stream_info
 from server import create_app
-from server.keys import SOURCES, STATS
+from server.keys import MODEL, SOURCES, STATS
 from server.storage.store import image_id
 from server.streaming import source as source_module
 from tests.server.conftest import frame_pixels, png_of, receive_meta, receive_stream
@@ -300,6 +301,56 @@ async def test_a_frame_the_encoders_state_fails_to_render_is_decoded_instead(app
     levels = [m for m in messages if isinstance(m, dict) and m["type"] == "level"]
     assert messages[-1]["type"] == "done" and levels and levels[0]["decode_ms"] > 0
     assert "could not be rendered from the encoder's state" in caplog.text
+
+
+async def test_a_region_during_a_first_view_is_cut_from_the_encoders_state_after_its_next_chunk(app_client, rgb_id,
+                                                                                               monkeypatch):
+    """At 1:1 during a first view that keeps up with its encoder, no decoder of every level is
+    started: the region comes from the encoder's state after the next chunk, once that chunk's
+    own message has gone out, and equals what a decoder of that prefix shows there."""
+    from hidenet_core import ProgressiveDecoder
+    from server.streaming import stream as stream_module
+
+    decoders = []
+    real_decoder = stream_module.ProgressiveDecoder
+
+    def counted(*args, **kwargs):
+        decoders.append(kwargs)
+        return real_decoder(*args, **kwargs)
+
+    monkeypatch.setattr(stream_module, "ProgressiveDecoder", counted)
+    gate = threading.Event()
+    real = source_module.encode_chunks
+    data = bytearray()
+
+    def held(*args, **kwargs):
+        for n, piece in enumerate(real(*args, **kwargs)):
+            data.extend(piece.data)
+            if n == 2:  # after the header and the first chunk: wait for the region request
+                gate.wait(10)
+            yield piece
+
+    monkeypatch.setattr(source_module, "encode_chunks", held)
+    client = await app_client()
+    ws = await client.ws_connect("/ws")
+    await ws.send_json(start(rgb_id, frame={"width": 28, "height": 20}, link="unlimited"))
+    assert (await receive_meta(ws))["type"] == "meta"
+    first = await receive_meta(ws)
+    assert first["type"] == "level" and first["index"] == 0
+    await ws.receive_bytes()
+    await ws.send_json({"type": "region", "x": 0, "y": 0, "width": 56, "height": 40})
+    await asyncio.sleep(0.2)  # the request waits for the encoder's next chunk
+    gate.set()
+    messages = await receive_stream(ws, until="region")
+    kinds = [(m["type"], m.get("index")) for m in messages if isinstance(m, dict)]
+    assert kinds[0] == ("level", 1) and kinds[-1] == ("region", None) and messages[-1]["exact"]
+    region = frame_pixels(await ws.receive_bytes())
+    await receive_stream(ws)  # the rest of the stream
+    layout = stream_info(bytes(data))["chunks"]
+    expected = ProgressiveDecoder(client.server.app[MODEL])
+    expected.feed(bytes(data[: layout[1]["total_bytes"]]))
+    assert np.array_equal(region, expected.region(0, 0, 40, 56))
+    assert [d.get("finest_level") for d in decoders] == [1]  # the frames' decoder only
 
 
 async def test_a_region_before_the_first_level_is_refused(app_client, rgb_id, monkeypatch):
