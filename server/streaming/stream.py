@@ -95,6 +95,10 @@ REGION_LAG_BYTES = 64 * 1024
 REGION_FEED_BYTES = 64 * 1024
 
 
+#: a 1:1 region during a first view comes from the encoder's state while the encoder has made at
+#: most this many chunks beyond the last one sent (the answer waits for its chunk to be sent);
+#: further behind (a slow link), from a decoder of every level
+REGION_CHUNKS_AHEAD = 4
 #: how often a wait for a frame being rendered from the encoder's state wakes to look again
 TAP_WAIT_S = 1.0
 
@@ -171,16 +175,17 @@ class LevelFrames:
     def region_from_encoder(self, x: int, y: int, width: int, height: int, sent: int,
                             answer: Callable[[tuple | None], None]) -> bool:
         """Ask for a 1:1 region from the encoder's own state after its next chunk, while the
-        viewer keeps up with the encoder (``sent``: the last chunk sent to it; at most one made
-        beyond it): no decoder of every level, whose state would double the memory of a large
-        photo's first view and whose decoding would take the encoder's second core. ``answer``
+        viewer keeps up with the encoder (``sent``: the last chunk sent to it; at most
+        ``REGION_CHUNKS_AHEAD`` made beyond it): no decoder of every level, whose state would
+        double the memory of a large photo's first view and whose decoding would take the
+        encoder's second core. ``answer``
         gets (chunk index, PNG, rectangle) on the encode's thread, or None if no chunk comes
         (the viewer left); a newer request replaces a waiting one (which gets None). False when
         this path does not apply (no encode under way, its last chunk made, the viewer behind)."""
         source = self._source
         if source is None or self not in source.taps or source.complete or self._plan is None:
             return False
-        if self._tapped_up_to >= len(self._plan) - 1 or len(source.chunks) - 1 > sent + 1:
+        if self._tapped_up_to >= len(self._plan) - 1 or len(source.chunks) - 1 > sent + REGION_CHUNKS_AHEAD:
             return False
         with self._tap_lock:
             replaced, self._region_wanted = self._region_wanted, (x, y, width, height, answer)
