@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -99,8 +100,10 @@ REGION_FEED_BYTES = 64 * 1024
 #: most this many chunks beyond the last one sent (the answer waits for its chunk to be sent);
 #: further behind (a slow link), from a decoder of every level
 REGION_CHUNKS_AHEAD = 4
-#: how often a wait for a frame being rendered from the encoder's state wakes to look again
+#: how often a wait for a frame being rendered from the encoder's state wakes to look again, and
+#: how long it waits at most before decoding the chunk instead (a frame takes under a second)
 TAP_WAIT_S = 1.0
+TAP_WAIT_LIMIT_S = 120.0
 
 
 class LevelFrames:
@@ -178,10 +181,10 @@ class LevelFrames:
         viewer keeps up with the encoder (``sent``: the last chunk sent to it; at most
         ``REGION_CHUNKS_AHEAD`` made beyond it): no decoder of every level, whose state would
         double the memory of a large photo's first view and whose decoding would take the
-        encoder's second core. ``answer``
-        gets (chunk index, PNG, rectangle) on the encode's thread, or None if no chunk comes
-        (the viewer left); a newer request replaces a waiting one (which gets None). False when
-        this path does not apply (no encode under way, its last chunk made, the viewer behind)."""
+        encoder's second core. ``answer`` gets (chunk index, PNG, rectangle) on the encode's
+        thread, or None if no chunk comes (the viewer left); a newer request replaces a waiting
+        one (which gets None). False when this path does not apply (no encode under way, its
+        last chunk made, the viewer behind)."""
         source = self._source
         if source is None or self not in source.taps or source.complete or self._plan is None:
             return False
@@ -242,8 +245,9 @@ class LevelFrames:
 
     def _take_tapped(self, index: int) -> Frame | None:
         """Chunk ``index``'s frame from the encoder's state, waiting while it is being rendered."""
+        deadline = time.monotonic() + TAP_WAIT_LIMIT_S
         with self._tap_lock:
-            while index in self._expected and index not in self._tapped:
+            while index in self._expected and index not in self._tapped and time.monotonic() < deadline:
                 self._tap_lock.wait(TAP_WAIT_S)
             for i in [i for i in self._tapped if i < index]:  # superseded: never sent
                 del self._tapped[i]
@@ -516,7 +520,7 @@ async def run_stream(app: web.Application, send: Sender, req: StartRequest, info
     watch.frames = LevelFrames(app[MODEL], app[STORE], info, app[FRAMES], key, FrameSpec(req.preview, req.frame),
                                source)
     try:
-        await _run_stream(app, send, req, info, key, source, watch.frames, watch)
+        await _run_stream(app, send, req, info, key, source, watch)
     finally:
         watch.frames.close()
         app[SOURCES].release(source)
@@ -547,8 +551,10 @@ class StreamWatch:
 
 
 async def _run_stream(app: web.Application, send: Sender, req: StartRequest, info: ImageInfo, key: StreamKey,
-                      source: StreamSource, decoding: LevelFrames, watch: StreamWatch) -> None:
+                      source: StreamSource, watch: StreamWatch) -> None:
     clock, worker, store, stats = app[CLOCK], app[WORKER], app[STORE], app[STATS]
+    decoding = watch.frames
+    assert decoding is not None
     progress = Progress(send, clock, clock.now())
     if not source.complete:
         mode = ("lossless" if req.max_error == 0 else f"max error {req.max_error}") + (
