@@ -243,13 +243,17 @@ class LevelPass:
                 self.intervals = FirstPassBounds(self.odd, coder.d)
         return part
 
-    def coded(self) -> np.ndarray:
+    def coded(self, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
         """Which odd values (3C, h, w) the parts run so far have coded (a part codes a step's
-        channels on its strips only)."""
-        coded = np.zeros(self.odd.shape, dtype=bool)
+        channels on its strips only); of grid rows ``rows`` and columns ``cols`` only, if given."""
+        r0, r1, _ = rows.indices(self.odd.shape[1])
+        width = len(range(*cols.indices(self.odd.shape[2])))
+        coded = np.zeros((self.odd.shape[0], max(r1 - r0, 0), width), dtype=bool)
         for part in self.parts[: self.next]:
             for s in part.strips:
-                coded[self.part_channels(part), s.start : s.stop] = True
+                a, b = max(s.start, r0), min(s.stop, r1)
+                if a < b:
+                    coded[self.part_channels(part), a - r0 : b - r0] = True
         return coded
 
     def image(self) -> np.ndarray:

@@ -162,35 +162,37 @@ class Reconstruction:
         up to at most that many, bilinear interpolation beyond."""
         top, left, bottom, right = clip_region(self.header.height, self.header.width, top, left, height, width)
         k = self.finest_level()
-        first_pass = self.pass_ is not None and not self.pass_.done and self.pass_.prior is None
-        if first_pass:  # from the level above it (complete); the pass's level is filled in below
-            k += 1
-            x = self.image(k)
-        else:
-            x = self._finest(model=model_pixels is None)[0]
-        if k == 0:
+        under_way = self.pass_ if self.pass_ is not None and not self.pass_.done else None
+        start = min(k + 1, self.top_level)  # complete, and smaller: every finer level is made in the rectangle
+        x = self.image(start)
+        if start == 0:
             return x.transpose(1, 2, 0)[top:bottom, left:right].copy()
         margin = 8  # grid positions around the region at each predicted level
-        step = 1 << k
+        step = 1 << start
         y0, x0 = max(0, top // step - margin), max(0, left // step - margin)
         y1 = min(x.shape[1], -(-bottom // step) + margin)
         x1 = min(x.shape[2], -(-right // step) + margin)
-        crop, cy, cx = x[:, y0:y1, x0:x1], y0, x0  # level k's pixels from (cy, cx)
+        crop, cy, cx = x[:, y0:y1, x0:x1], y0, x0  # level start's pixels from (cy, cx)
         spent = 0
-        for j in range(k - 1, -1, -1):  # level j's odd grid is level j + 1's pixels
+        for j in range(start - 1, -1, -1):  # level j's odd grid is level j + 1's pixels
             ch, cw = crop.shape[1:]
             size = (min(2 * ch, self.shapes[j][0] - 2 * cy), min(2 * cw, self.shapes[j][1] - 2 * cx))
-            if j in self.odd:
-                crop = merge(crop, self.odd[j][:, cy : cy + ch, cx : cx + cw], size)
+            rows, cols = slice(cy, cy + ch), slice(cx, cx + cw)
+            if under_way is not None and j == under_way.level and under_way.prior is not None:
+                # a refinement cut between parts: its values coded so far, the others as shown before it
+                coded = under_way.coded(rows, cols)
+                odd = np.where(coded, under_way.odd[:, rows, cols], under_way.shown[:, rows, cols])
+                crop = merge(crop, odd, size)
+            elif j in self.odd:
+                crop = merge(crop, self.odd[j][:, rows, cols], size)
             else:
                 spent += size[0] * size[1]
                 if model_pixels is None or spent <= model_pixels:
                     predicted = predict_level(self.predictor, crop, size, j, self.filter(j), self.format)
                 else:
                     predicted = upsample_bilinear(crop, size)
-                if first_pass and j == self.pass_.level:  # the values coded so far, the others predicted
-                    window = (slice(None), slice(cy, cy + ch), slice(cx, cx + cw))
-                    odd = np.where(self.pass_.coded()[window], self.pass_.odd[window], split(predicted)[1])
+                if under_way is not None and j == under_way.level:  # a first pass: its values coded so far
+                    odd = np.where(under_way.coded(rows, cols), under_way.odd[:, rows, cols], split(predicted)[1])
                     predicted = merge(crop, odd, size)
                 crop = predicted
             cy, cx = 2 * cy, 2 * cx

@@ -66,13 +66,15 @@ def test_the_encoders_state_after_each_chunk_shows_what_the_decoder_shows(small_
         assert mid_pass  # the parts of a split pass were shown mid-pass
 
 
-def _mid_first_pass(model, image):
-    """A decoder stopped after the first part of a first pass over a level split in strips."""
+def _mid_first_pass(model, image, refinement: bool = False):
+    """A decoder stopped after the first part of a first pass (or a refinement) over a level
+    split in strips."""
     decoder = ProgressiveDecoder(model)
     for piece in encode_chunks(image, model, EncodeSettings()):
         decoder.feed(piece.data)
         rec = decoder.reconstruction if decoder.header is not None else None
-        if rec is not None and rec.pass_ is not None and not rec.pass_.done and rec.pass_.prior is None:
+        if (rec is not None and rec.pass_ is not None and not rec.pass_.done
+                and (rec.pass_.prior is not None) == refinement):
             coded = rec.pass_.coded()
             if coded.any() and not coded.all(axis=(1, 2)).any():  # a step coded on some strips only
                 return decoder
@@ -106,3 +108,13 @@ def test_a_region_mid_pass_is_predicted_in_the_rectangle_alone(small_strips):
     whole = rec.preview(0, model_pixels=0)
     region = rec.region(30, 20, 50, 40, model_pixels=0)
     assert np.array_equal(region, whole[30:80, 20:60])
+
+
+def test_a_region_mid_refinement_is_the_previews_pixels_there(small_strips):
+    """Mid refinement every level is coded: the region is exactly the preview's pixels, the
+    values the refinement has not reached yet as the layer before showed them."""
+    model = load_model("interp")
+    image = smooth_image(120, 100, 3, seed=6)
+    rec = _mid_first_pass(model, image, refinement=True).reconstruction
+    assert np.array_equal(rec.region(30, 20, 50, 40), rec.preview(0)[30:80, 20:60])
+    assert np.array_equal(rec.region(0, 0, 120, 100), rec.preview(0))
