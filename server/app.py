@@ -38,7 +38,7 @@ from .storage.files import sweep_partials
 from .storage.lru import LRU
 from .storage.store import ImageStore
 from .streaming.clock import Clock, MonotonicClock
-from .streaming.frames import FrameCache
+from .streaming.frames import FrameCache, warm_up
 from .streaming.race import RaceCache
 from .streaming.source import StreamSources
 from .streaming.ws import close_sockets
@@ -89,6 +89,7 @@ def _resources(preloaded: Predictor | None):
             app[WORKER] = worker
             app[MODEL] = preloaded or await worker.run(load_model, cfg.model)
             app[MODEL_HASH] = (await worker.run(app[MODEL].weights_hash)).hex()
+            await worker.run(warm_up, app[MODEL])  # the first viewer's first frame without one-time costs
             store = ImageStore(cfg.data_dir / "uploads", cfg.pixel_cache_mb * MB)
             await worker.run(_fill_store, store, cfg)
             app[STORE] = store

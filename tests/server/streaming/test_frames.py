@@ -123,3 +123,11 @@ def test_a_large_frame_has_its_ssim_measured_on_a_coarser_grid_of_at_most_2_19_p
     assert ssim_step(height, width) == step
     assert pixels(step) <= SSIM_PIXELS and (step == 1 or pixels(step // 2) > SSIM_PIXELS)
 
+
+
+@pytest.mark.parametrize("model_name", ["interp", "default"])
+def test_the_start_up_warm_up_encodes_and_renders_a_tiny_frame(model_name):
+    from hidenet_core import load_model
+    from server.streaming.frames import warm_up
+
+    assert 0 < warm_up(load_model(model_name)) < 30
