@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..predictors.base import Predictor
-from ..predictors.interp import Interp
 from .container import (
     MAGIC,
     PREAMBLE_SIZE,
@@ -32,7 +31,7 @@ from .container import (
 from .entropy import LevelDecoder
 from .intervals import Interval, first_interval, refine_decode
 from .loop import level_crc, part_crc, predict_level, top_prior
-from .plan import ChunkSpec, Pass, PassMode, guarantees, stream_plan
+from .plan import ChunkSpec, Pass, guarantees, stream_plan
 from .pyramid import split
 from .reconstruction import Reconstruction
 from .stages import calibration, linear, previewfilter
@@ -284,9 +283,7 @@ class ProgressiveDecoder:
             crc = self._decode_base(dec, p, keep)
         else:
             if spec.part == 0:
-                prior = None if p.prev_d is None else rec.intervals[k]
-                rec.start_pass(_INTERP if p.mode & PassMode.INTERP else self.predictor, k, p.parts, prior,
-                               stages=not p.mode & PassMode.PLAIN, keep=keep)
+                rec.start_pass(p, keep)
             level_pass = rec.pass_
             assert level_pass is not None
             part = level_pass.run(_Coder(dec, p.d, fmt))
@@ -308,9 +305,7 @@ class ProgressiveDecoder:
         else:
             rec.set_top(refine_decode(dec, rec.top.lo, rec.top.hi, *top_prior(c), p.d))
         for j in range(len(self._shapes) - 2, p.level - 1, -1):
-            prior = None if p.prev_d is None else rec.intervals[j]
-            level_pass = rec.start_pass(_INTERP if p.mode & PassMode.INTERP else self.predictor, j, p.parts, prior,
-                                        stages=not p.mode & PassMode.PLAIN, keep=keep, track=False)
+            level_pass = rec.start_pass(p, keep, level=j, track=False)
             level_pass.run(_Coder(dec, p.d, fmt))
             rec.set_level(j, level_pass.odd, level_pass.intervals)
         return level_crc(rec.image(p.level))
@@ -349,8 +344,6 @@ class ProgressiveDecoder:
         rectangle (clipped to the image), exact where every level is decoded."""
         return self.reconstruction.region(top, left, height, width, model_pixels)
 
-
-_INTERP = Interp().eval()
 
 
 def preview(predictor: Predictor, recon_chw: np.ndarray, level: int, shapes: list[tuple[int, int]],

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..predictors.base import Predictor
-from ..predictors.interp import Interp
 from .container import (
     MAX_ERROR,
     MAX_LAYERS,
@@ -233,13 +232,6 @@ class _OddValues:
         return self._kept[k]
 
 
-def _pass_predictor(predictor: Predictor, mode: int) -> Predictor:
-    return _INTERP if mode & PassMode.INTERP else predictor
-
-
-_INTERP = Interp().eval()
-
-
 def encode_chunks(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = EncodeSettings(),
                   cancelled: Callable[[], bool] | None = None) -> Iterator[EncodedChunk]:
     """Encode an (H, W, C) uint8 image (C = 1, 3 or 4): the header, then every chunk in
@@ -290,11 +282,11 @@ def encode_chunks(image: np.ndarray, predictor: Predictor, settings: EncodeSetti
             continue
         p = spec.pass_
         if p.level == levels:  # the base: the top pixel, then the base's own levels, in one part
-            crc = _code_base(enc, predictor, fmt, state, p, originals, odds, keep=p is not last_pass[p.level],
+            crc = _code_base(enc, fmt, state, p, originals, odds, keep=p is not last_pass[p.level],
                              cancelled=cancelled)
         else:
             if spec.part == 0:
-                current = _start_pass(predictor, state, p, keep=p is not last_pass[p.level])
+                current = state.start_pass(p, keep=p is not last_pass[p.level])
             assert current is not None
             part = current.run(_Coder(enc, odds[p.level], p.d, fmt, cancelled))
             crc = part_crc(current.odd, current.part_channels(part), part.strips) if fmt.layered else None
@@ -313,15 +305,8 @@ def encode(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = E
     return b"".join(c.data for c in encode_chunks(image, predictor, settings))
 
 
-def _start_pass(predictor: Predictor, state: Reconstruction, p: Pass, keep: bool, track: bool = True) -> LevelPass:
-    """A pass over level ``p.level`` from the current reconstruction of the level above."""
-    prior = None if p.prev_d is None else state.intervals[p.level]
-    return state.start_pass(_pass_predictor(predictor, p.mode), p.level, p.parts, prior,
-                            stages=not p.mode & PassMode.PLAIN, keep=keep, track=track)
-
-
-def _code_base(enc: LevelEncoder, predictor: Predictor, fmt: FormatVersion, state: Reconstruction, p: Pass,
-               originals, odds, keep: bool, cancelled: Callable[[], bool] = _never) -> int:
+def _code_base(enc: LevelEncoder, fmt: FormatVersion, state: Reconstruction, p: Pass, originals, odds, keep: bool,
+               cancelled: Callable[[], bool] = _never) -> int:
     """The base's pass: the top pixel, then each of the base's own levels, top down; the CRC of the base."""
     c = originals[0].shape[0]
     x = originals[state.top_level].reshape(-1)
@@ -331,8 +316,7 @@ def _code_base(enc: LevelEncoder, predictor: Predictor, fmt: FormatVersion, stat
         old = state.top
         state.set_top(refine_encode(enc, x, old.lo, old.hi, *top_prior(c), p.d))
     for k in range(state.top_level - 1, p.level - 1, -1):
-        level_pass = _start_pass(predictor, state, Pass(p.layer, k, p.d, p.prev_d, p.mode, p.parts), keep,
-                                 track=False)
+        level_pass = state.start_pass(p, keep, level=k, track=False)
         level_pass.run(_Coder(enc, odds[k], p.d, fmt, cancelled))
         state.set_level(k, level_pass.odd, level_pass.intervals)
     return level_crc(state.image(p.level))

@@ -15,14 +15,19 @@ from __future__ import annotations
 import numpy as np
 
 from ..predictors.base import Predictor
+from ..predictors.interp import Interp
 from .container import HdnFormatError, Header
 from .intervals import Bounds, Interval
 from .loop import LevelPass, predict_level
+from .plan import Pass, PassMode
 from .pyramid import level_shapes, merge, split, total_levels
 from .stages import previewfilter
 from .versions import FormatVersion, format_version
 
 __all__ = ["Reconstruction", "clip_region", "upsample_bilinear"]
+
+#: the predictor of a pass whose mode says so (``plan.PassMode.INTERP``)
+_INTERP = Interp().eval()
 
 
 def clip_region(height: int, width: int, top: int, left: int, rows: int, cols: int) -> tuple[int, int, int, int]:
@@ -94,12 +99,18 @@ class Reconstruction:
         """The latest preview filter of level k (else None: the plain means)."""
         return previewfilter.applier(self.filters[k]) if k in self.filters else None
 
-    def start_pass(self, predictor: Predictor, k: int, parts, prior: Bounds | None,
-                   stages: bool, keep: bool, track: bool = True) -> LevelPass:
-        """A pass over level k from the current reconstruction of level k + 1; ``track``: it is
-        the pass under way (a preview shows its parts coded so far)."""
-        level_pass = LevelPass(predictor, self.format, k, self.shapes[k], self.image(k + 1), parts, prior,
-                               stages=stages, keep=keep, shown=self.odd.get(k))
+    def start_pass(self, p: Pass, keep: bool, level: int | None = None, track: bool = True) -> LevelPass:
+        """Pass ``p`` over level ``level`` (default ``p.level``; the base's pass codes the base's
+        own levels with the same parameters) from the current reconstruction of the level
+        above: the pass's mode picks the predictor (the stream's, or the built-in interpolation)
+        and the per-image stages, a later pass refines the intervals the earlier one left.
+        ``keep``: keep each value's interval for a later pass; ``track``: it is the pass under
+        way (a preview shows its parts coded so far)."""
+        k = p.level if level is None else level
+        predictor = _INTERP if p.mode & PassMode.INTERP else self.predictor
+        prior = None if p.prev_d is None else self.intervals[k]
+        level_pass = LevelPass(predictor, self.format, k, self.shapes[k], self.image(k + 1), p.parts, prior,
+                               stages=not p.mode & PassMode.PLAIN, keep=keep, shown=self.odd.get(k))
         if track:
             self.pass_ = level_pass
         return level_pass
