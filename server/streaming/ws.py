@@ -94,10 +94,7 @@ class Session:
                     raise
                 if answer is None:
                     return
-                png, (x, y, width, height) = answer
-                with contextlib.suppress(ConnectionResetError):
-                    await self.send.pair({"type": "region", "x": x, "y": y, "width": width, "height": height,
-                                          "exact": exact, "frame_bytes": len(png)}, png)
+                await self._send_region(*answer, exact)
 
     async def _region_from_encoder(self, frames, rect: tuple[int, int, int, int]) -> bool:
         """During a first view that keeps up with its encoder: the region cut from the encoder's
@@ -116,12 +113,17 @@ class Session:
             if self._region is None and self.watch.frames is frames and frames.showing:
                 self._region = Region(*rect)  # not replaced: asked again, answered by the decoders
             return True
-        index, png, (x, y, width, height) = result
+        index, png, rect = result
         await self.watch.until_sent(index)
+        await self._send_region(png, rect, True)
+        return True
+
+    async def _send_region(self, png: bytes, rect: tuple[int, int, int, int], exact: bool) -> None:
+        """A ``region`` message and its PNG (the rectangle as clipped to the image)."""
+        x, y, width, height = rect
         with contextlib.suppress(ConnectionResetError):
             await self.send.pair({"type": "region", "x": x, "y": y, "width": width, "height": height,
-                                  "exact": True, "frame_bytes": len(png)}, png)
-        return True
+                                  "exact": exact, "frame_bytes": len(png)}, png)
 
     async def error(self, message: str, code: str) -> None:
         await self.send.json({"type": "error", "code": code, "message": message})
