@@ -117,12 +117,47 @@ def part_crc(odd: np.ndarray, channels: list[int], part_strips: tuple[Strip, ...
     return crc
 
 
+#: the predictor keeps memos (``Memos``) for windows of this many positions of a level in all
+MEMO_POSITIONS = 1 << 22
+
+
+class Memos:
+    """The predictor's memo of each window of a level's rows (``Predictor.takes_memo``), kept by
+    a pass across its steps (the same even image, odd values only added), for windows of at
+    most ``limit`` positions in all: the windows met first keep theirs, the others run without.
+
+    A memo only saves time (each step's interpolation computed once instead of once per later
+    step; the values are the same either way), but holds about 20 bytes a position, and the
+    windows of the tiles overlap: all of them would hold 0.4 GB over the finest level of a
+    40 MP photograph. ``limit`` keeps them within about 84 MB (RGB) whatever the image size.
+    """
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = MEMO_POSITIONS if limit is None else limit
+        self._memos: dict[tuple[int, int], dict] = {}
+        self._positions = 0
+
+    def get(self, rows: tuple[int, int], width: int) -> dict | None:
+        """The memo of the window of rows ``rows`` (a new one while within the limit), else None."""
+        memo = self._memos.get(rows)
+        if memo is None:
+            n = (rows[1] - rows[0]) * width
+            if self._positions + n > self.limit:
+                return None
+            memo = self._memos[rows] = {}
+            self._positions += n
+        return memo
+
+    def clear(self) -> None:
+        self._memos.clear()
+        self._positions = 0
+
+
 def _predict(predictor: Predictor, even: np.ndarray, odd: np.ndarray, step: int, level: int, rows: Strip,
-             halo: int, memos: dict | None = None):
+             halo: int, memos: Memos | None = None):
     """The predictor's output for ``step`` on grid rows ``rows``, seeing ``halo`` rows around them.
 
-    ``memos``: kept by the caller across the steps of one level (the same even image, odd
-    values only added): the predictor's memo of each window (``Predictor.takes_memo``)."""
+    ``memos``: kept by the caller across the steps of one level: the predictor's memo of each window."""
     h = even.shape[1]
     a, b = max(0, rows.start - halo), min(h, rows.stop + halo)
     pred = _tiled(predictor, even, odd, step, level, a, b, memos)
@@ -151,7 +186,7 @@ def tile_rows(rows: int, width: int) -> int:
 
 
 def _tiled(predictor: Predictor, even: np.ndarray, odd: np.ndarray, step: int, level: int, a: int, b: int,
-           memos: dict | None):
+           memos: Memos | None):
     """The predictor's output for ``step`` on grid rows ``a:b`` as if run on them at once (edges
     replicated at ``a`` and ``b``), run in tiles of ``tile_rows`` rows, each seeing ``TILE_HALO``
     rows around it within ``a:b``: the network's activations never exceed a tile's, whatever
@@ -161,7 +196,8 @@ def _tiled(predictor: Predictor, even: np.ndarray, odd: np.ndarray, step: int, l
     for t0 in range(a, b, step_rows):
         t1 = min(b, t0 + step_rows)
         ta, tb = (t0, t1) if step_rows == b - a else (max(a, t0 - TILE_HALO), min(b, t1 + TILE_HALO))
-        extra = {"memo": memos.setdefault((ta, tb), {})} if memos is not None and predictor.takes_memo else {}
+        memo = memos.get((ta, tb), even.shape[2]) if memos is not None and predictor.takes_memo else None
+        extra = {} if memo is None else {"memo": memo}
         pred = predictor(to_tensor(even[:, ta:tb]), to_tensor(odd[:, ta:tb]), step, level, **extra)
         if (ta, tb) == (t0, t1):
             pieces.append(pred)
@@ -212,7 +248,7 @@ class LevelPass:
         self.state = _LevelState(even, self.odd, version) if self.calibrated and version.linear else None
         self.steps = predictor.steps(c)
         self.next = 0
-        self._memos: dict = {}  # the predictor's memo per window of rows (``_predict``)
+        self._memos = Memos()  # the predictor's memo per window of rows (``_predict``)
 
     def valid(self, r0: int, r1: int) -> np.ndarray:
         """Which odd values of grid rows r0 .. r1 - 1 are pixels, not padding: (3C, r1 - r0, w) bool
@@ -276,7 +312,7 @@ class LevelPass:
             self._code_values(idx, rows, means, scales, coder)
             return
         if self.state is not None:
-            self.state.net_means[idx, rows.start : rows.stop] = np.rint(means * linear.MEAN_UNITS)
+            self.state.net_means.store(idx, rows, means)
         par = calibration.parents(c, tuple(idx))
         live = frozenset(idx)
         if self.state is not None:
@@ -359,7 +395,7 @@ def predict_level(predictor: Predictor, even: np.ndarray, size: tuple[int, int],
     # 'own' features never read the means
     planes = None if preview_filter is None else linear.Planes(even, odd, None)
     known: set[int] = set()
-    memos: dict = {}
+    memos = Memos()
     for step, channels in enumerate(predictor.steps(c)):
         idx = list(channels)
         for rows in level_strips:
@@ -396,8 +432,7 @@ class _LevelState:
     def __init__(self, even: np.ndarray, odd: np.ndarray, version: FormatVersion) -> None:
         self.channels = even.shape[0]
         self.even, self.odd = even, odd
-        # the network's snapped means in units of 1/64 (``linear.MEAN_UNITS``): exact in 2 bytes
-        self.net_means = np.zeros(odd.shape, dtype=np.uint16)
+        self.net_means = _NetMeans(self.channels, *even.shape[1:])
         self.surprise = scalecontext.SurprisePlanes(*even.shape[1:]) if version.scale_context else None
         self.done_steps: set[int] = set()  # channels of the steps complete on every strip
         self.known: set[int] = set()  # channels a feature may read in the current strip: those and the
@@ -431,9 +466,38 @@ class _LevelState:
 
     def step_done(self, channels: list[int]) -> None:
         self.done_steps.update(channels)
+        self.net_means.release(self.done_steps)
 
     def decoded(self, ch: int, values: np.ndarray, mean: np.ndarray, scale: np.ndarray, rows: Strip) -> None:
         """Record that ``ch`` is decoded on ``rows``, with the (rows, w) mean and scale it was coded with."""
         if self.surprise is not None:
             self.surprise.add(ch, scalecontext.surprise(values, mean, scale), (rows.start, rows.stop))
         self.known.add(ch)
+
+
+class _NetMeans:
+    """The network's snapped means, in units of 1/64 (``linear.MEAN_UNITS``: exact in 2 bytes),
+    of the odd channels whose means a linear feature reads (``linear.mean_readers``), a (h, w)
+    plane each, held from the step that codes a channel until every channel reading it is coded
+    on every strip: for RGB at most 4 planes at once, where all 9 channels' would be held to
+    the end of the pass (a 40 MP photograph's finest level: 80 MB instead of 180 MB)."""
+
+    def __init__(self, channels: int, h: int, w: int) -> None:
+        self.shape = (h, w)
+        self._readers = linear.mean_readers(channels)
+        self._planes: dict[int, np.ndarray] = {}
+
+    def store(self, channels: list[int], rows: Strip, means: np.ndarray) -> None:
+        """Keep the (k, rows, w) means of ``channels`` on ``rows``, of those a feature reads."""
+        for j, ch in enumerate(channels):
+            if ch in self._readers:
+                plane = self._planes.setdefault(ch, np.zeros(self.shape, dtype=np.uint16))
+                plane[rows.start : rows.stop] = np.rint(means[j] * linear.MEAN_UNITS)
+
+    def release(self, done: set[int]) -> None:
+        """Drop the planes of the channels all of whose readers are in ``done`` (coded everywhere)."""
+        for ch in [ch for ch in self._planes if self._readers[ch] <= done]:
+            del self._planes[ch]
+
+    def __getitem__(self, ch: int) -> np.ndarray:
+        return self._planes[ch]

@@ -30,6 +30,7 @@ exceed what they cost.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +45,7 @@ __all__ = [
     "NEIGHBOURS",
     "Feature",
     "cross_colours",
+    "mean_readers",
     "Planes",
     "ChannelFeatures",
     "features",
@@ -118,6 +120,17 @@ def features(channels: int, ch: int, known: frozenset[int]) -> tuple[Feature, ..
     return tuple(out)
 
 
+def mean_readers(channels: int) -> dict[int, frozenset[int]]:
+    """Each odd channel whose network mean a feature reads (a cross colour's 'resid'), with the
+    channels whose features read it (those of later colours at the same phase)."""
+    readers: dict[int, set[int]] = {}
+    for ch in range(3 * channels):
+        phase, colour = divmod(ch, channels)
+        for c in cross_colours(channels, colour):
+            readers.setdefault(phase * channels + c, set()).add(ch)
+    return {ch: frozenset(r) for ch, r in readers.items()}
+
+
 def max_features(channels: int) -> int:
     """The most features any channel can have (what the decoder bounds a payload with)."""
     most = max(len(nbs) for nbs in NEIGHBOURS.values())
@@ -132,7 +145,7 @@ class Planes:
     being coded in this strip) read as if the strip were the whole grid (``pyramid.window``).
     """
 
-    def __init__(self, even: np.ndarray, odd: np.ndarray, net_means: np.ndarray | None,
+    def __init__(self, even: np.ndarray, odd: np.ndarray, net_means: np.ndarray | Mapping[int, np.ndarray] | None,
                  rows: tuple[int, int] | None = None, live: frozenset[int] = frozenset()) -> None:
         self.channels = even.shape[0]
         self.rows = rows or (0, even.shape[1])
@@ -176,8 +189,9 @@ class Planes:
             r0, r1 = self.rows
             if net and self._net is None:
                 raise AssertionError("these planes have no network means")
-            values = (self._net if net else self._odd)[ch][r0:r1].astype(np.float64)
-            if net and self._net.dtype == np.uint16:  # the snapped means in units of 1/64 (exact)
+            plane = (self._net if net else self._odd)[ch]
+            values = plane[r0:r1].astype(np.float64)
+            if net and plane.dtype == np.uint16:  # the snapped means in units of 1/64 (exact)
                 values /= MEAN_UNITS
             self._float_cache[key] = values
         return self._float_cache[key]

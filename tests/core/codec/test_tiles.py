@@ -36,10 +36,10 @@ def test_tiles_give_what_one_run_gives(name, channels, monkeypatch):
     h = even.shape[1]
     with torch.no_grad():
         for step in range(len(model.steps(channels))):
-            whole = loop._tiled(model, even, odd, step, 0, 3, h, {})
+            whole = loop._tiled(model, even, odd, step, 0, 3, h, loop.Memos())
             monkeypatch.setattr(loop, "TILE_POSITIONS", 40 * even.shape[2])  # tiles of 40 rows
             assert loop.tile_rows(h - 3, even.shape[2]) == 40
-            tiled = loop._tiled(model, even, odd, step, 0, 3, h, {})
+            tiled = loop._tiled(model, even, odd, step, 0, 3, h, loop.Memos())
             monkeypatch.undo()
             assert torch.equal(whole.mean, tiled.mean) and torch.equal(whole.scale, tiled.scale), (name, step)
             assert (whole.context is None) == (tiled.context is None)
@@ -55,6 +55,23 @@ def test_streams_do_not_depend_on_the_tiles(monkeypatch):
     monkeypatch.setattr(loop, "TILE_POSITIONS", 32 * 70)  # level 0's 75 x 70 grid in tiles of 32 rows
     assert encode(image, model, settings) == data
     decoded = decode(data, model)[-1].image  # with the tiles: every chunk's CRC is checked
+    assert np.abs(decoded.astype(int) - image).max() <= 1
+
+
+@pytest.mark.parametrize("limit", [0, 48 * 70])
+def test_streams_do_not_depend_on_the_memo_limit(limit, monkeypatch):
+    """Windows beyond the memos' limit run without one (none at all, or the first tile's
+    only): the same predictions, so the same stream, decoded the same."""
+    model = load_model("default")
+    image = smooth_image(150, 140, 3, seed=5)
+    settings = EncodeSettings(max_error=(0, 1, 0, 0))
+    monkeypatch.setattr(loop, "TILE_POSITIONS", 32 * 70)  # level 0's 75 x 70 grid in tiles of 32 rows
+    data = encode(image, model, settings)
+    monkeypatch.setattr(loop, "MEMO_POSITIONS", limit)
+    memos = loop.Memos()
+    assert memos.get((0, 48), 70) == ({} if limit else None) and memos.get((16, 64), 70) is None
+    assert encode(image, model, settings) == data
+    decoded = decode(data, model)[-1].image  # every chunk's CRC is checked
     assert np.abs(decoded.astype(int) - image).max() <= 1
 
 
