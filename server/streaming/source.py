@@ -53,6 +53,10 @@ class Tap(Protocol):
     def missed(self, index: int) -> None:
         """``tap`` failed for chunk ``index``: its frame will not come this way."""
 
+    def keep_pace(self, index: int, cancel: threading.Event) -> None:
+        """After every tap has seen chunk ``index``: block while this viewer needs the encoder to
+        wait (return at once when ``cancel`` is set)."""
+
 
 class StreamSource:
     """One stream as it stands: the header, the chunks made so far and when each was made."""
@@ -154,7 +158,8 @@ class EncodeJob:
 
 def _show_taps(source: StreamSource, taps: list[Tap], index: int, state: Reconstruction) -> None:
     """On the encode's thread, the encoder waiting: each tap sees the reconstruction after chunk
-    ``index`` (a tap that fails is dropped: its viewer decodes instead)."""
+    ``index`` (a tap that fails is dropped: its viewer decodes instead); then the encoder keeps
+    the pace its taps ask for."""
     for tap in taps:
         try:
             tap.tap(index, state)
@@ -163,6 +168,8 @@ def _show_taps(source: StreamSource, taps: list[Tap], index: int, state: Reconst
             tap.missed(index)
             if tap in source.taps:
                 source.taps.remove(tap)
+    for tap in list(source.taps):
+        tap.keep_pace(index, source.cancel)
 
 
 class StreamSources:

@@ -96,10 +96,14 @@ REGION_LAG_BYTES = 64 * 1024
 REGION_FEED_BYTES = 64 * 1024
 
 
-#: a 1:1 region during a first view comes from the encoder's state while the encoder has made at
-#: most this many chunks beyond the last one sent (the answer waits for its chunk to be sent);
-#: further behind (a slow link), from a decoder of every level
-REGION_CHUNKS_AHEAD = 4
+#: while a viewer of a first view is at 1:1 (``LevelFrames.keep_pace``), the encoder waits after
+#: each chunk until that viewer's link has taken every chunk but this many of those made
+PACE_CHUNKS_AHEAD = 2
+#: a viewer counts as at 1:1 for this long after its last region request (the viewer at 1:1 asks
+#: again after every picture; a chunk of a large photo's level 0 is seconds on a slow link)
+FOLLOW_S = 20.0
+#: how often a held encoder looks again whether it may go on (and whether it is cancelled)
+PACE_WAIT_S = 0.25
 #: how often a wait for a frame being rendered from the encoder's state wakes to look again, and
 #: how long it waits at most before decoding the chunk instead (a frame takes under a second)
 TAP_WAIT_S = 1.0
@@ -147,6 +151,7 @@ class LevelFrames:
         self._tap_lock = threading.Condition()
         self._tap_last: Frame | None = None
         self._tapped_up_to = -1  # the last chunk the encoder's state was shown to this viewer for
+        self._region_asked = -FOLLOW_S  # when this viewer last asked for a region (monotonic clock)
         #: a 1:1 region to cut from the encoder's state at the next chunk: (x, y, width, height, answer)
         self._region_wanted: tuple[int, int, int, int, Callable[[tuple | None], None]] | None = None
         self._plan: list[ChunkSpec] | None = None  # the stream's, once known
@@ -175,20 +180,21 @@ class LevelFrames:
         if wanted is not None:
             wanted[4](None)
 
-    def region_from_encoder(self, x: int, y: int, width: int, height: int, sent: int,
+    def region_from_encoder(self, x: int, y: int, width: int, height: int,
                             answer: Callable[[tuple | None], None]) -> bool:
-        """Ask for a 1:1 region from the encoder's own state after its next chunk, while the
-        viewer keeps up with the encoder (``sent``: the last chunk sent to it; at most
-        ``REGION_CHUNKS_AHEAD`` made beyond it): no decoder of every level, whose state would
-        double the memory of a large photo's first view and whose decoding would take the
-        encoder's second core. ``answer`` gets (chunk index, PNG, rectangle) on the encode's
-        thread, or None if no chunk comes (the viewer left); a newer request replaces a waiting
-        one (which gets None). False when this path does not apply (no encode under way, its
-        last chunk made, the viewer behind)."""
+        """Ask for a 1:1 region from the encoder's own state after its next chunk, during a first
+        view: no decoder of every level, whose state would double the memory of a large photo's
+        first view and whose decoding would take the encoder's second core. While the viewer
+        is at 1:1 the encoder keeps pace with its link (``keep_pace``), so the answer, sent
+        after that chunk, is never far behind. ``answer`` gets (chunk index, PNG, rectangle)
+        on the encode's thread, or None if no chunk comes (the viewer left); a newer request
+        replaces a waiting one (which gets None). False when this path does not apply (no
+        encode under way, or its last chunk made)."""
+        self._region_asked = time.monotonic()
         source = self._source
         if source is None or self not in source.taps or source.complete or self._plan is None:
             return False
-        if self._tapped_up_to >= len(self._plan) - 1 or len(source.chunks) - 1 > sent + REGION_CHUNKS_AHEAD:
+        if self._tapped_up_to >= len(self._plan) - 1:
             return False
         with self._tap_lock:
             replaced, self._region_wanted = self._region_wanted, (x, y, width, height, answer)
@@ -236,6 +242,28 @@ class LevelFrames:
                 log.exception("a region of %s could not be cut from the encoder's state", self._key.filename)
                 answer(None)
 
+    def keep_pace(self, index: int, cancel: threading.Event) -> None:
+        """(``source.Tap``) On the encode's thread, after chunk ``index`` is shown to every tap:
+        while this viewer is at 1:1 (it asked for a region within ``FOLLOW_S``), hold the
+        encoder until the viewer's link has taken chunk ``index - PACE_CHUNKS_AHEAD``.
+
+        A region is exact for the chunks the viewer has, so it comes from the encoder's state
+        only while the encoder is not far ahead; otherwise it would take a decoder of every
+        level, whose state doubles the memory of a large photo's first view (about 0.7 GB at
+        40 MP) and whose decoding takes the encoder's core. A viewer at 1:1 sees no further
+        than its link anyway; the encode goes on at full speed once nobody is at 1:1, is
+        cancelled if its viewers leave (``cancel``), and the next viewers read the cache."""
+        if self._plan is None or index >= len(self._plan) - 1:
+            return
+        with self._tap_lock:
+            while (index - (self._seen - 1) > PACE_CHUNKS_AHEAD and self._following() and not cancel.is_set()
+                   and self._source is not None and self in self._source.taps):
+                self._tap_lock.wait(PACE_WAIT_S)
+
+    def _following(self) -> bool:
+        """Whether this viewer is at 1:1: a region is waiting, or was asked for within ``FOLLOW_S``."""
+        return self._region_wanted is not None or time.monotonic() - self._region_asked < FOLLOW_S
+
     def drop_region(self) -> None:
         """Forget a region waiting for the encoder's next chunk (its answer gets None)."""
         with self._tap_lock:
@@ -247,6 +275,7 @@ class LevelFrames:
         """Chunk ``index``'s frame from the encoder's state, waiting while it is being rendered."""
         deadline = time.monotonic() + TAP_WAIT_LIMIT_S
         with self._tap_lock:
+            self._tap_lock.notify_all()  # the link took chunk ``index``: an encoder keeping pace may go on
             while index in self._expected and index not in self._tapped and time.monotonic() < deadline:
                 self._tap_lock.wait(TAP_WAIT_S)
             for i in [i for i in self._tapped if i < index]:  # superseded: never sent
@@ -307,6 +336,7 @@ class LevelFrames:
         frames' decoder, the levels finer than the frame level predicted in the rectangle.
         None if ``cancelled()`` became true while the decoder of every level caught up (what it
         decoded is kept for the next region)."""
+        self._region_asked = time.monotonic()
         with self._lock:
             if exact and self._final_is_original():
                 return original_region(self._store.pixels(self._info.id), x, y, width, height)

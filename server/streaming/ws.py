@@ -106,7 +106,7 @@ class Session:
         def answer(result) -> None:  # on the encode's thread, or this one
             loop.call_soon_threadsafe(lambda: got.done() or got.set_result(result))
 
-        if not frames.region_from_encoder(*rect, self.watch.sent, answer):
+        if not frames.region_from_encoder(*rect, answer):
             return False
         result = await got
         if result is None:  # a newer request took its place, or the stream ended: the loop goes on

@@ -430,3 +430,72 @@ async def test_a_region_nobody_waits_for_stops_decoding_and_keeps_what_it_decode
     expected = ProgressiveDecoder(app[MODEL])
     expected.feed(data[:pos])
     assert rect == (0, 0, 56, 40) and np.array_equal(frame_pixels(png), expected.region(0, 0, 40, 56))
+
+
+async def test_an_encoder_keeps_pace_with_a_viewer_at_1_to_1(app_client, rgb, rgb_id, monkeypatch):
+    """While a viewer of a first view is at 1:1 (it asks for regions), the encoder waits after
+    each chunk until that viewer's link has taken all but ``PACE_CHUNKS_AHEAD`` of the chunks
+    made, so that its regions keep coming from the encoder's state, never from a decoder of
+    every level (a second copy of a large photo's level state). It goes on as soon as the
+    link catches up, the viewer leaves 1:1 or leaves, or the encode is cancelled. (This
+    stream has 3 chunks: the test lets the encoder be 0 chunks ahead.)"""
+    from types import SimpleNamespace
+
+    from hidenet_core.codec.encoder import encode_chunks
+    from server.keys import FRAMES, MODEL, STORE
+    from server.streaming import stream as stream_module
+    from server.streaming.frames import FrameSpec
+    from server.streaming.stream import LevelFrames, stream_key
+
+    monkeypatch.setattr(stream_module, "PACE_WAIT_S", 0.02)
+    monkeypatch.setattr(stream_module, "PACE_CHUNKS_AHEAD", 0)
+    client = await app_client()
+    app = client.server.app
+    source = SimpleNamespace(complete=False, taps=[])
+    frames = LevelFrames(app[MODEL], app[STORE], app[STORE].get(rgb_id), app[FRAMES], stream_key(app, rgb_id, 0, 0),
+                         FrameSpec(True, (28, 20)), source)
+    assert source.taps == [frames]
+    pieces = encode_chunks(rgb, app[MODEL])
+    data = [next(pieces).data]
+    for _ in range(2):  # chunks 0 and 1 made, each shown to the tap as the encoder makes it
+        piece = next(pieces)
+        frames.expect(piece.spec.index)
+        frames.tap(piece.spec.index, piece.state)
+        data.append(piece.data)
+    frames.next(data[0] + data[1], 0)  # the viewer's link has taken chunk 0
+    cancel = threading.Event()
+
+    def keep_pace(index: int) -> threading.Thread:
+        held = threading.Thread(target=frames.keep_pace, args=(index, cancel), daemon=True)
+        held.start()
+        held.join(0.3)
+        return held
+
+    def goes_on(held: threading.Thread) -> bool:
+        held.join(5)
+        return not held.is_alive()
+
+    assert goes_on(keep_pace(1))  # in fit mode the encoder runs ahead
+    answers: list = []
+    assert frames.region_from_encoder(0, 0, 56, 40, answers.append)  # now at 1:1
+    held = keep_pace(1)
+    assert held.is_alive()  # chunk 1 is ahead of the link
+    cancel.set()  # the encode is cancelled (its viewers left, or the server stops)
+    assert goes_on(held)
+    cancel.clear()
+    held = keep_pace(1)
+    assert held.is_alive()
+    monkeypatch.setattr(stream_module, "FOLLOW_S", 0.0)
+    frames.drop_region()  # back to fit mode: no region waits, none asked for lately
+    assert goes_on(held) and answers == [None]
+    monkeypatch.setattr(stream_module, "FOLLOW_S", 60.0)
+    assert frames.region_from_encoder(0, 0, 56, 40, answers.append)
+    held = keep_pace(1)
+    assert held.is_alive()
+    frames.next(data[2], 1)  # the link catches up
+    assert goes_on(held)
+    monkeypatch.setattr(stream_module, "PACE_CHUNKS_AHEAD", -1)
+    held = keep_pace(1)
+    assert held.is_alive()
+    frames.close()  # the viewer leaves
+    assert goes_on(held) and source.taps == [] and answers == [None, None]
