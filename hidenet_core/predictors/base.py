@@ -73,6 +73,10 @@ class Predictor(nn.Module, ABC):
     #: one window of a level (the same even image, odd values only added once decoded), where
     #: the predictor may keep what later steps would compute again
     takes_memo: bool = False
+    #: how many grid rows above and below a position its prediction reads at most (the
+    #: receptive field, inputs included), where the architecture bounds it; None: not known
+    #: (the codec's tiles then see ``loop.TILE_HALO`` rows around them)
+    context_rows: int | None = None
 
     @abstractmethod
     def steps(self, channels: int) -> tuple[tuple[int, ...], ...]:

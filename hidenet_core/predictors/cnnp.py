@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .features import IN_CHANNELS, OUT_CHANNELS
+from .features import IN_CHANNELS, INPUT_ROWS, OUT_CHANNELS
 from .learned import LearnedPredictor
 from .registry import register
 
@@ -58,6 +58,8 @@ class CNNP(LearnedPredictor):
             raise ValueError(f"CNNP kernels must be odd and positive, got {cfg.kernels}")
         super().__init__(cfg.features, cfg.level_conditioning, cfg.max_level)
         f = cfg.features
+        # the inputs' reach, the widest head's and two 3x3 convolutions per block
+        self.context_rows = INPUT_ROWS + max(cfg.kernels) // 2 + 2 * cfg.blocks
         self.heads = nn.ModuleList(nn.Conv2d(IN_CHANNELS, f, k, padding=k // 2) for k in cfg.kernels)
         self.blocks = nn.Sequential(*(_Residual(f, cfg.slope) for _ in range(cfg.blocks)))
         self.head = nn.Conv2d(f, OUT_CHANNELS, 1)

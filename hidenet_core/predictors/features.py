@@ -57,6 +57,11 @@ GREY_STEPS = (0, 2)  # RGB steps a grey view runs; it keeps the G outputs
 PIXEL_NORM = 32.0
 
 
+#: grid rows above and below a position that its inputs read (``step_inputs``: the 3x3 local
+#: mean and the interpolation of each phase from its nearest even and odd neighbours)
+INPUT_ROWS = 1
+
+
 def local_mean(even: torch.Tensor) -> torch.Tensor:
     """The 3x3 mean of each colour of the even image (B, C, h, w), edges replicated.
 

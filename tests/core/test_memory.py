@@ -25,3 +25,55 @@ def test_a_server_process_caps_its_malloc_arenas():
 
 def test_malloc_arena_max_in_the_environment_wins():
     assert _run({"MALLOC_ARENA_MAX": "4"}) == "False"
+
+
+def test_freed_pages_go_back_to_the_system_when_asked():
+    """Blocks under the mmap threshold come from the heap, which glibc keeps when they are freed
+    (here the block made last pins its top); ``release_free_memory`` gives the free pages back."""
+    code = """
+import os
+from hidenet_core.memory import release_free_memory
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+blocks = [b"x" * 100_000 for _ in range(2000)]
+last = b"y" * 100_000
+del blocks
+before = rss()
+released = release_free_memory()
+print(released, (before - rss()) >> 20)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == "True" and int(out[1]) >= 100, out
+
+
+def test_a_pass_releases_freed_pages_after_each_large_strip_where_the_process_asks(monkeypatch):
+    """``strip_done`` gives freed pages back only in a process that asked (a server); a level's
+    pass calls it after each strip of at least ``RELEASE_POSITIONS`` positions."""
+    from hidenet_core import encode, load_model, memory
+    from hidenet_core.codec import loop
+    from tests.conftest import smooth_image
+
+    calls: list[int] = []
+    monkeypatch.setattr(memory, "release_free_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr(memory, "_release_after_strips", False)
+    monkeypatch.setattr(loop, "RELEASE_POSITIONS", 1)
+    image = smooth_image(40, 56, 3, seed=1)
+    encode(image, load_model("interp"))
+    assert calls == []
+    memory.release_after_strips()
+    encode(image, load_model("interp"))
+    assert len(calls) > 3
+    calls.clear()
+    monkeypatch.setattr(loop, "RELEASE_POSITIONS", 10**9)  # no strip is that large
+    encode(image, load_model("interp"))
+    assert calls == []
+
+
+def test_a_server_process_releases_freed_pages_after_large_strips(monkeypatch, tmp_path):
+    from hidenet_core import memory
+    from server import create_app
+    from server.config import ServerConfig
+
+    monkeypatch.setattr(memory, "_release_after_strips", False)
+    create_app(ServerConfig(model="interp", data_dir=tmp_path / "data"))
+    assert memory._release_after_strips is True

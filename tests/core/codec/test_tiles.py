@@ -105,3 +105,28 @@ def test_a_decoder_without_images_gives_the_same_result():
     partial = data[: decode_until(data, model).levels[-3].bytes_consumed]
     assert np.array_equal(decode_until(partial, model, images=False).current_image(),
                           decode_until(partial, model).levels[-1].image)
+
+
+@pytest.mark.parametrize("name", ["default", "cnnp-wide"])
+def test_a_cnnp_reads_exactly_its_context_rows(name):
+    """``context_rows`` (the tiles' halo, rounded up to even) is the rows a prediction reads:
+    a change on one row moves predictions that many rows above and below it, no further."""
+    from hidenet_core.codec.loop import to_tensor
+
+    model = MODELS[name]
+    rng = np.random.default_rng(0)
+    even = rng.integers(0, 256, (3, 64, 24)).astype(np.uint8)
+    odd = rng.integers(0, 256, (9, 64, 24)).astype(np.uint8)
+    changed_even, changed_odd = even.copy(), odd.copy()
+    changed_even[:, 32] ^= 77
+    changed_odd[:, 32] ^= 77
+    reach = []
+    with torch.no_grad():
+        for step in range(len(model.steps(3))):
+            base = model(to_tensor(even), to_tensor(odd), step, 0)
+            moved = model(to_tensor(changed_even), to_tensor(changed_odd), step, 0)
+            rows = torch.nonzero((moved.mean != base.mean).any(-1).any(1).any(0)).flatten()
+            reach.append(max(32 - int(rows.min()), int(rows.max()) - 32))
+    assert max(reach) == model.context_rows
+    assert loop.tile_halo(model) == model.context_rows + (model.context_rows & 1) < loop.TILE_HALO
+    assert loop.tile_halo(MODELS["unet"]) == loop.TILE_HALO  # no bound known: the widest halo
