@@ -19,6 +19,10 @@ measures, from the ``start`` message:
   answer is timed from its request;
 * the server's peak memory (``/api/stats``: ``peak_rss_bytes``), over the whole run.
 
+With ``--upload`` the server starts with no image: PHOTO is uploaded (``POST /api/images``,
+which starts its encode in the background), and the viewer opens as soon as the upload is
+answered, joining that encode: the gallery's path for a new photograph.
+
 It prints a table and, with ``--json FILE``, writes every figure. Issue 14's "first view"
 and "memory" targets are read from it (README, "Real photo sizes").
 """
@@ -155,6 +159,20 @@ async def first_view(base: str, image: str, link: str, frame: tuple[int, int] | 
     return out
 
 
+async def upload_then_view(base: str, photo: Path, *args, **kwargs) -> dict:
+    """Upload ``photo`` to the server at ``base``, then ``first_view`` it; with ``upload_ms``,
+    the upload's round trip (its body sent, decoded, stored and its encode started)."""
+    form = aiohttp.FormData()
+    form.add_field("file", photo.read_bytes(), filename=photo.name, content_type="application/octet-stream")
+    t0 = time.perf_counter()
+    async with aiohttp.ClientSession() as session, session.post(f"{base}/api/images", data=form) as response:
+        answer = await response.json()
+        if response.status not in (200, 201):
+            raise RuntimeError(f"the upload was refused ({response.status}): {answer.get('error', answer)}")
+    upload_ms = round((time.perf_counter() - t0) * 1000, 1)
+    return await first_view(base, answer["id"], *args, **kwargs) | {"upload_ms": upload_ms}
+
+
 def _size(text: str) -> tuple[int, int] | None:
     if text == "full":
         return None
@@ -173,6 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--follow", action="store_true",
                    help="with --region: at 1:1 all along, as the viewer's 1:1 view is (a region asked after each "
                         "frame, one at a time), and time the answers")
+    p.add_argument("--upload", action="store_true",
+                   help="start the server with no image and upload PHOTO first (its encode starts in the "
+                        "background; the viewer joins it)")
     p.add_argument("--model", default="default", help="server model (default: the shipped weights)")
     p.add_argument("--json", type=Path, default=None, help="also write every figure here")
     args = p.parse_args(argv)
@@ -180,18 +201,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="hidenet-firstview-") as tmp:
         images = Path(tmp) / "images"
         images.mkdir()
-        shutil.copy(args.photo, images / args.photo.name)
+        if not args.upload:
+            shutil.copy(args.photo, images / args.photo.name)
         server = start_server(Path(tmp) / "data", args.model, extra=["--images", str(images)], timeout_s=600)
+        view = (args.link, _size(args.frame), _size(args.region) if args.region else None, original, args.follow)
         try:
-            result = asyncio.run(first_view(server.url, image_id(original), args.link, _size(args.frame),
-                                            _size(args.region) if args.region else None, original,
-                                            args.follow))
+            if args.upload:
+                result = asyncio.run(upload_then_view(server.url, args.photo, *view))
+            else:
+                result = asyncio.run(first_view(server.url, image_id(original), *view))
         finally:
             stop_server(server)
     h, w = original.shape[:2]
     result |= {"photo": args.photo.name, "megapixels": round(w * h / 1e6, 2), "link": args.link, "frame": args.frame}
     print(f"{args.photo.name}: {w}x{h} ({result['megapixels']} MP), link {args.link}, frames {args.frame}, "
           f"encoded as sent: {result['encoding']}")
+    if "upload_ms" in result:
+        print(f"uploaded in {result['upload_ms'] / 1000:.1f} s (stored, its encode started), then viewed:")
     print(f"meta {result['meta_ms']:.0f} ms, first level shown {result['first_level_ms']:.0f} ms after start; "
           f"done {result['done_ms'] / 1000:.1f} s; {result['total_bytes']} bytes")
     print(f"{'chunk':>5} {'layer':>5} {'level':>5} {'encoded':>9} {'arrival':>9} {'shown':>9} {'late':>8} "

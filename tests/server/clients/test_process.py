@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed
 
 from hidenet_core import load_image, sample_paths
 from hidenet_core.cli import main as hidenet
-from server.clients.firstview import first_view
+from server.clients.firstview import first_view, upload_then_view
 from server.clients.loadtest import run_loadtest
 from server.clients.process import start_server, stop_server
 from server.storage.store import image_id
@@ -204,3 +204,19 @@ def test_first_view_measures_each_chunk_against_when_it_was_due_and_checks_the_1
     assert len(chunks) > 5 and [c["index"] for c in chunks] == list(range(len(chunks)))
     assert all(c["frame_width"] <= 64 and c["frame_height"] <= 48 for c in chunks)  # frames at the display's size
     assert result["region"]["exact"] is True and result["peak_rss_bytes"] > 0
+
+
+def test_first_view_after_an_upload_joins_its_background_encode_at_1to1(tmp_path):
+    """``firstview --upload --follow``: the photograph is uploaded to a server with no image, then
+    viewed at 1:1 all along; every region it is answered with is exact at the end."""
+    images = tmp_path / "images"
+    images.mkdir()
+    photo_path = tmp_path / "photo.png"
+    photo = smooth_image_file(photo_path)
+    server = start_server(tmp_path / "data", "interp", extra=["--images", str(images)])
+    try:
+        result = asyncio.run(upload_then_view(server.url, photo_path, "3g", (64, 48), (100, 60), photo, True))
+    finally:
+        stop_server(server)
+    assert result["upload_ms"] > 0 and result["chunks"] and result["region"]["exact"] is True
+    assert result["follow"] and all(f["ms"] >= 0 for f in result["follow"])
