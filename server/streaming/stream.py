@@ -97,7 +97,8 @@ REGION_FEED_BYTES = 64 * 1024
 
 
 #: while a viewer of a first view is at 1:1 (``LevelFrames.keep_pace``), the encoder waits after
-#: each chunk until that viewer's link has taken every chunk but this many of those made
+#: each chunk until that viewer has the frames of every chunk but this many of those made (its
+#: frames are made up to ``FRAMES_AHEAD`` chunks ahead of its link)
 PACE_CHUNKS_AHEAD = 2
 #: a viewer counts as at 1:1 for this long after its last region request (the viewer at 1:1 asks
 #: again after every picture; a chunk of a large photo's level 0 is seconds on a slow link)
@@ -140,7 +141,11 @@ class LevelFrames:
         self._model = model
         self._finest = frame_level(info.height, info.width, spec.size) if spec.preview else 0
         self._decoder = ProgressiveDecoder(model, images=False, finest_level=self._finest)
-        self._stream = bytearray()  # every byte received so far (the decoders read it from here)
+        # every byte received so far, which the decoders read: the source's own (not a copy, which
+        # would be 30 to 60 MB more for a 40 MP photograph), or given piece by piece to ``next``
+        self._data = source.data if source is not None else bytearray()
+        self._own_data = source is None
+        self._received = 0  # bytes of ``_data`` given to ``next`` so far
         self._exact: ProgressiveDecoder | None = None  # that decoder, once a region is asked for
         self._last: tuple[int, Frame] | None = None  # (decoder.decoded_chunks, frame) of the latest frame
         self._store, self._info, self._frames, self._key, self._spec = store, info, frames, key, spec
@@ -245,7 +250,8 @@ class LevelFrames:
     def keep_pace(self, index: int, cancel: threading.Event) -> None:
         """(``source.Tap``) On the encode's thread, after chunk ``index`` is shown to every tap:
         while this viewer is at 1:1 (it asked for a region within ``FOLLOW_S``), hold the
-        encoder until the viewer's link has taken chunk ``index - PACE_CHUNKS_AHEAD``.
+        encoder until the viewer has the frame of chunk ``index - PACE_CHUNKS_AHEAD`` (made at
+        most ``FRAMES_AHEAD`` chunks ahead of its link).
 
         A region is exact for the chunks the viewer has, so it comes from the encoder's state
         only while the encoder is not far ahead; otherwise it would take a decoder of every
@@ -285,10 +291,12 @@ class LevelFrames:
     def next(self, piece: bytes, index: int) -> tuple[Frame, bool]:
         """Blocking (worker): the frame after chunk ``index`` (whose bytes are ``piece``); and whether it was shared."""
         with self._lock:
-            self._stream += piece
+            if self._own_data:
+                self._data += piece
+            self._received += len(piece)
             self._seen = index + 1
             if self._header is None:  # the first chunk's bytes come after the header's
-                self._header = read_header(bytes(self._stream))
+                self._header = read_header(bytes(self._data[: self._received]))
             frame = self._take_tapped(index)
             if frame is not None:
                 return frame, False
@@ -327,7 +335,7 @@ class LevelFrames:
         (where the frames came from the encoder's state or the cache, it catches up first)."""
         if not self._finest or self._final_is_original():
             return False
-        return len(self._stream) - (self._exact.bytes_fed if self._exact is not None else 0) > REGION_LAG_BYTES
+        return self._received - (self._exact.bytes_fed if self._exact is not None else 0) > REGION_LAG_BYTES
 
     def region(self, x: int, y: int, width: int, height: int, exact: bool = True,
                cancelled: Callable[[], bool] = lambda: False) -> tuple[bytes, tuple[int, int, int, int]] | None:
@@ -343,7 +351,7 @@ class LevelFrames:
             if not exact or not self._finest:  # the frames' decoder (of every level, when the frame is full size)
                 self._catch_up()
                 return render_region(self._decoder.reconstruction, x, y, width, height)
-            received = len(self._stream)
+            received = self._received
         with self._region_lock:  # catching up on level 0 may take seconds: frames go on meanwhile
             if self._exact is None:
                 self._exact = ProgressiveDecoder(self._model, images=False)
@@ -351,13 +359,13 @@ class LevelFrames:
                 if cancelled():
                     return None
                 start = self._exact.bytes_fed
-                self._exact.feed(bytes(self._stream[start : min(received, start + REGION_FEED_BYTES)]))
+                self._exact.feed(bytes(self._data[start : min(received, start + REGION_FEED_BYTES)]))
                 del self._exact.levels[:-1]
             return render_region(self._exact.reconstruction, x, y, width, height)
 
     def _catch_up(self):
         """Decode every chunk received and not decoded yet (the frames came from elsewhere)."""
-        decoded = self._decoder.feed(bytes(self._stream[self._decoder.bytes_fed :]))
+        decoded = self._decoder.feed(bytes(self._data[self._decoder.bytes_fed : self._received]))
         del self._decoder.levels[:-1]  # the decoder keeps every chunk's result; a frame needs only the latest
         return decoded
 

@@ -451,10 +451,10 @@ async def test_an_encoder_keeps_pace_with_a_viewer_at_1_to_1(app_client, rgb, rg
     monkeypatch.setattr(stream_module, "PACE_CHUNKS_AHEAD", 0)
     client = await app_client()
     app = client.server.app
-    source = SimpleNamespace(complete=False, taps=[])
+    source = SimpleNamespace(complete=False, taps=[], data=bytearray())
     frames = LevelFrames(app[MODEL], app[STORE], app[STORE].get(rgb_id), app[FRAMES], stream_key(app, rgb_id, 0, 0),
                          FrameSpec(True, (28, 20)), source)
-    assert source.taps == [frames]
+    assert source.taps == [frames] and frames._data is source.data  # the stream's bytes are read, not copied
     pieces = encode_chunks(rgb, app[MODEL])
     data = [next(pieces).data]
     for _ in range(2):  # chunks 0 and 1 made, each shown to the tap as the encoder makes it
@@ -462,6 +462,7 @@ async def test_an_encoder_keeps_pace_with_a_viewer_at_1_to_1(app_client, rgb, rg
         frames.expect(piece.spec.index)
         frames.tap(piece.spec.index, piece.state)
         data.append(piece.data)
+    source.data += b"".join(data)  # the frames read the stream's bytes from its source
     frames.next(data[0] + data[1], 0)  # the viewer's link has taken chunk 0
     cancel = threading.Event()
 
