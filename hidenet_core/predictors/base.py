@@ -47,15 +47,16 @@ def snap(pred: Prediction) -> Prediction:
     The context (if any) becomes integers in units of 1/CONTEXT_GRID (float32, within
     +-CONTEXT_MAX * CONTEXT_GRID), which products with integer weights keep exact.
     """
-    mean = torch.round(pred.mean.clamp(0.0, 255.0) * MEAN_GRID) / MEAN_GRID
-    scale = torch.round(pred.scale.clamp(SCALE_MIN, SCALE_MAX) * MEAN_GRID) / MEAN_GRID
+    # round(clamp(x) * grid) / grid, in place on the clamped copies (the same values)
+    mean = pred.mean.clamp(0.0, 255.0).mul_(MEAN_GRID).round_().div_(MEAN_GRID)
+    scale = pred.scale.clamp(SCALE_MIN, SCALE_MAX).mul_(MEAN_GRID).round_().div_(MEAN_GRID).clamp_min_(SCALE_MIN)
     context = pred.context
     if context is not None:
         shared = context.shape[1] > 1 and context.stride(1) == 0  # one tensor expanded over the channels
         base = context[:, :1] if shared else context
-        base = torch.round(base.clamp(-CONTEXT_MAX, CONTEXT_MAX) * CONTEXT_GRID)
+        base = base.clamp(-CONTEXT_MAX, CONTEXT_MAX).mul_(CONTEXT_GRID).round_()
         context = base.expand_as(context) if shared else base
-    return Prediction(mean, scale.clamp_min(SCALE_MIN), context)
+    return Prediction(mean, scale, context)
 
 
 class Predictor(nn.Module, ABC):
