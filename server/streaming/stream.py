@@ -281,7 +281,7 @@ class LevelFrames:
         """Chunk ``index``'s frame from the encoder's state, waiting while it is being rendered."""
         deadline = time.monotonic() + TAP_WAIT_LIMIT_S
         with self._tap_lock:
-            self._tap_lock.notify_all()  # the link took chunk ``index``: an encoder keeping pace may go on
+            self._tap_lock.notify_all()  # this viewer is at chunk ``index``: an encoder keeping pace may go on
             while index in self._expected and index not in self._tapped and time.monotonic() < deadline:
                 self._tap_lock.wait(TAP_WAIT_S)
             for i in [i for i in self._tapped if i < index]:  # superseded: never sent
