@@ -99,6 +99,8 @@ class Interp(Predictor):
 
     name = "interp"
     distribution = "laplace"
+    #: a phase is interpolated from its nearest even and diagonal neighbours: one row each way
+    context_rows = 1
 
     def steps(self, channels: int) -> tuple[tuple[int, ...], ...]:
         return coding_steps(channels)
