@@ -105,7 +105,7 @@ class StreamCache:
 
     def save(self, key: StreamKey, data: bytes) -> None:
         """Blocking: store ``data`` (a whole stream) for ``key``, sealed, atomically."""
-        atomic_write(self.path(key), key.seal + data)
+        atomic_write(self.path(key), key.seal, data)
 
     async def lookup(self, key: StreamKey, run: Callable[..., object]) -> tuple[bytes, StreamLayout] | None:
         """The stream for ``key`` from memory or disk (None if absent); ``CorruptCacheFile``

@@ -89,10 +89,12 @@ class PartialFile:
         self.close()
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+def atomic_write(path: Path, *parts: bytes) -> None:
+    """Write ``parts`` one after the other to ``path`` so that readers see the old file or the
+    whole new one (parts, not their concatenation: a stream of tens of megabytes is not copied)."""
     with PartialFile(path) as f:
-        f.write(data)
+        for data in parts:
+            f.write(data)
         f.commit()
 
 

@@ -262,7 +262,7 @@ class StreamSources:
                 if piece.spec is not None and len(source.chunks) + 1 == source.planned:
                     # the last chunk: cached before anyone receives it, so that whoever has the whole
                     # stream finds it in the cache (a disk write; the chunks before went out at once)
-                    data = bytes(source.data + piece.data)
+                    data = b"".join((source.data, piece.data))  # one copy of the stream, not two
                     await self._run(self.cache.store, source.key, data, scan_stream(data))
                 taps = list(source.taps) if piece.spec is not None and piece.state is not None else []
                 for tap in taps:
