@@ -31,7 +31,9 @@ class ServerConfig:
     include_samples: bool = True  # with images_dir None: add the bundled sample photographs
     templates_dir: Path | None = None  # None: the templates shipped with the package
     static_dir: Path | None = None  # None: the static files shipped with the package
-    max_upload_bytes: int = 20 * MB  # largest accepted upload (413 beyond)
+    # largest accepted upload (413 beyond): a PNG of max_pixels RGBA pixels that does not compress
+    # at all (a 40 MP photograph's lossless PNG is 40 to 100 MB; 20 MB refused most of them)
+    max_upload_bytes: int = 160 * MB
     max_pixels: int = 40_000_000  # largest accepted image in pixels (413 beyond: decompression bombs)
     max_uploads: int = 1000  # stored uploads; more are refused with 507 (the disk is not unbounded)
     max_streams: int = 48  # streams running at once over all sockets; more are answered "busy"

@@ -28,7 +28,7 @@ upstream hidenet {
 }
 server {
   listen 80;
-  client_max_body_size 21m;                    # uploads: 20 MB and the multipart envelope
+  client_max_body_size 161m;                   # uploads: 160 MB and the multipart envelope
   location / {
     proxy_pass http://hidenet;
     proxy_http_version 1.1;                    # websockets

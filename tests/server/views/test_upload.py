@@ -66,6 +66,15 @@ async def test_too_many_bytes_is_413(aiohttp_client, config, clock):
     assert resp.status == 413 and "limit" in (await resp.json())["error"] and stored(config) == []
 
 
+async def test_the_default_byte_limit_takes_any_png_within_the_pixel_limit():
+    """A photograph within ``max_pixels`` is never refused for its bytes: a PNG of that many
+    RGBA pixels that does not compress at all fits (a 40 MP photograph's PNG is 40 to 100 MB)."""
+    from server.config import ServerConfig
+
+    cfg = ServerConfig()
+    assert cfg.max_upload_bytes >= 4 * cfg.max_pixels
+
+
 async def test_too_many_pixels_is_413_before_decoding(aiohttp_client, config, clock):
     client = await aiohttp_client(create_app(replace(config, max_pixels=10_000), clock=clock))
     resp = await client.post("/api/images", data=form(png_claiming(200, 100)))
