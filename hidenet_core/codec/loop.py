@@ -509,9 +509,11 @@ class _NetMeans:
     def store(self, channels: list[int], rows: Strip, means: np.ndarray) -> None:
         """Keep the (k, rows, w) means of ``channels`` on ``rows``, of those a feature reads."""
         for j, ch in enumerate(channels):
-            if ch in self._readers:
-                plane = self._planes.setdefault(ch, np.zeros(self.shape, dtype=np.uint16))
-                plane[rows.start : rows.stop] = np.rint(means[j] * linear.MEAN_UNITS)
+            if ch not in self._readers:
+                continue
+            if ch not in self._planes:  # made once (``setdefault`` would make a plane per strip)
+                self._planes[ch] = np.zeros(self.shape, dtype=np.uint16)
+            self._planes[ch][rows.start : rows.stop] = np.rint(means[j] * linear.MEAN_UNITS)
 
     def release(self, done: set[int]) -> None:
         """Drop the planes of the channels all of whose readers are in ``done`` (coded everywhere)."""

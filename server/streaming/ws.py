@@ -97,9 +97,10 @@ class Session:
                 await self._send_region(*answer, exact)
 
     async def _region_from_encoder(self, frames, rect: tuple[int, int, int, int]) -> bool:
-        """During a first view that keeps up with its encoder: the region cut from the encoder's
-        state after its next chunk, sent once that chunk's own message has gone out (so never
-        ahead of the link). False when that path does not apply (``LevelFrames.region_from_encoder``)."""
+        """During a first view: the region cut from the encoder's state after its next chunk (the
+        encoder keeps pace with a viewer at 1:1), sent once that chunk's own message has gone out
+        (so never ahead of the link). False when that path does not apply
+        (``LevelFrames.region_from_encoder``)."""
         loop = asyncio.get_running_loop()
         got: asyncio.Future = loop.create_future()
 
