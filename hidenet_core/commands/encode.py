@@ -30,7 +30,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "level, base exact; docs/format.md)")
     p.add_argument("--effort", type=int_range(min(EFFORTS), max(EFFORTS)), default=DEFAULT_EFFORT, metavar="E",
                    help=f"{min(EFFORTS)} (fastest) .. {max(EFFORTS)} (smallest), default {DEFAULT_EFFORT}: "
-                        + "; ".join(f"{k}: {v}" for k, v in EFFORTS.items()))
+                        + "; ".join(f"{k}: {v}" for k, v in EFFORTS.items()).replace("%", "%%"))
     p.add_argument("--generative-levels", type=level_arg, default=0, metavar="G",
                    help="the finest G levels send no residual: the decoder shows the prediction")
     p.add_argument("--levels", type=level_arg, default=None, metavar="L",

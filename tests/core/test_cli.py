@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hidenet_core.cli import EXIT_BROKEN_PIPE, main
+from hidenet_core.cli import EXIT_BROKEN_PIPE, commands, main
 from tests.conftest import smooth_image
 
 
@@ -251,3 +251,16 @@ def test_info_into_a_closed_pipe_prints_nothing(tmp_path, photo, capsys):
     finally:
         os.close(write)
     assert proc.returncode == EXIT_BROKEN_PIPE and proc.stderr == b""
+
+
+@pytest.mark.parametrize("command", sorted(commands()))
+def test_every_command_help_renders_its_text(command, capsys):
+    """argparse formats help with ``%``: a bare ``%`` in a help text (as in "0.2% larger") once
+    printed the option's whole internal dict in ``hidenet encode --help``."""
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    out, _ = capsys.readouterr()
+    assert exit_.value.code == 0
+    assert "option_strings" not in out and "{'" not in out, out
+    if command == "encode":
+        assert "0.2% larger" in " ".join(out.split())
