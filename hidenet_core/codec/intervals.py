@@ -33,7 +33,7 @@ from .container import HdnFormatError
 from .entropy import SCALE_FLOOR, LevelDecoder, LevelEncoder, symbol_bound
 
 __all__ = ["EXP_TABLE", "FAST_MASS", "Interval", "first_interval", "StoredBounds", "FirstPassBounds", "Bounds",
-           "RefinePlan", "plan_refinement", "refine_encode", "refine_decode"]
+           "RefinePlan", "plan_refinement", "refine_encode", "refine_decode", "truncated_mean"]
 
 #: fixed-point unit of the table and of the cumulative masses (2 F(t) in units of 2^-30)
 _ONE = 1 << 30
@@ -88,6 +88,11 @@ class StoredBounds:
     def __init__(self, shape: tuple[int, ...]) -> None:
         self.lo, self.hi = np.zeros(shape, dtype=np.uint8), np.zeros(shape, dtype=np.uint8)
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The (3C, h, w) grid of values."""
+        return self.lo.shape
+
     def strip(self, channels: list[int], r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
         """(lo, hi) of ``channels`` on grid rows r0 .. r1 - 1."""
         return self.lo[channels, r0:r1], self.hi[channels, r0:r1]
@@ -108,6 +113,11 @@ class FirstPassBounds:
 
     def __init__(self, shown: np.ndarray, d: int) -> None:
         self.shown, self.d = shown, d
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The (3C, h, w) grid of values."""
+        return self.shown.shape
 
     def strip(self, channels: list[int], r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
         """(lo, hi) of ``channels`` on grid rows r0 .. r1 - 1."""
@@ -278,3 +288,31 @@ def refine_decode(dec: LevelDecoder, lo: np.ndarray, hi: np.ndarray, mean: np.nd
     if fast.size and ((fast_q < plan.qmin[fast]) | (fast_q >= plan.qmin[fast] + plan.n[fast])).any():
         raise HdnFormatError("a refinement symbol lies outside the interval the decoder knows: the stream is corrupted")
     return Interval(*plan.bins(lo.astype(np.int64), hi.astype(np.int64), q))
+
+
+def _tail(length: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For the density ``exp(-t / scale)`` on ``0 <= t <= length``: its mass and its first moment
+    (the mass times the mean distance from 0), without dividing (both 0 for a length of 0)."""
+    ratio = -length / scale
+    mass = -scale * np.expm1(ratio)
+    return mass, scale * mass - scale * length * np.exp(ratio)
+
+
+def truncated_mean(mean: np.ndarray, scale: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The mean of the Laplace(``mean``, ``scale``) restricted to ``[lo - 1/2, hi + 1/2]`` (float32,
+    inside it): the least-squares estimate of a value known to lie in ``[lo, hi]`` under that
+    prediction. What a viewer is shown of a value a later pass will refine, once a better
+    prediction than the one it was coded with exists (``loop.estimate_level``): the middle of
+    the interval where the prediction is unsure, near the prediction where it is sure. For
+    display only (float32: a tenth of a pixel is far below what is shown)."""
+    f = np.float32
+    m = np.asarray(mean, dtype=f)
+    b = np.maximum(np.asarray(scale, dtype=f), f(1e-3))
+    a, c = np.asarray(lo, dtype=f) - f(0.5), np.asarray(hi, dtype=f) + f(0.5)
+    tiny = f(1e-30)
+    below, above = _tail(np.maximum(m - a, f(0)), b), _tail(np.maximum(c - m, f(0)), b)
+    inside = m + (above[1] - below[1]) / np.maximum(below[0] + above[0], tiny)
+    # a mean outside the interval: the density decays away from the nearer edge
+    mass, moment = _tail(np.maximum(c - a, f(0)), b)
+    offset = moment / np.maximum(mass, tiny)
+    return np.clip(np.where(m <= a, a + offset, np.where(m >= c, c - offset, inside)), a, c)

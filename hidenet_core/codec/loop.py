@@ -37,7 +37,7 @@ import torch
 
 from .. import memory
 from ..predictors.base import Predictor, snap
-from .intervals import Bounds, FirstPassBounds, Interval, StoredBounds
+from .intervals import Bounds, FirstPassBounds, Interval, StoredBounds, truncated_mean
 from .plan import Part, Strip, strips
 from .pyramid import merge, odd_valid_mask
 from .stages import calibration, linear, previewfilter, scalecontext
@@ -47,7 +47,8 @@ from .stages.previewfilter import FilterFn
 from .stages.scalecontext import ScaleContext
 from .versions import FormatVersion
 
-__all__ = ["LevelCoder", "LevelPass", "code_level", "predict_level", "level_crc", "part_crc", "to_tensor",
+__all__ = ["LevelCoder", "LevelPass", "code_level", "predict_level", "estimate_level", "level_crc", "part_crc",
+           "to_tensor",
            "TOP_MEAN", "TOP_SCALE", "top_prior", "one_thread"]
 
 #: prior of the single top pixel of the base's own pyramid, the first values of a stream
@@ -425,6 +426,44 @@ def predict_level(predictor: Predictor, even: np.ndarray, size: tuple[int, int],
                                   planes if len(level_strips) == 1 else None)
             odd[idx, rows.start : rows.stop] = np.clip(np.round(means), 0, 255).astype(np.uint8)
         known.update(idx)
+    return merge(even, odd, size)
+
+
+#: the rows of each strip of ``estimate_level`` (bounds its working arrays whatever the image's size)
+ESTIMATE_POSITIONS = 1 << 18
+
+
+@torch.no_grad()
+def estimate_level(predictor: Predictor, even: np.ndarray, size: tuple[int, int], level: int, lo: np.ndarray,
+                   hi: np.ndarray, known: np.ndarray | None = None, coded: np.ndarray | None = None) -> np.ndarray:
+    """The (C, H, W) uint8 level ``level`` from its even image (C, h, w) and the intervals its odd
+    values are known to lie in, ``lo`` .. ``hi`` (3C, h, w): each odd value the rounded mean of
+    the predictor's Laplace truncated to its interval (``intervals.truncated_mean``), step by step
+    (a step's estimates are the next steps' decoded values); where ``coded`` (3C, h, w) is true,
+    the value ``known`` holds instead (a refinement pass's parts coded so far).
+
+    What a viewer is shown of a level a later pass of a layered stream will refine, once the
+    levels above it are sharper than when it was coded (``Reconstruction.preview``): the same
+    intervals, a better prediction inside them. In strips of rows, each seeing the predictor's
+    ``context_rows`` around it (the same values as at once, in working arrays bounded by the
+    width)."""
+    c, h, w = even.shape
+    odd = np.zeros((3 * c, h, w), dtype=np.uint8) if known is None else known.copy()
+    rows_per = min(h, max(2, (ESTIMATE_POSITIONS // max(w, 1)) & ~1))
+    level_strips = tuple(Strip(r, min(r + rows_per, h)) for r in range(0, h, rows_per))
+    halo = max(2, predictor.context_rows or TILE_HALO)
+    for step, channels in enumerate(predictor.steps(c)):
+        idx = list(channels)
+        if coded is not None and coded[idx].all():
+            continue
+        for rows in level_strips:
+            r0, r1 = rows.start, rows.stop
+            pred = _predict(predictor, even, odd, step, level, rows, halo)
+            values = truncated_mean(pred.mean[0].numpy(), pred.scale[0].numpy(), lo[idx, r0:r1], hi[idx, r0:r1])
+            values = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+            if coded is not None:
+                values = np.where(coded[idx, r0:r1], odd[idx, r0:r1], values)
+            odd[idx, r0:r1] = values
     return merge(even, odd, size)
 
 

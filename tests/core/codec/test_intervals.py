@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from hidenet_core.codec.entropy import LevelDecoder, LevelEncoder
-from hidenet_core.codec.intervals import EXP_TABLE, first_interval, plan_refinement, refine_decode, refine_encode
+from hidenet_core.codec.intervals import (
+    EXP_TABLE,
+    first_interval,
+    plan_refinement,
+    refine_decode,
+    refine_encode,
+    truncated_mean,
+)
 
 
 def _laplace_values(n: int, seed: int = 0, spread: float = 8.0):
@@ -114,3 +121,31 @@ def test_a_first_pass_keeps_no_interval_planes_its_values_give_them():
                 lo, hi = bounds.strip(list(range(odd.shape[0])), 0, odd.shape[1])
                 assert bounds.shown is odd and np.array_equal(lo, want.lo) and np.array_equal(hi, want.hi)
     assert kinds == {FirstPassBounds, StoredBounds}
+
+
+def test_truncated_mean_is_the_mean_of_the_laplace_inside_the_interval():
+    """Against a numerical integral, for means inside, beside and far outside the interval and
+    scales from sharp to flat; the result lies in [lo - 1/2, hi + 1/2]."""
+    rng = np.random.default_rng(3)
+    n = 400
+    lo = rng.integers(0, 256, n)
+    hi = np.minimum(255, lo + rng.integers(0, 70, n))
+    mean = rng.uniform(-40, 300, n)
+    scale = np.exp(rng.uniform(np.log(0.06), np.log(80), n))
+    got = truncated_mean(mean, scale, lo, hi)
+    assert np.all(got >= lo - 0.5) and np.all(got <= hi + 0.5)
+    for i in range(n):
+        t = np.linspace(lo[i] - 0.5, hi[i] + 0.5, 40001)
+        log_w = -np.abs(t - mean[i]) / scale[i]
+        w = np.exp(log_w - log_w.max())  # scaled: the far tails underflow otherwise
+        assert got[i] == pytest.approx((t * w).sum() / w.sum(), abs=1e-3 * (hi[i] - lo[i] + 1)), i
+
+
+def test_truncated_mean_of_a_sure_prediction_is_the_prediction_and_of_an_unsure_one_the_middle():
+    assert truncated_mean(np.array([100.3]), np.array([0.1]), np.array([90]), np.array([120]))[0] == \
+        pytest.approx(100.3, abs=0.01)
+    assert truncated_mean(np.array([100.0]), np.array([1e4]), np.array([90]), np.array([120]))[0] == \
+        pytest.approx(105.0, abs=0.01)
+    # a prediction outside the interval, sure of itself: the nearer edge
+    assert truncated_mean(np.array([10.0]), np.array([0.2]), np.array([40]), np.array([80]))[0] == \
+        pytest.approx(39.7, abs=0.01)

@@ -29,20 +29,28 @@ from tests.conftest import smooth_image
 
 
 def _check_every_prefix(data: bytes, image: np.ndarray, model) -> list:
-    """Decode chunk by chunk: wherever a bound is stated, every pixel of the preview is within it."""
+    """Decode chunk by chunk: wherever a bound is stated, every pixel of the decoded image is
+    within it; so is every pixel of the preview at each layer's end, and within twice it between
+    (the levels below a refinement under way are estimated inside their intervals)."""
     layout = scan_stream(data)
     dec = ProgressiveDecoder(model)
     pos = 0
     bounds = []
-    for chunk in layout.chunks:
+    for i, chunk in enumerate(layout.chunks):
         got = dec.feed(data[pos : chunk.end])
         pos = chunk.end
         assert len(got) == 1 and got[0].max_error == chunk.max_error and got[0].layer == chunk.layer
         shown = dec.preview()
         assert shown.shape == image.shape
         if chunk.max_error is not None:
-            err = int(np.abs(shown.astype(int) - image.astype(int)).max())
+            decoded = dec.reconstruction.image(0).transpose(1, 2, 0)
+            err = int(np.abs(decoded.astype(int) - image.astype(int)).max())
             assert err <= chunk.max_error, (chunk, err)
+            layer_end = i == len(layout.chunks) - 1 or layout.chunks[i + 1].layer != chunk.layer
+            shown_err = int(np.abs(shown.astype(int) - image.astype(int)).max())
+            assert shown_err <= (1 if layer_end else 2) * chunk.max_error, (chunk, shown_err)
+            if layer_end:
+                assert np.array_equal(shown, decoded)
             bounds.append((chunk.layer, chunk.max_error, err))
     assert dec.done
     return bounds

@@ -118,3 +118,65 @@ def test_a_region_mid_refinement_is_the_previews_pixels_there(small_strips):
     rec = _mid_first_pass(model, image, refinement=True).reconstruction
     assert np.array_equal(rec.region(30, 20, 50, 40), rec.preview(0)[30:80, 20:60])
     assert np.array_equal(rec.region(0, 0, 120, 100), rec.preview(0))
+
+
+def test_mid_refinement_the_levels_below_are_estimated_inside_their_intervals(small_strips):
+    """While a refinement pass is under way, each level below it (and the values the pass has not
+    refined yet) is shown as the truncated mean of the interpolation from the sharper level
+    above: every value inside the interval the layer before left, the refined ones as coded,
+    and the picture closer to the original than the layer before's values there."""
+    from hidenet_core.codec.loop import estimate_level
+    from hidenet_core.codec.pyramid import split
+    from hidenet_core.codec.reconstruction import _INTERP
+
+    model = load_model("default")
+    image = smooth_image(120, 100, 3, seed=6)
+    rec = _mid_first_pass(model, image, refinement=True).reconstruction
+    p = rec.pass_
+    k = rec.estimated_below()
+    assert k == p.level > 0
+    shown = rec.preview(0)
+    # the level under way: refined values as coded, the others estimated inside their intervals
+    level_k = rec.preview(k).transpose(2, 0, 1)
+    odd_k = split(level_k)[1]
+    coded, valid = p.coded(), p.valid(0, p.even.shape[1])
+    lo, hi = p.prior.strip(list(range(odd_k.shape[0])), 0, odd_k.shape[1])
+    assert np.array_equal(odd_k[coded & valid], p.odd[coded & valid])
+    assert np.all((odd_k >= lo) & (odd_k <= hi) | ~valid)
+    assert np.array_equal(level_k, estimate_level(_INTERP, p.even, p.size, k, lo, hi, known=p.odd, coded=coded))
+    # every level below: inside its intervals
+    x = level_k
+    for j in range(k - 1, -1, -1):
+        x = rec.preview(j).transpose(2, 0, 1)
+        lo, hi = rec.intervals[j].strip(list(range(3 * 3)), 0, rec.odd[j].shape[1])
+        mask = rec.odd[j] == rec.odd[j]  # all positions; padding holds values inside too
+        odd_j = split(x)[1]
+        assert np.all((odd_j >= lo) & (odd_j <= hi) & mask)
+    stale = rec.image(0).transpose(1, 2, 0)  # the layer before's values below the pass
+
+    def mse(a):
+        return float(np.mean((a.astype(float) - image.astype(float)) ** 2))
+
+    assert mse(shown) < mse(stale)
+
+
+def test_at_a_layers_end_nothing_is_estimated(small_strips):
+    """The last chunk of a layer leaves the picture whose max error the layer states."""
+    model = load_model("interp")
+    image = smooth_image(90, 70, 3, seed=2)
+    decoder = ProgressiveDecoder(model)
+    chunks = list(encode_chunks(image, model, EncodeSettings(layers=((16, 8, 0), (4, 2, 0)))))
+    ends = 0
+    for piece, following in zip(chunks, chunks[1:] + [None], strict=True):
+        decoder.feed(piece.data)
+        if not decoder.levels or decoder.levels[-1].layer == 0:
+            continue
+        end = following is None or decoder.levels[-1].pass_done and decoder.reconstruction.pass_.level == min(
+            decoder.reconstruction.odd)
+        if end:
+            ends += 1
+            assert decoder.reconstruction.estimated_below() is None
+            assert np.array_equal(decoder.preview(), decoder.reconstruction.image(0).transpose(1, 2, 0))
+        else:
+            assert decoder.reconstruction.estimated_below() is not None
+    assert ends == 2
