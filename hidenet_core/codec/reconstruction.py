@@ -54,6 +54,25 @@ def upsample_bilinear(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out[:, : size[0], : size[1]]
 
 
+class _Budget:
+    """Pixels a preview may estimate (``Reconstruction.estimated_below``): ``limit`` (None: any
+    number), level by level; once a level does not fit, no finer one is estimated either."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.left = limit
+
+    def take(self, shape: tuple[int, int]) -> bool:
+        """Whether a level (or rectangle) of ``shape`` pixels is estimated (and counted)."""
+        if self.left is None:
+            return True
+        pixels = shape[0] * shape[1]
+        if pixels > self.left:
+            self.left = -1
+            return False
+        self.left -= pixels
+        return True
+
+
 class Reconstruction:
     """One stream's reconstruction after the chunks coded (or decoded) so far."""
 
@@ -156,10 +175,12 @@ class Reconstruction:
         per preview whatever the image's size, for a viewer that must show something at once.
 
         Between a layer's boundaries the levels below its pass under way are estimated
-        (``estimated_below``): what a layer coded of them, seen through the levels it has refined."""
+        (``estimated_below``): what a layer coded of them, seen through the levels it has refined;
+        with ``model_pixels``, while their pixels add up to at most that many (a server's
+        frames of a large image keep them as they stand)."""
         below = self.estimated_below()
         if below is not None:
-            return self._estimated_preview(below, level)
+            return self._estimated_preview(below, level, model_pixels)
         k = self.finest_level()
         if k < level:  # a finer level is under way: ``level`` is complete (not predicted)
             return self.image(level).transpose(1, 2, 0).copy()
@@ -184,7 +205,8 @@ class Reconstruction:
         little from ``preview``). Only the rectangle is predicted, the values a first pass under
         way has not coded yet included: its cost follows the rectangle, not the image. With
         ``model_pixels``, as for ``preview``: the model predicts while the predicted pixels add
-        up to at most that many, bilinear interpolation beyond."""
+        up to at most that many, bilinear interpolation beyond; levels are estimated between a
+        layer's boundaries (``estimated_below``) while their pixels in the rectangle do."""
         top, left, bottom, right = clip_region(self.header.height, self.header.width, top, left, height, width)
         below = self.estimated_below()  # as ``preview`` estimates them
         k = self.finest_level() if below is None else below
@@ -199,6 +221,7 @@ class Reconstruction:
         y1 = min(x.shape[1], -(-bottom // step) + margin)
         x1 = min(x.shape[2], -(-right // step) + margin)
         crop, cy, cx = x[:, y0:y1, x0:x1], y0, x0  # level start's pixels from (cy, cx)
+        budget = _Budget(model_pixels)  # of the estimated levels (``estimated_below``)
         spent = 0
         for j in range(start - 1, -1, -1):  # level j's odd grid is level j + 1's pixels
             ch, cw = crop.shape[1:]
@@ -207,13 +230,13 @@ class Reconstruction:
             if under_way is not None and j == under_way.level and under_way.prior is not None:
                 # a refinement cut between parts: its values coded so far, the others as shown before it
                 coded = under_way.coded(rows, cols)
-                if below is not None:
+                if below is not None and budget.take(size):
                     crop = estimate_level(_INTERP, crop, size, j, *self._bounds(under_way.prior, rows, cols),
                                           known=under_way.odd[:, rows, cols], coded=coded)
                 else:
                     odd = np.where(coded, under_way.odd[:, rows, cols], under_way.shown[:, rows, cols])
                     crop = merge(crop, odd, size)
-            elif below is not None and j < below and j in self.intervals:
+            elif below is not None and j < below and j in self.intervals and budget.take(size):
                 crop = estimate_level(_INTERP, crop, size, j, *self._bounds(self.intervals[j], rows, cols))
             elif j in self.odd:
                 crop = merge(crop, self.odd[j][:, rows, cols], size)
@@ -258,17 +281,22 @@ class Reconstruction:
         lo, hi = bounds.strip(list(range(3 * self.header.channels)), r0, r1)
         return lo[:, :, cols], hi[:, :, cols]
 
-    def _estimated_preview(self, k: int, level: int) -> np.ndarray:
-        """``preview`` while the levels below the refinement pass over level ``k`` are estimated."""
+    def _estimated_preview(self, k: int, level: int, model_pixels: int | None) -> np.ndarray:
+        """``preview`` while the levels below the refinement pass over level ``k`` are estimated:
+        while their pixels add up to at most ``model_pixels`` (the server's bound on a frame's
+        cost), the finer ones as they stand."""
         if level > k:  # refined in this layer
             return self.image(level).transpose(1, 2, 0).copy()
         p = self.pass_
+        budget = _Budget(model_pixels)
         if p.done:
             x = self.image(k)
-        else:  # its parts refined so far, the others estimated
+        elif budget.take(self.shapes[k]):  # its parts refined so far, the others estimated
             x = estimate_level(_INTERP, p.even, p.size, k, *self._bounds(p.prior), known=p.odd, coded=p.coded())
+        else:
+            x = p.image()
         for j in range(k - 1, level - 1, -1):
-            if j in self.intervals:
+            if j in self.intervals and budget.take(self.shapes[j]):
                 x = estimate_level(_INTERP, x, self.shapes[j], j, *self._bounds(self.intervals[j]))
             else:
                 x = self._next_level(x, j)
