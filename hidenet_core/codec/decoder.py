@@ -332,17 +332,20 @@ class ProgressiveDecoder:
             raise HdnFormatError(f"level {k} is not decoded yet")
         return self._rec.level_image(k)
 
-    def preview(self, level: int = 0, model_pixels: int | None = None) -> np.ndarray:
+    def preview(self, level: int = 0, model_pixels: int | None = None,
+                estimate_pixels: int | None = None) -> np.ndarray:
         """``Reconstruction.preview`` of the chunks decoded so far: the image at level ``level``'s
-        size, the levels not decoded yet predicted (the model's pixels bounded by ``model_pixels``)."""
+        size, the levels not decoded yet predicted (the model's pixels bounded by ``model_pixels``,
+        the estimated ones between a layer's boundaries by ``estimate_pixels``)."""
         if self._rec is None:
             raise HdnFormatError("no chunk decoded yet: nothing to preview")
-        return self._rec.preview(level, model_pixels)
+        return self._rec.preview(level, model_pixels, estimate_pixels)
 
-    def region(self, top: int, left: int, height: int, width: int, model_pixels: int | None = None) -> np.ndarray:
+    def region(self, top: int, left: int, height: int, width: int, model_pixels: int | None = None,
+               estimate_pixels: int | None = None) -> np.ndarray:
         """``Reconstruction.region`` of the chunks decoded so far: the full-size pixels in a
         rectangle (clipped to the image), exact where every level is decoded."""
-        return self.reconstruction.region(top, left, height, width, model_pixels)
+        return self.reconstruction.region(top, left, height, width, model_pixels, estimate_pixels)
 
 
 

@@ -165,7 +165,8 @@ class Reconstruction:
             raise HdnFormatError(f"level {k} is not decoded yet")
         return self.image(k).transpose(1, 2, 0).copy()
 
-    def preview(self, level: int = 0, model_pixels: int | None = None) -> np.ndarray:
+    def preview(self, level: int = 0, model_pixels: int | None = None,
+                estimate_pixels: int | None = None) -> np.ndarray:
         """The (H, W, C) image of the current state at level ``level``'s size (0: the full size):
         every level coded so far as it stands, the rest predicted (each with its latest
         preview filter from the stream, where it has one). Predicting stops at ``level``, so a
@@ -176,11 +177,11 @@ class Reconstruction:
 
         Between a layer's boundaries the levels below its pass under way are estimated
         (``estimated_below``): what a layer coded of them, seen through the levels it has refined;
-        with ``model_pixels``, while their pixels add up to at most that many (a server's
-        frames of a large image keep them as they stand)."""
+        with ``estimate_pixels``, while their pixels add up to at most that many (a server's
+        frames of a large image keep them as they stand: 0)."""
         below = self.estimated_below()
         if below is not None:
-            return self._estimated_preview(below, level, model_pixels)
+            return self._estimated_preview(below, level, estimate_pixels)
         k = self.finest_level()
         if k < level:  # a finer level is under way: ``level`` is complete (not predicted)
             return self.image(level).transpose(1, 2, 0).copy()
@@ -198,7 +199,8 @@ class Reconstruction:
                 x = upsample_bilinear(x, self.shapes[j])
         return x.transpose(1, 2, 0).copy()
 
-    def region(self, top: int, left: int, height: int, width: int, model_pixels: int | None = None) -> np.ndarray:
+    def region(self, top: int, left: int, height: int, width: int, model_pixels: int | None = None,
+               estimate_pixels: int | None = None) -> np.ndarray:
         """The full-size current state's pixels in rows top..top+height-1, columns left..left+width-1
         (clipped to the image): exact where every level is coded; elsewhere predicted from the
         finest coded level around the region (with a margin, so only its border may differ a
@@ -206,7 +208,8 @@ class Reconstruction:
         way has not coded yet included: its cost follows the rectangle, not the image. With
         ``model_pixels``, as for ``preview``: the model predicts while the predicted pixels add
         up to at most that many, bilinear interpolation beyond; levels are estimated between a
-        layer's boundaries (``estimated_below``) while their pixels in the rectangle do."""
+        layer's boundaries (``estimated_below``) while their pixels in the rectangle add up to at
+        most ``estimate_pixels``."""
         top, left, bottom, right = clip_region(self.header.height, self.header.width, top, left, height, width)
         below = self.estimated_below()  # as ``preview`` estimates them
         k = self.finest_level() if below is None else below
@@ -221,7 +224,7 @@ class Reconstruction:
         y1 = min(x.shape[1], -(-bottom // step) + margin)
         x1 = min(x.shape[2], -(-right // step) + margin)
         crop, cy, cx = x[:, y0:y1, x0:x1], y0, x0  # level start's pixels from (cy, cx)
-        budget = _Budget(model_pixels)  # of the estimated levels (``estimated_below``)
+        budget = _Budget(estimate_pixels)  # of the estimated levels (``estimated_below``)
         spent = 0
         for j in range(start - 1, -1, -1):  # level j's odd grid is level j + 1's pixels
             ch, cw = crop.shape[1:]
@@ -281,14 +284,14 @@ class Reconstruction:
         lo, hi = bounds.strip(list(range(3 * self.header.channels)), r0, r1)
         return lo[:, :, cols], hi[:, :, cols]
 
-    def _estimated_preview(self, k: int, level: int, model_pixels: int | None) -> np.ndarray:
+    def _estimated_preview(self, k: int, level: int, estimate_pixels: int | None) -> np.ndarray:
         """``preview`` while the levels below the refinement pass over level ``k`` are estimated:
-        while their pixels add up to at most ``model_pixels`` (the server's bound on a frame's
+        while their pixels add up to at most ``estimate_pixels`` (a server's bound on a frame's
         cost), the finer ones as they stand."""
         if level > k:  # refined in this layer
             return self.image(level).transpose(1, 2, 0).copy()
         p = self.pass_
-        budget = _Budget(model_pixels)
+        budget = _Budget(estimate_pixels)
         if p.done:
             x = self.image(k)
         elif budget.take(self.shapes[k]):  # its parts refined so far, the others estimated

@@ -65,10 +65,27 @@ class FrameSpec:
 
 
 #: a frame for a display (``FrameSpec.size``) of an image larger than this has its missing levels
-#: predicted bilinearly, not by the model: a tenth of a second per frame whatever the image's size,
-#: where the model took 3 to 15 s a frame for a 12-megapixel photograph on 2 cores (measured, mostly
-#: per-level overhead); "full" frames (fetch, the bench, a race) and smaller images use the model
+#: predicted bilinearly, not by the model, and its levels below a refinement under way shown as they
+#: stand, not estimated: a tenth of a second per frame whatever the image's size, where the model
+#: took 3 to 15 s a frame for a 12-megapixel photograph on 2 cores (measured, mostly per-level
+#: overhead); "full" frames (fetch, the bench, a race) use the model for every level
 MODEL_FRAME_PIXELS = 2_000_000
+#: ... and of a smaller image, the model predicts the missing levels while their pixels add up to at
+#: most this many, the finer ones bilinear (every level of the bundled samples, up to 640x427): a
+#: 1.4 MP photograph's frames took 1.8 s each with the model on every level, each shown 1.5 to 2 s
+#: after its chunk was due (``python -m server.clients.firstview``, docs/bench.md)
+MODEL_FRAME_BUDGET = 400_000
+
+
+def frame_budgets(height: int, width: int, size: tuple[int, int] | None) -> tuple[int | None, int | None]:
+    """(``model_pixels``, ``estimate_pixels``) of ``Reconstruction.preview`` for a frame of a ``height``
+    x ``width`` image shown at ``size`` (None: full size, as measured: no bound); a region's
+    (``render_region``) are those of a displayed frame."""
+    if size is None:
+        return None, None
+    if height * width > MODEL_FRAME_PIXELS:
+        return 0, 0
+    return MODEL_FRAME_BUDGET, None
 
 
 #: SSIM (a Gaussian window over every pixel) is the costliest figure of a frame (0.6 s a
@@ -158,8 +175,8 @@ def render_frame(view: Reconstruction, level: int, original: np.ndarray, spec: F
     if spec.preview:  # at the frame level, counted from which the finest level decoded so far is the exact grid
         level = frame_level(*original.shape[:2], spec.size)
         # a frame for a display (not "full") predicts with the model a bounded number of pixels, the rest interpolated
-        budget = None if spec.size is None or original.shape[0] * original.shape[1] <= MODEL_FRAME_PIXELS else 0
-        image = display_frame(view.preview(level, budget), max(view.current_level - level, 0),
+        budget, estimates = frame_budgets(*original.shape[:2], spec.size)
+        image = display_frame(view.preview(level, budget, estimates), max(view.current_level - level, 0),
                               max(g - level, 0), True, interpolated=budget == 0)
     else:
         image = display_frame(view.level_now(level).transpose(1, 2, 0), level, g, False)
@@ -177,11 +194,11 @@ def render_region(view: Reconstruction, x: int, y: int, width: int,
                   height: int) -> tuple[bytes, tuple[int, int, int, int]]:
     """Blocking: the PNG of the full-resolution pixels a reconstruction shows in a rectangle,
     and the rectangle (x, y, width, height) it covers once clipped to the image. The levels not
-    coded yet are predicted as a frame's are: by the model, bilinear for an image larger than
-    ``MODEL_FRAME_PIXELS`` (a viewer at 1:1 asks after every chunk; the model took seconds a
-    region at 6 MP)."""
-    large = view.header.width * view.header.height > MODEL_FRAME_PIXELS
-    pixels = view.region(y, x, height, width, model_pixels=0 if large else None)
+    coded yet are predicted as a displayed frame's are (``frame_budgets``: by the model within a
+    budget, bilinear beyond it and for an image larger than ``MODEL_FRAME_PIXELS``; a viewer at
+    1:1 asks after every chunk, and the model took seconds a region at 6 MP)."""
+    budget, estimates = frame_budgets(view.header.height, view.header.width, (width, height))
+    pixels = view.region(y, x, height, width, budget, estimates)
     y, x, _, _ = clip_region(view.header.height, view.header.width, y, x, height, width)  # as ``region`` clips
     return png_bytes(pixels), (x, y, pixels.shape[1], pixels.shape[0])
 

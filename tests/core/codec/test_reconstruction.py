@@ -182,8 +182,8 @@ def test_at_a_layers_end_nothing_is_estimated(small_strips):
     assert ends == 2
 
 
-def test_a_model_budget_bounds_the_estimated_pixels_too(small_strips):
-    """A server's frame of a large image (``model_pixels=0``) shows the levels below a refinement
+def test_an_estimate_budget_bounds_the_estimated_pixels(small_strips):
+    """A server's frame of a large image (``estimate_pixels=0``) shows the levels below a refinement
     as they stand, at no cost; a budget that holds the level under way estimates it alone."""
     model = load_model("interp")
     image = smooth_image(120, 100, 3, seed=6)
@@ -193,9 +193,10 @@ def test_a_model_budget_bounds_the_estimated_pixels_too(small_strips):
     stale = rec.level_now(k)
     for j in range(k - 1, -1, -1):
         stale = rec._next_level(stale, j)
-    assert np.array_equal(rec.preview(0, model_pixels=0), stale.transpose(1, 2, 0))
-    assert np.array_equal(rec.region(30, 20, 50, 40, model_pixels=0), stale.transpose(1, 2, 0)[30:80, 20:60])
+    assert np.array_equal(rec.preview(0, estimate_pixels=0), stale.transpose(1, 2, 0))
+    assert np.array_equal(rec.region(30, 20, 50, 40, estimate_pixels=0), stale.transpose(1, 2, 0)[30:80, 20:60])
     assert not np.array_equal(rec.preview(0), stale.transpose(1, 2, 0))
+    assert np.array_equal(rec.preview(0, model_pixels=0), rec.preview(0))  # the model's budget is another
     h, w = rec.shapes[k]
-    assert np.array_equal(rec.preview(k, model_pixels=h * w), rec.preview(k))
-    assert not np.array_equal(rec.preview(k, model_pixels=h * w - 1), rec.preview(k))
+    assert np.array_equal(rec.preview(k, estimate_pixels=h * w), rec.preview(k))
+    assert not np.array_equal(rec.preview(k, estimate_pixels=h * w - 1), rec.preview(k))

@@ -131,3 +131,33 @@ def test_the_start_up_warm_up_encodes_and_renders_a_tiny_frame(model_name):
     from server.streaming.frames import warm_up
 
     assert 0 < warm_up(load_model(model_name)) < 30
+
+
+@pytest.mark.parametrize(("size", "most"), [((160, 120), 5000), (None, None)])
+def test_a_displayed_frame_predicts_a_bounded_number_of_pixels_with_the_model(monkeypatch, size, most):
+    """A frame for a display predicts with the model at most ``MODEL_FRAME_BUDGET`` pixels (the
+    coarser levels), bilinear beyond: a 1.4 MP photograph's frames took 1.8 s each with the model
+    on every level. A "full" frame (fetch, the bench) uses the model for every level."""
+    import hidenet_core.codec.reconstruction as reconstruction
+    from server.streaming import frames
+
+    monkeypatch.setattr(frames, "MODEL_FRAME_BUDGET", 5000)
+    predicted = []
+    real = reconstruction.predict_level
+
+    def counting(predictor, even, size_, *args, **kwargs):
+        predicted.append(size_[0] * size_[1])
+        return real(predictor, even, size_, *args, **kwargs)
+
+    monkeypatch.setattr(reconstruction, "predict_level", counting)
+    model = load_model("interp")
+    original = smooth_image(120, 160, 3)  # 19,200 pixels, levels 0 to 3
+    data = encode(original, model, EncodeSettings(version=5))
+    decoder = ProgressiveDecoder(model)
+    [first] = decoder.feed(data[: stream_info(data)["chunks"][0]["total_bytes"]])  # the base: every finer level missing
+    predicted.clear()
+    render_frame(decoder.reconstruction, first.level, original, FrameSpec(preview=True, size=size))
+    if most is None:
+        assert sum(predicted) >= 120 * 160  # every level, level 0 included
+    else:
+        assert 0 < sum(predicted) <= most
