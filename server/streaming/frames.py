@@ -73,7 +73,7 @@ MODEL_FRAME_PIXELS = 2_000_000
 #: ... and of a smaller image, the model predicts the missing levels while their pixels add up to at
 #: most this many, the finer ones bilinear (every level of the bundled samples, up to 640x427): a
 #: 1.4 MP photograph's frames took 1.8 s each with the model on every level, each shown 1.5 to 2 s
-#: after its chunk was due (``python -m server.clients.firstview``, docs/bench.md)
+#: after its chunk was due (``python -m server.clients.firstview``; README, "First view of a large photograph")
 MODEL_FRAME_BUDGET = 400_000
 
 
