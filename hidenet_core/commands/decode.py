@@ -75,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
     # the finest level decoded: a layered stream's last chunks may refine coarser levels again
     level = decoder.current_level
-    image = decoder.preview() if args.preview and level > 0 else decoder.level_image(level)
+    # mid-layer, the levels below a refinement under way are shown as estimates (docs/format.md)
+    estimated = args.preview and level == 0 and decoder.reconstruction.estimated_below() is not None
+    image = decoder.preview() if args.preview and (level > 0 or estimated) else decoder.level_image(level)
     if args.preview:
         image = display_frame(image, level, header.generative_levels, full_size=True)
     seconds = time.perf_counter() - t0
@@ -87,6 +89,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"hidenet: note: the stream ends after level {level}; level {args.level} is not in it",
               file=sys.stderr)
     h, w = image.shape[:2]
-    print(f"{args.output}: level {level}{' + preview' if args.preview and level else ''}, {w}x{h}, "
+    print(f"{args.output}: level {level}{' + preview' if args.preview and (level or estimated) else ''}, {w}x{h}, "
           f"{decoder.levels[-1].bytes_consumed} bytes read, decoded in {seconds:.2f} s")
     return 0

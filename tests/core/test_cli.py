@@ -97,6 +97,32 @@ def test_decode_prefix_notes_missing_levels(tmp_path, photo, capsys):
     assert code == 0 and "stream ends after level 2" in err
 
 
+def test_decode_mid_layer_writes_the_reconstruction_and_preview_the_estimate(tmp_path, capsys):
+    """A prefix cut inside the last layer: ``decode`` writes the reconstruction the prefix
+    guarantees (within its max error), ``--preview`` what the viewer shows (the levels below
+    the refinement under way estimated inside their intervals: within twice it)."""
+    source = tmp_path / "smooth.png"
+    original = smooth_image(120, 160, 3, seed=3)
+    Image.fromarray(original).save(source)
+    hdn = tmp_path / "s.hdn"
+    run(capsys, "encode", source, hdn, "--model", "interp")
+    _, out, _ = run(capsys, "info", hdn, "--json")
+    chunks = json.loads(out)["chunks"]
+    # the first chunk of the last layer that leaves level 0 to a later chunk of it
+    cut = next(c for c in chunks if c["layer"] == chunks[-1]["layer"] and c["level"] > 0)
+    bound = cut["max_error"]
+    prefix = tmp_path / "prefix.hdn"
+    prefix.write_bytes(hdn.read_bytes()[: cut["total_bytes"]])
+    code, out, _ = run(capsys, "decode", prefix, tmp_path / "rec.png", "--model", "interp")
+    assert code == 0 and "+ preview" not in out
+    code, out, _ = run(capsys, "decode", prefix, tmp_path / "shown.png", "--model", "interp", "--preview")
+    assert code == 0 and "+ preview" in out
+    rec = np.asarray(Image.open(tmp_path / "rec.png")).astype(int)
+    shown = np.asarray(Image.open(tmp_path / "shown.png")).astype(int)
+    assert np.abs(rec - original).max() <= bound
+    assert not np.array_equal(rec, shown) and np.abs(shown - original).max() <= 2 * bound
+    assert ((shown - original) ** 2).mean() < ((rec - original) ** 2).mean()
+
 def test_per_level_max_error(tmp_path, photo, capsys):
     hdn = tmp_path / "p.hdn"
     code, _, _ = run(capsys, "encode", photo, hdn, "--model", "interp", "--max-error", "0,1,2")
