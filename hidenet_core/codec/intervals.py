@@ -129,11 +129,19 @@ class FirstPassBounds:
 Bounds = StoredBounds | FirstPassBounds
 
 
-def _twice_cdf(a64: np.ndarray, s64: np.ndarray) -> np.ndarray:
-    """2 F(t) in units of 2^-30 for the Laplace CDF F at t = a64 / s64 (both integers, 1/64 units)."""
-    i = np.minimum((np.abs(a64) * _ARG + (s64 >> 1)) // s64, _IMAX)
+def _twice_cdf(a64: np.ndarray, s64: np.ndarray, half_s64: np.ndarray | None = None) -> np.ndarray:
+    """2 F(t) in units of 2^-30 for the Laplace CDF F at t = a64 / s64 (both integers, 1/64 units);
+    ``half_s64``: ``s64 >> 1``, where the caller has it. Computed in place on one temporary (the
+    same integers as ``min((|a| * 1024 + s // 2) // s, _IMAX)``, then the table)."""
+    i = np.abs(a64)
+    i *= _ARG
+    i += (s64 >> 1) if half_s64 is None else half_s64
+    i //= s64
+    np.minimum(i, _IMAX, out=i)
     e = EXP_TABLE[i]
-    return np.where(a64 < 0, e, 2 * _ONE - e)
+    negative = a64 < 0
+    np.subtract(2 * _ONE, e, out=e, where=~negative)
+    return e
 
 
 @dataclass
@@ -149,7 +157,11 @@ class RefinePlan:
     s64: np.ndarray  # int64, the scale in 1/64 units
 
     def bins(self, lo: np.ndarray, hi: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The new (lo, hi, rec) for bin indices ``q`` (uint8 each)."""
+        """The new (lo, hi, rec) for bin indices ``q`` (uint8 each), each inside its interval [lo, hi]."""
+        if self.d == 0:  # lossless: the bin is the value itself (q is inside the interval)
+            x = (self.rm + q).astype(np.uint8)
+            return x, x.copy(), x.copy()
+        lo, hi = lo.astype(np.int64), hi.astype(np.int64)
         step = 2 * self.d + 1
         centre = self.rm + q * step
         a = np.maximum(centre - self.d, lo)
@@ -165,12 +177,18 @@ def plan_refinement(lo: np.ndarray, hi: np.ndarray, mean: np.ndarray, scale: np.
     s64 = np.maximum(np.round(scale.astype(np.float64) * 64).astype(np.int64), round(64 * SCALE_FLOOR) + 1)
     step = 2 * d + 1
     rm = np.clip((m64 + 32) // 64, lo64, hi64)
-    qmin = -((rm - lo64 + d) // step)
-    qmax = (hi64 - rm + d) // step
-    n = qmax - qmin + 1
+    if d == 0:  # the same as below, without the divisions by 1
+        qmin = lo64 - rm
+        n = hi64 - lo64 + 1
+    else:
+        qmin = -((rm - lo64 + d) // step)
+        n = (hi64 - rm + d) // step - qmin + 1
     # the Laplace's mass inside the interval, 2 F(hi + 1/2) - 2 F(lo - 1/2), in units of 2^-30
-    z = _twice_cdf(64 * hi64 + 32 - m64, s64) - _twice_cdf(64 * lo64 - 32 - m64, s64)
-    fast = z * _FAST_DEN >= _FAST_NUM * 2 * _ONE
+    half = s64 >> 1
+    z = _twice_cdf(64 * hi64 + 32 - m64, s64, half)
+    z -= _twice_cdf(64 * lo64 - 32 - m64, s64, half)
+    z *= _FAST_DEN
+    fast = z >= _FAST_NUM * 2 * _ONE
     return RefinePlan(d, rm, qmin, n, fast, m64, s64)
 
 
@@ -258,7 +276,7 @@ def refine_encode(enc: LevelEncoder, x: np.ndarray, lo: np.ndarray, hi: np.ndarr
         for kind, which, rows in _stages(plan, lo, hi, sel):
             symbols = {"bin": b[which], "group": b[which] // _GROUP, "within": b[which] % _GROUP}[kind]
             enc.encode_categorical(symbols.astype(np.int32), rows(b[which] // _GROUP))
-    return Interval(*plan.bins(lo.astype(np.int64), hi.astype(np.int64), q))
+    return Interval(*plan.bins(lo, hi, q))
 
 
 def refine_decode(dec: LevelDecoder, lo: np.ndarray, hi: np.ndarray, mean: np.ndarray, scale: np.ndarray,
@@ -284,10 +302,10 @@ def refine_decode(dec: LevelDecoder, lo: np.ndarray, hi: np.ndarray, mean: np.nd
             raise HdnFormatError("a refinement symbol lies outside the interval the decoder knows: the stream is "
                                  "corrupted")
         q[sel] = b + plan.qmin[sel]
-    fast_q = q[fast]
-    if fast.size and ((fast_q < plan.qmin[fast]) | (fast_q >= plan.qmin[fast] + plan.n[fast])).any():
+    b = q - plan.qmin  # every value's bin in its interval (the slow ones were checked above)
+    if ((b < 0) | (b >= plan.n)).any():
         raise HdnFormatError("a refinement symbol lies outside the interval the decoder knows: the stream is corrupted")
-    return Interval(*plan.bins(lo.astype(np.int64), hi.astype(np.int64), q))
+    return Interval(*plan.bins(lo, hi, q))
 
 
 def _tail(length: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
