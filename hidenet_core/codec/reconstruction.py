@@ -181,7 +181,7 @@ class Reconstruction:
         frames of a large image keep them as they stand: 0)."""
         below = self.estimated_below()
         if below is not None:
-            return self._estimated_preview(below, level, estimate_pixels)
+            return self._estimated_preview(below, level, model_pixels, estimate_pixels)
         k = self.finest_level()
         if k < level:  # a finer level is under way: ``level`` is complete (not predicted)
             return self.image(level).transpose(1, 2, 0).copy()
@@ -284,10 +284,12 @@ class Reconstruction:
         lo, hi = bounds.strip(list(range(3 * self.header.channels)), r0, r1)
         return lo[:, :, cols], hi[:, :, cols]
 
-    def _estimated_preview(self, k: int, level: int, estimate_pixels: int | None) -> np.ndarray:
+    def _estimated_preview(self, k: int, level: int, model_pixels: int | None,
+                           estimate_pixels: int | None) -> np.ndarray:
         """``preview`` while the levels below the refinement pass over level ``k`` are estimated:
         while their pixels add up to at most ``estimate_pixels`` (a server's bound on a frame's
-        cost), the finer ones as they stand."""
+        cost), the finer ones as they stand; levels never coded (generative) predicted as
+        ``preview`` predicts them, within ``model_pixels``."""
         if level > k:  # refined in this layer
             return self.image(level).transpose(1, 2, 0).copy()
         p = self.pass_
@@ -298,11 +300,16 @@ class Reconstruction:
             x = estimate_level(_INTERP, p.even, p.size, k, *self._bounds(p.prior), known=p.odd, coded=p.coded())
         else:
             x = p.image()
+        spent = 0
         for j in range(k - 1, level - 1, -1):
             if j in self.intervals and budget.take(self.shapes[j]):
                 x = estimate_level(_INTERP, x, self.shapes[j], j, *self._bounds(self.intervals[j]))
-            else:
-                x = self._next_level(x, j)
+            elif j in self.odd:
+                x = merge(x, self.odd[j], self.shapes[j])
+            else:  # a generative level
+                spent += self.shapes[j][0] * self.shapes[j][1]
+                x = self._next_level(x, j) if model_pixels is None or spent <= model_pixels else \
+                    upsample_bilinear(x, self.shapes[j])
         return x.transpose(1, 2, 0).copy()
 
     def finest_level(self) -> int:

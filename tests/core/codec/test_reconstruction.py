@@ -200,3 +200,29 @@ def test_an_estimate_budget_bounds_the_estimated_pixels(small_strips):
     h, w = rec.shapes[k]
     assert np.array_equal(rec.preview(k, estimate_pixels=h * w), rec.preview(k))
     assert not np.array_equal(rec.preview(k, estimate_pixels=h * w - 1), rec.preview(k))
+
+
+def test_mid_refinement_a_generative_level_keeps_the_model_budget(small_strips, monkeypatch):
+    """Between a layer's boundaries, a level never coded (generative) is predicted as a preview
+    predicts it: by the model only within ``model_pixels`` (a server's frame of a large image
+    asks none), bilinear beyond."""
+    import hidenet_core.codec.reconstruction as reconstruction
+
+    calls = []
+    real = reconstruction.predict_level
+    monkeypatch.setattr(reconstruction, "predict_level", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    model = load_model("interp")
+    image = smooth_image(120, 100, 3, seed=6)
+    decoder = ProgressiveDecoder(model)
+    rec = None
+    for piece in encode_chunks(image, model, EncodeSettings(generative_levels=1)):
+        decoder.feed(piece.data)
+        rec = decoder.reconstruction if decoder.header is not None else None
+        if rec is not None and rec.estimated_below() is not None:
+            break
+    assert rec is not None and rec.estimated_below() is not None and 0 not in rec.odd
+    calls.clear()
+    cheap = rec.preview(0, model_pixels=0)
+    assert calls == []  # the generative level 0 bilinear
+    full = rec.preview(0)
+    assert calls == [rec.shapes[0]] and cheap.shape == full.shape
