@@ -49,6 +49,7 @@ class Frame:
     decode_ms: float  # the decoder's time for this chunk, when it was decoded
     level: int = 0  # the level the picture was measured at (0: full size)
     origin: str = "decoder"  # whose reconstruction it shows: "decoder", or "encoder" during a first view
+    estimated: bool = False  # levels below a refinement under way estimated (``Reconstruction.estimated_below``)
 
     @property
     def format(self) -> str:
@@ -176,9 +177,12 @@ def render_frame(view: Reconstruction, level: int, original: np.ndarray, spec: F
         level = frame_level(*original.shape[:2], spec.size)
         # a frame for a display (not "full") predicts with the model a bounded number of pixels, the rest interpolated
         budget, estimates = frame_budgets(*original.shape[:2], spec.size)
+        below = view.estimated_below()
+        estimated = below is not None and level <= below and estimates != 0
         image = display_frame(view.preview(level, budget, estimates), max(view.current_level - level, 0),
                               max(g - level, 0), True, interpolated=budget == 0)
     else:
+        estimated = False
         image = display_frame(view.level_now(level).transpose(1, 2, 0), level, g, False)
     reference = level_reference(original, level)
     step = ssim_step(*image.shape[:2])
@@ -187,7 +191,7 @@ def render_frame(view: Reconstruction, level: int, original: np.ndarray, spec: F
     data = frame_image(shown, shown is not image)
     h, w = shown.shape[:2]
     render_ms = (time.perf_counter() - t0) * 1000
-    return Frame(data, w, h, finite(p), round(s, 5), render_ms, decode_ms, level)
+    return Frame(data, w, h, finite(p), round(s, 5), render_ms, decode_ms, level, estimated=estimated)
 
 
 def render_region(view: Reconstruction, x: int, y: int, width: int,

@@ -672,7 +672,7 @@ async def _run_stream(app: web.Application, send: Sender, req: StartRequest, inf
                 "type": "level", **about, "decode_ms": round(frame.decode_ms, 3), "shared": shared,
                 "psnr": frame.psnr, "ssim": frame.ssim, "psnr_level": frame.level,
                 "frame_bytes": len(frame.data), "frame_width": frame.width, "frame_height": frame.height,
-                "frame_format": frame.format, "frame_from": frame.origin,
+                "frame_format": frame.format, "frame_from": frame.origin, "estimated": frame.estimated,
             }, frame.data)
             watch.mark_sent(i)
         summaries = list(await asyncio.gather(*tasks))

@@ -29,6 +29,14 @@ function formatError(value) {
   return value === 0 ? "exact" : `≤${NBSP}${value}`;
 }
 
+/**
+ * A chunk's error bound; "· est." when the picture shown estimates the levels a later layer has not
+ * refined yet (inside the intervals the earlier layer coded: within twice the bound, docs/viewer.md).
+ */
+function errorCell(m) {
+  return formatError(m.max_error) + (m.estimated ? `${NBSP}·${NBSP}est.` : "");
+}
+
 function psnrCell(m) {
   return formatPsnr(m.psnr) + (m.psnr_level ? ` @${NBSP}1/${2 ** m.psnr_level}` : "");
 }
@@ -47,7 +55,7 @@ function decodeCell(m) {
 /** The columns after the row label: heading, the cell of an arrived message, the cell of a planned one. */
 export const COLUMNS = [
   { key: "size", head: "Size", value: (m) => formatSize(m.width, m.height) },
-  { key: "error", head: "Error", value: (m) => formatError(m.max_error), plan: (p) => formatError(p.max_error) },
+  { key: "error", head: "Error", value: errorCell, plan: (p) => formatError(p.max_error) },
   { key: "payload", head: "Payload", value: (m) => formatBytes(m.payload_bytes), plan: (p) => formatBytes(p.payload_bytes) },
   { key: "received", head: "Received", value: (m) => formatBytes(m.total_bytes), plan: (p) => formatBytes(p.total_bytes) },
   {

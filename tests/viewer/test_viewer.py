@@ -137,6 +137,9 @@ def test_lossless_at_1to1_shows_the_original_pixels(server, small_image, page, p
     assert np.array_equal(original, small_image.pixels)
     assert (shown[:, :, 3] == 255).all()
     assert np.array_equal(shown[:, :, :3], original)
+    errors = page.locator("#timeline-body tr .col-error").all_text_contents()
+    # the full-size previews of the last layer estimate the levels it has not refined yet; never the last
+    assert any(e.endswith("est.") for e in errors) == bool(preview) and errors[-1] == "exact", errors
 
 
 VISIBLE_PIXELS = """() => {

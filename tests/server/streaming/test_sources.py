@@ -500,3 +500,23 @@ async def test_an_encoder_keeps_pace_with_a_viewer_at_1_to_1(app_client, rgb, rg
     assert held.is_alive()
     frames.close()  # the viewer leaves
     assert goes_on(held) and source.taps == [] and answers == [None, None]
+
+
+async def test_a_level_message_says_when_its_frame_shows_estimates(app_client):
+    """Between the boundaries of the last layer the frame estimates the levels below the
+    refinement under way (``estimated``); the first layer's frames and each layer's last do not.
+    (120x100: levels 0 to 2, the last layer refines level 1 and then level 0.)"""
+    from tests.conftest import smooth_image
+
+    client = await app_client()
+    response = await client.post("/api/images", data=form(png_of(smooth_image(100, 120, 3, seed=4))))
+    assert response.status == 201, await response.text()
+    image = (await response.json())["id"]
+    ws = await client.ws_connect("/ws")
+    await ws.send_json(start(image, frame={"width": 120, "height": 100}))
+    messages = await receive_stream(ws)
+    levels = [m for m in messages if isinstance(m, dict) and m["type"] == "level"]
+    assert levels and all(isinstance(m["estimated"], bool) for m in levels)
+    assert not any(m["estimated"] for m in levels if m["layer"] == 0)
+    last_layer = [m for m in levels if m["layer"] == levels[-1]["layer"]]
+    assert any(m["estimated"] for m in last_layer) and not last_layer[-1]["estimated"]
