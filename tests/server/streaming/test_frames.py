@@ -161,3 +161,22 @@ def test_a_displayed_frame_predicts_a_bounded_number_of_pixels_with_the_model(mo
         assert sum(predicted) >= 120 * 160  # every level, level 0 included
     else:
         assert 0 < sum(predicted) <= most
+
+
+@pytest.mark.parametrize(("budget", "interpolated"), [(5000, True), (10**6, False)])
+def test_a_frame_level_over_the_model_budget_skips_the_step_toward_bilinear(monkeypatch, budget, interpolated):
+    """The display filter's step toward bilinear is skipped where the frame level is bilinear
+    already (its pixels alone over the model's budget), as for a large image."""
+    from server.streaming import frames
+
+    monkeypatch.setattr(frames, "MODEL_FRAME_BUDGET", budget)
+    seen = []
+    real = frames.display_frame
+    monkeypatch.setattr(frames, "display_frame", lambda *a, **k: seen.append(k["interpolated"]) or real(*a, **k))
+    model = load_model("interp")
+    original = smooth_image(120, 160, 3)  # 19,200 pixels
+    data = encode(original, model, EncodeSettings(version=5))
+    decoder = ProgressiveDecoder(model)
+    [first] = decoder.feed(data[: stream_info(data)["chunks"][0]["total_bytes"]])
+    render_frame(decoder.reconstruction, first.level, original, FrameSpec(preview=True, size=(160, 120)))
+    assert seen == [interpolated]
