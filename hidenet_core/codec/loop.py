@@ -48,8 +48,7 @@ from .stages.scalecontext import ScaleContext
 from .versions import FormatVersion
 
 __all__ = ["LevelCoder", "LevelPass", "code_level", "predict_level", "estimate_level", "level_crc", "part_crc",
-           "to_tensor",
-           "TOP_MEAN", "TOP_SCALE", "top_prior", "one_thread"]
+           "to_tensor", "TOP_MEAN", "TOP_SCALE", "top_prior", "one_thread"]
 
 #: prior of the single top pixel of the base's own pyramid, the first values of a stream
 TOP_MEAN = 128.0
