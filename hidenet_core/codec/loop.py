@@ -443,14 +443,14 @@ def estimate_level(predictor: Predictor, even: np.ndarray, size: tuple[int, int]
 
     What a viewer is shown of a level a later pass of a layered stream will refine, once the
     levels above it are sharper than when it was coded (``Reconstruction.preview``): the same
-    intervals, a better prediction inside them. In strips of rows, each seeing the predictor's
-    ``context_rows`` around it (the same values as at once, in working arrays bounded by the
-    width)."""
+    intervals, a better prediction inside them. In strips of rows, each seeing the rows a tile of
+    the predictor sees around it (``tile_halo``: the same values as at once, in working arrays
+    bounded by the width)."""
     c, h, w = even.shape
     odd = np.zeros((3 * c, h, w), dtype=np.uint8) if known is None else known.copy()
     rows_per = min(h, max(2, (ESTIMATE_POSITIONS // max(w, 1)) & ~1))
     level_strips = tuple(Strip(r, min(r + rows_per, h)) for r in range(0, h, rows_per))
-    halo = max(2, predictor.context_rows or TILE_HALO)
+    halo = tile_halo(predictor)
     for step, channels in enumerate(predictor.steps(c)):
         idx = list(channels)
         if coded is not None and coded[idx].all():

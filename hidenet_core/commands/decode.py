@@ -75,9 +75,10 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
     # the finest level decoded: a layered stream's last chunks may refine coarser levels again
     level = decoder.current_level
-    # mid-layer, the levels below a refinement under way are shown as estimates (docs/format.md)
-    estimated = args.preview and level == 0 and decoder.reconstruction.estimated_below() is not None
-    image = decoder.preview() if args.preview and (level > 0 or estimated) else decoder.level_image(level)
+    # a preview predicts the levels below ``level``, or mid-layer estimates those below a refinement
+    # under way (docs/format.md); else the decoded level as it stands
+    previewed = args.preview and (level > 0 or decoder.reconstruction.estimated_below() is not None)
+    image = decoder.preview() if previewed else decoder.level_image(level)
     if args.preview:
         image = display_frame(image, level, header.generative_levels, full_size=True)
     seconds = time.perf_counter() - t0
@@ -89,6 +90,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"hidenet: note: the stream ends after level {level}; level {args.level} is not in it",
               file=sys.stderr)
     h, w = image.shape[:2]
-    print(f"{args.output}: level {level}{' + preview' if args.preview and (level or estimated) else ''}, {w}x{h}, "
+    print(f"{args.output}: level {level}{' + preview' if previewed else ''}, {w}x{h}, "
           f"{decoder.levels[-1].bytes_consumed} bytes read, decoded in {seconds:.2f} s")
     return 0

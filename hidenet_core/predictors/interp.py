@@ -56,7 +56,7 @@ def _pair_blend(a, b, c, d):
     (2 (w1 + w2))``, and the activity the mean absolute deviation of the four values.
 
     Computed in place, operation by operation as written above (the same values, bit for
-    bit: tests/core/predictors/test_interp.py), on the fewest temporaries: a third of the
+    bit: tests/core/predictors/test_in_place.py), on the fewest temporaries: a third of the
     time of the plain expressions on a large level."""
     w1 = torch.sub(a, b).abs_().add_(1.0).pow_(2).reciprocal_()
     w2 = torch.sub(c, d).abs_().add_(1.0).pow_(2).reciprocal_()

@@ -180,9 +180,9 @@ def render_frame(view: Reconstruction, level: int, original: np.ndarray, spec: F
         below = view.estimated_below()
         estimated = below is not None and level <= below and estimates != 0
         # the frame level alone over the model's budget: it is bilinear, which the display filter leaves as it is
-        h, w = view.shapes[level]
+        level_pixels = view.shapes[level][0] * view.shapes[level][1]
         image = display_frame(view.preview(level, budget, estimates), max(view.current_level - level, 0),
-                              max(g - level, 0), True, interpolated=budget is not None and h * w > budget)
+                              max(g - level, 0), True, interpolated=budget is not None and level_pixels > budget)
     else:
         estimated = False
         image = display_frame(view.level_now(level).transpose(1, 2, 0), level, g, False)
