@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
@@ -186,6 +186,10 @@ class StreamSources:
 
     def __len__(self) -> int:
         return len(self._live)
+
+    def __iter__(self) -> Iterator[StreamSource]:
+        """The live sources (a snapshot: safe while sources come and go)."""
+        return iter(list(self._live.values()))
 
     def get(self, key: StreamKey) -> StreamSource | None:
         """The live source of ``key`` (being encoded or viewed), if any."""

@@ -34,6 +34,7 @@ __all__ = ["image_or_404", "list_images", "upload_image", "get_image", "stream_f
 THUMBNAIL_SIDE = 320
 IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
 _CHUNK = 64 * 1024
+CLIENT_CHECK_S = 0.25  # how often a download waiting for the encoder checks that its client is still there
 
 
 def image_or_404(request: web.Request) -> ImageInfo:
@@ -180,7 +181,9 @@ async def stream_file(request: web.Request) -> web.StreamResponse:
                     sent = end
                 if len(source.chunks) == source.planned:
                     break
-                await source.wait(len(source.chunks))
+                while not await source.wait(len(source.chunks), timeout=CLIENT_CHECK_S):
+                    if _client_gone(request):  # noticed while the encoder works, not at the next write
+                        raise ConnectionResetError("the client closed the connection")
             await response.write_eof()
         except ConnectionResetError:  # the client went away: nothing to answer
             log.info("stream.hdn of %s: the client left after %d bytes", info.id, sent)
@@ -191,6 +194,12 @@ async def stream_file(request: web.Request) -> web.StreamResponse:
         return response
     finally:
         app[SOURCES].release(source)
+
+
+def _client_gone(request: web.Request) -> bool:
+    """Whether the client of ``request`` has closed its connection."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 async def original_png(request: web.Request) -> web.Response:

@@ -13,7 +13,7 @@ import threading
 import numpy as np
 import pytest
 import pytest_asyncio
-from aiohttp import FormData
+from aiohttp import ClientSession, FormData, web
 
 from hidenet_core.codec.container import stream_info
 from server import create_app
@@ -87,18 +87,38 @@ async def test_an_abandoned_encode_is_cancelled_and_nothing_is_cached(app_client
     level = await receive_meta(ws)
     assert level["type"] == "level" and level["index"] == 0
     await ws.close()  # the only viewer leaves while the encoder waits at the gate
+    await until(lambda: all(source.cancel.is_set() for source in app[SOURCES]))  # the server noticed
     gate.open()
     await until(lambda: app[SOURCES].encoding == 0 and len(app[SOURCES]) == 0)
     assert app[STATS].encodes_cancelled == 1 and cache_files(config) == []
 
 
-async def test_a_cut_off_download_cancels_its_encode(app_client, config, rgb_id, gate):
-    client = await app_client()
-    app = client.server.app
-    response = await client.get(f"/api/images/{rgb_id}/stream.hdn")
-    assert response.status == 200 and response.headers.get("Content-Length") is None  # chunked: still encoding
-    assert len(await response.content.readany()) > 0  # the header, at once
-    response.close()
+@pytest_asyncio.fixture
+async def deployed(config, clock):
+    """The app on loopback as ``hidenet serve`` runs it: aiohttp's runner with ``web.run_app``'s
+    defaults, where a handler is not cancelled when its client leaves (the test client's server
+    cancels it, which would hide a download that never notices). Yields (app, base URL)."""
+    runner = web.AppRunner(create_app(config, clock=clock))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield runner.app, f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_cut_off_download_cancels_its_encode(deployed, config, rgb_id, gate):
+    app, base = deployed
+    gate.allowed = 0  # the header only: the handler then waits for the encoder, with nothing to write
+    async with ClientSession() as session:
+        response = await session.get(f"{base}/api/images/{rgb_id}/stream.hdn")
+        assert response.status == 200 and response.headers.get("Content-Length") is None  # chunked: still encoding
+        assert len(await response.content.readany()) > 0  # the header, at once
+        response.close()
+        # noticed while the encoder still waits at the gate, not at a next write that never comes
+        await until(lambda: all(source.cancel.is_set() for source in app[SOURCES]), timeout=10)
     gate.open()
     await until(lambda: app[SOURCES].encoding == 0 and len(app[SOURCES]) == 0)
     assert app[STATS].encodes_cancelled == 1 and cache_files(config) == []
