@@ -22,7 +22,14 @@ from hidenet_core.codec.container import (
     scan_stream,
     stream_info,
 )
-from hidenet_core.codec.encoder import FIRST_LAYER_ERROR, EncodeCancelled, default_layers, encode_chunks
+from hidenet_core.codec.encoder import (
+    EFFORTS,
+    FIRST_LAYER_ERROR,
+    EncodeCancelled,
+    default_layers,
+    encode_chunks,
+    pass_modes,
+)
 from hidenet_core.codec.plan import stream_plan
 from hidenet_core.codec.pyramid import default_levels
 from tests.conftest import smooth_image
@@ -78,6 +85,24 @@ def test_no_layers_is_one_pass_and_smaller(interp):
     two = encode(image, interp)
     assert len(parse_header(one)[0].layers) == 1 and len(one) < len(two) * 1.0  # the layers cost a little
     assert np.array_equal(decode(one, interp)[-1].image, image)
+
+
+@pytest.mark.parametrize("effort", sorted(EFFORTS))
+@pytest.mark.parametrize("layers", [None, ()], ids=["layered", "one pass"])
+def test_every_effort_writes_its_modes_and_round_trips(effort, layers, interp):
+    """An effort chooses each pass's mode, in a one-pass stream too (a single layer): effort 1
+    there is the fastest stream there is."""
+    image = smooth_image(90, 70, 3, seed=effort)
+    data = encode(image, interp, EncodeSettings(layers=layers, effort=effort))
+    header = parse_header(data)[0]
+    assert header.modes == pass_modes(effort, header.levels, len(header.layers))
+    assert np.array_equal(decode(data, interp)[-1].image, image)
+
+
+def test_effort_1_drops_the_per_image_stages_in_one_pass(interp):
+    image = smooth_image(160, 128, 3, seed=9)  # level 0's grid is large enough to carry them
+    plain, staged = (encode(image, interp, EncodeSettings(layers=(), effort=e)) for e in (1, 2))
+    assert parse_header(plain)[0].modes != parse_header(staged)[0].modes and len(plain) != len(staged)
 
 
 def test_near_lossless_ends_at_its_max_error(interp):
