@@ -349,7 +349,8 @@ class LevelFrames:
             if exact and self._final_is_original():
                 return original_region(self._store.pixels(self._info.id), x, y, width, height)
             if not exact or not self._finest:  # the frames' decoder (of every level, when the frame is full size)
-                self._catch_up()
+                if not self._catch_up_unless(cancelled):
+                    return None
                 return render_region(self._decoder.reconstruction, x, y, width, height)
             received = self._received
         with self._region_lock:  # catching up on level 0 may take seconds: frames go on meanwhile
@@ -368,6 +369,19 @@ class LevelFrames:
         decoded = self._decoder.feed(bytes(self._data[self._decoder.bytes_fed : self._received]))
         del self._decoder.levels[:-1]  # the decoder keeps every chunk's result; a frame needs only the latest
         return decoded
+
+    def _catch_up_unless(self, cancelled: Callable[[], bool]) -> bool:
+        """``_catch_up`` a slice at a time (``REGION_FEED_BYTES``), giving up (False) as soon as
+        ``cancelled()``: for a region, which nobody may wait for by the time it is ready (frames of
+        full size that came from the cache leave every level to decode: a minute at 12 MP).
+        What it decoded is kept."""
+        while self._decoder.bytes_fed < self._received:
+            if cancelled():
+                return False
+            start = self._decoder.bytes_fed
+            self._decoder.feed(bytes(self._data[start : min(self._received, start + REGION_FEED_BYTES)]))
+            del self._decoder.levels[:-1]
+        return True
 
 
 def _ms(seconds: float) -> float:

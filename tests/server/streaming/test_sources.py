@@ -452,6 +452,41 @@ async def test_a_region_nobody_waits_for_stops_decoding_and_keeps_what_it_decode
     assert rect == (0, 0, 56, 40) and np.array_equal(frame_pixels(png), expected.region(0, 0, 40, 56))
 
 
+async def test_a_full_size_region_nobody_waits_for_stops_decoding_too(app_client, rgb, rgb_id, monkeypatch):
+    """Full-size frames (``preview`` off, or ``"frame": "full"``) all taken from the frame cache
+    leave the frames' decoder with every chunk to decode before a region: it too catches up a
+    slice at a time and gives up when the region is no longer wanted."""
+    from hidenet_core import encode
+    from hidenet_core.codec.container import stream_info
+    from server.keys import FRAMES, MODEL, STORE
+    from server.streaming.frames import FrameSpec
+    from server.streaming.stream import LevelFrames, stream_key
+
+    monkeypatch.setattr("server.streaming.stream.REGION_FEED_BYTES", 64)
+    client = await app_client()
+    app = client.server.app
+    data = encode(rgb, app[MODEL])
+    chunks = stream_info(data)["chunks"][:-1]  # all but the last: the picture is not the original yet
+
+    def viewer() -> LevelFrames:
+        frames = LevelFrames(app[MODEL], app[STORE], app[STORE].get(rgb_id), app[FRAMES],
+                             stream_key(app, rgb_id, 0, 0), FrameSpec(False, None))
+        pos = 0
+        for i, chunk in enumerate(chunks):
+            frames.next(data[pos : chunk["total_bytes"]], i)
+            pos = chunk["total_bytes"]
+        return frames
+
+    viewer()  # an earlier viewer: every frame is in the frame cache now
+    frames = viewer()
+    assert frames._decoder.bytes_fed == 0  # its frames came from the cache
+    asked = iter([False, False, True])  # wanted for two slices, then no more
+    assert frames.region(0, 0, 56, 40, cancelled=lambda: next(asked)) is None
+    assert 0 < frames._decoder.bytes_fed <= 2 * 64 < chunks[-1]["total_bytes"]
+    png, rect = frames.region(0, 0, 56, 40)
+    assert rect == (0, 0, 56, 40) and frame_pixels(png).shape[:2] == (40, 56)
+
+
 async def test_an_encoder_keeps_pace_with_a_viewer_at_1_to_1(app_client, rgb, rgb_id, monkeypatch):
     """While a viewer of a first view is at 1:1 (it asks for regions), the encoder waits after
     each chunk until that viewer's link has taken all but ``PACE_CHUNKS_AHEAD`` of the chunks
