@@ -212,6 +212,13 @@ class StreamSources:
 
     async def _open(self, key: StreamKey, job: Callable[[], EncodeJob], viewer: bool) -> StreamSource:
         source = self._live.get(key)
+        if source is not None and source.cancel.is_set() and not source.complete:
+            # its last viewer left and its encode is stopping (a replay, a new link, a reload, a
+            # retried download): wait for it (within a channel's coding), then start afresh
+            if source.task is not None:
+                await asyncio.wait([source.task])
+            self._drop(source)
+            source = self._live.get(key)
         if source is None:
             source = await self._cached(key)
             if source is None:

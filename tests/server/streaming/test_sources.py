@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import threading
+import time
 
 import numpy as np
 import pytest
 import pytest_asyncio
-from aiohttp import ClientSession, FormData, web
+from aiohttp import ClientSession, FormData, WSMsgType, web
 
 from hidenet_core.codec.container import stream_info
 from server import create_app
@@ -38,7 +40,10 @@ class Gate:
         def gated(pixels, model, settings, cancelled):
             for made, piece in enumerate(encode_chunks(pixels, model, settings, cancelled=cancelled)):
                 if made > self.allowed:  # the header is piece 0
-                    self._open.wait(30)
+                    deadline = time.monotonic() + 30
+                    # a cancelled encode goes on at once, as a real one stops within a channel
+                    while not self._open.wait(0.01) and not cancelled() and time.monotonic() < deadline:
+                        pass
                 yield piece
         return gated
 
@@ -91,6 +96,29 @@ async def test_an_abandoned_encode_is_cancelled_and_nothing_is_cached(app_client
     gate.open()
     await until(lambda: app[SOURCES].encoding == 0 and len(app[SOURCES]) == 0)
     assert app[STATS].encodes_cancelled == 1 and cache_files(config) == []
+
+
+async def test_the_same_stream_asked_again_while_its_encode_stops_gets_a_fresh_encode(app_client, config, rgb,
+                                                                                       rgb_id, gate):
+    """A replay, another link or a reload during a first view stops the stream (its encode is
+    cancelled: nobody else waits for it) and asks for the same stream again: it waits for the old
+    encode to stop, then starts a new one, instead of joining the one being cancelled."""
+    client = await app_client()
+    app = client.server.app
+    ws = await client.ws_connect("/ws")
+    await ws.send_json(start(rgb_id, preview=False))
+    assert (await receive_meta(ws))["encoding"] is True
+    await ws.send_json(start(rgb_id, preview=False, link="4g"))  # the same stream: only the link changed
+    while True:  # what the first stream still sent, then the second's meta
+        msg = await asyncio.wait_for(ws.receive(), 30)
+        if msg.type == WSMsgType.TEXT and json.loads(msg.data)["type"] in ("meta", "error"):
+            break
+    assert json.loads(msg.data)["type"] == "meta", msg.data
+    gate.open()
+    messages = await receive_stream(ws)
+    assert messages[-1]["type"] == "done", messages[-1]
+    assert np.array_equal(frame_pixels(messages[-2]), rgb)
+    assert app[STATS].encodes_cancelled == 1 and app[STATS].cache_misses == 2 and len(cache_files(config)) == 1
 
 
 @pytest_asyncio.fixture
