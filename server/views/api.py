@@ -165,7 +165,10 @@ async def stream_file(request: web.Request) -> web.StreamResponse:
     except Busy as exc:
         json_error(web.HTTPServiceUnavailable, str(exc), **{"Retry-After": "5"})
     try:
-        await source.wait_header()
+        while await source.wait_header(CLIENT_CHECK_S) is None:  # the pixels may wait for a worker
+            if _client_gone(request):
+                log.info("stream.hdn of %s: the client left before the header", info.id)
+                return web.Response(status=499)  # nobody to send it to
         filename = f"{info.id[:12]}-d{max_error}-g{generative}.hdn"
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream",
                                                "Content-Disposition": f'attachment; filename="{filename}"'})
@@ -175,8 +178,8 @@ async def stream_file(request: web.Request) -> web.StreamResponse:
         sent = 0
         try:
             while True:
-                if len(source.data) > sent:
-                    end = len(source.data)
+                while len(source.data) > sent:  # in slices: a slow reader holds one in memory, not the stream
+                    end = min(len(source.data), sent + _CHUNK)
                     await response.write(bytes(source.data[sent:end]))
                     sent = end
                 if len(source.chunks) == source.planned:
@@ -187,10 +190,12 @@ async def stream_file(request: web.Request) -> web.StreamResponse:
             await response.write_eof()
         except ConnectionResetError:  # the client went away: nothing to answer
             log.info("stream.hdn of %s: the client left after %d bytes", info.id, sent)
-        except Exception as exc:  # the encode failed or stopped: the response is cut short (no final chunk)
+        except Exception as exc:  # the encode failed or stopped: the response is cut short
             if not (exc is source.error or isinstance(exc, EncodeCancelled)):
                 raise
             log.warning("stream.hdn of %s cut after %d bytes: %s", info.id, sent, exc)
+            if request.transport is not None:  # closed without the final chunk: no client takes it for whole
+                request.transport.abort()
         return response
     finally:
         app[SOURCES].release(source)

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 import pytest_asyncio
-from aiohttp import ClientSession, FormData, WSMsgType, web
+from aiohttp import ClientPayloadError, ClientSession, FormData, WSMsgType, web
 
 from hidenet_core.codec.container import stream_info
 from server import create_app
@@ -150,6 +150,39 @@ async def test_a_cut_off_download_cancels_its_encode(deployed, config, rgb_id, g
     gate.open()
     await until(lambda: app[SOURCES].encoding == 0 and len(app[SOURCES]) == 0)
     assert app[STATS].encodes_cancelled == 1 and cache_files(config) == []
+
+
+async def test_a_download_whose_client_leaves_before_the_header_cancels_its_encode(deployed, config, rgb_id, gate):
+    app, base = deployed
+    gate.allowed = -1  # not even the header: the handler waits for it
+    async with ClientSession() as session:
+        asking = asyncio.create_task(session.get(f"{base}/api/images/{rgb_id}/stream.hdn"))
+        await until(lambda: app[SOURCES].encoding == 1)
+        asking.cancel()  # the client gives up and closes the connection
+        await until(lambda: all(source.cancel.is_set() for source in app[SOURCES]), timeout=10)
+    gate.open()
+    await until(lambda: app[SOURCES].encoding == 0 and len(app[SOURCES]) == 0)
+    assert app[STATS].encodes_cancelled == 1 and cache_files(config) == []
+
+
+async def test_a_download_whose_encode_fails_midway_is_not_a_whole_response(app_client, config, rgb_id, monkeypatch):
+    """The chunked response ends without its final chunk, so that no client (curl, a browser,
+    a caching proxy) takes the truncated stream for a whole one."""
+    real = source_module.encode_chunks
+
+    def failing(pixels, model, settings, cancelled):
+        for made, piece in enumerate(real(pixels, model, settings, cancelled=cancelled)):
+            if made == 2:
+                raise RuntimeError("the encoder broke")
+            yield piece
+
+    monkeypatch.setattr(source_module, "encode_chunks", failing)
+    client = await app_client()
+    response = await client.get(f"/api/images/{rgb_id}/stream.hdn")
+    assert response.status == 200 and response.headers.get("Content-Length") is None
+    with pytest.raises(ClientPayloadError):
+        await response.read()
+    assert cache_files(config) == []
 
 
 async def test_viewers_of_an_encode_in_progress_share_it_and_it_is_cached_once(app_client, config, rgb, rgb_id, gate):
