@@ -108,6 +108,8 @@ def _resources(preloaded: Predictor | None):
         finally:
             if SOURCES in app:  # every encode stops within a channel's coding, so the worker closes at once
                 await app[SOURCES].close()
+            if RACES in app:  # race builds waiting for a worker thread never start
+                await app[RACES].close()
             await asyncio.to_thread(worker.close)
 
     return resources

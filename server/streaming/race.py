@@ -95,6 +95,10 @@ class RaceCache:
 
         return await self._flights.run((image_id, key), build_and_keep)
 
+    async def close(self) -> None:
+        """Cancel the builds still under way (at shutdown)."""
+        await self._flights.close()
+
 
 class Racer:
     """One contender in one stream: its timeline, then its frames sent on the link schedule."""
