@@ -105,6 +105,11 @@ PACE_CHUNKS_AHEAD = 2
 FOLLOW_S = 20.0
 #: how often a held encoder looks again whether it may go on (and whether it is cancelled)
 PACE_WAIT_S = 0.25
+#: the longest an encode waits for one viewer's link in all (``keep_pace``): past it the encode
+#: goes on at full speed (its slot is free sooner; the viewer's regions come from a decoder). A
+#: 40 MP photograph reaches a viewer in about 3 minutes on 3g, 20 on 2g; a custom link of 1 kbps
+#: would otherwise hold an encode slot for days
+PACE_BUDGET_S = 600.0
 #: how often a wait for a frame being rendered from the encoder's state wakes to look again, and
 #: how long it waits at most before decoding the chunk instead (a frame takes under a second)
 TAP_WAIT_S = 1.0
@@ -157,6 +162,7 @@ class LevelFrames:
         self._tap_last: Frame | None = None
         self._tapped_up_to = -1  # the last chunk the encoder's state was shown to this viewer for
         self._region_asked = -FOLLOW_S  # when this viewer last asked for a region (monotonic clock)
+        self._paced_s = 0.0  # how long the encoder has waited for this viewer's link (``keep_pace``)
         #: a 1:1 region to cut from the encoder's state at the next chunk: (x, y, width, height, answer)
         self._region_wanted: tuple[int, int, int, int, Callable[[tuple | None], None]] | None = None
         self._plan: list[ChunkSpec] | None = None  # the stream's, once known
@@ -258,13 +264,23 @@ class LevelFrames:
         level, whose state doubles the memory of a large photo's first view (about 0.7 GB at
         40 MP) and whose decoding takes the encoder's core. A viewer at 1:1 sees no further
         than its link anyway; the encode goes on at full speed once nobody is at 1:1, is
-        cancelled if its viewers leave (``cancel``), and the next viewers read the cache."""
+        cancelled if its viewers leave (``cancel``), and the next viewers read the cache. It is
+        never held while another viewer or a download shares it (they would wait for this
+        viewer's link), nor for more than ``PACE_BUDGET_S`` in all."""
         if self._plan is None or index >= len(self._plan) - 1:
             return
+        source = self._source
+        if source is None:
+            return
         with self._tap_lock:
-            while (index - (self._seen - 1) > PACE_CHUNKS_AHEAD and self._following() and not cancel.is_set()
-                   and self._source is not None and self in self._source.taps):
-                self._tap_lock.wait(PACE_WAIT_S)
+            started = time.monotonic()
+            try:  # shared (viewers > 1), the others would wait for this viewer's link
+                while (index - (self._seen - 1) > PACE_CHUNKS_AHEAD and self._following() and not cancel.is_set()
+                       and self in source.taps and source.viewers <= 1
+                       and self._paced_s + time.monotonic() - started < PACE_BUDGET_S):
+                    self._tap_lock.wait(PACE_WAIT_S)
+            finally:
+                self._paced_s += time.monotonic() - started
 
     def _following(self) -> bool:
         """Whether this viewer is at 1:1: a region is waiting, or was asked for within ``FOLLOW_S``."""

@@ -567,7 +567,7 @@ async def test_an_encoder_keeps_pace_with_a_viewer_at_1_to_1(app_client, rgb, rg
     monkeypatch.setattr(stream_module, "PACE_CHUNKS_AHEAD", 0)
     client = await app_client()
     app = client.server.app
-    source = SimpleNamespace(complete=False, taps=[], data=bytearray())
+    source = SimpleNamespace(complete=False, taps=[], data=bytearray(), viewers=1)
     frames = LevelFrames(app[MODEL], app[STORE], app[STORE].get(rgb_id), app[FRAMES], stream_key(app, rgb_id, 0, 0),
                          FrameSpec(True, (28, 20)), source)
     assert source.taps == [frames] and frames._data is source.data  # the stream's bytes are read, not copied
@@ -612,6 +612,17 @@ async def test_an_encoder_keeps_pace_with_a_viewer_at_1_to_1(app_client, rgb, rg
     frames.next(data[2], 1)  # the link catches up
     assert goes_on(held)
     monkeypatch.setattr(stream_module, "PACE_CHUNKS_AHEAD", -1)
+    held = keep_pace(1)
+    assert held.is_alive()
+    source.viewers = 2  # another viewer (or a download) shares the encode: it would wait for this link
+    assert goes_on(held)
+    source.viewers = 1
+    held = keep_pace(1)
+    assert held.is_alive()
+    monkeypatch.setattr(stream_module, "PACE_BUDGET_S", frames._paced_s + 0.5)  # nearly spent
+    assert goes_on(held)
+    assert goes_on(keep_pace(1))  # spent: the encode no longer waits for this viewer at all
+    monkeypatch.setattr(stream_module, "PACE_BUDGET_S", 600.0)
     held = keep_pace(1)
     assert held.is_alive()
     frames.close()  # the viewer leaves
