@@ -10,6 +10,8 @@ frame when its last byte would have arrived.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hidenet_core import png_bytes
-from hidenet_core.tools.contenders import Event, Spec, build_timeline
+from hidenet_core.tools.contenders import BuildCancelled, Event, Spec, build_timeline
 from hidenet_core.tools.contenders import Racer as VerdictRacer
 
 from ..storage.lru import LRU
@@ -58,14 +60,18 @@ class RaceTimeline:
         return sum(len(f.png) for f in self.frames) + 1024
 
 
-def build_race(pixels: np.ndarray, spec: Spec) -> RaceTimeline:
-    """Blocking (worker): encode, cut, decode and measure every repaint, and render the frames."""
-    timeline = build_timeline(spec, pixels)
-    frames = tuple(
-        RaceFrame(f.index, f.bytes, f.label, f.shown.rows,
-                  png_bytes(f.shown.image if f.shown.complete else f.shown.rgba()), finite(f.psnr), round(f.ssim, 5))
-        for f in timeline.frames
-    )
+def build_race(pixels: np.ndarray, spec: Spec, cancelled: Callable[[], bool] = lambda: False) -> RaceTimeline:
+    """Blocking (worker): encode, cut, decode and measure every repaint, and render the frames;
+    raises ``BuildCancelled`` soon after ``cancelled()`` returns True (between repaints)."""
+    timeline = build_timeline(spec, pixels, cancelled)
+    frames = []
+    for f in timeline.frames:
+        if cancelled():
+            raise BuildCancelled(f"the {spec.key} race was no longer wanted")
+        frames.append(RaceFrame(f.index, f.bytes, f.label, f.shown.rows,
+                                png_bytes(f.shown.image if f.shown.complete else f.shown.rgba()), finite(f.psnr),
+                                round(f.ssim, 5)))
+    frames = tuple(frames)
     return RaceTimeline(spec.key, spec.label, spec.contender.lossless, timeline.file_bytes, frames)
 
 
@@ -119,7 +125,12 @@ class Racer:
 
         async def build() -> RaceTimeline:
             pixels = await worker.run(store.pixels, info.id, priority=8)
-            return await worker.run(build_race, pixels, self.spec, priority=8)
+            stop = threading.Event()  # a build under way in the worker stops between repaints
+            try:
+                return await worker.run(build_race, pixels, self.spec, stop.is_set, priority=8)
+            except asyncio.CancelledError:  # nobody waits for it any more, or the server stops
+                stop.set()
+                raise
 
         self.timeline = await races.get(info.id, key, build)
 

@@ -14,7 +14,7 @@ file with JXL_DEC_NEED_MORE_INPUT; Pillow has no JPEG XL).
 
 from .base import EMPTY_GREY, Contender, ContenderError, Cut, QualityRange, Shown, visible
 from .registry import CONTENDERS, contenders_json
-from .timeline import MAX_CONTENDERS, Frame, Spec, Timeline, build_timeline, parse_spec, score
+from .timeline import MAX_CONTENDERS, BuildCancelled, Frame, Spec, Timeline, build_timeline, parse_spec, score
 from .verdict import THRESHOLDS_DB, Event, Racer, verdict
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "Frame",
     "Timeline",
     "build_timeline",
+    "BuildCancelled",
     "score",
     "MAX_CONTENDERS",
     "Event",

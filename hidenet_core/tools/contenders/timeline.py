@@ -9,6 +9,7 @@ browser shows it. The server's race, ``hidenet fetch`` (through the server) and
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +19,7 @@ from ...metrics import psnr, ssim
 from .base import Contender, ContenderError, Shown, visible
 from .registry import CONTENDERS
 
-__all__ = ["Spec", "parse_spec", "Frame", "Timeline", "build_timeline", "score", "MAX_CONTENDERS"]
+__all__ = ["Spec", "parse_spec", "Frame", "Timeline", "build_timeline", "BuildCancelled", "score", "MAX_CONTENDERS"]
 
 #: contenders beside hideNet in one race
 MAX_CONTENDERS = 3
@@ -110,12 +111,20 @@ def score(shown: Shown, reference: np.ndarray) -> tuple[Shown, float, float]:
     return shown, psnr(scored, reference), ssim(scored, reference)
 
 
-def build_timeline(spec: Spec, pixels: np.ndarray) -> Timeline:
-    """Encode ``pixels`` once, cut the file at every repaint, decode and measure each prefix."""
+class BuildCancelled(Exception):
+    """A timeline's build stopped because nobody waits for it any more."""
+
+
+def build_timeline(spec: Spec, pixels: np.ndarray, cancelled: Callable[[], bool] = lambda: False) -> Timeline:
+    """Encode ``pixels`` once, cut the file at every repaint, decode and measure each prefix;
+    ``cancelled`` is asked before each repaint (seconds each for a large photograph): once it
+    returns True the build raises ``BuildCancelled``."""
     reference = visible(pixels)
     data = spec.contender.encode(pixels, spec.quality)
     frames = []
     for i, cut in enumerate(spec.contender.cuts(data), 1):
+        if cancelled():
+            raise BuildCancelled(f"the {spec.key} timeline was no longer wanted")
         shown, p, s = score(spec.contender.shown(data, cut.end), reference)
         frames.append(Frame(i, cut.end, cut.label, shown, p, s))
     return Timeline(spec, len(data), tuple(frames))

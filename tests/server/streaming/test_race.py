@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 
 import numpy as np
 import pytest
 
-from hidenet_core.tools.contenders import CONTENDERS, parse_spec
+from hidenet_core.tools.contenders import CONTENDERS, BuildCancelled, parse_spec
 from server.streaming.race import RaceCache, build_race
 from tests.conftest import smooth_image
 from tests.server.conftest import frame_pixels
@@ -55,3 +57,50 @@ async def test_the_cache_builds_each_timeline_once_however_many_ask():
     first, second = await asyncio.gather(cache.get("img", "png", build), cache.get("img", "png", build))
     assert first is second and len(calls) == 1 and cache.cached("img", "png") is first
     assert cache.cached("img", "pjpeg:90") is None
+
+
+def test_a_build_asked_to_stop_stops_between_repaints():
+    seen = []
+
+    def cancelled() -> bool:
+        seen.append(1)
+        return len(seen) > 2  # wanted for two repaints, then no more
+
+    with pytest.raises(BuildCancelled):
+        build_race(smooth_image(64, 80, 3), parse_spec("pjpeg:90"), cancelled)
+    assert len(seen) == 3
+
+
+@pytest.mark.asyncio
+async def test_a_race_nobody_waits_for_stops_its_build_in_the_worker(monkeypatch):
+    """A viewer leaves (or the server stops) while a contender's timeline is being built on a
+    worker thread: the flight is cancelled and the build under way stops at its next repaint,
+    instead of running for minutes on a large photograph."""
+    from types import SimpleNamespace
+
+    from server.streaming import race as race_module
+    from server.worker import Worker
+
+    started, stopped = threading.Event(), threading.Event()
+
+    def slow_build(spec, pixels, cancelled):
+        started.set()
+        while not cancelled():
+            time.sleep(0.01)
+        stopped.set()
+        raise BuildCancelled("stopped")
+
+    monkeypatch.setattr(race_module, "build_timeline", slow_build)
+    worker = Worker(1, 1)
+    store = SimpleNamespace(pixels=lambda image_id: smooth_image(16, 16, 3))
+    progress = SimpleNamespace(say=lambda *args: asyncio.sleep(0))
+    racer = race_module.Racer(parse_spec("pjpeg:90"), 1)
+    races = RaceCache(10_000_000)
+    try:
+        preparing = asyncio.create_task(racer.prepare(races, worker, store, SimpleNamespace(id="img"), progress))
+        assert await asyncio.to_thread(started.wait, 10)
+        preparing.cancel()  # its only viewer left
+        assert await asyncio.to_thread(stopped.wait, 10)
+        assert races.cached("img", "pjpeg:90") is None and len(races._flights) == 0
+    finally:
+        await asyncio.to_thread(worker.close)
