@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import os
 import re
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import numpy as np
 from aiohttp import web
@@ -34,7 +37,11 @@ __all__ = ["image_or_404", "list_images", "upload_image", "get_image", "stream_f
 THUMBNAIL_SIDE = 320
 IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
 _CHUNK = 64 * 1024
-CLIENT_CHECK_S = 0.25  # how often a download waiting for the encoder checks that its client is still there
+CLIENT_CHECK_S = 0.25  # how often a handler waiting for work checks that its client is still there
+#: the worker priority of HTTP jobs (original.png, thumbnails): behind the first chunks of every
+#: stream (a chunk's frame has its index as priority), ahead of the later ones
+HTTP_PRIORITY = 4
+T = TypeVar("T")
 
 
 def image_or_404(request: web.Request) -> ImageInfo:
@@ -207,14 +214,38 @@ def _client_gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
-async def original_png(request: web.Request) -> web.Response:
+class _ClientGone(web.HTTPException):
+    """The client left while its answer was being made: nobody to answer (499, never sent)."""
+
+    status_code = 499
+
+
+async def _while_client_waits(request: web.Request, work: Awaitable[T]) -> T:
+    """``work``'s result, cancelled as soon as the client of ``request`` is gone (checked every
+    ``CLIENT_CHECK_S``): a worker job still queued then never runs. (``hidenet serve`` does not
+    cancel a handler whose client leaves; only this notices.)"""
+    task = asyncio.ensure_future(work)
+    try:
+        while not (await asyncio.wait([task], timeout=CLIENT_CHECK_S))[0]:
+            if _client_gone(request):
+                raise _ClientGone()
+        return task.result()
+    finally:
+        task.cancel()
+
+
+async def original_png(request: web.Request) -> web.StreamResponse:
+    """The original pixels as a PNG: an upload's stored file as it is (the server wrote it, from
+    these very pixels: no work at all), a fixed image's made on a worker thread."""
     info = image_or_404(request)
     store, worker = request.app[STORE], request.app[WORKER]
+    if info.path.parent == store.uploads_dir:
+        return web.FileResponse(info.path, headers={**IMMUTABLE, "Content-Type": "image/png"})
 
     def make() -> bytes:
         return png_bytes(store.pixels(info.id), compress_level=3)
 
-    body = await worker.run(make)
+    body = await _while_client_waits(request, worker.run(make, priority=HTTP_PRIORITY))
     return web.Response(body=body, content_type="image/png", headers=IMMUTABLE)
 
 
@@ -231,7 +262,8 @@ async def thumbnail_png(request: web.Request) -> web.Response:
     store, worker, cache = request.app[STORE], request.app[WORKER], request.app[THUMBNAILS]
     body = cache.get(info.id)
     if body is None:
-        body = await worker.run(lambda: _thumbnail(store.pixels(info.id)))
+        body = await _while_client_waits(request, worker.run(lambda: _thumbnail(store.pixels(info.id)),
+                                                             priority=HTTP_PRIORITY))
         cache.put(info.id, body)
     return web.Response(body=body, content_type="image/png", headers=IMMUTABLE)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 
@@ -68,6 +70,36 @@ async def test_original_png_is_the_exact_pixels(client, rgb, rgb_id):
     resp = await client.get(f"/api/images/{rgb_id}/original.png")
     assert resp.status == 200 and resp.content_type == "image/png" and "immutable" in resp.headers["Cache-Control"]
     assert np.array_equal(frame_pixels(await resp.read()), rgb)
+
+
+async def test_work_for_a_client_that_left_is_cancelled():
+    """``hidenet serve`` does not cancel a handler whose client leaves: the worker jobs of
+    original.png and thumbnails are given up when the client is gone (a job still queued never
+    runs), and nothing is answered (499)."""
+    from types import SimpleNamespace
+
+    from aiohttp import web
+
+    from server.views.api import _while_client_waits
+
+    started, cancelled = asyncio.Event(), []
+
+    async def work() -> bytes:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.append(1)
+            raise
+        return b""
+
+    there = SimpleNamespace(transport=SimpleNamespace(is_closing=lambda: False))
+    assert await _while_client_waits(there, asyncio.sleep(0.3, b"png")) == b"png"  # waited past one check
+    gone = SimpleNamespace(transport=None)
+    with pytest.raises(web.HTTPException) as raised:
+        await _while_client_waits(gone, work())
+    await asyncio.sleep(0)  # the work's task runs its cancellation
+    assert raised.value.status == 499 and started.is_set() and cancelled == [1]
 
 
 async def test_thumbnail_is_at_most_320_px(client):

@@ -37,8 +37,10 @@ async def test_upload_is_stored_by_content_hash(client, config):
     assert resp.headers["Location"] == f"/api/images/{body['id']}"
     assert stored(config) == [f"{body['id']}.json", f"{body['id']}.png"]  # no temporary files left
     assert body in await (await client.get("/api/images")).json()
-    original = await (await client.get(f"/api/images/{body['id']}/original.png")).read()
-    assert np.array_equal(frame_pixels(original), pixels)
+    response = await client.get(f"/api/images/{body['id']}/original.png")
+    original = await response.read()
+    assert np.array_equal(frame_pixels(original), pixels) and response.content_type == "image/png"
+    assert original == (config.data_dir / "uploads" / f"{body['id']}.png").read_bytes()  # the stored file: no work
 
 
 async def test_same_pixels_in_another_format_are_the_same_image(client):
