@@ -180,7 +180,7 @@ class LevelFrames:
         return self._seen > 0
 
     def close(self) -> None:
-        """Stop rendering frames from the encoder's state (the viewer left)."""
+        """Stop rendering frames from the encoder's state (the stream ended, or the viewer left)."""
         if self._source is not None and self in self._source.taps:
             self._source.taps.remove(self)
         with self._tap_lock:
@@ -190,6 +190,26 @@ class LevelFrames:
             self._tap_lock.notify_all()
         if wanted is not None:
             wanted[4](None)
+        self._shed()
+
+    def _shed(self) -> None:
+        """Once the latest picture is the original (a complete lossless stream), every region is a
+        crop of the original's pixels: drop what only decoding needed (the stream's bytes, the
+        decoders and their levels, the last frame: up to a gigabyte at 40 MP), which the session
+        keeps for its regions until its next ``start``. Skipped if a region is being made then."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            if not self._region_lock.acquire(blocking=False):
+                return
+            try:
+                if self._final_is_original():
+                    self._data, self._own_data = bytearray(), True
+                    self._decoder = self._exact = self._last = None  # type: ignore[assignment]
+            finally:
+                self._region_lock.release()
+        finally:
+            self._lock.release()
 
     def region_from_encoder(self, x: int, y: int, width: int, height: int,
                             answer: Callable[[tuple | None], None]) -> bool:

@@ -513,6 +513,30 @@ async def test_a_region_nobody_waits_for_stops_decoding_and_keeps_what_it_decode
     assert rect == (0, 0, 56, 40) and np.array_equal(frame_pixels(png), expected.region(0, 0, 40, 56))
 
 
+async def test_a_finished_lossless_stream_keeps_nothing_but_the_original_for_its_regions(app_client, rgb, rgb_id):
+    """The session keeps its frames for regions until its next start: once its picture is the
+    original, the stream's bytes and the decoders are dropped (up to a gigabyte at 40 MP)."""
+    from hidenet_core import encode
+    from hidenet_core.codec.container import stream_info
+    from server.keys import FRAMES, MODEL, STORE
+    from server.streaming.frames import FrameSpec
+    from server.streaming.stream import LevelFrames, stream_key
+
+    client = await app_client()
+    app = client.server.app
+    data = encode(rgb, app[MODEL])
+    frames = LevelFrames(app[MODEL], app[STORE], app[STORE].get(rgb_id), app[FRAMES], stream_key(app, rgb_id, 0, 0),
+                         FrameSpec(False, None))
+    pos = 0
+    for i, chunk in enumerate(stream_info(data)["chunks"]):
+        frames.next(data[pos : chunk["total_bytes"]], i)
+        pos = chunk["total_bytes"]
+    frames.close()  # the stream is done
+    assert len(frames._data) == 0 and frames._decoder is None and frames._last is None
+    png, rect = frames.region(3, 2, 50, 30)
+    assert rect == (3, 2, 50, 30) and np.array_equal(frame_pixels(png), rgb[2:32, 3:53])
+
+
 async def test_a_full_size_region_nobody_waits_for_stops_decoding_too(app_client, rgb, rgb_id, monkeypatch):
     """Full-size frames (``preview`` off, or ``"frame": "full"``) all taken from the frame cache
     leave the frames' decoder with every chunk to decode before a region: it too catches up a
