@@ -80,6 +80,7 @@ class RaceCache:
     bounded by the bytes of their frames."""
 
     def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
         self._lru = LRU(max_bytes, weigh=lambda timeline: timeline.weight)  # type: ignore[attr-defined]
         self._flights: SingleFlight[RaceTimeline] = SingleFlight()
 
@@ -96,7 +97,8 @@ class RaceCache:
 
         async def build_and_keep() -> RaceTimeline:
             timeline = await build()
-            self._lru.put((image_id, key), timeline)
+            if timeline.weight <= self.max_bytes:  # one larger than the whole cache is not kept: it would evict all
+                self._lru.put((image_id, key), timeline)
             return timeline
 
         return await self._flights.run((image_id, key), build_and_keep)

@@ -104,3 +104,14 @@ async def test_a_race_nobody_waits_for_stops_its_build_in_the_worker(monkeypatch
         assert races.cached("img", "pjpeg:90") is None and len(races._flights) == 0
     finally:
         await asyncio.to_thread(worker.close)
+
+
+@pytest.mark.asyncio
+async def test_a_timeline_larger_than_the_whole_cache_is_used_but_not_kept():
+    small = build_race(smooth_image(16, 16, 3), parse_spec("png"))
+    cache = RaceCache(small.weight + 10)
+    kept = await cache.get("a", "png", lambda: asyncio.sleep(0, small))
+    big = build_race(smooth_image(64, 64, 3), parse_spec("png"))
+    assert big.weight > cache.max_bytes
+    assert await cache.get("b", "png", lambda: asyncio.sleep(0, big)) is big
+    assert cache.cached("b", "png") is None and cache.cached("a", "png") is kept  # it evicted nothing
