@@ -123,11 +123,12 @@ def frame_level(height: int, width: int, size: tuple[int, int] | None) -> int:
         return 0
     shown_w, shown_h = _fitted(height, width, size)
     level = 0
-    while True:
+    while (height + (1 << level) - 1) >> level > 1 or (width + (1 << level) - 1) >> level > 1:  # a coarser one exists
         h, w = (height + (2 << level) - 1) >> (level + 1), (width + (2 << level) - 1) >> (level + 1)  # level + 1's size
         if h < shown_h or w < shown_w:
             return level
         level += 1
+    return level  # the 1x1 level: an image shown at one pixel
 
 
 def _fitted(height: int, width: int, size: tuple[int, int] | None) -> tuple[int, int]:

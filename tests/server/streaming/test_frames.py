@@ -105,6 +105,10 @@ def test_a_shrunk_frame_is_a_jpeg_close_to_the_shrunk_picture_and_an_exact_one_a
     (768, 512, (1280, 800), 0),  # smaller than the stage: full size
     (768, 512, None, 0),
     (8000, 8000, (500, 500), 4),  # level 4 is 500x500, exactly the shown size
+    (1, 1, (1280, 800), 0),  # a one-pixel image (this looped for ever, on the event loop)
+    (1, 1, (1, 1), 0),
+    (512, 512, (1, 1), 9),  # shown as one pixel: the 1x1 level
+    (3, 1, (1, 1), 2),
 ])
 def test_the_frame_level_is_the_coarsest_at_least_as_large_as_the_image_shown(height, width, size, level):
     from server.streaming.frames import frame_level

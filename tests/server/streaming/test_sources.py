@@ -256,6 +256,21 @@ async def test_an_upload_is_encoded_in_the_background_and_its_progress_shown(app
     assert client.server.app[STATS].cache_hits == 1
 
 
+async def test_a_one_pixel_upload_streams_to_a_viewer_of_any_size(app_client):
+    client = await app_client(encode_uploads=False)
+    pixel = np.array([[[200, 100, 50]]], dtype=np.uint8)
+    response = await client.post("/api/images", data=form(png_of(pixel)))
+    assert response.status == 201, await response.text()
+    image = (await response.json())["id"]
+    for frame in ({"width": 1280, "height": 800}, {"width": 1, "height": 1}):
+        ws = await client.ws_connect("/ws")
+        await ws.send_json(start(image, frame=frame))
+        messages = await receive_stream(ws)
+        assert messages[-1]["type"] == "done", messages[-1]
+        assert np.array_equal(frame_pixels(messages[-2]), pixel)
+        await ws.close()
+
+
 async def test_without_background_encoding_an_upload_waits_for_its_first_view(app_client, config):
     client = await app_client(encode_uploads=False)
     pixels = np.random.default_rng(6).integers(0, 256, (30, 20, 3), dtype=np.uint8)
