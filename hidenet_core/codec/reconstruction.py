@@ -19,7 +19,7 @@ from ..predictors.interp import Interp
 from .container import HdnFormatError, Header
 from .intervals import Bounds, Interval
 from .loop import LevelPass, estimate_level, predict_level
-from .plan import Pass, PassMode, passes_of
+from .plan import Part, Pass, PassMode, passes_of, strips
 from .pyramid import level_shapes, merge, split, total_levels
 from .stages import previewfilter
 from .versions import FormatVersion, format_version
@@ -130,7 +130,10 @@ class Reconstruction:
         k = p.level if level is None else level
         predictor = _INTERP if p.mode & PassMode.INTERP else self.predictor
         prior = None if p.prev_d is None else self.intervals[k]
-        level_pass = LevelPass(predictor, self.format, k, self.shapes[k], self.image(k + 1), p.parts, prior,
+        even = self.image(k + 1)
+        # one of the base's own levels: in one part, in the strips of its own grid (not the base's)
+        parts = p.parts if k == p.level else (Part(None, strips(self.format, *even.shape[1:])),)
+        level_pass = LevelPass(predictor, self.format, k, self.shapes[k], even, parts, prior,
                                stages=not p.mode & PassMode.PLAIN, keep=keep, shown=self.odd.get(k))
         if track:
             self.pass_ = level_pass

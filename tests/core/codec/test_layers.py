@@ -217,6 +217,25 @@ def test_strips_and_parts_round_trip(small_strips, model_name):
     _check_every_prefix(data, image, model)
 
 
+@pytest.mark.parametrize("layers", [None, ()], ids=["layered", "one pass"])
+@pytest.mark.parametrize("effort", [1, 2, 4])
+def test_a_base_with_levels_of_its_own_codes_each_in_its_own_strips(small_strips, layers, effort, interp):
+    """With few levels (``--levels 0``: the whole image is the base), the base's pass also
+    codes the base's own coarser levels, each in the strips of its own grid: the base's strips
+    on a smaller grid failed (a strip past its last row), as did calibrated levels inside the
+    base (the stages' features in the base's strip shape)."""
+    image = smooth_image(150, 64, 3, seed=12)
+    for levels in (0, 1):
+        data = encode(image, interp, EncodeSettings(levels=levels, layers=layers, effort=effort))
+        assert np.array_equal(decode(data, interp)[-1].image, image)
+
+
+def test_levels_0_codes_a_calibrated_base(interp):
+    image = smooth_image(256, 256, 3, seed=13)  # the base's grid and its next level's carry the stages
+    data = encode(image, interp, EncodeSettings(levels=0, effort=2))
+    assert np.array_equal(decode(data, interp)[-1].image, image)
+
+
 def test_the_encoder_yields_the_header_then_each_chunk(interp):
     image = smooth_image(70, 60, 1)
     pieces = list(encode_chunks(image, interp))
