@@ -69,7 +69,8 @@ def _rawmodes(img: Image.Image) -> list[str]:
 def _is_deep(img: Image.Image) -> bool:
     """16-bit or float samples, also where Pillow would open them as an 8-bit mode (16-bit RGB and
     RGBA PNGs open as "RGB"/"RGBA", silently cut to 8 bits)."""
-    if img.mode in _DEEP_MODES or img.mode.endswith(";16") or img.info.get("bits", 8) > 8:
+    bits = img.info.get("bits")  # a PNG's text chunks land in ``info`` too: only an int is Pillow's
+    if img.mode in _DEEP_MODES or img.mode.endswith(";16") or (isinstance(bits, int) and bits > 8):
         return True
     return any(";16" in raw or ";32" in raw or raw.startswith("F") for raw in _rawmodes(img))
 
@@ -81,6 +82,8 @@ def _convert(img: Image.Image) -> tuple[Image.Image, str | None]:
     if mode == "1":
         return img.convert("L"), "converted 1-bit to L (8-bit grey)"
     if mode == "P":
+        if not isinstance(img.info.get("transparency", 0), (int, bytes)):  # a text chunk of that name, not tRNS
+            del img.info["transparency"]
         has_alpha = "transparency" in img.info or (img.palette is not None and img.palette.mode == "RGBA")
         target = "RGBA" if has_alpha else "RGB"
         return img.convert(target), f"converted palette image to {target}"
@@ -121,6 +124,8 @@ def image_from_bytes(data: bytes, max_pixels: int | None = None, max_side: int |
         raise ImageTooLarge(f"image too large (decompression bomb refused): {exc}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"unreadable image header: {exc}") from None
+    except Exception as exc:  # a format plugin's own failure on a malformed header (NotImplementedError, ...)
+        raise UnsupportedImage(f"unreadable image header ({type(exc).__name__}: {exc})") from None
     w, h = img.size
     if max_pixels is not None and w * h > max_pixels:
         raise ImageTooLarge(f"image of {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels}")
@@ -136,8 +141,13 @@ def image_from_bytes(data: bytes, max_pixels: int | None = None, max_side: int |
         img.load()
     except Exception as exc:  # Pillow raises OSError/SyntaxError/ValueError on truncated data
         raise ImageError(f"truncated or corrupted image: {exc}") from None
-    img, note = _convert(img)
-    arr = np.asarray(img, dtype=np.uint8)
+    try:
+        img, note = _convert(img)
+        arr = np.asarray(img, dtype=np.uint8)
+    except ImageError:
+        raise
+    except Exception as exc:  # metadata Pillow cannot apply (a text chunk named "transparency", ...)
+        raise ImageError(f"cannot convert this {source_mode} image to 8-bit pixels: {exc}") from None
     if arr.ndim == 2:
         arr = arr[:, :, None]
     return LoadedImage(np.ascontiguousarray(arr), source_mode, note)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 
 import numpy as np
@@ -10,6 +11,11 @@ from PIL import Image
 
 from hidenet_core import ImageError, ImageTooLarge, UnsupportedImage, image_from_bytes
 from tests.conftest import png_claiming, smooth_image
+
+#: a DDS header whose pixel format flags Pillow's plugin does not know (a fuzzer's find)
+BAD_DDS = ("RERTIHwAAAAPEAAABAAAAAQAAAAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+           "AAAAACAAAACAAAAAAAAAACAAAAAAAP8AAP8AAP8AAAAAAAD/ABAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+           "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
 
 
 def encoded(array: np.ndarray, fmt: str = "PNG", **kw) -> bytes:
@@ -53,3 +59,31 @@ def test_truncated_image():
     with pytest.raises(ImageError, match="truncated") as exc:
         image_from_bytes(data[: len(data) // 2])
     assert type(exc.value) is ImageError
+
+
+def _png_with_text(img: Image.Image, **text: str) -> bytes:
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    for key, value in text.items():
+        info.add_text(key, value)
+    buf = io.BytesIO()
+    img.save(buf, "PNG", pnginfo=info)
+    return buf.getvalue()
+
+
+def test_text_chunks_named_like_pillows_own_keys_are_only_text():
+    """A PNG's text chunks land in Pillow's ``info`` beside its own keys: a "bits" or a
+    "transparency" text made the checks fail with a TypeError (a 500 on upload)."""
+    rgb = smooth_image(4, 4, 3)
+    assert np.array_equal(image_from_bytes(_png_with_text(Image.fromarray(rgb), bits="8")).pixels, rgb)
+    palette = Image.fromarray(rgb).convert("P")
+    loaded = image_from_bytes(_png_with_text(palette, transparency="0"))
+    assert loaded.pixels.shape == (4, 4, 3)  # no alpha: the text is not a tRNS chunk
+
+
+def test_a_format_plugins_own_failure_is_an_unsupported_image():
+    """A malformed DDS header made Pillow's plugin raise NotImplementedError (a 500 on upload)."""
+    dds = base64.b64decode(BAD_DDS)
+    with pytest.raises(UnsupportedImage, match="unreadable image header"):
+        image_from_bytes(dds)
