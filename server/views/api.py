@@ -13,6 +13,7 @@ from typing import TypeVar
 import numpy as np
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from PIL import Image
 
 from hidenet_core import ImageError, ImageTooLarge, UnsupportedImage, default_levels, image_from_bytes, png_bytes
@@ -108,6 +109,8 @@ async def _read_file_field(request: web.Request, limit: int) -> tuple[bytearray,
             return buf, part.filename  # not bytes(buf): a second copy of up to 160 MB
     except (ValueError, HttpProcessingError) as exc:  # HttpProcessingError: a bad or overlong part header line
         json_error(web.HTTPBadRequest, f"malformed multipart body: {_one_line(exc)}")
+    except RequestPayloadError as exc:  # a body that its Content-Encoding (gzip, deflate) does not decode
+        json_error(web.HTTPBadRequest, f"malformed request body: {_one_line(exc)}")
     json_error(web.HTTPBadRequest, "the upload has no field named 'file'")
 
 

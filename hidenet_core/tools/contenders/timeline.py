@@ -9,6 +9,7 @@ browser shows it. The server's race, ``hidenet fetch`` (through the server) and
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -66,7 +67,7 @@ def parse_spec(text: object) -> Spec:
     if not q:
         return Spec(contender, contender.quality.default)
     r = contender.quality
-    if not q.isdigit() or not r.low <= int(q) <= r.high:
+    if not re.fullmatch(r"[0-9]{1,4}", q) or not r.low <= int(q) <= r.high:  # ASCII digits: "²".isdigit() too
         raise ContenderError(f"quality of {name!r} must be an integer in {r.low}..{r.high}, got {q!r}")
     return Spec(contender, int(q))
 

@@ -152,7 +152,8 @@ def test_specs_parse_with_default_qualities_and_refuse_nonsense():
     assert parse_spec("pjpeg").key == "pjpeg:90" and parse_spec("pjpeg").label == "Progressive JPEG q90"
     assert parse_spec("webp:75").quality == 75 and parse_spec("png").key == "png"
     for bad, fragment in [("gif", "unknown contender"), ("pjpeg:0", "1..95"), ("pjpeg:x", "integer"),
-                          ("png:50", "takes no quality"), ("", "id string"), (3, "id string")]:
+                          ("pjpeg:\u00b2", "integer"), ("png:50", "takes no quality"), ("", "id string"),
+                          (3, "id string")]:
         with pytest.raises(ContenderError, match=fragment):
             parse_spec(bad)
     listed = contenders_json()

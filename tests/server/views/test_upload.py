@@ -121,6 +121,13 @@ async def test_not_multipart_is_400(client, config):
     assert resp.status == 400 and "multipart" in (await resp.json())["error"] and stored(config) == []
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_a_body_its_content_encoding_does_not_decode_is_400(client, config, encoding):
+    headers = {"Content-Type": "multipart/form-data; boundary=XyZ", "Content-Encoding": encoding}
+    resp = await client.post("/api/images", data=b"\xff" * 50, headers=headers)
+    assert resp.status == 400 and "malformed request body" in (await resp.json())["error"] and stored(config) == []
+
+
 async def test_upload_storage_cap_is_507(aiohttp_client, config, clock):
     client = await aiohttp_client(create_app(replace(config, max_uploads=1), clock=clock))
     assert (await client.post("/api/images", data=form(png_of(smooth_image(8, 8, 3, seed=1))))).status == 201
