@@ -142,6 +142,10 @@ class Session:
                 f"generative_levels {req.generative_levels} is outside 0..{levels} "
                 f"for this {info.width}x{info.height} image"
             )
+        for spec in req.contenders:
+            if max(info.width, info.height) > spec.contender.max_side:
+                raise ProtocolError(f"{spec.label} cannot code this {info.width}x{info.height} image (at most "
+                                    f"{spec.contender.max_side} pixels a side): race it without {spec.key}")
         await self.stop()
         stats, cfg = self.app[STATS], self.app[CONFIG]
         if stats.streams_running >= cfg.max_streams:

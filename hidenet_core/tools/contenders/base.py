@@ -85,6 +85,7 @@ class Contender(ABC):
     lossless: bool  # the complete file restores the original exactly
     quality: QualityRange | None = None  # None: the format takes no quality setting
     repaints: str  # when a browser repaints, in words (docs, /api/contenders)
+    max_side: int = 65535  # the longest side the format (its encoder here) can code
 
     def available(self) -> str | None:
         """None when this installation can run the contender, else the reason it cannot."""

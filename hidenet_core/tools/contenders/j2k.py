@@ -109,6 +109,7 @@ def decode_layers(data: bytes, layers: int) -> np.ndarray:
 
 
 class Jpeg2000(Contender):
+    max_side = 32768  # one precinct per resolution: the packet lengths this reader parses
     id = "j2k"
     name = "JPEG 2000"
     lossless = True

@@ -47,6 +47,7 @@ class BaselineJpeg(Contender):
     name = "Baseline JPEG"
     lossless = False
     quality = QualityRange(90, 1, 95)
+    max_side = 65500  # libjpeg's limit
     repaints = "as its bytes arrive, top-down (we repaint every 1/16 of the file)"
 
     def encode(self, pixels: np.ndarray, quality: int | None) -> bytes:

@@ -19,6 +19,7 @@ class ProgressiveJpeg(Contender):
     name = "Progressive JPEG"
     lossless = False
     quality = QualityRange(90, 1, 95)
+    max_side = 65500  # libjpeg's limit
     repaints = "after each scan (libjpeg's standard scan script: 10 scans in colour, 6 in grey)"
 
     def encode(self, pixels: np.ndarray, quality: int | None) -> bytes:

@@ -91,6 +91,7 @@ def _size(data: bytes) -> tuple[int, int]:
 
 
 class _Webp(Contender):
+    max_side = 16383  # the WebP format's limit
     repaints = "as its bytes arrive, top-down (libwebp's incremental decoder; we repaint every 1/16 of the file)"
 
     def available(self) -> str | None:

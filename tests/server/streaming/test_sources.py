@@ -271,6 +271,20 @@ async def test_a_one_pixel_upload_streams_to_a_viewer_of_any_size(app_client):
         await ws.close()
 
 
+async def test_a_contender_that_cannot_code_the_image_is_refused_with_the_reason(app_client):
+    """WebP codes at most 16383 pixels a side: a race of a wider image against it is refused
+    at start, with the limit, instead of failing midway as an 'internal' error."""
+    client = await app_client(encode_uploads=False)
+    wide = np.random.default_rng(7).integers(0, 256, (2, 16384, 3), dtype=np.uint8)
+    response = await client.post("/api/images", data=form(png_of(wide)))
+    assert response.status == 201, await response.text()
+    ws = await client.ws_connect("/ws")
+    await ws.send_json(start((await response.json())["id"], contenders=["webp"]))
+    refused = await receive_meta(ws)
+    assert refused["type"] == "error" and refused["code"] == "bad_request", refused
+    assert "16383 pixels a side" in refused["message"] and "webp:80" in refused["message"]
+
+
 async def test_without_background_encoding_an_upload_waits_for_its_first_view(app_client, config):
     client = await app_client(encode_uploads=False)
     pixels = np.random.default_rng(6).integers(0, 256, (30, 20, 3), dtype=np.uint8)
