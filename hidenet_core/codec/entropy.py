@@ -158,4 +158,4 @@ class LevelDecoder:
         try:
             return self._dec.decode(family, *params)
         except (AssertionError, ValueError, RuntimeError) as exc:
-            raise HdnFormatError(f"chunk payload cannot be decoded: {exc}") from None
+            raise HdnFormatError(f"chunk payload cannot be decoded: {' '.join(str(exc).split())}") from None

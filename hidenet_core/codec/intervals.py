@@ -298,6 +298,9 @@ def refine_decode(dec: LevelDecoder, lo: np.ndarray, hi: np.ndarray, mean: np.nd
         for kind, which, rows in _stages(plan, lo, hi, sel):
             got = dec.decode_categorical(rows(b[which] // _GROUP))
             b[which] = got * _GROUP if kind == "group" else b[which] + got
+            if kind == "group" and (b[which] >= plan.n[sel][which]).any():  # its rows would have no mass
+                raise HdnFormatError("a refinement symbol lies outside the interval the decoder knows: the stream "
+                                     "is corrupted")
         if (b >= plan.n[sel]).any():
             raise HdnFormatError("a refinement symbol lies outside the interval the decoder knows: the stream is "
                                  "corrupted")

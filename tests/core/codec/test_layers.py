@@ -398,3 +398,45 @@ def test_a_skipped_chunk_is_still_checked(interp):
     data[chunk.end - 1] ^= 0x40  # a payload byte of a level-0 chunk
     with pytest.raises(HdnFormatError, match="payload CRC mismatch"):
         ProgressiveDecoder(model, finest_level=1).feed(bytes(data))
+
+
+def test_a_refinement_group_beyond_its_interval_is_a_format_error(interp, monkeypatch):
+    """constriction's categorical coder gives a zero-mass symbol a little probability, so a
+    crafted stream can code a refinement's group past the value's interval: it is refused at
+    once, as a corrupted stream, not after rows of no mass made NaNs (a numpy warning, then
+    the error)."""
+    import warnings
+
+    from hidenet_core.codec import intervals
+
+    real_stages, real_encode = intervals._stages, intervals.LevelEncoder.encode_categorical
+    crafted = []
+
+    def stages(plan, lo, hi, sel):
+        out = real_stages(plan, lo, hi, sel)
+        for kind, which, _ in out:
+            groups = -(-plan.n[sel[which]] // intervals._GROUP)
+            small = np.flatnonzero(groups < groups.max())
+            if kind == "group" and small.size and not crafted:
+                crafted.append((int(small[0]), int(groups.max()) - 1))  # value, a group beyond its interval
+        return out
+
+    def encode_categorical(self, symbols, probabilities):
+        if crafted and len(crafted[-1]) == 2:
+            j, group = crafted[-1]
+            symbols = symbols.copy()
+            symbols[j] = group
+            crafted.append(("coded",))
+        return real_encode(self, symbols, probabilities)
+
+    monkeypatch.setattr(intervals, "_stages", stages)
+    monkeypatch.setattr(intervals.LevelEncoder, "encode_categorical", encode_categorical)
+    rng = np.random.default_rng(1)
+    image = (np.where(rng.random((32, 32, 1)) < 0.5, 2, 250) + rng.integers(0, 3, (32, 32, 1))).astype(np.uint8)
+    data = encode(image, interp, EncodeSettings(levels=1, layers=((40, 40),), effort=1))
+    monkeypatch.undo()
+    assert crafted and crafted[-1] == ("coded",)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning before the error
+        with pytest.raises(HdnFormatError, match="outside the interval"):
+            decode(data, interp)
