@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .codec.container import MODE_OF_CHANNELS
 
@@ -73,6 +73,19 @@ def _is_deep(img: Image.Image) -> bool:
     if img.mode in _DEEP_MODES or img.mode.endswith(";16") or (isinstance(bits, int) and bits > 8):
         return True
     return any(";16" in raw or ";32" in raw or raw.startswith("F") for raw in _rawmodes(img))
+
+
+def _upright(img: Image.Image) -> tuple[Image.Image, str | None]:
+    """The image as it is meant to be seen: turned by its EXIF orientation (a phone's photographs
+    are stored sideways with a tag, which browsers and viewers apply), and a note if it was."""
+    try:
+        orientation = img.getexif().get(0x0112, 1)
+        if orientation in (None, 1):
+            return img, None
+        turned = ImageOps.exif_transpose(img)
+    except Exception:  # an EXIF block Pillow cannot read: the pixels as stored
+        return img, None
+    return turned, f"turned upright by its EXIF orientation ({orientation})"
 
 
 def _convert(img: Image.Image) -> tuple[Image.Image, str | None]:
@@ -141,6 +154,7 @@ def image_from_bytes(data: bytes, max_pixels: int | None = None, max_side: int |
         img.load()
     except Exception as exc:  # Pillow raises OSError/SyntaxError/ValueError on truncated data
         raise ImageError(f"truncated or corrupted image: {exc}") from None
+    img, turned = _upright(img)
     try:
         img, note = _convert(img)
         arr = np.asarray(img, dtype=np.uint8)
@@ -150,6 +164,7 @@ def image_from_bytes(data: bytes, max_pixels: int | None = None, max_side: int |
         raise ImageError(f"cannot convert this {source_mode} image to 8-bit pixels: {exc}") from None
     if arr.ndim == 2:
         arr = arr[:, :, None]
+    note = "; ".join(n for n in (turned, note) if n) or None
     return LoadedImage(np.ascontiguousarray(arr), source_mode, note)
 
 

@@ -87,3 +87,17 @@ def test_a_format_plugins_own_failure_is_an_unsupported_image():
     dds = base64.b64decode(BAD_DDS)
     with pytest.raises(UnsupportedImage, match="unreadable image header"):
         image_from_bytes(dds)
+
+
+def test_an_exif_orientation_is_applied():
+    """A phone stores a portrait photograph sideways with an orientation tag that every viewer
+    applies: so does hideNet (the id is that of the upright pixels)."""
+    stored = smooth_image(12, 20, 3)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise
+    buf = io.BytesIO()
+    Image.fromarray(stored).save(buf, "PNG", exif=exif)
+    loaded = image_from_bytes(buf.getvalue())
+    upright = np.asarray(Image.fromarray(stored).transpose(Image.Transpose.ROTATE_270))
+    assert loaded.pixels.shape == (20, 12, 3) and np.array_equal(loaded.pixels, upright)
+    assert "EXIF orientation" in loaded.note
