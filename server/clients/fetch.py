@@ -102,11 +102,23 @@ def parse_race(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+#: a contender key as the server names it ("pjpeg:90", "webp-lossless"): nothing a path could use
+_SAFE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}(:[0-9]{1,3})?")
+
+
 def frame_name(message: dict) -> str:
-    """The file a frame is saved as: ``chunk-03.png`` (the stream's third chunk), ``race-pjpeg-q90-2.png``."""
+    """The file a frame is saved as: ``chunk-03.png`` (the stream's third chunk), ``race-pjpeg-q90-2.png``.
+    Built from the server's fields, so checked: a name never leaves the output folder."""
     if message["type"] == "level":
-        return f"chunk-{message['index'] + 1:02d}.png"
-    return f"race-{message['contender'].replace(':', '-q')}-{message['frame']}.png"
+        index = message.get("index")
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < 100_000:
+            raise CliError(f"the server sent a level message with a bad index {index!r}")
+        return f"chunk-{index + 1:02d}.png"
+    contender, frame = message.get("contender"), message.get("frame")
+    if (not isinstance(contender, str) or not _SAFE_NAME.fullmatch(contender) or not isinstance(frame, int)
+            or isinstance(frame, bool) or not 0 <= frame < 100_000):
+        raise CliError(f"the server sent a race frame with a bad name: {contender!r}, frame {frame!r}")
+    return f"race-{contender.replace(':', '-q')}-{frame}.png"
 
 
 async def fetch(url: str, image: str, *, link: str | dict = "unlimited", max_error: int = 0,
