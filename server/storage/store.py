@@ -167,7 +167,7 @@ class ImageStore:
         directory's lock."""
         iid = image_id(pixels)
         existing = self._fixed.get(iid) or self._read_upload(iid)
-        if existing is not None:
+        if existing is not None and existing.path.is_file():
             return existing, False
         h, w, c = pixels.shape
         png = self.uploads_dir / f"{iid}.png"
@@ -177,15 +177,18 @@ class ImageStore:
         data = png_bytes(pixels, compress_level=1)
         with self._dir_lock.held():
             existing = self._read_upload(iid)
-            if existing is not None:
+            if existing is not None and existing.path.is_file():
                 return existing, False
             stored = len(self._upload_ids())
-            if limit is not None and stored >= limit:
+            if existing is None and limit is not None and stored >= limit:  # a file lost by hand is no new upload
                 raise StoreFull(f"the server holds {stored} uploads, its limit; no more can be stored")
             atomic_write(png, data)  # the same bytes for the same id: rewriting it is harmless
-            # "stored_ns" orders the gallery; taken under the lock, it increases from one upload to the next
-            record = {"name": name, "width": w, "height": h, "channels": c, "stored_ns": time.time_ns()}
-            created = publish_once(meta, json.dumps(record).encode())
+            if existing is None:
+                # "stored_ns" orders the gallery; taken under the lock, it increases from one upload to the next
+                record = {"name": name, "width": w, "height": h, "channels": c, "stored_ns": time.time_ns()}
+                created = publish_once(meta, json.dumps(record).encode())
+            else:  # its pixels were removed by hand (a 410 since): stored again under its entry
+                created = True
         info = self._read_upload(iid)
         if info is None:  # pragma: no cover - removed by hand in between
             raise ImageGone(f"image {iid} was removed while it was being stored")

@@ -49,3 +49,20 @@ async def test_the_list_follows_uploads_and_removals_by_other_servers(aiohttp_cl
         (config.data_dir / "uploads" / f"{ids[0]}{suffix}").unlink()
     listed = [i["id"] for i in await (await b.get("/api/images")).json()]
     assert ids[0] not in listed and listed[-2:] == ids[1:]
+
+
+async def test_an_upload_whose_pixels_were_removed_by_hand_can_be_stored_again(aiohttp_client, config, clock):
+    """Its entry stayed (a 410 for its pixels): uploading the same image again, through any
+    server, stores its pixels again, and it is served again."""
+    a = await aiohttp_client(create_app(config, clock=clock))
+    b = await aiohttp_client(create_app(config, clock=clock))
+    pixels = smooth_image(20, 24, 3, seed=43)
+    image = (await (await a.post("/api/images", data=form(png_of(pixels)))).json())["id"]
+    (config.data_dir / "uploads" / f"{image}.png").unlink()
+    assert (await a.get(f"/api/images/{image}/original.png")).status == 410
+    again = await b.post("/api/images", data=form(png_of(pixels)))
+    assert again.status == 201 and (await again.json())["id"] == image
+    for client in (a, b):
+        original = await client.get(f"/api/images/{image}/original.png")
+        assert original.status == 200 and np.array_equal(frame_pixels(await original.read()), pixels)
+
