@@ -73,6 +73,7 @@ class StreamSource:
         self.error: BaseException | None = None
         self.from_cache = False
         self.viewers = 0
+        self.held = 0  # of the viewers, the holds of a background encode (after an upload): no one waits
         self.cancel = threading.Event()  # asked by the encoder between channels
         #: shown the encoder's reconstruction after each chunk (``Tap``): frames rendered without decoding
         self.taps: list[Tap] = []
@@ -239,10 +240,15 @@ class StreamSources:
             source.viewers += 1
         elif source.task is not None and not source.task.done():  # held until the encode ends
             source.viewers += 1
-            source.task.add_done_callback(lambda _: self.release(source))
+            source.held += 1
+            source.task.add_done_callback(lambda _: self._unhold(source))
         else:
             self._drop(source)
         return source
+
+    def _unhold(self, source: StreamSource) -> None:
+        source.held -= 1
+        self.release(source)
 
     def release(self, source: StreamSource) -> None:
         """One viewer fewer; with none left an unfinished encode is cancelled."""

@@ -294,9 +294,10 @@ class LevelFrames:
             return
         with self._tap_lock:
             started = time.monotonic()
-            try:  # shared (viewers > 1), the others would wait for this viewer's link
+            try:  # shared with other viewers or downloads, they would wait for this viewer's link (a
+                # background encode's hold waits for nobody)
                 while (index - (self._seen - 1) > PACE_CHUNKS_AHEAD and self._following() and not cancel.is_set()
-                       and self in source.taps and source.viewers <= 1
+                       and self in source.taps and source.viewers - source.held <= 1
                        and self._paced_s + time.monotonic() - started < PACE_BUDGET_S):
                     self._tap_lock.wait(PACE_WAIT_S)
             finally:

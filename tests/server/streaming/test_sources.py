@@ -620,7 +620,7 @@ async def test_an_encoder_keeps_pace_with_a_viewer_at_1_to_1(app_client, rgb, rg
     monkeypatch.setattr(stream_module, "PACE_CHUNKS_AHEAD", 0)
     client = await app_client()
     app = client.server.app
-    source = SimpleNamespace(complete=False, taps=[], data=bytearray(), viewers=1)
+    source = SimpleNamespace(complete=False, taps=[], data=bytearray(), viewers=1, held=0)
     frames = LevelFrames(app[MODEL], app[STORE], app[STORE].get(rgb_id), app[FRAMES], stream_key(app, rgb_id, 0, 0),
                          FrameSpec(True, (28, 20)), source)
     assert source.taps == [frames] and frames._data is source.data  # the stream's bytes are read, not copied
@@ -667,7 +667,10 @@ async def test_an_encoder_keeps_pace_with_a_viewer_at_1_to_1(app_client, rgb, rg
     monkeypatch.setattr(stream_module, "PACE_CHUNKS_AHEAD", -1)
     held = keep_pace(1)
     assert held.is_alive()
-    source.viewers = 2  # another viewer (or a download) shares the encode: it would wait for this link
+    source.viewers, source.held = 2, 1  # an upload's background encode holds it too: nobody waits there
+    held.join(0.3)
+    assert held.is_alive()
+    source.held = 0  # another viewer (or a download) shares the encode: it would wait for this link
     assert goes_on(held)
     source.viewers = 1
     held = keep_pace(1)
