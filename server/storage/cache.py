@@ -84,7 +84,9 @@ class StreamCache:
         fails its check."""
         path = self.path(key)
         try:
-            raw = path.read_bytes()
+            with open(path, "rb") as f:
+                inode = os.fstat(f.fileno()).st_ino
+                raw = f.read()
         except FileNotFoundError:
             return None
         seal = key.seal
@@ -99,7 +101,9 @@ class StreamCache:
                 raise HdnFormatError(f"format version {layout.header.version}, not {key.version}")
         except HdnFormatError as exc:
             log.warning("cache file %s is corrupted (%s): re-encoding", path.name, exc)
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):  # not a good file another process put there since
+                if os.stat(path).st_ino == inode:
+                    path.unlink()
             raise CorruptCacheFile(str(exc)) from None
         return data, layout
 

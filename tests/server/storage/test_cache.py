@@ -99,6 +99,31 @@ async def test_cache_load_refuses_other_weights(tmp_path, rgb):
     assert not cache.path(key).exists()
 
 
+async def test_a_corrupted_file_replaced_meanwhile_by_another_process_is_kept(tmp_path, rgb, monkeypatch):
+    """The file found corrupted is removed only if it is still the one read: another process may
+    have renamed a good stream onto the name in between."""
+    from hidenet_core import encode
+    from server.storage import cache as cache_module
+
+    model = load_model("interp")
+    cache = StreamCache(tmp_path)
+    key = StreamKey("b" * 32, model.weights_hash().hex(), 0, 0)
+    good = encode(rgb, model)
+    cache.path(key).write_bytes(key.seal + good[:-7])  # truncated: corrupted
+    real_scan = cache_module.scan_stream
+
+    def scan_while_another_process_writes(data):
+        cache.save(key, good)  # another process stores the good stream (temporary file, then rename)
+        return real_scan(data)
+
+    monkeypatch.setattr(cache_module, "scan_stream", scan_while_another_process_writes)
+    with pytest.raises(cache_module.CorruptCacheFile):
+        cache.load(key)
+    monkeypatch.undo()
+    data, _ = cache.load(key)  # the good one was not removed
+    assert data == good
+
+
 async def test_scan_stream_matches_the_decoder(rgb):
     from hidenet_core import encode
 
