@@ -114,16 +114,10 @@ class StreamSource:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def wait_header(self, timeout: float | None = None) -> Header | None:
-        """The stream's header once the encoder has written it; None if ``timeout`` seconds pass
-        first; raises the encode's error if it failed."""
-        try:
-            async with asyncio.timeout(timeout):
-                while self.header is None:
-                    self._raise()
-                    await asyncio.shield(self._changed.wait())
-        except TimeoutError:
-            return None
+    async def wait_header(self) -> Header:
+        while self.header is None:
+            self._raise()
+            await self._changed.wait()
         return self.header
 
     async def wait(self, index: int, timeout: float | None = None) -> bool:

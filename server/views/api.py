@@ -175,10 +175,7 @@ async def stream_file(request: web.Request) -> web.StreamResponse:
     except Busy as exc:
         json_error(web.HTTPServiceUnavailable, str(exc), **{"Retry-After": "5"})
     try:
-        while await source.wait_header(CLIENT_CHECK_S) is None:  # the pixels may wait for a worker
-            if _client_gone(request):
-                log.info("stream.hdn of %s: the client left before the header", info.id)
-                return web.Response(status=499)  # nobody to send it to
+        await _while_client_waits(request, source.wait_header())  # the pixels may wait for a worker
         filename = f"{info.id[:12]}-d{max_error}-g{generative}.hdn"
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream",
                                                "Content-Disposition": f'attachment; filename="{filename}"'})
@@ -194,11 +191,10 @@ async def stream_file(request: web.Request) -> web.StreamResponse:
                     sent = end
                 if len(source.chunks) == source.planned:
                     break
-                while not await source.wait(len(source.chunks), timeout=CLIENT_CHECK_S):
-                    if _client_gone(request):  # noticed while the encoder works, not at the next write
-                        raise ConnectionResetError("the client closed the connection")
+                # a client that leaves is noticed while the encoder works, not at the next write
+                await _while_client_waits(request, source.wait(len(source.chunks)))
             await response.write_eof()
-        except ConnectionResetError:  # the client went away: nothing to answer
+        except (ConnectionResetError, _ClientGone):  # the client went away: nothing to answer
             log.info("stream.hdn of %s: the client left after %d bytes", info.id, sent)
         except Exception as exc:  # the encode failed or stopped: the response is cut short
             if not (exc is source.error or isinstance(exc, EncodeCancelled)):
