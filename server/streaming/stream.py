@@ -386,19 +386,15 @@ class LevelFrames:
             if exact and self._final_is_original():
                 return original_region(self._store.pixels(self._info.id), x, y, width, height)
             if not exact or not self._finest:  # the frames' decoder (of every level, when the frame is full size)
-                if not self._catch_up_unless(cancelled):
+                if not self._feed_unless(self._decoder, self._received, cancelled):
                     return None
                 return render_region(self._decoder.reconstruction, x, y, width, height)
             received = self._received
         with self._region_lock:  # catching up on level 0 may take seconds: frames go on meanwhile
             if self._exact is None:
                 self._exact = ProgressiveDecoder(self._model, images=False)
-            while self._exact.bytes_fed < received:
-                if cancelled():
-                    return None
-                start = self._exact.bytes_fed
-                self._exact.feed(bytes(self._data[start : min(received, start + REGION_FEED_BYTES)]))
-                del self._exact.levels[:-1]
+            if not self._feed_unless(self._exact, received, cancelled):
+                return None
             return render_region(self._exact.reconstruction, x, y, width, height)
 
     def _catch_up(self):
@@ -407,17 +403,17 @@ class LevelFrames:
         del self._decoder.levels[:-1]  # the decoder keeps every chunk's result; a frame needs only the latest
         return decoded
 
-    def _catch_up_unless(self, cancelled: Callable[[], bool]) -> bool:
-        """``_catch_up`` a slice at a time (``REGION_FEED_BYTES``), giving up (False) as soon as
-        ``cancelled()``: for a region, which nobody may wait for by the time it is ready (frames of
-        full size that came from the cache leave every level to decode: a minute at 12 MP).
-        What it decoded is kept."""
-        while self._decoder.bytes_fed < self._received:
+    def _feed_unless(self, decoder: ProgressiveDecoder, end: int, cancelled: Callable[[], bool]) -> bool:
+        """Feed ``decoder`` the stream's bytes up to ``end`` a slice at a time (``REGION_FEED_BYTES``),
+        giving up (False) as soon as ``cancelled()``: for a region, which nobody may wait for by
+        the time it is ready (a decoder of every level catching up: a minute at 12 MP). What it
+        decoded is kept."""
+        while decoder.bytes_fed < end:
             if cancelled():
                 return False
-            start = self._decoder.bytes_fed
-            self._decoder.feed(bytes(self._data[start : min(self._received, start + REGION_FEED_BYTES)]))
-            del self._decoder.levels[:-1]
+            start = decoder.bytes_fed
+            decoder.feed(bytes(self._data[start : min(end, start + REGION_FEED_BYTES)]))
+            del decoder.levels[:-1]
         return True
 
 
