@@ -17,6 +17,10 @@ measures, from the ``start`` message:
 * with ``--follow`` too, the viewer at 1:1 all along: after each frame the same region is
   asked for again (one request at a time, as the viewer's 1:1 view does), and each exact
   answer is timed from its request;
+* with ``--race KEYS`` (``pjpeg``, ``png,webp``, ...), the viewer's race: how long the
+  server took to prepare the contenders before the race's clock started (``prepared_ms``),
+  and for each contender's repaint when it came against its link arrival time, its frame's
+  bytes and its PSNR (measured at full size whatever the frame size);
 * the server's peak memory (``/api/stats``: ``peak_rss_bytes``), over the whole run.
 
 With ``--upload`` the server starts with no image: PHOTO is uploaded (``POST /api/images``,
@@ -65,17 +69,19 @@ def _centred(region: tuple[int, int], width: int, height: int) -> dict:
 
 async def first_view(base: str, image: str, link: str, frame: tuple[int, int] | None,
                      region: tuple[int, int] | None = None, original: np.ndarray | None = None,
-                     follow: bool = False) -> dict:
+                     follow: bool = False, race: Sequence[str] = ()) -> dict:
     """Stream ``image`` once from the server at ``base``; every figure of the module docstring.
     ``follow``: at 1:1 all along, as the viewer's 1:1 view is: after each frame, ask for the
-    ``region`` again (one request at a time), and time the answers."""
-    out: dict = {"chunks": [], "follow": []}
+    ``region`` again (one request at a time), and time the answers. ``race``: contenders to race."""
+    out: dict = {"chunks": [], "follow": [], "race": []}
     asked: float | None = None  # when the region request now outstanding was sent (follow)
     region_png = False  # the next binary message is a region's PNG
+    repaint: dict | None = None  # the next binary message is this contender repaint's frame
     async with aiohttp.ClientSession() as session, session.ws_connect(ws_url(base), max_msg_size=0) as ws:
         t0 = time.perf_counter()
         await ws.send_json({"type": "start", "image": image, "link": link, "preview": True,
-                            "frame": "full" if frame is None else {"width": frame[0], "height": frame[1]}})
+                            "frame": "full" if frame is None else {"width": frame[0], "height": frame[1]},
+                            "contenders": list(race)})
         t_meta, pending = None, None
         superseded: list[dict] = []  # chunks without a frame of their own, until the frame that shows them
         fields = ("index", "layer", "level", "total_bytes", "arrival_ms", "encoded_ms")
@@ -84,6 +90,14 @@ async def first_view(base: str, image: str, link: str, frame: tuple[int, int] | 
             now = (time.perf_counter() - t0) * 1000
             if msg.type == aiohttp.WSMsgType.BINARY and region_png:
                 region_png = False
+                continue
+            if msg.type == aiohttp.WSMsgType.BINARY and repaint is not None:
+                received = now - t_meta
+                out["race"].append({k: repaint[k] for k in ("contender", "frame", "bytes", "arrival_ms", "psnr")}
+                                   | {"received_ms": round(received, 1),
+                                      "late_ms": round(received - repaint["arrival_ms"], 1),
+                                      "frame_bytes": len(msg.data), "frame_width": repaint["frame_width"]})
+                repaint = None
                 continue
             if msg.type == aiohttp.WSMsgType.BINARY:
                 if follow and region is not None and asked is None:
@@ -111,10 +125,13 @@ async def first_view(base: str, image: str, link: str, frame: tuple[int, int] | 
             if data["type"] == "meta":
                 t_meta = now
                 out["meta_ms"] = round(now, 1)
+                out["prepared_ms"] = data["prepared_ms"]
                 out["encoding"] = data["encoding"]
                 out["width"], out["height"] = data["width"], data["height"]
             elif data["type"] == "level":
                 pending = data
+            elif data["type"] == "race":
+                repaint = data
             elif data["type"] == "chunk":
                 superseded.append(data)
             elif data["type"] == "region":
@@ -194,6 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--upload", action="store_true",
                    help="start the server with no image and upload PHOTO first (its encode starts in the "
                         "background; the viewer joins it)")
+    p.add_argument("--race", default="", metavar="KEYS",
+                   help="race these contenders (comma-separated: pjpeg, png, webp:80, ...), as the viewer does")
     p.add_argument("--model", default="default", help="server model (default: the shipped weights)")
     p.add_argument("--json", type=Path, default=None, help="also write every figure here")
     args = p.parse_args(argv)
@@ -204,7 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.upload:
             shutil.copy(args.photo, images / args.photo.name)
         server = start_server(Path(tmp) / "data", args.model, extra=["--images", str(images)], timeout_s=600)
-        view = (args.link, _size(args.frame), _size(args.region) if args.region else None, original, args.follow)
+        view = (args.link, _size(args.frame), _size(args.region) if args.region else None, original, args.follow,
+                [k for k in args.race.split(",") if k])
         try:
             if args.upload:
                 result = asyncio.run(upload_then_view(server.url, args.photo, *view))
@@ -218,8 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"encoded as sent: {result['encoding']}")
     if "upload_ms" in result:
         print(f"uploaded in {result['upload_ms'] / 1000:.1f} s (stored, its encode started), then viewed:")
-    print(f"meta {result['meta_ms']:.0f} ms, first level shown {result['first_level_ms']:.0f} ms after start; "
-          f"done {result['done_ms'] / 1000:.1f} s; {result['total_bytes']} bytes")
+    print(f"meta {result['meta_ms']:.0f} ms (prepared in {result['prepared_ms']:.0f} ms), first level shown "
+          f"{result['first_level_ms']:.0f} ms after start; done {result['done_ms'] / 1000:.1f} s; "
+          f"{result['total_bytes']} bytes")
     print(f"{'chunk':>5} {'layer':>5} {'level':>5} {'encoded':>9} {'arrival':>9} {'shown':>9} {'late':>8} "
           f"{'frame':>10}")
     for c in result["chunks"]:
@@ -229,6 +250,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     superseded = sum("superseded_by" in c for c in result["chunks"])
     print(f"latest picture after its chunk was due (arrived and encoded): {result['late_ms_max']:.0f} ms; "
           f"{superseded} of {len(result['chunks'])} chunks shown by a later chunk's frame")
+    if result["race"]:
+        print(f"{'racer':>10} {'repaint':>7} {'bytes':>9} {'arrival':>9} {'shown':>9} {'late':>8} {'frame':>10} "
+              f"{'PSNR':>6}")
+        for r in result["race"]:
+            db = "exact" if r["psnr"] is None else f"{r['psnr']:.2f}"
+            print(f"{r['contender']:>10} {r['frame']:>7} {r['bytes']:>9} {r['arrival_ms']:>7.0f}ms "
+                  f"{r['received_ms']:>7.0f}ms {r['late_ms']:>6.0f}ms {r['frame_bytes']:>10} {db:>6}")
     if "region" in result:
         r = result["region"]
         print(f"1:1 region {r['width']}x{r['height']}: first shown after {r['first_ms']:.0f} ms, exact after "

@@ -27,15 +27,16 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from hidenet_core import display_frame, png_bytes, psnr, ssim
+from hidenet_core import display_frame, png_bytes, psnr
 from hidenet_core.codec.reconstruction import Reconstruction, clip_region
 from hidenet_core.imageio import to_pil
+from hidenet_core.metrics import frame_ssim
 
 from ..storage.cache import StreamKey
 from ..storage.lru import LRU
 
-__all__ = ["Frame", "FrameSpec", "FrameCache", "frame_level", "level_reference", "render_frame", "render_region",
-           "original_region", "finite", "frame_image", "SHRUNK_JPEG_QUALITY", "warm_up"]
+__all__ = ["Frame", "FrameSpec", "FrameCache", "frame_level", "fit", "shown_size", "level_reference", "render_frame",
+           "render_region", "original_region", "finite", "frame_image", "SHRUNK_JPEG_QUALITY", "warm_up"]
 
 
 @dataclass(frozen=True)
@@ -59,10 +60,28 @@ class Frame:
 
 @dataclass(frozen=True)
 class FrameSpec:
-    """How a viewer shows frames: the full-size preview or each level, and at most what size."""
+    """How a viewer shows frames: the full-size preview or each level, and at most what size.
+
+    ``full_quality`` (a race): a preview's quality is measured on the full-size picture,
+    like for like with the contenders' full-size decodes, whatever size the frame is sent at;
+    the frame is that picture shrunk to the display."""
 
     preview: bool
     size: tuple[int, int] | None = None  # (width, height); None: full size
+    full_quality: bool = False
+
+    def level(self, height: int, width: int) -> int:
+        """The level a preview of a ``height`` x ``width`` image is made and measured at (``frame_level``)."""
+        return 0 if self.full_quality else frame_level(height, width, self.size)
+
+    def budgets(self, height: int, width: int) -> tuple[int | None, int | None]:
+        """A preview's (``model_pixels``, ``estimate_pixels``) (``frame_budgets``): a race's of an
+        image up to ``MODEL_FRAME_PIXELS`` are a full-size frame's (the model everywhere, as a
+        race at full size measures), a larger one's a displayed frame's (bilinear: the model
+        took 3 to 15 s a frame at 12 MP)."""
+        if self.full_quality and height * width <= MODEL_FRAME_PIXELS:
+            return None, None
+        return frame_budgets(height, width, self.size)
 
 
 #: a frame for a display (``FrameSpec.size``) of an image larger than this has its missing levels
@@ -89,20 +108,6 @@ def frame_budgets(height: int, width: int, size: tuple[int, int] | None) -> tupl
     return MODEL_FRAME_BUDGET, None
 
 
-#: SSIM (a Gaussian window over every pixel) is the costliest figure of a frame (0.6 s a
-#: megapixel on one core): a frame of more pixels than this has it measured on the grid of a
-#: coarser level (every 2nd, 4th, ... row and column), the finest with at most this many
-SSIM_PIXELS = 1 << 19
-
-
-def ssim_step(height: int, width: int) -> int:
-    """The stride of the grid a frame's SSIM is measured on (1: every pixel)."""
-    step = 1
-    while -(-height // step) * -(-width // step) > SSIM_PIXELS:
-        step *= 2
-    return step
-
-
 def finite(value: float) -> float | None:
     """JSON has no infinity: an infinite PSNR (identical images) is sent as null."""
     return None if math.isinf(value) else round(value, 3)
@@ -116,7 +121,7 @@ def level_reference(original: np.ndarray, level: int) -> np.ndarray:
 
 def frame_level(height: int, width: int, size: tuple[int, int] | None) -> int:
     """The coarsest level of an image at least as large as the frame shown of it: the image
-    shrunk to fit in ``size`` (width, height), aspect kept (``_fit``), so a frame shrunk from
+    shrunk to fit in ``size`` (width, height), aspect kept (``fit``), so a frame shrunk from
     that level loses nothing the viewer could see (0: full size). A portrait photo in a
     landscape stage is shown far smaller than the stage, and so comes from a coarser level."""
     if size is None:
@@ -140,7 +145,14 @@ def _fitted(height: int, width: int, size: tuple[int, int] | None) -> tuple[int,
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _fit(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+def shown_size(height: int, width: int, size: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The (width, height) a ``height`` x ``width`` image's frames are shrunk to for a display of
+    ``size``; None when they are sent at full size (no display size, or the image fits in it)."""
+    box = _fitted(height, width, size)
+    return None if box == (width, height) else box
+
+
+def fit(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     """The image shrunk (never enlarged) to fit in ``size``, aspect kept."""
     h, w = image.shape[:2]
     box = _fitted(h, w, size)
@@ -175,9 +187,9 @@ def render_frame(view: Reconstruction, level: int, original: np.ndarray, spec: F
     t0 = time.perf_counter()
     g = view.header.generative_levels
     if spec.preview:  # at the frame level, counted from which the finest level decoded so far is the exact grid
-        level = frame_level(*original.shape[:2], spec.size)
+        level = spec.level(*original.shape[:2])
         # a frame for a display (not "full") predicts with the model a bounded number of pixels, the rest interpolated
-        budget, estimates = frame_budgets(*original.shape[:2], spec.size)
+        budget, estimates = spec.budgets(*original.shape[:2])
         below = view.estimated_below()
         estimated = below is not None and level <= below and estimates != 0
         # the frame level alone over the model's budget: it is bilinear, which the display filter leaves as it is
@@ -188,9 +200,8 @@ def render_frame(view: Reconstruction, level: int, original: np.ndarray, spec: F
         estimated = False
         image = display_frame(view.level_now(level).transpose(1, 2, 0), level, g, False)
     reference = level_reference(original, level)
-    step = ssim_step(*image.shape[:2])
-    p, s = psnr(image, reference), ssim(image[::step, ::step], reference[::step, ::step])
-    shown = _fit(image, spec.size)
+    p, s = psnr(image, reference), frame_ssim(image, reference)
+    shown = fit(image, spec.size)
     data = frame_image(shown, shown is not image)
     h, w = shown.shape[:2]
     render_ms = (time.perf_counter() - t0) * 1000

@@ -35,7 +35,7 @@ from ..keys import CLOCK, CONFIG, FRAMES, MODEL, MODEL_HASH, RACES, SOURCES, STA
 from ..storage.cache import StreamKey
 from ..storage.store import ImageInfo, ImageStore
 from .clock import Clock
-from .frames import Frame, FrameCache, FrameSpec, frame_level, original_region, render_frame, render_region
+from .frames import Frame, FrameCache, FrameSpec, original_region, render_frame, render_region, shown_size
 from .links import Link, LinkSchedule, arrival_ms
 from .protocol import StartRequest
 from .race import Racer
@@ -144,7 +144,7 @@ class LevelFrames:
     def __init__(self, model, store: ImageStore, info: ImageInfo, frames: FrameCache, key: StreamKey,
                  spec: FrameSpec, source: StreamSource | None = None) -> None:
         self._model = model
-        self._finest = frame_level(info.height, info.width, spec.size) if spec.preview else 0
+        self._finest = spec.level(info.height, info.width) if spec.preview else 0
         self._decoder = ProgressiveDecoder(model, images=False, finest_level=self._finest)
         # every byte received so far, which the decoders read: the source's own (not a copy, which
         # would be 30 to 60 MB more for a 40 MP photograph), or given piece by piece to ``next``
@@ -602,13 +602,17 @@ async def run_stream(app: web.Application, send: Sender, req: StartRequest, info
         raise StreamBusy(str(exc)) from None
     watch = watch or StreamWatch()
     # before anything awaits, so that an encode this viewer starts renders its frames from its first chunk
-    watch.frames = LevelFrames(app[MODEL], app[STORE], info, app[FRAMES], key, FrameSpec(req.preview, req.frame),
-                               source)
+    watch.frames = LevelFrames(app[MODEL], app[STORE], info, app[FRAMES], key, frame_spec(req), source)
     try:
         await _run_stream(app, send, req, info, key, source, watch)
     finally:
         watch.frames.close()
         app[SOURCES].release(source)
+
+
+def frame_spec(req: StartRequest) -> FrameSpec:
+    """How this stream's frames are shown: in a race, measured at full size whatever size they are sent at."""
+    return FrameSpec(req.preview, req.frame, full_quality=bool(req.contenders))
 
 
 class StreamBusy(Exception):
@@ -646,7 +650,8 @@ async def _run_stream(app: web.Application, send: Sender, req: StartRequest, inf
             f", {req.generative_levels} predicted levels" if req.generative_levels else "")
         await progress.say("hidenet", "encode", f"Encoding the hideNet stream ({mode}) as it is sent: the first view "
                                                 "of this image in this mode; later views read the cache")
-    racers = [Racer(spec, slot) for slot, spec in enumerate(req.contenders, 1)]
+    racers = [Racer(spec, slot, shown_size(info.height, info.width, req.frame))
+              for slot, spec in enumerate(req.contenders, 1)]
     # The contenders are prepared before the race's clock starts, so that no racer waits for its encoder;
     # hideNet's stream needs only its header (its chunks are sent as the encoder makes them).
     preparing = [asyncio.ensure_future(source.wait_header())]
@@ -656,7 +661,7 @@ async def _run_stream(app: web.Application, send: Sender, req: StartRequest, inf
     finally:
         for task in preparing:  # one failed: the others are of no use (a cache still gets what they finish)
             task.cancel()
-    spec = FrameSpec(req.preview, req.frame)
+    spec = frame_spec(req)
     chunk_plan = stream_plan(header)
     promised = guarantees(header, chunk_plan)
     plan = [_schedule_entry(i, c, req.link) for i, c in enumerate(source.chunks)] + [

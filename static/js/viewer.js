@@ -6,10 +6,12 @@
 // times and the verdict use; and *real time*, the wall clock since Replay, which also
 // counts the server's preparation (encoding a stream not cached yet) and its decoding.
 //
-// Frames come at the size hideNet's stage shows them (``frame`` in start), except in a race,
-// where they are full size so that every racer's PSNR is of the same full-size picture. At
-// 1:1, while the frame is smaller than what it shows, the viewer asks the server for the
-// exact pixels of the visible rectangle (``region``) after each chunk and after each pan.
+// Frames come at the size hideNet's stage shows them (``frame`` in start), every racer's in a
+// race too (the server still measures each racer's PSNR on its full-size picture); a race
+// at 1:1 asks for full-size frames, so that every racer shows its own pixels (switching a
+// race to 1:1 starts it again). At
+// 1:1, while hideNet's frame is smaller than what it shows, the viewer asks the server for
+// the exact pixels of the visible rectangle (``region``) after each chunk and after each pan.
 
 import { $, setText, show } from "./dom.js";
 import { formatBytes, formatClock, formatMs, formatPsnr, formatRate, formatSize, NBSP } from "./format.js";
@@ -45,8 +47,11 @@ const errorBanner = $("#stream-error");
 
 const form = new ControlsForm($("#controls"), {
   onChange(next, restart) {
+    // a race at display size switched to 1:1 starts again at full size: its contenders have no regions
+    const shrunk = (stream?.meta?.contenders ?? []).some((c) => c.frame != null);
+    const fullRace = next.view === "1to1" && next.race.length > 0 && shrunk;
     apply(next);
-    if (restart) start();
+    if (restart || fullRace) start();
   },
   onReplay(next) {
     apply(next);
@@ -162,11 +167,18 @@ function stop() {
   setStreamState("stopped");
 }
 
-/** The size hideNet's frames are asked at: its stage's in device pixels, or "full" in a race (like for like). */
+/**
+ * The size frames are asked at: hideNet's stage's in device pixels (every stage of a race has
+ * its size), or "full" for a race at 1:1, where each contender has no exact pixels but its frames.
+ */
 function frameSize() {
+  // the canvas's box as laid out now (a race just turned on has shrunk it; its resize observer has not run yet)
   const canvas = stages.hidenet.stage.canvas;
-  if (state.race.length || !canvas.width || !canvas.height) return "full";
-  return { width: canvas.width, height: canvas.height };
+  const dpr = window.devicePixelRatio || 1;
+  const width = Math.round(canvas.clientWidth * dpr);
+  const height = Math.round(canvas.clientHeight * dpr);
+  if ((state.race.length && state.view === "1to1") || !width || !height) return "full";
+  return { width, height };
 }
 
 /** The server says what it is doing: preparing the stream, or encoding a chunk that is not made yet. */

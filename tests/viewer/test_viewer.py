@@ -230,6 +230,36 @@ def test_a_large_image_comes_at_the_stage_size_and_1to1_shows_exact_regions(serv
     assert x2 != x and np.array_equal(moved[:, :, :3], pixels[y2 : y2 + moved.shape[0], x2 : x2 + moved.shape[1]])
 
 
+def test_a_race_on_a_large_image_comes_at_the_stage_size_and_at_1to1_starts_again_full_size(server, page):
+    """Every racer's frames fit the stage in fit mode (the server still measures them at full
+    size); switching the race to 1:1 starts it again with full-size frames, its contender's too."""
+    from tests.viewer.test_race import record_messages
+
+    page.set_viewport_size({"width": 1000, "height": 800})
+    pixels = photo_like(640, 1100, seed=12)
+    info = post_image(server.url, "large-race.png", png(pixels))
+    messages = record_messages(page)
+    page.goto(viewer_url(server, UploadedImage(info["id"], "large-race", 1100, 640, pixels), link="unlimited",
+                         race="pjpeg"))
+    wait_done(page, 300)
+    meta = next(m for m in messages if m["type"] == "meta")
+    stage = int(page.locator("#stage-c1 canvas").evaluate("c => c.width"))
+    assert meta["frame"] is not None and meta["contenders"][0]["frame"]["width"] <= stage < 1100
+    for key in ("hidenet", "c1"):
+        assert int(page.locator(f"#stage-{key} canvas").get_attribute("data-frame-width")) <= stage
+    shrunk = [m["psnr"] for m in messages if m["type"] == "race"]
+    messages.clear()
+    page.locator("label[for=view-1to1]").click()
+    deadline = time.monotonic() + 300
+    while not any(m["type"] == "done" for m in messages) and time.monotonic() < deadline:
+        page.wait_for_timeout(50)  # the race starts again: a new meta, then its done
+    wait_done(page, 300)
+    meta = next(m for m in messages if m["type"] == "meta")
+    assert meta["frame"] is None and meta["contenders"][0]["frame"] is None
+    assert int(page.locator("#stage-c1 canvas").get_attribute("data-frame-width")) == 1100
+    assert [m["psnr"] for m in messages if m["type"] == "race"] == shrunk  # the same full-size measure
+
+
 def test_race_shows_both_images_and_both_curves(server, small_image, page):
     page.goto(viewer_url(server, small_image, link="3g", race=1))  # race=1: the progressive JPEG
     wait_done(page)

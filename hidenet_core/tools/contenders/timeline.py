@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ...metrics import psnr, ssim
+from ...metrics import frame_ssim, psnr
 from .base import Contender, ContenderError, Shown, visible
 from .registry import CONTENDERS
 
@@ -106,10 +106,11 @@ def _like(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 
 def score(shown: Shown, reference: np.ndarray) -> tuple[Shown, float, float]:
-    """``shown`` in the reference's channels, and its PSNR and SSIM (unpainted rows count as flat grey)."""
+    """``shown`` in the reference's channels, and its PSNR and SSIM (unpainted rows count as flat grey;
+    SSIM on the grid a server's frame of that size is measured on: ``frame_ssim``)."""
     shown = Shown(_like(shown.image, reference), shown.rows)
     scored = shown.scored()
-    return shown, psnr(scored, reference), ssim(scored, reference)
+    return shown, psnr(scored, reference), frame_ssim(scored, reference)
 
 
 class BuildCancelled(Exception):

@@ -206,6 +206,24 @@ def test_first_view_measures_each_chunk_against_when_it_was_due_and_checks_the_1
     assert result["region"]["exact"] is True and result["peak_rss_bytes"] > 0
 
 
+def test_first_view_races_at_the_display_size_and_times_each_repaint(tmp_path):
+    """``firstview --race pjpeg``: the viewer's race on a never-seen image; every contender frame
+    fits the display and is timed against its arrival."""
+    images = tmp_path / "images"
+    images.mkdir()
+    photo = smooth_image_file(images / "photo.png")
+    server = start_server(tmp_path / "data", "interp", extra=["--images", str(images)])
+    try:
+        result = asyncio.run(first_view(server.url, image_id(photo), "3g", (64, 48), race=["pjpeg"]))
+    finally:
+        stop_server(server)
+    race = result["race"]
+    assert result["prepared_ms"] > 0 and len(race) >= 2 and [r["frame"] for r in race] == list(range(1, len(race) + 1))
+    assert all(r["contender"] == "pjpeg:90" and r["frame_width"] <= 64 for r in race)
+    assert all(r["received_ms"] >= r["arrival_ms"] - 50 for r in race)  # never before its bytes (clocks: 50 ms)
+    assert all(c["frame_width"] <= 64 for c in result["chunks"])
+
+
 def test_first_view_after_an_upload_joins_its_background_encode_at_1to1(tmp_path):
     """``firstview --upload --follow``: the photograph is uploaded to a server with no image, then
     viewed at 1:1 all along; every region it is answered with is exact at the end."""

@@ -119,7 +119,7 @@ def test_the_frame_level_is_the_coarsest_at_least_as_large_as_the_image_shown(he
 @pytest.mark.parametrize(("height", "width", "step"),
                          [(512, 768, 1), (1028, 1544, 2), (1424, 2136, 4), (2848, 4272, 8)])
 def test_a_large_frame_has_its_ssim_measured_on_a_coarser_grid_of_at_most_2_19_pixels(height, width, step):
-    from server.streaming.frames import SSIM_PIXELS, ssim_step
+    from hidenet_core.metrics import SSIM_PIXELS, ssim_step
 
     def pixels(s: int) -> int:
         return -(-height // s) * -(-width // s)
@@ -184,3 +184,36 @@ def test_a_frame_level_over_the_model_budget_skips_the_step_toward_bilinear(monk
     [first] = decoder.feed(data[: stream_info(data)["chunks"][0]["total_bytes"]])
     render_frame(decoder.reconstruction, first.level, original, FrameSpec(preview=True, size=(160, 120)))
     assert seen == [interpolated]
+
+
+def test_a_race_frame_for_a_display_is_measured_at_full_size_and_sent_shrunk(monkeypatch):
+    """In a race hideNet's quality is of its full-size picture, like the contenders': the frame
+    sent to a 40x30 display is that picture shrunk, with the PSNR and SSIM a full-size frame has
+    (the model predicts every missing level of a small image, as for a full-size frame)."""
+    from hidenet_core.display import display_frame
+    from server.streaming import frames
+
+    model = load_model("default")
+    original = smooth_image(140, 180, 3)  # levels 0 to 3
+    data = encode(original, model, EncodeSettings(version=6))
+    chunks = stream_info(data)["chunks"]
+    decoder = ProgressiveDecoder(model)
+    last = decoder.feed(data[: chunks[1]["total_bytes"]])[-1]  # levels 0 and 1 still predicted
+    assert last.level >= 2
+    race = FrameSpec(preview=True, size=(40, 30), full_quality=True)
+    full = render_frame(decoder.reconstruction, last.level, original, FrameSpec(preview=True))
+    shown = render_frame(decoder.reconstruction, last.level, original, race)
+    assert (shown.psnr, shown.ssim, shown.level) == (full.psnr, full.ssim, 0)
+    assert shown.format == "jpeg" and (shown.width, shown.height) == (39, 30)
+    picture = Image.fromarray(frame_pixels(full.data)).resize((39, 30), Image.Resampling.LANCZOS)
+    assert psnr(frame_pixels(shown.data), np.asarray(picture)) > 35
+    displayed = render_frame(decoder.reconstruction, last.level, original, FrameSpec(preview=True, size=(40, 30)))
+    assert displayed.level == 2  # outside a race: measured on the grid of the level it is shrunk from
+
+    # an image above MODEL_FRAME_PIXELS: its missing levels bilinear, as a displayed frame's, still at full size
+    monkeypatch.setattr(frames, "MODEL_FRAME_PIXELS", 1000)
+    large = render_frame(decoder.reconstruction, last.level, original, race)
+    view = decoder.reconstruction
+    bilinear = display_frame(view.preview(0, 0, 0), view.current_level, 0, True, interpolated=True)
+    assert large.level == 0 and large.psnr == pytest.approx(psnr(bilinear, original), abs=1e-3)
+    assert large.psnr != full.psnr

@@ -1,4 +1,4 @@
-"""The race timelines: one PNG frame per repaint of each contender, measured against the original."""
+"""The race timelines: one frame per repaint of each contender, measured against the original at full size."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import time
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from hidenet_core import psnr
 from hidenet_core.tools.contenders import CONTENDERS, BuildCancelled, parse_spec
 from server.streaming.race import RaceCache, build_race
 from tests.conftest import smooth_image
@@ -27,12 +29,12 @@ def test_frames_are_full_size_and_transparent_where_nothing_is_painted(key):
     pixels = smooth_image(48, 40, 3, seed=4)
     timeline = build_race(pixels, parse_spec(key))
     for frame in timeline.frames:
-        image = frame_pixels(frame.png)
+        image = frame_pixels(frame.data)
         assert image.shape[:2] == (48, 40)
         if frame.rows < 48:  # a top-down format, part-way: RGBA, the rest transparent
             assert image.shape[2] == 4 and (image[frame.rows :, :, 3] == 0).all()
             assert (image[: frame.rows, :, 3] == 255).all()
-    final = frame_pixels(timeline.frames[-1].png)
+    final = frame_pixels(timeline.frames[-1].data)
     if timeline.lossless:
         assert np.array_equal(final, pixels) and timeline.frames[-1].psnr is None
 
@@ -115,3 +117,40 @@ async def test_a_timeline_larger_than_the_whole_cache_is_used_but_not_kept():
     assert big.weight > cache.max_bytes
     assert await cache.get("b", "png", lambda: asyncio.sleep(0, big)) is big
     assert cache.cached("b", "png") is None and cache.cached("a", "png") is kept  # it evicted nothing
+
+
+@pytest.mark.parametrize("key", ["pjpeg:90", "jpeg", "webp-lossless"])
+def test_frames_for_a_display_are_shrunk_to_fit_and_measured_at_full_size(key):
+    """A viewer showing a 40x30 picture of a 96x80 image gets each repaint shrunk to fit (a JPEG,
+    a PNG where a top-down format has painted only its first rows); the quality is still the
+    full-size repaint's, the same as a client asking full-size frames gets."""
+    pixels = smooth_image(80, 96, 3, seed=5)
+    full = build_race(pixels, parse_spec(key))
+    shown = build_race(pixels, parse_spec(key), size=(40, 30))
+    assert [(f.psnr, f.ssim, f.rows, f.bytes) for f in shown.frames] == [(f.psnr, f.ssim, f.rows, f.bytes)
+                                                                         for f in full.frames]
+    for frame, whole in zip(shown.frames, full.frames, strict=True):
+        assert (frame.width, frame.height) == (36, 30) and (whole.width, whole.height) == (96, 80)
+        image = frame_pixels(frame.data)
+        assert image.shape[:2] == (30, 36)
+        if frame.rows < 80:  # painted down to a row: transparent below it, so a PNG with alpha
+            assert frame.data.startswith(b"\x89PNG") and image.shape[2] == 4 and image[-1, :, 3].max() == 0
+        else:
+            assert frame.data.startswith(b"\xff\xd8")
+            reference = np.asarray(Image.fromarray(frame_pixels(whole.data)).resize((36, 30), Image.Resampling.LANCZOS))
+            assert psnr(image, reference) > 35
+    assert sum(len(f.data) for f in shown.frames) < sum(len(f.data) for f in full.frames)
+
+
+@pytest.mark.asyncio
+async def test_the_cache_keeps_a_timeline_per_frame_size():
+    cache, built = RaceCache(10_000_000), []
+
+    async def build(size):
+        built.append(size)
+        return build_race(smooth_image(40, 48, 3), parse_spec("pjpeg"), size=size)
+
+    small = await cache.get("img", "pjpeg:90", lambda: build((24, 20)), (24, 20))
+    full = await cache.get("img", "pjpeg:90", lambda: build(None))
+    assert await cache.get("img", "pjpeg:90", lambda: build((24, 20)), (24, 20)) is small
+    assert cache.cached("img", "pjpeg:90") is full and built == [(24, 20), None]

@@ -181,6 +181,27 @@ async def test_contenders_race_on_the_same_link_and_done_says_who_won(client, cl
     assert v["sentence"].endswith(".") and "hideNet" in v["sentence"]
 
 
+async def test_a_race_for_a_display_sends_every_racer_shrunk_and_measures_it_at_full_size(client, rgb_id):
+    """The viewer races at its stage's size: every frame fits it, and every PSNR is the one a
+    full-size race measures (hideNet's full-size preview, each contender's full-size repaint)."""
+    results = []
+    for frame in ("full", {"width": 20, "height": 20}):
+        ws = await client.ws_connect("/ws")
+        await ws.send_json(start(rgb_id, contenders=["pjpeg", "webp-lossless"], link="cable", frame=frame))
+        results.append(split(await receive_stream(ws)))
+        await ws.close()
+    (fmeta, flevels, fraces, fdone), (meta, levels, races, done) = results
+    assert [c["frame"] for c in meta["contenders"]] == [{"width": 20, "height": 14}] * 2
+    assert [c["frame"] for c in fmeta["contenders"]] == [None, None]
+    for m, data in levels + races:
+        assert (m["frame_width"], m["frame_height"]) == (20, 14) and frame_pixels(data).shape[:2] == (14, 20)
+    assert all(m["psnr_level"] == 0 for m, _ in levels)
+    full = {m["index"]: (m["psnr"], m["ssim"]) for m, _ in flevels}  # a display may skip a frame (``chunk``)
+    assert levels and all((m["psnr"], m["ssim"]) == full[m["index"]] for m, _ in levels)
+    assert [(m["psnr"], m["ssim"]) for m, _ in races] == [(m["psnr"], m["ssim"]) for m, _ in fraces]
+    assert done["verdict"]["comparable"] and fdone["verdict"]["comparable"]
+
+
 async def test_on_the_unlimited_link_racers_are_timed_by_when_they_were_sent(client, rgb_id):
     ws = await client.ws_connect("/ws")
     await ws.send_json(start(rgb_id, contenders=["pjpeg"]))
