@@ -35,8 +35,9 @@ from hidenet_core.metrics import frame_ssim
 from ..storage.cache import StreamKey
 from ..storage.lru import LRU
 
-__all__ = ["Frame", "FrameSpec", "FrameCache", "frame_level", "fit", "shown_size", "level_reference", "render_frame",
-           "render_region", "original_region", "finite", "frame_image", "SHRUNK_JPEG_QUALITY", "warm_up"]
+__all__ = ["Frame", "FrameSpec", "FrameCache", "frame_level", "fit", "resize_to", "shown_size", "level_reference",
+           "render_frame", "render_region", "original_region", "finite", "frame_image", "SHRUNK_JPEG_QUALITY",
+           "warm_up"]
 
 
 @dataclass(frozen=True)
@@ -75,20 +76,31 @@ class FrameSpec:
         return 0 if self.full_quality else frame_level(height, width, self.size)
 
     def budgets(self, height: int, width: int) -> tuple[int | None, int | None]:
-        """A preview's (``model_pixels``, ``estimate_pixels``) (``frame_budgets``): a race's of an
-        image up to ``MODEL_FRAME_PIXELS`` are a full-size frame's (the model everywhere, as a
-        race at full size measures), a larger one's a displayed frame's (bilinear: the model
-        took 3 to 15 s a frame at 12 MP)."""
-        if self.full_quality and height * width <= MODEL_FRAME_PIXELS:
-            return None, None
+        """A preview's (``model_pixels``, ``estimate_pixels``) (``frame_budgets``). A race's, at
+        any frame size, so that its figures do not depend on the view: for an image up to
+        ``MODEL_FRAME_PIXELS`` a full-size frame's (the model everywhere), for a larger one a
+        displayed frame's (bilinear, levels under refinement as they stand: the model took 3 to
+        15 s a frame at 12 MP)."""
+        if self.full_quality:
+            return (None, None) if height * width <= MODEL_FRAME_PIXELS else (0, 0)
         return frame_budgets(height, width, self.size)
+
+    def from_encoder(self, height: int, width: int) -> bool:
+        """Whether a first view renders these frames on the encode's thread from its state
+        (``LevelFrames.tap``), which the encoder waits for: frames for a display whose model
+        work is bounded. Else they are decoded in the worker, beside the encoder: "full" frames
+        (clients that time each chunk's decoding) and a race's frames of an image up to
+        ``MODEL_FRAME_PIXELS`` (the model at full size: 1.8 s a frame at 1.4 MP, which would
+        hold the encoder and so delay hideNet's own chunks in the race)."""
+        return self.size is not None and self.budgets(height, width)[0] is not None
 
 
 #: a frame for a display (``FrameSpec.size``) of an image larger than this has its missing levels
 #: predicted bilinearly, not by the model, and its levels below a refinement under way shown as they
 #: stand, not estimated: a tenth of a second per frame whatever the image's size, where the model
 #: took 3 to 15 s a frame for a 12-megapixel photograph on 2 cores (measured, mostly per-level
-#: overhead); "full" frames (fetch, the bench, a race) use the model for every level
+#: overhead), and so has a race's hideNet picture, at any frame size (``FrameSpec.budgets``); "full"
+#: frames (fetch, the bench) use the model for every level
 MODEL_FRAME_PIXELS = 2_000_000
 #: ... and of a smaller image, the model predicts the missing levels while their pixels add up to at
 #: most this many, the finer ones bilinear (every level of the bundled samples, up to 640x427): a
@@ -155,7 +167,14 @@ def shown_size(height: int, width: int, size: tuple[int, int] | None) -> tuple[i
 def fit(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     """The image shrunk (never enlarged) to fit in ``size``, aspect kept."""
     h, w = image.shape[:2]
-    box = _fitted(h, w, size)
+    return resize_to(image, _fitted(h, w, size))
+
+
+def resize_to(image: np.ndarray, box: tuple[int, int]) -> np.ndarray:
+    """The image resampled (Lanczos) to exactly ``box`` (width, height); itself if it has that size.
+    A contender's repaint is shrunk to the box hideNet's frames are (``shown_size``): fitting
+    the full-size image again could round a row or column differently."""
+    h, w = image.shape[:2]
     if box == (w, h):
         return image
     out = np.asarray(to_pil(image).resize(box, Image.Resampling.LANCZOS))

@@ -24,13 +24,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hidenet_core.metrics import frame_ssim
 from hidenet_core.tools.contenders import BuildCancelled, Event, Spec, build_timeline
 from hidenet_core.tools.contenders import Racer as VerdictRacer
 
 from ..storage.lru import LRU
 from ..storage.singleflight import SingleFlight
 from .clock import Clock
-from .frames import finite, fit, frame_image
+from .frames import finite, frame_image, resize_to
 from .links import Link, arrival_ms
 
 if TYPE_CHECKING:
@@ -75,15 +76,15 @@ class RaceTimeline:
 def build_race(pixels: np.ndarray, spec: Spec, cancelled: Callable[[], bool] = lambda: False,
                size: tuple[int, int] | None = None) -> RaceTimeline:
     """Blocking (worker): encode, cut, decode and measure every repaint (at full size), and
-    render the frames, shrunk to ``size`` (width, height; None: full size); raises
+    render the frames, shrunk to ``size`` (width, height: ``frames.shown_size``; None: full size); raises
     ``BuildCancelled`` soon after ``cancelled()`` returns True (between repaints)."""
-    timeline = build_timeline(spec, pixels, cancelled)
+    timeline = build_timeline(spec, pixels, cancelled, frame_ssim)  # SSIM as hideNet's frames are measured
     frames = []
     for f in timeline.frames:
         if cancelled():
             raise BuildCancelled(f"the {spec.key} race was no longer wanted")
         picture = f.shown.image if f.shown.complete else f.shown.rgba()
-        shown = fit(picture, size)
+        shown = picture if size is None else resize_to(picture, size)
         frames.append(RaceFrame(f.index, f.bytes, f.label, f.shown.rows, frame_image(shown, shown is not picture),
                                 finite(f.psnr), round(f.ssim, 5), shown.shape[1], shown.shape[0]))
     frames = tuple(frames)

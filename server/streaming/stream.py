@@ -169,8 +169,7 @@ class LevelFrames:
         self._seen = 0  # chunks given to ``next`` so far
         self._header: Header | None = None  # the stream's, once its first chunk is given
         self._source: StreamSource | None = None
-        if source is not None and not source.complete and spec.size is not None:
-            # display frames only: "full" frames (fetch, the bench) time each chunk's decoding
+        if source is not None and not source.complete and spec.from_encoder(info.height, info.width):
             self._source = source
             source.taps.append(self)
 
@@ -540,7 +539,8 @@ class _FramesAhead:
     its chunk is due, however many chunks arrive meanwhile; without it each chunk waited
     for the frames of all the chunks before it (1.5 s behind, for a 12-megapixel photo on
     the 3g link). Clients that measure every chunk ("full" frames: ``hidenet fetch``, the
-    bench) and the unlimited link (every chunk there at once) get every frame.
+    bench), a race (whose verdict reads hideNet's picture at every chunk, as it reads every
+    contender's repaint) and the unlimited link (every chunk there at once) get every frame.
     """
 
     def __init__(self, source: StreamSource, plan, progress: Progress, worker, decoding: LevelFrames,
@@ -696,7 +696,7 @@ async def _run_stream(app: web.Application, send: Sender, req: StartRequest, inf
         times = ChunkTimes(source, req.link, t0)
         arrival = round(arrival_ms(req.link, source.header_bytes), 3)
         ahead = _FramesAhead(source, chunk_plan, progress, worker, decoding, times, clock,
-                             coalesce=spec.size is not None and not unlimited)
+                             coalesce=spec.size is not None and not unlimited and not racers)
         rendering = asyncio.create_task(ahead.run())
         for i in range(len(chunk_plan)):
             item = await ahead.next()

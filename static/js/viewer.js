@@ -48,8 +48,7 @@ const errorBanner = $("#stream-error");
 const form = new ControlsForm($("#controls"), {
   onChange(next, restart) {
     // a race at display size switched to 1:1 starts again at full size: its contenders have no regions
-    const shrunk = (stream?.meta?.contenders ?? []).some((c) => c.frame != null);
-    const fullRace = next.view === "1to1" && next.race.length > 0 && shrunk;
+    const fullRace = next.view === "1to1" && next.race.length > 0 && raceShrunk();
     apply(next);
     if (restart || fullRace) start();
   },
@@ -132,7 +131,8 @@ function start() {
   verdict.reset(stages.all());
   for (const chart of charts) chart.reset();
   setStreamState("connecting");
-  session = new StreamSession(startMessage({ ...state, image: image.id, frame: frameSize() }), {
+  stream.frame = frameSize();
+  session = new StreamSession(startMessage({ ...state, image: image.id, frame: stream.frame }), {
     onOpen() {
       for (const r of stages.all()) setText(r.status, "Waiting for the server…");
     },
@@ -165,6 +165,13 @@ function stop() {
   }
   verdict.say("Stopped before the end: no verdict.");
   setStreamState("stopped");
+}
+
+/** Whether the race under way (or being prepared) sends its contenders' frames smaller than the image. */
+function raceShrunk() {
+  if (!stream || stream.frame === "full") return false;
+  const contenders = stream.meta?.contenders;
+  return contenders ? contenders.some((c) => c.frame != null) : true; // before meta: as asked
 }
 
 /**

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ...metrics import frame_ssim, psnr
+from ...metrics import psnr, ssim
 from .base import Contender, ContenderError, Shown, visible
 from .registry import CONTENDERS
 
@@ -105,28 +105,31 @@ def _like(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
     raise ValueError(f"a {image.shape[2]}-channel picture cannot be compared with a {reference.shape[2]}-channel one")
 
 
-def score(shown: Shown, reference: np.ndarray) -> tuple[Shown, float, float]:
-    """``shown`` in the reference's channels, and its PSNR and SSIM (unpainted rows count as flat grey;
-    SSIM on the grid a server's frame of that size is measured on: ``frame_ssim``)."""
+def score(shown: Shown, reference: np.ndarray,
+          measure_ssim: Callable[[np.ndarray, np.ndarray], float] = ssim) -> tuple[Shown, float, float]:
+    """``shown`` in the reference's channels, and its PSNR and SSIM (unpainted rows count as flat
+    grey). ``measure_ssim``: every pixel (the bench, like its other series), or the server's
+    ``frame_ssim`` (the grid its frames of that size are measured on)."""
     shown = Shown(_like(shown.image, reference), shown.rows)
     scored = shown.scored()
-    return shown, psnr(scored, reference), frame_ssim(scored, reference)
+    return shown, psnr(scored, reference), measure_ssim(scored, reference)
 
 
 class BuildCancelled(Exception):
     """A timeline's build stopped because nobody waits for it any more."""
 
 
-def build_timeline(spec: Spec, pixels: np.ndarray, cancelled: Callable[[], bool] = lambda: False) -> Timeline:
-    """Encode ``pixels`` once, cut the file at every repaint, decode and measure each prefix;
-    ``cancelled`` is asked before each repaint (seconds each for a large photograph): once it
-    returns True the build raises ``BuildCancelled``."""
+def build_timeline(spec: Spec, pixels: np.ndarray, cancelled: Callable[[], bool] = lambda: False,
+                   measure_ssim: Callable[[np.ndarray, np.ndarray], float] = ssim) -> Timeline:
+    """Encode ``pixels`` once, cut the file at every repaint, decode and measure each prefix
+    (SSIM as ``score`` measures it); ``cancelled`` is asked before each repaint (seconds each for
+    a large photograph): once it returns True the build raises ``BuildCancelled``."""
     reference = visible(pixels)
     data = spec.contender.encode(pixels, spec.quality)
     frames = []
     for i, cut in enumerate(spec.contender.cuts(data), 1):
         if cancelled():
             raise BuildCancelled(f"the {spec.key} timeline was no longer wanted")
-        shown, p, s = score(spec.contender.shown(data, cut.end), reference)
+        shown, p, s = score(spec.contender.shown(data, cut.end), reference, measure_ssim)
         frames.append(Frame(i, cut.end, cut.label, shown, p, s))
     return Timeline(spec, len(data), tuple(frames))

@@ -171,3 +171,17 @@ def test_unpainted_rows_count_as_flat_grey():
     assert np.array_equal(shown.scored(), expected) and math.isfinite(p)
     assert shown.rgba()[:8, :, 3].min() == 255 and shown.rgba()[8:, :, 3].max() == 0
     assert math.isinf(score(Shown(reference, 16), reference)[1])
+
+
+def test_a_timeline_measures_ssim_on_every_pixel_unless_told_the_servers_grid():
+    """The bench compares contenders with hideNet's SSIM on every pixel; the server's race uses the
+    strided grid of its own frames (``frame_ssim``) above 2^19 pixels."""
+    from hidenet_core.metrics import frame_ssim, ssim
+
+    pixels = smooth_image(768, 1024, 3, seed=9)  # 786,432 pixels: SSIM on every 2nd row and column
+    spec = parse_spec("jpeg:40")
+    plain, strided = build_timeline(spec, pixels), build_timeline(spec, pixels, measure_ssim=frame_ssim)
+    last, last_strided = plain.frames[-1], strided.frames[-1]
+    picture = last.shown.scored()
+    assert last.ssim == ssim(picture, pixels) and last_strided.ssim == frame_ssim(picture, pixels)
+    assert last.ssim != last_strided.ssim and last.psnr == last_strided.psnr

@@ -217,3 +217,6 @@ def test_a_race_frame_for_a_display_is_measured_at_full_size_and_sent_shrunk(mon
     bilinear = display_frame(view.preview(0, 0, 0), view.current_level, 0, True, interpolated=True)
     assert large.level == 0 and large.psnr == pytest.approx(psnr(bilinear, original), abs=1e-3)
     assert large.psnr != full.psnr
+    # a race at 1:1 (full-size frames) measures the same picture: the figures do not depend on the view
+    at_1to1 = render_frame(view, last.level, original, FrameSpec(preview=True, full_quality=True))
+    assert (at_1to1.psnr, at_1to1.ssim) == (large.psnr, large.ssim) and at_1to1.width == 180

@@ -85,7 +85,7 @@ async def test_a_race_nobody_waits_for_stops_its_build_in_the_worker(monkeypatch
 
     started, stopped = threading.Event(), threading.Event()
 
-    def slow_build(spec, pixels, cancelled):
+    def slow_build(spec, pixels, cancelled, *measure):
         started.set()
         while not cancelled():
             time.sleep(0.01)
@@ -124,9 +124,11 @@ def test_frames_for_a_display_are_shrunk_to_fit_and_measured_at_full_size(key):
     """A viewer showing a 40x30 picture of a 96x80 image gets each repaint shrunk to fit (a JPEG,
     a PNG where a top-down format has painted only its first rows); the quality is still the
     full-size repaint's, the same as a client asking full-size frames gets."""
+    from server.streaming.frames import shown_size
+
     pixels = smooth_image(80, 96, 3, seed=5)
     full = build_race(pixels, parse_spec(key))
-    shown = build_race(pixels, parse_spec(key), size=(40, 30))
+    shown = build_race(pixels, parse_spec(key), size=shown_size(80, 96, (40, 30)))
     assert [(f.psnr, f.ssim, f.rows, f.bytes) for f in shown.frames] == [(f.psnr, f.ssim, f.rows, f.bytes)
                                                                          for f in full.frames]
     for frame, whole in zip(shown.frames, full.frames, strict=True):
@@ -154,3 +156,16 @@ async def test_the_cache_keeps_a_timeline_per_frame_size():
     full = await cache.get("img", "pjpeg:90", lambda: build(None))
     assert await cache.get("img", "pjpeg:90", lambda: build((24, 20)), (24, 20)) is small
     assert cache.cached("img", "pjpeg:90") is full and built == [(24, 20), None]
+
+
+def test_repaints_are_shrunk_to_exactly_the_box_of_hidenets_frames():
+    """Fitting an image into the box it was fitted to may round a row away (20x31 in a 30x30
+    stage: 19x30, fitted again 19x29); every racer's frames have the same size."""
+    from server.streaming.frames import shown_size
+
+    pixels = smooth_image(31, 20, 3, seed=2)
+    box = shown_size(31, 20, (30, 30))
+    assert box == (19, 30)
+    timeline = build_race(pixels, parse_spec("pjpeg"), size=box)
+    assert {(f.width, f.height) for f in timeline.frames} == {box}
+    assert {frame_pixels(f.data).shape[:2] for f in timeline.frames} == {(30, 19)}

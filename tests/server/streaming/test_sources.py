@@ -347,6 +347,28 @@ async def test_a_first_views_frames_come_from_the_encoders_state_as_a_decoder_wo
     assert [(m["psnr"], m["ssim"], png) for m, png in first] == [(m["psnr"], m["ssim"], png) for m, png in decoded]
 
 
+async def test_a_race_first_view_renders_model_frames_beside_the_encoder_not_on_its_thread(app_client, rgb_id,
+                                                                                           monkeypatch):
+    """A race measures hideNet's full-size picture, by the model up to 2 MP: seconds a frame,
+    which the encoder would wait for on its thread, delaying hideNet's own chunks in the race.
+    Those frames are decoded in the worker instead; above 2 MP (bilinear, cheap) they come from
+    the encoder's state, as a displayed frame's do."""
+    from server.streaming import frames as frames_module
+
+    client = await app_client()
+    ws = await client.ws_connect("/ws")
+    await ws.send_json(start(rgb_id, frame={"width": 28, "height": 20}, contenders=["pjpeg"]))
+    messages = await receive_stream(ws)
+    levels = [m for m in messages if isinstance(m, dict) and m["type"] == "level"]
+    assert levels and {m["frame_from"] for m in levels} == {"decoder"}
+
+    monkeypatch.setattr(frames_module, "MODEL_FRAME_PIXELS", 100)  # this image is "large" now: bilinear
+    await ws.send_json(start(rgb_id, frame={"width": 28, "height": 20}, contenders=["pjpeg"], max_error=1))
+    messages = await receive_stream(ws)
+    levels = [m for m in messages if isinstance(m, dict) and m["type"] == "level"]
+    assert levels and {m["frame_from"] for m in levels} == {"encoder"}
+
+
 async def test_a_region_far_behind_comes_predicted_at_once_then_exact(app_client, rgb, rgb_id, monkeypatch):
     """While the decoder of every level lags (here: always), the region first comes from the
     frames' decoder, its level 0 predicted (level 1, the even pixels, exact), then exact. (A
