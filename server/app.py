@@ -22,6 +22,7 @@ from .keys import (
     FRAMES,
     MODEL,
     MODEL_HASH,
+    PEERS,
     RACES,
     SOCKETS,
     SOURCES,
@@ -31,6 +32,7 @@ from .keys import (
     THUMBNAILS,
     WORKER,
 )
+from .peers import Peers
 from .routes import routes
 from .stats import ServerStats
 from .storage.cache import StreamCache
@@ -68,6 +70,7 @@ def create_app(config: ServerConfig | None = None, *, clock: Clock | None = None
     app[CLOCK] = clock or MonotonicClock()
     app[STATS] = ServerStats()
     app[SOCKETS] = weakref.WeakSet()
+    app[PEERS] = Peers()
     static_dir = config.static_dir or find_dir("static")
     app[STATIC] = StaticFiles(static_dir)
     env = aiohttp_jinja2.setup(

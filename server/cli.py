@@ -14,8 +14,27 @@ from hidenet_core.codec.encoder import DEFAULT_EFFORT
 from hidenet_core.commands.options import add_model_option, int_range
 
 from .config import ServerConfig, default_data_dir
+from .peers import ANY_PROXY, normalized
 
 HELP = "serve the gallery, the viewer and the streaming API (http://127.0.0.1:8080/ by default)"
+
+
+def address_list(text: str) -> tuple[str, ...]:
+    """``--forwarded-allow-ips``: IP addresses, comma-separated, or '*'."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected IP addresses separated by commas, or '*'")
+    out = []
+    for item in items:
+        if item == ANY_PROXY:
+            out.append(item)
+            continue
+        address = normalized(item)
+        if address is None:
+            raise argparse.ArgumentTypeError(f"{item!r} is not an IP address (give addresses, not names or "
+                                             "networks, separated by commas; or '*')")
+        out.append(address)
+    return tuple(out)
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -27,6 +46,14 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help=f"where uploads and the stream cache are kept (default {default_data_dir()})")
     p.add_argument("--max-streams", type=int_range(1, 10_000), default=48, metavar="N",
                    help="streams running at once; more are answered 'busy' (default 48)")
+    p.add_argument("--max-client-streams", type=int_range(1, 10_000), default=8, metavar="N",
+                   help="streams one client (address) runs at once; more are answered 'busy' (default 8)")
+    p.add_argument("--max-client-sockets", type=int_range(1, 10_000), default=32, metavar="N",
+                   help="websockets one client (address) keeps open; more are refused with 429 (default 32)")
+    p.add_argument("--forwarded-allow-ips", type=address_list, default=(), metavar="IPS",
+                   help="comma-separated addresses of the proxies in front (e.g. 127.0.0.1 for a local nginx): "
+                        "a request from one of them is counted for the client its X-Forwarded-For names; '*' "
+                        "trusts every peer (only where nobody can reach the server but through the proxy)")
     p.add_argument("--workers", type=int_range(1, 64), default=2, metavar="N",
                    help="decoder threads (default 2)")
     p.add_argument("--max-encodes", type=int_range(1, 64), default=2, metavar="N",
@@ -58,6 +85,8 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
         host=args.host, port=args.port, model=args.model, data_dir=data_dir, images_dir=args.images,
         max_streams=args.max_streams, workers=args.workers, allowed_origins=tuple(args.allow_origin),
+        max_client_streams=args.max_client_streams, max_client_sockets=args.max_client_sockets,
+        forwarded_allow_ips=args.forwarded_allow_ips,
         max_encodes=args.max_encodes, cache_mb=args.cache_mb, effort=args.effort, encode_uploads=args.encode_uploads,
     )
 

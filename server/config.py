@@ -8,6 +8,8 @@ from pathlib import Path
 
 from hidenet_core.codec.encoder import DEFAULT_EFFORT, EFFORTS
 
+from .peers import ANY_PROXY, normalized
+
 __all__ = ["ServerConfig", "default_data_dir"]
 
 MB = 1024 * 1024
@@ -38,6 +40,10 @@ class ServerConfig:
     max_uploads: int = 1000  # stored uploads; more are refused with 507 (the disk is not unbounded)
     max_streams: int = 48  # streams running at once over all sockets; more are answered "busy"
     max_sockets: int = 256  # open websockets; more are refused with 503 at the handshake
+    max_client_sockets: int = 32  # open websockets of one client (``peers``); more are refused with 429
+    max_client_streams: int = 8  # streams one client runs at once over its sockets; more are answered "busy"
+    #: peers trusted to say whom they forward (``X-Forwarded-For``): the proxy in front, e.g. ("127.0.0.1",)
+    forwarded_allow_ips: tuple[str, ...] = ()
     ws_max_message: int = 64 * 1024  # largest websocket message a client may send (close 1009 beyond)
     heartbeat_s: float = 20.0  # websocket ping interval; a peer that misses a pong is dropped
     allowed_origins: tuple[str, ...] = ()  # extra origins allowed on /ws besides the server's own
@@ -59,6 +65,8 @@ class ServerConfig:
             "max_uploads": self.max_uploads >= 0,
             "max_streams": self.max_streams >= 1,
             "max_sockets": self.max_sockets >= 1,
+            "max_client_sockets": self.max_client_sockets >= 1,
+            "max_client_streams": self.max_client_streams >= 1,
             "ws_max_message": self.ws_max_message >= 1024,
             "heartbeat_s": self.heartbeat_s > 0,
             "workers": self.workers >= 1,
@@ -74,3 +82,8 @@ class ServerConfig:
         if bad:
             raise ValueError(f"invalid server setting {bad[0]}={getattr(self, bad[0])!r}")
         object.__setattr__(self, "data_dir", Path(self.data_dir))
+        proxies = tuple(a if a == ANY_PROXY else normalized(a) for a in self.forwarded_allow_ips)
+        if None in proxies:
+            raise ValueError(f"invalid server setting forwarded_allow_ips={self.forwarded_allow_ips!r}: "
+                             "IP addresses, or '*'")
+        object.__setattr__(self, "forwarded_allow_ips", proxies)

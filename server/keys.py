@@ -9,6 +9,7 @@ from aiohttp import web
 from hidenet_core import Predictor
 
 from .config import ServerConfig
+from .peers import Peers
 from .stats import ServerStats
 from .storage.cache import StreamCache
 from .storage.lru import LRU
@@ -21,7 +22,7 @@ from .views.resources import StaticFiles
 from .worker import Worker
 
 __all__ = ["CONFIG", "CLOCK", "MODEL", "MODEL_HASH", "WORKER", "STORE", "CACHE", "RACES", "FRAMES", "STATIC",
-           "THUMBNAILS", "SOCKETS", "STATS", "SOURCES"]
+           "THUMBNAILS", "SOCKETS", "PEERS", "STATS", "SOURCES"]
 
 CONFIG = web.AppKey("config", ServerConfig)
 CLOCK = web.AppKey("clock", Clock)  # the link schedule's time source (a fake one in tests)
@@ -36,4 +37,5 @@ FRAMES = web.AppKey("frames", FrameCache)  # rendered level frames and their qua
 THUMBNAILS = web.AppKey("thumbnails", LRU)  # thumbnail PNGs by image id
 STATIC = web.AppKey("static", StaticFiles)  # static dir + content hashes for URLs
 SOCKETS = web.AppKey[weakref.WeakSet[web.WebSocketResponse]]("sockets")  # open websockets, closed on shutdown
+PEERS = web.AppKey("peers", Peers)  # open websockets and running streams per client (the per-client caps)
 STATS = web.AppKey("stats", ServerStats)  # counters for /api/stats

@@ -48,8 +48,9 @@ def app(**settings: object) -> web.Application:
     takes any ``ServerConfig`` field (paths as strings)."""
     paths = {"data_dir", "images_dir", "templates_dir", "static_dir"}
     fields = {k: Path(v) if k in paths and v is not None else v for k, v in settings.items()}
-    if "allowed_origins" in fields:
-        fields["allowed_origins"] = tuple(fields["allowed_origins"])  # type: ignore[arg-type]
+    for name in ("allowed_origins", "forwarded_allow_ips"):
+        if name in fields:
+            fields[name] = tuple(fields[name])  # type: ignore[arg-type]
     return create_app(ServerConfig(**fields))  # type: ignore[arg-type]
 
 

@@ -204,7 +204,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--images", type=Path, default=None, metavar="DIR",
                    help="the server serves the images in DIR instead of the bundled samples")
     p.add_argument("--model", default="default", help="server model (default: the shipped weights)")
-    p.add_argument("--url", default=None, help="use this running server instead of starting one")
+    p.add_argument("--url", default=None, help="use this running server instead of starting one (its viewers all come "
+                   "from this machine: start it with --max-client-streams and --max-client-sockets above the "
+                   "concurrency)")
     p.add_argument("--server-cpus", default=None, metavar="LIST",
                    help="pin the server to these CPUs, e.g. 0,1 (to measure a 2-core server on a bigger machine)")
     p.add_argument("--processes", type=int, default=None, metavar="N",
@@ -227,6 +229,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 cpus = {int(c) for c in args.server_cpus.split(",")} if args.server_cpus else None
                 extra = ["--images", str(args.images)] if args.images else []
+                # every viewer comes from this machine: one client, allowed as many streams as the server
+                room = str(max(streams) + 8)
+                extra += ["--max-client-streams", room, "--max-client-sockets", room]
+                if args.proxy:
+                    extra += ["--forwarded-allow-ips", "127.0.0.1"]
                 server = start_server(Path(tmp) / "data", args.model, max_streams=max(streams) + 8, extra=extra,
                                       cpus=cpus, processes=args.processes)
                 base = server.url

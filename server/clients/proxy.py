@@ -35,6 +35,7 @@ server {
     proxy_set_header Upgrade $http_upgrade;
     proxy_set_header Connection $connection_upgrade;
     proxy_set_header Host $http_host;          # with the port: the Origin check compares with it
+    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;  # who the client is (per-client caps)
     proxy_read_timeout 300s;
   }
 }

@@ -18,7 +18,8 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from hidenet_core import HdnFormatError, ImageError, default_levels
 
-from ..keys import CONFIG, SOCKETS, STATS, STORE, WORKER
+from ..keys import CONFIG, PEERS, SOCKETS, STATS, STORE, WORKER
+from ..peers import client_address
 from ..storage.store import ImageGone
 from ..views.errors import json_error
 from .protocol import Cancel, ProtocolError, Region, StartRequest, parse_message
@@ -43,8 +44,9 @@ def origin_allowed(request: web.Request) -> bool:
 class Session:
     """The state of one socket."""
 
-    def __init__(self, app: web.Application, ws: web.WebSocketResponse) -> None:
+    def __init__(self, app: web.Application, ws: web.WebSocketResponse, client: str = "unknown") -> None:
         self.app = app
+        self.client = client  # whose socket this is (``peers``): its streams count toward its cap
         self.send = Sender(ws)
         self.task: asyncio.Task[None] | None = None
         self.watch = StreamWatch()
@@ -151,6 +153,12 @@ class Session:
         if stats.streams_running >= cfg.max_streams:
             stats.streams_refused += 1
             raise ProtocolError(f"server busy: {stats.streams_running} streams are running; try again shortly", "busy")
+        peers = self.app[PEERS]
+        if peers.of(self.client).streams >= cfg.max_client_streams:
+            stats.streams_refused += 1
+            raise ProtocolError(f"this client already runs {peers.of(self.client).streams} streams on other sockets "
+                                f"(at most {cfg.max_client_streams} at once); stop one first", "busy")
+        peers.change(self.client, streams=+1)
         stats.streams_running += 1
         stats.streams_started += 1
         self.watch = StreamWatch()
@@ -163,6 +171,7 @@ class Session:
         counts exactly the tasks not ended yet."""
         stats = self.app[STATS]
         stats.streams_running -= 1
+        self.app[PEERS].change(self.client, streams=-1)
         if task.cancelled():
             stats.streams_cancelled += 1
 
@@ -213,13 +222,19 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=cfg.heartbeat_s, max_msg_size=cfg.ws_max_message + 1, compress=False)
     if not ws.can_prepare(request).ok:
         json_error(web.HTTPBadRequest, "expected a websocket upgrade request on /ws")
-    sockets = app[SOCKETS]
+    sockets, peers = app[SOCKETS], app[PEERS]
     if len(sockets) >= cfg.max_sockets:
         app[STATS].sockets_refused += 1
         json_error(web.HTTPServiceUnavailable, f"too many open websockets ({len(sockets)}); try again later")
+    client = client_address(request, cfg.forwarded_allow_ips)
+    if peers.of(client).sockets >= cfg.max_client_sockets:
+        app[STATS].sockets_refused += 1
+        json_error(web.HTTPTooManyRequests, f"this client has {peers.of(client).sockets} websockets open (at most "
+                                            f"{cfg.max_client_sockets}); close one first")
     await ws.prepare(request)
     sockets.add(ws)
-    session = Session(app, ws)
+    peers.change(client, sockets=+1)
+    session = Session(app, ws, client)
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
@@ -237,6 +252,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     finally:
         await session.stop()
         sockets.discard(ws)
+        peers.change(client, sockets=-1)
     return ws
 
 

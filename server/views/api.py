@@ -22,7 +22,7 @@ from hidenet_core.codec.encoder import EncodeCancelled
 from hidenet_core.imageio import to_pil
 from hidenet_core.tools.contenders import contenders_json
 
-from ..keys import CONFIG, RACES, SOCKETS, SOURCES, STATIC, STATS, STORE, THUMBNAILS, WORKER
+from ..keys import CONFIG, PEERS, RACES, SOCKETS, SOURCES, STATIC, STATS, STORE, THUMBNAILS, WORKER
 from ..storage.store import ImageInfo, StoreFull, display_name
 from ..streaming.links import presets_json
 from ..streaming.protocol import STREAM_KINDS
@@ -290,7 +290,8 @@ async def healthz(request: web.Request) -> web.Response:
 async def server_stats(request: web.Request) -> web.Response:
     app = request.app
     return web.json_response({
-        **app[STATS].to_json(), "pid": os.getpid(), "sockets": len(app[SOCKETS]), "images": len(app[STORE]),
+        **app[STATS].to_json(), "pid": os.getpid(), "sockets": len(app[SOCKETS]), "clients": len(app[PEERS]),
+        "images": len(app[STORE]),
         "worker_queue": app[WORKER].queued, "race_timelines": len(app[RACES]),
         "streams_live": len(app[SOURCES]), "encoding": app[SOURCES].encoding,
     })

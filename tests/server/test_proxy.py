@@ -57,14 +57,17 @@ def deployment(tmp_path_factory):
         pytest.skip("no nginx (set HIDENET_NGINX; `make nginx` installs Debian's)")
     argv, site = readme_deployment()
     options = dict(zip(argv[2::2], argv[3::2]))
-    assert argv[:2] == ["hidenet", "serve"] and set(options) == {"--processes", "--port", "--data-dir"}, argv
+    assert argv[:2] == ["hidenet", "serve"] and set(options) == {"--processes", "--port", "--data-dir",
+                                                                 "--forwarded-allow-ips"}, argv
     app_port, proxy_port = free_port(), free_port()
     data = tmp_path_factory.mktemp("data")  # the README's --data-dir, here a temporary one
     images = tmp_path_factory.mktemp("images")
     astronaut = sample_paths()[0]
     (images / astronaut.name).write_bytes(astronaut.read_bytes())
+    # the load test's 64 viewers all come from this machine: one client, allowed as many streams
     server = start_server(data, "interp", processes=int(options["--processes"]), port=app_port,
-                          extra=["--images", str(images)])
+                          extra=["--images", str(images), "--forwarded-allow-ips", options["--forwarded-allow-ips"],
+                                 "--max-client-streams", "80", "--max-client-sockets", "80"])
     try:
         # nginx's own files (pid, logs, buffered uploads) in a directory its workers can enter
         proxy = start_nginx(site_for(site, proxy_port, app_port), tmp_path_factory.mktemp("nginx"), proxy_port)

@@ -45,7 +45,9 @@ async def stats(session: aiohttp.ClientSession, url: str) -> dict:
 def test_200_rapid_start_cancel_cycles_leave_no_stream_running(tmp_path):
     sample = sample_paths()[0]
     original = load_image(sample).pixels
-    server = start_server(tmp_path, "interp", extra=["--images", str(sample.parent)])
+    # one client with a stream on each of its sockets: its per-client stream cap raised to that
+    server = start_server(tmp_path, "interp", extra=["--images", str(sample.parent),
+                                                     "--max-client-streams", str(SOCKETS)])
 
     async def scenario() -> None:
         iid = image_id(original)
@@ -55,7 +57,7 @@ def test_200_rapid_start_cancel_cycles_leave_no_stream_running(tmp_path):
             deadline = time.monotonic() + 10
             while (s := await stats(session, server.url))["sockets"] and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
-            assert (s["streams_running"], s["sockets"], s["streams_refused"]) == (0, 0, 0), s
+            assert (s["streams_running"], s["sockets"], s["streams_refused"], s["clients"]) == (0, 0, 0, 0), s
             assert s["streams_started"] == SOCKETS * CYCLES == s["streams_cancelled"] + s["streams_completed"]
             levels: list = []
             fresh = await stream_once(session, server.url, iid, preview=False, on_frame=levels.append)

@@ -13,7 +13,7 @@ from aiohttp import WSCloseCode, WSMsgType, WSServerHandshakeError
 
 from hidenet_core import default_levels, psnr
 from server import create_app
-from server.keys import FRAMES, STATS
+from server.keys import FRAMES, PEERS, STATS
 from server.streaming.links import PRESETS, arrival_ms
 from tests.server.conftest import HoldClock, frame_pixels, receive_meta, receive_stream
 
@@ -356,6 +356,69 @@ async def test_overload_is_answered_busy_not_queued(aiohttp_client, config, hold
     assert (await receive_stream(first))[-1]["type"] == "done"
     await second.send_json(start(rgb_id))  # capacity is back
     assert split(await receive_stream(second))[3]["type"] == "done"
+
+
+async def test_one_client_runs_at_most_its_streams_and_others_still_get_theirs(aiohttp_client, config, hold_clock,
+                                                                                 rgb_id):
+    """One client's sockets share ``max_client_streams``: past it a ``start`` is answered "busy"
+    with the reason, while another client (a different forwarded address behind the trusted
+    proxy) still starts one; a spoofed X-Forwarded-For from an untrusted peer changes nothing."""
+    from dataclasses import replace
+
+    trusted = replace(config, max_client_streams=2, forwarded_allow_ips=("127.0.0.1",))
+    client = await aiohttp_client(create_app(trusted, clock=hold_clock))
+    alice = [await client.ws_connect("/ws", headers={"X-Forwarded-For": "203.0.113.7"}) for _ in range(3)]
+    for ws in alice[:2]:
+        await ws.send_json(start(rgb_id, link="3g"))
+        assert (await receive_meta(ws))["type"] == "meta"
+    await alice[2].send_json(start(rgb_id, link="3g"))
+    err = await alice[2].receive_json()
+    assert err["code"] == "busy" and "this client already runs 2 streams" in err["message"]
+    bob = await client.ws_connect("/ws", headers={"X-Forwarded-For": "198.51.100.2"})
+    await bob.send_json(start(rgb_id, link="3g"))
+    assert (await receive_meta(bob))["type"] == "meta"
+    await alice[0].send_json({"type": "cancel"})  # one of Alice's stops: she may start another
+    assert (await alice[0].receive_json())["type"] == "cancelled"
+    await alice[2].send_json(start(rgb_id, link="3g"))
+    assert (await receive_meta(alice[2]))["type"] == "meta"
+    hold_clock.release()
+    for ws in (alice[1], alice[2], bob):
+        assert (await receive_stream(ws))[-1]["type"] == "done"
+
+    untrusted = await aiohttp_client(create_app(replace(config, max_client_streams=1), clock=hold_clock))
+    first = await untrusted.ws_connect("/ws", headers={"X-Forwarded-For": "203.0.113.7"})
+    second = await untrusted.ws_connect("/ws", headers={"X-Forwarded-For": "198.51.100.2"})
+    await first.send_json(start(rgb_id, link="3g"))
+    assert (await receive_meta(first))["type"] == "meta"
+    await second.send_json(start(rgb_id, link="3g"))  # the same peer, whatever the header says
+    assert (await second.receive_json())["code"] == "busy"
+
+
+async def test_one_client_keeps_at_most_its_sockets_open(aiohttp_client, config, clock):
+    from dataclasses import replace
+
+    client = await aiohttp_client(create_app(replace(config, max_client_sockets=2), clock=clock))
+    first, second = await client.ws_connect("/ws"), await client.ws_connect("/ws")
+    with pytest.raises(WSServerHandshakeError) as refused:
+        await client.ws_connect("/ws")
+    assert refused.value.status == 429
+    body = await (await client.get("/ws", headers={"Connection": "Upgrade", "Upgrade": "websocket",
+                                                   "Sec-WebSocket-Version": "13",
+                                                   "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})).json()
+    assert "this client has 2 websockets open (at most 2)" in body["error"]
+    await first.close()
+    for _ in range(100):  # the server notices the close
+        if client.app[PEERS].of("127.0.0.1").sockets < 2:
+            break
+        await asyncio.sleep(0.01)
+    third = await client.ws_connect("/ws")  # room again
+    await third.close()
+    await second.close()
+    for _ in range(100):
+        if len(client.app[PEERS]) == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert len(client.app[PEERS]) == 0  # a client holding nothing is forgotten
 
 
 async def test_client_disconnect_mid_stream_cancels_quietly(held_client, hold_clock, rgb_id, caplog):

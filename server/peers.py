@@ -1,0 +1,85 @@
+"""Who a request comes from, and what each client holds: the per-client caps.
+
+The caps per process (``max_sockets``, ``max_streams``, ``max_encodes``) keep the server
+alive; they do not keep it fair. One client opening 48 websockets and starting a stream
+on each took every stream slot, and every other visitor was answered "busy". So each
+client may also hold at most ``max_client_sockets`` open websockets and run at most
+``max_client_streams`` streams at once (per process).
+
+A client is its peer's address, or, when the peer is a proxy the operator trusts
+(``forwarded_allow_ips``, e.g. the nginx of the README's deployment on 127.0.0.1), the
+address the proxies forwarded: the ``X-Forwarded-For`` list read from the right, past
+every trusted proxy. A client that is not a trusted proxy cannot choose its identity by
+sending that header: it is ignored.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from aiohttp import web
+
+__all__ = ["client_address", "normalized", "Holdings", "Peers", "ANY_PROXY"]
+
+#: ``forwarded_allow_ips`` entry that trusts every peer (only behind a proxy nobody can bypass)
+ANY_PROXY = "*"
+
+#: the most characters of an address taken from a header (an address is at most 45)
+_MAX_ADDRESS = 64
+
+
+def normalized(text: str) -> str | None:
+    """An IP address in its canonical form ("::1", "127.0.0.1"), or None if ``text`` is not one."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def client_address(request: web.Request, trusted: tuple[str, ...]) -> str:
+    """The client a request comes from: its peer, or when the peer is a trusted proxy
+    (``trusted``: canonical addresses; ``ANY_PROXY`` makes any peer one) the nearest address
+    forwarded that is not itself a listed proxy. Only the proxies' own entries are believed:
+    what a client wrote into the header before them is never reached."""
+    peer = request.remote or "unknown"
+    peer = normalized(peer) or peer
+    if not trusted or (ANY_PROXY not in trusted and peer not in trusted):
+        return peer
+    hops = [h.strip()[:_MAX_ADDRESS] for h in request.headers.get("X-Forwarded-For", "").split(",")]
+    hops = [normalized(h) or h for h in hops if h]
+    for hop in reversed(hops):  # the nearest proxy appended the last one
+        if hop not in trusted:
+            return hop
+    return hops[0] if hops else peer
+
+
+@dataclass
+class Holdings:
+    """What one client holds now."""
+
+    sockets: int = 0
+    streams: int = 0
+
+
+class Peers:
+    """Open websockets and running streams per client address (this process's)."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, Holdings] = {}
+
+    def __len__(self) -> int:
+        """Clients holding a socket now."""
+        return len(self._held)
+
+    def of(self, client: str) -> Holdings:
+        """What ``client`` holds (a fresh, empty record if nothing)."""
+        return self._held.get(client) or Holdings()
+
+    def change(self, client: str, sockets: int = 0, streams: int = 0) -> None:
+        """Count a socket or stream opened (+1) or closed (-1); a client holding nothing is forgotten."""
+        held = self._held.setdefault(client, Holdings())
+        held.sockets += sockets
+        held.streams += streams
+        if held.sockets <= 0 and held.streams <= 0:
+            del self._held[client]
