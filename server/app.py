@@ -105,7 +105,8 @@ def _resources(preloaded: Predictor | None):
             app[RACES] = RaceCache(cfg.race_cache_mb * MB)
             app[THUMBNAILS] = LRU(256)
             app[SOURCES] = StreamSources(app[CACHE], lambda fn, *a: worker.run(fn, *a, priority=ENCODE_PRIORITY),
-                                         app[CLOCK].now, cfg.max_encodes, lambda event: _count_cache_event(app, event))
+                                         app[CLOCK].now, cfg.max_encodes, lambda event: _count_cache_event(app, event),
+                                         cfg.max_client_encodes)
             log.info("serving %d images with model %r", len(store), app[MODEL].name)
             yield
         finally:

@@ -30,11 +30,26 @@ _MAX_ADDRESS = 64
 
 
 def normalized(text: str) -> str | None:
-    """An IP address in its canonical form ("::1", "127.0.0.1"), or None if ``text`` is not one."""
+    """An IP address in its canonical form ("::1", "127.0.0.1"; an IPv4 address mapped into IPv6,
+    as a dual-stack socket reports IPv4 peers, as the IPv4 address), or None if ``text`` is not one."""
     try:
-        return str(ipaddress.ip_address(text))
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
+    mapped = getattr(address, "ipv4_mapped", None)
+    return str(mapped or address)
+
+
+def _hop(text: str) -> str | None:
+    """A forwarded address as a proxy wrote it ("203.0.113.7", "203.0.113.7:5555", "[2001:db8::1]:80"),
+    canonical; None if it is none of these."""
+    text = text.strip()[:_MAX_ADDRESS]
+    address = normalized(text)
+    if address is None and text.startswith("[") and "]" in text:
+        address = normalized(text[1 : text.index("]")])
+    elif address is None and text.count(":") == 1:
+        address = normalized(text.split(":")[0])
+    return address
 
 
 def client_address(request: web.Request, trusted: tuple[str, ...]) -> str:
@@ -46,12 +61,16 @@ def client_address(request: web.Request, trusted: tuple[str, ...]) -> str:
     peer = normalized(peer) or peer
     if not trusted or (ANY_PROXY not in trusted and peer not in trusted):
         return peer
-    hops = [h.strip()[:_MAX_ADDRESS] for h in request.headers.get("X-Forwarded-For", "").split(",")]
-    hops = [normalized(h) or h for h in hops if h]
-    for hop in reversed(hops):  # the nearest proxy appended the last one
+    # every header line, in order: a proxy may add a line of its own after the client's
+    lines = ",".join(request.headers.getall("X-Forwarded-For", ()))
+    hops = [h for h in lines.split(",") if h.strip()]
+    for text in reversed(hops):  # the nearest proxy appended the last one
+        hop = _hop(text)
+        if hop is None:  # not an address: the proxies' list cannot be read past it
+            return peer
         if hop not in trusted:
             return hop
-    return hops[0] if hops else peer
+    return (_hop(hops[0]) or peer) if hops else peer
 
 
 @dataclass
@@ -69,7 +88,7 @@ class Peers:
         self._held: dict[str, Holdings] = {}
 
     def __len__(self) -> int:
-        """Clients holding a socket now."""
+        """Clients holding a socket or a stream now."""
         return len(self._held)
 
     def of(self, client: str) -> Holdings:

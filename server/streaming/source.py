@@ -74,6 +74,7 @@ class StreamSource:
         self.from_cache = False
         self.viewers = 0
         self.held = 0  # of the viewers, the holds of a background encode (after an upload): no one waits
+        self.owner: str | None = None  # the client whose first view or download started its encode (``peers``)
         self.cancel = threading.Event()  # asked by the encoder between channels
         #: shown the encoder's reconstruction after each chunk (``Tap``): frames rendered without decoding
         self.taps: list[Tap] = []
@@ -177,8 +178,10 @@ class StreamSources:
     """Every stream being viewed or encoded in this process, by key."""
 
     def __init__(self, cache: StreamCache, run: Callable[..., object], now: Callable[[], float],
-                 max_encodes: int, on_event: Callable[[str], None] = lambda event: None) -> None:
+                 max_encodes: int, on_event: Callable[[str], None] = lambda event: None,
+                 max_client_encodes: int | None = None) -> None:
         self.cache, self._run, self._now, self.max_encodes = cache, run, now, max_encodes
+        self.max_client_encodes = max_client_encodes or max_encodes
         self._on_event = on_event
         self._live: dict[StreamKey, StreamSource] = {}
         self._opening: dict[StreamKey, list] = {}  # key -> [lock, how many wait on it]
@@ -196,22 +199,31 @@ class StreamSources:
         """The live source of ``key`` (being encoded or viewed), if any."""
         return self._live.get(key)
 
-    async def open(self, key: StreamKey, job: Callable[[], EncodeJob], viewer: bool = True) -> StreamSource:
+    async def open(self, key: StreamKey, job: Callable[[], EncodeJob], viewer: bool = True,
+                   client: str | None = None) -> StreamSource:
         """The source of ``key``, shared with whoever has it open: the live one, else the cached
-        stream, else a new encode (``job()`` says how; Busy if every encode slot is taken).
-        Counted as a viewer until ``release``; ``viewer=False`` keeps an encode running
-        unwatched until it ends (a background encode after an upload)."""
+        stream, else a new encode (``job()`` says how; Busy if every encode slot is taken, or if
+        ``client`` already runs ``max_client_encodes`` encodes it started). Counted as a viewer
+        until ``release``; ``viewer=False`` keeps an encode running unwatched until it ends (a
+        background encode after an upload, which counts for no client)."""
         lock = self._opening.setdefault(key, [asyncio.Lock(), 0])
         lock[1] += 1
         try:
             async with lock[0]:  # one lookup per key at a time: concurrent first views share one encode
-                return await self._open(key, job, viewer)
+                return await self._open(key, job, viewer, client)
         finally:
             lock[1] -= 1
             if not lock[1]:
                 del self._opening[key]
 
-    async def _open(self, key: StreamKey, job: Callable[[], EncodeJob], viewer: bool) -> StreamSource:
+    def encodes_of(self, client: str) -> int:
+        """The encodes ``client`` started that run and are still wanted (one being cancelled, as
+        after a change of mode, does not count: its slot is free within a channel's coding)."""
+        return sum(1 for s in self._live.values()
+                   if s.owner == client and s.task is not None and not s.task.done() and not s.cancel.is_set())
+
+    async def _open(self, key: StreamKey, job: Callable[[], EncodeJob], viewer: bool,
+                    client: str | None = None) -> StreamSource:
         source = self._live.get(key)
         if source is not None and source.cancel.is_set() and not source.complete:
             # its last viewer left and its encode is stopping (a replay, a new link, a reload, a
@@ -226,7 +238,13 @@ class StreamSources:
                 if self.encoding >= self.max_encodes:
                     self._on_event("busy")
                     raise Busy(f"server busy: {self.encoding} streams are being encoded; try again shortly")
+                if client is not None and (mine := self.encodes_of(client)) >= self.max_client_encodes:
+                    self._on_event("busy")
+                    raise Busy(f"this client already has {mine} new stream{'s' * (mine != 1)} being encoded (at most "
+                               f"{self.max_client_encodes} at once); wait for it to finish, or view one encoded "
+                               "already")
                 source = StreamSource(key)
+                source.owner = client
                 self.encoding += 1
                 source.task = asyncio.create_task(self._encode(source, job()))
             self._live[key] = source

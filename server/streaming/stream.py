@@ -82,10 +82,11 @@ def _job(app: web.Application, info: ImageInfo, key: StreamKey) -> EncodeJob:
     return EncodeJob(lambda: app[STORE].pixels(info.id), app[MODEL], settings)
 
 
-async def open_stream(app: web.Application, info: ImageInfo, key: StreamKey, viewer: bool = True) -> StreamSource:
+async def open_stream(app: web.Application, info: ImageInfo, key: StreamKey, viewer: bool = True,
+                      client: str | None = None) -> StreamSource:
     """The stream's source, shared with every viewer of it: cached, being encoded, or a new encode
-    (``Busy`` past the process's encode cap). Release it with ``app[SOURCES].release``."""
-    return await app[SOURCES].open(key, lambda: _job(app, info, key), viewer)
+    (``Busy`` past the process's encode cap, or past ``client``'s). Release it with ``app[SOURCES].release``."""
+    return await app[SOURCES].open(key, lambda: _job(app, info, key), viewer, client)
 
 
 #: a region asked for while the decoder of every level is further behind than this (about a
@@ -591,12 +592,13 @@ class _FramesAhead:
 
 
 async def run_stream(app: web.Application, send: Sender, req: StartRequest, info: ImageInfo,
-                     watch: StreamWatch | None = None) -> None:
+                     watch: StreamWatch | None = None, client: str | None = None) -> None:
     """Stream one image (and its race); returns after ``done``. Cancel the task to stop it.
-    ``watch`` hears the stream's frames (for the session's region requests)."""
+    ``watch`` hears the stream's frames (for the session's region requests); ``client`` is
+    whose socket it is (``peers``: an encode it starts counts toward its cap)."""
     key = stream_key(app, info.id, req.max_error, req.generative_levels, req.layered)
     try:
-        source = await open_stream(app, info, key)
+        source = await open_stream(app, info, key, client=client)
     except Busy as exc:
         app[STATS].streams_refused += 1
         raise StreamBusy(str(exc)) from None

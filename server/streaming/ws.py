@@ -41,6 +41,21 @@ def origin_allowed(request: web.Request) -> bool:
     return parts.scheme in ("http", "https") and parts.netloc.lower() == request.host.lower()
 
 
+_warned_untrusted = False
+
+
+def _warn_untrusted_proxy(request: web.Request, client: str, trusted: tuple[str, ...]) -> None:
+    """Say once, in the log, that a socket came with X-Forwarded-For while no proxy is trusted: a
+    proxy in front forwards clients this server does not tell apart, and every visitor behind
+    it shares one client's caps (``peers``). (A client may send the header itself: it is ignored.)"""
+    global _warned_untrusted
+    if _warned_untrusted or trusted or "X-Forwarded-For" not in request.headers:
+        return
+    _warned_untrusted = True
+    log.warning("websockets from %s carry X-Forwarded-For, which is not trusted: every client behind that proxy "
+                "counts as one for the per-client caps; name the proxy with --forwarded-allow-ips", client)
+
+
 class Session:
     """The state of one socket."""
 
@@ -178,7 +193,7 @@ class Session:
     async def _run(self, req: StartRequest, info) -> None:
         stats = self.app[STATS]
         try:
-            await run_stream(self.app, self.send, req, info, self.watch)
+            await run_stream(self.app, self.send, req, info, self.watch, self.client)
             stats.streams_completed += 1
         except StreamBusy as exc:
             await self._report(str(exc), "busy")
@@ -204,12 +219,11 @@ class Session:
         """Cancel the running stream, if any, and wait until it has stopped."""
         task, self.task = self.task, None
         self._region = None
-        if task is not None and not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        if self._region_task is not None and not self._region_task.done():
-            self._region_task.cancel()
-            await asyncio.gather(self._region_task, return_exceptions=True)
+        running = [t for t in (task, self._region_task) if t is not None and not t.done()]
+        for t in running:  # both cancelled before either is awaited
+            t.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
 
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
@@ -227,6 +241,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         app[STATS].sockets_refused += 1
         json_error(web.HTTPServiceUnavailable, f"too many open websockets ({len(sockets)}); try again later")
     client = client_address(request, cfg.forwarded_allow_ips)
+    _warn_untrusted_proxy(request, client, cfg.forwarded_allow_ips)
     if peers.of(client).sockets >= cfg.max_client_sockets:
         app[STATS].sockets_refused += 1
         json_error(web.HTTPTooManyRequests, f"this client has {peers.of(client).sockets} websockets open (at most "
@@ -250,9 +265,11 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     except ConnectionResetError:
         pass
     finally:
-        await session.stop()
-        sockets.discard(ws)
-        peers.change(client, sockets=-1)
+        try:
+            await session.stop()
+        finally:  # also if this handler is cancelled meanwhile: a count left behind would lock the client out
+            sockets.discard(ws)
+            peers.change(client, sockets=-1)
     return ws
 
 

@@ -23,6 +23,7 @@ from hidenet_core.imageio import to_pil
 from hidenet_core.tools.contenders import contenders_json
 
 from ..keys import CONFIG, PEERS, RACES, SOCKETS, SOURCES, STATIC, STATS, STORE, THUMBNAILS, WORKER
+from ..peers import client_address
 from ..storage.store import ImageInfo, StoreFull, display_name
 from ..streaming.links import presets_json
 from ..streaming.protocol import STREAM_KINDS
@@ -171,7 +172,8 @@ async def stream_file(request: web.Request) -> web.StreamResponse:
     if kind not in STREAM_KINDS:
         json_error(web.HTTPBadRequest, f"stream must be one of {list(STREAM_KINDS)}, got {kind!r}")
     try:
-        source = await open_stream(app, info, stream_key(app, info.id, max_error, generative, kind == "layered"))
+        source = await open_stream(app, info, stream_key(app, info.id, max_error, generative, kind == "layered"),
+                                   client=client_address(request, app[CONFIG].forwarded_allow_ips))
     except Busy as exc:
         json_error(web.HTTPServiceUnavailable, str(exc), **{"Retry-After": "5"})
     try:

@@ -12,10 +12,13 @@ from server.cli import address_list
 from server.peers import Peers, client_address
 
 
-def request(peer: str, forwarded: str | None = None):
+def request(peer: str, forwarded: str | list[str] | None = None):
+    from multidict import CIMultiDict
+
     transport = mock.Mock()
     transport.get_extra_info.side_effect = lambda name, default=None: (peer, 5555) if name == "peername" else default
-    headers = {} if forwarded is None else {"X-Forwarded-For": forwarded}
+    lines = [] if forwarded is None else [forwarded] if isinstance(forwarded, str) else forwarded
+    headers = CIMultiDict([("X-Forwarded-For", line) for line in lines])
     return make_mocked_request("GET", "/ws", headers=headers, transport=transport)
 
 
@@ -30,6 +33,16 @@ def request(peer: str, forwarded: str | None = None):
     ("10.1.1.1", "6.6.6.6, 203.0.113.7", ("*",), "203.0.113.7"),  # any peer a proxy: its own entry only
     ("::1", "2001:db8::0001", ("::1",), "2001:db8::1"),  # canonical forms
     ("127.0.0.1", " , ,", ("127.0.0.1",), "127.0.0.1"),
+    # a proxy that adds a header line of its own after the client's: every line is read, in order
+    ("127.0.0.1", ["6.6.6.1", "203.0.113.7"], ("127.0.0.1",), "203.0.113.7"),
+    # a dual-stack socket reports IPv4 peers mapped into IPv6: the proxy is still recognised
+    ("::ffff:127.0.0.1", "203.0.113.7", ("127.0.0.1",), "203.0.113.7"),
+    ("::ffff:192.0.2.1", None, (), "192.0.2.1"),
+    # a proxy that writes ports: the address without it, so that each connection is not a new client
+    ("127.0.0.1", "203.0.113.7:5555", ("127.0.0.1",), "203.0.113.7"),
+    ("127.0.0.1", "[2001:db8::1]:443", ("127.0.0.1",), "2001:db8::1"),
+    # what cannot be read as an address stops the reading: the proxy itself is the client
+    ("127.0.0.1", "203.0.113.7, unknown", ("127.0.0.1",), "127.0.0.1"),
 ])
 def test_the_client_is_the_peer_or_what_a_trusted_proxy_forwarded(peer, forwarded, trusted, client):
     assert client_address(request(peer, forwarded), trusted) == client

@@ -227,6 +227,41 @@ async def test_past_the_encode_cap_a_first_view_is_told_busy_not_queued(app_clie
     assert (await receive_stream(ws))[-1]["type"] == "done"
 
 
+async def test_one_client_starts_one_new_encode_at_a_time_and_leaves_the_other_slot_to_others(app_client, rgb_id,
+                                                                                              grey, gate):
+    """Two encode slots, and one client (Alice, by the address her proxy forwards) asking for two
+    streams not encoded yet: the second is refused, by websocket or download, with the reason,
+    while Bob's first view takes the other slot. Changing her mode during her first view is not
+    refused: the encode she no longer wants does not count."""
+    client = await app_client(forwarded_allow_ips=("127.0.0.1",))
+    alice, bob = {"X-Forwarded-For": "203.0.113.7"}, {"X-Forwarded-For": "198.51.100.2"}
+    grey_id = image_id(grey)
+    first = await client.ws_connect("/ws", headers=alice)
+    await first.send_json(start(rgb_id, preview=False))  # her encode, held at the gate
+    assert (await receive_meta(first))["type"] == "meta"
+
+    second = await client.ws_connect("/ws", headers=alice)
+    await second.send_json(start(grey_id))
+    refused = await receive_meta(second)
+    assert refused["code"] == "busy" and "this client already has 1 new stream being encoded" in refused["message"]
+    response = await client.get(f"/api/images/{grey_id}/stream.hdn", headers=alice)
+    assert response.status == 503 and "this client already has 1" in (await response.json())["error"]
+
+    await first.send_json(start(rgb_id, preview=False, max_error=2))  # a new mode: the old encode is let go
+    assert (await receive_meta(first))["type"] == "meta"
+
+    other = await client.ws_connect("/ws", headers=bob)
+    for _ in range(200):  # the encode Alice let go stops within a channel's coding: its slot is then free
+        if client.server.app[SOURCES].encoding < 2:
+            break
+        await asyncio.sleep(0.02)
+    await other.send_json(start(grey_id))
+    assert (await receive_meta(other))["type"] == "meta"
+    gate.open()
+    for ws in (first, other):
+        assert (await receive_stream(ws))[-1]["type"] == "done"
+
+
 async def test_an_upload_is_encoded_in_the_background_and_its_progress_shown(app_client, config, gate):
     client = await app_client()
     pixels = np.random.default_rng(5).integers(0, 256, (48, 40, 3), dtype=np.uint8)

@@ -421,6 +421,24 @@ async def test_one_client_keeps_at_most_its_sockets_open(aiohttp_client, config,
     assert len(client.app[PEERS]) == 0  # a client holding nothing is forgotten
 
 
+async def test_sockets_closed_with_a_start_in_flight_leave_their_client_nothing_held(held_client, hold_clock,
+                                                                                     rgb_id):
+    """aiohttp's test server cancels a handler whose client leaves, also while it stops its stream:
+    the client's socket count must still go down, or the client would be locked out for good."""
+    sockets = [await held_client.ws_connect("/ws") for _ in range(3)]
+    for ws in sockets:
+        await ws.send_json(start(rgb_id, link="3g"))
+    for ws in sockets:
+        await ws.close()
+    peers = held_client.app[PEERS]
+    for _ in range(200):
+        if len(peers) == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert len(peers) == 0, peers.of("127.0.0.1")
+    hold_clock.release()
+
+
 async def test_client_disconnect_mid_stream_cancels_quietly(held_client, hold_clock, rgb_id, caplog):
     caplog.set_level(logging.WARNING)
     ws = await held_client.ws_connect("/ws")
