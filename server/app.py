@@ -19,6 +19,7 @@ from .keys import (
     CACHE,
     CLOCK,
     CONFIG,
+    FINALS,
     FRAMES,
     MODEL,
     MODEL_HASH,
@@ -40,7 +41,7 @@ from .storage.files import sweep_partials
 from .storage.lru import LRU
 from .storage.store import ImageStore
 from .streaming.clock import Clock, MonotonicClock
-from .streaming.frames import FrameCache, warm_up
+from .streaming.frames import FinalPictures, FrameCache, warm_up
 from .streaming.race import RaceCache
 from .streaming.source import StreamSources
 from .streaming.ws import close_sockets
@@ -102,6 +103,7 @@ def _resources(preloaded: Predictor | None):
             # what a writer killed mid-write (kill -9) left behind; files other processes are writing stay
             await worker.run(_sweep, app[CACHE], store)
             app[FRAMES] = FrameCache(cfg.frame_cache_mb * MB)
+            app[FINALS] = FinalPictures(cfg.final_cache_mb * MB)
             app[RACES] = RaceCache(cfg.race_cache_mb * MB)
             app[THUMBNAILS] = LRU(256)
             app[SOURCES] = StreamSources(app[CACHE], lambda fn, *a: worker.run(fn, *a, priority=ENCODE_PRIORITY),

@@ -52,6 +52,7 @@ class ServerConfig:
     torch_threads: int = 1  # intra-op threads per inference call
     pixel_cache_mb: int = 256  # decoded originals kept in memory
     frame_cache_mb: int = 128  # rendered level frames (PNG) kept in memory
+    final_cache_mb: int = 256  # final pictures of finished near-lossless streams, for 1:1 regions
     race_cache_mb: int = 96  # the race's contender timelines (their PNG frames) kept in memory
     max_encodes: int = 2  # streams encoded at once; a viewer who would start one more is answered "busy"
     cache_mb: int = 4096  # encoded streams kept on disk; the least recently used go first beyond this
@@ -75,6 +76,7 @@ class ServerConfig:
             "torch_threads": self.torch_threads >= 1,
             "pixel_cache_mb": self.pixel_cache_mb >= 1,
             "frame_cache_mb": self.frame_cache_mb >= 1,
+            "final_cache_mb": self.final_cache_mb >= 1,
             "race_cache_mb": self.race_cache_mb >= 1,
             "max_encodes": self.max_encodes >= 1,
             "cache_mb": self.cache_mb >= 1,

@@ -15,13 +15,13 @@ from .storage.cache import StreamCache
 from .storage.lru import LRU
 from .storage.store import ImageStore
 from .streaming.clock import Clock
-from .streaming.frames import FrameCache
+from .streaming.frames import FinalPictures, FrameCache
 from .streaming.race import RaceCache
 from .streaming.source import StreamSources
 from .views.resources import StaticFiles
 from .worker import Worker
 
-__all__ = ["CONFIG", "CLOCK", "MODEL", "MODEL_HASH", "WORKER", "STORE", "CACHE", "RACES", "FRAMES", "STATIC",
+__all__ = ["CONFIG", "CLOCK", "MODEL", "MODEL_HASH", "WORKER", "STORE", "CACHE", "RACES", "FRAMES", "FINALS", "STATIC",
            "THUMBNAILS", "SOCKETS", "PEERS", "STATS", "SOURCES"]
 
 CONFIG = web.AppKey("config", ServerConfig)
@@ -34,6 +34,7 @@ CACHE = web.AppKey("cache", StreamCache)  # encoded .hdn streams on disk
 SOURCES = web.AppKey("sources", StreamSources)  # streams being viewed or encoded, shared by their viewers
 RACES = web.AppKey("races", RaceCache)  # the race's contender timelines
 FRAMES = web.AppKey("frames", FrameCache)  # rendered level frames and their quality
+FINALS = web.AppKey("finals", FinalPictures)  # final pictures of finished near-lossless streams (1:1 regions)
 THUMBNAILS = web.AppKey("thumbnails", LRU)  # thumbnail PNGs by image id
 STATIC = web.AppKey("static", StaticFiles)  # static dir + content hashes for URLs
 SOCKETS = web.AppKey[weakref.WeakSet[web.WebSocketResponse]]("sockets")  # open websockets, closed on shutdown

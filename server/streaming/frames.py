@@ -37,7 +37,7 @@ from ..storage.lru import LRU
 
 __all__ = ["Frame", "FrameSpec", "FrameCache", "frame_level", "fit", "resize_to", "shown_size", "level_reference",
            "render_frame", "render_region", "original_region", "finite", "frame_image", "SHRUNK_JPEG_QUALITY",
-           "warm_up"]
+           "warm_up", "FinalPictures"]
 
 
 @dataclass(frozen=True)
@@ -265,6 +265,35 @@ def warm_up(model) -> float:
             render_frame(piece.state, piece.spec.level, image, FrameSpec(True, (64, 48)))
             break
     return time.perf_counter() - t0
+
+
+class FinalPictures:
+    """The full-size final pictures of finished streams that are not the original (near-lossless:
+    within ``max_error`` of it), by stream, for their 1:1 regions; bounded by their bytes.
+
+    A region of such a stream once it is complete was a decode of every level of it, on every
+    socket that asked: 55 s for a 12-megapixel photograph, each time. The picture is kept when
+    a first view's encoder makes the last chunk, or when a region's decoder has decoded it,
+    and every viewer's regions are then crops of it (36 MB at 12 MP, RGB)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._lru = LRU(max_bytes, weigh=lambda picture: picture.nbytes + 256)  # type: ignore[attr-defined]
+
+    def __len__(self) -> int:
+        return len(self._lru)
+
+    def get(self, key: StreamKey) -> np.ndarray | None:
+        return self._lru.get(key)  # type: ignore[return-value]
+
+    def put(self, key: StreamKey, view: Reconstruction) -> np.ndarray:
+        """Keep the final picture of a complete reconstruction (a copy, (H, W, C) uint8; one larger
+        than the whole cache is not kept: it would evict all); returns it."""
+        picture = np.ascontiguousarray(view.image(0).transpose(1, 2, 0))
+        picture.setflags(write=False)
+        if picture.nbytes + 256 <= self.max_bytes:
+            self._lru.put(key, picture)
+        return picture
 
 
 class FrameCache:

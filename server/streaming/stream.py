@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 from aiohttp import web
 
 from hidenet_core import EncodeSettings, ProgressiveDecoder, level_shapes, read_header
@@ -31,11 +32,20 @@ from hidenet_core.codec.versions import VERSION
 from hidenet_core.tools.contenders import Event, verdict
 from hidenet_core.tools.contenders import Racer as VerdictRacer
 
-from ..keys import CLOCK, CONFIG, FRAMES, MODEL, MODEL_HASH, RACES, SOURCES, STATS, STORE, WORKER
+from ..keys import CLOCK, CONFIG, FINALS, FRAMES, MODEL, MODEL_HASH, RACES, SOURCES, STATS, STORE, WORKER
 from ..storage.cache import StreamKey
 from ..storage.store import ImageInfo, ImageStore
 from .clock import Clock
-from .frames import Frame, FrameCache, FrameSpec, original_region, render_frame, render_region, shown_size
+from .frames import (
+    FinalPictures,
+    Frame,
+    FrameCache,
+    FrameSpec,
+    original_region,
+    render_frame,
+    render_region,
+    shown_size,
+)
 from .links import Link, LinkSchedule, arrival_ms
 from .protocol import StartRequest
 from .race import Racer
@@ -139,12 +149,15 @@ class LevelFrames:
     in a 1280x800 viewer that skips level 0, three quarters of the pixels and of the decoding.
     ``region`` gives the exact pixels of the latest picture (the viewer's 1:1 view), from a
     second decoder of every level, started on the first region asked for; once a lossless
-    stream is complete, from the original's pixels, which its final picture is.
+    stream is complete, from the original's pixels, which its final picture is; once another
+    (near-lossless) stream is complete, from its final picture (``FinalPictures``), kept by the
+    encoder of its first view or by the first decoder that decoded it all, for every viewer.
     """
 
     def __init__(self, model, store: ImageStore, info: ImageInfo, frames: FrameCache, key: StreamKey,
-                 spec: FrameSpec, source: StreamSource | None = None) -> None:
+                 spec: FrameSpec, source: StreamSource | None = None, finals: FinalPictures | None = None) -> None:
         self._model = model
+        self._finals = finals  # the final pictures of finished near-lossless streams, shared by every viewer
         self._finest = spec.level(info.height, info.width) if spec.preview else 0
         self._decoder = ProgressiveDecoder(model, images=False, finest_level=self._finest)
         # every byte received so far, which the decoders read: the source's own (not a copy, which
@@ -258,6 +271,8 @@ class LevelFrames:
                 frame = replace(render_frame(state, level, self._store.pixels(self._info.id), self._spec),
                                 origin="encoder")
             self._frames.put(self._key, index, self._spec, frame)
+        if index == len(self._plan) - 1 and self._keeps_final(state.header) and self._finals.get(self._key) is None:
+            self._finals.put(self._key, state)  # the encoder's last reconstruction is the stream's final picture
         self._tap_last = frame
         with self._tap_lock:
             self._tapped[index] = frame
@@ -352,6 +367,26 @@ class LevelFrames:
             self._frames.put(self._key, index, self._spec, frame)
             return frame, False
 
+    def _complete(self) -> bool:
+        """Whether every chunk of the stream has been given to ``next``."""
+        if self._header is None:
+            return False
+        if self._plan is None:
+            self._plan = stream_plan(self._header)
+        return self._seen == len(self._plan)
+
+    def _keeps_final(self, header: Header) -> bool:
+        """Whether a complete stream's final picture is kept (``FinalPictures``): a stream coded
+        within an error everywhere, not lossless (its final picture is the original) and with no
+        predicted levels (a region predicts those as the frames do)."""
+        return self._finals is not None and any(header.max_error) and not header.generative_levels
+
+    def _final_picture(self) -> np.ndarray | None:
+        """The complete stream's final picture, if kept."""
+        if self._finals is None or not self._complete() or not self._keeps_final(self._header):
+            return None
+        return self._finals.get(self._key)
+
     def _final_is_original(self) -> bool:
         """Whether the latest picture is the original's pixels: after the last chunk of a lossless
         stream without generative levels. The server made this stream from these very pixels
@@ -370,7 +405,7 @@ class LevelFrames:
         ``REGION_LAG_BYTES`` not decoded at every level): seconds, for a large photo. The
         frames' decoder answers first then, decoding only the levels down to the frame level
         (where the frames came from the encoder's state or the cache, it catches up first)."""
-        if not self._finest or self._final_is_original():
+        if not self._finest or self._final_is_original() or self._final_picture() is not None:
             return False
         return self._received - (self._exact.bytes_fed if self._exact is not None else 0) > REGION_LAG_BYTES
 
@@ -385,6 +420,9 @@ class LevelFrames:
         with self._lock:
             if exact and self._final_is_original():
                 return original_region(self._store.pixels(self._info.id), x, y, width, height)
+            final = self._final_picture() if exact else None
+            if final is not None:
+                return original_region(final, x, y, width, height)
             if not exact or not self._finest:  # the frames' decoder (of every level, when the frame is full size)
                 if not self._feed_unless(self._decoder, self._received, cancelled):
                     return None
@@ -395,6 +433,11 @@ class LevelFrames:
                 self._exact = ProgressiveDecoder(self._model, images=False)
             if not self._feed_unless(self._exact, received, cancelled):
                 return None
+            if self._complete() and self._exact.bytes_fed >= len(self._data) and self._keeps_final(self._header):
+                # the whole stream decoded: its final picture serves every viewer's regions from now on
+                final = self._finals.put(self._key, self._exact.reconstruction)
+                self._exact = None  # its levels are the picture's memory several times over
+                return original_region(final, x, y, width, height)
             return render_region(self._exact.reconstruction, x, y, width, height)
 
     def _catch_up(self):
@@ -604,7 +647,7 @@ async def run_stream(app: web.Application, send: Sender, req: StartRequest, info
         raise StreamBusy(str(exc)) from None
     watch = watch or StreamWatch()
     # before anything awaits, so that an encode this viewer starts renders its frames from its first chunk
-    watch.frames = LevelFrames(app[MODEL], app[STORE], info, app[FRAMES], key, frame_spec(req), source)
+    watch.frames = LevelFrames(app[MODEL], app[STORE], info, app[FRAMES], key, frame_spec(req), source, app[FINALS])
     try:
         await _run_stream(app, send, req, info, key, source, watch)
     finally:

@@ -17,11 +17,13 @@ import pytest
 import pytest_asyncio
 from aiohttp import ClientPayloadError, ClientSession, FormData, WSMsgType, web
 
+from hidenet_core import ProgressiveDecoder
 from hidenet_core.codec.container import stream_info
 from server import create_app
 from server.keys import MODEL, SOURCES, STATS
 from server.storage.store import image_id
 from server.streaming import source as source_module
+from server.streaming.stream import stream_key
 from tests.server.conftest import frame_pixels, png_of, receive_meta, receive_stream
 
 pytestmark = pytest.mark.asyncio
@@ -407,8 +409,10 @@ async def test_a_race_first_view_renders_model_frames_beside_the_encoder_not_on_
 async def test_a_region_far_behind_comes_predicted_at_once_then_exact(app_client, rgb, rgb_id, monkeypatch):
     """While the decoder of every level lags (here: always), the region first comes from the
     frames' decoder, its level 0 predicted (level 1, the even pixels, exact), then exact. (A
-    near-lossless stream: the final picture of a lossless one is the original, answered at once.)"""
+    near-lossless stream whose final picture is not kept: the final picture of a lossless one is the
+    original, and a kept one is answered at once too.)"""
     monkeypatch.setattr("server.streaming.stream.REGION_LAG_BYTES", 0)
+    monkeypatch.setattr("server.streaming.stream.LevelFrames._keeps_final", lambda self, header: False)
     client = await app_client()
     ws = await client.ws_connect("/ws")
     await ws.send_json(start(rgb_id, frame={"width": 28, "height": 20}, max_error=2))
@@ -597,6 +601,52 @@ async def test_a_region_nobody_waits_for_stops_decoding_and_keeps_what_it_decode
     expected = ProgressiveDecoder(app[MODEL])
     expected.feed(data[:pos])
     assert rect == (0, 0, 56, 40) and np.array_equal(frame_pixels(png), expected.region(0, 0, 40, 56))
+
+
+async def test_a_finished_near_lossless_streams_regions_are_crops_of_its_kept_final_picture(app_client, rgb, rgb_id,
+                                                                                             monkeypatch):
+    """The final picture of a near-lossless stream is kept by its first view's encoder: every
+    viewer's 1:1 regions after the end are crops of it, with no decoding at all (a decode of every
+    level took 55 s a socket at 12 MP). Where it is not kept (evicted), the first decoder to decode
+    it all keeps it and drops itself."""
+    from server.keys import FINALS
+    from server.streaming import stream as stream_module
+
+    client = await app_client()
+    app = client.server.app
+    key = stream_key(app, rgb_id, 2, 0)
+    decoded = ProgressiveDecoder(app[MODEL]).feed(
+        await (await client.get(f"/api/images/{rgb_id}/stream.hdn?max_error=2")).read())[-1].image
+    app[FINALS]._lru.discard(key)  # that download was no first view at a display size: nothing kept
+
+    first = await client.ws_connect("/ws")  # a first view at a display size (frames from the encoder)
+    await first.send_json(start(rgb_id, frame={"width": 28, "height": 20}, max_error=2, link="unlimited"))
+    await receive_stream(first)
+    assert app[FINALS].get(key) is None  # the stream was cached by the download: decoded, not encoded
+    await first.send_json({"type": "region", "x": 3, "y": 4, "width": 20, "height": 30})
+    answer = await receive_meta(first)
+    assert answer["exact"] and np.array_equal(frame_pixels(await first.receive_bytes()), decoded[4:34, 3:23])
+    assert np.array_equal(app[FINALS].get(key), decoded)  # kept by the decoder that decoded it all
+
+    class NoDecoding:
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("a region of a kept final picture decoded the stream")
+
+    second = await client.ws_connect("/ws")
+    await second.send_json(start(rgb_id, frame={"width": 28, "height": 20}, max_error=2))
+    await receive_stream(second)
+    monkeypatch.setattr(stream_module, "ProgressiveDecoder", NoDecoding)
+    await second.send_json({"type": "region", "x": 30, "y": 10, "width": 26, "height": 30})
+    answer = await receive_meta(second)
+    assert answer["exact"] and np.array_equal(frame_pixels(await second.receive_bytes()), decoded[10:40, 30:56])
+    monkeypatch.undo()
+
+    app[FINALS]._lru.discard(key)
+    third = await client.ws_connect("/ws")  # a new mode's first view: its encoder keeps the final picture
+    await third.send_json(start(rgb_id, frame={"width": 28, "height": 20}, max_error=3))
+    await receive_stream(third)
+    final = app[FINALS].get(stream_key(app, rgb_id, 3, 0))
+    assert final is not None and np.abs(final.astype(int) - rgb).max() <= 3 and not np.array_equal(final, rgb)
 
 
 async def test_a_finished_lossless_stream_keeps_nothing_but_the_original_for_its_regions(app_client, rgb, rgb_id):
