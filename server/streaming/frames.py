@@ -274,7 +274,9 @@ class FinalPictures:
     A region of such a stream once it is complete was a decode of every level of it, on every
     socket that asked: 55 s for a 12-megapixel photograph, each time. The picture is kept when
     a first view's encoder makes the last chunk, or when a region's decoder has decoded it,
-    and every viewer's regions are then crops of it (36 MB at 12 MP, RGB)."""
+    and every viewer's regions are then crops of it (36 MB at 12 MP, RGB). A viewer that took
+    it keeps it for itself too (``LevelFrames``), so an eviction, or a picture larger than the
+    whole cache, does not make its next region decode the stream again."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
@@ -285,6 +287,9 @@ class FinalPictures:
 
     def get(self, key: StreamKey) -> np.ndarray | None:
         return self._lru.get(key)  # type: ignore[return-value]
+
+    def discard(self, key: StreamKey) -> None:
+        self._lru.discard(key)
 
     def put(self, key: StreamKey, view: Reconstruction) -> np.ndarray:
         """Keep the final picture of a complete reconstruction (a copy, (H, W, C) uint8; one larger

@@ -158,6 +158,7 @@ class LevelFrames:
                  spec: FrameSpec, source: StreamSource | None = None, finals: FinalPictures | None = None) -> None:
         self._model = model
         self._finals = finals  # the final pictures of finished near-lossless streams, shared by every viewer
+        self._final: np.ndarray | None = None  # this stream's, once taken from there (an eviction keeps it here)
         self._finest = spec.level(info.height, info.width) if spec.preview else 0
         self._decoder = ProgressiveDecoder(model, images=False, finest_level=self._finest)
         # every byte received so far, which the decoders read: the source's own (not a copy, which
@@ -271,8 +272,6 @@ class LevelFrames:
                 frame = replace(render_frame(state, level, self._store.pixels(self._info.id), self._spec),
                                 origin="encoder")
             self._frames.put(self._key, index, self._spec, frame)
-        if index == len(self._plan) - 1 and self._keeps_final(state.header) and self._finals.get(self._key) is None:
-            self._finals.put(self._key, state)  # the encoder's last reconstruction is the stream's final picture
         self._tap_last = frame
         with self._tap_lock:
             self._tapped[index] = frame
@@ -287,6 +286,11 @@ class LevelFrames:
             except Exception:  # not the frames' fault: the region alone is lost, and asked for again
                 log.exception("a region of %s could not be cut from the encoder's state", self._key.filename)
                 answer(None)
+        if index == len(self._plan) - 1 and self._keeps_final(state.header):
+            try:  # the encoder's last reconstruction is the stream's final picture: kept for every viewer
+                self._final = self._finals.get(self._key) or self._finals.put(self._key, state)
+            except Exception:  # only a region's speed is lost: it decodes the stream instead
+                log.exception("the final picture of %s could not be kept", self._key.filename)
 
     def keep_pace(self, index: int, cancel: threading.Event) -> None:
         """(``source.Tap``) On the encode's thread, after chunk ``index`` is shown to every tap:
@@ -382,10 +386,12 @@ class LevelFrames:
         return self._finals is not None and any(header.max_error) and not header.generative_levels
 
     def _final_picture(self) -> np.ndarray | None:
-        """The complete stream's final picture, if kept."""
+        """The complete stream's final picture, if kept (by this viewer, or for every viewer)."""
         if self._finals is None or not self._complete() or not self._keeps_final(self._header):
             return None
-        return self._finals.get(self._key)
+        if self._final is None:
+            self._final = self._finals.get(self._key)
+        return self._final
 
     def _final_is_original(self) -> bool:
         """Whether the latest picture is the original's pixels: after the last chunk of a lossless
@@ -407,7 +413,8 @@ class LevelFrames:
         (where the frames came from the encoder's state or the cache, it catches up first)."""
         if not self._finest or self._final_is_original() or self._final_picture() is not None:
             return False
-        return self._received - (self._exact.bytes_fed if self._exact is not None else 0) > REGION_LAG_BYTES
+        exact = self._exact  # a region on a worker thread may drop it meanwhile
+        return self._received - (exact.bytes_fed if exact is not None else 0) > REGION_LAG_BYTES
 
     def region(self, x: int, y: int, width: int, height: int, exact: bool = True,
                cancelled: Callable[[], bool] = lambda: False) -> tuple[bytes, tuple[int, int, int, int]] | None:
@@ -429,15 +436,18 @@ class LevelFrames:
                 return render_region(self._decoder.reconstruction, x, y, width, height)
             received = self._received
         with self._region_lock:  # catching up on level 0 may take seconds: frames go on meanwhile
+            final = self._final_picture()  # a region before this one may have decoded it all meanwhile
+            if final is not None:
+                return original_region(final, x, y, width, height)
             if self._exact is None:
                 self._exact = ProgressiveDecoder(self._model, images=False)
             if not self._feed_unless(self._exact, received, cancelled):
                 return None
             if self._complete() and self._exact.bytes_fed >= len(self._data) and self._keeps_final(self._header):
                 # the whole stream decoded: its final picture serves every viewer's regions from now on
-                final = self._finals.put(self._key, self._exact.reconstruction)
+                self._final = self._finals.put(self._key, self._exact.reconstruction)
                 self._exact = None  # its levels are the picture's memory several times over
-                return original_region(final, x, y, width, height)
+                return original_region(self._final, x, y, width, height)
             return render_region(self._exact.reconstruction, x, y, width, height)
 
     def _catch_up(self):

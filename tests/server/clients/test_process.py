@@ -224,6 +224,22 @@ def test_first_view_races_at_the_display_size_and_times_each_repaint(tmp_path):
     assert all(c["frame_width"] <= 64 for c in result["chunks"])
 
 
+def test_first_view_of_a_near_lossless_stream_gets_its_region_within_the_error_at_once(tmp_path):
+    """``firstview --max-error 2 --region``: after the end the region comes straight from the final
+    picture the encoder kept (exact at the first answer, no predicted one first), within 2 of the photo."""
+    images = tmp_path / "images"
+    images.mkdir()
+    photo = smooth_image_file(images / "photo.png")
+    server = start_server(tmp_path / "data", "interp", extra=["--images", str(images)])
+    try:
+        result = asyncio.run(first_view(server.url, image_id(photo), "unlimited", (64, 48), (100, 60), photo,
+                                        max_error=2))
+    finally:
+        stop_server(server)
+    region = result["region"]
+    assert region["exact"] is True and region["answers"] == 1
+
+
 def test_first_view_after_an_upload_joins_its_background_encode_at_1to1(tmp_path):
     """``firstview --upload --follow``: the photograph is uploaded to a server with no image, then
     viewed at 1:1 all along; every region it is answered with is exact at the end."""

@@ -617,7 +617,7 @@ async def test_a_finished_near_lossless_streams_regions_are_crops_of_its_kept_fi
     key = stream_key(app, rgb_id, 2, 0)
     decoded = ProgressiveDecoder(app[MODEL]).feed(
         await (await client.get(f"/api/images/{rgb_id}/stream.hdn?max_error=2")).read())[-1].image
-    app[FINALS]._lru.discard(key)  # that download was no first view at a display size: nothing kept
+    app[FINALS].discard(key)  # that download was no first view at a display size: nothing kept
 
     first = await client.ws_connect("/ws")  # a first view at a display size (frames from the encoder)
     await first.send_json(start(rgb_id, frame={"width": 28, "height": 20}, max_error=2, link="unlimited"))
@@ -641,12 +641,37 @@ async def test_a_finished_near_lossless_streams_regions_are_crops_of_its_kept_fi
     assert answer["exact"] and np.array_equal(frame_pixels(await second.receive_bytes()), decoded[10:40, 30:56])
     monkeypatch.undo()
 
-    app[FINALS]._lru.discard(key)
+    app[FINALS].discard(key)
     third = await client.ws_connect("/ws")  # a new mode's first view: its encoder keeps the final picture
     await third.send_json(start(rgb_id, frame={"width": 28, "height": 20}, max_error=3))
     await receive_stream(third)
     final = app[FINALS].get(stream_key(app, rgb_id, 3, 0))
     assert final is not None and np.abs(final.astype(int) - rgb).max() <= 3 and not np.array_equal(final, rgb)
+
+
+async def test_a_final_picture_the_cache_cannot_keep_is_kept_by_its_viewer(app_client, rgb, rgb_id, monkeypatch):
+    """A picture larger than the whole cache (a 40 MP one in a small ``final_cache_mb``) or evicted
+    meanwhile: the viewer whose decoder made it keeps it, and its later regions are crops of it,
+    not a decode of the whole stream each."""
+    from server.keys import FINALS
+    from server.streaming import stream as stream_module
+
+    client = await app_client()
+    app = client.server.app
+    assert await (await client.get(f"/api/images/{rgb_id}/stream.hdn?max_error=2")).read()  # cached, nothing kept
+    app[FINALS].max_bytes = 100  # no picture fits
+    ws = await client.ws_connect("/ws")
+    await ws.send_json(start(rgb_id, frame={"width": 28, "height": 20}, max_error=2))
+    await receive_stream(ws)
+    made = []
+    real = stream_module.ProgressiveDecoder
+    monkeypatch.setattr(stream_module, "ProgressiveDecoder", lambda *a, **k: made.append(1) or real(*a, **k))
+    for x in (0, 10, 20):
+        await ws.send_json({"type": "region", "x": x, "y": 0, "width": 30, "height": 30})
+        answer = await receive_meta(ws)
+        pixels = frame_pixels(await ws.receive_bytes())
+        assert answer["exact"] and np.abs(pixels.astype(int) - rgb[:30, x : x + 30]).max() <= 2
+    assert len(made) == 1 and len(app[FINALS]) == 0
 
 
 async def test_a_finished_lossless_stream_keeps_nothing_but_the_original_for_its_regions(app_client, rgb, rgb_id):
