@@ -205,7 +205,8 @@ class StreamSources:
         stream, else a new encode (``job()`` says how; Busy if every encode slot is taken, or if
         ``client`` already runs ``max_client_encodes`` encodes it started). Counted as a viewer
         until ``release``; ``viewer=False`` keeps an encode running unwatched until it ends (a
-        background encode after an upload, which counts for no client)."""
+        background encode after an upload, which counts for no client and never takes the last
+        free slot of several: Busy then)."""
         lock = self._opening.setdefault(key, [asyncio.Lock(), 0])
         lock[1] += 1
         try:
@@ -238,6 +239,11 @@ class StreamSources:
                 if self.encoding >= self.max_encodes:
                     self._on_event("busy")
                     raise Busy(f"server busy: {self.encoding} streams are being encoded; try again shortly")
+                if not viewer and 1 < self.max_encodes <= self.encoding + 1:
+                    # nobody waits for a background encode: it never takes the last slot from a viewer's
+                    # first view (two uploads of 40 MP photographs held both for minutes)
+                    raise Busy(f"{self.encoding} of {self.max_encodes} encode slots are taken: the last one is "
+                               "left to viewers")
                 if client is not None and (mine := self.encodes_of(client)) >= self.max_client_encodes:
                     self._on_event("busy")
                     raise Busy(f"this client already has {mine} new stream{'s' * (mine != 1)} being encoded (at most "

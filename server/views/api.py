@@ -138,11 +138,12 @@ async def upload_image(request: web.Request) -> web.Response:
 
 async def _encode_in_background(app: web.Application, info: ImageInfo) -> None:
     """Start encoding the upload's default stream (lossless, layered), so that its first view reads
-    the cache; skipped, not queued, when every encode slot is taken (the first view encodes then)."""
+    the cache; skipped, not queued, when it would take the last free encode slot, which is left
+    to viewers (the first view encodes it then)."""
     try:
         await open_stream(app, info, stream_key(app, info.id, 0, 0), viewer=False)
-    except Busy:
-        log.info("not encoding upload %s in the background: every encode slot is taken", info.id)
+    except Busy as exc:
+        log.info("not encoding upload %s in the background: %s", info.id, exc)
 
 
 _DIGITS = re.compile(r"-?[0-9]{1,6}")

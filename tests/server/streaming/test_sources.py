@@ -293,6 +293,28 @@ async def test_an_upload_is_encoded_in_the_background_and_its_progress_shown(app
     assert client.server.app[STATS].cache_hits == 1
 
 
+async def test_background_encodes_of_uploads_leave_the_last_encode_slot_to_viewers(app_client, rgb_id, gate):
+    """Two uploads in a row, each encoded in the background: the first takes one of the two
+    slots, the second is not encoded then (nobody waits for it; its first view will), and a
+    viewer's first view still finds a slot. Before, two uploads of 40 MP photographs held both
+    slots for minutes and every first view was told "busy"."""
+    client = await app_client()
+    sources = client.server.app[SOURCES]
+    rng = np.random.default_rng(8)
+    ids = []
+    for _ in range(2):
+        response = await client.post("/api/images", data=form(png_of(rng.integers(0, 256, (40, 48, 3), np.uint8))))
+        assert response.status == 201
+        ids.append((await response.json())["id"])
+    cards = [(await (await client.get(f"/api/images/{i}")).json())["encoding"] for i in ids]
+    assert cards[0] is not None and cards[1] is None and sources.encoding == 1
+    ws = await client.ws_connect("/ws")
+    await ws.send_json(start(rgb_id, max_error=1))  # a first view: the slot left free
+    assert (await receive_meta(ws))["type"] == "meta"
+    gate.open()
+    assert (await receive_stream(ws))[-1]["type"] == "done"
+
+
 async def test_a_one_pixel_upload_streams_to_a_viewer_of_any_size(app_client):
     client = await app_client(encode_uploads=False)
     pixel = np.array([[[200, 100, 50]]], dtype=np.uint8)
