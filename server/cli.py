@@ -51,6 +51,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-client-encodes", type=int_range(1, 64), default=1, metavar="N",
                    help="new streams one client (address) has encoded at once, by first views and downloads; "
                         "more are answered 'busy' (default 1; --max-encodes is the whole process's)")
+    p.add_argument("--max-client-uploads", type=int_range(1, 1000), default=2, metavar="N",
+                   help="uploads one client (address) sends at once; more are refused with 429 (default 2)")
     p.add_argument("--max-client-sockets", type=int_range(1, 10_000), default=32, metavar="N",
                    help="websockets one client (address) keeps open; more are refused with 429 (default 32)")
     p.add_argument("--forwarded-allow-ips", type=address_list, default=(), metavar="IPS",
@@ -89,7 +91,7 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         host=args.host, port=args.port, model=args.model, data_dir=data_dir, images_dir=args.images,
         max_streams=args.max_streams, workers=args.workers, allowed_origins=tuple(args.allow_origin),
         max_client_streams=args.max_client_streams, max_client_sockets=args.max_client_sockets,
-        max_client_encodes=args.max_client_encodes,
+        max_client_encodes=args.max_client_encodes, max_client_uploads=args.max_client_uploads,
         forwarded_allow_ips=args.forwarded_allow_ips,
         max_encodes=args.max_encodes, cache_mb=args.cache_mb, effort=args.effort, encode_uploads=args.encode_uploads,
     )

@@ -43,6 +43,7 @@ class ServerConfig:
     max_client_sockets: int = 32  # open websockets of one client (``peers``); more are refused with 429
     max_client_streams: int = 8  # streams one client runs at once over its sockets; more are answered "busy"
     max_client_encodes: int = 1  # new streams one client has encoded at once (first views, downloads): "busy" beyond
+    max_client_uploads: int = 2  # uploads one client sends at once; more are refused with 429
     #: peers trusted to say whom they forward (``X-Forwarded-For``): the proxy in front, e.g. ("127.0.0.1",)
     forwarded_allow_ips: tuple[str, ...] = ()
     ws_max_message: int = 64 * 1024  # largest websocket message a client may send (close 1009 beyond)
@@ -70,6 +71,7 @@ class ServerConfig:
             "max_client_sockets": self.max_client_sockets >= 1,
             "max_client_streams": self.max_client_streams >= 1,
             "max_client_encodes": self.max_client_encodes >= 1,
+            "max_client_uploads": self.max_client_uploads >= 1,
             "ws_max_message": self.ws_max_message >= 1024,
             "heartbeat_s": self.heartbeat_s > 0,
             "workers": self.workers >= 1,

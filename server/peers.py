@@ -79,6 +79,7 @@ class Holdings:
 
     sockets: int = 0
     streams: int = 0
+    uploads: int = 0  # upload requests being received and decoded
 
 
 class Peers:
@@ -88,17 +89,18 @@ class Peers:
         self._held: dict[str, Holdings] = {}
 
     def __len__(self) -> int:
-        """Clients holding a socket or a stream now."""
+        """Clients holding a socket, a stream or an upload now."""
         return len(self._held)
 
     def of(self, client: str) -> Holdings:
         """What ``client`` holds (a fresh, empty record if nothing)."""
         return self._held.get(client) or Holdings()
 
-    def change(self, client: str, sockets: int = 0, streams: int = 0) -> None:
-        """Count a socket or stream opened (+1) or closed (-1); a client holding nothing is forgotten."""
+    def change(self, client: str, sockets: int = 0, streams: int = 0, uploads: int = 0) -> None:
+        """Count a socket, stream or upload begun (+1) or ended (-1); a client holding nothing is forgotten."""
         held = self._held.setdefault(client, Holdings())
         held.sockets += sockets
         held.streams += streams
-        if held.sockets <= 0 and held.streams <= 0:
+        held.uploads += uploads
+        if held.sockets <= 0 and held.streams <= 0 and held.uploads <= 0:
             del self._held[client]

@@ -7,6 +7,8 @@ import io
 import logging
 import os
 import re
+import tempfile
+import typing
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -74,24 +76,32 @@ def _encoding(app: web.Application, info: ImageInfo) -> dict | None:
     return {"chunks_done": len(source.chunks), "chunks": source.planned or None}
 
 
-def _decode_upload(data: bytes, max_pixels: int) -> np.ndarray:
-    """Blocking (worker): decode an upload (checked from its header first); every failure is a 4xx.
+def _decode_upload(spool: typing.BinaryIO, max_pixels: int) -> np.ndarray:
+    """Blocking (worker): decode an upload spooled to a file (checked from its header first);
+    every failure is a 4xx. Its bytes are in memory only here, in one of the worker's threads.
 
     Besides the server's pixel limit, the image must be one the codec can encode: at most
     ``MAX_SIDE`` pixels a side and ``MAX_PIXELS`` in all (hidenet_core/codec/container.py),
     so that everything accepted can be streamed."""
+    spool.seek(0)
     try:
-        return image_from_bytes(data, min(max_pixels, MAX_PIXELS), max_side=MAX_SIDE).pixels
+        return image_from_bytes(spool.read(), min(max_pixels, MAX_PIXELS), max_side=MAX_SIDE).pixels
     except ImageTooLarge as exc:
-        json_error(web.HTTPRequestEntityTooLarge, str(exc))
+        failure = (web.HTTPRequestEntityTooLarge, str(exc))
     except UnsupportedImage as exc:
-        json_error(web.HTTPUnsupportedMediaType, str(exc))
+        failure = (web.HTTPUnsupportedMediaType, str(exc))
     except ImageError as exc:
-        json_error(web.HTTPBadRequest, str(exc))
+        failure = (web.HTTPBadRequest, str(exc))
+    # raised here, not in the handlers: a failed decode's traceback held its frames and so the
+    # upload's bytes until the answer was sent (16 refused uploads of 150 MB at once: 2.6 GiB)
+    json_error(*failure)
 
 
-async def _read_file_field(request: web.Request, limit: int) -> tuple[bytearray, str | None]:
-    """The bytes and file name of the multipart field ``file``, refusing more than ``limit`` bytes."""
+async def _read_file_field(request: web.Request, limit: int, spool: typing.BinaryIO) -> tuple[int, str | None]:
+    """Write the multipart field ``file`` to ``spool``, refusing more than ``limit`` bytes; its
+    size and file name. Spooled, not kept in memory: 16 uploads of 150 MB sent at once held
+    4.95 GiB of the server's memory (an upload waits for one of the worker's threads to decode
+    it), enough of them would have exhausted it."""
     if request.content_length is not None and request.content_length > limit + 64 * 1024:
         json_error(web.HTTPRequestEntityTooLarge,
                    f"upload of {request.content_length} bytes exceeds the limit of {limit}")
@@ -102,12 +112,13 @@ async def _read_file_field(request: web.Request, limit: int) -> tuple[bytearray,
         while (part := await reader.next()) is not None:
             if getattr(part, "name", None) != "file":
                 continue
-            buf = bytearray()
+            size = 0
             while chunk := await part.read_chunk(_CHUNK):
-                buf += chunk
-                if len(buf) > limit:
+                size += len(chunk)
+                if size > limit:
                     json_error(web.HTTPRequestEntityTooLarge, f"upload exceeds the limit of {limit} bytes")
-            return buf, part.filename  # not bytes(buf): a second copy of up to 160 MB
+                spool.write(chunk)
+            return size, part.filename
     except (ValueError, HttpProcessingError) as exc:  # HttpProcessingError: a bad or overlong part header line
         json_error(web.HTTPBadRequest, f"malformed multipart body: {_one_line(exc)}")
     except RequestPayloadError as exc:  # a body that its Content-Encoding (gzip, deflate) does not decode
@@ -121,11 +132,21 @@ def _one_line(exc: Exception) -> str:
 
 
 async def upload_image(request: web.Request) -> web.Response:
-    cfg, store, worker = request.app[CONFIG], request.app[STORE], request.app[WORKER]
-    data, filename = await _read_file_field(request, cfg.max_upload_bytes)
-    if not data:
-        json_error(web.HTTPBadRequest, "the uploaded file is empty")
-    pixels = await worker.run(_decode_upload, data, cfg.max_pixels)
+    cfg, store, worker, peers = request.app[CONFIG], request.app[STORE], request.app[WORKER], request.app[PEERS]
+    client = client_address(request, cfg.forwarded_allow_ips)
+    if peers.of(client).uploads >= cfg.max_client_uploads:
+        json_error(web.HTTPTooManyRequests, f"this client is already sending {peers.of(client).uploads} uploads "
+                                            f"(at most {cfg.max_client_uploads} at once); wait for one to finish")
+    peers.change(client, uploads=+1)
+    try:
+        # an unnamed file in the data directory, gone when closed (also if the process dies)
+        with tempfile.TemporaryFile(dir=cfg.data_dir) as spool:
+            size, filename = await _read_file_field(request, cfg.max_upload_bytes, spool)
+            if not size:
+                json_error(web.HTTPBadRequest, "the uploaded file is empty")
+            pixels = await worker.run(_decode_upload, spool, cfg.max_pixels)
+    finally:
+        peers.change(client, uploads=-1)
     try:
         info, created = await worker.run(store.save_upload, pixels, display_name(filename), cfg.max_uploads)
     except StoreFull as exc:

@@ -177,11 +177,52 @@ async def test_sixteen_bit_colour_png_is_415(client, config, colour_type, channe
     assert resp.status == 415 and "16-bit" in (await resp.json())["error"] and uploads(config) == []
 
 
-# --- D9: the upload store's races ------------------------------------------------------------------
+async def test_one_client_sends_at_most_two_uploads_at_once_and_others_still_upload(aiohttp_client, config, clock,
+                                                                                     monkeypatch):
+    """Uploads are spooled to an unnamed file, not held in memory (16 uploads of 150 MB at once held
+    4.95 GiB), and one client sends at most ``max_client_uploads`` at once: a third is 429 with the
+    reason, while another client (the address the trusted proxy forwards) still uploads."""
+    import threading
+
+    from server.views import api
+
+    gate, decoding = threading.Event(), []
+    real = api._decode_upload
+
+    def held(spool, max_pixels):
+        decoding.append(spool)
+        gate.wait(30)
+        return real(spool, max_pixels)
+
+    monkeypatch.setattr(api, "_decode_upload", held)
+    client = await aiohttp_client(create_app(replace(config, workers=4, forwarded_allow_ips=("127.0.0.1",)),
+                                             clock=clock))
+    alice, bob = {"X-Forwarded-For": "203.0.113.7"}, {"X-Forwarded-For": "198.51.100.2"}
+    pngs = [png_of(smooth_image(16, 16, 3, seed=200 + i)) for i in range(4)]
+    first = [asyncio.ensure_future(client.post("/api/images", data=form(p), headers=alice)) for p in pngs[:2]]
+    while len(decoding) < 2:
+        await asyncio.sleep(0.01)
+    assert set(os.listdir(config.data_dir)) <= {"cache", "uploads"}  # the spools are unnamed files
+    third = await client.post("/api/images", data=form(pngs[2]), headers=alice)
+    assert third.status == 429
+    assert "this client is already sending 2 uploads (at most 2 at once)" in (await third.json())["error"]
+    other = asyncio.ensure_future(client.post("/api/images", data=form(pngs[3]), headers=bob))
+    while len(decoding) < 3:
+        await asyncio.sleep(0.01)
+    gate.set()
+    assert [r.status for r in await asyncio.gather(*first, other)] == [201, 201, 201]
+    assert (await client.post("/api/images", data=form(pngs[2]), headers=alice)).status == 201  # room again
+    assert set(os.listdir(config.data_dir)) == {"cache", "uploads"}  # no spool left behind
+
+
+# --- D9: the upload store's races (many uploads at once: one client here, its cap raised) --------------
+
+MANY = 32  # ``max_client_uploads`` for these tests: the races, not the per-client cap, are what they test
 
 
 async def test_the_upload_cap_holds_under_concurrent_distinct_uploads(aiohttp_client, config, clock):
-    client = await aiohttp_client(create_app(replace(config, max_uploads=5, workers=4), clock=clock))
+    client = await aiohttp_client(create_app(replace(config, max_uploads=5, workers=4, max_client_uploads=MANY),
+                                             clock=clock))
     for seed in range(4):
         assert (await client.post("/api/images", data=form(png_of(smooth_image(8, 8, 3, seed=seed))))).status == 201
     pngs = [png_of(smooth_image(24, 24, 3, seed=100 + i)) for i in range(10)]
@@ -191,7 +232,7 @@ async def test_the_upload_cap_holds_under_concurrent_distinct_uploads(aiohttp_cl
 
 
 async def test_concurrent_uploads_of_one_image_create_it_once(aiohttp_client, config, clock):
-    client = await aiohttp_client(create_app(replace(config, workers=4), clock=clock))
+    client = await aiohttp_client(create_app(replace(config, workers=4, max_client_uploads=MANY), clock=clock))
     data = png_of(smooth_image(64, 64, 3, seed=7))
     responses = await asyncio.gather(*(client.post("/api/images", data=form(data)) for _ in range(20)))
     assert sorted(r.status for r in responses) == [200] * 19 + [201]
@@ -200,7 +241,7 @@ async def test_concurrent_uploads_of_one_image_create_it_once(aiohttp_client, co
 
 async def test_the_cap_and_de_duplication_hold_across_two_servers_on_one_data_dir(aiohttp_client, config, clock):
     """Two apps, two stores, one data directory: only the file system is shared (as between processes)."""
-    cfg = replace(config, max_uploads=3, workers=2)
+    cfg = replace(config, max_uploads=3, workers=2, max_client_uploads=MANY)
     a = await aiohttp_client(create_app(cfg, clock=clock))
     b = await aiohttp_client(create_app(cfg, clock=clock))
     same = png_of(smooth_image(32, 32, 3, seed=1))

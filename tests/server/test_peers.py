@@ -81,9 +81,10 @@ def test_serve_builds_the_per_client_caps_from_its_flags(tmp_path):
     from server.cli import build_config
 
     args = build_parser().parse_args(["serve", "--max-client-streams", "3", "--max-client-sockets", "5",
+                                      "--max-client-uploads", "4",
                                       "--forwarded-allow-ips", "127.0.0.1,::1", "--data-dir", str(tmp_path)])
     config = build_config(args)
-    assert (config.max_client_streams, config.max_client_sockets) == (3, 5)
+    assert (config.max_client_streams, config.max_client_sockets, config.max_client_uploads) == (3, 5, 4)
     assert config.forwarded_allow_ips == ("127.0.0.1", "::1")
 
 

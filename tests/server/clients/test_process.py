@@ -254,3 +254,16 @@ def test_first_view_after_an_upload_joins_its_background_encode_at_1to1(tmp_path
         stop_server(server)
     assert result["upload_ms"] > 0 and result["chunks"] and result["region"]["exact"] is True
     assert result["follow"] and all(f["ms"] >= 0 for f in result["follow"])
+
+
+def test_an_upload_flood_from_one_client_gets_two_through_at_a_time(tmp_path):
+    """``python -m server.clients.uploadflood``, as the README's upload figures are measured."""
+    from server.clients.uploadflood import flood
+
+    server = start_server(tmp_path / "data", "interp")
+    try:
+        result = asyncio.run(flood(server.url, 6, 1, own_clients=False))
+    finally:
+        stop_server(server)
+    assert sum(result["statuses"].values()) == 6 and set(result["statuses"]) <= {415, 429}
+    assert result["peak_rss_bytes"] > 0

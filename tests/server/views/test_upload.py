@@ -133,3 +133,28 @@ async def test_upload_storage_cap_is_507(aiohttp_client, config, clock):
     assert (await client.post("/api/images", data=form(png_of(smooth_image(8, 8, 3, seed=1))))).status == 201
     resp = await client.post("/api/images", data=form(png_of(smooth_image(8, 8, 3, seed=2))))
     assert resp.status == 507 and "limit" in (await resp.json())["error"] and len(stored(config)) == 2
+
+
+async def test_a_refused_upload_keeps_no_reference_to_its_bytes():
+    """The error of a refused upload must not hold the upload's bytes: its traceback kept the
+    decoder's frames, and 16 refused 150 MB uploads at once held 2.6 GiB until answered."""
+    from aiohttp import web
+
+    from server.views.api import _decode_upload
+
+    freed = []
+
+    class Tracked(bytes):
+        def __del__(self) -> None:
+            freed.append(True)
+
+    class Spool:
+        def seek(self, offset: int) -> None:
+            pass
+
+        def read(self) -> bytes:
+            return Tracked(b"not an image " * 1000)
+
+    with pytest.raises(web.HTTPUnsupportedMediaType) as refused:
+        _decode_upload(Spool(), 1_000_000)
+    assert "not an image" in refused.value.text and freed == [True]  # while the error is still held
