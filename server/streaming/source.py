@@ -223,6 +223,16 @@ class StreamSources:
         return sum(1 for s in self._live.values()
                    if s.owner == client and s.task is not None and not s.task.done() and not s.cancel.is_set())
 
+    def _let_go_background(self, client: str) -> None:
+        """Cancel ``client``'s background encodes that nobody watches (an upload's), so that its
+        own first view of another stream takes their place: an upload, then its viewer in
+        another mode, would otherwise be told "busy". Each stops within a channel's coding; the
+        upload's first view encodes its stream later."""
+        for s in self._live.values():
+            if (s.owner == client and s.task is not None and not s.task.done() and not s.cancel.is_set()
+                    and s.viewers - s.held <= 0):
+                s.cancel.set()
+
     async def _open(self, key: StreamKey, job: Callable[[], EncodeJob], viewer: bool,
                     client: str | None = None) -> StreamSource:
         source = self._live.get(key)
@@ -237,15 +247,19 @@ class StreamSources:
             source = await self._cached(key)
             if source is None:
                 if self.encoding >= self.max_encodes:
-                    self._on_event("busy")
+                    if viewer:  # a background encode not started refuses nobody
+                        self._on_event("busy")
                     raise Busy(f"server busy: {self.encoding} streams are being encoded; try again shortly")
                 if not viewer and 1 < self.max_encodes <= self.encoding + 1:
                     # nobody waits for a background encode: it never takes the last slot from a viewer's
                     # first view (two uploads of 40 MP photographs held both for minutes)
                     raise Busy(f"{self.encoding} of {self.max_encodes} encode slots are taken: the last one is "
                                "left to viewers")
+                if client is not None and viewer and self.encodes_of(client) >= self.max_client_encodes:
+                    self._let_go_background(client)  # this client's own viewer comes first
                 if client is not None and (mine := self.encodes_of(client)) >= self.max_client_encodes:
-                    self._on_event("busy")
+                    if viewer:
+                        self._on_event("busy")
                     raise Busy(f"this client already has {mine} new stream{'s' * (mine != 1)} being encoded (at most "
                                f"{self.max_client_encodes} at once); wait for it to finish, or view one encoded "
                                "already")

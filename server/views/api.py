@@ -83,8 +83,8 @@ def _decode_upload(spool: typing.BinaryIO, max_pixels: int) -> np.ndarray:
     Besides the server's pixel limit, the image must be one the codec can encode: at most
     ``MAX_SIDE`` pixels a side and ``MAX_PIXELS`` in all (hidenet_core/codec/container.py),
     so that everything accepted can be streamed."""
-    spool.seek(0)
     try:
+        spool.seek(0)
         return image_from_bytes(spool.read(), min(max_pixels, MAX_PIXELS), max_side=MAX_SIDE).pixels
     except ImageTooLarge as exc:
         failure = (web.HTTPRequestEntityTooLarge, str(exc))
@@ -92,6 +92,8 @@ def _decode_upload(spool: typing.BinaryIO, max_pixels: int) -> np.ndarray:
         failure = (web.HTTPUnsupportedMediaType, str(exc))
     except ImageError as exc:
         failure = (web.HTTPBadRequest, str(exc))
+    finally:
+        spool.close()
     # raised here, not in the handlers: a failed decode's traceback held its frames and so the
     # upload's bytes until the answer was sent (16 refused uploads of 150 MB at once: 2.6 GiB)
     json_error(*failure)
@@ -117,7 +119,10 @@ async def _read_file_field(request: web.Request, limit: int, spool: typing.Binar
                 size += len(chunk)
                 if size > limit:
                     json_error(web.HTTPRequestEntityTooLarge, f"upload exceeds the limit of {limit} bytes")
-                spool.write(chunk)
+                try:
+                    spool.write(chunk)
+                except OSError as exc:  # the disk is full (ENOSPC, EDQUOT): nothing stored, a clear answer
+                    json_error(web.HTTPInsufficientStorage, f"cannot receive the upload: {exc.strerror or exc}")
             return size, part.filename
     except (ValueError, HttpProcessingError) as exc:  # HttpProcessingError: a bad or overlong part header line
         json_error(web.HTTPBadRequest, f"malformed multipart body: {_one_line(exc)}")
@@ -136,15 +141,23 @@ async def upload_image(request: web.Request) -> web.Response:
     client = client_address(request, cfg.forwarded_allow_ips)
     if peers.of(client).uploads >= cfg.max_client_uploads:
         json_error(web.HTTPTooManyRequests, f"this client is already sending {peers.of(client).uploads} uploads "
-                                            f"(at most {cfg.max_client_uploads} at once); wait for one to finish")
+                                            f"(at most {cfg.max_client_uploads} at once); wait for one to finish",
+                   **{"Retry-After": "5"})
     peers.change(client, uploads=+1)
     try:
-        # an unnamed file in the data directory, gone when closed (also if the process dies)
-        with tempfile.TemporaryFile(dir=cfg.data_dir) as spool:
+        try:  # an unnamed file in the data directory, gone when closed (also if the process dies)
+            spool = tempfile.TemporaryFile(dir=cfg.data_dir)  # noqa: SIM115 (closed by the decode, below)
+        except OSError as exc:
+            json_error(web.HTTPInsufficientStorage, f"cannot receive the upload: {exc.strerror or exc}")
+        try:
             size, filename = await _read_file_field(request, cfg.max_upload_bytes, spool)
             if not size:
                 json_error(web.HTTPBadRequest, "the uploaded file is empty")
-            pixels = await worker.run(_decode_upload, spool, cfg.max_pixels)
+        except BaseException:
+            spool.close()
+            raise
+        # the decode closes the spool: closing it here while a decode reads it would wait on the read
+        pixels = await worker.run(_decode_upload, spool, cfg.max_pixels)
     finally:
         peers.change(client, uploads=-1)
     try:
@@ -152,17 +165,18 @@ async def upload_image(request: web.Request) -> web.Response:
     except StoreFull as exc:
         json_error(web.HTTPInsufficientStorage, str(exc))
     if cfg.encode_uploads:
-        await _encode_in_background(request.app, info)
+        await _encode_in_background(request.app, info, client)
     return web.json_response(info.to_json(), status=201 if created else 200,
                              headers={"Location": f"/api/images/{info.id}"})
 
 
-async def _encode_in_background(app: web.Application, info: ImageInfo) -> None:
+async def _encode_in_background(app: web.Application, info: ImageInfo, client: str) -> None:
     """Start encoding the upload's default stream (lossless, layered), so that its first view reads
     the cache; skipped, not queued, when it would take the last free encode slot, which is left
-    to viewers (the first view encodes it then)."""
+    to viewers, or when its uploader (``client``) already has a new stream being encoded (the
+    first view encodes it then). It counts as the uploader's encode."""
     try:
-        await open_stream(app, info, stream_key(app, info.id, 0, 0), viewer=False)
+        await open_stream(app, info, stream_key(app, info.id, 0, 0), viewer=False, client=client)
     except Busy as exc:
         log.info("not encoding upload %s in the background: %s", info.id, exc)
 

@@ -215,6 +215,31 @@ async def test_one_client_sends_at_most_two_uploads_at_once_and_others_still_upl
     assert set(os.listdir(config.data_dir)) == {"cache", "uploads"}  # no spool left behind
 
 
+async def test_an_upload_the_disk_has_no_room_for_is_507_with_the_reason(aiohttp_client, config, clock, monkeypatch):
+    import errno
+
+    from server.keys import PEERS
+    from server.views import api
+
+    class Full:
+        def __init__(self, *args, **kwargs) -> None:
+            self.closed = False
+
+        def write(self, data: bytes) -> int:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def close(self) -> None:
+            self.closed = True
+
+    monkeypatch.setattr(api.tempfile, "TemporaryFile", Full)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    response = await client.post("/api/images", data=form(png_of(smooth_image(16, 16, 3, seed=1))))
+    assert response.status == 507 and "No space left on device" in (await response.json())["error"]
+    assert uploads(config) == [] and len(client.app[PEERS]) == 0
+    monkeypatch.undo()  # room again
+    assert (await client.post("/api/images", data=form(png_of(smooth_image(16, 16, 3, seed=1))))).status == 201
+
+
 # --- D9: the upload store's races (many uploads at once: one client here, its cap raised) --------------
 
 MANY = 32  # ``max_client_uploads`` for these tests: the races, not the per-client cap, are what they test

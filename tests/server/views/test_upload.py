@@ -155,6 +155,9 @@ async def test_a_refused_upload_keeps_no_reference_to_its_bytes():
         def read(self) -> bytes:
             return Tracked(b"not an image " * 1000)
 
+        def close(self) -> None:
+            pass
+
     with pytest.raises(web.HTTPUnsupportedMediaType) as refused:
         _decode_upload(Spool(), 1_000_000)
     assert "not an image" in refused.value.text and freed == [True]  # while the error is still held
