@@ -205,8 +205,9 @@ class StreamSources:
         stream, else a new encode (``job()`` says how; Busy if every encode slot is taken, or if
         ``client`` already runs ``max_client_encodes`` encodes it started). Counted as a viewer
         until ``release``; ``viewer=False`` keeps an encode running unwatched until it ends (a
-        background encode after an upload, which counts for no client and never takes the last
-        free slot of several: Busy then)."""
+        background encode after an upload, which counts as its uploader's, is let go when that
+        client's own first view needs its place, and never takes the last free slot of several:
+        Busy then)."""
         lock = self._opening.setdefault(key, [asyncio.Lock(), 0])
         lock[1] += 1
         try:

@@ -288,7 +288,8 @@ class LevelFrames:
                 answer(None)
         if index == len(self._plan) - 1 and self._keeps_final(state.header):
             try:  # the encoder's last reconstruction is the stream's final picture: kept for every viewer
-                self._final = self._finals.get(self._key) or self._finals.put(self._key, state)
+                kept = self._finals.get(self._key)  # (an array has no truth value: compared with None)
+                self._final = kept if kept is not None else self._finals.put(self._key, state)
             except Exception:  # only a region's speed is lost: it decodes the stream instead
                 log.exception("the final picture of %s could not be kept", self._key.filename)
 

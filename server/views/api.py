@@ -123,6 +123,10 @@ async def _read_file_field(request: web.Request, limit: int, spool: typing.Binar
                     spool.write(chunk)
                 except OSError as exc:  # the disk is full (ENOSPC, EDQUOT): nothing stored, a clear answer
                     json_error(web.HTTPInsufficientStorage, f"cannot receive the upload: {exc.strerror or exc}")
+            try:
+                spool.flush()  # the last buffered bytes: a full disk is found here, not in the decode
+            except OSError as exc:
+                json_error(web.HTTPInsufficientStorage, f"cannot receive the upload: {exc.strerror or exc}")
             return size, part.filename
     except (ValueError, HttpProcessingError) as exc:  # HttpProcessingError: a bad or overlong part header line
         json_error(web.HTTPBadRequest, f"malformed multipart body: {_one_line(exc)}")

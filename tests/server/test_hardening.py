@@ -228,6 +228,9 @@ async def test_an_upload_the_disk_has_no_room_for_is_507_with_the_reason(aiohttp
         def write(self, data: bytes) -> int:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
+        def flush(self) -> None:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
         def close(self) -> None:
             self.closed = True
 

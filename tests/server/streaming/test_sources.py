@@ -682,6 +682,27 @@ async def test_a_finished_near_lossless_streams_regions_are_crops_of_its_kept_fi
     assert final is not None and np.abs(final.astype(int) - rgb).max() <= 3 and not np.array_equal(final, rgb)
 
 
+async def test_viewers_sharing_a_first_view_each_keep_its_final_picture(app_client, rgb_id, gate, caplog):
+    """Two viewers of one near-lossless first view: the first keeps the final picture, the second
+    finds it kept (an array, compared with None: its truth value raised) and holds it too."""
+    import logging
+
+    from server.keys import FINALS
+
+    caplog.set_level(logging.ERROR)
+    client = await app_client()
+    app = client.server.app
+    viewers = [await client.ws_connect("/ws") for _ in range(2)]
+    for ws in viewers:
+        await ws.send_json(start(rgb_id, frame={"width": 28, "height": 20}, max_error=2))
+        assert (await receive_meta(ws))["type"] == "meta"
+    gate.open()
+    for ws in viewers:
+        assert (await receive_stream(ws))[-1]["type"] == "done"
+    assert app[FINALS].get(stream_key(app, rgb_id, 2, 0)) is not None
+    assert not [r for r in caplog.records if "final picture" in r.getMessage()], caplog.records
+
+
 async def test_a_final_picture_the_cache_cannot_keep_is_kept_by_its_viewer(app_client, rgb, rgb_id, monkeypatch):
     """A picture larger than the whole cache (a 40 MP one in a small ``final_cache_mb``) or evicted
     meanwhile: the viewer whose decoder made it keeps it, and its later regions are crops of it,
