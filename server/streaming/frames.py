@@ -36,8 +36,8 @@ from ..storage.cache import StreamKey
 from ..storage.lru import LRU
 
 __all__ = ["Frame", "FrameSpec", "FrameCache", "frame_level", "fit", "resize_to", "shown_size", "level_reference",
-           "render_frame", "render_region", "original_region", "finite", "frame_image", "SHRUNK_JPEG_QUALITY",
-           "warm_up", "FinalPictures"]
+           "render_frame", "render_region", "original_region", "finite", "frame_image", "image_format",
+           "SHRUNK_JPEG_QUALITY", "warm_up", "FinalPictures"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,12 @@ class Frame:
     @property
     def format(self) -> str:
         """Of ``data``: "png", or "jpeg" for a frame shrunk to a display."""
-        return "png" if self.data.startswith(b"\x89PNG") else "jpeg"
+        return image_format(self.data)
+
+
+def image_format(data: bytes) -> str:
+    """What a frame sent to a viewer is (``frame_image``): "png", or "jpeg"."""
+    return "png" if data.startswith(b"\x89PNG") else "jpeg"
 
 
 @dataclass(frozen=True)
@@ -280,7 +285,11 @@ class FinalPictures:
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._lru = LRU(max_bytes, weigh=lambda picture: picture.nbytes + 256)  # type: ignore[attr-defined]
+        self._lru = LRU(max_bytes, weigh=self._weigh)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _weigh(picture: np.ndarray) -> int:
+        return picture.nbytes + 256
 
     def __len__(self) -> int:
         return len(self._lru)
@@ -296,7 +305,7 @@ class FinalPictures:
         than the whole cache is not kept: it would evict all); returns it."""
         picture = np.ascontiguousarray(view.image(0).transpose(1, 2, 0))
         picture.setflags(write=False)
-        if picture.nbytes + 256 <= self.max_bytes:
+        if self._weigh(picture) <= self.max_bytes:
             self._lru.put(key, picture)
         return picture
 

@@ -31,7 +31,7 @@ from hidenet_core.tools.contenders import Racer as VerdictRacer
 from ..storage.lru import LRU
 from ..storage.singleflight import SingleFlight
 from .clock import Clock
-from .frames import finite, frame_image, resize_to
+from .frames import finite, frame_image, image_format, resize_to
 from .links import Link, arrival_ms
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class RaceFrame:
     @property
     def format(self) -> str:
         """Of ``data``: "png", or "jpeg" for a complete repaint shrunk to a display."""
-        return "png" if self.data.startswith(b"\x89PNG") else "jpeg"
+        return image_format(self.data)
 
 
 @dataclass(frozen=True)

@@ -218,20 +218,23 @@ class StreamSources:
             if not lock[1]:
                 del self._opening[key]
 
+    def _wanted_encodes(self, client: str) -> Iterator[StreamSource]:
+        """The sources whose encode ``client`` started that run and are still wanted (one being
+        cancelled, as after a change of mode, is not: its slot is free within a channel's coding)."""
+        return (s for s in self._live.values()
+                if s.owner == client and s.task is not None and not s.task.done() and not s.cancel.is_set())
+
     def encodes_of(self, client: str) -> int:
-        """The encodes ``client`` started that run and are still wanted (one being cancelled, as
-        after a change of mode, does not count: its slot is free within a channel's coding)."""
-        return sum(1 for s in self._live.values()
-                   if s.owner == client and s.task is not None and not s.task.done() and not s.cancel.is_set())
+        """How many encodes ``client`` started that run and are still wanted (``_wanted_encodes``)."""
+        return sum(1 for _ in self._wanted_encodes(client))
 
     def _let_go_background(self, client: str) -> None:
         """Cancel ``client``'s background encodes that nobody watches (an upload's), so that its
         own first view of another stream takes their place: an upload, then its viewer in
         another mode, would otherwise be told "busy". Each stops within a channel's coding; the
         upload's first view encodes its stream later."""
-        for s in self._live.values():
-            if (s.owner == client and s.task is not None and not s.task.done() and not s.cancel.is_set()
-                    and s.viewers - s.held <= 0):
+        for s in list(self._wanted_encodes(client)):
+            if s.viewers - s.held <= 0:
                 s.cancel.set()
 
     async def _open(self, key: StreamKey, job: Callable[[], EncodeJob], viewer: bool,

@@ -401,11 +401,7 @@ class LevelFrames:
         encoded, so its final picture is them, bit for bit: a 1:1 region of it is a crop of the
         original, not a minute of decoding every level again (12 MP; four at 40 MP)."""
         header = self._header
-        if header is None:
-            return False
-        if self._plan is None:
-            self._plan = stream_plan(header)
-        return self._seen == len(self._plan) and not any(header.max_error) and not header.generative_levels
+        return self._complete() and not any(header.max_error) and not header.generative_levels
 
     def region_behind(self) -> bool:
         """Whether an exact region would first have to decode much of the stream (more than

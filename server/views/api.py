@@ -122,17 +122,22 @@ async def _read_file_field(request: web.Request, limit: int, spool: typing.Binar
                 try:
                     spool.write(chunk)
                 except OSError as exc:  # the disk is full (ENOSPC, EDQUOT): nothing stored, a clear answer
-                    json_error(web.HTTPInsufficientStorage, f"cannot receive the upload: {exc.strerror or exc}")
+                    _no_room(exc)
             try:
                 spool.flush()  # the last buffered bytes: a full disk is found here, not in the decode
             except OSError as exc:
-                json_error(web.HTTPInsufficientStorage, f"cannot receive the upload: {exc.strerror or exc}")
+                _no_room(exc)
             return size, part.filename
     except (ValueError, HttpProcessingError) as exc:  # HttpProcessingError: a bad or overlong part header line
         json_error(web.HTTPBadRequest, f"malformed multipart body: {_one_line(exc)}")
     except RequestPayloadError as exc:  # a body that its Content-Encoding (gzip, deflate) does not decode
         json_error(web.HTTPBadRequest, f"malformed request body: {_one_line(exc)}")
     json_error(web.HTTPBadRequest, "the upload has no field named 'file'")
+
+
+def _no_room(exc: OSError) -> typing.NoReturn:
+    """507 for an upload the data directory cannot take (full disk, quota, not writable), with the reason."""
+    json_error(web.HTTPInsufficientStorage, f"cannot receive the upload: {exc.strerror or exc}")
 
 
 def _one_line(exc: Exception) -> str:
@@ -152,7 +157,7 @@ async def upload_image(request: web.Request) -> web.Response:
         try:  # an unnamed file in the data directory, gone when closed (also if the process dies)
             spool = tempfile.TemporaryFile(dir=cfg.data_dir)  # noqa: SIM115 (closed by the decode, below)
         except OSError as exc:
-            json_error(web.HTTPInsufficientStorage, f"cannot receive the upload: {exc.strerror or exc}")
+            _no_room(exc)
         try:
             size, filename = await _read_file_field(request, cfg.max_upload_bytes, spool)
             if not size:
