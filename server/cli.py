@@ -53,6 +53,12 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "more are answered 'busy' (default 1; --max-encodes is the whole process's)")
     p.add_argument("--max-client-uploads", type=int_range(1, 1000), default=2, metavar="N",
                    help="uploads one client (address) sends at once; more are refused with 429 (default 2)")
+    p.add_argument("--max-region-decodes", type=int_range(1, 64), default=1, metavar="N",
+                   help="1:1 regions answered at once by decoding a stream (a generative or unfinished stream's "
+                        "exact pixels: seconds to a minute for a large photo); more are answered 'region_busy' "
+                        "and the viewer asks again; keep it below --workers (default 1)")
+    p.add_argument("--max-client-region-decodes", type=int_range(1, 64), default=1, metavar="N",
+                   help="of those, what one client (address) may have at once (default 1)")
     p.add_argument("--max-client-sockets", type=int_range(1, 10_000), default=32, metavar="N",
                    help="websockets one client (address) keeps open; more are refused with 429 (default 32)")
     p.add_argument("--forwarded-allow-ips", type=address_list, default=(), metavar="IPS",
@@ -92,6 +98,7 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         max_streams=args.max_streams, workers=args.workers, allowed_origins=tuple(args.allow_origin),
         max_client_streams=args.max_client_streams, max_client_sockets=args.max_client_sockets,
         max_client_encodes=args.max_client_encodes, max_client_uploads=args.max_client_uploads,
+        max_region_decodes=args.max_region_decodes, max_client_region_decodes=args.max_client_region_decodes,
         forwarded_allow_ips=args.forwarded_allow_ips,
         max_encodes=args.max_encodes, cache_mb=args.cache_mb, effort=args.effort, encode_uploads=args.encode_uploads,
     )

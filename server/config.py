@@ -44,6 +44,11 @@ class ServerConfig:
     max_client_streams: int = 8  # streams one client runs at once over its sockets; more are answered "busy"
     max_client_encodes: int = 1  # new streams one client has encoded at once (first views, downloads): "busy" beyond
     max_client_uploads: int = 2  # uploads one client sends at once; more are refused with 429
+    #: 1:1 regions answered by decoding the stream at once (a generative or unfinished stream's exact
+    #: pixels: seconds, a minute at 12 MP), below ``workers`` so that frames always find a thread;
+    #: more are answered "region_busy" (the viewer asks again)
+    max_region_decodes: int = 1
+    max_client_region_decodes: int = 1  # of those, what one client may have at once
     #: peers trusted to say whom they forward (``X-Forwarded-For``): the proxy in front, e.g. ("127.0.0.1",)
     forwarded_allow_ips: tuple[str, ...] = ()
     ws_max_message: int = 64 * 1024  # largest websocket message a client may send (close 1009 beyond)
@@ -72,6 +77,8 @@ class ServerConfig:
             "max_client_streams": self.max_client_streams >= 1,
             "max_client_encodes": self.max_client_encodes >= 1,
             "max_client_uploads": self.max_client_uploads >= 1,
+            "max_region_decodes": self.max_region_decodes >= 1,
+            "max_client_region_decodes": self.max_client_region_decodes >= 1,
             "ws_max_message": self.ws_max_message >= 1024,
             "heartbeat_s": self.heartbeat_s > 0,
             "workers": self.workers >= 1,

@@ -10,7 +10,9 @@ A client is its peer's address, or, when the peer is a proxy the operator trusts
 (``forwarded_allow_ips``, e.g. the nginx of the README's deployment on 127.0.0.1), the
 address the proxies forwarded: the ``X-Forwarded-For`` list read from the right, past
 every trusted proxy. A client that is not a trusted proxy cannot choose its identity by
-sending that header: it is ignored.
+sending that header: it is ignored. An IPv6 client is its /64 network (``client_of``): a
+host is routinely given a whole /64 and may send from any address in it, so per address
+one machine had 2^64 sets of caps.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-__all__ = ["client_address", "normalized", "Holdings", "Peers", "ANY_PROXY"]
+__all__ = ["client_address", "client_of", "normalized", "Holdings", "Peers", "ANY_PROXY"]
 
 #: ``forwarded_allow_ips`` entry that trusts every peer (only behind a proxy nobody can bypass)
 ANY_PROXY = "*"
@@ -40,6 +42,19 @@ def normalized(text: str) -> str | None:
     return str(mapped or address)
 
 
+def client_of(address: str) -> str:
+    """The client a canonical address counts for: an IPv4 address itself, an IPv6 address its /64
+    network ("2001:db8:1:2::/64"), the smallest block a host or a household is handed (as visitors
+    behind one IPv4 NAT, the machines of one IPv6 network share its caps). Anything else as it is."""
+    try:
+        address_ = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if address_.version == 4:
+        return address
+    return str(ipaddress.ip_network((address_, 64), strict=False))
+
+
 def _hop(text: str) -> str | None:
     """A forwarded address as a proxy wrote it ("203.0.113.7", "203.0.113.7:5555", "[2001:db8::1]:80"),
     canonical; None if it is none of these."""
@@ -53,10 +68,15 @@ def _hop(text: str) -> str | None:
 
 
 def client_address(request: web.Request, trusted: tuple[str, ...]) -> str:
-    """The client a request comes from: its peer, or when the peer is a trusted proxy
-    (``trusted``: canonical addresses; ``ANY_PROXY`` makes any peer one) the nearest address
+    """The client a request comes from (``client_of``): its peer, or when the peer is a trusted
+    proxy (``trusted``: canonical addresses; ``ANY_PROXY`` makes any peer one) the nearest address
     forwarded that is not itself a listed proxy. Only the proxies' own entries are believed:
     what a client wrote into the header before them is never reached."""
+    return client_of(_address(request, trusted))
+
+
+def _address(request: web.Request, trusted: tuple[str, ...]) -> str:
+    """The address ``client_address`` takes the client of."""
     peer = request.remote or "unknown"
     peer = normalized(peer) or peer
     if not trusted or (ANY_PROXY not in trusted and peer not in trusted):
@@ -80,6 +100,7 @@ class Holdings:
     sockets: int = 0
     streams: int = 0
     uploads: int = 0  # upload requests being received and decoded
+    regions: int = 0  # 1:1 regions being answered by decoding the stream
 
 
 class Peers:
@@ -96,11 +117,13 @@ class Peers:
         """What ``client`` holds (a fresh, empty record if nothing)."""
         return self._held.get(client) or Holdings()
 
-    def change(self, client: str, sockets: int = 0, streams: int = 0, uploads: int = 0) -> None:
-        """Count a socket, stream or upload begun (+1) or ended (-1); a client holding nothing is forgotten."""
+    def change(self, client: str, sockets: int = 0, streams: int = 0, uploads: int = 0, regions: int = 0) -> None:
+        """Count a socket, stream, upload or region decode begun (+1) or ended (-1); a client holding
+        nothing is forgotten."""
         held = self._held.setdefault(client, Holdings())
         held.sockets += sockets
         held.streams += streams
         held.uploads += uploads
-        if held.sockets <= 0 and held.streams <= 0 and held.uploads <= 0:
+        held.regions += regions
+        if held.sockets <= 0 and held.streams <= 0 and held.uploads <= 0 and held.regions <= 0:
             del self._held[client]

@@ -42,6 +42,8 @@ class ServerStats:
     frame_hits: int = 0
     frame_misses: int = 0
     frames_superseded: int = 0  # chunks of a viewer's stream whose frame a later chunk's stood in for
+    regions_decoding: int = 0  # 1:1 regions being answered by decoding the stream (``max_region_decodes``)
+    regions_refused: int = 0  # 1:1 regions answered "region_busy": every region decode slot was taken
 
     def to_json(self) -> dict:
         rss, peak = memory_bytes()

@@ -413,6 +413,17 @@ class LevelFrames:
         exact = self._exact  # a region on a worker thread may drop it meanwhile
         return self._received - (exact.bytes_fed if exact is not None else 0) > REGION_LAG_BYTES
 
+    def region_decodes(self, exact: bool = True) -> bool:
+        """Whether ``region(..., exact)`` would decode stream bytes now, rather than crop a picture
+        kept whole or render from a decoder already caught up: the regions that cost seconds of a
+        worker thread (a minute at 12 MP), which the server caps per client and per process."""
+        if exact and (self._final_is_original() or self._final_picture() is not None):
+            return False
+        if not exact or not self._finest:
+            return self._decoder.bytes_fed < self._received
+        exact_decoder = self._exact  # a region on a worker thread may drop it meanwhile
+        return exact_decoder is None or exact_decoder.bytes_fed < self._received
+
     def region(self, x: int, y: int, width: int, height: int, exact: bool = True,
                cancelled: Callable[[], bool] = lambda: False) -> tuple[bytes, tuple[int, int, int, int]] | None:
         """Blocking (worker): the PNG of the latest picture's full-resolution pixels in a rectangle,

@@ -29,6 +29,9 @@ __all__ = ["websocket", "close_sockets", "origin_allowed"]
 
 log = logging.getLogger(__name__)
 
+#: how long a viewer told ``region_busy`` waits before it asks again
+REGION_RETRY_MS = 2000
+
 
 def origin_allowed(request: web.Request) -> bool:
     """Same-origin browsers, configured origins, and clients that send no Origin (CLI tools)."""
@@ -102,16 +105,58 @@ class Session:
                 continue
             # a large photo's frames skip its finest levels: the exact pixels may need seconds of
             # decoding, so they come second, after the region as the frames' decoder predicts it
-            gone = threading.Event()  # set when the session stops: a catch-up in the worker gives up
-            for exact in ((False, True) if frames.region_behind() else (True,)):
-                try:
-                    answer = await self.app[WORKER].run(frames.region, *rect, exact, gone.is_set, priority=0)
-                except asyncio.CancelledError:
-                    gone.set()
-                    raise
-                if answer is None:
-                    return
-                await self._send_region(*answer, exact)
+            passes = (False, True) if frames.region_behind() else (True,)
+            decodes = any(frames.region_decodes(exact) for exact in passes)
+            if decodes and (why := self._take_region_decode()):
+                await self._send_region_busy(rect, why)
+                continue
+            try:
+                gone = threading.Event()  # set when the session stops: a catch-up in the worker gives up
+                for exact in passes:
+                    try:
+                        answer = await self.app[WORKER].run(frames.region, *rect, exact, gone.is_set, priority=0)
+                    except asyncio.CancelledError:
+                        gone.set()
+                        raise
+                    if answer is None:
+                        return
+                    await self._send_region(*answer, exact)
+            finally:
+                if decodes:
+                    self._give_region_decode()
+
+    def _take_region_decode(self) -> str | None:
+        """Count a region answered by decoding the stream for this client and the process, or say
+        why not (None: counted): at most ``max_region_decodes`` at once, below the worker's threads so
+        that every stream's frames still find one, and ``max_client_region_decodes`` per client. A
+        socket asks one region at a time; one client's sockets asking at once (a region of a
+        generative stream decodes every level sent, a minute at 12 MP) held every worker thread and
+        every other viewer's first frame waited for them."""
+        stats, cfg, peers = self.app[STATS], self.app[CONFIG], self.app[PEERS]
+        mine = peers.of(self.client).regions
+        if mine >= cfg.max_client_region_decodes:
+            why = (f"this client already has {mine} regions being decoded on other sockets "
+                   f"(at most {cfg.max_client_region_decodes} at once)")
+        elif stats.regions_decoding >= cfg.max_region_decodes:
+            why = f"the server is decoding {stats.regions_decoding} regions for other viewers"
+        else:
+            stats.regions_decoding += 1
+            peers.change(self.client, regions=+1)
+            return None
+        stats.regions_refused += 1
+        return why
+
+    def _give_region_decode(self) -> None:
+        self.app[STATS].regions_decoding -= 1
+        self.app[PEERS].change(self.client, regions=-1)
+
+    async def _send_region_busy(self, rect: tuple[int, int, int, int], why: str) -> None:
+        """``region_busy``: the region is not answered now (``_take_region_decode``); the viewer
+        keeps what it shows and asks again after ``retry_ms``. Not an error: the stream goes on."""
+        x, y, width, height = rect
+        with contextlib.suppress(ConnectionResetError):
+            await self.send.json({"type": "region_busy", "x": x, "y": y, "width": width, "height": height,
+                                  "retry_ms": REGION_RETRY_MS, "message": f"{why}; the exact pixels come later"})
 
     async def _region_from_encoder(self, frames, rect: tuple[int, int, int, int]) -> bool:
         """During a first view: the region cut from the encoder's state after its next chunk (the

@@ -81,7 +81,8 @@ export function decodeFrame(data) {
  * One stream over its own websocket.
  *
  * handlers: onOpen(), onProgress(msg), onMeta(msg), onLevel(msg, bitmap), onChunk(msg) (a chunk whose
- * frame a later chunk's stands in for), onRace(msg, bitmap), onRegion(msg, bitmap), onDone(msg),
+ * frame a later chunk's stands in for), onRace(msg, bitmap), onRegion(msg, bitmap), onRegionBusy(msg)
+ * (a region the server will not decode now: ask again after msg.retry_ms), onDone(msg),
  * onError(text), each optional. After close() no handler
  * runs again. The socket stays open after "done", so that the 1:1 view can still ask for
  * regions of the final picture (``region``); it closes with close() or a new stream.
@@ -174,6 +175,9 @@ export class StreamSession {
         break;
       case "chunk":
         this.#emit("onChunk", message);
+        break;
+      case "region_busy":
+        this.#emit("onRegionBusy", message);
         break;
       case "done":
         this.finished = true;

@@ -142,6 +142,7 @@ function start() {
     onChunk,
     onRace,
     onRegion,
+    onRegionBusy,
     onDone,
     onError(text) {
       setError(text);
@@ -319,6 +320,15 @@ function onRegion(message, bitmap) {
   const current = asked && ["x", "y", "width", "height"].every((k) => asked[k] === message[k]) &&
     asked.index === stages.hidenet.last?.index;
   stage.canvas.dataset.region = !current ? "stale" : message.exact === false ? "predicted" : "current";
+}
+
+/** The server would not decode the region now (its region decodes are all taken): the stage keeps
+ * what it shows, and the same view asks again after the server's `retry_ms`, if still at 1:1. */
+function onRegionBusy(message) {
+  const asked = stream?.regionAsked;
+  if (!asked || !["x", "y", "width", "height"].every((k) => asked[k] === message[k])) return; // panned since
+  askRegion(message.retry_ms ?? 2000);
+  stages.hidenet.stage.canvas.dataset.region = "busy";
 }
 
 function onRace(message, bitmap) {

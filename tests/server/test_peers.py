@@ -31,7 +31,7 @@ def request(peer: str, forwarded: str | list[str] | None = None):
     ("127.0.0.1", "203.0.113.7, 10.0.0.2", ("127.0.0.1", "10.0.0.2"), "203.0.113.7"),  # two proxies
     ("127.0.0.1", None, ("127.0.0.1",), "127.0.0.1"),  # the proxy sent no header: the proxy itself
     ("10.1.1.1", "6.6.6.6, 203.0.113.7", ("*",), "203.0.113.7"),  # any peer a proxy: its own entry only
-    ("::1", "2001:db8::0001", ("::1",), "2001:db8::1"),  # canonical forms
+    ("::1", "2001:db8::0001", ("::1",), "2001:db8::/64"),  # canonical forms; IPv6: the /64 network
     ("127.0.0.1", " , ,", ("127.0.0.1",), "127.0.0.1"),
     # a proxy that adds a header line of its own after the client's: every line is read, in order
     ("127.0.0.1", ["6.6.6.1", "203.0.113.7"], ("127.0.0.1",), "203.0.113.7"),
@@ -40,7 +40,12 @@ def request(peer: str, forwarded: str | list[str] | None = None):
     ("::ffff:192.0.2.1", None, (), "192.0.2.1"),
     # a proxy that writes ports: the address without it, so that each connection is not a new client
     ("127.0.0.1", "203.0.113.7:5555", ("127.0.0.1",), "203.0.113.7"),
-    ("127.0.0.1", "[2001:db8::1]:443", ("127.0.0.1",), "2001:db8::1"),
+    ("127.0.0.1", "[2001:db8::1]:443", ("127.0.0.1",), "2001:db8::/64"),
+    # a host given a /64 may send from any address in it: one client; the next /64 is another
+    ("2001:db8:0:1:aaaa::1", None, (), "2001:db8:0:1::/64"),
+    ("2001:db8:0:1:ffff:1:2:3", None, (), "2001:db8:0:1::/64"),
+    ("2001:db8:0:2::1", None, (), "2001:db8:0:2::/64"),
+    ("127.0.0.1", "2001:db8:0:1:1234::9", ("127.0.0.1",), "2001:db8:0:1::/64"),
     # what cannot be read as an address stops the reading: the proxy itself is the client
     ("127.0.0.1", "203.0.113.7, unknown", ("127.0.0.1",), "127.0.0.1"),
 ])
@@ -81,11 +86,21 @@ def test_serve_builds_the_per_client_caps_from_its_flags(tmp_path):
     from server.cli import build_config
 
     args = build_parser().parse_args(["serve", "--max-client-streams", "3", "--max-client-sockets", "5",
-                                      "--max-client-uploads", "4",
+                                      "--max-client-uploads", "4", "--max-region-decodes", "3",
+                                      "--max-client-region-decodes", "2",
                                       "--forwarded-allow-ips", "127.0.0.1,::1", "--data-dir", str(tmp_path)])
     config = build_config(args)
     assert (config.max_client_streams, config.max_client_sockets, config.max_client_uploads) == (3, 5, 4)
+    assert (config.max_region_decodes, config.max_client_region_decodes) == (3, 2)
     assert config.forwarded_allow_ips == ("127.0.0.1", "::1")
+
+
+@pytest.mark.parametrize("setting", ["max_region_decodes", "max_client_region_decodes"])
+def test_the_config_refuses_a_region_decode_cap_below_one(tmp_path, setting):
+    from server.config import ServerConfig
+
+    with pytest.raises(ValueError, match=f"invalid server setting {setting}=0"):
+        ServerConfig(data_dir=tmp_path, **{setting: 0})
 
 
 def test_the_config_takes_proxies_as_addresses_in_canonical_form(tmp_path):

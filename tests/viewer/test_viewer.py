@@ -230,6 +230,44 @@ def test_a_large_image_comes_at_the_stage_size_and_1to1_shows_exact_regions(serv
     assert x2 != x and np.array_equal(moved[:, :, :3], pixels[y2 : y2 + moved.shape[0], x2 : x2 + moved.shape[1]])
 
 
+def test_a_viewer_told_region_busy_keeps_its_picture_and_asks_again(server, page):
+    """The server answers ``region_busy`` when its region decodes are all taken: the page keeps the
+    shrunk frame (``data-region`` "busy"), asks for the same rectangle again after ``retry_ms``,
+    and shows the exact pixels once answered; the stream is not failed."""
+    page.set_viewport_size({"width": 1000, "height": 800})
+    pixels = photo_like(640, 1100, seed=13)
+    info = post_image(server.url, "busy.png", png(pixels))
+    asked: list[dict] = []
+
+    def route(ws):  # the real server behind, but the page's first region request is answered busy
+        upstream = ws.connect_to_server()
+
+        def from_page(message):
+            data = json.loads(message) if isinstance(message, str) else {}
+            if data.get("type") == "region":
+                asked.append(data)
+                if len(asked) == 1:
+                    rect = {k: data[k] for k in ("x", "y", "width", "height")}
+                    ws.send(json.dumps({"type": "region_busy", **rect, "retry_ms": 400, "message": "busy (test)"}))
+                    return
+            upstream.send(message)
+
+        ws.on_message(from_page)
+
+    page.route_web_socket(re.compile(r"/ws$"), route)
+    page.goto(viewer_url(server, UploadedImage(info["id"], "busy", 1100, 640, pixels), link="unlimited",
+                         mode="lossless", view="1to1"))
+    page.wait_for_function("() => document.querySelector('#stage-hidenet canvas').dataset.region === 'busy'")
+    wait_done(page, 300)
+    page.wait_for_function("() => document.querySelector('#stage-hidenet canvas').dataset.region === 'current'")
+    assert len(asked) >= 2 and {k: asked[1][k] for k in ("x", "y", "width", "height")} == {
+        k: asked[0][k] for k in ("x", "y", "width", "height")}
+    shown, x, y = visible_pixels(page)
+    h, w = shown.shape[:2]
+    assert np.array_equal(shown[:, :, :3], pixels[y : y + h, x : x + w])
+    assert page.locator("#viewer").get_attribute("data-stream-state") != "error"
+
+
 def test_a_race_on_a_large_image_comes_at_the_stage_size_and_at_1to1_starts_again_full_size(server, page):
     """Every racer's frames fit the stage in fit mode (the server still measures them at full
     size); switching the race to 1:1 starts it again with full-size frames, its contender's too."""

@@ -889,3 +889,65 @@ async def test_a_level_message_says_when_its_frame_shows_estimates(app_client):
     assert not any(m["estimated"] for m in levels if m["layer"] == 0)
     last_layer = [m for m in levels if m["layer"] == levels[-1]["layer"]]
     assert any(m["estimated"] for m in last_layer) and not last_layer[-1]["estimated"]
+
+
+async def test_region_decodes_are_capped_per_client_and_per_process(app_client, rgb, rgb_id, monkeypatch):
+    """A region that decodes the stream (here a generative stream's: no final picture is kept)
+    holds a worker thread, a minute at 12 MP: one client's sockets asking at once held every thread
+    and another client's first frame waited 42 s (``server.clients.regionflood``). Past the caps
+    the request is answered ``region_busy`` at once, the stream goes on, and the same request
+    asked again once a decode ended is answered. A region that decodes nothing (a finished lossless
+    stream's, a crop of the original) is never refused."""
+    from server.streaming import stream as stream_module
+
+    entered, release = threading.Semaphore(0), threading.Event()
+    original = stream_module.LevelFrames.region
+
+    def held(self, *args, **kwargs):  # each decode holds its thread until the test lets it go
+        if not self._final_is_original():
+            entered.release()
+            release.wait(30)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(stream_module.LevelFrames, "region", held)
+    client = await app_client(forwarded_allow_ips=("127.0.0.1",), workers=4, max_region_decodes=2)
+    app = client.server.app
+    rect = {"type": "region", "x": 0, "y": 0, "width": 40, "height": 30}
+
+    async def viewer(who: str, **fields):
+        ws = await client.ws_connect("/ws", headers={"X-Forwarded-For": who})
+        await ws.send_json(start(rgb_id, frame={"width": 28, "height": 20}, link="unlimited", **fields))
+        assert (await receive_stream(ws))[-1]["type"] == "done"
+        return ws
+
+    alice, alice2 = await viewer("203.0.113.7", generative_levels=1), await viewer("203.0.113.7", generative_levels=1)
+    bob, carol = await viewer("198.51.100.2", generative_levels=1), await viewer("198.51.100.3", generative_levels=1)
+    dave = await viewer("198.51.100.4")  # lossless: its region is a crop of the original
+    await alice.send_json(rect)
+    await asyncio.to_thread(entered.acquire, timeout=30)
+    await alice2.send_json(rect)  # alice's second socket: her one region decode is taken
+    busy = await receive_meta(alice2)
+    assert busy["type"] == "region_busy" and "this client" in busy["message"], busy
+    assert {k: busy[k] for k in ("x", "y", "width", "height")} == {"x": 0, "y": 0, "width": 40, "height": 30}
+    assert busy["retry_ms"] > 0
+    await bob.send_json(rect)  # another client: the process's second region decode
+    await asyncio.to_thread(entered.acquire, timeout=30)
+    await carol.send_json(rect)  # a third client: both of the process's taken
+    busy = await receive_meta(carol)
+    assert busy["type"] == "region_busy" and "other viewers" in busy["message"], busy
+    assert (app[STATS].regions_decoding, app[STATS].regions_refused) == (2, 2)
+    await dave.send_json(rect)  # decodes nothing: answered while both are taken
+    answer = await receive_meta(dave)
+    assert answer["type"] == "region" and answer["exact"]
+    assert np.array_equal(frame_pixels(await dave.receive_bytes()), rgb[:30, :40])
+    release.set()
+    for ws in (alice, bob):
+        answer = await receive_meta(ws)
+        assert answer["type"] == "region" and answer["exact"], answer
+        await ws.receive_bytes()
+    await until(lambda: app[STATS].regions_decoding == 0)
+    await carol.send_json(rect)  # asked again: answered
+    answer = await receive_meta(carol)
+    assert answer["type"] == "region" and answer["exact"], answer
+    for ws in (alice, alice2, bob, carol, dave):
+        await ws.close()

@@ -421,6 +421,23 @@ async def test_one_client_keeps_at_most_its_sockets_open(aiohttp_client, config,
     assert len(client.app[PEERS]) == 0  # a client holding nothing is forgotten
 
 
+async def test_the_addresses_of_one_ipv6_64_are_one_client(aiohttp_client, config, clock):
+    """A host handed a /64 may send from any of its 2^64 addresses: counted per address, it had that
+    many sets of caps. Its addresses are one client; the next /64 is another."""
+    from dataclasses import replace
+
+    client = await aiohttp_client(create_app(replace(config, max_client_sockets=1, forwarded_allow_ips=("127.0.0.1",)),
+                                             clock=clock))
+    first = await client.ws_connect("/ws", headers={"X-Forwarded-For": "2001:db8:0:1::a"})
+    with pytest.raises(WSServerHandshakeError) as refused:
+        await client.ws_connect("/ws", headers={"X-Forwarded-For": "2001:db8:0:1:ffff::b"})
+    assert refused.value.status == 429
+    other = await client.ws_connect("/ws", headers={"X-Forwarded-For": "2001:db8:0:2::a"})
+    assert client.app[PEERS].of("2001:db8:0:1::/64").sockets == 1
+    await first.close()
+    await other.close()
+
+
 async def test_sockets_closed_with_a_start_in_flight_leave_their_client_nothing_held(held_client, hold_clock,
                                                                                      rgb_id):
     """aiohttp's test server cancels a handler whose client leaves, also while it stops its stream:
