@@ -42,15 +42,21 @@ def normalized(text: str) -> str | None:
     return str(mapped or address)
 
 
+#: IPv6 addresses that are one machine each: loopback, link-local and unique local (a LAN's own
+#: addresses, where the devices of one network are told apart as IPv4 private addresses are)
+_LOCAL_IPV6 = (ipaddress.ip_network("::1/128"), ipaddress.ip_network("fe80::/10"), ipaddress.ip_network("fc00::/7"))
+
+
 def client_of(address: str) -> str:
-    """The client a canonical address counts for: an IPv4 address itself, an IPv6 address its /64
-    network ("2001:db8:1:2::/64"), the smallest block a host or a household is handed (as visitors
-    behind one IPv4 NAT, the machines of one IPv6 network share its caps). Anything else as it is."""
+    """The client a canonical address counts for: an IPv4 address itself, a public IPv6 address
+    its /64 network ("2001:db8:1:2::/64"), the smallest block a host or a household is handed (as
+    visitors behind one IPv4 NAT, the machines of one IPv6 network share its caps); a local IPv6
+    address (``_LOCAL_IPV6``) and anything else as it is."""
     try:
-        address_ = ipaddress.ip_address(address)
+        address_ = ipaddress.ip_address(address.split("%")[0])
     except ValueError:
         return address
-    if address_.version == 4:
+    if address_.version == 4 or any(address_ in net for net in _LOCAL_IPV6):
         return address
     return str(ipaddress.ip_network((address_, 64), strict=False))
 

@@ -66,20 +66,32 @@ class Worker:
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hidenet-worker")
         self._slots = PrioritySlots(threads)
 
-    async def run(self, fn: Callable[..., T], *args: object, priority: int = 0) -> T:
+    async def run(self, fn: Callable[..., T], *args: object, priority: int = 0,
+                  ended: Callable[[], None] | None = None) -> T:
         """Run ``fn(*args)`` on a worker thread. Cancelling the caller does not stop a job
-        already running, but its thread stays counted until the job ends."""
+        already running, but its thread stays counted until the job ends. ``ended`` is called on
+        the event loop once the job has ended (or at once if it never started): what the caller
+        counted for the job is held exactly as long as its thread, however the caller ends."""
         loop = asyncio.get_running_loop()
-        await self._slots.acquire(priority)
+        try:
+            await self._slots.acquire(priority)
+        except BaseException:
+            if ended is not None:
+                ended()
+            raise
         try:
             cf: Future[T] = self._executor.submit(fn, *args)
         except BaseException:
             self._slots.release()
+            if ended is not None:
+                ended()
             raise
 
         def done(_: Future[T]) -> None:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
                 loop.call_soon_threadsafe(self._slots.release)
+                if ended is not None:
+                    loop.call_soon_threadsafe(ended)
 
         cf.add_done_callback(done)
         return await asyncio.wrap_future(cf)

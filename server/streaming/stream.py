@@ -413,24 +413,32 @@ class LevelFrames:
         exact = self._exact  # a region on a worker thread may drop it meanwhile
         return self._received - (exact.bytes_fed if exact is not None else 0) > REGION_LAG_BYTES
 
-    def region_decodes(self, exact: bool = True) -> bool:
-        """Whether ``region(..., exact)`` would decode stream bytes now, rather than crop a picture
-        kept whole or render from a decoder already caught up: the regions that cost seconds of a
-        worker thread (a minute at 12 MP), which the server caps per client and per process."""
+    @property
+    def received(self) -> int:
+        """The stream's bytes received so far (what the latest picture is of)."""
+        return self._received
+
+    def region_decodes(self, exact: bool = True, upto: int | None = None) -> bool:
+        """Whether ``region(..., exact, upto=upto)`` would decode stream bytes, rather than crop a
+        picture kept whole or render from a decoder already caught up: the regions that cost seconds
+        of a worker thread (a minute at 12 MP), which the server caps per client and per process."""
         if exact and (self._final_is_original() or self._final_picture() is not None):
             return False
+        end = self._received if upto is None else min(upto, self._received)
         if not exact or not self._finest:
-            return self._decoder.bytes_fed < self._received
+            return self._decoder.bytes_fed < end
         exact_decoder = self._exact  # a region on a worker thread may drop it meanwhile
-        return exact_decoder is None or exact_decoder.bytes_fed < self._received
+        return exact_decoder is None or exact_decoder.bytes_fed < end
 
     def region(self, x: int, y: int, width: int, height: int, exact: bool = True,
-               cancelled: Callable[[], bool] = lambda: False) -> tuple[bytes, tuple[int, int, int, int]] | None:
+               cancelled: Callable[[], bool] = lambda: False,
+               upto: int | None = None) -> tuple[bytes, tuple[int, int, int, int]] | None:
         """Blocking (worker): the PNG of the latest picture's full-resolution pixels in a rectangle,
         and the rectangle (x, y, width, height) clipped to the image. ``exact`` False: from the
         frames' decoder, the levels finer than the frame level predicted in the rectangle.
         None if ``cancelled()`` became true while the decoder of every level caught up (what it
-        decoded is kept for the next region)."""
+        decoded is kept for the next region). ``upto``: decode no further than this many bytes of
+        the stream (the picture when the region was asked, as ``region_decodes`` judged it)."""
         self._region_asked = time.monotonic()
         with self._lock:
             if exact and self._final_is_original():
@@ -438,11 +446,11 @@ class LevelFrames:
             final = self._final_picture() if exact else None
             if final is not None:
                 return original_region(final, x, y, width, height)
+            received = self._received if upto is None else min(upto, self._received)
             if not exact or not self._finest:  # the frames' decoder (of every level, when the frame is full size)
-                if not self._feed_unless(self._decoder, self._received, cancelled):
+                if not self._feed_unless(self._decoder, received, cancelled):
                     return None
                 return render_region(self._decoder.reconstruction, x, y, width, height)
-            received = self._received
         with self._region_lock:  # catching up on level 0 may take seconds: frames go on meanwhile
             final = self._final_picture()  # a region before this one may have decoded it all meanwhile
             if final is not None:

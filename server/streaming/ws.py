@@ -19,7 +19,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from hidenet_core import HdnFormatError, ImageError, default_levels
 
 from ..keys import CONFIG, PEERS, SOCKETS, STATS, STORE, WORKER
-from ..peers import client_address
+from ..peers import client_address, normalized
 from ..storage.store import ImageGone
 from ..views.errors import json_error
 from .protocol import Cancel, ProtocolError, Region, StartRequest, parse_message
@@ -47,7 +47,7 @@ def origin_allowed(request: web.Request) -> bool:
 _warned_untrusted = False
 
 
-def _warn_untrusted_proxy(request: web.Request, client: str, trusted: tuple[str, ...]) -> None:
+def _warn_untrusted_proxy(request: web.Request, peer: str, trusted: tuple[str, ...]) -> None:
     """Say once, in the log, that a socket came with X-Forwarded-For while no proxy is trusted: a
     proxy in front forwards clients this server does not tell apart, and every visitor behind
     it shares one client's caps (``peers``). (A client may send the header itself: it is ignored.)"""
@@ -56,7 +56,7 @@ def _warn_untrusted_proxy(request: web.Request, client: str, trusted: tuple[str,
         return
     _warned_untrusted = True
     log.warning("websockets from %s carry X-Forwarded-For, which is not trusted: every client behind that proxy "
-                "counts as one for the per-client caps; name the proxy with --forwarded-allow-ips", client)
+                "counts as one for the per-client caps; name the proxy with --forwarded-allow-ips", peer)
 
 
 class Session:
@@ -106,24 +106,22 @@ class Session:
             # a large photo's frames skip its finest levels: the exact pixels may need seconds of
             # decoding, so they come second, after the region as the frames' decoder predicts it
             passes = (False, True) if frames.region_behind() else (True,)
-            decodes = any(frames.region_decodes(exact) for exact in passes)
-            if decodes and (why := self._take_region_decode()):
-                await self._send_region_busy(rect, why)
-                continue
-            try:
-                gone = threading.Event()  # set when the session stops: a catch-up in the worker gives up
-                for exact in passes:
-                    try:
-                        answer = await self.app[WORKER].run(frames.region, *rect, exact, gone.is_set, priority=0)
-                    except asyncio.CancelledError:
-                        gone.set()
-                        raise
-                    if answer is None:
-                        return
-                    await self._send_region(*answer, exact)
-            finally:
-                if decodes:
-                    self._give_region_decode()
+            upto = frames.received  # the picture asked for: a chunk arriving meanwhile is not decoded for it
+            gone = threading.Event()  # set when the session stops: a catch-up in the worker gives up
+            for exact in passes:
+                decodes = frames.region_decodes(exact, upto)
+                if decodes and (why := self._take_region_decode()):
+                    await self._send_region_busy(rect, why)
+                    break
+                try:  # a decode's count is given back when its worker job ends, not when this task does
+                    answer = await self.app[WORKER].run(frames.region, *rect, exact, gone.is_set, upto, priority=0,
+                                                        ended=self._give_region_decode if decodes else None)
+                except asyncio.CancelledError:
+                    gone.set()
+                    raise
+                if answer is None:
+                    return
+                await self._send_region(*answer, exact)
 
     def _take_region_decode(self) -> str | None:
         """Count a region answered by decoding the stream for this client and the process, or say
@@ -286,7 +284,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         app[STATS].sockets_refused += 1
         json_error(web.HTTPServiceUnavailable, f"too many open websockets ({len(sockets)}); try again later")
     client = client_address(request, cfg.forwarded_allow_ips)
-    _warn_untrusted_proxy(request, client, cfg.forwarded_allow_ips)
+    _warn_untrusted_proxy(request, normalized(request.remote or "") or str(request.remote), cfg.forwarded_allow_ips)
     if peers.of(client).sockets >= cfg.max_client_sockets:
         app[STATS].sockets_refused += 1
         json_error(web.HTTPTooManyRequests, f"this client has {peers.of(client).sockets} websockets open (at most "

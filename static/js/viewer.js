@@ -65,6 +65,7 @@ let session = null;
 let stream = null;
 let clockFrame = 0;
 let regionTimer = 0;
+let regionPending = false; // a region request is scheduled (regionTimer) and not sent yet
 
 /** A contender's display name from its key: "pjpeg:90" -> "Progressive JPEG q90". */
 function contenderLabel(key) {
@@ -122,6 +123,7 @@ const linkNow = () => (stream?.linkT0 == null ? null : performance.now() - strea
 function start() {
   session?.close();
   clearTimeout(regionTimer);
+  regionPending = false;
   setError("");
   stream = { realT0: performance.now(), linkT0: null, time: "arrival", done: false };
   for (const r of stages.all()) r.reset("Connecting to the server…");
@@ -303,7 +305,9 @@ function askRegion(delay) {
   clearTimeout(regionTimer);
   const canvas = stages.hidenet.stage.canvas;
   if (stream?.shrunk && state.view === "1to1") canvas.dataset.region = "stale";
+  regionPending = true;
   regionTimer = setTimeout(() => {
+    regionPending = false;
     const rect = stages.hidenet.stage.visibleRect();
     if (!rect || !stream?.shrunk || !session?.region(rect)) return;
     stream.regionAsked = { ...rect, index: stages.hidenet.last?.index };
@@ -323,10 +327,12 @@ function onRegion(message, bitmap) {
 }
 
 /** The server would not decode the region now (its region decodes are all taken): the stage keeps
- * what it shows, and the same view asks again after the server's `retry_ms`, if still at 1:1. */
+ * what it shows, and asks again for what it then shows after the server's `retry_ms` (sooner if
+ * a pan or a new chunk asks first), while at 1:1. */
 function onRegionBusy(message) {
   const asked = stream?.regionAsked;
   if (!asked || !["x", "y", "width", "height"].every((k) => asked[k] === message[k])) return; // panned since
+  if (state.view !== "1to1" || regionPending) return; // left 1:1, or a newer request is on its way
   askRegion(message.retry_ms ?? 2000);
   stages.hidenet.stage.canvas.dataset.region = "busy";
 }

@@ -46,6 +46,10 @@ def request(peer: str, forwarded: str | list[str] | None = None):
     ("2001:db8:0:1:ffff:1:2:3", None, (), "2001:db8:0:1::/64"),
     ("2001:db8:0:2::1", None, (), "2001:db8:0:2::/64"),
     ("127.0.0.1", "2001:db8:0:1:1234::9", ("127.0.0.1",), "2001:db8:0:1::/64"),
+    # the local addresses of one LAN are its devices, told apart as IPv4 private addresses are
+    ("fd00:1:2:3::a", None, (), "fd00:1:2:3::a"),
+    ("fe80::1%eth0", None, (), "fe80::1%eth0"),
+    ("::1", None, (), "::1"),
     # what cannot be read as an address stops the reading: the proxy itself is the client
     ("127.0.0.1", "203.0.113.7, unknown", ("127.0.0.1",), "127.0.0.1"),
 ])

@@ -61,3 +61,32 @@ async def test_worker_runs_off_the_loop_with_bounded_concurrency():
     worker.close()
     assert peak <= 2 and threading.get_ident() not in idents
     assert torch.get_num_threads() == before
+
+
+async def test_ended_runs_when_the_job_ends_not_when_its_caller_is_cancelled():
+    """What a caller counts for a job (a region decode) must stay counted while the job's thread
+    still works: a cancelled caller's count dropped at once, and a client could run many."""
+    worker = Worker(threads=1, torch_threads=1)
+    release, started, ended = threading.Event(), threading.Event(), []
+    try:
+        def job():
+            started.set()
+            release.wait(10)
+
+        task = asyncio.create_task(worker.run(job, ended=lambda: ended.append("job")))
+        await asyncio.to_thread(started.wait, 10)
+        waiting = asyncio.create_task(worker.run(lambda: None, ended=lambda: ended.append("waiting")))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        waiting.cancel()  # never started: ended at once
+        await asyncio.gather(task, waiting, return_exceptions=True)
+        assert ended == ["waiting"]
+        release.set()
+        for _ in range(200):
+            if "job" in ended:
+                break
+            await asyncio.sleep(0.01)
+        assert ended == ["waiting", "job"]
+    finally:
+        release.set()
+        worker.close()

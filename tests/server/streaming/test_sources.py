@@ -924,14 +924,14 @@ async def test_region_decodes_are_capped_per_client_and_per_process(app_client, 
     bob, carol = await viewer("198.51.100.2", generative_levels=1), await viewer("198.51.100.3", generative_levels=1)
     dave = await viewer("198.51.100.4")  # lossless: its region is a crop of the original
     await alice.send_json(rect)
-    await asyncio.to_thread(entered.acquire, timeout=30)
+    assert await asyncio.to_thread(entered.acquire, timeout=30)
     await alice2.send_json(rect)  # alice's second socket: her one region decode is taken
     busy = await receive_meta(alice2)
     assert busy["type"] == "region_busy" and "this client" in busy["message"], busy
     assert {k: busy[k] for k in ("x", "y", "width", "height")} == {"x": 0, "y": 0, "width": 40, "height": 30}
     assert busy["retry_ms"] > 0
     await bob.send_json(rect)  # another client: the process's second region decode
-    await asyncio.to_thread(entered.acquire, timeout=30)
+    assert await asyncio.to_thread(entered.acquire, timeout=30)
     await carol.send_json(rect)  # a third client: both of the process's taken
     busy = await receive_meta(carol)
     assert busy["type"] == "region_busy" and "other viewers" in busy["message"], busy
@@ -951,3 +951,57 @@ async def test_region_decodes_are_capped_per_client_and_per_process(app_client, 
     assert answer["type"] == "region" and answer["exact"], answer
     for ws in (alice, alice2, bob, carol, dave):
         await ws.close()
+
+
+async def test_a_region_decode_is_counted_exactly_as_long_as_its_worker_job(app_client, rgb_id, monkeypatch):
+    """The count is given back when the decode's job ends: not after its answer is sent (a client
+    that does not read its socket held the process's one region decode for as long as it liked),
+    and not when the socket stops its region (the job still decodes on its thread: cancelling and
+    asking on another socket ran several decodes at once)."""
+    from server.streaming import stream as stream_module
+    from server.streaming import ws as ws_module
+
+    entered, release, sending = threading.Semaphore(0), threading.Event(), asyncio.Event()
+    original = stream_module.LevelFrames.region
+
+    def held(self, *args, **kwargs):
+        entered.release()
+        release.wait(30)
+        return original(self, *args, **kwargs)
+
+    async def stuck_send(self, *args, **kwargs):  # a client that never reads: the answer never goes out
+        sending.set()
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(stream_module.LevelFrames, "region", held)
+    monkeypatch.setattr(ws_module.Session, "_send_region", stuck_send)
+    client = await app_client(workers=3)
+    stats = client.server.app[STATS]
+    rect = {"type": "region", "x": 0, "y": 0, "width": 40, "height": 30}
+    ws = await client.ws_connect("/ws")
+    await ws.send_json(start(rgb_id, frame={"width": 28, "height": 20}, link="unlimited", generative_levels=1))
+    await receive_stream(ws)
+
+    await ws.send_json(rect)  # the decode ends, its answer is stuck: the count is back at once
+    assert await asyncio.to_thread(entered.acquire, timeout=30)
+    assert stats.regions_decoding == 1
+    release.set()
+    await asyncio.wait_for(sending.wait(), 30)
+    await until(lambda: stats.regions_decoding == 0, timeout=5)
+
+    release.clear()
+    await ws.send_json({"type": "cancel"})  # stops the stuck send
+    assert (await receive_meta(ws))["type"] == "cancelled"
+    other = await client.ws_connect("/ws")
+    await other.send_json(start(rgb_id, frame={"width": 28, "height": 20}, link="unlimited", generative_levels=1))
+    await receive_stream(other)
+    await other.send_json(rect)
+    assert await asyncio.to_thread(entered.acquire, timeout=30)
+    await other.send_json({"type": "cancel"})  # the region's task stops; its job still decodes
+    assert (await receive_meta(other))["type"] == "cancelled"
+    await asyncio.sleep(0.1)
+    assert stats.regions_decoding == 1
+    release.set()
+    await until(lambda: stats.regions_decoding == 0, timeout=5)
+    await ws.close()
+    await other.close()
