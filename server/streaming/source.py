@@ -17,6 +17,7 @@ disk cache, which keeps the most recently used streams within its byte bound.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -75,6 +76,8 @@ class StreamSource:
         self.viewers = 0
         self.held = 0  # of the viewers, the holds of a background encode (after an upload): no one waits
         self.owner: str | None = None  # the client whose first view or download started its encode (``peers``)
+        #: the clients among the viewers, with how many each: an encode's owner who leaves hands it on
+        self.watchers: collections.Counter[str] = collections.Counter()
         self.cancel = threading.Event()  # asked by the encoder between channels
         #: shown the encoder's reconstruction after each chunk (``Tap``): frames rendered without decoding
         self.taps: list[Tap] = []
@@ -274,6 +277,8 @@ class StreamSources:
             self._live[key] = source
         if viewer:
             source.viewers += 1
+            if client is not None:
+                source.watchers[client] += 1
         elif source.task is not None and not source.task.done():  # held until the encode ends
             source.viewers += 1
             source.held += 1
@@ -286,9 +291,19 @@ class StreamSources:
         source.held -= 1
         self.release(source)
 
-    def release(self, source: StreamSource) -> None:
-        """One viewer fewer; with none left an unfinished encode is cancelled."""
+    def release(self, source: StreamSource, client: str | None = None) -> None:
+        """One viewer fewer (``client``'s, as it opened the source); with none left an unfinished
+        encode is cancelled. An encode whose owner has no viewer left on it while others still
+        watch becomes the longest-watching client's: it counts toward the cap of a client who waits
+        for it, and no longer toward that of one who left (who was told "busy" for a minute after
+        leaving a 12 MP first view that another viewer kept going)."""
         source.viewers -= 1
+        if client is not None and source.watchers[client] > 0:
+            source.watchers[client] -= 1
+            if not source.watchers[client]:
+                del source.watchers[client]
+            if source.owner == client and not source.watchers[client] and source.watchers:
+                source.owner = next(iter(source.watchers))
         if source.viewers > 0:
             return
         if not source.complete:

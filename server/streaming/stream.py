@@ -678,7 +678,7 @@ async def run_stream(app: web.Application, send: Sender, req: StartRequest, info
         await _run_stream(app, send, req, info, key, source, watch)
     finally:
         watch.frames.close()
-        app[SOURCES].release(source)
+        app[SOURCES].release(source, client)
 
 
 def frame_spec(req: StartRequest) -> FrameSpec:

@@ -264,6 +264,37 @@ async def test_one_client_starts_one_new_encode_at_a_time_and_leaves_the_other_s
         assert (await receive_stream(ws))[-1]["type"] == "done"
 
 
+async def test_an_encode_whose_owner_left_counts_for_a_client_still_watching_it(app_client, rgb_id, grey, gate):
+    """Alice's first view starts an encode and Bob joins it; Alice leaves while Bob still watches.
+    The encode goes on for Bob and now counts toward his cap, not hers: before, Alice was told
+    "busy" for her next first view until Bob's stream ended (a minute at 12 MP)."""
+    client = await app_client(forwarded_allow_ips=("127.0.0.1",), max_encodes=3)
+    alice, bob = {"X-Forwarded-For": "203.0.113.7"}, {"X-Forwarded-For": "198.51.100.2"}
+    grey_id = image_id(grey)
+    hers = await client.ws_connect("/ws", headers=alice)
+    await hers.send_json(start(rgb_id, preview=False))  # her encode, held at the gate
+    assert (await receive_meta(hers))["type"] == "meta"
+    his = await client.ws_connect("/ws", headers=bob)
+    await his.send_json(start(rgb_id, preview=False))  # shares it
+    assert (await receive_meta(his))["type"] == "meta"
+    sources = client.server.app[SOURCES]
+    assert (sources.encodes_of("203.0.113.7"), sources.encodes_of("198.51.100.2")) == (1, 0)
+    await hers.close()
+    await until(lambda: sources.encodes_of("203.0.113.7") == 0)
+    assert sources.encodes_of("198.51.100.2") == 1  # the encode goes on, for Bob
+
+    again = await client.ws_connect("/ws", headers=alice)
+    await again.send_json(start(grey_id))  # her next first view: not busy
+    assert (await receive_meta(again))["type"] == "meta"
+    more = await client.ws_connect("/ws", headers=bob)
+    await more.send_json(start(grey_id, max_error=2))  # Bob's own cap now holds the encode he watches
+    refused = await receive_meta(more)
+    assert refused["code"] == "busy" and "this client already has 1 new stream being encoded" in refused["message"]
+    gate.open()
+    for ws in (his, again):
+        assert (await receive_stream(ws))[-1]["type"] == "done"
+
+
 async def test_an_upload_is_encoded_in_the_background_and_its_progress_shown(app_client, config, gate):
     client = await app_client()
     pixels = np.random.default_rng(5).integers(0, 256, (48, 40, 3), dtype=np.uint8)
