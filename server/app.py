@@ -23,6 +23,7 @@ from .keys import (
     FRAMES,
     MODEL,
     MODEL_HASH,
+    ORIGINALS,
     PEERS,
     RACES,
     SOCKETS,
@@ -39,6 +40,7 @@ from .stats import ServerStats
 from .storage.cache import StreamCache
 from .storage.files import sweep_partials
 from .storage.lru import LRU
+from .storage.originals import OriginalPNGs
 from .storage.store import ImageStore
 from .streaming.clock import Clock, MonotonicClock
 from .streaming.frames import FinalPictures, FrameCache, warm_up
@@ -106,6 +108,7 @@ def _resources(preloaded: Predictor | None):
             app[FINALS] = FinalPictures(cfg.final_cache_mb * MB)
             app[RACES] = RaceCache(cfg.race_cache_mb * MB)
             app[THUMBNAILS] = LRU(256)
+            app[ORIGINALS] = OriginalPNGs(cfg.original_cache_mb * MB)
             app[SOURCES] = StreamSources(app[CACHE], lambda fn, *a: worker.run(fn, *a, priority=ENCODE_PRIORITY),
                                          app[CLOCK].now, cfg.max_encodes, lambda event: _count_cache_event(app, event),
                                          cfg.max_client_encodes)
@@ -116,6 +119,8 @@ def _resources(preloaded: Predictor | None):
                 await app[SOURCES].close()
             if RACES in app:  # race builds waiting for a worker thread never start
                 await app[RACES].close()
+            if ORIGINALS in app:
+                await app[ORIGINALS].close()
             await asyncio.to_thread(worker.close)
 
     return resources

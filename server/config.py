@@ -60,6 +60,7 @@ class ServerConfig:
     frame_cache_mb: int = 128  # rendered level frames (PNG) kept in memory
     final_cache_mb: int = 256  # final pictures of finished near-lossless streams, for 1:1 regions
     race_cache_mb: int = 96  # the race's contender timelines (their PNG frames) kept in memory
+    original_cache_mb: int = 64  # original.png of the images served from a directory, made once and kept
     max_encodes: int = 2  # streams encoded at once; a viewer who would start one more is answered "busy"
     cache_mb: int = 4096  # encoded streams kept on disk; the least recently used go first beyond this
     effort: int = DEFAULT_EFFORT  # how hard the encoder works (hidenet encode --effort): faster or smaller
@@ -87,6 +88,7 @@ class ServerConfig:
             "frame_cache_mb": self.frame_cache_mb >= 1,
             "final_cache_mb": self.final_cache_mb >= 1,
             "race_cache_mb": self.race_cache_mb >= 1,
+            "original_cache_mb": self.original_cache_mb >= 1,
             "max_encodes": self.max_encodes >= 1,
             "cache_mb": self.cache_mb >= 1,
             "effort": self.effort in EFFORTS,

@@ -12,6 +12,10 @@ real ``hidenet serve`` on a free loopback port with PHOTO as its only image. The
 3. while those regions are answered, the visitor views the cached stream again: the time to
    its first frame, against the baseline.
 
+With ``--originals`` the flooder instead asks for PHOTO's ``original.png`` over and over on N
+connections at once (a PNG made from the pixels on a worker thread) for as long as the
+visitor's second view takes, and the count of originals it was sent is printed.
+
 The server trusts this machine as a proxy and each client names itself in
 ``X-Forwarded-For``, so the two are different clients. It prints what the flooder's
 sockets were answered (``region`` pictures, ``region_busy``) and both first-frame times.
@@ -39,7 +43,7 @@ from ..storage.store import image_id
 from .fetch import ws_url
 from .process import start_server, stop_server
 
-__all__ = ["flood", "main"]
+__all__ = ["flood", "flood_originals", "main"]
 
 VISITOR, FLOODER = "198.51.100.7", "203.0.113.9"
 
@@ -91,6 +95,31 @@ async def _flood_socket(session: aiohttp.ClientSession, base: str, image: str, g
                 return
 
 
+async def flood_originals(base: str, image: str, connections: int, own_clients: bool = False) -> dict:
+    """``--originals``: the visitor's first frame while ``original.png`` is asked for on every connection."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3600)) as session:
+        await _first_frame(session, base, image)  # encodes and caches the default stream
+        baseline = await _first_frame(session, base, image)
+        stop, served = asyncio.Event(), Counter()
+
+        async def ask(client: str) -> None:
+            while not stop.is_set():
+                async with session.get(f"{base}/api/images/{image}/original.png",
+                                       headers={"X-Forwarded-For": client}) as response:
+                    await response.read()
+                    served[response.status] += 1
+
+        flooders = [asyncio.create_task(ask(f"203.0.113.{10 + i}" if own_clients else FLOODER))
+                    for i in range(connections)]
+        await asyncio.sleep(2)
+        during = [round(await _first_frame(session, base, image), 3) for _ in range(3)]
+        stop.set()
+        await asyncio.gather(*flooders)
+        return {"connections": connections, "clients": connections if own_clients else 1,
+                "originals_sent": dict(served), "first_frame_s": round(baseline, 3),
+                "first_frame_during_flood_s": during}
+
+
 async def flood(base: str, image: str, sockets: int, generative: int, own_clients: bool = False) -> dict:
     """The figures of the module docstring, from the server at ``base``; ``own_clients``: each flooding
     socket from a client of its own (a distributed flood) instead of all from one."""
@@ -119,6 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--sockets", type=int, default=8, help="the flooder's websockets (default 8)")
     p.add_argument("--generative-levels", type=int, default=1, help="levels the flooder's stream predicts (default 1)")
     p.add_argument("--clients", action="store_true", help="each flooding socket from a client of its own")
+    p.add_argument("--originals", action="store_true", help="flood original.png requests instead of regions")
     p.add_argument("--server-args", default="", help="more arguments for hidenet serve (quoted)")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="hidenet-regionflood-") as tmp:
@@ -130,8 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                  *args.server_args.split()]
         server = start_server(Path(tmp) / "data", extra=extra)
         try:
-            result = asyncio.run(flood(server.url, image_id(load_image(args.photo).pixels), args.sockets,
-                                       args.generative_levels, args.clients))
+            image = image_id(load_image(args.photo).pixels)
+            result = asyncio.run(flood_originals(server.url, image, args.sockets, args.clients) if args.originals
+                                 else flood(server.url, image, args.sockets, args.generative_levels, args.clients))
         finally:
             stop_server(server)
     print(json.dumps(result, indent=2))

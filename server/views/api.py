@@ -24,7 +24,7 @@ from hidenet_core.codec.encoder import EncodeCancelled
 from hidenet_core.imageio import to_pil
 from hidenet_core.tools.contenders import contenders_json
 
-from ..keys import CONFIG, PEERS, RACES, SOCKETS, SOURCES, STATIC, STATS, STORE, THUMBNAILS, WORKER
+from ..keys import CONFIG, ORIGINALS, PEERS, RACES, SOCKETS, SOURCES, STATIC, STATS, STORE, THUMBNAILS, WORKER
 from ..peers import client_address
 from ..storage.store import ImageInfo, StoreFull, display_name
 from ..streaming.links import presets_json
@@ -216,9 +216,10 @@ async def stream_file(request: web.Request) -> web.StreamResponse:
     kind = request.query.get("stream", "layered")
     if kind not in STREAM_KINDS:
         json_error(web.HTTPBadRequest, f"stream must be one of {list(STREAM_KINDS)}, got {kind!r}")
+    client = client_address(request, app[CONFIG].forwarded_allow_ips)
     try:
         source = await open_stream(app, info, stream_key(app, info.id, max_error, generative, kind == "layered"),
-                                   client=client_address(request, app[CONFIG].forwarded_allow_ips))
+                                   client=client)
     except Busy as exc:
         json_error(web.HTTPServiceUnavailable, str(exc), **{"Retry-After": "5"})
     try:
@@ -251,7 +252,7 @@ async def stream_file(request: web.Request) -> web.StreamResponse:
                 request.transport.abort()
         return response
     finally:
-        app[SOURCES].release(source)
+        app[SOURCES].release(source, client)
 
 
 def _client_gone(request: web.Request) -> bool:
@@ -282,7 +283,8 @@ async def _while_client_waits(request: web.Request, work: Awaitable[T]) -> T:
 
 async def original_png(request: web.Request) -> web.StreamResponse:
     """The original pixels as a PNG: an upload's stored file as it is (the server wrote it, from
-    these very pixels: no work at all), a fixed image's made on a worker thread."""
+    these very pixels: no work at all), a fixed image's made on a worker thread once for every
+    request that asks meanwhile, and kept (``OriginalPNGs``)."""
     info = image_or_404(request)
     store, worker = request.app[STORE], request.app[WORKER]
     if info.path.parent == store.uploads_dir:
@@ -291,7 +293,8 @@ async def original_png(request: web.Request) -> web.StreamResponse:
     def make() -> bytes:
         return png_bytes(store.pixels(info.id), compress_level=3)
 
-    body = await _while_client_waits(request, worker.run(make, priority=HTTP_PRIORITY))
+    body = await _while_client_waits(
+        request, request.app[ORIGINALS].get(info.id, lambda: worker.run(make, priority=HTTP_PRIORITY)))
     return web.Response(body=body, content_type="image/png", headers=IMMUTABLE)
 
 
