@@ -133,10 +133,11 @@ class Session:
         stats, cfg, peers = self.app[STATS], self.app[CONFIG], self.app[PEERS]
         mine = peers.of(self.client).regions
         if mine >= cfg.max_client_region_decodes:
-            why = (f"this client already has {mine} regions being decoded on other sockets "
+            why = (f"this client already has {mine} region{'s' * (mine != 1)} being decoded "
                    f"(at most {cfg.max_client_region_decodes} at once)")
         elif stats.regions_decoding >= cfg.max_region_decodes:
-            why = f"the server is decoding {stats.regions_decoding} regions for other viewers"
+            why = (f"the server is decoding {stats.regions_decoding} region{'s' * (stats.regions_decoding != 1)} "
+                   "for other viewers")
         else:
             stats.regions_decoding += 1
             peers.change(self.client, regions=+1)
