@@ -15,6 +15,7 @@ from hidenet_core import Predictor, load_model, sample_paths
 from hidenet_core.memory import limit_arenas, release_after_strips
 
 from .config import MB, ServerConfig
+from .descriptors import raise_open_files
 from .keys import (
     CACHE,
     CLOCK,
@@ -65,6 +66,7 @@ def create_app(config: ServerConfig | None = None, *, clock: Clock | None = None
     """The hideNet web application. ``clock`` replaces the real one (tests); ``model``, if
     given, is used instead of loading ``config.model``."""
     config = config or ServerConfig()
+    raise_open_files()  # a connection is a descriptor: a soft limit of 1024 was a cap anyone could fill
     limit_arenas()  # before the worker and encoder threads exist: 0.3 GiB less at 12 MP (memory.limit_arenas)
     release_after_strips()  # freed pages back after each strip of a large level: 0.27 GiB less at 40 MP
     json_protocol_errors()

@@ -23,12 +23,15 @@ __all__ = ["NGINX_SITE", "nginx_binary", "site_for", "start_nginx", "stop_nginx"
 #: the site configuration of the README (the app on 127.0.0.1:8081, the proxy on port 80)
 NGINX_SITE = """\
 map $http_upgrade $connection_upgrade { default upgrade; '' close; }
+limit_conn_zone $binary_remote_addr zone=hidenet_clients:10m;
 upstream hidenet {
   server 127.0.0.1:8081;                       # gunicorn: every process accepts on this socket
 }
 server {
   listen 80;
   client_max_body_size 161m;                   # uploads: 160 MB and the multipart envelope
+  client_header_timeout 10s;                   # a request's headers within 10 s (slowloris)
+  limit_conn hidenet_clients 128;              # connections per visitor (the server counts finer)
   location / {
     proxy_pass http://hidenet;
     proxy_http_version 1.1;                    # websockets
