@@ -32,12 +32,16 @@ def raise_open_files(wanted: int = WANTED) -> tuple[int, int]:
         return (0, 0)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if soft != resource.RLIM_INFINITY and soft < target:
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return (soft, soft)
+    error: Exception | None = None
+    while target > soft:  # a kernel may cap it below the hard limit (macOS: kern.maxfilesperproc): halve
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError) as exc:  # a sandbox may refuse: the server runs with what it has
-            log.warning("could not raise the open-file limit from %d to %d: %s", soft, target, exc)
-            return (soft, soft)
+        except (ValueError, OSError) as exc:
+            error, target = exc, max(soft, target // 2)
+            continue
         log.info("open-file limit raised from %d to %d", soft, target)
         return (soft, target)
+    log.warning("could not raise the open-file limit from %d: %s", soft, error)  # a sandbox may refuse
     return (soft, soft)

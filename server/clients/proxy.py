@@ -31,7 +31,7 @@ server {
   listen 80;
   client_max_body_size 161m;                   # uploads: 160 MB and the multipart envelope
   client_header_timeout 10s;                   # a request's headers within 10 s (slowloris)
-  limit_conn hidenet_clients 128;              # connections per visitor (the server counts finer)
+  limit_conn hidenet_clients 128;              # requests in progress per visitor (the server counts finer)
   location / {
     proxy_pass http://hidenet;
     proxy_http_version 1.1;                    # websockets

@@ -13,8 +13,8 @@ real ``hidenet serve`` on a free loopback port with PHOTO as its only image. The
    its first frame, against the baseline.
 
 With ``--originals`` the flooder instead asks for PHOTO's ``original.png`` over and over on N
-connections at once (a PNG made from the pixels on a worker thread) for as long as the
-visitor's second view takes, and the count of originals it was sent is printed.
+connections at once (a PNG made from the pixels on a worker thread); after 2 s the visitor
+views the cached stream three times, and the count of originals sent is printed.
 
 The server trusts this machine as a proxy and each client names itself in
 ``X-Forwarded-For``, so the two are different clients. It prints what the flooder's

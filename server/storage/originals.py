@@ -19,6 +19,7 @@ class OriginalPNGs:
     encodes at a time, and other viewers' frames waited for them."""
 
     def __init__(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
         self._kept = LRU(max_bytes, weigh=len)
         self._flights: SingleFlight[bytes] = SingleFlight()
 
@@ -31,7 +32,8 @@ class OriginalPNGs:
 
         async def fill() -> bytes:
             made = await make()
-            self._kept.put(image_id, made)
+            if len(made) <= self._max_bytes:  # one larger than the bound is served, not kept
+                self._kept.put(image_id, made)
             return made
 
         return await self._flights.run(image_id, fill)

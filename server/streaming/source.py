@@ -75,8 +75,8 @@ class StreamSource:
         self.from_cache = False
         self.viewers = 0
         self.held = 0  # of the viewers, the holds of a background encode (after an upload): no one waits
-        self.owner: str | None = None  # the client whose first view or download started its encode (``peers``)
-        #: the clients among the viewers, with how many each: an encode's owner who leaves hands it on
+        self.starter: str | None = None  # the client whose first view, download or upload started its encode
+        #: the clients among the viewers, in the order they came, with how many sockets or downloads each
         self.watchers: collections.Counter[str] = collections.Counter()
         self.cancel = threading.Event()  # asked by the encoder between channels
         #: shown the encoder's reconstruction after each chunk (``Tap``): frames rendered without decoding
@@ -93,6 +93,16 @@ class StreamSource:
         source.made = [0.0] * len(layout.chunks)
         source.complete = source.from_cache = True
         return source
+
+    @property
+    def owner(self) -> str | None:
+        """The client whose cap the encode counts toward (``peers``): its starter while the starter
+        watches it or nobody does (an upload's background encode), else the client who has watched
+        it longest. Before, it stayed the starter's after the starter left while others watched,
+        and the starter was told "busy" until their stream ended (a minute at 12 MP)."""
+        if self.starter is None or not self.watchers or self.watchers.get(self.starter):
+            return self.starter
+        return next(iter(self.watchers))
 
     def add(self, piece: EncodedChunk, now: float) -> None:
         """Record the next piece the encoder made (the header, then each chunk)."""
@@ -271,7 +281,7 @@ class StreamSources:
                                f"{self.max_client_encodes} at once); wait for it to finish, or view one encoded "
                                "already")
                 source = StreamSource(key)
-                source.owner = client
+                source.starter = client
                 self.encoding += 1
                 source.task = asyncio.create_task(self._encode(source, job()))
             self._live[key] = source
@@ -292,18 +302,13 @@ class StreamSources:
         self.release(source)
 
     def release(self, source: StreamSource, client: str | None = None) -> None:
-        """One viewer fewer (``client``'s, as it opened the source); with none left an unfinished
-        encode is cancelled. An encode whose owner has no viewer left on it while others still
-        watch becomes the longest-watching client's: it counts toward the cap of a client who waits
-        for it, and no longer toward that of one who left (who was told "busy" for a minute after
-        leaving a 12 MP first view that another viewer kept going)."""
+        """One viewer fewer (``client``'s, as it opened the source: ``StreamSource.owner`` follows
+        who still watches); with none left an unfinished encode is cancelled."""
         source.viewers -= 1
-        if client is not None and source.watchers[client] > 0:
+        if client is not None and source.watchers.get(client):
             source.watchers[client] -= 1
             if not source.watchers[client]:
                 del source.watchers[client]
-            if source.owner == client and not source.watchers[client] and source.watchers:
-                source.owner = next(iter(source.watchers))
         if source.viewers > 0:
             return
         if not source.complete:

@@ -295,6 +295,39 @@ async def test_an_encode_whose_owner_left_counts_for_a_client_still_watching_it(
         assert (await receive_stream(ws))[-1]["type"] == "done"
 
 
+async def test_an_uploads_encode_counts_for_whoever_watches_it_and_returns_to_its_uploader(app_client, rgb_id,
+                                                                                            gate):
+    """Alice's upload is encoded in the background and Bob watches it: it counts toward Bob's cap,
+    not Alice's, who views another stream without "busy". Once nobody watches it again, it is
+    Alice's again: Bob's next first view does not cancel her upload's encode."""
+    client = await app_client(forwarded_allow_ips=("127.0.0.1",), max_encodes=4)
+    sources = client.server.app[SOURCES]
+    alice, bob = {"X-Forwarded-For": "203.0.113.7"}, {"X-Forwarded-For": "198.51.100.2"}
+    pixels = np.random.default_rng(9).integers(0, 256, (40, 48, 3), np.uint8)
+    response = await client.post("/api/images", data=form(png_of(pixels)), headers=alice)
+    assert response.status == 201
+    upload = (await response.json())["id"]
+    assert sources.encodes_of("203.0.113.7") == 1  # her background encode, held at the gate
+    his = await client.ws_connect("/ws", headers=bob)
+    await his.send_json(start(upload))
+    assert (await receive_meta(his))["type"] == "meta"
+    assert (sources.encodes_of("203.0.113.7"), sources.encodes_of("198.51.100.2")) == (0, 1)
+    hers = await client.ws_connect("/ws", headers=alice)
+    await hers.send_json(start(rgb_id, preview=False))  # not busy: the upload's encode is Bob's now
+    assert (await receive_meta(hers))["type"] == "meta"
+    await his.close()  # nobody watches the upload's encode: Alice's again, still running
+    await until(lambda: sources.encodes_of("198.51.100.2") == 0)
+    assert sources.encodes_of("203.0.113.7") == 2
+    again = await client.ws_connect("/ws", headers=bob)
+    await again.send_json(start(rgb_id, preview=False, max_error=3))  # Bob's own first view: his slot
+    assert (await receive_meta(again))["type"] == "meta"
+    running = [s for s in sources if s.key.image_id == upload]
+    assert running and not running[0].cancel.is_set()  # Alice's upload is still being encoded
+    gate.open()
+    for ws in (hers, again):
+        assert (await receive_stream(ws))[-1]["type"] == "done"
+
+
 async def test_an_upload_is_encoded_in_the_background_and_its_progress_shown(app_client, config, gate):
     client = await app_client()
     pixels = np.random.default_rng(5).integers(0, 256, (48, 40, 3), dtype=np.uint8)
