@@ -226,3 +226,23 @@ def test_mid_refinement_a_generative_level_keeps_the_model_budget(small_strips, 
     assert calls == []  # the generative level 0 bilinear
     full = rec.preview(0)
     assert calls == [rec.shapes[0]] and cheap.shape == full.shape
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 7), (1, 1, 1), (3, 1, 9), (4, 8, 1), (3, 33, 20)])
+def test_bilinear_upsampling_is_the_rounded_mean_of_the_even_neighbours(shape):
+    """The integer upsampling gives the pixels of its definition, computed in floats: each odd pixel
+    the mean of its two or four even neighbours (edges replicated), rounded half to even."""
+    from hidenet_core.codec.reconstruction import upsample_bilinear
+
+    rng = np.random.default_rng(sum(shape))
+    for _ in range(40):
+        x = rng.integers(0, 256, shape, dtype=np.uint8)
+        f = np.pad(x.astype(np.float64), ((0, 0), (0, 1), (0, 1)), mode="edge")
+        c, h, w = shape
+        want = np.empty((c, 2 * h, 2 * w), dtype=np.uint8)
+        want[:, 0::2, 0::2] = x
+        want[:, 0::2, 1::2] = np.rint((f[:, :h, :w] + f[:, :h, 1:]) / 2)
+        want[:, 1::2, 0::2] = np.rint((f[:, :h, :w] + f[:, 1:, :w]) / 2)
+        want[:, 1::2, 1::2] = np.rint((f[:, :h, :w] + f[:, :h, 1:] + f[:, 1:, :w] + f[:, 1:, 1:]) / 4)
+        for size in ((2 * h, 2 * w), (2 * h - 1, 2 * w - 1) if h > 1 and w > 1 else (2 * h, 2 * w)):
+            assert np.array_equal(upsample_bilinear(x, size), want[:, : size[0], : size[1]])
