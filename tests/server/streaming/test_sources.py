@@ -81,6 +81,14 @@ async def until(condition, timeout: float = 30) -> None:
             await asyncio.sleep(0.02)
 
 
+async def opened(client, headers: dict, image: str, **fields):
+    """A socket of the client ``headers`` name, its stream of ``image`` started (its meta received)."""
+    ws = await client.ws_connect("/ws", headers=headers)
+    await ws.send_json(start(image, **fields))
+    assert (await receive_meta(ws))["type"] == "meta"
+    return ws
+
+
 def cache_files(config) -> list:
     return sorted((config.data_dir / "cache").glob("*.hdn"))
 
@@ -238,9 +246,7 @@ async def test_one_client_starts_one_new_encode_at_a_time_and_leaves_the_other_s
     client = await app_client(forwarded_allow_ips=("127.0.0.1",))
     alice, bob = {"X-Forwarded-For": "203.0.113.7"}, {"X-Forwarded-For": "198.51.100.2"}
     grey_id = image_id(grey)
-    first = await client.ws_connect("/ws", headers=alice)
-    await first.send_json(start(rgb_id, preview=False))  # her encode, held at the gate
-    assert (await receive_meta(first))["type"] == "meta"
+    first = await opened(client, alice, rgb_id, preview=False)  # her encode, held at the gate
 
     second = await client.ws_connect("/ws", headers=alice)
     await second.send_json(start(grey_id))
@@ -271,21 +277,15 @@ async def test_an_encode_whose_owner_left_counts_for_a_client_still_watching_it(
     client = await app_client(forwarded_allow_ips=("127.0.0.1",), max_encodes=3)
     alice, bob = {"X-Forwarded-For": "203.0.113.7"}, {"X-Forwarded-For": "198.51.100.2"}
     grey_id = image_id(grey)
-    hers = await client.ws_connect("/ws", headers=alice)
-    await hers.send_json(start(rgb_id, preview=False))  # her encode, held at the gate
-    assert (await receive_meta(hers))["type"] == "meta"
-    his = await client.ws_connect("/ws", headers=bob)
-    await his.send_json(start(rgb_id, preview=False))  # shares it
-    assert (await receive_meta(his))["type"] == "meta"
+    hers = await opened(client, alice, rgb_id, preview=False)  # her encode, held at the gate
+    his = await opened(client, bob, rgb_id, preview=False)  # shares it
     sources = client.server.app[SOURCES]
     assert (sources.encodes_of("203.0.113.7"), sources.encodes_of("198.51.100.2")) == (1, 0)
     await hers.close()
     await until(lambda: sources.encodes_of("203.0.113.7") == 0)
     assert sources.encodes_of("198.51.100.2") == 1  # the encode goes on, for Bob
 
-    again = await client.ws_connect("/ws", headers=alice)
-    await again.send_json(start(grey_id))  # her next first view: not busy
-    assert (await receive_meta(again))["type"] == "meta"
+    again = await opened(client, alice, grey_id)  # her next first view: not busy
     more = await client.ws_connect("/ws", headers=bob)
     await more.send_json(start(grey_id, max_error=2))  # Bob's own cap now holds the encode he watches
     refused = await receive_meta(more)
@@ -308,19 +308,13 @@ async def test_an_uploads_encode_counts_for_whoever_watches_it_and_returns_to_it
     assert response.status == 201
     upload = (await response.json())["id"]
     assert sources.encodes_of("203.0.113.7") == 1  # her background encode, held at the gate
-    his = await client.ws_connect("/ws", headers=bob)
-    await his.send_json(start(upload))
-    assert (await receive_meta(his))["type"] == "meta"
+    his = await opened(client, bob, upload)
     assert (sources.encodes_of("203.0.113.7"), sources.encodes_of("198.51.100.2")) == (0, 1)
-    hers = await client.ws_connect("/ws", headers=alice)
-    await hers.send_json(start(rgb_id, preview=False))  # not busy: the upload's encode is Bob's now
-    assert (await receive_meta(hers))["type"] == "meta"
+    hers = await opened(client, alice, rgb_id, preview=False)  # not busy: the upload's encode is Bob's now
     await his.close()  # nobody watches the upload's encode: Alice's again, still running
     await until(lambda: sources.encodes_of("198.51.100.2") == 0)
     assert sources.encodes_of("203.0.113.7") == 2
-    again = await client.ws_connect("/ws", headers=bob)
-    await again.send_json(start(rgb_id, preview=False, max_error=3))  # Bob's own first view: his slot
-    assert (await receive_meta(again))["type"] == "meta"
+    again = await opened(client, bob, rgb_id, preview=False, max_error=3)  # Bob's own first view: his slot
     running = [s for s in sources if s.key.image_id == upload]
     assert running and not running[0].cancel.is_set()  # Alice's upload is still being encoded
     gate.open()
