@@ -39,7 +39,7 @@ from hidenet_core.codec.codelength import laplace_bits  # noqa: E402
 from hidenet_core.codec.encoder import EncodeSettings, encode  # noqa: E402
 from hidenet_core.codec.pyramid import PHASES, merge  # noqa: E402
 from hidenet_core.codec.stages.scalecontext import surprise  # noqa: E402
-from hidenet_core.imageio import load_image  # noqa: E402
+from hidenet_core.imageio import center_crop, load_image  # noqa: E402
 from hidenet_core.predictors import load_model  # noqa: E402
 
 SCALE_WEIGHTS = np.arange(-0.30, 0.301, 0.025)  # octaves of scale per unit of mean surprise
@@ -147,9 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.images or sorted(default.glob("*.png")):
         pixels = load_image(path).pixels
         if not args.full:
-            h, w = pixels.shape[:2]
-            y0, x0 = max(0, (h - 512) // 2), max(0, (w - 768) // 2)
-            pixels = pixels[y0:y0 + 512, x0:x0 + 768]
+            pixels = center_crop(pixels, 768, 512)
         per_level = pilot(coded_levels(pixels, model), rng)
         base, scaled, meaned = (sum(v[i] for v in per_level.values()) for i in range(3))
         print(f"{path.name}: {base / 8 / 1024:.1f} KB coded; the scale feature saves {100 * (1 - scaled / base):.2f}%, "

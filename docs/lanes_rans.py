@@ -38,7 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 from hidenet_core.codec import entropy  # noqa: E402
 from hidenet_core.codec.encoder import EncodeSettings, encode  # noqa: E402
-from hidenet_core.imageio import load_image  # noqa: E402
+from hidenet_core.imageio import center_crop, load_image  # noqa: E402
 from hidenet_core.predictors import load_model  # noqa: E402
 
 BITS = 14  # table precision: frequencies sum to 2^14
@@ -245,9 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.images or sorted(default.glob("*.png")):
         pixels = load_image(path).pixels
         if not args.full:
-            h, w = pixels.shape[:2]
-            y0, x0 = max(0, (h - 512) // 2), max(0, (w - 768) // 2)
-            pixels = pixels[y0:y0 + 512, x0:x0 + 768]
+            pixels = center_crop(pixels, 768, 512)
         r = compare(recorded_calls(pixels, model, args.effort), args.lanes_per)
         for k, v in r.items():
             total[k] = total.get(k, 0) + v

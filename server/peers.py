@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-__all__ = ["client_address", "client_of", "normalized", "Holdings", "Peers", "ANY_PROXY"]
+__all__ = ["client_address", "client_of", "peer_address", "normalized", "Holdings", "Peers", "ANY_PROXY"]
 
 #: ``forwarded_allow_ips`` entry that trusts every peer (only behind a proxy nobody can bypass)
 ANY_PROXY = "*"
@@ -81,10 +81,15 @@ def client_address(request: web.Request, trusted: tuple[str, ...]) -> str:
     return client_of(_address(request, trusted))
 
 
+def peer_address(request: web.Request) -> str:
+    """The address the connection comes from, canonical ("unknown" where the transport has none)."""
+    peer = request.remote or "unknown"
+    return normalized(peer) or peer
+
+
 def _address(request: web.Request, trusted: tuple[str, ...]) -> str:
     """The address ``client_address`` takes the client of."""
-    peer = request.remote or "unknown"
-    peer = normalized(peer) or peer
+    peer = peer_address(request)
     if not trusted or (ANY_PROXY not in trusted and peer not in trusted):
         return peer
     # every header line, in order: a proxy may add a line of its own after the client's

@@ -424,11 +424,15 @@ class LevelFrames:
         of a worker thread (a minute at 12 MP), which the server caps per client and per process."""
         if exact and (self._final_is_original() or self._final_picture() is not None):
             return False
-        end = self._received if upto is None else min(upto, self._received)
+        end = self._bytes_upto(upto)
         if not exact or not self._finest:
             return self._decoder.bytes_fed < end
         exact_decoder = self._exact  # a region on a worker thread may drop it meanwhile
         return exact_decoder is None or exact_decoder.bytes_fed < end
+
+    def _bytes_upto(self, upto: int | None) -> int:
+        """The stream's bytes a region decodes to: those received, or fewer (``upto``)."""
+        return self._received if upto is None else min(upto, self._received)
 
     def region(self, x: int, y: int, width: int, height: int, exact: bool = True,
                cancelled: Callable[[], bool] = lambda: False,
@@ -446,7 +450,7 @@ class LevelFrames:
             final = self._final_picture() if exact else None
             if final is not None:
                 return original_region(final, x, y, width, height)
-            received = self._received if upto is None else min(upto, self._received)
+            received = self._bytes_upto(upto)
             if not exact or not self._finest:  # the frames' decoder (of every level, when the frame is full size)
                 if not self._feed_unless(self._decoder, received, cancelled):
                     return None

@@ -19,7 +19,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from hidenet_core import HdnFormatError, ImageError, default_levels
 
 from ..keys import CONFIG, PEERS, SOCKETS, STATS, STORE, WORKER
-from ..peers import client_address, normalized
+from ..peers import client_address, peer_address
 from ..storage.store import ImageGone
 from ..views.errors import json_error
 from .protocol import Cancel, ProtocolError, Region, StartRequest, parse_message
@@ -285,7 +285,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         app[STATS].sockets_refused += 1
         json_error(web.HTTPServiceUnavailable, f"too many open websockets ({len(sockets)}); try again later")
     client = client_address(request, cfg.forwarded_allow_ips)
-    _warn_untrusted_proxy(request, normalized(request.remote or "") or str(request.remote), cfg.forwarded_allow_ips)
+    _warn_untrusted_proxy(request, peer_address(request), cfg.forwarded_allow_ips)
     if peers.of(client).sockets >= cfg.max_client_sockets:
         app[STATS].sockets_refused += 1
         json_error(web.HTTPTooManyRequests, f"this client has {peers.of(client).sockets} websockets open (at most "
