@@ -270,7 +270,7 @@ class ProgressiveDecoder:
         h, fmt, rec = self.header, self._format, self._rec
         assert h is not None and fmt is not None and rec is not None
         k = spec.level
-        dec = LevelDecoder(payload, self.predictor.distribution)
+        dec = LevelDecoder(payload, self.predictor.distribution, tables=fmt.value_tables)
         if spec.pass_ is None:  # a generative level: the prediction, filtered with the latest filter
             recon = predict_level(self.predictor, rec.image(k + 1), self._shapes[k], k, rec.filter(k), fmt)
             rec.set_level(k, split(recon)[1], None)

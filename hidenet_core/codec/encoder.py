@@ -268,7 +268,7 @@ def encode_chunks(image: np.ndarray, predictor: Predictor, settings: EncodeSetti
     for spec, bound in zip(plan, bounds):
         if cancelled():
             raise EncodeCancelled("the encoding was cancelled")
-        enc = LevelEncoder(predictor.distribution)
+        enc = LevelEncoder(predictor.distribution, tables=fmt.value_tables)
         if spec.pass_ is None:  # a generative level: the prediction itself, filtered where it has a filter
             k = spec.level
             recon = previews.pop(k, None)

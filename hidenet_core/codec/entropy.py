@@ -7,7 +7,9 @@ A value ``x`` predicted with mean ``m`` and scale ``s`` is coded as the integer
 (JPEG-LS "NEAR" quantization), reconstructed as ``clip(round(m) + q (2d + 1), 0, 255)``,
 so that ``|x - x'| <= d``; ``d = 0`` is lossless. ``q`` is entropy coded with a
 quantized Laplace (or Gaussian) centred on ``(m - round(m)) / (2d + 1)`` with scale
-``s / (2d + 1)``.
+``s / (2d + 1)``. From format version 7 (``tables=True``) those symbols go through fixed
+tables and rANS instead (``tablecoder.py``): the same quantization, another coder; everything
+else a chunk codes (side information, truncated refinements) stays with the range coder.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import constriction
 import numpy as np
 
 from .container import HdnFormatError
+from .tablecoder import TableDecoder, TableEncoder
 
 __all__ = ["quantize", "dequantize", "symbol_bound", "LevelEncoder", "LevelDecoder", "SCALE_FLOOR"]
 
@@ -49,6 +52,12 @@ _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
 
 
 @lru_cache(maxsize=64)
+def _uniform(bound: int):
+    """Symbols -bound..bound (shifted to 0..2 bound) all equally likely: a table's escaped values."""
+    return constriction.stream.model.Uniform(2 * bound + 1)
+
+
+@lru_cache(maxsize=64)
 def _family(distribution: str, bound: int):
     models = constriction.stream.model
     if distribution == "laplace":
@@ -69,11 +78,22 @@ def _params(mean: np.ndarray, scale: np.ndarray, d: int) -> tuple[np.ndarray, np
 
 
 class LevelEncoder:
-    """Accumulates the symbols of one chunk into one range-coded payload."""
+    """Accumulates the symbols of one chunk into one payload: range-coded, and with ``tables``
+    (format version 7, a Laplace predictor) the values' symbols table-coded beside it."""
 
-    def __init__(self, distribution: str) -> None:
+    def __init__(self, distribution: str, tables: bool = False) -> None:
         self.distribution = distribution
         self._enc = constriction.stream.queue.RangeEncoder()
+        self._tables = TableEncoder() if tables and distribution == "laplace" else None
+        self._split = tables  # the payload starts with the range part's length
+
+    def _symbols(self, q: np.ndarray, bound: int, centre: np.ndarray, scale: np.ndarray) -> None:
+        if self._tables is None:
+            self._enc.encode(q.astype(np.int32), _family(self.distribution, bound), centre, scale)
+            return
+        escaped = self._tables.add(q, bound, centre, scale)
+        if escaped.any():
+            self._enc.encode((q[escaped] + bound).astype(np.int32), _uniform(bound))
 
     def encode(self, x: np.ndarray, mean: np.ndarray, scale: np.ndarray, d: int) -> np.ndarray:
         """Code 8-bit values ``x`` (1-D) and return their reconstruction (uint8)."""
@@ -81,7 +101,7 @@ class LevelEncoder:
             return x.astype(np.uint8)
         rmean, centre, sc = _params(mean, scale, d)
         q = quantize(x, rmean, d)
-        self._enc.encode(q, _family(self.distribution, symbol_bound(d)), centre, sc)
+        self._symbols(q, symbol_bound(d), centre, sc)
         return dequantize(q, rmean, d)
 
     def encode_params(self, values: np.ndarray, bound: int, scale: float) -> None:
@@ -99,7 +119,7 @@ class LevelEncoder:
         """Code integer symbols in -bound..bound under the predictor's distribution family with
         these centres and scales (in symbol units), as ``encode`` codes its quantized residuals."""
         if q.size:
-            self._enc.encode(q.astype(np.int32), _family(self.distribution, bound), centre, scale)
+            self._symbols(q, bound, centre, scale)
 
     def encode_categorical(self, symbols: np.ndarray, probabilities: np.ndarray) -> None:
         """Code symbols 0..K-1, each under its own row of ``probabilities`` (N, K)."""
@@ -107,26 +127,54 @@ class LevelEncoder:
             self._enc.encode(symbols.astype(np.int32), _CATEGORICAL, probabilities)
 
     def payload(self) -> bytes:
-        return self._enc.get_compressed().astype(">u4").tobytes()
+        """The chunk's payload: the range coder's words; with tables, their count (u32) first and
+        the table part after them."""
+        words = self._enc.get_compressed().astype(">u4")
+        if not self._split:
+            return words.tobytes()
+        table_part = self._tables.finish() if self._tables is not None else b""
+        return np.array([words.size], dtype=">u4").tobytes() + words.tobytes() + table_part
 
 
 class LevelDecoder:
     """Reads symbols from one chunk's payload, in the order the encoder wrote them."""
 
-    def __init__(self, payload: bytes, distribution: str) -> None:
+    def __init__(self, payload: bytes, distribution: str, tables: bool = False) -> None:
         if len(payload) % 4:
             raise HdnFormatError(f"chunk payload of {len(payload)} bytes is not a whole number of 32-bit words")
         self.distribution = distribution
         words = np.frombuffer(payload, dtype=">u4").astype(np.uint32)
+        self._tables: TableDecoder | None = None
+        if tables and words.size:  # (an empty payload: a chunk that codes nothing)
+            n = int(words[0])
+            if n > words.size - 1:
+                raise HdnFormatError(f"chunk payload declares {n} range-coded words, it holds {words.size - 1}")
+            if distribution == "laplace":
+                self._tables = TableDecoder(payload[4 + 4 * n :])
+            elif words.size > n + 1:
+                raise HdnFormatError("chunk payload has a table-coded part its predictor does not use")
+            words = words[1 : n + 1]
         self._dec = constriction.stream.queue.RangeDecoder(words)
+
+    def _symbols(self, bound: int, centre: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        """Symbols coded by ``LevelEncoder._symbols`` (int64)."""
+        if self._tables is None:
+            return np.asarray(self._decode(_family(self.distribution, bound), centre, scale), dtype=np.int64)
+        try:
+            q, escaped = self._tables.take(bound, centre, scale)
+        except ValueError as exc:
+            raise HdnFormatError(f"chunk payload cannot be decoded: {exc}") from None
+        count = int(np.count_nonzero(escaped))
+        if count:
+            q[escaped] = np.asarray(self._decode(_uniform(bound), count), dtype=np.int64) - bound
+        return q
 
     def decode(self, mean: np.ndarray, scale: np.ndarray, d: int) -> np.ndarray:
         """Decode as many values as ``mean`` has (1-D) and return them (uint8)."""
         if mean.size == 0:
             return np.zeros(0, dtype=np.uint8)
         rmean, centre, sc = _params(mean, scale, d)
-        q = self._decode(_family(self.distribution, symbol_bound(d)), centre, sc)
-        return dequantize(np.asarray(q), rmean, d)
+        return dequantize(self._symbols(symbol_bound(d), centre, sc), rmean, d)
 
     def decode_params(self, count: int, bound: int, scale: float) -> np.ndarray:
         """Read ``count`` integers written by ``LevelEncoder.encode_params``."""
@@ -145,7 +193,7 @@ class LevelDecoder:
         """Read what ``LevelEncoder.encode_symbols`` coded (int64)."""
         if centre.size == 0:
             return np.zeros(0, dtype=np.int64)
-        return np.asarray(self._decode(_family(self.distribution, bound), centre, scale), dtype=np.int64)
+        return self._symbols(bound, centre, scale)
 
     def decode_categorical(self, probabilities: np.ndarray) -> np.ndarray:
         """Read what ``LevelEncoder.encode_categorical`` coded with these rows (int64)."""

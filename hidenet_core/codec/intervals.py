@@ -24,40 +24,17 @@ truncated masses. A value whose interval is already a single bin costs nothing.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from .container import HdnFormatError
 from .entropy import SCALE_FLOOR, LevelDecoder, LevelEncoder, symbol_bound
+from .fixedpoint import _ARG, _IMAX, _ONE, EXP_TABLE
 
 __all__ = ["EXP_TABLE", "FAST_MASS", "Interval", "first_interval", "StoredBounds", "FirstPassBounds", "Bounds",
            "RefinePlan", "plan_refinement", "refine_encode", "refine_decode", "truncated_mean"]
 
-#: fixed-point unit of the table and of the cumulative masses (2 F(t) in units of 2^-30)
-_ONE = 1 << 30
-#: the table's argument unit: exp(-i / 1024)
-_ARG = 1024
-#: beyond this argument the table is 0 (exp(-22) * 2^30 < 1/2)
-_IMAX = 22 * _ARG
-
-
-def _exp_table() -> np.ndarray:
-    """``round(2^30 exp(-i/1024))`` for i = 0 .. _IMAX, by integer products of per-bit
-    constants only: no floating-point exp, so every machine builds the same table."""
-    constants = [round(_ONE * math.exp(-(1 << b) / _ARG)) for b in range(16)]
-    # the constants are fixed integers; they are computed here instead of listed, and a
-    # test pins the table's checksum, so a machine whose libm rounds one differently fails loudly
-    i = np.arange(_IMAX + 1, dtype=np.int64)
-    acc = np.full(i.shape, _ONE, dtype=np.int64)
-    for b, k in enumerate(constants):
-        acc = np.where((i >> b) & 1 == 1, (acc * k + (_ONE >> 1)) >> 30, acc)
-    acc[-1] = 0
-    return acc
-
-
-EXP_TABLE = _exp_table()
 #: an interval holding at least this share of the Laplace's mass is coded without truncation
 FAST_MASS = 0.98
 _FAST_NUM, _FAST_DEN = 49, 50  # FAST_MASS as an exact fraction

@@ -56,6 +56,8 @@ class FormatVersion:
     part_positions: int = 0  # a pass over a level of at least this many positions is split into parts (0: never)
     strip_positions: int = 0  # ... one part per coding step and strip of about this many positions (0: no strips)
     halo_rows: int = 0  # a strip's prediction sees this many grid rows above and below it
+    # -- version 7: the values' symbols in fixed tables, rANS-coded beside the range coder (tablecoder.py)
+    value_tables: bool = False
 
     def __post_init__(self) -> None:
         calibrated_only = self.refinement is not Refinement.NONE or self.rounds_by_phase or self.scale_context
@@ -112,10 +114,13 @@ FORMATS: dict[int, FormatVersion] = {
         FormatVersion(6, calibration=True, refinement=Refinement.LINEAR, rounds_by_phase=True, scale_bound=16,
                       scale_context=True, preview_filter=True, layered=True, part_positions=CALIBRATED_POSITIONS,
                       strip_positions=1 << 20, halo_rows=16),
+        FormatVersion(7, calibration=True, refinement=Refinement.LINEAR, rounds_by_phase=True, scale_bound=16,
+                      scale_context=True, preview_filter=True, layered=True, part_positions=CALIBRATED_POSITIONS,
+                      strip_positions=1 << 20, halo_rows=16, value_tables=True),
     )
 }
 #: the version written by default
-VERSION = 6
+VERSION = 7
 VERSIONS = tuple(FORMATS)
 
 

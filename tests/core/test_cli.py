@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from hidenet_core.cli import EXIT_BROKEN_PIPE, commands, main
+from hidenet_core.codec.versions import VERSION
 from tests.conftest import smooth_image
 
 
@@ -52,7 +53,7 @@ def test_encode_decode_info_round_trip(tmp_path, photo, capsys):
     info = json.loads(out)
     assert (info["width"], info["height"], info["channels"]) == (90, 70, 3)
     chunks = info["chunks"]
-    assert info["format_version"] == 6 and info["complete"] and len(info["layers"]) == 2
+    assert info["format_version"] == VERSION and info["complete"] and len(info["layers"]) == 2
     assert [(c["layer"], c["level"]) for c in chunks] == [(0, 2), (0, 1), (0, 0), (1, 1), (1, 0)]
     assert [c["max_error"] for c in chunks] == [None, None, 32, 32, 0]
     assert chunks[-1] == {"layer": 1, "level": 0, "part": 0, "parts": 1, "max_error": 0, "width": 90, "height": 70,
@@ -61,11 +62,11 @@ def test_encode_decode_info_round_trip(tmp_path, photo, capsys):
     assert code == 0 and "90x70 RGB" in out
 
 
-def test_format_version_option_writes_versions_1_to_6(tmp_path, capsys):
+def test_format_version_option_writes_every_version(tmp_path, capsys):
     path = tmp_path / "big.png"
     Image.fromarray(smooth_image(150, 140, 3)).save(path)  # level 0 is large enough to be calibrated
     sizes = {}
-    for flag, version in (([], 6), *((["--format-version", str(v)], v) for v in (5, 4, 3, 2, 1))):
+    for flag, version in (([], VERSION), *((["--format-version", str(v)], v) for v in range(VERSION - 1, 0, -1))):
         out = tmp_path / f"v{version}.hdn"
         assert run(capsys, "encode", path, out, "--model", "interp", *flag)[0] == 0
         code, text, _ = run(capsys, "info", out, "--json")

@@ -70,7 +70,7 @@ def test_default_stream_is_two_layers_and_ends_lossless(c, size, interp):
     data = encode(image, interp)
     header = parse_header(data)[0]
     levels = default_levels(*size)
-    assert header.version == 6 and len(header.layers) == 2
+    assert header.version == versions.VERSION and len(header.layers) == 2
     assert header.layers[0] == tuple(FIRST_LAYER_ERROR >> k if k < levels else 0 for k in range(levels + 1))
     assert header.layers[1] == (0,) * (levels + 1) == header.max_error
     assert np.array_equal(decode(data, interp)[-1].image, image)
@@ -196,10 +196,11 @@ def test_refinement_payload_behind_valid_crcs_is_caught_by_the_values_crc(interp
 
 @pytest.fixture
 def small_strips(monkeypatch):
-    """Version 6 with strips and parts small enough for test images (the decoder reads the same table)."""
-    v6 = dataclasses.replace(versions.FORMATS[6], part_positions=64, strip_positions=600, halo_rows=4)
-    monkeypatch.setitem(versions.FORMATS, 6, v6)
-    return v6
+    """The default version with strips and parts small enough for test images (the decoder reads the same table)."""
+    small = dataclasses.replace(versions.FORMATS[versions.VERSION], part_positions=64, strip_positions=600,
+                                halo_rows=4)
+    monkeypatch.setitem(versions.FORMATS, versions.VERSION, small)
+    return small
 
 
 @pytest.mark.parametrize("model_name", ["interp", "default"])

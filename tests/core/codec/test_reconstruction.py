@@ -21,9 +21,9 @@ from tests.conftest import smooth_image
 
 @pytest.fixture
 def small_strips(monkeypatch):
-    """Version 6 with strips and parts small enough for test images (mid-pass chunks)."""
-    monkeypatch.setitem(versions.FORMATS, 6, dataclasses.replace(versions.FORMATS[6], part_positions=64,
-                                                                  strip_positions=600, halo_rows=4))
+    """The default version with strips and parts small enough for test images (mid-pass chunks)."""
+    monkeypatch.setitem(versions.FORMATS, versions.VERSION, dataclasses.replace(
+        versions.FORMATS[versions.VERSION], part_positions=64, strip_positions=600, halo_rows=4))
 
 
 def _views(rec) -> list[np.ndarray]:

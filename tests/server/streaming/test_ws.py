@@ -12,6 +12,7 @@ import pytest_asyncio
 from aiohttp import WSCloseCode, WSMsgType, WSServerHandshakeError
 
 from hidenet_core import default_levels, psnr
+from hidenet_core.codec.versions import VERSION
 from server import create_app
 from server.keys import FRAMES, PEERS, STATS
 from server.streaming.links import PRESETS, arrival_ms
@@ -48,7 +49,7 @@ async def test_layered_stream_sends_every_layer_coarse_to_fine_and_ends_bit_exac
     await ws.send_json(start(rgb_id, preview=False))
     meta, chunks, _, done = split(await receive_stream(ws))
     L = default_levels(40, 56)
-    assert meta["stream"] == "layered" and meta["format_version"] == 6 and len(meta["layers"]) >= 2
+    assert meta["stream"] == "layered" and meta["format_version"] == VERSION and len(meta["layers"]) >= 2
     assert meta["chunks"] == len(chunks) == done["chunks"] == len(meta["schedule"]) > L + 1
     assert [m["index"] for m, _ in chunks] == list(range(len(chunks)))
     layers = [m["layer"] for m, _ in chunks]
