@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..predictors.base import Predictor
+from ..predictors.exact import exact_model
 from .container import (
     MAGIC,
     PREAMBLE_SIZE,
@@ -272,7 +273,7 @@ class ProgressiveDecoder:
         k = spec.level
         dec = LevelDecoder(payload, self.predictor.distribution, tables=fmt.value_tables)
         if spec.pass_ is None:  # a generative level: the prediction, filtered with the latest filter
-            recon = predict_level(self.predictor, rec.image(k + 1), self._shapes[k], k, rec.filter(k), fmt)
+            recon = predict_level(rec.predictor, rec.image(k + 1), self._shapes[k], k, rec.filter(k), fmt)
             rec.set_level(k, split(recon)[1], None)
             if fmt.carries_filter(self._shapes, k - 1):  # else the payload is empty (its bound is 0)
                 self._read_filter(dec, k - 1)
@@ -354,6 +355,8 @@ def preview(predictor: Predictor, recon_chw: np.ndarray, level: int, shapes: lis
     """Predict levels level-1 .. 0 from the (C, h, w) reconstruction of ``level``; level-1 with
     ``first_filter`` (its preview filter, from the stream) where given, the rest with the plain means."""
     x = recon_chw
+    if version is not None and version.exact_network:
+        predictor = exact_model(predictor)
     for k in range(level - 1, -1, -1):
         x = predict_level(predictor, x, shapes[k], k, first_filter if k == level - 1 else None, version)
     return x.transpose(1, 2, 0).copy()

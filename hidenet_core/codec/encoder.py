@@ -261,6 +261,7 @@ def encode_chunks(image: np.ndarray, predictor: Predictor, settings: EncodeSetti
     originals = level_images(image.transpose(2, 0, 1), top)  # (C, H, W) of every level down to 1x1
     odds = _OddValues(originals)  # the odd values (3C, h, w) that rebuild each level
     state = Reconstruction(header, predictor)  # what the decoder will hold, chunk by chunk
+    predictor = state.predictor  # the model as the version evaluates it (exactly, from version 8)
     shapes = state.shapes
     last_pass = {p.level: p for c in plan if (p := c.pass_) is not None}  # level -> its last pass
     previews: dict[int, np.ndarray] = {}  # generative level -> its filtered prediction (what the level is)

@@ -58,6 +58,8 @@ class FormatVersion:
     halo_rows: int = 0  # a strip's prediction sees this many grid rows above and below it
     # -- version 7: the values' symbols in fixed tables, rANS-coded beside the range coder (tablecoder.py)
     value_tables: bool = False
+    # -- version 8: a learned model evaluated exactly, the same bits on every machine (predictors/exact.py)
+    exact_network: bool = False
 
     def __post_init__(self) -> None:
         calibrated_only = self.refinement is not Refinement.NONE or self.rounds_by_phase or self.scale_context
@@ -117,10 +119,13 @@ FORMATS: dict[int, FormatVersion] = {
         FormatVersion(7, calibration=True, refinement=Refinement.LINEAR, rounds_by_phase=True, scale_bound=16,
                       scale_context=True, preview_filter=True, layered=True, part_positions=CALIBRATED_POSITIONS,
                       strip_positions=1 << 20, halo_rows=16, value_tables=True),
+        FormatVersion(8, calibration=True, refinement=Refinement.LINEAR, rounds_by_phase=True, scale_bound=16,
+                      scale_context=True, preview_filter=True, layered=True, part_positions=CALIBRATED_POSITIONS,
+                      strip_positions=1 << 20, halo_rows=16, value_tables=True, exact_network=True),
     )
 }
 #: the version written by default
-VERSION = 7
+VERSION = 8
 VERSIONS = tuple(FORMATS)
 
 

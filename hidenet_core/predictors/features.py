@@ -42,6 +42,8 @@ __all__ = [
     "StepInputs",
     "step_inputs",
     "local_mean",
+    "exact_local_mean",
+    "exact_log",
     "PIXEL_NORM",
     "MEAN_GAIN",
 ]
@@ -69,6 +71,39 @@ def local_mean(even: torch.Tensor) -> torch.Tensor:
     absolute brightness (which generalises from a few training images much better).
     """
     return F.avg_pool2d(F.pad(even, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+
+
+def exact_local_mean(even: torch.Tensor) -> torch.Tensor:
+    """``local_mean`` of integer pixels as the sum of the nine (exact in float32, in any order) over 9
+    (one correctly rounded division): the same on every machine."""
+    e = F.pad(even, (1, 1, 1, 1), mode="replicate")
+    h, w = even.shape[-2:]
+    total = e[..., 0:h, 0:w].clone()
+    for dy in range(3):
+        for dx in range(3):
+            if dy or dx:
+                total.add_(e[..., dy : dy + h, dx : dx + w])
+    return total.div_(9.0)
+
+
+#: ``exact_log``'s table: the scale on a grid of 1/LOG_GRID up to LOG_TOP
+LOG_GRID, LOG_TOP = 256, 256
+
+
+@lru_cache(maxsize=1)
+def _log_table() -> torch.Tensor:
+    """float32 ``log(max(i / LOG_GRID, 1e-3))``, from Python's float64 log (a test pins the table's
+    checksum)."""
+    import math
+
+    values = [math.log(max(i / LOG_GRID, 1e-3)) for i in range(LOG_GRID * LOG_TOP + 1)]
+    return torch.tensor(values, dtype=torch.float64).float()
+
+
+def exact_log(scale: torch.Tensor) -> torch.Tensor:
+    """``log(max(scale, 1e-3))`` of the scale rounded to 1/256 (clamped to 256): a table lookup."""
+    key = scale.clamp(0.0, float(LOG_TOP)).mul(float(LOG_GRID)).round_().long()
+    return _log_table()[key]
 
 
 @dataclass(frozen=True)
@@ -144,7 +179,7 @@ class StepInputs:
 
 
 def step_inputs(even: torch.Tensor, odd: torch.Tensor, rgb_step: int,
-                memo: dict[int, torch.Tensor] | None = None) -> StepInputs:
+                memo: dict[int, torch.Tensor] | None = None, exact: bool = False) -> StepInputs:
     """Build the inputs of RGB step ``rgb_step`` from a view's even (B, 3, h, w) and odd (B, 9, h, w).
 
     Odd channels not decoded before this step are masked out, whatever they hold, so
@@ -155,6 +190,10 @@ def step_inputs(even: torch.Tensor, odd: torch.Tensor, rgb_step: int,
     The odd values a step's interpolation reads are decoded before it and never change
     afterwards, so the later steps would compute exactly these values again; with the
     memo each step's interpolation is computed once instead of once per later step.
+
+    ``exact``: the inputs of the exact evaluation (``exact.py``): the 3x3 mean as a sum of nine
+    integers over 9 (``avg_pool2d``'s order of operations is the kernel's) and the logarithm
+    from a table (``exact_log``), so that only element-wise IEEE operations remain.
     """
     known, target, group = _masks(rgb_step)
     k = known.view(1, 9, 1, 1)
@@ -162,7 +201,7 @@ def step_inputs(even: torch.Tensor, odd: torch.Tensor, rgb_step: int,
     if memo is not None and rgb_step < len(RGB_STEPS) - 1:  # the last step's is never read
         memo[rgb_step] = mean[:, list(RGB_STEPS[rgb_step])]
     g = group.view(1, 9, 1, 1)
-    ref = local_mean(even)  # (B, 3, h, w)
+    ref = exact_local_mean(even) if exact else local_mean(even)  # (B, 3, h, w)
     ref9 = ref.repeat(1, 3, 1, 1)  # (B, 9, h, w), colour of channel p * 3 + c is c
     resid = torch.zeros_like(odd)  # (B, 9, h, w): decoded value minus its own step's interpolation
     for s in range(rgb_step):
@@ -181,7 +220,10 @@ def step_inputs(even: torch.Tensor, odd: torch.Tensor, rgb_step: int,
     torch.sub(odd, ref9, out=x[:, 3:12]).mul_(k).div_(PIXEL_NORM)  # (odd - ref9) * k / PIXEL_NORM
     torch.div(resid, PIXEL_NORM, out=x[:, 12:21])  # resid / PIXEL_NORM
     torch.sub(mean, ref9, out=x[:, 21:30]).mul_(g).div_(PIXEL_NORM)  # (mean - ref9) * g / PIXEL_NORM
-    torch.log(scale.clamp_min(1e-3), out=x[:, 30:39]).mul_(g)  # log(max(scale, 1e-3)) * g
+    if exact:
+        torch.mul(exact_log(scale), g, out=x[:, 30:39])
+    else:
+        torch.log(scale.clamp_min(1e-3), out=x[:, 30:39]).mul_(g)  # log(max(scale, 1e-3)) * g
     cond = torch.cat([known, target]).expand(even.shape[0], COND_CHANNELS)  # (B, 18)
     return StepInputs(x, cond, mean, scale, target)
 

@@ -27,7 +27,7 @@ from .base import SCALE_MAX, SCALE_MIN, Prediction, Predictor
 from .features import COND_CHANNELS, MEAN_GAIN, OUT_CHANNELS, StepInputs, step_inputs, view_plan, view_tensors
 from .interp import coding_steps
 
-__all__ = ["LearnedPredictor", "stack_inputs"]
+__all__ = ["LearnedPredictor", "stack_inputs", "views_forward"]
 
 _LOG_MIN, _LOG_MAX = math.log(SCALE_MIN), math.log(SCALE_MAX)
 
@@ -109,26 +109,34 @@ class LearnedPredictor(Predictor):
         """``Predictor.forward``; ``memo``: a dict the caller keeps across the steps of one level's
         window (the same even image, odd values only added), which saves recomputing the
         interpolation of earlier steps (``features.step_inputs``)."""
-        c = even.shape[1]
-        idx = coding_steps(c)[step]
-        means: dict[int, torch.Tensor] = {}
-        scales: dict[int, torch.Tensor] = {}
-        contexts: dict[int, torch.Tensor] = {}
-        lv = torch.full((even.shape[0],), int(level), dtype=torch.long)
-        for task in view_plan(c)[step]:
-            e, o = view_tensors(even, odd, task.colours)  # (B, 3, h, w), (B, 9, h, w)
-            inputs = step_inputs(e, o, task.rgb_step, None if memo is None else memo.setdefault(task.colours, {}))
-            # (B, k, h, w) x2 for the task's k channels, (B, F, h, w)
-            mean, scale, features = self._predict(inputs, lv, task.rgb_channels)
-            for j, ch in enumerate(task.channels):
-                means[ch] = mean[:, j]
-                scales[ch] = scale[:, j]
-                contexts[ch] = features
-        shared = all(contexts[ch] is contexts[idx[0]] for ch in idx)  # one view task: no copies
-        context = contexts[idx[0]].unsqueeze(1).expand(-1, len(idx), -1, -1, -1) if shared else \
-            torch.stack([contexts[ch] for ch in idx], 1)
-        return Prediction(
-            torch.stack([means[ch] for ch in idx], 1),  # (B, len(idx), h, w)
-            torch.stack([scales[ch] for ch in idx], 1),
-            context,  # (B, len(idx), F, h, w)
-        )
+        return views_forward(even, odd, step, level, memo, step_inputs, self._predict)
+
+
+def views_forward(even: torch.Tensor, odd: torch.Tensor, step: int, level: int, memo: dict | None,
+                  inputs_of, predict) -> Prediction:
+    """A learned model's ``forward`` over the views of the image (``features.view_plan``), with the
+    inputs built by ``inputs_of`` (``step_inputs``'s signature) and predicted by ``predict``
+    (``LearnedPredictor._predict``'s): the float model's, or its exact evaluation (``exact.py``)."""
+    c = even.shape[1]
+    idx = coding_steps(c)[step]
+    means: dict[int, torch.Tensor] = {}
+    scales: dict[int, torch.Tensor] = {}
+    contexts: dict[int, torch.Tensor] = {}
+    lv = torch.full((even.shape[0],), int(level), dtype=torch.long)
+    for task in view_plan(c)[step]:
+        e, o = view_tensors(even, odd, task.colours)  # (B, 3, h, w), (B, 9, h, w)
+        inputs = inputs_of(e, o, task.rgb_step, None if memo is None else memo.setdefault(task.colours, {}))
+        # (B, k, h, w) x2 for the task's k channels, (B, F, h, w)
+        mean, scale, features = predict(inputs, lv, task.rgb_channels)
+        for j, ch in enumerate(task.channels):
+            means[ch] = mean[:, j]
+            scales[ch] = scale[:, j]
+            contexts[ch] = features
+    shared = all(contexts[ch] is contexts[idx[0]] for ch in idx)  # one view task: no copies
+    context = contexts[idx[0]].unsqueeze(1).expand(-1, len(idx), -1, -1, -1) if shared else \
+        torch.stack([contexts[ch] for ch in idx], 1)
+    return Prediction(
+        torch.stack([means[ch] for ch in idx], 1),  # (B, len(idx), h, w)
+        torch.stack([scales[ch] for ch in idx], 1),
+        context,  # (B, len(idx), F, h, w)
+    )

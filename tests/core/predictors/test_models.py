@@ -131,10 +131,10 @@ def test_checkpoint_with_wrong_weights_is_refused(tmp_path):
 
 
 def test_stream_decoded_with_other_weights_fails_clearly():
-    a = perturbed("UNetLikeLite", {"features": 8}, seed=1)
-    b = perturbed("UNetLikeLite", {"features": 8}, seed=2)
+    a = perturbed("CNNP", {"features": 8}, seed=1)
+    b = perturbed("CNNP", {"features": 8}, seed=2)
     data = encode(smooth_image(20, 24, 3), a)
-    with pytest.raises(ModelMismatchError, match="encoded with model 'UNetLikeLite'.*decode with the model"):
+    with pytest.raises(ModelMismatchError, match="encoded with model 'CNNP'.*decode with the model"):
         decode(data, b)
     with pytest.raises(ModelMismatchError, match="'interp'"):
         decode(data, load_model("interp"))

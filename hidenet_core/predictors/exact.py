@@ -1,0 +1,174 @@
+"""The learned predictor evaluated exactly: the same bits on every machine (format version 8).
+
+A float32 convolution sums its products in an order its kernel chooses (oneDNN, MKL: AVX2 or
+AVX-512, Intel or AMD paths), and the sum's last bits follow the order. The codec snaps means
+and scales to a grid of 1/64, but a value within a rounding of a grid boundary snaps the other
+way on another CPU, and the decoder then reads a payload that no longer matches its
+predictions: streams of versions 1 to 7 with a learned model decode only on machines whose
+kernels agree with the encoder's (docs/format.md, "Streams and machines").
+
+``ExactModel`` runs a ``CNNP``'s weights so that every **reduction is exact**: each
+convolution sees integer inputs and integer weights whose products and partial sums stay below
+2^24, where float32 holds every integer, so any order of summation gives the same sum. Between
+the convolutions only element-wise IEEE operations (multiply, add, round, clamp, select) run,
+each correctly rounded the same way everywhere; the inputs' 3x3 mean is a sum of integers over
+9 and their logarithm a table (``features.step_inputs(exact=True)``), the conditioning bias a
+``math.fsum`` per step, and the output scale's exponential another table. This is the integer
+network of Ballé, Johnston and Minnen ("Integer networks for data compression with
+latent-variable models", ICLR 2019), post-training: the float weights, quantized per
+convolution to the finest power of two that keeps the bound.
+
+* inputs: multiples of 1/64 (in the network's units: half a pixel of a difference over 32),
+  clamped to +-8 (every input's range: pixel differences over 32, logarithms of scales);
+* activations: multiples of 1/64, clamped to +-64 (the default model's reach 38 on a sample);
+* weights: integers times 2^-b, b per convolution the largest with
+  ``2^b * max_o sum |w[o]| * in_max < 2^23``.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+from .base import SCALE_MAX, SCALE_MIN, Prediction, Predictor
+from .features import COND_CHANNELS, MEAN_GAIN, StepInputs, step_inputs
+from .learned import LearnedPredictor, views_forward
+
+__all__ = ["ExactModel", "exact_model", "EXP_GRID"]
+
+#: inputs and activations are multiples of 2^-_UNIT_BITS
+_UNIT_BITS = 6
+_UNIT = float(1 << _UNIT_BITS)
+_IN_MAX = 8.0  # |input| (network units)
+_ACT_MAX = 64.0  # |activation| (the default model reaches 38 on the samples)
+#: every product and partial sum of a convolution stays below this (float32 holds integers to 2^24)
+_LIMIT = float(1 << 23)
+#: the output's log-scale correction is rounded to 1/EXP_GRID and exponentiated by a table
+EXP_GRID = 256
+_EXP_SPAN = 16  # corrections clamped to +-16 (exp(16) is beyond any scale's range anyway)
+
+
+def _quantized(weight: torch.Tensor, in_max: float) -> tuple[torch.Tensor, float]:
+    """(integer weights as float32, 2^-b) for inputs of at most ``in_max`` in integer units."""
+    w = weight.detach().double()
+    l1 = float(w.abs().flatten(1).sum(1).max())
+    b = math.floor(math.log2(_LIMIT / (in_max * max(l1, 1e-12))))
+    return torch.round(w * 2.0**b).float(), 2.0**-b
+
+
+@lru_cache(maxsize=1)
+def _exp_table() -> torch.Tensor:
+    """float32 ``exp(i / EXP_GRID)`` for i in -_EXP_SPAN * EXP_GRID .. +; a test pins its checksum."""
+    n = _EXP_SPAN * EXP_GRID
+    return torch.tensor([math.exp(i / EXP_GRID) for i in range(-n, n + 1)], dtype=torch.float64).float()
+
+
+class ExactModel(Predictor):
+    """A ``CNNP``'s weights evaluated exactly (module docstring): the predictor a version-8 stream
+    is coded with. Same name, weights hash, steps and receptive field as the model."""
+
+    takes_memo = True
+    distribution = "laplace"
+
+    def __init__(self, model: LearnedPredictor) -> None:
+        super().__init__()
+        heads, blocks = getattr(model, "heads", None), getattr(model, "blocks", None)
+        if heads is None or blocks is None or getattr(model, "level", None) is not None:
+            raise ValueError(f"model {model.name!r} has no exact evaluation, which format version 8 needs (a CNNP "
+                             f"without level conditioning has one); write version 7 (--format-version 7), whose "
+                             f"float32 streams decode only on machines with the same CPU kernels")
+        self.model = model
+        self.name = model.name
+        self.context_rows = model.context_rows
+        unit_in = _IN_MAX * _UNIT
+        unit_act = _ACT_MAX * _UNIT
+        self._heads = [(*_quantized(h.weight, unit_in), h.padding) for h in heads]
+        self._blocks = [(_quantized(b.conv1.weight, unit_act), _quantized(b.conv2.weight, unit_act)) for b in blocks]
+        self._head = _quantized(model.head.weight, unit_act)
+        self._bias1 = [b.conv1.bias.detach().float().view(1, -1, 1, 1) for b in blocks]
+        self._bias2 = [b.conv2.bias.detach().float().view(1, -1, 1, 1) for b in blocks]
+        self._head_bias = model.head.bias.detach().float().view(1, -1, 1, 1)
+        self._heads_bias = [h.bias.detach().double() for h in heads]
+        self.slope = float(model.cfg.slope)
+        self._cond_bias: dict[bytes, torch.Tensor] = {}
+
+    def weights_hash(self) -> bytes:
+        return self.model.weights_hash()
+
+    def steps(self, channels: int) -> tuple[tuple[int, ...], ...]:
+        return self.model.steps(channels)
+
+    def forward(self, even: torch.Tensor, odd: torch.Tensor, step: int, level: int,
+                memo: dict | None = None) -> Prediction:
+        return views_forward(even, odd, step, level, memo, _exact_inputs, self._predict)
+
+    # -- the evaluation ---------------------------------------------------------------------------
+
+    def _bias(self, cond: torch.Tensor) -> torch.Tensor:
+        """The conditioning bias plus the heads' biases (1, F, 1, 1), each an exactly rounded sum."""
+        key = cond[0].numpy().tobytes()
+        bias = self._cond_bias.get(key)
+        if bias is None:
+            lin = self.model.cond
+            w, b = lin.weight.detach().double(), lin.bias.detach().double()
+            c = cond[0].double()
+            terms = [[float(b[o])] + [float(w[o, j] * c[j]) for j in range(COND_CHANNELS)]
+                     + [float(hb[o]) for hb in self._heads_bias] for o in range(w.shape[0])]
+            bias = torch.tensor([math.fsum(t) for t in terms], dtype=torch.float64).float().view(1, -1, 1, 1)
+            self._cond_bias[key] = bias
+        return bias
+
+    def _act(self, a: torch.Tensor) -> torch.Tensor:
+        """LeakyReLU, then onto the activations' grid and range (integers in units of 1/64)."""
+        a = F.leaky_relu(a, self.slope, inplace=True)  # x, or x * slope (one multiply) below 0
+        return a.mul_(_UNIT).round_().clamp_(-_ACT_MAX * _UNIT, _ACT_MAX * _UNIT)
+
+    def _trunk(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """Integer activations (B, F, h, w) in units of 1/64 from the inputs (B, 39, h, w)."""
+        xq = (x * _UNIT).round_().clamp_(-_IN_MAX * _UNIT, _IN_MAX * _UNIT).contiguous(
+            memory_format=torch.channels_last)
+        total = None
+        for wq, step, padding in self._heads:
+            part = F.conv2d(xq, wq, None, padding=padding).mul_(step / _UNIT)  # exact sum, then real units
+            total = part if total is None else total.add_(part)
+        a = self._act(total.add_(bias))
+        for ((w1, s1), (w2, s2)), b1, b2 in zip(self._blocks, self._bias1, self._bias2):
+            h = self._act(F.conv2d(a, w1, None, padding=1).mul_(s1 / _UNIT).add_(b1))
+            r = F.conv2d(h, w2, None, padding=1).mul_(s2 / _UNIT).add_(b2)
+            a = self._act(r.add_(a.div(_UNIT)))
+        return a
+
+    def _predict(self, inputs: StepInputs, level: torch.Tensor,
+                 keep: tuple[int, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``LearnedPredictor._predict`` evaluated exactly."""
+        a = self._trunk(inputs.x, self._bias(inputs.cond))
+        wq, step = self._head
+        out = F.conv2d(a, wq).mul_(step / _UNIT).add_(self._head_bias)  # (B, 18, h, w), real units
+        means, scales = (slice(0, 9), slice(9, 18)) if keep is None else (list(keep), [9 + k for k in keep])
+        own = slice(None) if keep is None else list(keep)
+        mean = inputs.mean[:, own] + MEAN_GAIN * out[:, means]
+        n = _EXP_SPAN * EXP_GRID
+        key = out[:, scales].mul(float(EXP_GRID)).round_().clamp_(-n, n).long().add_(n)
+        scale = (inputs.scale[:, own].clamp_min(SCALE_MIN) * _exp_table()[key]).clamp_(SCALE_MIN, SCALE_MAX)
+        return mean, scale, a.div(_UNIT)
+
+
+def _exact_inputs(even, odd, rgb_step, memo):
+    return step_inputs(even, odd, rgb_step, memo, exact=True)
+
+
+_EXACT: dict[int, ExactModel] = {}
+
+
+def exact_model(model: Predictor) -> Predictor:
+    """The exact evaluation of a learned model (made once per model object); ``interp`` and other
+    models whose arithmetic is already exact as they are."""
+    if not isinstance(model, LearnedPredictor):
+        return model
+    found = _EXACT.get(id(model))
+    if found is None or found.model is not model:
+        found = _EXACT[id(model)] = ExactModel(model).eval()
+    return found
