@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..predictors.base import Predictor
+from ..predictors.exact import has_exact
 from .container import (
     MAX_ERROR,
     MAX_LAYERS,
@@ -39,10 +40,10 @@ from .pyramid import default_levels, level_images, split, total_levels
 from .reconstruction import Reconstruction
 from .stages import calibration, previewfilter
 from .stages.calibration import ChannelInput, ChannelParams
-from .versions import VERSION, FormatVersion, format_version
+from .versions import VERSION, VERSIONS, FormatVersion, format_version
 
 __all__ = ["EncodeSettings", "EncodedChunk", "EncodeCancelled", "encode", "encode_chunks", "resolve_max_error",
-           "default_layers", "FIRST_LAYER_ERROR", "EFFORTS", "DEFAULT_EFFORT", "pass_modes"]
+           "default_layers", "FIRST_LAYER_ERROR", "EFFORTS", "DEFAULT_EFFORT", "pass_modes", "version_for"]
 
 #: the default first layer's max error at level 0 (halved at each coarser level): the picture
 #: it shows after a few percent of the lossless stream (docs/format.md, "Choosing the layers")
@@ -299,6 +300,15 @@ def encode_chunks(image: np.ndarray, predictor: Predictor, settings: EncodeSetti
             _fit_filter(enc, predictor, fmt, state, odds, shapes, p.level - 1, g, previews)
         yield EncodedChunk(pack_chunk(p.level, enc.payload(), crc, fmt.layered, spec.layer, spec.part), spec,
                            len(plan), bound, state)
+
+
+def version_for(predictor: Predictor) -> int:
+    """The newest format version ``predictor`` can write: ``VERSION``, or for a learned model
+    without an exact evaluation (``predictors.exact.has_exact``: a U-Net, a level-conditioned
+    CNNP) the newest before version 8 (float32 streams, machine-dependent)."""
+    if has_exact(predictor):
+        return VERSION
+    return max(v for v in VERSIONS if not format_version(v).exact_network)
 
 
 def encode(image: np.ndarray, predictor: Predictor, settings: EncodeSettings = EncodeSettings()) -> bytes:

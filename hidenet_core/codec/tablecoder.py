@@ -72,6 +72,15 @@ def class_scales() -> list[int]:
     return out
 
 
+def _jit(fn):
+    """``fn`` compiled by numba without the GIL, its machine code cached on disk (beside the module,
+    else in the user's cache) where a directory is writable, else compiled in each process."""
+    try:
+        return numba.njit(cache=True, nogil=True)(fn)
+    except RuntimeError:  # numba: no locator available for the cache (a read-only install, no home)
+        return numba.njit(nogil=True)(fn)
+
+
 def _span(bound: int, s: int) -> int:
     return min(bound, max(MIN_SPAN, -(-SPAN_SCALES * s // _SCALE_UNIT)))
 
@@ -136,7 +145,7 @@ def checksum(bound: int) -> int:
     return zlib.crc32(ts.freq.tobytes() + ts.span.tobytes())
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit
 def _table_ids(centre, scale_bits, floor_class, ids, mirrored):  # pragma: no cover - compiled
     for i in range(centre.size):
         k = (scale_bits[i] >> CLASS_SHIFT) - floor_class
@@ -157,7 +166,7 @@ def table_ids(centre: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.nda
     return ids, mirrored
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit
 def _decode(state, words, pos, centre, scale_bits, floor_class,  # pragma: no cover - compiled
             freq, cum, count, span, bucket, out, escaped):
     """Decode out.size symbols (signed, mirrored back); escapes flagged. Returns (state, pos, ok)."""
@@ -235,7 +244,7 @@ class TableEncoder:
         return np.array([int(x)], dtype=">u4").tobytes() + words.astype(">u2").tobytes()
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit
 def _encode_from(x, sym, tid, freq, cum, out):  # pragma: no cover - compiled
     """``_encode`` continuing from state ``x``."""
     n = 0

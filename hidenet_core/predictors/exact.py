@@ -28,6 +28,7 @@ convolution to the finest power of two that keeps the bound.
 from __future__ import annotations
 
 import math
+import weakref
 from functools import lru_cache
 
 import torch
@@ -35,9 +36,10 @@ import torch.nn.functional as F
 
 from .base import SCALE_MAX, SCALE_MIN, Prediction, Predictor
 from .features import COND_CHANNELS, MEAN_GAIN, StepInputs, step_inputs
+from .interp import coding_steps
 from .learned import LearnedPredictor, views_forward
 
-__all__ = ["ExactModel", "exact_model", "EXP_GRID"]
+__all__ = ["ExactModel", "exact_model", "has_exact", "EXP_GRID"]
 
 #: inputs and activations are multiples of 2^-_UNIT_BITS
 _UNIT_BITS = 6
@@ -52,11 +54,31 @@ _EXP_SPAN = 16  # corrections clamped to +-16 (exp(16) is beyond any scale's ran
 
 
 def _quantized(weight: torch.Tensor, in_max: float) -> tuple[torch.Tensor, float]:
-    """(integer weights as float32, 2^-b) for inputs of at most ``in_max`` in integer units."""
+    """(integer weights as float32, 2^-b) for inputs of at most ``in_max`` in integer units: b the
+    largest with 2^b * in_max * (largest L1 norm of an output's weights) <= 2^23. The norm is an
+    exact sum (``math.fsum`` of the float32 weights) and b its float's exponent, so that no
+    machine picks another b; rounding each weight adds at most in_max / 2 a tap, which keeps
+    every partial sum below 2^24 for the shipped model's sizes (39 x 25 taps at most)."""
     w = weight.detach().double()
-    l1 = float(w.abs().flatten(1).sum(1).max())
-    b = math.floor(math.log2(_LIMIT / (in_max * max(l1, 1e-12))))
+    l1 = max(math.fsum(row) for row in w.abs().flatten(1).tolist())
+    b = math.frexp(_LIMIT / (in_max * max(l1, 1e-12)))[1] - 1
     return torch.round(w * 2.0**b).float(), 2.0**-b
+
+
+def _check_exact_convolutions() -> None:
+    """Refuse version 8 where torch's float32 convolution is not exact on integers (a bfloat16 or
+    TF32 math mode, an approximate algorithm): its streams would decode nowhere else. A known
+    answer, computed in integers, for inputs and weights as large as the exact path gives them."""
+    g = torch.Generator().manual_seed(8)
+    x = torch.randint(-512, 513, (1, 39, 9, 11), generator=g).float()
+    w = torch.randint(-150, 151, (16, 39, 5, 5), generator=g).float()
+    got = F.conv2d(x.contiguous(memory_format=torch.channels_last), w, None, padding=2)
+    columns = F.unfold(x, 5, padding=2)[0].long()  # (39 * 25, 9 * 11): the same sums in int64
+    want = (w.view(16, -1).long() @ columns).view(got.shape)
+    if not torch.equal(got.round().long(), want) or not torch.equal(got, got.round()):
+        raise RuntimeError("this machine's torch does not compute float32 convolutions of integers exactly "
+                           "(a bfloat16 or TF32 math mode?): it cannot write or read format version 8 streams; "
+                           "unset the mode (e.g. ONEDNN_DEFAULT_FPMATH_MODE) or write --format-version 7")
 
 
 @lru_cache(maxsize=1)
@@ -75,12 +97,16 @@ class ExactModel(Predictor):
 
     def __init__(self, model: LearnedPredictor) -> None:
         super().__init__()
-        heads, blocks = getattr(model, "heads", None), getattr(model, "blocks", None)
-        if heads is None or blocks is None or getattr(model, "level", None) is not None:
+        if not has_exact(model):
             raise ValueError(f"model {model.name!r} has no exact evaluation, which format version 8 needs (a CNNP "
                              f"without level conditioning has one); write version 7 (--format-version 7), whose "
                              f"float32 streams decode only on machines with the same CPU kernels")
-        self.model = model
+        _checked()
+        # nothing of the model is kept but copies: the cache of exact models holds it weakly
+        heads, blocks = model.heads, model.blocks
+        self._hash = model.weights_hash()
+        self._cond_w = model.cond.weight.detach().double().clone()
+        self._cond_b = model.cond.bias.detach().double().clone()
         self.name = model.name
         self.context_rows = model.context_rows
         unit_in = _IN_MAX * _UNIT
@@ -96,10 +122,10 @@ class ExactModel(Predictor):
         self._cond_bias: dict[bytes, torch.Tensor] = {}
 
     def weights_hash(self) -> bytes:
-        return self.model.weights_hash()
+        return self._hash
 
     def steps(self, channels: int) -> tuple[tuple[int, ...], ...]:
-        return self.model.steps(channels)
+        return coding_steps(channels)
 
     def forward(self, even: torch.Tensor, odd: torch.Tensor, step: int, level: int,
                 memo: dict | None = None) -> Prediction:
@@ -112,8 +138,7 @@ class ExactModel(Predictor):
         key = cond[0].numpy().tobytes()
         bias = self._cond_bias.get(key)
         if bias is None:
-            lin = self.model.cond
-            w, b = lin.weight.detach().double(), lin.bias.detach().double()
+            w, b = self._cond_w, self._cond_b
             c = cond[0].double()
             terms = [[float(b[o])] + [float(w[o, j] * c[j]) for j in range(COND_CHANNELS)]
                      + [float(hb[o]) for hb in self._heads_bias] for o in range(w.shape[0])]
@@ -160,15 +185,30 @@ def _exact_inputs(even, odd, rgb_step, memo):
     return step_inputs(even, odd, rgb_step, memo, exact=True)
 
 
-_EXACT: dict[int, ExactModel] = {}
+@lru_cache(maxsize=1)
+def _checked() -> bool:
+    _check_exact_convolutions()
+    return True
+
+
+#: each model's exact evaluation, with the weights hash it was made for (weak: a model dropped is dropped here)
+_EXACT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def exact_model(model: Predictor) -> Predictor:
-    """The exact evaluation of a learned model (made once per model object); ``interp`` and other
-    models whose arithmetic is already exact as they are."""
+    """The exact evaluation of a learned model (made once per model and weights: a model changed in
+    place gets a new one); ``interp`` and other models whose arithmetic is already exact as they are."""
     if not isinstance(model, LearnedPredictor):
         return model
-    found = _EXACT.get(id(model))
-    if found is None or found.model is not model:
-        found = _EXACT[id(model)] = ExactModel(model).eval()
-    return found
+    digest = model.weights_hash()
+    found = _EXACT.get(model)
+    if found is None or found[0] != digest:
+        found = _EXACT[model] = (digest, ExactModel(model))
+    return found[1]
+
+
+def has_exact(model: Predictor) -> bool:
+    """Whether ``model`` can write format version 8 (``interp``, or a CNNP without level conditioning)."""
+    if not isinstance(model, LearnedPredictor):
+        return True
+    return hasattr(model, "heads") and hasattr(model, "blocks") and getattr(model, "level", None) is None

@@ -26,9 +26,9 @@ from aiohttp import web
 
 from hidenet_core import EncodeSettings, ProgressiveDecoder, level_shapes, read_header
 from hidenet_core.codec.container import Header
+from hidenet_core.codec.encoder import version_for
 from hidenet_core.codec.plan import ChunkSpec, guarantees, stream_plan
 from hidenet_core.codec.reconstruction import Reconstruction
-from hidenet_core.codec.versions import VERSION
 from hidenet_core.tools.contenders import Event, verdict
 from hidenet_core.tools.contenders import Racer as VerdictRacer
 
@@ -83,7 +83,7 @@ class Sender:
 def stream_key(app: web.Application, image_id: str, max_error: int, generative_levels: int,
                layered: bool = True) -> StreamKey:
     """What determines a stream: quality layers (the default) or one pass over the levels."""
-    return StreamKey(image_id, app[MODEL_HASH], max_error, generative_levels, VERSION, layered)
+    return StreamKey(image_id, app[MODEL_HASH], max_error, generative_levels, version_for(app[MODEL]), layered)
 
 
 def _job(app: web.Application, info: ImageInfo, key: StreamKey) -> EncodeJob:

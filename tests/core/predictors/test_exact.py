@@ -93,3 +93,39 @@ def test_a_version_8_stream_decodes_exactly_under_other_cpu_kernels(tmp_path):
     pixels = _crop()
     data = encode(pixels, load_model("default"), EncodeSettings(version=8))
     assert _decoded_with_other_kernels(tmp_path, data, pixels) == "exact"
+
+
+def test_each_model_writes_the_newest_version_it_can():
+    from hidenet_core.codec.encoder import version_for
+    from hidenet_core.codec.versions import VERSION
+
+    assert version_for(load_model("default")) == VERSION == 8 and version_for(load_model("interp")) == VERSION
+    assert version_for(build("UNetLikeLite")) == 7  # what a server started with one writes
+
+
+def test_a_torch_whose_float32_convolutions_are_not_exact_is_refused(monkeypatch):
+    """As under a bfloat16 math mode: the known-answer check refuses version 8 with a clear message."""
+    from hidenet_core.predictors import exact
+
+    real = exact.F.conv2d
+
+    def rounded(*args, **kwargs):
+        return real(*args, **kwargs).to(torch.bfloat16).float()
+
+    monkeypatch.setattr(exact.F, "conv2d", rounded)
+    exact._checked.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="does not compute float32 convolutions of integers exactly"):
+            exact.ExactModel(build("CNNP"))
+    finally:
+        monkeypatch.undo()
+        exact._checked.cache_clear()
+
+
+def test_a_model_changed_in_place_gets_a_new_exact_evaluation():
+    model = build("CNNP", features=8)
+    first = exact_model(model)
+    with torch.no_grad():
+        model.head.weight.add_(0.01)
+    second = exact_model(model)
+    assert second is not first and second.weights_hash() == model.weights_hash() != first.weights_hash()
