@@ -36,10 +36,12 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--levels", type=level_arg, default=None, metavar="L",
                    help="number of levels below the full image (default: base at most 32 px)")
     p.add_argument("--format-version", type=int_range(min(VERSIONS), max(VERSIONS)), default=VERSION, metavar="N",
-                   help=f"the .hdn format version to write (default {VERSION}: quality layers; older ones are for "
-                        f"decoders that read only those): 5 is resolution only, 4 also has no preview filters, 3 "
-                        f"also no scale context, 2 also no linear prediction, 1 no per-image calibration at all "
-                        f"(docs/format.md)")
+                   help=f"the .hdn format version to write (default {VERSION}: quality layers, the learned model "
+                        f"evaluated exactly so that the stream decodes on every machine; older ones are for "
+                        f"decoders that read only those): 7 has the float32 model (machine-dependent; for a model "
+                        f"without an exact evaluation), 6 also codes its values with constriction alone, 5 is "
+                        f"resolution only, 4 also has no preview filters, 3 also no scale context, 2 also no "
+                        f"linear prediction, 1 no per-image calibration at all (docs/format.md)")
     add_model_option(p)
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
+from ...codec.versions import VERSION
+
 __all__ = ["write_outputs", "render_markdown", "PLOTS", "behind"]
 
 #: plot file -> what it shows
@@ -188,7 +190,8 @@ def render_markdown(results: dict) -> str:
                     "ll" + "r" * (len(keys) + 1))
     if over.get("mean") is not None:
         lines += ["", f"hideNet is the layered stream the encoder writes by default (quality layers, format "
-                  f"version 6); hideNet resolution-only is the same image in one pass (`hidenet encode --no-layers`). "
+                  f"version {VERSION}); hideNet resolution-only is the same image in one pass "
+                  f"(`hidenet encode --no-layers`). "
                   f"The layers cost {over['mean'] - 1:+.1%} in bytes on average, at most {over['max'] - 1:+.1%} "
                   f"({over['max_image']})."]
     lines += ["", "![lossless](results-lossless.png)", ""]
