@@ -18,8 +18,10 @@ The bin masses come from an integer table of ``exp`` (``EXP_TABLE``, built by in
 arithmetic alone), so both sides compute the same probabilities on every machine. Where the
 interval holds nearly all of the Laplace's mass (``Z >= FAST_MASS``) the truncation changes
 nothing worth its cost and the bin index ``q - qmin`` is coded exactly as a first pass codes
-its symbols (constriction's quantized Laplace); elsewhere under a categorical with the
-truncated masses. A value whose interval is already a single bin costs nothing.
+its symbols (constriction's quantized Laplace; from version 7 the value tables); elsewhere
+under a categorical with the truncated masses, whose rows a compiled loop computes
+(``_rows_kernel``: the numpy definitions ``_cdf_at`` and ``_rows`` bit for bit, a test checks
+it). A value whose interval is already a single bin costs nothing.
 """
 
 from __future__ import annotations
@@ -28,12 +30,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .compiled import jit
 from .container import HdnFormatError
 from .entropy import SCALE_FLOOR, LevelDecoder, LevelEncoder, symbol_bound
 from .fixedpoint import _ARG, _IMAX, _ONE, EXP_TABLE
 
 __all__ = ["EXP_TABLE", "FAST_MASS", "Interval", "first_interval", "StoredBounds", "FirstPassBounds", "Bounds",
-           "RefinePlan", "plan_refinement", "refine_encode", "refine_decode", "truncated_mean"]
+           "RefinePlan", "plan_refinement", "refine_encode", "refine_decode", "truncated_mean", "warm_up"]
 
 #: an interval holding at least this share of the Laplace's mass is coded without truncation
 FAST_MASS = 0.98
@@ -180,6 +183,49 @@ def _cdf_at(plan: RefinePlan, lo: np.ndarray, hi: np.ndarray, sel: np.ndarray, j
     return _twice_cdf(64 * edge - 32 - plan.m64[sel][:, None], plan.s64[sel][:, None])
 
 
+@jit
+def _rows_kernel(j, n, lo, hi, rm, qmin, m64, s64, d, table, out):  # pragma: no cover - compiled
+    """``_rows(_cdf_at(...), j[:, :-1] < n)`` value by value: the same integers, the same sums of
+    integer-valued floats (exact in any order) and divisions, so the same rows bit for bit."""
+    step = 2 * d + 1
+    imax = table.size - 1
+    for r in range(out.shape[0]):
+        jr = r if j.shape[0] > 1 else 0
+        prev = 0
+        total = 0.0
+        for k in range(out.shape[1] + 1):
+            jk = min(j[jr, k], n[r])
+            if jk == 0:
+                edge = lo[r]
+            elif jk >= n[r]:
+                edge = hi[r] + 1
+            else:
+                edge = rm[r] + (qmin[r] + jk) * step - d
+            a = 64 * edge - 32 - m64[r]
+            i = min((abs(a) * 1024 + (s64[r] >> 1)) // s64[r], imax)
+            e = table[i]
+            c = e if a < 0 else 2 * (1 << 30) - e
+            if k > 0:
+                mass = 0.0
+                if j[jr, k - 1] < n[r]:
+                    mass = float(max(c - prev, 1))
+                out[r, k - 1] = mass
+                total += mass
+            prev = c
+        for k in range(out.shape[1]):
+            out[r, k] = out[r, k] / total
+
+
+def _rows_at(plan: RefinePlan, lo: np.ndarray, hi: np.ndarray, sel: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """``_rows(_cdf_at(plan, lo, hi, sel, j), j[:, :-1] < n)``, compiled (``_rows_kernel``): the
+    categorical rows of values ``sel`` at the bin edges ``j`` ((1 or N, K + 1))."""
+    j = np.ascontiguousarray(j, dtype=np.int64)
+    out = np.empty((sel.size, j.shape[1] - 1), dtype=np.float64)
+    _rows_kernel(j, plan.n[sel], lo[sel].astype(np.int64), hi[sel].astype(np.int64), plan.rm[sel], plan.qmin[sel],
+                 plan.m64[sel], plan.s64[sel], plan.d, EXP_TABLE, out)
+    return out
+
+
 def _rows(c: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Categorical rows from cumulative masses at K + 1 edges: each valid bin's mass (at least the
     smallest unit), the others 0, normalised (float64)."""
@@ -204,7 +250,7 @@ def _stages(plan: RefinePlan, lo: np.ndarray, hi: np.ndarray, sel: np.ndarray):
         bins = np.arange(int(n[one].max()) + 1)[None, :]
 
         def by_bin(_: np.ndarray) -> np.ndarray:
-            return _rows(_cdf_at(plan, lo, hi, sel[one], bins), bins[:, :-1] < n[one][:, None])
+            return _rows_at(plan, lo, hi, sel[one], bins)
 
         out.append(("bin", one, by_bin))
     if two.size:
@@ -212,13 +258,13 @@ def _stages(plan: RefinePlan, lo: np.ndarray, hi: np.ndarray, sel: np.ndarray):
         starts = np.arange(int(groups.max()) + 1)[None, :] * _GROUP
 
         def by_group(_: np.ndarray) -> np.ndarray:
-            return _rows(_cdf_at(plan, lo, hi, sel[two], starts), starts[:, :-1] < n[two][:, None])
+            return _rows_at(plan, lo, hi, sel[two], starts)
 
         offsets = np.arange(_GROUP + 1)[None, :]
 
         def within(group: np.ndarray) -> np.ndarray:
             edges = group[:, None] * _GROUP + offsets
-            return _rows(_cdf_at(plan, lo, hi, sel[two], edges), edges[:, :-1] < n[two][:, None])
+            return _rows_at(plan, lo, hi, sel[two], edges)
 
         out.extend([("group", two, by_group), ("within", two, within)])
     return out
@@ -314,3 +360,12 @@ def truncated_mean(mean: np.ndarray, scale: np.ndarray, lo: np.ndarray, hi: np.n
     mass, moment = _tail(np.maximum(c - a, f(0)), b)
     offset = moment / np.maximum(mass, tiny)
     return np.clip(np.where(m <= a, a + offset, np.where(m >= c, c - offset, inside)), a, c)
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the refinement's loop (``_rows_kernel``), so that a
+    server pays it at start-up, not its first viewer."""
+    lo, hi = np.array([0, 10], dtype=np.uint8), np.array([40, 200], dtype=np.uint8)
+    plan = plan_refinement(lo, hi, np.array([20.0, 100.0]), np.array([30.0, 60.0]), 0)
+    sel = np.arange(2)
+    _rows_at(plan, lo, hi, sel, np.arange(_GROUP + 1)[None, :])

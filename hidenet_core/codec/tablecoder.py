@@ -31,9 +31,9 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
-import numba
 import numpy as np
 
+from .compiled import jit
 from .fixedpoint import EXP_TABLE
 
 __all__ = ["PRECISION", "TableSet", "tables", "table_ids", "TableEncoder", "TableDecoder", "checksum", "warm_up"]
@@ -70,15 +70,6 @@ def class_scales() -> list[int]:
         hi = float(np.array((_FLOOR_CLASS + k + 1) << CLASS_SHIFT, dtype=np.int64).view(np.float64))
         out.append(round(math.sqrt(max(lo, 0.04) * hi) * _SCALE_UNIT))
     return out
-
-
-def _jit(fn):
-    """``fn`` compiled by numba without the GIL, its machine code cached on disk (beside the module,
-    else in the user's cache) where a directory is writable, else compiled in each process."""
-    try:
-        return numba.njit(cache=True, nogil=True)(fn)
-    except RuntimeError:  # numba: no locator available for the cache (a read-only install, no home)
-        return numba.njit(nogil=True)(fn)
 
 
 def _span(bound: int, s: int) -> int:
@@ -145,7 +136,7 @@ def checksum(bound: int) -> int:
     return zlib.crc32(ts.freq.tobytes() + ts.span.tobytes())
 
 
-@_jit
+@jit
 def _table_ids(centre, scale_bits, floor_class, ids, mirrored):  # pragma: no cover - compiled
     for i in range(centre.size):
         k = (scale_bits[i] >> CLASS_SHIFT) - floor_class
@@ -166,7 +157,7 @@ def table_ids(centre: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.nda
     return ids, mirrored
 
 
-@_jit
+@jit
 def _decode(state, words, pos, centre, scale_bits, floor_class,  # pragma: no cover - compiled
             freq, cum, count, span, bucket, out, escaped):
     """Decode out.size symbols (signed, mirrored back); escapes flagged. Returns (state, pos, ok)."""
@@ -244,7 +235,7 @@ class TableEncoder:
         return np.array([int(x)], dtype=">u4").tobytes() + words.astype(">u2").tobytes()
 
 
-@_jit
+@jit
 def _encode_from(x, sym, tid, freq, cum, out):  # pragma: no cover - compiled
     """``_encode`` continuing from state ``x``."""
     n = 0

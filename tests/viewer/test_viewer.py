@@ -48,6 +48,14 @@ def wait_done(page, timeout_s: float = 60) -> None:
     assert state == "done", page.locator("#stream-error").text_content()
 
 
+def wait_no_encode(server, timeout_s: float = 30) -> None:
+    """Wait until the server encodes nothing: a stream an earlier test left when its page closed is
+    cancelled, but its encode counts toward this client's cap of one until its job has ended."""
+    deadline = time.monotonic() + timeout_s
+    while server.get_json("/api/stats")["encoding"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def wait_settled(page, stage: str = "hidenet") -> None:
     """Wait until the stage's last crossfade has finished."""
     page.wait_for_function(
@@ -393,6 +401,7 @@ def test_a_custom_link_and_generative_mode_come_from_the_url(server, small_image
     starts = []
     page.on("websocket", lambda ws: ws.on("framesent", lambda payload: starts.append(json.loads(payload))
                                           if isinstance(payload, str) and '"start"' in payload else None))
+    wait_no_encode(server)  # the previous test's reload left a new stream encoding
     page.goto(viewer_url(server, small_image, link="custom", down_kbps=5000, rtt_ms=40, mode="generative",
                          generative_levels=1, preview=0))
     wait_done(page)

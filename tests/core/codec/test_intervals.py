@@ -149,3 +149,25 @@ def test_truncated_mean_of_a_sure_prediction_is_the_prediction_and_of_an_unsure_
     # a prediction outside the interval, sure of itself: the nearer edge
     assert truncated_mean(np.array([10.0]), np.array([0.2]), np.array([40]), np.array([80]))[0] == \
         pytest.approx(39.7, abs=0.01)
+
+
+@pytest.mark.parametrize("d", [0, 1, 3])
+def test_the_compiled_rows_are_the_numpy_definitions_bit_for_bit(d):
+    """``_rows_at`` (numba) against ``_rows(_cdf_at(...))`` (numpy, the definition), for every way
+    ``_stages`` builds the bin edges: shared bins, shared group starts, each value's own edges."""
+    from hidenet_core.codec.intervals import _GROUP, _cdf_at, _rows, _rows_at
+
+    x, mean, scale = _laplace_values(5000, seed=d, spread=40.0)
+    rng = np.random.default_rng(d)
+    lo = np.clip(x.astype(int) - rng.integers(0, 120, x.size), 0, 255).astype(np.uint8)
+    hi = np.clip(x.astype(int) + rng.integers(0, 120, x.size), 0, 255).astype(np.uint8)
+    plan = plan_refinement(lo, hi, mean, scale, d)
+    sel = np.flatnonzero(plan.n > 1)
+    n = plan.n[sel]
+    bins = np.arange(int(n.max()) + 1)[None, :]
+    starts = np.arange(int(-(-n.max() // _GROUP)) + 1)[None, :] * _GROUP
+    groups = rng.integers(0, -(-n // _GROUP))  # a group each value has (as its decoded group is)
+    edges = groups[:, None] * _GROUP + np.arange(_GROUP + 1)[None, :]
+    for j in (bins, starts, edges):
+        want = _rows(_cdf_at(plan, lo, hi, sel, j), j[:, :-1] < n[:, None])
+        assert np.array_equal(_rows_at(plan, lo, hi, sel, j), want)
