@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..predictors.base import Predictor
-from ..predictors.exact import exact_model
+from ..predictors.exact import for_version
 from .container import (
     MAGIC,
     PREAMBLE_SIZE,
@@ -355,8 +355,8 @@ def preview(predictor: Predictor, recon_chw: np.ndarray, level: int, shapes: lis
     """Predict levels level-1 .. 0 from the (C, h, w) reconstruction of ``level``; level-1 with
     ``first_filter`` (its preview filter, from the stream) where given, the rest with the plain means."""
     x = recon_chw
-    if version is not None and version.exact_network:
-        predictor = exact_model(predictor)
+    if version is not None:
+        predictor = for_version(predictor, version.exact_network)
     for k in range(level - 1, -1, -1):
         x = predict_level(predictor, x, shapes[k], k, first_filter if k == level - 1 else None, version)
     return x.transpose(1, 2, 0).copy()

@@ -202,9 +202,9 @@ def _rows_kernel(j, n, lo, hi, rm, qmin, m64, s64, d, table, out):  # pragma: no
             else:
                 edge = rm[r] + (qmin[r] + jk) * step - d
             a = 64 * edge - 32 - m64[r]
-            i = min((abs(a) * 1024 + (s64[r] >> 1)) // s64[r], imax)
+            i = min((abs(a) * _ARG + (s64[r] >> 1)) // s64[r], imax)
             e = table[i]
-            c = e if a < 0 else 2 * (1 << 30) - e
+            c = e if a < 0 else 2 * _ONE - e
             if k > 0:
                 mass = 0.0
                 if j[jr, k - 1] < n[r]:

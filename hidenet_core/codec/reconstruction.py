@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..predictors.base import Predictor
-from ..predictors.exact import exact_model
+from ..predictors.exact import for_version
 from ..predictors.interp import Interp
 from .container import HdnFormatError, Header
 from .intervals import Bounds, Interval
@@ -101,7 +101,7 @@ class Reconstruction:
     def __init__(self, header: Header, predictor: Predictor) -> None:
         self.format: FormatVersion = format_version(header.version)
         # the stream's predictor: a learned model evaluated exactly where the version says so
-        self.header, self.predictor = header, exact_model(predictor) if self.format.exact_network else predictor
+        self.header, self.predictor = header, for_version(predictor, self.format.exact_network)
         self.shapes = level_shapes(header.height, header.width, total_levels(header.height, header.width))
         self.top_level = len(self.shapes) - 1  # the 1x1 level of the whole pyramid
         self.odd: dict[int, np.ndarray] = {}  # level -> (3C, h, w) values shown

@@ -29,12 +29,13 @@ coder, for the same bytes.
 from __future__ import annotations
 
 import math
+import zlib
 from functools import lru_cache
 
 import numpy as np
 
 from .compiled import jit
-from .fixedpoint import EXP_TABLE
+from .fixedpoint import _IMAX, _ONE, EXP_TABLE
 
 __all__ = ["PRECISION", "TableSet", "tables", "table_ids", "TableEncoder", "TableDecoder", "checksum", "warm_up"]
 
@@ -45,8 +46,8 @@ _M = 1 << PRECISION
 _LOW = 1 << 16
 #: a scale's class is its float64 bits shifted right by this much: 2^(52 - CLASS_SHIFT) classes per octave
 CLASS_SHIFT = 49
-#: the classes of scale, from SCALE_FLOOR's (0.04) up to about 560
-CLASSES = 110 << (49 - CLASS_SHIFT)
+#: the classes of scale, from SCALE_FLOOR's up to about 560
+CLASSES = 110
 #: a centre is quantized to 1 / 2^PHASE_BITS: phases 0 .. 2^(PHASE_BITS - 1)
 PHASE_BITS = 4
 PHASES = (1 << (PHASE_BITS - 1)) + 1
@@ -55,9 +56,10 @@ _PHASE_UNIT = float(1 << PHASE_BITS)
 SPAN_SCALES, MIN_SPAN = 14, 12
 #: scales in the tables' integer arithmetic are in units of 1/_SCALE_UNIT
 _SCALE_UNIT = 4096
-#: the float64 bits of SCALE_FLOOR shifted to its class (imported lazily: entropy imports this module)
-_FLOOR_CLASS = int(np.array(0.04, dtype=np.float64).view(np.int64)) >> CLASS_SHIFT
-_ONE = 1 << 30  # EXP_TABLE's unit
+#: ``entropy.SCALE_FLOOR``, which this module cannot import (entropy imports it); a test checks they agree
+_SCALE_FLOOR = 0.04
+#: the float64 bits of the floor shifted to its class
+_FLOOR_CLASS = int(np.array(_SCALE_FLOOR, dtype=np.float64).view(np.int64)) >> CLASS_SHIFT
 _ARG_SHIFT = 22 - PHASE_BITS  # |A| / 2^PHASE_BITS over S / 4096, in units of 1/1024
 
 
@@ -68,7 +70,7 @@ def class_scales() -> list[int]:
     for k in range(CLASSES):
         lo = float(np.array((_FLOOR_CLASS + k) << CLASS_SHIFT, dtype=np.int64).view(np.float64))
         hi = float(np.array((_FLOOR_CLASS + k + 1) << CLASS_SHIFT, dtype=np.int64).view(np.float64))
-        out.append(round(math.sqrt(max(lo, 0.04) * hi) * _SCALE_UNIT))
+        out.append(round(math.sqrt(max(lo, _SCALE_FLOOR) * hi) * _SCALE_UNIT))
     return out
 
 
@@ -111,7 +113,7 @@ def _frequencies(bound: int, s: int, t: int, p: int) -> np.ndarray:
     unit = 1 << PHASE_BITS
     a = unit * v - unit // 2 - p  # each edge v - 1/2 - p / unit, in units of 1 / unit
     i = ((np.abs(a) << _ARG_SHIFT) + s // 2) // s
-    e = EXP_TABLE[np.minimum(i, EXP_TABLE.size - 1)]
+    e = EXP_TABLE[np.minimum(i, _IMAX)]
     twice_f = np.where(a < 0, e, 2 * _ONE - e)  # 2 F(edge) in units of 2^-30
     mass = np.diff(twice_f)
     if t < bound:
@@ -130,21 +132,24 @@ def tables(bound: int) -> TableSet:
 
 def checksum(bound: int) -> int:
     """A CRC of every frequency of a bound's tables (a test pins it for a few bounds)."""
-    import zlib
-
     ts = tables(bound)
     return zlib.crc32(ts.freq.tobytes() + ts.span.tobytes())
 
 
 @jit
+def _table_id(c, scale_bits, floor_class):  # pragma: no cover - compiled
+    """The table of a value with centre ``c`` and a scale of float64 bits ``scale_bits``: the one
+    rule both ends apply (its symbol is mirrored where ``c < 0``)."""
+    k = min(max((scale_bits >> CLASS_SHIFT) - floor_class, 0), CLASSES - 1)
+    p = min(PHASES - 1, max(0, int(math.floor(abs(c) * _PHASE_UNIT + 0.5))))
+    return k * PHASES + p
+
+
+@jit
 def _table_ids(centre, scale_bits, floor_class, ids, mirrored):  # pragma: no cover - compiled
     for i in range(centre.size):
-        k = (scale_bits[i] >> CLASS_SHIFT) - floor_class
-        k = min(max(k, 0), CLASSES - 1)
-        c = centre[i]
-        p = min(PHASES - 1, max(0, int(math.floor(abs(c) * _PHASE_UNIT + 0.5))))
-        ids[i] = k * PHASES + p
-        mirrored[i] = c < 0
+        ids[i] = _table_id(centre[i], scale_bits[i], floor_class)
+        mirrored[i] = centre[i] < 0
 
 
 def table_ids(centre: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -164,11 +169,8 @@ def _decode(state, words, pos, centre, scale_bits, floor_class,  # pragma: no co
     x = np.uint32(state)
     n_words = words.size
     for i in range(out.size):
-        k = (scale_bits[i] >> CLASS_SHIFT) - floor_class
-        k = min(max(k, 0), CLASSES - 1)
         c = centre[i]
-        p = min(PHASES - 1, max(0, int(math.floor(abs(c) * _PHASE_UNIT + 0.5))))
-        t = k * PHASES + p
+        t = _table_id(c, scale_bits[i], floor_class)
         slot = x & np.uint32(_M - 1)
         s = np.int64(bucket[t, slot >> (PRECISION - 8)])
         last = count[t] - 1
@@ -212,9 +214,6 @@ class TableEncoder:
         self._bounds.append(bound)
         return escaped
 
-    def __bool__(self) -> bool:
-        return bool(self._sym)
-
     def finish(self) -> bytes:
         """The rANS part of the payload: the final state (u32), then the words in decoding order
         (u16, big-endian), padded to whole 32-bit words."""
@@ -229,7 +228,7 @@ class TableEncoder:
             out = np.empty(sym.size + 2, dtype=np.uint16)
             x, n = _encode_from(x, sym, tid, ts.freq, ts.cum, out)
             chunks.append(out[:n])
-        words = np.concatenate(chunks)[::-1] if chunks else np.zeros(0, np.uint16)
+        words = np.concatenate(chunks)[::-1]
         if words.size % 2:
             words = np.append(words, np.uint16(0))
         return np.array([int(x)], dtype=">u4").tobytes() + words.astype(">u2").tobytes()
@@ -237,7 +236,8 @@ class TableEncoder:
 
 @jit
 def _encode_from(x, sym, tid, freq, cum, out):  # pragma: no cover - compiled
-    """``_encode`` continuing from state ``x``."""
+    """Code symbols in reverse from state ``x``; the words in the order they are emitted.
+    Returns (state, words)."""
     n = 0
     for i in range(sym.size - 1, -1, -1):
         t = tid[i]

@@ -39,7 +39,7 @@ from .features import COND_CHANNELS, MEAN_GAIN, StepInputs, step_inputs
 from .interp import coding_steps
 from .learned import LearnedPredictor, views_forward
 
-__all__ = ["ExactModel", "exact_model", "has_exact", "EXP_GRID"]
+__all__ = ["ExactModel", "exact_model", "for_version", "has_exact", "EXP_GRID"]
 
 #: inputs and activations are multiples of 2^-_UNIT_BITS
 _UNIT_BITS = 6
@@ -65,6 +65,7 @@ def _quantized(weight: torch.Tensor, in_max: float) -> tuple[torch.Tensor, float
     return torch.round(w * 2.0**b).float(), 2.0**-b
 
 
+@lru_cache(maxsize=1)
 def _check_exact_convolutions() -> None:
     """Refuse version 8 where torch's float32 convolution is not exact on integers (a bfloat16 or
     TF32 math mode, an approximate algorithm): its streams would decode nowhere else. A known
@@ -101,7 +102,7 @@ class ExactModel(Predictor):
             raise ValueError(f"model {model.name!r} has no exact evaluation, which format version 8 needs (a CNNP "
                              f"without level conditioning has one); write version 7 (--format-version 7), whose "
                              f"float32 streams decode only on machines with the same CPU kernels")
-        _checked()
+        _check_exact_convolutions()  # once per process
         # nothing of the model is kept but copies: the cache of exact models holds it weakly
         heads, blocks = model.heads, model.blocks
         self._hash = model.weights_hash()
@@ -185,13 +186,7 @@ def _exact_inputs(even, odd, rgb_step, memo):
     return step_inputs(even, odd, rgb_step, memo, exact=True)
 
 
-@lru_cache(maxsize=1)
-def _checked() -> bool:
-    _check_exact_convolutions()
-    return True
-
-
-#: each model's exact evaluation, with the weights hash it was made for (weak: a model dropped is dropped here)
+#: each model's exact evaluation (weak: a model dropped is dropped here)
 _EXACT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -200,11 +195,16 @@ def exact_model(model: Predictor) -> Predictor:
     place gets a new one); ``interp`` and other models whose arithmetic is already exact as they are."""
     if not isinstance(model, LearnedPredictor):
         return model
-    digest = model.weights_hash()
     found = _EXACT.get(model)
-    if found is None or found[0] != digest:
-        found = _EXACT[model] = (digest, ExactModel(model))
-    return found[1]
+    if found is None or found.weights_hash() != model.weights_hash():
+        found = _EXACT[model] = ExactModel(model)
+    return found
+
+
+def for_version(model: Predictor, exact_network: bool) -> Predictor:
+    """The model as a format version evaluates it: exactly where the version's record says
+    ``exact_network`` (version 8), else as it is."""
+    return exact_model(model) if exact_network else model
 
 
 def has_exact(model: Predictor) -> bool:

@@ -11,6 +11,13 @@ from hidenet_core.codec.intervals import first_interval, refine_decode, refine_e
 from hidenet_core.codec.tablecoder import PRECISION, TableDecoder, TableEncoder, checksum, table_ids, tables
 
 
+def test_the_tables_floor_is_the_entropy_coders():
+    from hidenet_core.codec import tablecoder
+    from hidenet_core.codec.entropy import SCALE_FLOOR
+
+    assert tablecoder._SCALE_FLOOR == SCALE_FLOOR
+
+
 def test_the_tables_are_pinned():
     """Built by integer arithmetic from exactly representable class edges: the same everywhere."""
     assert {b: checksum(b) for b in (255, 85, 4, 1)} == {

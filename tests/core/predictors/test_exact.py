@@ -113,13 +113,13 @@ def test_a_torch_whose_float32_convolutions_are_not_exact_is_refused(monkeypatch
         return real(*args, **kwargs).to(torch.bfloat16).float()
 
     monkeypatch.setattr(exact.F, "conv2d", rounded)
-    exact._checked.cache_clear()
+    exact._check_exact_convolutions.cache_clear()
     try:
         with pytest.raises(RuntimeError, match="does not compute float32 convolutions of integers exactly"):
             exact.ExactModel(build("CNNP"))
     finally:
         monkeypatch.undo()
-        exact._checked.cache_clear()
+        exact._check_exact_convolutions.cache_clear()
 
 
 def test_a_model_changed_in_place_gets_a_new_exact_evaluation():
