@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-from hidenet_core import decode, load_model, read_header  # noqa: E402
+from hidenet_core import decode_image, load_model, read_header  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,11 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.streams:
         data = path.read_bytes()
         header = read_header(data)
-        decode(data, model)  # untimed: compiled loops loaded, caches warm
+        decode_image(data, model)  # untimed: compiled loops loaded, caches warm
         best = float("inf")
         for _ in range(args.repeats):
             t0 = time.perf_counter()
-            decode(data, model)
+            decode_image(data, model)
             best = min(best, time.perf_counter() - t0)
         mp = header.width * header.height / 1e6
         print(f"{path.name}: format version {header.version}, {len(data):,} bytes, {best:.2f} s "

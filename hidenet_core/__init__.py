@@ -6,11 +6,12 @@ Public API::
     model = load_model()                    # the shipped default predictor
     data = encode(pixels, model)            # (H, W, C) uint8 -> .hdn bytes, lossless
     levels = decode(data, model)            # base .. full image, each a DecodedLevel
+    pixels = decode_image(data, model)      # the final image alone (faster)
 """
 
 from . import memory  # noqa: F401  (first: HIDENET_MALLOC=bounded, memory.py)
 from .codec.container import HdnFormatError, Header, ModelMismatchError
-from .codec.decoder import DecodedLevel, ProgressiveDecoder, decode, preview, read_header
+from .codec.decoder import DecodedLevel, ProgressiveDecoder, decode, decode_image, preview, read_header
 from .codec.encoder import EncodeSettings, encode, resolve_max_error
 from .codec.pyramid import default_levels, level_shapes, merge, split
 from .display import display_frame
@@ -35,6 +36,7 @@ __all__ = [
     "DecodedLevel",
     "ProgressiveDecoder",
     "decode",
+    "decode_image",
     "preview",
     "read_header",
     "Header",

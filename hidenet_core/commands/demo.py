@@ -8,7 +8,7 @@ import time
 
 from PIL import Image
 
-from ..codec.decoder import decode
+from ..codec.decoder import decode_image
 from ..codec.encoder import encode
 from ..imageio import load_image
 from ..predictors import load_model
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         data = encode(px, model)
         t1 = time.perf_counter()
-        out = decode(data, model)[-1].image
+        out = decode_image(data, model)
         t2 = time.perf_counter()
         buf = io.BytesIO()
         Image.open(path).save(buf, "PNG", optimize=True)

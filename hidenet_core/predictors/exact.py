@@ -115,12 +115,14 @@ class ExactModel(Predictor):
         self._heads = [(*_quantized(h.weight, unit_in), h.padding) for h in heads]
         self._blocks = [(_quantized(b.conv1.weight, unit_act), _quantized(b.conv2.weight, unit_act)) for b in blocks]
         self._head = _quantized(model.head.weight, unit_act)
-        self._bias1 = [b.conv1.bias.detach().float().view(1, -1, 1, 1) for b in blocks]
-        self._bias2 = [b.conv2.bias.detach().float().view(1, -1, 1, 1) for b in blocks]
+        # the blocks' biases in units of 1/64 (``_trunk``)
+        self._bias1 = [b.conv1.bias.detach().float().view(1, -1, 1, 1) * _UNIT for b in blocks]
+        self._bias2 = [b.conv2.bias.detach().float().view(1, -1, 1, 1) * _UNIT for b in blocks]
         self._head_bias = model.head.bias.detach().float().view(1, -1, 1, 1)
         self._heads_bias = [h.bias.detach().double() for h in heads]
         self.slope = float(model.cfg.slope)
         self._cond_bias: dict[bytes, torch.Tensor] = {}
+        self._live_heads: dict[tuple[int, ...] | None, list] = {None: self._heads}
 
     def weights_hash(self) -> bytes:
         return self._hash
@@ -147,30 +149,51 @@ class ExactModel(Predictor):
             self._cond_bias[key] = bias
         return bias
 
-    def _act(self, a: torch.Tensor) -> torch.Tensor:
-        """LeakyReLU, then onto the activations' grid and range (integers in units of 1/64)."""
-        a = F.leaky_relu(a, self.slope, inplace=True)  # x, or x * slope (one multiply) below 0
-        return a.mul_(_UNIT).round_().clamp_(-_ACT_MAX * _UNIT, _ACT_MAX * _UNIT)
+    def _act(self, y: torch.Tensor) -> torch.Tensor:
+        """LeakyReLU of pre-activations in units of 1/64, then onto the activations' grid and range
+        (integers in those units): in place."""
+        y = F.leaky_relu(y, self.slope, inplace=True)  # y, or y * slope (one multiply) below 0
+        return y.round_().clamp_(-_ACT_MAX * _UNIT, _ACT_MAX * _UNIT)
 
-    def _trunk(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """Integer activations (B, F, h, w) in units of 1/64 from the inputs (B, 39, h, w)."""
-        xq = (x * _UNIT).round_().clamp_(-_IN_MAX * _UNIT, _IN_MAX * _UNIT).contiguous(
-            memory_format=torch.channels_last)
+    def _heads_for(self, live: tuple[int, ...] | None) -> list:
+        """The input convolutions restricted to the input channels ``live`` (the others hold +-0)."""
+        heads = self._live_heads.get(live)
+        if heads is None:
+            heads = self._live_heads[live] = [(wq[:, list(live)].contiguous(), step, padding)
+                                              for wq, step, padding in self._heads]
+        return heads
+
+    def _trunk(self, x: torch.Tensor, bias: torch.Tensor, live: tuple[int, ...] | None = None) -> torch.Tensor:
+        """Integer activations (B, F, h, w) in units of 1/64 from the inputs (B, 39, h, w).
+
+        Only the channels ``live`` of ``x`` are convolved: the others are +-0, whose products add
+        nothing to a sum that is exact anyway, so the sums are the same (a third to a half of the
+        inputs' multiplications, which are two thirds of the network's).
+
+        Everything runs in units of 1/64 (activations as the integers they are, sums and biases
+        times 64). A power of two scales a float's rounding with it, so each operation gives 64
+        times what it gives in real units, bit for bit: the same network as in real units (the
+        inputs' and activations' grids are what format version 8 specifies), with no pass over
+        the activations to convert between the two."""
+        if live is None:
+            xq = x.mul(_UNIT).contiguous(memory_format=torch.channels_last)
+        else:  # gathered into channels-last order directly (a copy either way)
+            xq = x.permute(0, 2, 3, 1)[..., list(live)].mul_(_UNIT).permute(0, 3, 1, 2)
+        xq = xq.round_().clamp_(-_IN_MAX * _UNIT, _IN_MAX * _UNIT)
         total = None
-        for wq, step, padding in self._heads:
-            part = F.conv2d(xq, wq, None, padding=padding).mul_(step / _UNIT)  # exact sum, then real units
-            total = part if total is None else total.add_(part)
-        a = self._act(total.add_(bias))
+        for wq, step, padding in self._heads_for(live):
+            part = F.conv2d(xq, wq, None, padding=padding)  # an exact integer sum
+            total = part.mul_(step) if total is None else total.add_(part, alpha=step)  # step * part is exact
+        a = self._act(total.add_(bias.mul(_UNIT)))
         for ((w1, s1), (w2, s2)), b1, b2 in zip(self._blocks, self._bias1, self._bias2):
-            h = self._act(F.conv2d(a, w1, None, padding=1).mul_(s1 / _UNIT).add_(b1))
-            r = F.conv2d(h, w2, None, padding=1).mul_(s2 / _UNIT).add_(b2)
-            a = self._act(r.add_(a.div(_UNIT)))
+            h = self._act(F.conv2d(a, w1, None, padding=1).mul_(s1).add_(b1))
+            a = self._act(F.conv2d(h, w2, None, padding=1).mul_(s2).add_(b2).add_(a))
         return a
 
     def _predict(self, inputs: StepInputs, level: torch.Tensor,
                  keep: tuple[int, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``LearnedPredictor._predict`` evaluated exactly."""
-        a = self._trunk(inputs.x, self._bias(inputs.cond))
+        a = self._trunk(inputs.x, self._bias(inputs.cond), inputs.live)
         wq, step = self._head
         out = F.conv2d(a, wq).mul_(step / _UNIT).add_(self._head_bias)  # (B, 18, h, w), real units
         means, scales = (slice(0, 9), slice(9, 18)) if keep is None else (list(keep), [9 + k for k in keep])
@@ -179,7 +202,7 @@ class ExactModel(Predictor):
         n = _EXP_SPAN * EXP_GRID
         key = out[:, scales].mul(float(EXP_GRID)).round_().clamp_(-n, n).long().add_(n)
         scale = (inputs.scale[:, own].clamp_min(SCALE_MIN) * _exp_table()[key]).clamp_(SCALE_MIN, SCALE_MAX)
-        return mean, scale, a.div(_UNIT)
+        return mean, scale, a.mul_(1.0 / _UNIT)  # the context in real units (exact: a power of two)
 
 
 def _exact_inputs(even, odd, rgb_step, memo):

@@ -41,6 +41,7 @@ __all__ = [
     "view_tensors",
     "StepInputs",
     "step_inputs",
+    "live_channels",
     "local_mean",
     "exact_local_mean",
     "exact_log",
@@ -168,14 +169,29 @@ def _masks(rgb_step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 class StepInputs:
     """What a learned model needs for one RGB step (see the module docstring)."""
 
-    __slots__ = ("x", "cond", "mean", "scale", "target")
+    __slots__ = ("x", "cond", "mean", "scale", "target", "live")
 
-    def __init__(self, x, cond, mean, scale, target):
+    def __init__(self, x, cond, mean, scale, target, live=None):
         self.x = x  # (B, IN_CHANNELS, h, w) network input
         self.cond = cond  # (B, COND_CHANNELS) known and target masks
         self.mean = mean  # (B, 9, h, w) interpolation mean (pixel units), 0 outside the group
         self.scale = scale  # (B, 9, h, w) interpolation scale, 0 outside the group
         self.target = target  # (9,) float mask of the channels this step predicts
+        #: the channels of ``x`` that may be nonzero (``live_channels``); None: any of them
+        self.live: tuple[int, ...] | None = live
+
+
+@lru_cache(maxsize=4)
+def live_channels(rgb_step: int) -> tuple[int, ...]:
+    """The input channels of RGB step ``rgb_step`` that are not masked to +-0 (``step_inputs``): the
+    even pixels, the known odd channels and their residuals, the interpolation of the step's phase
+    group. A step reads 9 to 25 of the 39; a convolution over the others adds only zeros."""
+    known, _, group = _masks(rgb_step)
+    return tuple(
+        [0, 1, 2]
+        + [3 + k for k in range(9) if known[k]] + [12 + k for k in range(9) if known[k]]
+        + [21 + k for k in range(9) if group[k]] + [30 + k for k in range(9) if group[k]]
+    )
 
 
 def step_inputs(even: torch.Tensor, odd: torch.Tensor, rgb_step: int,
@@ -225,7 +241,7 @@ def step_inputs(even: torch.Tensor, odd: torch.Tensor, rgb_step: int,
     else:
         torch.log(scale.clamp_min(1e-3), out=x[:, 30:39]).mul_(g)  # log(max(scale, 1e-3)) * g
     cond = torch.cat([known, target]).expand(even.shape[0], COND_CHANNELS)  # (B, 18)
-    return StepInputs(x, cond, mean, scale, target)
+    return StepInputs(x, cond, mean, scale, target, live_channels(rgb_step))
 
 
 #: the network's mean correction is multiplied by this many pixel units

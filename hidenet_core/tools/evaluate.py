@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..codec.decoder import decode, preview
+from ..codec.decoder import decode_image, preview
 from ..codec.encoder import encode
 from ..codec.loop import predict_level
 from ..codec.pyramid import default_levels, level_images, level_shapes, odd_valid_mask, split
@@ -133,7 +133,7 @@ def evaluate_image(pixels: np.ndarray, model: Predictor, name: str = "", verify:
     t_dec = math.nan
     if verify:
         t0 = time.perf_counter()
-        out = decode(data, model)[-1].image
+        out = decode_image(data, model)
         t_dec = time.perf_counter() - t0
         if not np.array_equal(out, pixels):
             raise RuntimeError(f"{name}: lossless round trip failed: the decoded image differs from the original")

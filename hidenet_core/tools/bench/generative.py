@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...codec.decoder import decode
+from ...codec.decoder import decode_image
 from ...codec.encoder import EncodeSettings, encode
 from ...codec.pyramid import default_levels
 from ...display import display_frame, lattice_contrast
@@ -45,7 +45,7 @@ def measure_image(image: BenchImage, model: Predictor, lossless_bytes: int) -> l
         row: dict = {"g": g}
         for key, version in VARIANTS.items():
             data = encode(px, model, EncodeSettings(generative_levels=g, version=version))
-            shown = decode(data, model)[-1].image
+            shown = decode_image(data, model)
             sse = float(((shown.astype(np.float64) - px) ** 2).sum())
             row[key] = {"bytes": len(data), "fraction": len(data) / lossless_bytes, "sse": sse, "count": int(px.size),
                         "psnr": psnr_from_sse(sse, px.size, PSNR_CAP), "ssim": ssim(shown, px)}

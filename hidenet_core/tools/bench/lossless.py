@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ...codec.decoder import decode
+from ...codec.decoder import decode_image
 from ...codec.encoder import EncodeSettings, encode
 from ...imageio import to_pil
 from ...predictors.base import Predictor
@@ -121,7 +121,7 @@ def hidenet_codec(model: Predictor) -> Codec:
         "hideNet",
         f"lossless .hdn, layered (default), model {model.name!r}",
         lambda px: encode(px, model, EncodeSettings(max_error=0, generative_levels=0)),
-        lambda data: decode(data, model)[-1].image,
+        lambda data: decode_image(data, model),
     )
 
 
@@ -132,7 +132,7 @@ def resolution_codec(model: Predictor) -> Codec:
         "hideNet resolution-only",
         f"lossless .hdn, --no-layers, model {model.name!r}",
         lambda px: encode(px, model, EncodeSettings(max_error=0, generative_levels=0, layers=())),
-        lambda data: decode(data, model)[-1].image,
+        lambda data: decode_image(data, model),
     )
 
 

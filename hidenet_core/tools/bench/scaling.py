@@ -221,7 +221,7 @@ def _run_job(job: dict) -> dict:
     stream = Path(job["stream"])
     codec = job["codec"]
     if codec == "hidenet":
-        from ...codec.decoder import decode_until
+        from ...codec.decoder import decode_image
         from ...codec.encoder import EncodeSettings, encode_chunks
         from ...predictors import load_model
 
@@ -248,10 +248,7 @@ def _run_job(job: dict) -> dict:
     data = stream.read_bytes()
     c0 = _cpu_s()
     t0 = time.perf_counter()
-    if codec == "hidenet":
-        out = decode_until(data, model, images=False).current_image()
-    else:
-        out = _contender_decode(codec, data, job["threads"])
+    out = decode_image(data, model) if codec == "hidenet" else _contender_decode(codec, data, job["threads"])
     seconds, cpu = time.perf_counter() - t0, _cpu_s() - c0
     out = np.asarray(out)
     if out.ndim == 2:
