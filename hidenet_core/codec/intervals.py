@@ -151,7 +151,57 @@ class RefinePlan:
 
 
 def plan_refinement(lo: np.ndarray, hi: np.ndarray, mean: np.ndarray, scale: np.ndarray, d: int) -> RefinePlan:
-    """How values with intervals ``[lo, hi]`` and a prediction (on the 1/64 grid) are refined to ``d``."""
+    """How values with intervals ``[lo, hi]`` and a prediction (on the 1/64 grid) are refined to ``d``.
+
+    Computed by a compiled loop (``_plan_kernel``) over the values: the integers of
+    ``_plan_numpy``, the definition, which a test compares it with."""
+    shape = np.shape(lo)
+    size = int(np.size(lo))
+    out = [np.empty(size, dtype=np.int64) for _ in range(5)]
+    fast = np.empty(size, dtype=np.bool_)
+    rm, qmin, n, m64, s64 = out
+    _plan_kernel(np.ascontiguousarray(lo).reshape(-1), np.ascontiguousarray(hi).reshape(-1),
+                 np.ascontiguousarray(mean).reshape(-1), np.ascontiguousarray(scale).reshape(-1), d,
+                 round(64 * SCALE_FLOOR) + 1, EXP_TABLE, rm, qmin, n, fast, m64, s64)
+    return RefinePlan(d, rm.reshape(shape), qmin.reshape(shape), n.reshape(shape), fast.reshape(shape),
+                      m64.reshape(shape), s64.reshape(shape))
+
+
+@jit
+def _plan_kernel(lo, hi, mean, scale, d, s_min, table, rm, qmin, n, fast, m64, s64):  # pragma: no cover - compiled
+    """``_plan_numpy`` value by value (the same integers; the float64 products by 64 are exact and
+    ``np.rint`` rounds as ``np.round`` does, half to even)."""
+    step = 2 * d + 1
+    imax = table.size - 1
+    for i in range(lo.size):
+        lo_i = np.int64(lo[i])
+        hi_i = np.int64(hi[i])
+        m = np.int64(np.rint(np.float64(mean[i]) * 64.0))
+        sc = max(np.int64(np.rint(np.float64(scale[i]) * 64.0)), s_min)
+        r = min(max((m + 32) // 64, lo_i), hi_i)
+        if d == 0:
+            q0 = lo_i - r
+            count = hi_i - lo_i + 1
+        else:
+            q0 = -((r - lo_i + d) // step)
+            count = (hi_i - r + d) // step - q0 + 1
+        half = sc >> 1
+        a = 64 * hi_i + 32 - m
+        e = table[min((abs(a) * _ARG + half) // sc, imax)]
+        upper = e if a < 0 else 2 * _ONE - e
+        a = 64 * lo_i - 32 - m
+        e = table[min((abs(a) * _ARG + half) // sc, imax)]
+        lower = e if a < 0 else 2 * _ONE - e
+        rm[i] = r
+        qmin[i] = q0
+        n[i] = count
+        m64[i] = m
+        s64[i] = sc
+        fast[i] = (upper - lower) * _FAST_DEN >= _FAST_NUM * 2 * _ONE
+
+
+def _plan_numpy(lo: np.ndarray, hi: np.ndarray, mean: np.ndarray, scale: np.ndarray, d: int) -> RefinePlan:
+    """``plan_refinement`` in numpy: its definition."""
     lo64, hi64 = lo.astype(np.int64), hi.astype(np.int64)
     m64 = np.round(mean.astype(np.float64) * 64).astype(np.int64)
     s64 = np.maximum(np.round(scale.astype(np.float64) * 64).astype(np.int64), round(64 * SCALE_FLOOR) + 1)
@@ -363,9 +413,10 @@ def truncated_mean(mean: np.ndarray, scale: np.ndarray, lo: np.ndarray, hi: np.n
 
 
 def warm_up() -> None:
-    """Compile (or load from numba's cache) the refinement's loop (``_rows_kernel``), so that a
-    server pays it at start-up, not its first viewer."""
+    """Compile (or load from numba's cache) the refinement's loops (``_plan_kernel``, ``_rows_kernel``),
+    so that a server pays it at start-up, not its first viewer."""
     lo, hi = np.array([0, 10], dtype=np.uint8), np.array([40, 200], dtype=np.uint8)
-    plan = plan_refinement(lo, hi, np.array([20.0, 100.0]), np.array([30.0, 60.0]), 0)
+    for dtype in (np.float32, np.float64):  # the codec's predictions, a caller's float64
+        plan = plan_refinement(lo, hi, np.array([20.0, 100.0], dtype), np.array([30.0, 60.0], dtype), 0)
     sel = np.arange(2)
     _rows_at(plan, lo, hi, sel, np.arange(_GROUP + 1)[None, :])

@@ -171,3 +171,28 @@ def test_the_compiled_rows_are_the_numpy_definitions_bit_for_bit(d):
     for j in (bins, starts, edges):
         want = _rows(_cdf_at(plan, lo, hi, sel, j), j[:, :-1] < n[:, None])
         assert np.array_equal(_rows_at(plan, lo, hi, sel, j), want)
+
+
+@pytest.mark.parametrize("d", [0, 1, 2, 7])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_compiled_plan_is_the_numpy_definition(d, dtype):
+    """``plan_refinement`` (numba) against ``_plan_numpy`` (the definition): every field equal,
+    for means on the 1/64 grid with halves to round (ties), scales at and below the floor,
+    intervals from one value to all 256."""
+    from hidenet_core.codec.intervals import _plan_numpy
+
+    rng = np.random.default_rng(100 + d)
+    size = 20000
+    a = rng.integers(0, 256, size)
+    b = rng.integers(0, 256, size)
+    lo, hi = np.minimum(a, b).astype(np.uint8), np.maximum(a, b).astype(np.uint8)
+    lo[:50], hi[:50] = 0, 255
+    lo[50:100] = hi[50:100]
+    mean = (rng.integers(-64 * 20, 64 * 276, size) / 64.0).astype(dtype)
+    mean[100:200] = (rng.integers(-100, 500, 100) + 0.5 / 64).astype(dtype)  # ties of the 1/64 rounding
+    scale = (rng.integers(0, 64 * 60, size) / 64.0).astype(dtype)
+    scale[200:300] = 0.0
+    got, want = plan_refinement(lo, hi, mean, scale, d), _plan_numpy(lo, hi, mean, scale, d)
+    for field in ("rm", "qmin", "n", "fast", "m64", "s64"):
+        assert np.array_equal(getattr(got, field), getattr(want, field)), field
+    assert got.fast.any() and not got.fast.all()
