@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from .. import memory
-from ..predictors.base import Predictor, snap
+from ..predictors.base import Prediction, Predictor, snap
 from .intervals import Bounds, FirstPassBounds, Interval, StoredBounds, truncated_mean
 from .plan import Part, Strip, strips
 from .pyramid import merge, odd_valid_mask
@@ -204,35 +204,31 @@ def _tiled(predictor: Predictor, even: np.ndarray, odd: np.ndarray, step: int, l
     the image's height (memory grows with the width only)."""
     halo = tile_halo(predictor)
     step_rows = tile_rows(b - a, even.shape[2], halo)
-    pieces = []
+    out = None  # the window's (mean, scale, context), filled tile by tile
     for t0 in range(a, b, step_rows):
         t1 = min(b, t0 + step_rows)
         ta, tb = (t0, t1) if step_rows == b - a else (max(a, t0 - halo), min(b, t1 + halo))
         memo = memos.get((ta, tb), even.shape[2]) if memos is not None and predictor.takes_memo else None
         extra = {} if memo is None else {"memo": memo}
         pred = predictor(to_tensor(even[:, ta:tb]), to_tensor(odd[:, ta:tb]), step, level, **extra)
-        if (ta, tb) == (t0, t1):
-            pieces.append(pred)
-            continue
+        if (ta, tb) == (a, b):  # one tile
+            return pred
+        # a context shared by the step's channels (a view of one) is kept as one
+        shared = pred.context is not None and pred.context.shape[1] > 1 and pred.context.stride(1) == 0
+        context = None if pred.context is None else pred.context[:, :1] if shared else pred.context
+        if out is None:
+            rows = b - a
+            out = [None if t is None else t.new_empty((*t.shape[:-2], rows, t.shape[-1]))
+                   for t in (pred.mean, pred.scale, context)]
         top, n = t0 - ta, t1 - t0
-        context = pred.context
-        if context is not None:
-            shared = context.shape[1] > 1 and context.stride(1) == 0
-            context = (context[:, :1] if shared else context)[..., top : top + n, :].clone()
-            context = context.expand(-1, pred.mean.shape[1], -1, -1, -1) if shared else context
-        pieces.append(pred._replace(mean=pred.mean[..., top : top + n, :].clone(),
-                                    scale=pred.scale[..., top : top + n, :].clone(), context=context))
-        del pred
-    if len(pieces) == 1:
-        return pieces[0]
-    context = None
-    if pieces[0].context is not None:
-        c0 = pieces[0].context
-        shared = c0.shape[1] > 1 and c0.stride(1) == 0
-        context = torch.cat([p.context[:, :1] if shared else p.context for p in pieces], -2)
-        context = context.expand(-1, c0.shape[1], -1, -1, -1) if shared else context
-    return pieces[0]._replace(mean=torch.cat([p.mean for p in pieces], -2),
-                              scale=torch.cat([p.scale for p in pieces], -2), context=context)
+        for dst, src in zip(out, (pred.mean, pred.scale, context)):
+            if dst is not None:
+                dst[..., t0 - a : t1 - a, :].copy_(src[..., top : top + n, :])
+        del pred, context
+    mean, scale, context = out
+    if context is not None and shared:
+        context = context.expand(-1, mean.shape[1], -1, -1, -1)
+    return Prediction(mean, scale, context)
 
 
 #: after coding a strip of at least this many positions, a pass tells ``memory.strip_done`` (a

@@ -127,8 +127,14 @@ class ChannelInput:
 
 
 def bucket(scale: np.ndarray) -> np.ndarray:
-    """The bucket (0 .. BUCKETS-1) of each predicted scale."""
-    return np.searchsorted(np.asarray(SCALE_EDGES, dtype=np.float64), scale.astype(np.float64), side="right")
+    """The bucket (0 .. BUCKETS-1) of each predicted scale: how many edges are at or below it
+    (``np.searchsorted(SCALE_EDGES, scale, side="right")``, in a few comparisons of the scale as it is:
+    the edges are exact in float32)."""
+    s = np.asarray(scale)
+    b = np.zeros(s.shape, dtype=np.int8)
+    for edge in SCALE_EDGES:
+        b += (s >= edge).view(np.int8)
+    return b
 
 
 def parents(channels: int, step: tuple[int, ...]) -> tuple[int, ...]:
