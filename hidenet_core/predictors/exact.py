@@ -177,6 +177,8 @@ class ExactModel(Predictor):
         the activations to convert between the two."""
         if live is None:
             xq = x.mul(_UNIT).contiguous(memory_format=torch.channels_last)
+        elif x.shape[1] == len(live):  # step_inputs(exact=True): the live channels already, channels-last
+            xq = x.mul_(_UNIT)
         else:  # gathered into channels-last order directly (a copy either way)
             xq = x.permute(0, 2, 3, 1)[..., list(live)].mul_(_UNIT).permute(0, 3, 1, 2)
         xq = xq.round_().clamp_(-_IN_MAX * _UNIT, _IN_MAX * _UNIT)

@@ -172,7 +172,8 @@ class StepInputs:
     __slots__ = ("x", "cond", "mean", "scale", "target", "live")
 
     def __init__(self, x, cond, mean, scale, target, live=None):
-        self.x = x  # (B, IN_CHANNELS, h, w) network input
+        #: (B, IN_CHANNELS, h, w) network input; the exact evaluation's: its ``live`` channels only
+        self.x = x
         self.cond = cond  # (B, COND_CHANNELS) known and target masks
         self.mean = mean  # (B, 9, h, w) interpolation mean (pixel units), 0 outside the group
         self.scale = scale  # (B, 9, h, w) interpolation scale, 0 outside the group
@@ -229,6 +230,11 @@ def step_inputs(even: torch.Tensor, odd: torch.Tensor, rgb_step: int,
         ks, ts, _ = _masks(s)
         m, _ = interp_prediction(even, odd * ks.view(1, 9, 1, 1), s)
         resid = resid + (odd - m) * ts.view(1, 9, 1, 1)
+    cond = torch.cat([known, target]).expand(even.shape[0], COND_CHANNELS)  # (B, 18)
+    live = live_channels(rgb_step)
+    if exact:
+        x = _live_inputs(even, odd, ref, resid, mean, scale, rgb_step)
+        return StepInputs(x, cond, mean, scale, target, live)
     # (B, IN_CHANNELS, h, w), each block computed in place where it lies, operation by operation
     # as the comments write it (the same values as concatenating the blocks, without their copies)
     x = torch.empty((even.shape[0], IN_CHANNELS, *even.shape[2:]), dtype=even.dtype)
@@ -236,12 +242,31 @@ def step_inputs(even: torch.Tensor, odd: torch.Tensor, rgb_step: int,
     torch.sub(odd, ref9, out=x[:, 3:12]).mul_(k).div_(PIXEL_NORM)  # (odd - ref9) * k / PIXEL_NORM
     torch.div(resid, PIXEL_NORM, out=x[:, 12:21])  # resid / PIXEL_NORM
     torch.sub(mean, ref9, out=x[:, 21:30]).mul_(g).div_(PIXEL_NORM)  # (mean - ref9) * g / PIXEL_NORM
-    if exact:
-        torch.mul(exact_log(scale), g, out=x[:, 30:39])
-    else:
-        torch.log(scale.clamp_min(1e-3), out=x[:, 30:39]).mul_(g)  # log(max(scale, 1e-3)) * g
-    cond = torch.cat([known, target]).expand(even.shape[0], COND_CHANNELS)  # (B, 18)
-    return StepInputs(x, cond, mean, scale, target, live_channels(rgb_step))
+    torch.log(scale.clamp_min(1e-3), out=x[:, 30:39]).mul_(g)  # log(max(scale, 1e-3)) * g
+    return StepInputs(x, cond, mean, scale, target, live)
+
+
+def _live_inputs(even, odd, ref, resid, mean, scale, rgb_step: int) -> torch.Tensor:
+    """The exact evaluation's input: the channels ``live_channels(rgb_step)`` of ``step_inputs``'s
+    (B, IN_CHANNELS, h, w), in that order, laid out channels-last, each computed as there (a
+    mask of 1 multiplies exactly; ``exact_log`` for the logarithm) and the rest not at all."""
+    known, _, group = _masks(rgb_step)
+    kn = [k for k in range(9) if known[k]]
+    gr = [k for k in range(9) if group[k]]
+    b, _, h, w = even.shape
+    x = torch.empty((b, h, w, 3 + 2 * len(kn) + 2 * len(gr)), dtype=even.dtype).permute(0, 3, 1, 2)
+    torch.sub(even, ref, out=x[:, 0:3]).div_(PIXEL_NORM)  # (even - ref) / PIXEL_NORM
+    at = 3
+    if kn:
+        ref_k = ref[:, [k % 3 for k in kn]]
+        torch.sub(odd[:, kn], ref_k, out=x[:, at : at + len(kn)]).div_(PIXEL_NORM)  # (odd - ref9) / PIXEL_NORM
+        at += len(kn)
+        torch.div(resid[:, kn], PIXEL_NORM, out=x[:, at : at + len(kn)])  # resid / PIXEL_NORM
+        at += len(kn)
+    torch.sub(mean[:, gr], ref[:, [k % 3 for k in gr]], out=x[:, at : at + len(gr)]).div_(PIXEL_NORM)
+    at += len(gr)
+    x[:, at:] = exact_log(scale[:, gr])
+    return x
 
 
 #: the network's mean correction is multiplied by this many pixel units
