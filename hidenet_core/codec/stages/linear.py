@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..compiled import jit
 from ..entropy import LevelDecoder, LevelEncoder
 from ..pyramid import window
 
@@ -55,6 +56,7 @@ __all__ = [
     "write",
     "read",
     "max_features",
+    "warm_up",
 ]
 
 WEIGHT_DENOM = 256
@@ -208,7 +210,74 @@ class Planes:
 
 def weighted_sum(planes: Planes, feats: tuple[Feature, ...], phase: int, mean: np.ndarray,
                  weights: tuple[int, ...]) -> np.ndarray:
-    """``sum_k weights[k] / 256 * f_k`` as an exact (h, w) float64 array."""
+    """``sum_k weights[k] / 256 * f_k`` as an exact (h, w) float64 array.
+
+    A compiled loop (``_weighted_kernel``) computes it value by value: each feature, its product
+    and the running sum as ``_weighted_sum_numpy`` (the definition, which a test compares it with)
+    computes them, in the same order, so the same bits whatever the features hold, in one pass
+    over the planes instead of three per feature."""
+    terms = [(f, a) for f, a in zip(feats, weights) if a]
+    m = np.asarray(mean, dtype=np.float64)
+    if m.shape != (planes.h, planes.w) or len([f for f, _ in terms if f.kind == "resid"]) > 2:
+        return _weighted_sum_numpy(planes, feats, phase, mean, weights)
+    sources: dict[tuple[int, int], int] = {}  # (source, colour) -> index in the stack of padded planes
+
+    def plane(source: int, colour: int) -> int:
+        return sources.setdefault((source, colour), len(sources))
+
+    rows = []  # per term: kind, neighbour plane, di, dj, value plane, net plane
+    nets: list[np.ndarray] = []
+    for f, _ in terms:
+        if f.kind == "own":
+            rows.append((0, plane(f.source, f.colour), f.di, f.dj, 0, 0))
+        elif f.kind == "detail":
+            rows.append((1, plane(f.source, f.colour), f.di, f.dj, plane(phase, f.colour), 0))
+        else:
+            nets.append(planes._float(phase * planes.channels + f.colour, net=True))
+            rows.append((2, 0, 0, 0, plane(phase, f.colour), len(nets) - 1))
+    stack = [planes._padded(*key) for key in sources]
+    if any(p.dtype != np.uint8 for p in stack):
+        return _weighted_sum_numpy(planes, feats, phase, mean, weights)
+    table = np.array(rows, dtype=np.int64).reshape(-1, 6)
+    coef = np.array([a / WEIGHT_DENOM for _, a in terms], dtype=np.float64)
+    none = np.zeros((1, 1), dtype=np.float64)
+    nets += [none] * (2 - len(nets))
+    out = np.empty((planes.h, planes.w), dtype=np.float64)
+    _weighted_kernel(np.stack(stack) if stack else np.zeros((1, 1, 1), np.uint8), table, coef,
+                     np.ascontiguousarray(m), nets[0], nets[1], _PAD, out)
+    return out
+
+
+@jit
+def _weighted_kernel(planes, table, coef, mean, net0, net1, pad, out):  # pragma: no cover - compiled
+    """``_weighted_sum_numpy`` term by term: per term (a row of ``table``: kind, neighbour plane,
+    di, dj, value plane, net plane) the feature times its coefficient, added to the running sum,
+    in one pass over the grid without temporaries."""
+    h, w = out.shape
+    out[:] = 0.0
+    for k in range(table.shape[0]):
+        kind, nb, di, dj, xp = table[k, 0], table[k, 1], table[k, 2], table[k, 3], table[k, 4]
+        c = coef[k]
+        net = net0 if table[k, 5] == 0 else net1
+        for i in range(h):
+            row = out[i]
+            if kind == 0:  # own: neighbour - mean
+                src, m = planes[nb, pad + di + i, pad + dj : pad + dj + w], mean[i]
+                for j in range(w):
+                    row[j] += (np.float64(src[j]) - m[j]) * c
+            elif kind == 1:  # detail: value here - value at the neighbour
+                src, x = planes[nb, pad + di + i, pad + dj : pad + dj + w], planes[xp, pad + i, pad : pad + w]
+                for j in range(w):
+                    row[j] += (np.float64(x[j]) - np.float64(src[j])) * c
+            else:  # resid: value - network mean
+                x, n = planes[xp, pad + i, pad : pad + w], net[i]
+                for j in range(w):
+                    row[j] += (np.float64(x[j]) - n[j]) * c
+
+
+def _weighted_sum_numpy(planes: Planes, feats: tuple[Feature, ...], phase: int, mean: np.ndarray,
+                        weights: tuple[int, ...]) -> np.ndarray:
+    """``weighted_sum`` in numpy, feature by feature: its definition."""
     total = np.zeros((planes.h, planes.w), dtype=np.float64)
     for f, a in zip(feats, weights):
         if a:
@@ -290,3 +359,12 @@ def write(enc: LevelEncoder, weights: list[tuple[int, ...]]) -> None:
 def read(dec: LevelDecoder, counts: list[int]) -> list[tuple[int, ...]]:
     """Read what ``write`` coded for channels with ``counts`` features each."""
     return dec.decode_weight_sets(counts, WEIGHT_BOUND, WEIGHT_PRIOR)
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) ``weighted_sum``'s loop, so that a server pays it at
+    start-up, not its first viewer."""
+    even, odd = np.zeros((3, 4, 4), np.uint8), np.zeros((9, 4, 4), np.uint8)
+    planes = Planes(even, odd, np.zeros((9, 4, 4)))
+    feats = features(3, 5, frozenset(range(9)) - {5})
+    weighted_sum(planes, feats, 1, np.zeros((4, 4)), (1,) * len(feats))

@@ -146,3 +146,24 @@ def test_version_3_near_lossless_stays_within_d(d, interp):
     out = decode(data, interp)[-1].image
     assert np.abs(out.astype(int) - img.astype(int)).max() <= d
     assert len(data) < len(encode(img, interp, EncodeSettings(max_error=d, version=2)))
+
+
+@pytest.mark.parametrize("grid", [True, False])
+def test_the_compiled_weighted_sum_is_the_numpy_definition_bit_for_bit(grid):
+    """``weighted_sum`` (numba) against ``_weighted_sum_numpy`` (feature by feature), every kind of
+    feature (own, detail, two residuals: blue of phase (1,0)), on means on the codec's 1/64 grid
+    and on arbitrary floats (where only the same order of operations gives the same bits)."""
+    rng = np.random.default_rng(7)
+    even = rng.integers(0, 256, (3, 40, 53), dtype=np.uint8)
+    odd = rng.integers(0, 256, (9, 40, 53), dtype=np.uint8)
+    net = rng.uniform(0, 255, (9, 40, 53))
+    net = np.round(net * 64) / 64 if grid else net
+    planes = linear.Planes(even, odd, net.astype(np.float32) if grid else net, rows=(5, 31), live=frozenset({5}))
+    for ch, known in ((5, frozenset({0, 1, 2, 3, 4, 6, 7, 8})), (8, frozenset({6, 7})), (1, frozenset({6, 7, 8}))):
+        feats = linear.features(3, ch, known)
+        assert ch != 5 or sum(f.kind == "resid" for f in feats) == 2
+        weights = tuple(int(v) for v in rng.integers(-linear.WEIGHT_BOUND, linear.WEIGHT_BOUND + 1, len(feats)))
+        weights = tuple(0 if k % 5 == 0 else a for k, a in enumerate(weights))  # some unused
+        mean = net[ch, 5:31].astype(np.float64)
+        want = linear._weighted_sum_numpy(planes, feats, ch // 3, mean, weights)
+        assert np.array_equal(linear.weighted_sum(planes, feats, ch // 3, mean, weights), want), ch
