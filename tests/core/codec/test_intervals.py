@@ -196,3 +196,22 @@ def test_the_compiled_plan_is_the_numpy_definition(d, dtype):
     for field in ("rm", "qmin", "n", "fast", "m64", "s64"):
         assert np.array_equal(getattr(got, field), getattr(want, field)), field
     assert got.fast.any() and not got.fast.all()
+
+
+@pytest.mark.parametrize("d", [0, 3])
+def test_the_compiled_fast_params_are_numpys_divisions(d):
+    """``_fast_params`` (numba) against its numpy expressions, on values at and below the scale floor."""
+    from hidenet_core.codec.entropy import SCALE_FLOOR
+    from hidenet_core.codec.intervals import _fast_params
+
+    x, mean, scale = _laplace_values(5000, seed=10 + d, spread=40.0)
+    scale[:100] = 0.0
+    rng = np.random.default_rng(d)
+    lo = np.clip(x.astype(int) - rng.integers(0, 30, x.size), 0, 255).astype(np.uint8)
+    hi = np.clip(x.astype(int) + rng.integers(0, 30, x.size), 0, 255).astype(np.uint8)
+    plan = plan_refinement(lo, hi, mean, scale, d)
+    sel = np.flatnonzero(plan.fast)
+    step = 2 * d + 1
+    _, centre, sc = _fast_params(plan, sel)
+    assert np.array_equal(centre, (plan.m64[sel] - 64 * plan.rm[sel]).astype(np.float64) / (64 * step))
+    assert np.array_equal(sc, np.maximum(plan.s64[sel].astype(np.float64) / (64 * step), SCALE_FLOOR))
