@@ -269,12 +269,13 @@ def warm_up(model) -> float:
     the compiled loops, a second where numba has not cached them yet)."""
     from hidenet_core.codec import intervals, tablecoder
     from hidenet_core.codec.encoder import EncodeSettings, encode_chunks, version_for
-    from hidenet_core.codec.stages import linear
+    from hidenet_core.codec.stages import calibration, linear
 
     t0 = time.perf_counter()
     tablecoder.warm_up()
     intervals.warm_up()
     linear.warm_up()
+    calibration.warm_up()
     yy, xx = np.mgrid[0:96, 0:128]
     image = np.stack([(xx * 2) % 256, (yy * 2) % 256, (xx + yy) % 256], axis=-1).astype(np.uint8)
     for piece in encode_chunks(image, model, EncodeSettings(version=version_for(model))):

@@ -41,8 +41,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...predictors.base import Prediction, snap
+from ...predictors.base import MEAN_GRID, SCALE_MAX, SCALE_MIN, Prediction, snap
 from ..codelength import laplace_bits
+from ..compiled import jit
 from ..entropy import LevelDecoder, LevelEncoder
 from ..versions import FormatVersion
 from . import linear, scalecontext
@@ -65,6 +66,7 @@ __all__ = [
     "write",
     "read",
     "max_values",
+    "warm_up",
 ]
 
 COUPLING_BOUND = 16  # b in -16..16, weight b / 16
@@ -178,7 +180,67 @@ def apply(mean: np.ndarray, scale: np.ndarray, params: ChannelParams, parent_res
     integer shift of the exponent (None without), added to the bucket's exponent and
     clipped to -16..16. Every term is a multiple of 1/16384 below 2^21, so float64 holds
     it exactly and the rounding is the same anywhere.
+
+    A compiled loop (``_apply_kernel``) computes it value by value, each operation as
+    ``_apply_numpy`` (the definition, which a test compares it with) does, in the same order.
     """
+    if params.identity:
+        return mean, scale
+    shape = np.shape(mean)
+    coupled = parent_resid is not None and any(params.coupling)
+    refined = refinement is not None and any(params.linear)
+    shifted = shift is not None and any(params.context)
+    used = [a for a, on in ((parent_resid, coupled), (refinement, refined), (shift, shifted)) if on]
+    if mean.dtype != np.float32 or scale.dtype != np.float32 or any(np.shape(a) != shape for a in [scale, *used]):
+        return _apply_numpy(mean, scale, params, parent_resid, refinement, shift)
+    none_f, none_i = np.zeros(0), np.zeros(0, np.int64)
+    out_mean = np.empty(shape, np.float32)
+    out_scale = np.empty(shape, np.float32)
+    _apply_kernel(
+        np.ascontiguousarray(mean).reshape(-1), np.ascontiguousarray(scale).reshape(-1),
+        np.ascontiguousarray(parent_resid, dtype=np.float64).reshape(-1) if coupled else none_f,
+        np.ascontiguousarray(refinement, dtype=np.float64).reshape(-1) if refined else none_f,
+        np.ascontiguousarray(shift, dtype=np.int64).reshape(-1) if shifted else none_i,
+        np.asarray(params.coupling, dtype=np.int64), np.asarray(params.scale_exp, dtype=np.int64),
+        _EDGES, _MULT, float(COUPLING_BOUND), SHIFTED_BOUND, SCALE_MIN, SCALE_MAX, MEAN_GRID,
+        out_mean.reshape(-1), out_scale.reshape(-1))
+    return out_mean, out_scale
+
+
+_EDGES = np.asarray(SCALE_EDGES, dtype=np.float32)
+_MULT = np.asarray(SCALE_MULT, dtype=np.float64)
+
+
+@jit
+def _apply_kernel(mean, scale, resid, refinement, shift, coupling, scale_exp, edges, mult, coupling_bound,
+                  shifted_bound, scale_min, scale_max, grid, out_mean, out_scale):  # pragma: no cover - compiled
+    """``_apply_numpy`` value by value (an empty ``resid``, ``refinement`` or ``shift``: not used)."""
+    for i in range(mean.size):
+        s = scale[i]
+        b = 0
+        for e in edges:
+            if s >= e:
+                b += 1
+        m = np.float64(mean[i])
+        if resid.size:
+            m = m + np.float64(coupling[b]) / coupling_bound * resid[i]
+        if refinement.size:
+            m = m + refinement[i]
+        t = scale_exp[b]
+        if shift.size:
+            t = min(max(t + shift[i], -shifted_bound), shifted_bound)
+        sc = np.float64(s) * (mult[t + shifted_bound] / 64.0)
+        # predictors.base.snap, in float64
+        m = np.rint(min(max(m, 0.0), 255.0) * grid) / grid
+        sc = max(np.rint(min(max(sc, scale_min), scale_max) * grid) / grid, scale_min)
+        out_mean[i] = np.float32(m)
+        out_scale[i] = np.float32(sc)
+
+
+def _apply_numpy(mean: np.ndarray, scale: np.ndarray, params: ChannelParams, parent_resid: np.ndarray | None,
+                 refinement: np.ndarray | None = None,
+                 shift: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``apply`` in numpy and torch, array by array: its definition."""
     if params.identity:
         return mean, scale
     b = bucket(scale)
@@ -407,3 +469,12 @@ def max_values(version: FormatVersion, channels: int) -> int:
     if version.scale_context:
         most += 1 + scalecontext.max_features(channels)
     return most
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) ``apply``'s loop, so that a server pays it at start-up,
+    not its first viewer."""
+    values = np.full((2, 2), 8.0, np.float32)
+    apply(values, values, ChannelParams(scale_exp=(1,) * BUCKETS, coupling=(1,) * BUCKETS, linear=(1,), context=(1,)),
+          np.zeros((2, 2)), np.zeros((2, 2)), np.zeros((2, 2), np.int64))
+    apply(values, values, ChannelParams(scale_exp=(1,) * BUCKETS), None)

@@ -130,3 +130,26 @@ def test_corrupted_parameters_fail_the_level_crc(interp):
     data[start + 5 : start + 9] = zlib.crc32(bytes(data[start + 13 : start + 13 + payload_len])).to_bytes(4, "big")
     with pytest.raises(HdnFormatError):
         decode(bytes(data), interp)
+
+
+@pytest.mark.parametrize("coupled", [False, True])
+@pytest.mark.parametrize("refined", [False, True])
+@pytest.mark.parametrize("shifted", [False, True])
+def test_the_compiled_apply_is_the_numpy_definition_bit_for_bit(coupled, refined, shifted):
+    """``apply`` (numba) against ``_apply_numpy`` (numpy and torch's snap) with every stage on and
+    off: means and scales on the grid, at the clamps and beyond them, scales on the bucket edges."""
+    rng = np.random.default_rng(coupled * 4 + refined * 2 + shifted)
+    shape = (37, 53)
+    mean = (np.round(rng.uniform(-30, 285, shape) * 64) / 64).astype(np.float32)
+    scale = (np.round(rng.uniform(1 / 16, 60, shape) * 64) / 64).astype(np.float32)
+    scale.flat[:3] = calibration.SCALE_EDGES
+    resid = rng.integers(-255, 256, shape).astype(np.float64) - mean if coupled else None
+    refinement = np.round(rng.normal(0, 30, shape) * 16384) / 16384 if refined else None
+    shift = rng.integers(-40, 41, shape) if shifted else None
+    params = ChannelParams(scale_exp=(-9, 3, 0, 17), coupling=(16, -7, 0, 3) if coupled else (0,) * 4,
+                           linear=(5,) if refined else (), context=(2,) if shifted else ())
+    got = calibration.apply(mean, scale, params, resid, refinement, shift)
+    want = calibration._apply_numpy(mean, scale, params, resid, refinement, shift)
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype == np.float32 and np.array_equal(g, w)
+    assert (got[0] == 0).any() and (got[0] == 255).any()
