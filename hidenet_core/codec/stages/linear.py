@@ -156,17 +156,26 @@ class Planes:
         self._odd = odd
         self._net = net_means
         self._live = live
-        self._odd_cache: dict[int, np.ndarray] = {}  # padded odd planes
+        self._odd_padded: np.ndarray | None = None  # (3C, h + 2 _PAD, w + 2 _PAD): the padded odd planes ...
+        self._odd_filled: set[int] = set()  # ... of these channels, filled when first asked for
         self._float_cache: dict[tuple[bool, int], np.ndarray] = {}  # odd planes and network means as float64
 
     def _padded(self, source: int, colour: int) -> np.ndarray:
         """A colour's plane over the strip, padded by ``_PAD`` (edges replicated)."""
         if source == _EVEN:
             return self._even[colour]
-        ch = source * self.channels + colour
-        if ch not in self._odd_cache:  # only asked for once decoded, so never stale
-            self._odd_cache[ch] = window(self._odd[ch], self.rows, _PAD, ch in self._live)
-        return self._odd_cache[ch]
+        return self._all_odd(source * self.channels + colour)[source * self.channels + colour]
+
+    def _all_odd(self, *channels: int) -> np.ndarray:
+        """The padded odd planes (3C, h + 2 _PAD, w + 2 _PAD), those of ``channels`` filled (only
+        asked for once decoded, so never stale); the others unfilled (their pages never touched)."""
+        if self._odd_padded is None:
+            self._odd_padded = np.empty((self._odd.shape[0], self.h + 2 * _PAD, self.w + 2 * _PAD), self._odd.dtype)
+        for ch in channels:
+            if ch not in self._odd_filled:
+                self._odd_padded[ch] = window(self._odd[ch], self.rows, _PAD, ch in self._live)
+                self._odd_filled.add(ch)
+        return self._odd_padded
 
     def neighbour(self, source: int, colour: int, di: int, dj: int) -> np.ndarray:
         """Values (h, w) of a colour at a grid offset (edges replicated)."""
@@ -208,6 +217,34 @@ class Planes:
         return self._float(ch) - self._float(ch, net=True)
 
 
+def _terms(planes: Planes, feats: tuple[Feature, ...], phase: int):
+    """What the compiled loops read the features ``feats`` from: the padded even and odd planes
+    ((C, ...) and (3C, ...) uint8, without copies), a table with a row per feature (kind: 0 own,
+    1 detail, 2 resid; the neighbour's plane, odd (1) or even (0); its channel, di, dj; the odd
+    channel of the value here; which of the two network-mean planes), and those two planes
+    (float64, (h, w); a dummy for a missing one). None where the loops cannot (more than two
+    residuals, planes that are not uint8): the numpy definitions then."""
+    if sum(f.kind == "resid" for f in feats) > 2:
+        return None
+    c = planes.channels
+    rows = []
+    nets: list[np.ndarray] = []
+    for f in feats:
+        odd_nb, nb = (0, f.colour) if f.source == _EVEN else (1, f.source * c + f.colour)
+        if f.kind == "own":
+            rows.append((0, odd_nb, nb, f.di, f.dj, 0, 0))
+        elif f.kind == "detail":
+            rows.append((1, odd_nb, nb, f.di, f.dj, phase * c + f.colour, 0))
+        else:
+            nets.append(planes._float(phase * c + f.colour, net=True))
+            rows.append((2, 0, 0, 0, 0, phase * c + f.colour, len(nets) - 1))
+    odd = planes._all_odd(*{r[2] for r in rows if r[1]}, *{r[5] for r in rows if r[0]})
+    if planes._even.dtype != np.uint8 or odd.dtype != np.uint8:
+        return None
+    nets += [np.zeros((1, 1), dtype=np.float64)] * (2 - len(nets))
+    return planes._even, odd, np.array(rows, dtype=np.int64).reshape(-1, 7), nets[0], nets[1]
+
+
 def weighted_sum(planes: Planes, feats: tuple[Feature, ...], phase: int, mean: np.ndarray,
                  weights: tuple[int, ...]) -> np.ndarray:
     """``sum_k weights[k] / 256 * f_k`` as an exact (h, w) float64 array.
@@ -216,61 +253,42 @@ def weighted_sum(planes: Planes, feats: tuple[Feature, ...], phase: int, mean: n
     and the running sum as ``_weighted_sum_numpy`` (the definition, which a test compares it with)
     computes them, in the same order, so the same bits whatever the features hold, in one pass
     over the planes instead of three per feature."""
-    terms = [(f, a) for f, a in zip(feats, weights) if a]
+    used = tuple((f, a) for f, a in zip(feats, weights) if a)
     m = np.asarray(mean, dtype=np.float64)
-    if m.shape != (planes.h, planes.w) or len([f for f, _ in terms if f.kind == "resid"]) > 2:
+    terms = _terms(planes, tuple(f for f, _ in used), phase) if m.shape == (planes.h, planes.w) else None
+    if terms is None:
         return _weighted_sum_numpy(planes, feats, phase, mean, weights)
-    sources: dict[tuple[int, int], int] = {}  # (source, colour) -> index in the stack of padded planes
-
-    def plane(source: int, colour: int) -> int:
-        return sources.setdefault((source, colour), len(sources))
-
-    rows = []  # per term: kind, neighbour plane, di, dj, value plane, net plane
-    nets: list[np.ndarray] = []
-    for f, _ in terms:
-        if f.kind == "own":
-            rows.append((0, plane(f.source, f.colour), f.di, f.dj, 0, 0))
-        elif f.kind == "detail":
-            rows.append((1, plane(f.source, f.colour), f.di, f.dj, plane(phase, f.colour), 0))
-        else:
-            nets.append(planes._float(phase * planes.channels + f.colour, net=True))
-            rows.append((2, 0, 0, 0, plane(phase, f.colour), len(nets) - 1))
-    stack = [planes._padded(*key) for key in sources]
-    if any(p.dtype != np.uint8 for p in stack):
-        return _weighted_sum_numpy(planes, feats, phase, mean, weights)
-    table = np.array(rows, dtype=np.int64).reshape(-1, 6)
-    coef = np.array([a / WEIGHT_DENOM for _, a in terms], dtype=np.float64)
-    none = np.zeros((1, 1), dtype=np.float64)
-    nets += [none] * (2 - len(nets))
+    coef = np.array([a / WEIGHT_DENOM for _, a in used], dtype=np.float64)
     out = np.empty((planes.h, planes.w), dtype=np.float64)
-    _weighted_kernel(np.stack(stack) if stack else np.zeros((1, 1, 1), np.uint8), table, coef,
-                     np.ascontiguousarray(m), nets[0], nets[1], _PAD, out)
+    _weighted_kernel(*terms, coef, np.ascontiguousarray(m), _PAD, out)
     return out
 
 
 @jit
-def _weighted_kernel(planes, table, coef, mean, net0, net1, pad, out):  # pragma: no cover - compiled
-    """``_weighted_sum_numpy`` term by term: per term (a row of ``table``: kind, neighbour plane,
-    di, dj, value plane, net plane) the feature times its coefficient, added to the running sum,
-    in one pass over the grid without temporaries."""
+def _weighted_kernel(even, odd, table, net0, net1, coef, mean, pad, out):  # pragma: no cover - compiled
+    """``_weighted_sum_numpy`` term by term: per term (a row of ``_terms``' table) the feature
+    times its coefficient, added to the running sum, in one pass over the grid without
+    temporaries."""
     h, w = out.shape
     out[:] = 0.0
     for k in range(table.shape[0]):
-        kind, nb, di, dj, xp = table[k, 0], table[k, 1], table[k, 2], table[k, 3], table[k, 4]
+        kind, nb, di, dj, xp = table[k, 0], table[k, 2], table[k, 3], table[k, 4], table[k, 5]
+        planes = odd if table[k, 1] else even
+        net = net0 if table[k, 6] == 0 else net1
         c = coef[k]
-        net = net0 if table[k, 5] == 0 else net1
         for i in range(h):
             row = out[i]
+            src = planes[nb, pad + di + i, pad + dj : pad + dj + w]
+            x = odd[xp, pad + i, pad : pad + w]
             if kind == 0:  # own: neighbour - mean
-                src, m = planes[nb, pad + di + i, pad + dj : pad + dj + w], mean[i]
+                m = mean[i]
                 for j in range(w):
                     row[j] += (np.float64(src[j]) - m[j]) * c
             elif kind == 1:  # detail: value here - value at the neighbour
-                src, x = planes[nb, pad + di + i, pad + dj : pad + dj + w], planes[xp, pad + i, pad : pad + w]
                 for j in range(w):
                     row[j] += (np.float64(x[j]) - np.float64(src[j])) * c
             else:  # resid: value - network mean
-                x, n = planes[xp, pad + i, pad : pad + w], net[i]
+                n = net[i]
                 for j in range(w):
                     row[j] += (np.float64(x[j]) - n[j]) * c
 
@@ -286,10 +304,39 @@ def _weighted_sum_numpy(planes: Planes, feats: tuple[Feature, ...], phase: int, 
 
 
 def sample(planes: Planes, feats: tuple[Feature, ...], phase: int, mean: np.ndarray, flat: np.ndarray) -> np.ndarray:
-    """The features (K, n) at flat grid indices ``flat`` (what the encoder fits on)."""
+    """The features (K, n) at flat grid indices ``flat`` (what the encoder fits on): each
+    ``planes.feature_at`` (the definition), gathered by a compiled loop (``_sample_kernel``: the
+    same subtractions, value by value)."""
     if not feats:
         return np.zeros((0, flat.size))
-    return np.stack([planes.feature_at(f, phase, mean, flat) for f in feats])
+    m = np.asarray(mean, dtype=np.float64)
+    terms = _terms(planes, feats, phase) if m.size == planes.h * planes.w else None
+    if terms is None:
+        return np.stack([planes.feature_at(f, phase, mean, flat) for f in feats])
+    out = np.empty((len(feats), flat.size), dtype=np.float64)
+    _sample_kernel(*terms, np.ascontiguousarray(m).reshape(planes.h, planes.w),
+                   np.ascontiguousarray(flat, dtype=np.int64), planes.w, _PAD, out)
+    return out
+
+
+@jit
+def _sample_kernel(even, odd, table, net0, net1, mean, flat, w, pad, out):  # pragma: no cover - compiled
+    """``sample``: feature k (a row of ``_terms``' table) at grid index ``flat[n]`` into ``out[k, n]``."""
+    rows = flat // w
+    cols = flat - rows * w
+    for k in range(table.shape[0]):
+        kind, nb, di, dj, xp = table[k, 0], table[k, 2], table[k, 3], table[k, 4], table[k, 5]
+        planes = odd if table[k, 1] else even
+        net = net0 if table[k, 6] == 0 else net1
+        dst = out[k]
+        for n in range(flat.size):
+            i, j = rows[n], cols[n]
+            if kind == 0:  # own: neighbour - mean
+                dst[n] = np.float64(planes[nb, pad + di + i, pad + dj + j]) - mean[i, j]
+            elif kind == 1:  # detail: value here - value at the neighbour
+                dst[n] = np.float64(odd[xp, pad + i, pad + j]) - np.float64(planes[nb, pad + di + i, pad + dj + j])
+            else:  # resid: value - network mean
+                dst[n] = np.float64(odd[xp, pad + i, pad + j]) - net[i, j]
 
 
 class ChannelFeatures:
@@ -362,9 +409,10 @@ def read(dec: LevelDecoder, counts: list[int]) -> list[tuple[int, ...]]:
 
 
 def warm_up() -> None:
-    """Compile (or load from numba's cache) ``weighted_sum``'s loop, so that a server pays it at
+    """Compile (or load from numba's cache) ``weighted_sum``'s and ``sample``'s loops, so that a server pays it at
     start-up, not its first viewer."""
     even, odd = np.zeros((3, 4, 4), np.uint8), np.zeros((9, 4, 4), np.uint8)
     planes = Planes(even, odd, np.zeros((9, 4, 4)))
     feats = features(3, 5, frozenset(range(9)) - {5})
     weighted_sum(planes, feats, 1, np.zeros((4, 4)), (1,) * len(feats))
+    sample(planes, feats, 1, np.zeros((4, 4)), np.arange(3))

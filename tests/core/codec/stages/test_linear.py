@@ -167,3 +167,19 @@ def test_the_compiled_weighted_sum_is_the_numpy_definition_bit_for_bit(grid):
         mean = net[ch, 5:31].astype(np.float64)
         want = linear._weighted_sum_numpy(planes, feats, ch // 3, mean, weights)
         assert np.array_equal(linear.weighted_sum(planes, feats, ch // 3, mean, weights), want), ch
+
+
+def test_the_compiled_sample_is_each_feature_at_its_positions():
+    """``sample`` (numba) against ``Planes.feature_at`` feature by feature, every kind of feature,
+    positions on the strip's edges included."""
+    rng = np.random.default_rng(8)
+    even = rng.integers(0, 256, (3, 40, 53), dtype=np.uint8)
+    odd = rng.integers(0, 256, (9, 40, 53), dtype=np.uint8)
+    net = (np.round(rng.uniform(0, 255, (9, 40, 53)) * 64) / 64).astype(np.float32)
+    planes = linear.Planes(even, odd, net, rows=(5, 31), live=frozenset({5}))
+    flat = np.concatenate([[0, 52, 26 * 53 - 1], rng.choice(26 * 53, 300, replace=False)])
+    for ch, known in ((5, frozenset({0, 1, 2, 3, 4, 6, 7, 8})), (8, frozenset({6, 7})), (1, frozenset({6, 7, 8}))):
+        feats = linear.features(3, ch, known)
+        mean = net[ch, 5:31].astype(np.float64)
+        want = np.stack([planes.feature_at(f, ch // 3, mean, flat) for f in feats])
+        assert np.array_equal(linear.sample(planes, feats, ch // 3, mean, flat), want), ch
