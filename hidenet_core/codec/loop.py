@@ -196,6 +196,16 @@ def tile_rows(rows: int, width: int, halo: int = TILE_HALO) -> int:
     return max(2 * halo, (TILE_POSITIONS // width) & ~1)
 
 
+def _empty_rows(t: torch.Tensor, rows: int) -> torch.Tensor:
+    """An empty tensor like ``t`` with ``rows`` rows (dimension -2), its dimensions laid out in
+    memory in the order of ``t``'s (a channels-last context stays channels-last: the tiles
+    are copied in as blocks, and the scale context reads it as it reads one tile's)."""
+    shape = (*t.shape[:-2], rows, t.shape[-1])
+    order = sorted(range(t.dim()), key=lambda d: (-t.stride(d), d))  # outermost first
+    inverse = [order.index(d) for d in range(t.dim())]
+    return t.new_empty([shape[d] for d in order]).permute(inverse)
+
+
 def _tiled(predictor: Predictor, even: np.ndarray, odd: np.ndarray, step: int, level: int, a: int, b: int,
            memos: Memos | None):
     """The predictor's output for ``step`` on grid rows ``a:b`` as if run on them at once (edges
@@ -218,8 +228,7 @@ def _tiled(predictor: Predictor, even: np.ndarray, odd: np.ndarray, step: int, l
         context = None if pred.context is None else pred.context[:, :1] if shared else pred.context
         if out is None:
             rows = b - a
-            out = [None if t is None else t.new_empty((*t.shape[:-2], rows, t.shape[-1]))
-                   for t in (pred.mean, pred.scale, context)]
+            out = [None if t is None else _empty_rows(t, rows) for t in (pred.mean, pred.scale, context)]
         top, n = t0 - ta, t1 - t0
         for dst, src in zip(out, (pred.mean, pred.scale, context)):
             if dst is not None:
@@ -319,7 +328,9 @@ class LevelPass:
         idx = list(self.steps[step])
         pred = _predict(self.predictor, self.even, self.odd, step, self.level, rows, self.version.halo_rows,
                         self._memos)
-        pred = snap(pred if self.calibrated and self.version.scale_context else pred._replace(context=None))
+        # in place: the prediction's tensors are this step's own (``_tiled``'s or the model's outputs)
+        pred = snap(pred if self.calibrated and self.version.scale_context else pred._replace(context=None),
+                    in_place=True)
         means = pred.mean[0].numpy()  # (k, rows, w)
         scales = pred.scale[0].numpy()
         trunk = None if pred.context is None else pred.context[0].numpy()  # (k, F, rows, w)

@@ -41,20 +41,23 @@ CONTEXT_GRID = 16.0
 CONTEXT_MAX = 8.0
 
 
-def snap(pred: Prediction) -> Prediction:
+def snap(pred: Prediction, in_place: bool = False) -> Prediction:
     """Round a prediction onto the fixed grid the codec codes with.
 
     The context (if any) becomes integers in units of 1/CONTEXT_GRID (float32, within
     +-CONTEXT_MAX * CONTEXT_GRID), which products with integer weights keep exact.
+    ``in_place``: overwrite the prediction's tensors (a caller that owns them: the same values
+    without a copy of each).
     """
     # round(clamp(x) * grid) / grid, in place on the clamped copies (the same values)
-    mean = pred.mean.clamp(0.0, 255.0).mul_(MEAN_GRID).round_().div_(MEAN_GRID)
-    scale = pred.scale.clamp(SCALE_MIN, SCALE_MAX).mul_(MEAN_GRID).round_().div_(MEAN_GRID).clamp_min_(SCALE_MIN)
+    clamp = torch.clamp_ if in_place else torch.clamp
+    mean = clamp(pred.mean, 0.0, 255.0).mul_(MEAN_GRID).round_().div_(MEAN_GRID)
+    scale = clamp(pred.scale, SCALE_MIN, SCALE_MAX).mul_(MEAN_GRID).round_().div_(MEAN_GRID).clamp_min_(SCALE_MIN)
     context = pred.context
     if context is not None:
         shared = context.shape[1] > 1 and context.stride(1) == 0  # one tensor expanded over the channels
         base = context[:, :1] if shared else context
-        base = base.clamp(-CONTEXT_MAX, CONTEXT_MAX).mul_(CONTEXT_GRID).round_()
+        base = clamp(base, -CONTEXT_MAX, CONTEXT_MAX).mul_(CONTEXT_GRID).round_()
         context = base.expand_as(context) if shared else base
     return Prediction(mean, scale, context)
 
@@ -95,7 +98,8 @@ class Predictor(nn.Module, ABC):
                values, all others are zero and must not be looked at
         level: pyramid level of the image being reconstructed (0 = full resolution)
         returns a Prediction of shape (B, len(steps(C)[step]), h, w), optionally with
-               the features it was computed from as ``context`` (B, k, F, h, w)
+               the features it was computed from as ``context`` (B, k, F, h, w); tensors of
+               its own, which the codec overwrites (``snap(in_place=True)``), not a cache's
         """
 
     def config(self) -> dict[str, Any]:
