@@ -13,7 +13,10 @@ change: make it a new format version instead (``versions.py``, docs/format.md,
 - ``loop``: one level from the next, the closed loop both sides run;
 - ``reconstruction``: the picture after each chunk, as both sides hold it, and what is shown of it;
 - ``encoder``, ``decoder``: whole streams (the decoder never imports the encoder);
-- ``stages``: the per-image stages, each one module that owns its fit, write, read and apply.
+- ``stages``: the per-image stages, each one module that owns its fit, write, read and apply;
+- ``fixedpoint``, ``tablecoder``, ``intervals``: integer tables, the compiled rANS of the values,
+  the refinement of intervals; ``compiled``: numba as the codec uses it, ``warmup`` loads every
+  compiled loop at once.
 
 Nothing here imports the tools, the commands or the server (checked by ``lint-imports``).
 """

@@ -267,15 +267,11 @@ def warm_up(model) -> float:
     by the first viewer: the first frame of a 12 MP photograph took 0.35 s in a fresh process,
     0.21 s after this (0.15 s warm). Returns the seconds it took (about 0.04, plus about 0.3 for
     the compiled loops, a second where numba has not cached them yet)."""
-    from hidenet_core.codec import intervals, tablecoder
+    from hidenet_core.codec import warmup
     from hidenet_core.codec.encoder import EncodeSettings, encode_chunks, version_for
-    from hidenet_core.codec.stages import calibration, linear
 
     t0 = time.perf_counter()
-    tablecoder.warm_up()
-    intervals.warm_up()
-    linear.warm_up()
-    calibration.warm_up()
+    warmup.warm_up()
     yy, xx = np.mgrid[0:96, 0:128]
     image = np.stack([(xx * 2) % 256, (yy * 2) % 256, (xx + yy) % 256], axis=-1).astype(np.uint8)
     for piece in encode_chunks(image, model, EncodeSettings(version=version_for(model))):

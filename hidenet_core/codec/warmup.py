@@ -1,0 +1,18 @@
+"""The codec's compiled loops, loaded at once: what a server calls at start-up so that its first
+viewer does not wait for numba (about 0.3 s from numba's cache, a few seconds where it compiles)."""
+
+from __future__ import annotations
+
+from . import intervals, tablecoder
+from .stages import calibration, linear, scalecontext
+
+__all__ = ["warm_up"]
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) every compiled loop of the codec."""
+    tablecoder.warm_up()
+    intervals.warm_up()
+    linear.warm_up()
+    calibration.warm_up()
+    scalecontext.warm_up()
