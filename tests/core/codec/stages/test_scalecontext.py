@@ -81,16 +81,19 @@ def test_surprise_counts_thresholds_exactly():
     assert (q[:50] >= 7).all()  # |x - mean| == 2 scale reaches the threshold 2.0
 
 
-def test_shift_is_exact():
-    """floor(sum a_k f_k / 64 + 1/2) computed with Fractions equals the codec's float sums."""
-    rng = np.random.default_rng(5)
+@pytest.mark.parametrize("ch, known", [(0, {6, 7, 1}), (5, {0, 1, 2, 3, 4, 6, 7, 8})])
+def test_shift_is_exact(ch, known):
+    """floor(sum a_k f_k / 64 + 1/2) computed with Fractions equals the codec's float sums, for every
+    kind of feature: bias, cross, near of the diagonal and of phase (0,1), trunk."""
+    rng = np.random.default_rng(5 + ch)
     h, w = 7, 9
     planes = SurprisePlanes(h, w)
-    for ch in (0, 1, 6, 7):
-        planes.add(ch, rng.integers(0, 12, (h, w)))
+    for c in known:
+        planes.add(c, rng.integers(0, 12, (h, w)))
     trunk = np.round(rng.uniform(-8, 8, (4, h, w)) * CONTEXT_GRID).astype(np.float32)  # units of 1/16
-    feats = scalecontext.features(3, 0, frozenset({6, 7, 1}), trunk=4)
-    ctx = ScaleContext(planes.view(), feats, 3, 0, np.arange(h * w), trunk)
+    feats = scalecontext.features(3, ch, frozenset(known), trunk=4)
+    assert {f.kind for f in feats} == {"bias", "cross", "near", "trunk"}
+    ctx = ScaleContext(planes.view(), feats, 3, ch // 3, np.arange(h * w), trunk)
     for _ in range(5):
         weights = tuple(int(a) for a in rng.integers(-scalecontext.WEIGHT_BOUND, scalecontext.WEIGHT_BOUND + 1,
                                                      len(feats)))
