@@ -4,7 +4,7 @@ viewer does not wait for numba (about 0.3 s from numba's cache, a few seconds wh
 from __future__ import annotations
 
 from . import intervals, tablecoder
-from .stages import calibration, linear, scalecontext
+from .stages import calibration, linear
 
 __all__ = ["warm_up"]
 
@@ -15,4 +15,3 @@ def warm_up() -> None:
     intervals.warm_up()
     linear.warm_up()
     calibration.warm_up()
-    scalecontext.warm_up()

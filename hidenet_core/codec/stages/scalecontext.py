@@ -47,7 +47,6 @@ import torch
 
 from ...predictors.base import CONTEXT_GRID
 from ..codelength import laplace_bits
-from ..compiled import jit
 from ..entropy import LevelDecoder, LevelEncoder
 from ..pyramid import window
 from .linear import cross_colours
@@ -67,7 +66,6 @@ __all__ = [
     "fit",
     "write",
     "read",
-    "warm_up",
 ]
 
 #: surprise thresholds on |x - mean| / scale (dyadic, so the comparisons are exact)
@@ -104,39 +102,11 @@ class ScaleFeature:
 
 
 def surprise(values: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """The surprise (int8, same shape) of decoded ``values`` coded with ``mean`` and ``scale``:
-    how many of ``THRESHOLDS`` t have |x - mean| >= t * scale.
+    """The surprise (int8, same shape) of decoded ``values`` coded with ``mean`` and ``scale``.
 
     |x - mean| is a multiple of 1/64 below 256 and every ``t * scale`` a multiple of 1/256
-    below 1024, so float32 holds both exactly. A compiled loop counts them value by value
-    (``_surprise_numpy`` is the definition, which a test compares it with).
+    below 1024, so float32 holds both exactly.
     """
-    v, m, s = np.asarray(values), np.asarray(mean), np.asarray(scale)
-    if not v.shape == m.shape == s.shape:
-        return _surprise_numpy(values, mean, scale)
-    out = np.empty(v.shape, dtype=np.int8)
-    _surprise_kernel(np.ascontiguousarray(v).reshape(-1), np.ascontiguousarray(m, dtype=np.float32).reshape(-1),
-                     np.ascontiguousarray(s, dtype=np.float32).reshape(-1), _THRESHOLDS, out.reshape(-1))
-    return out
-
-
-_THRESHOLDS = np.asarray(THRESHOLDS, dtype=np.float32)
-
-
-@jit
-def _surprise_kernel(values, mean, scale, thresholds, out):  # pragma: no cover - compiled
-    """``_surprise_numpy`` value by value, in float32."""
-    for i in range(values.size):
-        d = abs(np.float32(values[i]) - mean[i])
-        q = 0
-        for t in thresholds:
-            if d >= t * scale[i]:
-                q += 1
-        out[i] = q
-
-
-def _surprise_numpy(values: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """``surprise`` in numpy, threshold by threshold: its definition."""
     d = np.abs(values.astype(np.float32) - mean.astype(np.float32))
     s = scale.astype(np.float32)
     q = np.zeros(d.shape, dtype=np.int8)
@@ -329,9 +299,3 @@ def write(enc: LevelEncoder, weights: list[tuple[int, ...]]) -> None:
 def read(dec: LevelDecoder, counts: list[int]) -> list[tuple[int, ...]]:
     """Read what ``write`` coded for channels with ``counts`` features each."""
     return dec.decode_weight_sets(counts, WEIGHT_BOUND, WEIGHT_PRIOR)
-
-
-def warm_up() -> None:
-    """Compile (or load from numba's cache) ``surprise``'s loop, so that a server pays it at
-    start-up, not its first viewer."""
-    surprise(np.zeros((2, 2), np.uint8), np.zeros((2, 2), np.float32), np.ones((2, 2), np.float32))

@@ -177,18 +177,3 @@ def test_version_4_with_the_learned_model_uses_its_trunk(monkeypatch):
     assert seen and set(seen) == {16}
     assert np.array_equal(decode(data, model)[-1].image, img)
 
-
-def test_the_compiled_surprise_is_the_numpy_definition():
-    """``surprise`` (numba) against ``_surprise_numpy``: values exactly on every threshold, between
-    them and far beyond, on strided views as the codec passes them."""
-    rng = np.random.default_rng(4)
-    values = rng.integers(0, 256, (30, 41)).astype(np.uint8)
-    mean = (np.round(rng.uniform(0, 255, (30, 41)) * 64) / 64).astype(np.float32)
-    scale = (np.round(rng.uniform(1 / 16, 40, (30, 41)) * 64) / 64).astype(np.float32)
-    scale[0, : len(scalecontext.THRESHOLDS)] = 1.0
-    mean[0, : len(scalecontext.THRESHOLDS)] = values[0, : len(scalecontext.THRESHOLDS)] - np.asarray(
-        scalecontext.THRESHOLDS, dtype=np.float32)  # |x - mean| = t * scale: on the threshold
-    for v, m, s in ((values, mean, scale), (values[:, ::2], mean[:, ::2], scale[:, ::2])):
-        got = scalecontext.surprise(v, m, s)
-        assert got.dtype == np.int8 and np.array_equal(got, scalecontext._surprise_numpy(v, m, s))
-    assert set(np.unique(scalecontext.surprise(values, mean, scale))) >= {0, 5, 11}
