@@ -20,6 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 from hidenet_core import decode_image, load_model, read_header  # noqa: E402
+from hidenet_core.memory import fast_allocator  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--repeats", type=int, default=2, help="timed runs, the fastest is printed (default 2)")
     args = p.parse_args(argv)
+    fast_allocator()  # as ``hidenet decode`` (memory.py)
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
     for path in args.streams:

@@ -21,6 +21,8 @@ __all__ = ["main", "CliError", "GROUP", "EXIT_BROKEN_PIPE", "commands"]
 
 #: the entry-point group of sub-commands: name -> module with ``HELP``, ``configure(parser)`` and ``run(args) -> int``
 GROUP = "hidenet.commands"
+#: commands that keep glibc's default allocator (a server's peak memory is a target; memory.py)
+_GLIBC_DEFAULT = frozenset({"serve"})
 #: the exit status when the reader of stdout has gone: 128 + SIGPIPE, as a shell reports for ``cat big | head``
 EXIT_BROKEN_PIPE = 141
 
@@ -59,6 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .predictors import ModelLoadError
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in _GLIBC_DEFAULT:
+        from .memory import fast_allocator
+
+        fast_allocator()
     try:
         parser = build_parser(argv[0] if argv else None)
         args = parser.parse_args(argv)

@@ -281,4 +281,7 @@ def _contender_decode(codec: str, data: bytes, threads: int) -> np.ndarray:
 
 
 if __name__ == "__main__":
+    from ...memory import fast_allocator
+
+    fast_allocator()  # as the ``hidenet`` commands do (memory.py)
     print(json.dumps(_run_job(json.loads(sys.argv[1]))))
