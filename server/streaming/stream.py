@@ -273,6 +273,13 @@ class LevelFrames:
                                 origin="encoder")
             self._frames.put(self._key, index, self._spec, frame)
         self._tap_last = frame
+        if index == len(self._plan) - 1 and self._keeps_final(state.header):
+            # before the last frame is released: a viewer that has seen the end finds the final picture kept
+            try:  # the encoder's last reconstruction is the stream's final picture: kept for every viewer
+                kept = self._finals.get(self._key)  # (an array has no truth value: compared with None)
+                self._final = kept if kept is not None else self._finals.put(self._key, state)
+            except Exception:  # only a region's speed is lost: it decodes the stream instead
+                log.exception("the final picture of %s could not be kept", self._key.filename)
         with self._tap_lock:
             self._tapped[index] = frame
             self._expected.discard(index)
@@ -286,12 +293,6 @@ class LevelFrames:
             except Exception:  # not the frames' fault: the region alone is lost, and asked for again
                 log.exception("a region of %s could not be cut from the encoder's state", self._key.filename)
                 answer(None)
-        if index == len(self._plan) - 1 and self._keeps_final(state.header):
-            try:  # the encoder's last reconstruction is the stream's final picture: kept for every viewer
-                kept = self._finals.get(self._key)  # (an array has no truth value: compared with None)
-                self._final = kept if kept is not None else self._finals.put(self._key, state)
-            except Exception:  # only a region's speed is lost: it decodes the stream instead
-                log.exception("the final picture of %s could not be kept", self._key.filename)
 
     def keep_pace(self, index: int, cancel: threading.Event) -> None:
         """(``source.Tap``) On the encode's thread, after chunk ``index`` is shown to every tap:
