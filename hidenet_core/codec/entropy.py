@@ -19,6 +19,7 @@ from functools import lru_cache
 import constriction
 import numpy as np
 
+from .compiled import jit
 from .container import HdnFormatError
 from .tablecoder import TableDecoder, TableEncoder
 
@@ -68,7 +69,28 @@ def _family(distribution: str, bound: int):
 
 
 def _params(mean: np.ndarray, scale: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rounded means, and centre and scale of the symbol distribution (float64)."""
+    """Rounded means, and centre and scale of the symbol distribution (float64): ``_params_numpy``
+    (the definition, which a test compares it with) by a compiled loop, value by value."""
+    m, s = np.asarray(mean), np.asarray(scale)
+    if m.ndim != 1 or s.shape != m.shape:
+        return _params_numpy(mean, scale, d)
+    rmean, centre, sc = (np.empty(m.size, dtype=np.float64) for _ in range(3))
+    _params_kernel(np.ascontiguousarray(m), np.ascontiguousarray(s), float(2 * d + 1), SCALE_FLOOR, rmean, centre, sc)
+    return rmean, centre, sc
+
+
+@jit
+def _params_kernel(mean, scale, step, floor, rmean, centre, sc):  # pragma: no cover - compiled
+    for i in range(mean.size):
+        m = np.float64(mean[i])
+        r = np.rint(m)
+        rmean[i] = r
+        centre[i] = (m - r) / step
+        sc[i] = max(np.float64(scale[i]) / step, floor)
+
+
+def _params_numpy(mean: np.ndarray, scale: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``_params`` in numpy, array by array: its definition."""
     step = 2 * d + 1
     mean = mean.astype(np.float64)
     rmean = np.round(mean)

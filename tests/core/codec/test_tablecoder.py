@@ -148,3 +148,19 @@ def test_values_of_every_max_error_round_trip_through_the_level_coder():
         assert (np.abs(rec.astype(int) - x) <= d).all()
         assert np.array_equal(LevelDecoder(enc.payload(), "laplace", tables=True).decode(mean, scale, d), rec)
         assert symbol_bound(d) >= 1
+
+
+@pytest.mark.parametrize("d", [0, 1, 4])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_compiled_symbol_params_are_the_numpy_definition(d, dtype):
+    """``entropy._params`` (numba) against ``_params_numpy``: means with halves to round (ties to
+    even), outside 0..255, scales below the floor."""
+    from hidenet_core.codec.entropy import _params, _params_numpy
+
+    rng = np.random.default_rng(20 + d)
+    mean = (np.round(rng.uniform(-40, 300, 5000) * 64) / 64).astype(dtype)
+    mean[:8] = [0.5, 1.5, 2.5, -0.5, 254.5, 255.5, 0.0, -1.5]
+    scale = (np.round(rng.uniform(0, 40, 5000) * 64) / 64).astype(dtype)
+    scale[:4] = 0.0
+    for got, want in zip(_params(mean, scale, d), _params_numpy(mean, scale, d)):
+        assert got.dtype == want.dtype == np.float64 and np.array_equal(got, want)
