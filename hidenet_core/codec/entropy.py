@@ -23,7 +23,7 @@ from .compiled import jit
 from .container import HdnFormatError
 from .tablecoder import TableDecoder, TableEncoder
 
-__all__ = ["quantize", "dequantize", "symbol_bound", "LevelEncoder", "LevelDecoder", "SCALE_FLOOR"]
+__all__ = ["quantize", "dequantize", "symbol_bound", "LevelEncoder", "LevelDecoder", "SCALE_FLOOR", "warm_up"]
 
 #: scales (in units of the quantization step) are floored here
 SCALE_FLOOR = 0.04
@@ -229,3 +229,10 @@ class LevelDecoder:
             return self._dec.decode(family, *params)
         except (AssertionError, ValueError, RuntimeError) as exc:
             raise HdnFormatError(f"chunk payload cannot be decoded: {' '.join(str(exc).split())}") from None
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) ``_params``' loop for the codec's float32 predictions
+    and a caller's float64, so that a server pays it at start-up, not its first viewer."""
+    for dtype in (np.float32, np.float64):
+        _params(np.array([1.5, 2.0], dtype), np.array([1.0, 3.0], dtype), 1)

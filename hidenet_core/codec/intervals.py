@@ -168,11 +168,17 @@ def plan_refinement(lo: np.ndarray, hi: np.ndarray, mean: np.ndarray, scale: np.
 
 
 @jit
+def _twice_cdf_at(a64, s64, table):  # pragma: no cover - compiled
+    """``_twice_cdf`` of one value (its integers), for the compiled loops."""
+    e = table[min((abs(a64) * _ARG + (s64 >> 1)) // s64, table.size - 1)]
+    return e if a64 < 0 else 2 * _ONE - e
+
+
+@jit
 def _plan_kernel(lo, hi, mean, scale, d, s_min, table, rm, qmin, n, fast, m64, s64):  # pragma: no cover - compiled
     """``_plan_numpy`` value by value (the same integers; the float64 products by 64 are exact and
     ``np.rint`` rounds as ``np.round`` does, half to even)."""
     step = 2 * d + 1
-    imax = table.size - 1
     for i in range(lo.size):
         lo_i = np.int64(lo[i])
         hi_i = np.int64(hi[i])
@@ -185,13 +191,8 @@ def _plan_kernel(lo, hi, mean, scale, d, s_min, table, rm, qmin, n, fast, m64, s
         else:
             q0 = -((r - lo_i + d) // step)
             count = (hi_i - r + d) // step - q0 + 1
-        half = sc >> 1
-        a = 64 * hi_i + 32 - m
-        e = table[min((abs(a) * _ARG + half) // sc, imax)]
-        upper = e if a < 0 else 2 * _ONE - e
-        a = 64 * lo_i - 32 - m
-        e = table[min((abs(a) * _ARG + half) // sc, imax)]
-        lower = e if a < 0 else 2 * _ONE - e
+        upper = _twice_cdf_at(64 * hi_i + 32 - m, sc, table)
+        lower = _twice_cdf_at(64 * lo_i - 32 - m, sc, table)
         rm[i] = r
         qmin[i] = q0
         n[i] = count
@@ -238,7 +239,6 @@ def _rows_kernel(j, n, lo, hi, rm, qmin, m64, s64, d, table, out):  # pragma: no
     """``_rows(_cdf_at(...), j[:, :-1] < n)`` value by value: the same integers, the same sums of
     integer-valued floats (exact in any order) and divisions, so the same rows bit for bit."""
     step = 2 * d + 1
-    imax = table.size - 1
     for r in range(out.shape[0]):
         jr = r if j.shape[0] > 1 else 0
         prev = 0
@@ -251,10 +251,7 @@ def _rows_kernel(j, n, lo, hi, rm, qmin, m64, s64, d, table, out):  # pragma: no
                 edge = hi[r] + 1
             else:
                 edge = rm[r] + (qmin[r] + jk) * step - d
-            a = 64 * edge - 32 - m64[r]
-            i = min((abs(a) * _ARG + (s64[r] >> 1)) // s64[r], imax)
-            e = table[i]
-            c = e if a < 0 else 2 * _ONE - e
+            c = _twice_cdf_at(64 * edge - 32 - m64[r], s64[r], table)
             if k > 0:
                 mass = 0.0
                 if j[jr, k - 1] < n[r]:

@@ -164,11 +164,12 @@ class ExactModel(Predictor):
         return heads
 
     def _trunk(self, x: torch.Tensor, bias: torch.Tensor, live: tuple[int, ...] | None = None) -> torch.Tensor:
-        """Integer activations (B, F, h, w) in units of 1/64 from the inputs (B, 39, h, w).
+        """Integer activations (B, F, h, w) in units of 1/64 from the inputs: all 39 channels (B, 39,
+        h, w), or with ``live`` those channels alone (``step_inputs(exact=True)``, channels-last).
 
-        Only the channels ``live`` of ``x`` are convolved: the others are +-0, whose products add
-        nothing to a sum that is exact anyway, so the sums are the same (a third to a half of the
-        inputs' multiplications, which are two thirds of the network's).
+        The input convolutions run on the channels ``live`` only: the others are +-0, whose products
+        add nothing to a sum that is exact anyway, so the sums are the same (a third to a half of
+        the inputs' multiplications, which are two thirds of the network's).
 
         Everything runs in units of 1/64 (activations as the integers they are, sums and biases
         times 64). A power of two scales a float's rounding with it, so each operation gives 64
@@ -177,10 +178,10 @@ class ExactModel(Predictor):
         the activations to convert between the two."""
         if live is None:
             xq = x.mul(_UNIT).contiguous(memory_format=torch.channels_last)
-        elif x.shape[1] == len(live):  # step_inputs(exact=True): the live channels already, channels-last
+        elif x.shape[1] == len(live):  # the inputs' own tensor, used up here
             xq = x.mul_(_UNIT)
-        else:  # gathered into channels-last order directly (a copy either way)
-            xq = x.permute(0, 2, 3, 1)[..., list(live)].mul_(_UNIT).permute(0, 3, 1, 2)
+        else:
+            raise ValueError(f"inputs of {x.shape[1]} channels for {len(live)} live ones")
         xq = xq.round_().clamp_(-_IN_MAX * _UNIT, _IN_MAX * _UNIT)
         total = None
         for wq, step, padding in self._heads_for(live):

@@ -187,12 +187,15 @@ def live_channels(rgb_step: int) -> tuple[int, ...]:
     """The input channels of RGB step ``rgb_step`` that are not masked to +-0 (``step_inputs``): the
     even pixels, the known odd channels and their residuals, the interpolation of the step's phase
     group. A step reads 9 to 25 of the 39; a convolution over the others adds only zeros."""
+    kn, gr = _known_and_group(rgb_step)
+    return tuple([0, 1, 2] + [3 + k for k in kn] + [12 + k for k in kn] + [21 + k for k in gr] + [30 + k for k in gr])
+
+
+@lru_cache(maxsize=4)
+def _known_and_group(rgb_step: int) -> tuple[list[int], list[int]]:
+    """The odd channels (0..8) known before RGB step ``rgb_step``, and those of its phase group."""
     known, _, group = _masks(rgb_step)
-    return tuple(
-        [0, 1, 2]
-        + [3 + k for k in range(9) if known[k]] + [12 + k for k in range(9) if known[k]]
-        + [21 + k for k in range(9) if group[k]] + [30 + k for k in range(9) if group[k]]
-    )
+    return [k for k in range(9) if known[k]], [k for k in range(9) if group[k]]
 
 
 def step_inputs(even: torch.Tensor, odd: torch.Tensor, rgb_step: int,
@@ -250,9 +253,7 @@ def _live_inputs(even, odd, ref, resid, mean, scale, rgb_step: int) -> torch.Ten
     """The exact evaluation's input: the channels ``live_channels(rgb_step)`` of ``step_inputs``'s
     (B, IN_CHANNELS, h, w), in that order, laid out channels-last, each computed as there (a
     mask of 1 multiplies exactly; ``exact_log`` for the logarithm) and the rest not at all."""
-    known, _, group = _masks(rgb_step)
-    kn = [k for k in range(9) if known[k]]
-    gr = [k for k in range(9) if group[k]]
+    kn, gr = _known_and_group(rgb_step)
     b, _, h, w = even.shape
     x = torch.empty((b, h, w, 3 + 2 * len(kn) + 2 * len(gr)), dtype=even.dtype).permute(0, 3, 1, 2)
     torch.sub(even, ref, out=x[:, 0:3]).div_(PIXEL_NORM)  # (even - ref) / PIXEL_NORM

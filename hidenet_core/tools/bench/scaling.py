@@ -221,13 +221,12 @@ def _run_job(job: dict) -> dict:
     stream = Path(job["stream"])
     codec = job["codec"]
     if codec == "hidenet":
+        from ...codec import warmup
         from ...codec.decoder import decode_image
         from ...codec.encoder import EncodeSettings, encode_chunks
         from ...predictors import load_model
 
         model = load_model(job["model"])
-        from ...codec import warmup
-
         warmup.warm_up()  # numba's compiled loops loaded before the clock starts, as the imports are
     if job["op"] == "encode":
         from ...imageio import load_image
