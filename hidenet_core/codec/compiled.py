@@ -14,9 +14,19 @@ import numba
 __all__ = ["jit"]
 
 
-def jit(fn):
-    """``fn`` compiled by numba without the GIL, cached on disk where a directory is writable."""
-    try:
-        return numba.njit(cache=True, nogil=True)(fn)
-    except RuntimeError:  # numba: no locator available for the cache
-        return numba.njit(nogil=True)(fn)
+def jit(fn=None, *, ieee_division: bool = False):
+    """``fn`` compiled by numba without the GIL, cached on disk where a directory is writable.
+
+    ``ieee_division``: divide as IEEE 754 does, without numba's test of every divisor for zero
+    (which raises as Python would, and keeps a loop from being vectorised: the interpolation's
+    rows ran 7 times faster without it), for loops whose divisors are never zero. Used as
+    ``@jit`` or ``@jit(ieee_division=True)``."""
+    options = {"error_model": "numpy"} if ieee_division else {}
+
+    def compile_(f):
+        try:
+            return numba.njit(cache=True, nogil=True, **options)(f)
+        except RuntimeError:  # numba: no locator available for the cache
+            return numba.njit(nogil=True, **options)(f)
+
+    return compile_ if fn is None else compile_(fn)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hidenet_core.predictors.features import PIXEL_NORM, RGB_STEPS, _masks, local_mean, step_inputs
-from hidenet_core.predictors.interp import _pair_blend, interp_prediction
+from hidenet_core.predictors.interp import Interp, _pair_blend, coding_steps, interp_prediction
 
 
 def _as_written(a, b, c, d):
@@ -36,6 +36,30 @@ def test_the_pair_blend_is_its_formula_bit_for_bit(shape, values):
     expected_mean, expected_activity = _as_written(a, b, c, d)
     assert torch.equal(mean, expected_mean) and torch.equal(activity, expected_activity)
     assert torch.equal(grid, before)  # the inputs are left as they were
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+@pytest.mark.parametrize("values", ["pixels", "fractions"])
+@pytest.mark.parametrize("size", [(23, 31), (1, 1), (1, 6), (5, 1), (2, 2)])
+def test_interp_predicts_each_step_as_interp_prediction_does_bit_for_bit(channels, values, size):
+    """``Interp.forward`` (a compiled loop over the step's channels) against ``interp_prediction``
+    (torch, all channels, the definition), edges included."""
+    torch.manual_seed(channels)
+    even = torch.rand(2, channels, *size) * 255
+    odd = torch.rand(2, 3 * channels, *size) * 255
+    if values == "pixels":
+        even, odd = even.round(), odd.round()
+    decoded = torch.zeros_like(odd)  # the odd values as the codec has them at each step
+    for step, idx in enumerate(coding_steps(channels)):
+        mean, scale = interp_prediction(even, decoded, step)
+        got = Interp()(even, decoded, step, 0)
+        assert torch.equal(got.mean, mean[:, list(idx)]), step
+        assert torch.equal(got.scale, scale[:, list(idx)]), step
+        # a tensor the compiled loop does not take (autograd) gets the torch definition's values
+        slow = Interp()(even.requires_grad_(), decoded, step, 0)
+        even.requires_grad_(False)
+        assert torch.equal(slow.mean, got.mean) and torch.equal(slow.scale, got.scale), step
+        decoded[:, list(idx)] = odd[:, list(idx)]
 
 
 def _inputs_as_written(even, odd, rgb_step):
