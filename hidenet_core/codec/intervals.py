@@ -26,7 +26,7 @@ it). A value whose interval is already a single bin costs nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -36,7 +36,8 @@ from .entropy import SCALE_FLOOR, LevelDecoder, LevelEncoder, symbol_bound
 from .fixedpoint import _ARG, _IMAX, _ONE, EXP_TABLE
 
 __all__ = ["EXP_TABLE", "FAST_MASS", "Interval", "first_interval", "StoredBounds", "FirstPassBounds", "Bounds",
-           "RefinePlan", "plan_refinement", "refine_encode", "refine_decode", "truncated_mean", "warm_up"]
+           "RefinePlan", "SlowValues", "SINGLE", "FAST", "SLOW", "plan_refinement", "refine_encode", "refine_decode",
+           "truncated_mean", "warm_up"]
 
 #: an interval holding at least this share of the Laplace's mass is coded without truncation
 FAST_MASS = 0.98
@@ -124,61 +125,178 @@ def _twice_cdf(a64: np.ndarray, s64: np.ndarray, half_s64: np.ndarray | None = N
     return e
 
 
+#: how a value of a refinement is coded (``RefinePlan.kind``)
+SINGLE, FAST, SLOW = 0, 1, 2
+
+
 @dataclass
 class RefinePlan:
-    """The bins of each value's refinement and how each is coded."""
+    """The bins of each value's refinement and how each is coded (``kind``): not at all (a
+    single bin), as a first pass codes its symbols (``FAST``: the untruncated bin index, with
+    the ``centre`` and ``fast_scale`` of each such value in order), or under the truncated masses
+    (``SLOW``: ``slow`` holds what their categorical rows are computed from, in order).
+
+    Only what a decoder reads is kept per value (5 bytes and the fast values' two float64s):
+    the plan of a 40 MP photograph's finest level is hundreds of MB where it held 65 bytes a value.
+    """
 
     d: int
-    rm: np.ndarray  # int64, rounded mean clamped into the interval
-    qmin: np.ndarray  # int64, the first bin's index
-    n: np.ndarray  # int64, the number of bins (1: nothing to code)
-    fast: np.ndarray  # bool, coded as a first pass codes (untruncated)
-    m64: np.ndarray  # int64, the mean in 1/64 units
-    s64: np.ndarray  # int64, the scale in 1/64 units
+    rm: np.ndarray  # int16, rounded mean clamped into the interval
+    qmin: np.ndarray  # int16, the first bin's index
+    n: np.ndarray  # int16, the number of bins (1: nothing to code)
+    kind: np.ndarray  # uint8, SINGLE, FAST or SLOW
+    centre: np.ndarray  # float64 (one per FAST value), the symbol's centre: (m64 - 64 rm) / (64 step)
+    fast_scale: np.ndarray  # float64 (one per FAST value), its scale: max(s64 / (64 step), SCALE_FLOOR)
+    slow: SlowValues  # the SLOW values
 
-    def bins(self, lo: np.ndarray, hi: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The new (lo, hi, rec) for bin indices ``q`` (uint8 each), each inside its interval [lo, hi]."""
-        if self.d == 0:  # lossless: the bin is the value itself (q is inside the interval)
-            x = (self.rm + q).astype(np.uint8)
-            return x, x.copy(), x.copy()
-        lo, hi = lo.astype(np.int64), hi.astype(np.int64)
-        step = 2 * self.d + 1
-        centre = self.rm + q * step
-        a = np.maximum(centre - self.d, lo)
-        b = np.minimum(centre + self.d, hi)
-        rec = np.clip(centre, np.maximum(b - self.d, 0), np.minimum(a + self.d, 255))
-        return a.astype(np.uint8), b.astype(np.uint8), rec.astype(np.uint8)
+    def bins(self, lo: np.ndarray, hi: np.ndarray, fast_q: np.ndarray, slow_q: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The new (lo, hi, rec) (uint8 each, 1-D) given the bin index of each FAST value (in order)
+        and of each SLOW one (a SINGLE value's is ``qmin``), each inside its interval [lo, hi], by a
+        compiled loop (``_bins_kernel``: ``_bins_numpy``'s integers); HdnFormatError where a bin
+        index lies outside its interval's bins (a decoder's corrupted stream)."""
+        size = int(np.size(self.kind))
+        out = [np.empty(size, dtype=np.uint8) for _ in range(3)]
+        bad = _bins_kernel(np.ascontiguousarray(lo).reshape(-1), np.ascontiguousarray(hi).reshape(-1),
+                           self.rm.reshape(-1), self.qmin.reshape(-1), self.n.reshape(-1), self.kind.reshape(-1),
+                           np.ascontiguousarray(fast_q, dtype=np.int64), np.ascontiguousarray(slow_q, dtype=np.int64),
+                           self.d, *out)
+        if bad:
+            raise HdnFormatError("a refinement symbol lies outside the interval the decoder knows: the stream is "
+                                 "corrupted")
+        return out[0], out[1], out[2]
+
+
+@dataclass
+class SlowValues:
+    """What the categorical rows of a refinement's SLOW values are computed from, one entry per
+    value (int64 each): its flat index, its interval, the plan's integers and the prediction on
+    the 1/64 grid. ``batch`` takes some of them."""
+
+    index: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    rm: np.ndarray
+    qmin: np.ndarray
+    n: np.ndarray
+    m64: np.ndarray
+    s64: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return int(self.index.size)
+
+    def batch(self, which: slice | np.ndarray) -> SlowValues:
+        return SlowValues(*(getattr(self, f.name)[which] for f in fields(self)))
+
+
+def _bins_numpy(plan: RefinePlan, lo: np.ndarray, hi: np.ndarray, q: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``RefinePlan.bins`` in numpy, given every value's bin index ``q`` (inside its interval): its definition."""
+    rm = plan.rm.astype(np.int64)
+    if plan.d == 0:  # lossless: the bin is the value itself (q is inside the interval)
+        x = (rm + q).astype(np.uint8)
+        return x, x.copy(), x.copy()
+    lo, hi = lo.astype(np.int64), hi.astype(np.int64)
+    step = 2 * plan.d + 1
+    centre = rm + q * step
+    a = np.maximum(centre - plan.d, lo)
+    b = np.minimum(centre + plan.d, hi)
+    rec = np.clip(centre, np.maximum(b - plan.d, 0), np.minimum(a + plan.d, 255))
+    return a.astype(np.uint8), b.astype(np.uint8), rec.astype(np.uint8)
+
+
+@jit
+def _bins_kernel(lo, hi, rm, qmin, n, kind, fast_q, slow_q, d, out_lo, out_hi, out_rec):  # pragma: no cover - compiled
+    """``_bins_numpy`` value by value, each value's bin index taken from ``fast_q`` or ``slow_q`` in
+    turn by its kind (``qmin`` for a single bin); returns how many lie outside ``qmin .. qmin + n - 1``
+    or are missing (their outputs are then meaningless)."""
+    step = 2 * d + 1
+    bad = 0
+    f = 0
+    s = 0
+    for i in range(kind.size):
+        k = kind[i]
+        q0 = np.int64(qmin[i])
+        if k == FAST:
+            if f >= fast_q.size:
+                bad += 1
+                continue
+            qi = fast_q[f]
+            f += 1
+        elif k == SLOW:
+            if s >= slow_q.size:
+                bad += 1
+                continue
+            qi = slow_q[s]
+            s += 1
+        else:
+            qi = q0
+        if qi < q0 or qi >= q0 + n[i]:
+            bad += 1
+            continue
+        centre = np.int64(rm[i]) + qi * step
+        if d == 0:
+            a = b = rec = centre
+        else:
+            a = max(centre - d, np.int64(lo[i]))
+            b = min(centre + d, np.int64(hi[i]))
+            rec = min(max(centre, max(b - d, 0)), min(a + d, 255))
+        out_lo[i] = a
+        out_hi[i] = b
+        out_rec[i] = rec
+    return bad + (fast_q.size - f) + (slow_q.size - s)
 
 
 def plan_refinement(lo: np.ndarray, hi: np.ndarray, mean: np.ndarray, scale: np.ndarray, d: int) -> RefinePlan:
-    """How values with intervals ``[lo, hi]`` and a prediction (on the 1/64 grid) are refined to ``d``.
+    """How values with intervals ``[lo, hi]`` (uint8, any shape, taken flat) and a prediction (on
+    the 1/64 grid) are refined to ``d``.
 
-    Computed by a compiled loop (``_plan_kernel``) over the values: the integers of
-    ``_plan_numpy``, the definition, which a test compares it with."""
-    shape = np.shape(lo)
-    size = int(np.size(lo))
-    out = [np.empty(size, dtype=np.int64) for _ in range(5)]
-    fast = np.empty(size, dtype=np.bool_)
-    rm, qmin, n, m64, s64 = out
-    _plan_kernel(np.ascontiguousarray(lo).reshape(-1), np.ascontiguousarray(hi).reshape(-1),
-                 np.ascontiguousarray(mean).reshape(-1), np.ascontiguousarray(scale).reshape(-1), d,
-                 round(64 * SCALE_FLOOR) + 1, EXP_TABLE, rm, qmin, n, fast, m64, s64)
-    return RefinePlan(d, rm.reshape(shape), qmin.reshape(shape), n.reshape(shape), fast.reshape(shape),
-                      m64.reshape(shape), s64.reshape(shape))
+    Computed by a compiled loop (``_plan_kernel``) over the values, which sorts them by how they
+    are coded as it goes: the integers and divisions of ``_plan_numpy``, the definition, which a
+    test compares it with."""
+    lo, hi = np.ascontiguousarray(lo).reshape(-1), np.ascontiguousarray(hi).reshape(-1)
+    size = lo.size
+    rm, qmin, n = (np.empty(size, dtype=np.int16) for _ in range(3))
+    kind = np.empty(size, dtype=np.uint8)
+    # as long as every value could be FAST, or SLOW (pages never written cost nothing)
+    centre, fast_scale = np.empty(size, dtype=np.float64), np.empty(size, dtype=np.float64)
+    slow = [np.empty(size, dtype=np.int64) for _ in range(3)]  # index, m64, s64
+    nf, ns = _plan_kernel(lo, hi, np.ascontiguousarray(mean).reshape(-1), np.ascontiguousarray(scale).reshape(-1),
+                          d, round(64 * SCALE_FLOOR) + 1, EXP_TABLE, SCALE_FLOOR, rm, qmin, n, kind, centre,
+                          fast_scale, *slow)
+    index, m64, s64 = (a[:ns] for a in slow)
+    slow_values = SlowValues(index, lo[index].astype(np.int64), hi[index].astype(np.int64), rm[index].astype(np.int64),
+                             qmin[index].astype(np.int64), n[index].astype(np.int64), m64, s64)
+    return RefinePlan(d, rm, qmin, n, kind, centre[:nf], fast_scale[:nf], slow_values)
+
+
+#: below this, integers are exact in float64, and so is the floor of the quotient of two of them
+_EXACT = 1 << 52
 
 
 @jit
 def _twice_cdf_at(a64, s64, table):  # pragma: no cover - compiled
-    """``_twice_cdf`` of one value (its integers), for the compiled loops."""
-    e = table[min((abs(a64) * _ARG + (s64 >> 1)) // s64, table.size - 1)]
+    """``_twice_cdf`` of one value (its integers), for the compiled loops. The floor division is
+    done in float64 where the numbers allow (exact: a quotient's distance to the next integer, at
+    least 1 / s64, is far above float64's rounding of numerator and divisor below 2^52): it
+    takes a third of the time of an int64 division, which was most of the refinement's plan."""
+    num = abs(a64) * _ARG + (s64 >> 1)
+    k = np.int64(np.float64(num) / np.float64(s64)) if num < _EXACT and s64 < _EXACT else num // s64
+    e = table[min(k, table.size - 1)]
     return e if a64 < 0 else 2 * _ONE - e
 
 
 @jit
-def _plan_kernel(lo, hi, mean, scale, d, s_min, table, rm, qmin, n, fast, m64, s64):  # pragma: no cover - compiled
+def _plan_kernel(lo, hi, mean, scale, d, s_min, table, floor, rm, qmin, n, kind, centre, fast_scale,
+                 slow_index, slow_m64, slow_s64):  # pragma: no cover - compiled
     """``_plan_numpy`` value by value (the same integers; the float64 products by 64 are exact and
-    ``np.rint`` rounds as ``np.round`` does, half to even)."""
+    ``np.rint`` rounds as ``np.round`` does, half to even); returns the counts of the FAST and
+    the SLOW values."""
     step = 2 * d + 1
+    unit = np.float64(64 * step)
+    nf = 0
+    ns = 0
     for i in range(lo.size):
         lo_i = np.int64(lo[i])
         hi_i = np.int64(hi[i])
@@ -191,21 +309,35 @@ def _plan_kernel(lo, hi, mean, scale, d, s_min, table, rm, qmin, n, fast, m64, s
         else:
             q0 = -((r - lo_i + d) // step)
             count = (hi_i - r + d) // step - q0 + 1
-        upper = _twice_cdf_at(64 * hi_i + 32 - m, sc, table)
-        lower = _twice_cdf_at(64 * lo_i - 32 - m, sc, table)
         rm[i] = r
         qmin[i] = q0
         n[i] = count
-        m64[i] = m
-        s64[i] = sc
-        fast[i] = (upper - lower) * _FAST_DEN >= _FAST_NUM * 2 * _ONE
+        if count <= 1:
+            kind[i] = SINGLE
+            continue
+        upper = _twice_cdf_at(64 * hi_i + 32 - m, sc, table)
+        lower = _twice_cdf_at(64 * lo_i - 32 - m, sc, table)
+        if (upper - lower) * _FAST_DEN >= _FAST_NUM * 2 * _ONE:
+            kind[i] = FAST
+            centre[nf] = np.float64(m - 64 * r) / unit
+            fast_scale[nf] = max(np.float64(sc) / unit, floor)
+            nf += 1
+        else:
+            kind[i] = SLOW
+            slow_index[ns] = i
+            slow_m64[ns] = m
+            slow_s64[ns] = sc
+            ns += 1
+    return nf, ns
 
 
 def _plan_numpy(lo: np.ndarray, hi: np.ndarray, mean: np.ndarray, scale: np.ndarray, d: int) -> RefinePlan:
     """``plan_refinement`` in numpy: its definition."""
+    lo, hi = np.asarray(lo).reshape(-1), np.asarray(hi).reshape(-1)
     lo64, hi64 = lo.astype(np.int64), hi.astype(np.int64)
-    m64 = np.round(mean.astype(np.float64) * 64).astype(np.int64)
-    s64 = np.maximum(np.round(scale.astype(np.float64) * 64).astype(np.int64), round(64 * SCALE_FLOOR) + 1)
+    m64 = np.round(np.asarray(mean).reshape(-1).astype(np.float64) * 64).astype(np.int64)
+    s64 = np.maximum(np.round(np.asarray(scale).reshape(-1).astype(np.float64) * 64).astype(np.int64),
+                     round(64 * SCALE_FLOOR) + 1)
     step = 2 * d + 1
     rm = np.clip((m64 + 32) // 64, lo64, hi64)
     if d == 0:  # the same as below, without the divisions by 1
@@ -220,18 +352,24 @@ def _plan_numpy(lo: np.ndarray, hi: np.ndarray, mean: np.ndarray, scale: np.ndar
     z -= _twice_cdf(64 * lo64 - 32 - m64, s64, half)
     z *= _FAST_DEN
     fast = z >= _FAST_NUM * 2 * _ONE
-    return RefinePlan(d, rm, qmin, n, fast, m64, s64)
+    kind = np.where(n <= 1, SINGLE, np.where(fast, FAST, SLOW)).astype(np.uint8)
+    f, s = np.flatnonzero(kind == FAST), np.flatnonzero(kind == SLOW)
+    unit = 64 * step  # the untruncated bin-index coding's centre and scale, in float64
+    centre = (m64[f] - 64 * rm[f]).astype(np.float64) / unit
+    fast_scale = np.maximum(s64[f].astype(np.float64) / unit, SCALE_FLOOR)
+    slow = SlowValues(s, lo64[s], hi64[s], rm[s], qmin[s], n[s], m64[s], s64[s])
+    return RefinePlan(d, rm.astype(np.int16), qmin.astype(np.int16), n.astype(np.int16), kind, centre, fast_scale,
+                      slow)
 
 
-def _cdf_at(plan: RefinePlan, lo: np.ndarray, hi: np.ndarray, sel: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """2 F at the lower edge of bin ``j`` (per value of ``sel``, any shape (N, K); a bin index at or
-    past the last bin is the interval's upper edge) in units of 2^-30."""
-    n = plan.n[sel][:, None]
+def _cdf_at(values: SlowValues, d: int, j: np.ndarray) -> np.ndarray:
+    """2 F at the lower edge of bin ``j`` (per value, any shape (N, K); a bin index at or past the
+    last bin is the interval's upper edge) in units of 2^-30, for values refined to ``d``."""
+    n = values.n[:, None]
     j = np.minimum(j, n)
-    lo64, hi64 = lo[sel].astype(np.int64)[:, None], hi[sel].astype(np.int64)[:, None]
-    inner = plan.rm[sel][:, None] + (plan.qmin[sel][:, None] + j) * (2 * plan.d + 1) - plan.d
-    edge = np.where(j == 0, lo64, np.where(j >= n, hi64 + 1, inner))  # bin j is [edge_j, edge_j+1 - 1]
-    return _twice_cdf(64 * edge - 32 - plan.m64[sel][:, None], plan.s64[sel][:, None])
+    inner = values.rm[:, None] + (values.qmin[:, None] + j) * (2 * d + 1) - d
+    edge = np.where(j == 0, values.lo[:, None], np.where(j >= n, values.hi[:, None] + 1, inner))  # [edge_j, edge_j+1)
+    return _twice_cdf(64 * edge - 32 - values.m64[:, None], values.s64[:, None])
 
 
 @jit
@@ -263,13 +401,12 @@ def _rows_kernel(j, n, lo, hi, rm, qmin, m64, s64, d, table, out):  # pragma: no
             out[r, k] = out[r, k] / total
 
 
-def _rows_at(plan: RefinePlan, lo: np.ndarray, hi: np.ndarray, sel: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """``_rows(_cdf_at(plan, lo, hi, sel, j), j[:, :-1] < n)``, compiled (``_rows_kernel``): the
-    categorical rows of values ``sel`` at the bin edges ``j`` ((1 or N, K + 1))."""
+def _rows_at(values: SlowValues, d: int, j: np.ndarray) -> np.ndarray:
+    """``_rows(_cdf_at(values, d, j), j[:, :-1] < n)``, compiled (``_rows_kernel``): the categorical
+    rows of ``values`` at the bin edges ``j`` ((1 or N, K + 1))."""
     j = np.ascontiguousarray(j, dtype=np.int64)
-    out = np.empty((sel.size, j.shape[1] - 1), dtype=np.float64)
-    _rows_kernel(j, plan.n[sel], lo[sel].astype(np.int64), hi[sel].astype(np.int64), plan.rm[sel], plan.qmin[sel],
-                 plan.m64[sel], plan.s64[sel], plan.d, EXP_TABLE, out)
+    out = np.empty((values.size, j.shape[1] - 1), dtype=np.float64)
+    _rows_kernel(j, values.n, values.lo, values.hi, values.rm, values.qmin, values.m64, values.s64, d, EXP_TABLE, out)
     return out
 
 
@@ -285,57 +422,37 @@ def _rows(c: np.ndarray, valid: np.ndarray) -> np.ndarray:
 _GROUP = 16
 
 
-def _stages(plan: RefinePlan, lo: np.ndarray, hi: np.ndarray, sel: np.ndarray):
-    """The categorical codings of values ``sel``, in stream order, as (kind, which, rows): "bin"
-    codes the bin of the values ``which`` (positions in ``sel``) with few bins; "group" the group
-    of those with many, "within" then their bin in the group. ``rows(groups)`` gives the rows
-    (the groups only matter to "within")."""
-    n = plan.n[sel]
+def _stages(values: SlowValues, d: int):
+    """The categorical codings of SLOW ``values``, in stream order, as (kind, which, rows): "bin"
+    codes the bin of the values ``which`` (positions in ``values``) with few bins; "group" the
+    group of those with many, "within" then their bin in the group. ``rows(groups)`` gives the
+    rows (the groups only matter to "within")."""
+    n = values.n
     one, two = np.flatnonzero(n <= _GROUP), np.flatnonzero(n > _GROUP)
     out = []
     if one.size:
-        bins = np.arange(int(n[one].max()) + 1)[None, :]
+        few = values.batch(one)
+        bins = np.arange(int(few.n.max()) + 1)[None, :]
 
         def by_bin(_: np.ndarray) -> np.ndarray:
-            return _rows_at(plan, lo, hi, sel[one], bins)
+            return _rows_at(few, d, bins)
 
         out.append(("bin", one, by_bin))
     if two.size:
-        groups = -(-n[two] // _GROUP)
+        many = values.batch(two)
+        groups = -(-many.n // _GROUP)
         starts = np.arange(int(groups.max()) + 1)[None, :] * _GROUP
 
         def by_group(_: np.ndarray) -> np.ndarray:
-            return _rows_at(plan, lo, hi, sel[two], starts)
+            return _rows_at(many, d, starts)
 
         offsets = np.arange(_GROUP + 1)[None, :]
 
         def within(group: np.ndarray) -> np.ndarray:
-            edges = group[:, None] * _GROUP + offsets
-            return _rows_at(plan, lo, hi, sel[two], edges)
+            return _rows_at(many, d, group[:, None] * _GROUP + offsets)
 
         out.extend([("group", two, by_group), ("within", two, within)])
     return out
-
-
-def _fast_params(plan: RefinePlan, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(support bound, centre, scale) of the untruncated bin-index coding of values ``sel``:
-    ``(m64 - 64 rm) / (64 step)`` and ``max(s64 / (64 step), SCALE_FLOOR)`` in float64, by a
-    compiled loop (the same divisions as numpy's, value by value)."""
-    centre = np.empty(sel.size, dtype=np.float64)
-    scale = np.empty(sel.size, dtype=np.float64)
-    _fast_kernel(np.ascontiguousarray(sel, dtype=np.int64), plan.m64.reshape(-1), plan.rm.reshape(-1),
-                 plan.s64.reshape(-1), 64 * (2 * plan.d + 1), SCALE_FLOOR, centre, scale)
-    return np.full(sel.size, symbol_bound(plan.d)), centre, scale
-
-
-@jit
-def _fast_kernel(sel, m64, rm, s64, unit, floor, centre, scale):  # pragma: no cover - compiled
-    """``_fast_params``' centre and scale of the values ``sel``."""
-    u = np.float64(unit)
-    for k in range(sel.size):
-        i = sel[k]
-        centre[k] = np.float64(m64[i] - 64 * rm[i]) / u
-        scale[k] = max(np.float64(s64[i]) / u, floor)
 
 
 def refine_encode(enc: LevelEncoder, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, mean: np.ndarray,
@@ -347,19 +464,17 @@ def refine_encode(enc: LevelEncoder, x: np.ndarray, lo: np.ndarray, hi: np.ndarr
     step = 2 * d + 1
     r = x.astype(np.int64) - plan.rm
     q = np.where(r >= 0, (r + d) // step, -((d - r) // step))
-    coded = plan.n > 1
-    fast = np.flatnonzero(coded & plan.fast)
-    if fast.size:
-        _, centre, sc = _fast_params(plan, fast)
-        enc.encode_symbols(q[fast].astype(np.int32), symbol_bound(d), centre, sc)
-    slow = np.flatnonzero(coded & ~plan.fast)
-    for start in range(0, slow.size, _BATCH):
-        sel = slow[start : start + _BATCH]
-        b = q[sel] - plan.qmin[sel]  # the bin's index in the interval
-        for kind, which, rows in _stages(plan, lo, hi, sel):
+    fast_q = q[plan.kind == FAST]
+    if fast_q.size:
+        enc.encode_symbols(fast_q.astype(np.int32), symbol_bound(d), plan.centre, plan.fast_scale)
+    slow_q = q[plan.slow.index]
+    for start in range(0, plan.slow.size, _BATCH):
+        batch = slice(start, start + _BATCH)
+        b = slow_q[batch] - plan.slow.qmin[batch]  # the bin's index in the interval
+        for kind, which, rows in _stages(plan.slow.batch(batch), d):
             symbols = {"bin": b[which], "group": b[which] // _GROUP, "within": b[which] % _GROUP}[kind]
             enc.encode_categorical(symbols.astype(np.int32), rows(b[which] // _GROUP))
-    return Interval(*plan.bins(lo, hi, q))
+    return Interval(*plan.bins(lo, hi, fast_q, slow_q))
 
 
 def refine_decode(dec: LevelDecoder, lo: np.ndarray, hi: np.ndarray, mean: np.ndarray, scale: np.ndarray,
@@ -368,30 +483,20 @@ def refine_decode(dec: LevelDecoder, lo: np.ndarray, hi: np.ndarray, mean: np.nd
     if lo.size == 0:
         return Interval(lo.copy(), hi.copy(), lo.copy())
     plan = plan_refinement(lo, hi, mean, scale, d)
-    q = plan.qmin.copy()  # a single bin: nothing was coded
-    coded = plan.n > 1
-    fast = np.flatnonzero(coded & plan.fast)
-    if fast.size:
-        _, centre, sc = _fast_params(plan, fast)
-        q[fast] = dec.decode_symbols(symbol_bound(d), centre, sc)
-    slow = np.flatnonzero(coded & ~plan.fast)
-    for start in range(0, slow.size, _BATCH):
-        sel = slow[start : start + _BATCH]
-        b = np.zeros(sel.size, dtype=np.int64)
-        for kind, which, rows in _stages(plan, lo, hi, sel):
+    fast_q = dec.decode_symbols(symbol_bound(d), plan.centre, plan.fast_scale)
+    slow_q = np.empty(plan.slow.size, dtype=np.int64)
+    for start in range(0, plan.slow.size, _BATCH):
+        batch = slice(start, start + _BATCH)
+        values = plan.slow.batch(batch)
+        b = np.zeros(values.size, dtype=np.int64)
+        for kind, which, rows in _stages(values, d):
             got = dec.decode_categorical(rows(b[which] // _GROUP))
             b[which] = got * _GROUP if kind == "group" else b[which] + got
-            if kind == "group" and (b[which] >= plan.n[sel][which]).any():  # its rows would have no mass
+            if kind == "group" and (b[which] >= values.n[which]).any():  # its rows would have no mass
                 raise HdnFormatError("a refinement symbol lies outside the interval the decoder knows: the stream "
                                      "is corrupted")
-        if (b >= plan.n[sel]).any():
-            raise HdnFormatError("a refinement symbol lies outside the interval the decoder knows: the stream is "
-                                 "corrupted")
-        q[sel] = b + plan.qmin[sel]
-    b = q - plan.qmin  # every value's bin in its interval (the slow ones were checked above)
-    if ((b < 0) | (b >= plan.n)).any():
-        raise HdnFormatError("a refinement symbol lies outside the interval the decoder knows: the stream is corrupted")
-    return Interval(*plan.bins(lo, hi, q))
+        slow_q[batch] = b + values.qmin
+    return Interval(*plan.bins(lo, hi, fast_q, slow_q))  # every value's bin checked inside its interval
 
 
 def _tail(length: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -423,11 +528,12 @@ def truncated_mean(mean: np.ndarray, scale: np.ndarray, lo: np.ndarray, hi: np.n
 
 
 def warm_up() -> None:
-    """Compile (or load from numba's cache) the refinement's loops (``_plan_kernel``, ``_rows_kernel``),
-    so that a server pays it at start-up, not its first viewer."""
+    """Compile (or load from numba's cache) the refinement's loops (``_plan_kernel``, ``_bins_kernel``,
+    ``_rows_kernel``), so that a server pays it at start-up, not its first viewer."""
     lo, hi = np.array([0, 10], dtype=np.uint8), np.array([40, 200], dtype=np.uint8)
     for dtype in (np.float32, np.float64):  # the codec's predictions, a caller's float64
-        plan = plan_refinement(lo, hi, np.array([20.0, 100.0], dtype), np.array([30.0, 60.0], dtype), 0)
-    _fast_params(plan, np.arange(2))
-    sel = np.arange(2)
-    _rows_at(plan, lo, hi, sel, np.arange(_GROUP + 1)[None, :])
+        # the first value's mean lies far outside its interval (SLOW), the second's inside (FAST)
+        plan = plan_refinement(lo, hi, np.array([90.0, 100.0], dtype), np.array([1.0, 10.0], dtype), 0)
+    assert plan.slow.size == 1 and plan.centre.size == 1
+    plan.bins(lo, hi, plan.qmin[plan.kind == FAST].astype(np.int64), plan.slow.qmin)
+    _rows_at(plan.slow, plan.d, np.arange(_GROUP + 1)[None, :])

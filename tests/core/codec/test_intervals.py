@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import fields
 
 import numpy as np
 import pytest
 
+from hidenet_core.codec.container import HdnFormatError
 from hidenet_core.codec.entropy import LevelDecoder, LevelEncoder
 from hidenet_core.codec.intervals import (
     EXP_TABLE,
+    FAST,
+    SINGLE,
+    SLOW,
+    SlowValues,
     first_interval,
     plan_refinement,
     refine_decode,
@@ -155,22 +161,25 @@ def test_truncated_mean_of_a_sure_prediction_is_the_prediction_and_of_an_unsure_
 def test_the_compiled_rows_are_the_numpy_definitions_bit_for_bit(d):
     """``_rows_at`` (numba) against ``_rows(_cdf_at(...))`` (numpy, the definition), for every way
     ``_stages`` builds the bin edges: shared bins, shared group starts, each value's own edges."""
-    from hidenet_core.codec.intervals import _GROUP, _cdf_at, _rows, _rows_at
+    from hidenet_core.codec.intervals import _GROUP, SlowValues, _cdf_at, _rows, _rows_at
 
     x, mean, scale = _laplace_values(5000, seed=d, spread=40.0)
     rng = np.random.default_rng(d)
     lo = np.clip(x.astype(int) - rng.integers(0, 120, x.size), 0, 255).astype(np.uint8)
     hi = np.clip(x.astype(int) + rng.integers(0, 120, x.size), 0, 255).astype(np.uint8)
     plan = plan_refinement(lo, hi, mean, scale, d)
-    sel = np.flatnonzero(plan.n > 1)
-    n = plan.n[sel]
+    sel = np.flatnonzero(plan.n > 1)  # every value with something to code, as if it were SLOW
+    m64 = np.round(mean.astype(np.float64) * 64).astype(np.int64)
+    s64 = np.maximum(np.round(scale.astype(np.float64) * 64).astype(np.int64), 4)
+    values = SlowValues(sel, *(a[sel].astype(np.int64) for a in (lo, hi, plan.rm, plan.qmin, plan.n, m64, s64)))
+    n = values.n
     bins = np.arange(int(n.max()) + 1)[None, :]
     starts = np.arange(int(-(-n.max() // _GROUP)) + 1)[None, :] * _GROUP
     groups = rng.integers(0, -(-n // _GROUP))  # a group each value has (as its decoded group is)
     edges = groups[:, None] * _GROUP + np.arange(_GROUP + 1)[None, :]
     for j in (bins, starts, edges):
-        want = _rows(_cdf_at(plan, lo, hi, sel, j), j[:, :-1] < n[:, None])
-        assert np.array_equal(_rows_at(plan, lo, hi, sel, j), want)
+        want = _rows(_cdf_at(values, d, j), j[:, :-1] < n[:, None])
+        assert np.array_equal(_rows_at(values, d, j), want)
 
 
 @pytest.mark.parametrize("d", [0, 1, 2, 7])
@@ -192,26 +201,48 @@ def test_the_compiled_plan_is_the_numpy_definition(d, dtype):
     mean[100:200] = (rng.integers(-100, 500, 100) + 0.5 / 64).astype(dtype)  # ties of the 1/64 rounding
     scale = (rng.integers(0, 64 * 60, size) / 64.0).astype(dtype)
     scale[200:300] = 0.0
+    mean[300:310], scale[310:320] = 1e11, 1e13  # past the compiled loop's float64 division (exact below 2^52)
     got, want = plan_refinement(lo, hi, mean, scale, d), _plan_numpy(lo, hi, mean, scale, d)
-    for field in ("rm", "qmin", "n", "fast", "m64", "s64"):
+    for field in ("rm", "qmin", "n", "kind", "centre", "fast_scale"):
+        assert getattr(got, field).dtype == getattr(want, field).dtype, field
         assert np.array_equal(getattr(got, field), getattr(want, field)), field
-    assert got.fast.any() and not got.fast.all()
+    for field in fields(SlowValues):
+        assert np.array_equal(getattr(got.slow, field.name), getattr(want.slow, field.name)), field.name
+    assert {int(k) for k in np.unique(got.kind)} == {SINGLE, FAST, SLOW}
 
 
-@pytest.mark.parametrize("d", [0, 3])
-def test_the_compiled_fast_params_are_numpys_divisions(d):
-    """``_fast_params`` (numba) against its numpy expressions, on values at and below the scale floor."""
-    from hidenet_core.codec.entropy import SCALE_FLOOR
-    from hidenet_core.codec.intervals import _fast_params
+@pytest.mark.parametrize("d", [0, 1, 3])
+def test_the_compiled_bins_are_the_numpy_definition(d):
+    """``RefinePlan.bins`` (numba) against ``_bins_numpy`` (the definition) for every bin of values
+    at the edges of 0..255 and of their intervals, SINGLE, FAST and SLOW; a bin index outside them,
+    or one too few or too many, is a format error."""
+    from hidenet_core.codec.intervals import _bins_numpy
 
-    x, mean, scale = _laplace_values(5000, seed=10 + d, spread=40.0)
-    scale[:100] = 0.0
-    rng = np.random.default_rng(d)
-    lo = np.clip(x.astype(int) - rng.integers(0, 30, x.size), 0, 255).astype(np.uint8)
-    hi = np.clip(x.astype(int) + rng.integers(0, 30, x.size), 0, 255).astype(np.uint8)
-    plan = plan_refinement(lo, hi, mean, scale, d)
-    sel = np.flatnonzero(plan.fast)
-    step = 2 * d + 1
-    _, centre, sc = _fast_params(plan, sel)
-    assert np.array_equal(centre, (plan.m64[sel] - 64 * plan.rm[sel]).astype(np.float64) / (64 * step))
-    assert np.array_equal(sc, np.maximum(plan.s64[sel].astype(np.float64) / (64 * step), SCALE_FLOOR))
+    rng = np.random.default_rng(20 + d)
+    size = 5000
+    a, b = rng.integers(0, 256, size), rng.integers(0, 256, size)
+    lo, hi = np.minimum(a, b).astype(np.uint8), np.maximum(a, b).astype(np.uint8)
+    lo[:20], hi[:20] = 0, 255
+    mean = rng.uniform(-10, 265, size).astype(np.float32)
+    plan = plan_refinement(lo, hi, mean, rng.uniform(0.5, 40, size).astype(np.float32), d)
+    assert {int(k) for k in np.unique(plan.kind)} == {SINGLE, FAST, SLOW}
+    qmin, n = plan.qmin.astype(np.int64), plan.n.astype(np.int64)
+    fast, slow = plan.kind == FAST, plan.kind == SLOW
+    for k in (0, 1, 2):  # the first, second and last bin of each value
+        q = qmin + np.minimum(k, n - 1) if k < 2 else qmin + n - 1
+        got, want = plan.bins(lo, hi, q[fast], q[slow]), _bins_numpy(plan, lo, hi, q)
+        for g, w in zip(got, want):
+            assert np.array_equal(g, w)
+        new_lo, new_hi, rec = (x.astype(int) for x in got)
+        assert (new_lo >= lo).all() and (new_hi <= hi).all() and (new_lo <= new_hi).all()
+        assert (np.abs(rec - new_lo) <= d).all() and (np.abs(rec - new_hi) <= d).all()
+    for which in (fast, slow):
+        i = int(np.flatnonzero(which)[0])
+        for outside in (qmin[i] - 1, qmin[i] + n[i]):
+            q = qmin.copy()
+            q[i] = outside
+            with pytest.raises(HdnFormatError, match="outside the interval"):
+                plan.bins(lo, hi, q[fast], q[slow])
+    for fast_q, slow_q in ((qmin[fast][:-1], qmin[slow]), (qmin[fast], np.append(qmin[slow], 0))):
+        with pytest.raises(HdnFormatError, match="outside the interval"):
+            plan.bins(lo, hi, fast_q, slow_q)

@@ -413,10 +413,10 @@ def test_a_refinement_group_beyond_its_interval_is_a_format_error(interp, monkey
     real_stages, real_encode = intervals._stages, intervals.LevelEncoder.encode_categorical
     crafted = []
 
-    def stages(plan, lo, hi, sel):
-        out = real_stages(plan, lo, hi, sel)
+    def stages(values, d):
+        out = real_stages(values, d)
         for kind, which, _ in out:
-            groups = -(-plan.n[sel[which]] // intervals._GROUP)
+            groups = -(-values.n[which] // intervals._GROUP)
             small = np.flatnonzero(groups < groups.max())
             if kind == "group" and small.size and not crafted:
                 crafted.append((int(small[0]), int(groups.max()) - 1))  # value, a group beyond its interval
