@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from hidenet_core.predictors.features import PIXEL_NORM, RGB_STEPS, _masks, local_mean, step_inputs
-from hidenet_core.predictors.interp import Interp, _pair_blend, coding_steps, interp_prediction
+from hidenet_core.predictors.interp import (
+    Interp,
+    _interp_prediction_torch,
+    _pair_blend,
+    coding_steps,
+    interp_prediction,
+)
 
 
 def _as_written(a, b, c, d):
@@ -41,9 +47,10 @@ def test_the_pair_blend_is_its_formula_bit_for_bit(shape, values):
 @pytest.mark.parametrize("channels", [1, 3, 4])
 @pytest.mark.parametrize("values", ["pixels", "fractions"])
 @pytest.mark.parametrize("size", [(23, 31), (1, 1), (1, 6), (5, 1), (2, 2)])
-def test_interp_predicts_each_step_as_interp_prediction_does_bit_for_bit(channels, values, size):
-    """``Interp.forward`` (a compiled loop over the step's channels) against ``interp_prediction``
-    (torch, all channels, the definition), edges included."""
+def test_interp_predicts_each_step_as_its_torch_definition_bit_for_bit(channels, values, size):
+    """``Interp.forward`` (a compiled loop over the step's channels) and ``interp_prediction`` (the
+    same loop over the phase group's) against ``_interp_prediction_torch`` (torch, the definition),
+    edges included."""
     torch.manual_seed(channels)
     even = torch.rand(2, channels, *size) * 255
     odd = torch.rand(2, 3 * channels, *size) * 255
@@ -51,10 +58,12 @@ def test_interp_predicts_each_step_as_interp_prediction_does_bit_for_bit(channel
         even, odd = even.round(), odd.round()
     decoded = torch.zeros_like(odd)  # the odd values as the codec has them at each step
     for step, idx in enumerate(coding_steps(channels)):
-        mean, scale = interp_prediction(even, decoded, step)
+        mean, scale = _interp_prediction_torch(even, decoded, step)
         got = Interp()(even, decoded, step, 0)
         assert torch.equal(got.mean, mean[:, list(idx)]), step
         assert torch.equal(got.scale, scale[:, list(idx)]), step
+        every = interp_prediction(even, decoded, step)
+        assert torch.equal(every[0], mean) and torch.equal(every[1], scale), step
         # a tensor the compiled loop does not take (autograd) gets the torch definition's values
         slow = Interp()(even.requires_grad_(), decoded, step, 0)
         even.requires_grad_(False)
