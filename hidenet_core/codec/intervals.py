@@ -30,7 +30,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from .compiled import in_two, jit
+from .compiled import jit
 from .container import HdnFormatError
 from .entropy import SCALE_FLOOR, LevelDecoder, LevelEncoder, symbol_bound
 from .fixedpoint import _ARG, _IMAX, _ONE, EXP_TABLE
@@ -44,8 +44,6 @@ FAST_MASS = 0.98
 _FAST_NUM, _FAST_DEN = 49, 50  # FAST_MASS as an exact fraction
 #: values whose categorical rows are built at once (bounds memory: rows of up to 256 bins)
 _BATCH = 1 << 15
-#: from this many values on, their rows, or their plan, are computed on two cores (``compiled.in_two``)
-_SPLIT_ROWS, _SPLIT_PLAN = 1 << 11, 1 << 16
 
 
 @dataclass
@@ -258,30 +256,19 @@ def plan_refinement(lo: np.ndarray, hi: np.ndarray, mean: np.ndarray, scale: np.
     are coded as it goes: the integers and divisions of ``_plan_numpy``, the definition, which a
     test compares it with."""
     lo, hi = np.ascontiguousarray(lo).reshape(-1), np.ascontiguousarray(hi).reshape(-1)
-    mean, scale = np.ascontiguousarray(mean).reshape(-1), np.ascontiguousarray(scale).reshape(-1)
     size = lo.size
     rm, qmin, n = (np.empty(size, dtype=np.int16) for _ in range(3))
     kind = np.empty(size, dtype=np.uint8)
     # as long as every value could be FAST, or SLOW (pages never written cost nothing)
-    fast = [np.empty(size, dtype=np.float64) for _ in range(2)]  # centre, fast_scale
+    centre, fast_scale = np.empty(size, dtype=np.float64), np.empty(size, dtype=np.float64)
     slow = [np.empty(size, dtype=np.int64) for _ in range(3)]  # index, m64, s64
-
-    def part(a: int, b: int) -> tuple[int, int]:  # values a .. b - 1, their FAST and SLOW ones from a on
-        return _plan_kernel(lo[a:b], hi[a:b], mean[a:b], scale[a:b], d, round(64 * SCALE_FLOOR) + 1, EXP_TABLE,
-                            SCALE_FLOOR, rm[a:b], qmin[a:b], n[a:b], kind[a:b], *(x[a:] for x in fast),
-                            *(x[a:] for x in slow), a)
-
-    nf = ns = 0
-    for start, (f, s) in in_two(part, size, _SPLIT_PLAN):  # the parts' FAST and SLOW values, in order
-        for x, count, total in [(x, f, nf) for x in fast] + [(x, s, ns) for x in slow]:
-            if start != total:
-                x[total : total + count] = x[start : start + count]
-        nf, ns = nf + f, ns + s
-    centre, fast_scale = (x[:nf] for x in fast)
-    index, m64, s64 = (x[:ns] for x in slow)
+    nf, ns = _plan_kernel(lo, hi, np.ascontiguousarray(mean).reshape(-1), np.ascontiguousarray(scale).reshape(-1),
+                          d, round(64 * SCALE_FLOOR) + 1, EXP_TABLE, SCALE_FLOOR, rm, qmin, n, kind, centre,
+                          fast_scale, *slow)
+    index, m64, s64 = (a[:ns] for a in slow)
     slow_values = SlowValues(index, lo[index].astype(np.int64), hi[index].astype(np.int64), rm[index].astype(np.int64),
                              qmin[index].astype(np.int64), n[index].astype(np.int64), m64, s64)
-    return RefinePlan(d, rm, qmin, n, kind, centre, fast_scale, slow_values)
+    return RefinePlan(d, rm, qmin, n, kind, centre[:nf], fast_scale[:nf], slow_values)
 
 
 #: below this, integers are exact in float64, and so is the floor of the quotient of two of them
@@ -302,10 +289,10 @@ def _twice_cdf_at(a64, s64, table):  # pragma: no cover - compiled
 
 @jit
 def _plan_kernel(lo, hi, mean, scale, d, s_min, table, floor, rm, qmin, n, kind, centre, fast_scale,
-                 slow_index, slow_m64, slow_s64, offset):  # pragma: no cover - compiled
+                 slow_index, slow_m64, slow_s64):  # pragma: no cover - compiled
     """``_plan_numpy`` value by value (the same integers; the float64 products by 64 are exact and
-    ``np.rint`` rounds as ``np.round`` does, half to even), the values' flat indices from
-    ``offset`` on; returns the counts of the FAST and the SLOW values."""
+    ``np.rint`` rounds as ``np.round`` does, half to even); returns the counts of the FAST and
+    the SLOW values."""
     step = 2 * d + 1
     unit = np.float64(64 * step)
     nf = 0
@@ -337,7 +324,7 @@ def _plan_kernel(lo, hi, mean, scale, d, s_min, table, floor, rm, qmin, n, kind,
             nf += 1
         else:
             kind[i] = SLOW
-            slow_index[ns] = offset + i
+            slow_index[ns] = i
             slow_m64[ns] = m
             slow_s64[ns] = sc
             ns += 1
@@ -386,35 +373,14 @@ def _cdf_at(values: SlowValues, d: int, j: np.ndarray) -> np.ndarray:
 
 
 @jit
-def _twice_cdf_by(a64, s64, inv, table):  # pragma: no cover - compiled
-    """``_twice_cdf_at`` given ``inv = 1 / float64(s64)``: the quotient's floor from a product, then
-    corrected to the exact floor by integer products (the product is within one of it below 2^52),
-    for the rows' loop, whose edges of one value share its scale: no division per edge."""
-    num = abs(a64) * _ARG + (s64 >> 1)
-    if num < _EXACT and s64 < _EXACT:
-        k = np.int64(np.float64(num) * inv)
-        if k * s64 > num:
-            k -= 1
-        elif (k + 1) * s64 <= num:
-            k += 1
-    else:
-        k = num // s64
-    e = table[min(k, table.size - 1)]
-    return e if a64 < 0 else 2 * _ONE - e
-
-
-@jit(ieee_division=True)
 def _rows_kernel(j, n, lo, hi, rm, qmin, m64, s64, d, table, out):  # pragma: no cover - compiled
     """``_rows(_cdf_at(...), j[:, :-1] < n)`` value by value: the same integers, the same sums of
-    integer-valued floats (exact in any order) and divisions, so the same rows bit for bit. (Its
-    divisors are never 0: a value's scale is at least 4 / 64, and a row has a bin of mass 1 or more.)"""
+    integer-valued floats (exact in any order) and divisions, so the same rows bit for bit."""
     step = 2 * d + 1
     for r in range(out.shape[0]):
         jr = r if j.shape[0] > 1 else 0
         prev = 0
         total = 0.0
-        sc = s64[r]
-        inv = 1.0 / np.float64(sc)
         for k in range(out.shape[1] + 1):
             jk = min(j[jr, k], n[r])
             if jk == 0:
@@ -423,7 +389,7 @@ def _rows_kernel(j, n, lo, hi, rm, qmin, m64, s64, d, table, out):  # pragma: no
                 edge = hi[r] + 1
             else:
                 edge = rm[r] + (qmin[r] + jk) * step - d
-            c = _twice_cdf_by(64 * edge - 32 - m64[r], sc, inv, table)
+            c = _twice_cdf_at(64 * edge - 32 - m64[r], s64[r], table)
             if k > 0:
                 mass = 0.0
                 if j[jr, k - 1] < n[r]:
@@ -440,13 +406,7 @@ def _rows_at(values: SlowValues, d: int, j: np.ndarray) -> np.ndarray:
     rows of ``values`` at the bin edges ``j`` ((1 or N, K + 1))."""
     j = np.ascontiguousarray(j, dtype=np.int64)
     out = np.empty((values.size, j.shape[1] - 1), dtype=np.float64)
-    shared = j.shape[0] == 1
-
-    def rows(a: int, b: int) -> None:
-        _rows_kernel(j if shared else j[a:b], values.n[a:b], values.lo[a:b], values.hi[a:b], values.rm[a:b],
-                     values.qmin[a:b], values.m64[a:b], values.s64[a:b], d, EXP_TABLE, out[a:b])
-
-    in_two(rows, values.size, _SPLIT_ROWS)  # rows are independent: the same rows on one core or two
+    _rows_kernel(j, values.n, values.lo, values.hi, values.rm, values.qmin, values.m64, values.s64, d, EXP_TABLE, out)
     return out
 
 

@@ -184,16 +184,11 @@ def test_the_compiled_rows_are_the_numpy_definitions_bit_for_bit(d):
 
 @pytest.mark.parametrize("d", [0, 1, 2, 7])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("cores", [1, 2])
-def test_the_compiled_plan_is_the_numpy_definition(d, dtype, cores, monkeypatch):
+def test_the_compiled_plan_is_the_numpy_definition(d, dtype):
     """``plan_refinement`` (numba) against ``_plan_numpy`` (the definition): every field equal,
     for means on the 1/64 grid with halves to round (ties), scales at and below the floor,
-    intervals from one value to all 256; in one part, and in two on two threads (whose FAST and
-    SLOW values are joined in order)."""
-    from hidenet_core.codec import intervals
+    intervals from one value to all 256."""
     from hidenet_core.codec.intervals import _plan_numpy
-
-    monkeypatch.setattr(intervals, "_SPLIT_PLAN", 1000 if cores == 2 else 1 << 40)
 
     rng = np.random.default_rng(100 + d)
     size = 20000
