@@ -53,7 +53,6 @@ MAX_PIXELS = 64 * 1024 * 1024
 MAX_LEVELS = 16
 MAX_MODEL_NAME = 64
 HASH_SIZE = 16
-_PASS_MODES = PassMode.ALL
 
 # magic, version (B), header body length (H)
 _PREAMBLE = struct.Struct(">8sBH")
@@ -146,8 +145,10 @@ class Header:
             raise HdnFormatError("the layer schedule does not hold one max error and one mode per level and layer")
         if any(not 0 <= d <= MAX_ERROR for row in self.layers for d in row):
             raise HdnFormatError(f"layer max errors {[list(r) for r in self.layers]} are outside 0..{MAX_ERROR}")
-        if any(m & ~_PASS_MODES for row in self.modes for m in row):
-            raise HdnFormatError(f"pass modes {[list(r) for r in self.modes]} set undefined bits")
+        defined = PassMode.defined(format_version(self.version))
+        if any(m & ~defined for row in self.modes for m in row):
+            raise HdnFormatError(f"pass modes {[list(r) for r in self.modes]} set bits undefined in format version "
+                                 f"{self.version}")
         if tuple(self.layers[-1]) != tuple(self.max_error):
             raise HdnFormatError("the last layer's max errors are not the stream's")
         for layer in range(1, n):

@@ -32,7 +32,7 @@ from .container import (
 from .entropy import LevelDecoder
 from .intervals import Interval, first_interval, refine_decode
 from .loop import level_crc, part_crc, predict_level, top_prior
-from .plan import ChunkSpec, Pass, guarantees, stream_plan
+from .plan import ChunkSpec, Pass, guarantees, stream_plan, untruncated
 from .pyramid import split
 from .reconstruction import Reconstruction
 from .stages import calibration, linear, previewfilter
@@ -287,7 +287,7 @@ class ProgressiveDecoder:
                 rec.start_pass(p, keep)
             level_pass = rec.pass_
             assert level_pass is not None
-            part = level_pass.run(_Coder(dec, p.d, fmt))
+            part = level_pass.run(_Coder(dec, p.d, fmt, untruncated(p)))
             crc = part_crc(level_pass.odd, level_pass.part_channels(part), part.strips) if fmt.layered else None
             if level_pass.done:
                 rec.set_level(k, level_pass.odd, level_pass.intervals)
@@ -304,10 +304,10 @@ class ProgressiveDecoder:
         if p.prev_d is None:
             rec.set_top(first_interval(dec.decode(*top_prior(c), p.d), p.d))
         else:
-            rec.set_top(refine_decode(dec, rec.top.lo, rec.top.hi, *top_prior(c), p.d))
+            rec.set_top(refine_decode(dec, rec.top.lo, rec.top.hi, *top_prior(c), p.d, untruncated(p)))
         for j in range(len(self._shapes) - 2, p.level - 1, -1):
             level_pass = rec.start_pass(p, keep, level=j, track=False)
-            level_pass.run(_Coder(dec, p.d, fmt))
+            level_pass.run(_Coder(dec, p.d, fmt, untruncated(p)))
             rec.set_level(j, level_pass.odd, level_pass.intervals)
         return level_crc(rec.image(p.level))
 
@@ -366,13 +366,13 @@ class _Coder:
     """The decoder's side of the closed loop (``loop.LevelCoder``): reads the values and the
     calibration that the encoder coded into one chunk's payload."""
 
-    def __init__(self, dec: LevelDecoder, d: int, version: FormatVersion) -> None:
-        self.dec, self.d, self.version = dec, d, version
+    def __init__(self, dec: LevelDecoder, d: int, version: FormatVersion, untruncated: bool = False) -> None:
+        self.dec, self.d, self.version, self.untruncated = dec, d, version, untruncated
 
     def code(self, channels, rows, valid, mean, scale, prior: Interval | None) -> Interval:
         if prior is None:
             return first_interval(self.dec.decode(mean, scale, self.d), self.d)
-        return refine_decode(self.dec, prior.lo, prior.hi, mean, scale, self.d)
+        return refine_decode(self.dec, prior.lo, prior.hi, mean, scale, self.d, self.untruncated)
 
     def calibrate(self, channels: list[ChannelInput]) -> list[ChannelParams]:
         return calibration.read(self.dec, self.version, channels)

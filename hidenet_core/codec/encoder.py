@@ -35,7 +35,7 @@ from .container import (
 from .entropy import LevelEncoder
 from .intervals import Interval, first_interval, refine_encode
 from .loop import LevelPass, level_crc, part_crc, predict_level, top_prior
-from .plan import ChunkSpec, Pass, PassMode, guarantees, stream_plan
+from .plan import ChunkSpec, Pass, PassMode, guarantees, stream_plan, untruncated
 from .pyramid import default_levels, level_images, split, total_levels
 from .reconstruction import Reconstruction
 from .stages import calibration, previewfilter
@@ -52,7 +52,8 @@ FIRST_LAYER_ERROR = 32
 
 #: effort -> what it trades (``pass_modes``); 1 is the fastest, the last the smallest
 EFFORTS = {
-    1: "the built-in interpolation, no per-image stages: the fastest to encode and decode",
+    1: "the built-in interpolation, no per-image stages, refinements untruncated (from format version 9): "
+       "the fastest to encode and decode",
     2: "the built-in interpolation with the per-image stages",
     3: "the model in the last layer but on the full-size level, the interpolation elsewhere",
     4: "the model in the last layer, the interpolation in the earlier ones (0.1 to 0.2% larger than 5)",
@@ -61,12 +62,17 @@ EFFORTS = {
 DEFAULT_EFFORT = 4
 
 
-def pass_modes(effort: int, levels: int, layers: int) -> tuple[tuple[int, ...], ...]:
-    """Each pass's mode (``plan.PassMode``) per layer and level for an effort (``EFFORTS``)."""
+def pass_modes(effort: int, levels: int, layers: int, fmt: FormatVersion | None = None) -> tuple[tuple[int, ...], ...]:
+    """Each pass's mode (``plan.PassMode``) per layer and level for an effort (``EFFORTS``) in format
+    ``fmt`` (default: the current one)."""
     if effort not in EFFORTS:
         raise ValueError(f"effort {effort} is outside {min(EFFORTS)}..{max(EFFORTS)}")
-    if effort <= 2:
-        return ((PassMode.INTERP | (PassMode.PLAIN if effort == 1 else 0),) * (levels + 1),) * layers
+    fmt = format_version(VERSION) if fmt is None else fmt
+    if effort == 1:
+        untruncated = PassMode.UNTRUNCATED if fmt.untruncated_mode else 0
+        return ((PassMode.INTERP | PassMode.PLAIN | untruncated,) * (levels + 1),) * layers
+    if effort == 2:
+        return ((PassMode.INTERP,) * (levels + 1),) * layers
     last = tuple(PassMode.INTERP if effort == 3 and k == 0 else 0 for k in range(levels + 1))
     earlier = (0,) * (levels + 1) if effort == 5 else (PassMode.INTERP,) * (levels + 1)
     return (earlier,) * (layers - 1) + (last,)
@@ -194,8 +200,9 @@ class _Coder:
     raises EncodeCancelled as soon as ``cancelled`` says so (between channels and rounds)."""
 
     def __init__(self, enc: LevelEncoder, odd_true: np.ndarray, d: int, version: FormatVersion,
-                 cancelled: Callable[[], bool] = _never) -> None:
+                 cancelled: Callable[[], bool] = _never, untruncated: bool = False) -> None:
         self.enc, self.odd_true, self.d, self.version, self.cancelled = enc, odd_true, d, version, cancelled
+        self.untruncated = untruncated
 
     def code(self, channels, rows, valid, mean, scale, prior: Interval | None) -> Interval:
         if self.cancelled():
@@ -203,7 +210,7 @@ class _Coder:
         x = self.odd_true[channels, rows.start : rows.stop][valid]
         if prior is None:
             return first_interval(self.enc.encode(x, mean, scale, self.d), self.d)
-        return refine_encode(self.enc, x, prior.lo, prior.hi, mean, scale, self.d)
+        return refine_encode(self.enc, x, prior.lo, prior.hi, mean, scale, self.d, self.untruncated)
 
     def calibrate(self, channels: list[ChannelInput]) -> list[ChannelParams]:
         if self.cancelled():
@@ -252,7 +259,7 @@ def encode_chunks(image: np.ndarray, predictor: Predictor, settings: EncodeSetti
     final = resolve_max_error(settings.max_error, levels)
     fmt = settings.format
     layers = _layers(settings, levels, final)
-    modes = pass_modes(settings.effort, levels, len(layers)) if layers else ()
+    modes = pass_modes(settings.effort, levels, len(layers), fmt) if layers else ()
     header = Header(width, height, channels, levels, final, g, predictor.name, predictor.weights_hash(),
                     version=fmt.number, layers=layers, modes=modes)
     plan = stream_plan(header)
@@ -290,7 +297,7 @@ def encode_chunks(image: np.ndarray, predictor: Predictor, settings: EncodeSetti
             if spec.part == 0:
                 current = state.start_pass(p, keep=p is not last_pass[p.level])
             assert current is not None
-            part = current.run(_Coder(enc, odds[p.level], p.d, fmt, cancelled))
+            part = current.run(_Coder(enc, odds[p.level], p.d, fmt, cancelled, untruncated(p)))
             crc = part_crc(current.odd, current.part_channels(part), part.strips) if fmt.layered else None
             if current.done:
                 state.set_level(p.level, current.odd, current.intervals)
@@ -325,10 +332,10 @@ def _code_base(enc: LevelEncoder, fmt: FormatVersion, state: Reconstruction, p: 
         state.set_top(first_interval(enc.encode(x, *top_prior(c), p.d), p.d))
     else:
         old = state.top
-        state.set_top(refine_encode(enc, x, old.lo, old.hi, *top_prior(c), p.d))
+        state.set_top(refine_encode(enc, x, old.lo, old.hi, *top_prior(c), p.d, untruncated(p)))
     for k in range(state.top_level - 1, p.level - 1, -1):
         level_pass = state.start_pass(p, keep, level=k, track=False)
-        level_pass.run(_Coder(enc, odds[k], p.d, fmt, cancelled))
+        level_pass.run(_Coder(enc, odds[k], p.d, fmt, cancelled, untruncated(p)))
         state.set_level(k, level_pass.odd, level_pass.intervals)
     return level_crc(state.image(p.level))
 

@@ -60,6 +60,9 @@ class FormatVersion:
     value_tables: bool = False
     # -- version 8: a learned model evaluated exactly, the same bits on every machine (predictors/exact.py)
     exact_network: bool = False
+    # -- version 9: a pass's mode may say ``UNTRUNCATED`` (plan.PassMode): its refinement codes every
+    # bin index as a first pass codes its symbols, none under the masses truncated to its interval
+    untruncated_mode: bool = False
 
     def __post_init__(self) -> None:
         calibrated_only = self.refinement is not Refinement.NONE or self.rounds_by_phase or self.scale_context
@@ -69,6 +72,8 @@ class FormatVersion:
             raise ValueError(f"format version {self.number}: a scale context needs the linear prediction's state")
         if (self.part_positions or self.strip_positions) and not self.layered:
             raise ValueError(f"format version {self.number}: parts and strips come with the layered container")
+        if self.untruncated_mode and not (self.layered and self.value_tables):
+            raise ValueError(f"format version {self.number}: untruncated refinement needs layers and value tables")
 
     def strip_rows(self, h: int, w: int) -> int:
         """The grid rows of each strip of a level with an (h, w) grid (the last strip may be shorter):
@@ -122,10 +127,14 @@ FORMATS: dict[int, FormatVersion] = {
         FormatVersion(8, calibration=True, refinement=Refinement.LINEAR, rounds_by_phase=True, scale_bound=16,
                       scale_context=True, preview_filter=True, layered=True, part_positions=CALIBRATED_POSITIONS,
                       strip_positions=1 << 20, halo_rows=16, value_tables=True, exact_network=True),
+        FormatVersion(9, calibration=True, refinement=Refinement.LINEAR, rounds_by_phase=True, scale_bound=16,
+                      scale_context=True, preview_filter=True, layered=True, part_positions=CALIBRATED_POSITIONS,
+                      strip_positions=1 << 20, halo_rows=16, value_tables=True, exact_network=True,
+                      untruncated_mode=True),
     )
 }
 #: the version written by default
-VERSION = 8
+VERSION = 9
 VERSIONS = tuple(FORMATS)
 
 

@@ -45,8 +45,8 @@ def test_empty_stream(interp):
 
 def test_unsupported_version(interp, stream):
     bad = bytearray(stream)
-    bad[8] = 9
-    with pytest.raises(HdnFormatError, match="unsupported .hdn format version 9"):
+    bad[8] = 10
+    with pytest.raises(HdnFormatError, match="unsupported .hdn format version 10"):
         decode(bytes(bad), interp)
 
 

@@ -163,12 +163,46 @@ def test_layered_header_round_trip_and_hostile_schedules():
         ("layers", ((0,) * 5, (8,) * 5), "last layer's max errors"),
         ("layers", ((0,) * 5, (0,) * 5), "refines no level"),
         ("modes", ((0,) * 5,), "hold one max error and one mode"),
-        ("modes", ((4, 0, 0, 0, 0), (0,) * 5), "undefined bits"),
+        ("modes", ((4, 0, 0, 0, 0), (0,) * 5), "bits undefined in format version 6"),  # UNTRUNCATED: version 9
     ):
         with pytest.raises(HdnFormatError, match=message):
             pack_header(dataclasses.replace(h, **{field: value}))
     with pytest.raises(HdnFormatError, match="has no layers"):
         pack_header(dataclasses.replace(h, version=5))
+    v9 = dataclasses.replace(h, version=9, modes=((7, 4, 1, 2, 3), (0,) * 5))
+    assert parse_header(pack_header(v9))[0] == v9
+    with pytest.raises(HdnFormatError, match="bits undefined in format version 9"):
+        pack_header(dataclasses.replace(v9, modes=((8, 0, 0, 0, 0), (0,) * 5)))
+
+
+def test_the_fastest_effort_codes_its_refinements_untruncated_from_version_9(interp, monkeypatch):
+    """Effort 1 sets ``PassMode.UNTRUNCATED`` from version 9 (not before): every refinement value is
+    coded as a first pass codes its symbols, none under the truncated masses (``intervals._stages``
+    never runs), and the stream still decodes exactly; a noisy image pays a few more bytes."""
+    from hidenet_core.codec import intervals
+    from hidenet_core.codec.plan import PassMode
+
+    rng = np.random.default_rng(9)
+    image = np.clip(smooth_image(64, 60, 3).astype(int) + rng.integers(-40, 41, (64, 60, 3)), 0, 255).astype(np.uint8)
+    sizes = {}
+    real = intervals._stages
+    calls: list[int] = []
+
+    def stages(values, d):
+        calls.append(values.size)
+        return real(values, d)
+
+    monkeypatch.setattr(intervals, "_stages", stages)
+    for version in (8, 9):
+        calls.clear()
+        data = encode(image, interp, EncodeSettings(effort=1, version=version))
+        header = parse_header(data)[0]
+        assert header.version == version and len(header.layers) > 1
+        assert all(bool(m & PassMode.UNTRUNCATED) == (version == 9) for row in header.modes for m in row)
+        assert (sum(calls) == 0) == (version == 9), calls  # version 8 codes this noise's refinements truncated
+        assert np.array_equal(decode(data, interp)[-1].image, image)
+        sizes[version] = len(data)
+    assert sizes[8] < sizes[9] < 1.1 * sizes[8]
 
 
 def test_a_chunk_out_of_place_names_what_was_expected(interp):
@@ -434,7 +468,8 @@ def test_a_refinement_group_beyond_its_interval_is_a_format_error(interp, monkey
     monkeypatch.setattr(intervals.LevelEncoder, "encode_categorical", encode_categorical)
     rng = np.random.default_rng(1)
     image = (np.where(rng.random((32, 32, 1)) < 0.5, 2, 250) + rng.integers(0, 3, (32, 32, 1))).astype(np.uint8)
-    data = encode(image, interp, EncodeSettings(levels=1, layers=((40, 40),), effort=1))
+    # version 8: from version 9 the fastest effort codes no value truncated
+    data = encode(image, interp, EncodeSettings(levels=1, layers=((40, 40),), effort=1, version=8))
     monkeypatch.undo()
     assert crafted and crafted[-1] == ("coded",)
     with warnings.catch_warnings():
