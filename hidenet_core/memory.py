@@ -33,7 +33,7 @@ import ctypes.util
 import os
 import sys
 
-__all__ = ["MMAP_THRESHOLD", "SERVER_ARENAS", "bound_allocator", "fast_allocator", "limit_arenas",
+__all__ = ["MMAP_THRESHOLD", "MALLOC_CHOICES", "SERVER_ARENAS", "bound_allocator", "fast_allocator", "limit_arenas",
            "release_free_memory", "release_after_strips", "strip_done"]
 
 #: with HIDENET_MALLOC=bounded, blocks of at least this many bytes are mapped on their own
@@ -128,7 +128,21 @@ def limit_arenas(arenas: int = SERVER_ARENAS) -> bool:
     return _mallopt(_M_ARENA_MAX, arenas)
 
 
-if os.environ.get("HIDENET_MALLOC") == "bounded":
-    bound_allocator()
-elif os.environ.get("HIDENET_MALLOC") == "fast":
-    fast_allocator()
+#: the values ``HIDENET_MALLOC`` may take
+MALLOC_CHOICES = ("bounded", "fast", "default")
+
+
+def _apply_environment() -> None:
+    """Apply ``HIDENET_MALLOC`` where it is set; a value it cannot take is said on stderr (and
+    glibc's default kept), not ignored in silence: a misspelt setting would else pass for one."""
+    choice = os.environ.get("HIDENET_MALLOC")
+    if choice == "bounded":
+        bound_allocator()
+    elif choice == "fast":
+        fast_allocator()
+    elif choice is not None and choice != "default":
+        print(f"hidenet: HIDENET_MALLOC={choice!r} is not one of {', '.join(MALLOC_CHOICES)}: ignored, glibc's "
+              "default allocator is used (and the hidenet commands do not turn on the fast one)", file=sys.stderr)
+
+
+_apply_environment()

@@ -27,6 +27,16 @@ def test_malloc_arena_max_in_the_environment_wins():
     assert _run({"MALLOC_ARENA_MAX": "4"}) == "False"
 
 
+@pytest.mark.parametrize("value, said", [("fats", True), ("FAST", True), ("", True), ("default", False),
+                                         ("fast", False), ("bounded", False)])
+def test_a_malloc_setting_it_cannot_take_is_said_not_ignored(value, said):
+    env = dict(os.environ, HIDENET_MALLOC=value)
+    code = "from hidenet_core.memory import fast_allocator; print(fast_allocator())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert ("is not one of bounded, fast, default" in done.stderr) == said, done.stderr
+    assert done.stdout.strip() == str(value == "fast")  # only "fast" (or no setting) turns it on
+
+
 def test_freed_pages_go_back_to_the_system_when_asked():
     """Blocks under the mmap threshold come from the heap, which glibc keeps when they are freed
     (here the block made last pins its top); ``release_free_memory`` gives the free pages back."""
