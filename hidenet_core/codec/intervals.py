@@ -139,8 +139,9 @@ class RefinePlan:
     the ``centre`` and ``fast_scale`` of each such value in order), or under the truncated masses
     (``SLOW``: ``slow`` holds what their categorical rows are computed from, in order).
 
-    Only what a decoder reads is kept per value (5 bytes and the fast values' two float64s):
-    the plan of a 40 MP photograph's finest level is hundreds of MB where it held 65 bytes a value.
+    Only what a decoder reads is kept: 5 bytes a value, two float64s a FAST value and the SLOW
+    values' integers, where six planes held 65 bytes a value (hundreds of MB over the finest
+    level of a 40 MP photograph, and fresh pages to fill for every part).
     """
 
     d: int
