@@ -158,14 +158,16 @@ class RefinePlan:
         """The new (lo, hi, rec) (uint8 each, 1-D) given the bin index of each FAST value (in order)
         and of each SLOW one (a SINGLE value's is ``qmin``), each inside its interval [lo, hi], by a
         compiled loop (``_bins_kernel``: ``_bins_numpy``'s integers); HdnFormatError where a bin
-        index lies outside its interval's bins (a decoder's corrupted stream)."""
+        index lies outside its interval's bins, or the indices are not one per FAST and SLOW value
+        (a decoder's corrupted stream)."""
         size = int(np.size(self.kind))
         out = [np.empty(size, dtype=np.uint8) for _ in range(3)]
-        bad = _bins_kernel(np.ascontiguousarray(lo).reshape(-1), np.ascontiguousarray(hi).reshape(-1),
-                           self.rm.reshape(-1), self.qmin.reshape(-1), self.n.reshape(-1), self.kind.reshape(-1),
-                           np.ascontiguousarray(fast_q, dtype=np.int64), np.ascontiguousarray(slow_q, dtype=np.int64),
-                           self.d, *out)
-        if bad:
+        one_each = np.size(fast_q) == self.centre.size and np.size(slow_q) == self.slow.size
+        if not one_each or _bins_kernel(
+                np.ascontiguousarray(lo).reshape(-1), np.ascontiguousarray(hi).reshape(-1), self.rm.reshape(-1),
+                self.qmin.reshape(-1), self.n.reshape(-1), self.kind.reshape(-1),
+                np.ascontiguousarray(fast_q, dtype=np.int64), np.ascontiguousarray(slow_q, dtype=np.int64), self.d,
+                *out):
             raise HdnFormatError("a refinement symbol lies outside the interval the decoder knows: the stream is "
                                  "corrupted")
         return out[0], out[1], out[2]
@@ -213,8 +215,9 @@ def _bins_numpy(plan: RefinePlan, lo: np.ndarray, hi: np.ndarray, q: np.ndarray
 @jit
 def _bins_kernel(lo, hi, rm, qmin, n, kind, fast_q, slow_q, d, out_lo, out_hi, out_rec):  # pragma: no cover - compiled
     """``_bins_numpy`` value by value, each value's bin index taken from ``fast_q`` or ``slow_q`` in
-    turn by its kind (``qmin`` for a single bin); returns how many lie outside ``qmin .. qmin + n - 1``
-    or are missing (their outputs are then meaningless)."""
+    turn by its kind (``qmin`` for a single bin: ``fast_q`` and ``slow_q`` hold one per FAST and
+    SLOW value, which the caller checks); returns how many lie outside ``qmin .. qmin + n - 1``
+    (their outputs are then meaningless)."""
     step = 2 * d + 1
     bad = 0
     f = 0
@@ -223,15 +226,9 @@ def _bins_kernel(lo, hi, rm, qmin, n, kind, fast_q, slow_q, d, out_lo, out_hi, o
         k = kind[i]
         q0 = np.int64(qmin[i])
         if k == FAST:
-            if f >= fast_q.size:
-                bad += 1
-                continue
             qi = fast_q[f]
             f += 1
         elif k == SLOW:
-            if s >= slow_q.size:
-                bad += 1
-                continue
             qi = slow_q[s]
             s += 1
         else:
@@ -249,7 +246,7 @@ def _bins_kernel(lo, hi, rm, qmin, n, kind, fast_q, slow_q, d, out_lo, out_hi, o
         out_lo[i] = a
         out_hi[i] = b
         out_rec[i] = rec
-    return bad + (fast_q.size - f) + (slow_q.size - s)
+    return bad
 
 
 def plan_refinement(lo: np.ndarray, hi: np.ndarray, mean: np.ndarray, scale: np.ndarray, d: int,

@@ -134,7 +134,7 @@ def _compiled(even: torch.Tensor, odd: torch.Tensor, step: int, chans: tuple[int
     corrected = c >= 3 and lead not in [k % c for k in idx]  # red and blue: green's residual added
     b, _, h, w = even.shape
     if out is None:
-        out = torch.empty((b, len(chans), h, w), dtype=torch.float32), torch.empty((b, len(chans), h, w))
+        out = (torch.empty((b, len(chans), h, w), dtype=torch.float32) for _ in range(2))
     mean, scale = out
     group = 0 if min(idx) >= 2 * c else 1
     channels = np.array(chans, dtype=np.int64)
