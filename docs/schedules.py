@@ -2,6 +2,7 @@
 
     .venv/bin/python docs/schedules.py [--data /work/shared/data] [--sets samples val]
         [--schedules 64 32 16 32+8 ...] [--max-images N] [--json out.json]
+        [--sets photos --photos DIR]
 
 For each candidate schedule (the layers before the last, lossless one) and each image set
 it measures, with the shipped default model:
@@ -18,9 +19,12 @@ halved at each coarser level, the base exact ("32" = 32,16,8,4,2,0 for 768x512, 
 encoder's default, ``FIRST_LAYER_ERROR``; "32+8" adds a second layer 8,4,2,1,0,0), or a
 layer given in full, level 0 first ("8,8,4,2,1,0"), or as level 0's max error and level
 1's, halved from there ("48:16" = 48,16,8,4,2,0 for 768x512); "one pass" is the resolution-only
-stream. The sets: the bundled samples as they are, and the validation photographs of
-``--data`` (its README) cropped to their central 768x512, as issue 13 asks. The images of
-``--data`` are only read here, never copied. docs/format.md ("Choosing the layers")
+stream. The sets: the bundled samples as they are, the validation photographs of
+``--data`` (its README) cropped to their central 768x512, as issue 13 asks, and with
+``--sets photos --photos DIR`` the real photographs of ``../shared/data/large/fetch.sh``
+(its PNG folder), each scaled down (Lanczos) until it just covers 768x512 and cropped to
+its centre: whole photographs at the size issue 13 measures, as a viewer would get them.
+The images are only read here, never copied. docs/format.md ("Choosing the layers")
 quotes what it prints.
 """
 
@@ -65,6 +69,25 @@ def parse_schedule(text: str, levels: int) -> tuple[tuple[int, ...], ...]:
             first = int(part)
             layers.append(tuple(first >> k if k < levels else 0 for k in range(levels + 1)))
     return tuple(layers)
+
+
+def photographs(folder: Path, max_images: int | None) -> list:
+    """The photographs of ``folder`` scaled down until they just cover ``CROP`` and cropped to its centre."""
+    from PIL import Image
+
+    from hidenet_core.tools.bench.images import BenchImage
+
+    Image.MAX_IMAGE_PIXELS = None  # the fetched photographs are up to 20 MP, and trusted
+    out = []
+    for path in image_files(folder)[: max_images or None]:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            scale = max(CROP[0] / im.width, CROP[1] / im.height)
+            size = (max(CROP[0], round(im.width * scale)), max(CROP[1], round(im.height * scale)))
+            im = im.resize(size, Image.LANCZOS)
+            left, top = (size[0] - CROP[0]) // 2, (size[1] - CROP[1]) // 2
+            out.append(BenchImage(path.stem, np.asarray(im.crop((left, top, left + CROP[0], top + CROP[1])))))
+    return out
 
 
 def levels_of(data: bytes) -> int:
@@ -139,7 +162,8 @@ def table(result: dict, schedules: list[str], budgets_kb) -> list[str]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default="/work/shared/data", help="the team's data folder (its val/ is used)")
-    p.add_argument("--sets", nargs="+", default=["samples", "val"], choices=["samples", "val"])
+    p.add_argument("--sets", nargs="+", default=["samples", "val"], choices=["samples", "val", "photos"])
+    p.add_argument("--photos", default=None, help="for --sets photos: the PNG folder of large/fetch.sh")
     p.add_argument("--schedules", nargs="+", default=list(SCHEDULES))
     p.add_argument("--max-images", type=int, default=None, help="only the first N images of each set")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -154,6 +178,10 @@ def main() -> int:
     for name in args.sets:
         if name == "samples":
             images = load_images(sample_paths(), args.max_images)
+        elif name == "photos":
+            if not args.photos:
+                p.error("--sets photos needs --photos DIR (the PNG folder of ../shared/data/large/fetch.sh)")
+            images = photographs(Path(args.photos), args.max_images)
         else:
             images = load_images(image_files(Path(args.data) / "val"), args.max_images, CROP)
         print(f"{name}: {len(images)} images", flush=True)
