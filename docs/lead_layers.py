@@ -17,11 +17,12 @@ blue in the intervals of the first layer, shown as the interpolation's estimate 
 refined green through the interpolation's green residual):
 
 * **bytes**: the first layer of the default stream, then the lead-colour parts of the
-  "32+N" stream's second layer (a pass over a level of at least 4096 positions is split by
-  coding step, so its green parts are exact figures; a smaller level's single part is
-  counted whole), then a last layer whose green parts are the "32+N" stream's and whose red
-  and blue parts are the default stream's (the same values coded from the same context:
-  green exact, red and blue within the first layer's intervals);
+  "32+N" stream's second layer, every channel of the levels it makes exact (a pass over a
+  level of at least 4096 positions is split by coding step, so its green parts are exact
+  figures; a smaller level's single part is counted whole, an over-estimate), then a last
+  layer whose green parts are the "32+N" stream's and whose red and blue parts are the
+  default stream's (the same values coded from the same context: green exact, red and blue
+  within the first layer's intervals);
 * **picture**: the PSNR of the full-size image at the end of that layer, against the
   "32+N" stream's own picture at the end of its second layer (the model's preview, no
   display filter, as ``hidenet decode --preview`` of that prefix).
@@ -121,8 +122,9 @@ def measure(image, model, interp, second: int) -> dict:
                        if c["layer"] == 1 and (c["level"] not in partial or is_lead(c)))
     last_two = {(c["level"], c["part"]): c for c in chunks if c["layer"] == 2}
     last = 0
+    exact = {k for k in range(levels + 1) if layers[1][k] == 0 < layers[0][k]}  # the second layer finished them
     for c in chunks1:  # the default stream's last layer, green of the partly refined levels from "32+N"
-        if c["layer"] == 1:
+        if c["layer"] == 1 and c["level"] not in exact:
             lead_part = c["level"] in partial and c["parts"] > 1 and c["part"] in leads
             last += (last_two[(c["level"], c["part"])] if lead_part else c)["payload_bytes"] + CHUNK_HEADER
     total = ends[0] + second_layer + last
