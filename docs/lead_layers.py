@@ -4,8 +4,9 @@
         [--second 8 4] [--max-images N] [--json out.json]
 
 A second layer (``docs/schedules.py``'s "32+8") shows a far better picture at 30 to 60 KB
-than the default "32" but costs 3 to 9% more bytes in all. Measured per coding step (this
-script's ``--steps``), nearly all of that is in the steps of red and blue: a layer codes
+than the default "32" but costs 3 to 9% more bytes in all. Measured per coding step (the
+chunks of a split pass, docs/format.md "Where a second layer's bytes go"), nearly all of
+that is in the steps of red and blue: a layer codes
 them at max error d given green known only within d, where the last pass knows green
 exactly; red and blue follow green's detail closely in photographs, so their coarse bins are
 nearly free under the last pass's context and dear under the layer's.
@@ -44,25 +45,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from schedules import CROP, parse_schedule, photographs  # noqa: E402
+from schedules import levels_of, load_set, parse_schedule  # noqa: E402
 
 from hidenet_core.codec.container import stream_info  # noqa: E402
 from hidenet_core.codec.decoder import ProgressiveDecoder  # noqa: E402
 from hidenet_core.codec.encoder import EncodeSettings, encode  # noqa: E402
 from hidenet_core.codec.loop import estimate_level  # noqa: E402
-from hidenet_core.imageio import image_files  # noqa: E402
+from hidenet_core.metrics import psnr  # noqa: E402
 from hidenet_core.predictors import load_model  # noqa: E402
 from hidenet_core.predictors.interp import coding_steps, lead_channel  # noqa: E402
-from hidenet_core.samples import sample_paths  # noqa: E402
 from hidenet_core.tools.bench import progressive  # noqa: E402
-from hidenet_core.tools.bench.images import load_images  # noqa: E402
 
 CHUNK_HEADER = 16  # bytes of a layered chunk's header besides its payload (docs/format.md)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    err = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * np.log10(255**2 / err) if err else float("inf")
 
 
 def _snapshot(rec) -> dict[int, tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]]:
@@ -88,7 +82,7 @@ def measure(image, model, interp, second: int) -> dict:
     channels = px.shape[2]
     one = len(encode(px, model, progressive.RESOLUTION_ONLY))
     default = encode(px, model, EncodeSettings())
-    levels = len(stream_info(default)["max_error"]) - 1
+    levels = levels_of(default)
     layers = parse_schedule(f"32+{second}", levels)
     two = encode(px, model, EncodeSettings(layers=layers))
     chunks, chunks1 = stream_info(two)["chunks"], stream_info(default)["chunks"]
@@ -146,14 +140,10 @@ def main() -> int:
     model, interp = load_model("default"), load_model("interp")
     rows = []
     for name in args.sets:
-        if name == "samples":
-            images = load_images(sample_paths(), args.max_images)
-        elif name == "val":
-            images = load_images(image_files(Path(args.data) / "val"), args.max_images, CROP)
-        else:
-            if not args.photos:
-                p.error("--sets photos needs --photos DIR")
-            images = photographs(Path(args.photos), args.max_images)
+        try:
+            images = load_set(name, args.data, args.photos, args.max_images)
+        except ValueError as exc:
+            p.error(str(exc))
         for image in images:
             for second in args.second:
                 t0 = time.perf_counter()

@@ -90,6 +90,17 @@ def photographs(folder: Path, max_images: int | None) -> list:
     return out
 
 
+def load_set(name: str, data: str, photos: str | None, max_images: int | None) -> list:
+    """The images of set ``name`` ("samples", "val" or "photos", above); ValueError without the folder it needs."""
+    if name == "samples":
+        return load_images(sample_paths(), max_images)
+    if name == "photos":
+        if not photos:
+            raise ValueError("--sets photos needs --photos DIR (the PNG folder of ../shared/data/large/fetch.sh)")
+        return photographs(Path(photos), max_images)
+    return load_images(image_files(Path(data) / "val"), max_images, CROP)
+
+
 def levels_of(data: bytes) -> int:
     from hidenet_core.codec.container import stream_info
 
@@ -176,14 +187,10 @@ def main() -> int:
     results = {"model": model.name, "weights_hash": model.weights_hash().hex(), "budgets_kb": list(budgets),
                "date": time.strftime("%Y-%m-%d"), "sets": {}}
     for name in args.sets:
-        if name == "samples":
-            images = load_images(sample_paths(), args.max_images)
-        elif name == "photos":
-            if not args.photos:
-                p.error("--sets photos needs --photos DIR (the PNG folder of ../shared/data/large/fetch.sh)")
-            images = photographs(Path(args.photos), args.max_images)
-        else:
-            images = load_images(image_files(Path(args.data) / "val"), args.max_images, CROP)
+        try:
+            images = load_set(name, args.data, args.photos, args.max_images)
+        except ValueError as exc:
+            p.error(str(exc))
         print(f"{name}: {len(images)} images", flush=True)
         results["sets"][name] = measure_set(name, images, model, schedules, budgets)
     for name, result in results["sets"].items():
