@@ -52,6 +52,15 @@ def coding_steps(channels: int) -> tuple[tuple[int, ...], ...]:
     return tuple(steps)
 
 
+def phase_group(channels: int, step: int) -> tuple[int, range]:
+    """The phase group coding step ``step`` belongs to (0: the diagonal phase, 1: phases (0, 1) and
+    (1, 0)) and the odd channels of that group."""
+    c = channels
+    if min(coding_steps(c)[step]) >= 2 * c:
+        return 0, range(2 * c, 3 * c)
+    return 1, range(0, 2 * c)
+
+
 def _pair_blend(a, b, c, d):
     """Blend the averages of pairs (a, b) and (c, d), favouring the smoother pair:
     ``w1 = 1 / (1 + |a - b|)^2``, ``w2`` likewise, the mean ``(w1 (a + b) + w2 (c + d)) /
@@ -136,7 +145,7 @@ def _compiled(even: torch.Tensor, odd: torch.Tensor, step: int, chans: tuple[int
     if out is None:
         out = (torch.empty((b, len(chans), h, w), dtype=torch.float32) for _ in range(2))
     mean, scale = out
-    group = 0 if min(idx) >= 2 * c else 1
+    group, _ = phase_group(c, step)
     channels = np.array(chans, dtype=np.int64)
     for i in range(b):
         _step_kernel(even[i].contiguous().numpy(), odd[i].contiguous().numpy(), group, channels, corrected, lead,
@@ -232,26 +241,22 @@ def interp_prediction(even: torch.Tensor, odd: torch.Tensor, step: int) -> tuple
     """
     if not _plain(even, odd):
         return _interp_prediction_torch(even, odd, step)
-    c = even.shape[1]
-    idx = coding_steps(c)[step]
-    first = 2 * c if min(idx) >= 2 * c else 0  # the phase group's channels: first .. first + n - 1
-    n = c if first else 2 * c
+    _, group = phase_group(even.shape[1], step)
+    first, stop = group.start, group.stop
     mean, scale = (torch.zeros_like(odd, memory_format=torch.contiguous_format) for _ in range(2))
-    _compiled(even, odd, step, tuple(range(first, first + n)),
-              (mean[:, first : first + n], scale[:, first : first + n]))
+    _compiled(even, odd, step, tuple(group), (mean[:, first:stop], scale[:, first:stop]))
     return mean, scale
 
 
 def _interp_prediction_torch(even: torch.Tensor, odd: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``interp_prediction`` in torch, operation by operation: its definition."""
     c = even.shape[1]
-    steps = coding_steps(c)
-    idx = steps[step]
-    group = 0 if min(idx) >= 2 * c else 1
+    idx = coding_steps(c)[step]
+    group, group_channels = phase_group(c, step)
     interp, activity = interpolate(even, odd, group)
     mean = torch.zeros_like(odd)
     scale = torch.zeros_like(odd)
-    lo = 2 * c if group == 0 else 0
+    lo = group_channels.start
     mean[:, lo : lo + interp.shape[1]] = interp
     scale[:, lo : lo + interp.shape[1]] = SCALE_BIAS + SCALE_SLOPE * activity
     lead = lead_channel(c)
