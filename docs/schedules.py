@@ -16,12 +16,15 @@ it measures, with the shipped default model:
 
 A schedule is written as its layers joined by "+", each layer by its max error at level 0,
 halved at each coarser level, the base exact ("32" = 32,16,8,4,2,0 for 768x512, the
-encoder's default, ``FIRST_LAYER_ERROR``; "32+8" adds a second layer 8,4,2,1,0,0), or a
+default of versions 6 to 9; "32+8" adds a second layer 8,4,2,1,0,0), or a
 layer given in full, level 0 first ("8,8,4,2,1,0"), or as level 0's max error and level
-1's, halved from there ("48:16" = 48,16,8,4,2,0 for 768x512); "one pass" is the resolution-only
-stream. The sets: the bundled samples as they are, the validation photographs of
-``--data`` (its README) cropped to their central 768x512, as issue 13 asks, and with
-``--sets photos --photos DIR`` the real photographs of ``../shared/data/large/fetch.sh``
+1's, halved from there ("48:16" = 48,16,8,4,2,0 for 768x512); a layer may add, after "@", the
+max error of the colours other than green, written the same way (format version 10: "16@64+8@32",
+green within 16 and red and blue within 64, then 8 and 32, is the encoder's default,
+``DEFAULT_LAYERS``); "one pass" is the resolution-only stream. The sets: the bundled samples as
+they are, the validation photographs of ``--data`` (its README) cropped to their central
+768x512, as issue 13 asks, and with ``--sets photos --photos DIR`` the real photographs of
+``../shared/data/large/fetch.sh``
 (its PNG folder), each scaled down (Lanczos) until it just covers 768x512 and cropped to
 its centre: whole photographs at the size issue 13 measures, as a viewer would get them.
 The images are only read here, never copied. docs/format.md ("Choosing the layers")
@@ -41,23 +44,39 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-from hidenet_core.codec.encoder import FIRST_LAYER_ERROR, EncodeSettings, default_layers, encode  # noqa: E402
+from hidenet_core.codec.encoder import DEFAULT_LAYERS, EncodeSettings, default_schedule, encode  # noqa: E402
 from hidenet_core.imageio import image_files  # noqa: E402
 from hidenet_core.predictors import load_model  # noqa: E402
 from hidenet_core.samples import sample_paths  # noqa: E402
 from hidenet_core.tools.bench import progressive  # noqa: E402
 from hidenet_core.tools.bench.images import load_images  # noqa: E402
 
-DEFAULT = str(FIRST_LAYER_ERROR)
-SCHEDULES = ("64", DEFAULT, "16", "32+8", "32+4", "16+4")
+DEFAULT = "+".join(f"{lead}@{other}" for lead, other in DEFAULT_LAYERS)  # "16@64+8@32"
+SCHEDULES = ("32", "32@64", "16@64", DEFAULT, "16@64+4@32", "32+8")
 CROP = (768, 512)
 ONE_PASS = "one pass"
 
 
 def parse_schedule(text: str, levels: int) -> tuple[tuple[int, ...], ...]:
-    """The layers before the last of a schedule written as above, for an image of ``levels`` + 1 levels."""
+    """The layers before the last of a schedule written as above, for an image of ``levels`` + 1 levels
+    (the lead colour's max errors: a layer's part after "@" is the other colours', ``parse_colours``)."""
+    return _parse_layers([part.split("@")[0] for part in text.split("+")], levels)
+
+
+def parse_colours(text: str, levels: int) -> tuple[tuple[int, ...], ...] | None:
+    """The other colours' max errors of each layer of a schedule whose layers say them after "@"
+    ("32@64+8@64": a first layer with green at 32 and red and blue at 64, halved at each coarser
+    level, then a layer refining green to 8); a layer without "@" codes them as the lead. None:
+    no layer says them."""
+    parts = text.split("+")
+    if not any("@" in part for part in parts):
+        return None
+    return _parse_layers([part.split("@")[-1] for part in parts], levels)
+
+
+def _parse_layers(parts: list[str], levels: int) -> tuple[tuple[int, ...], ...]:
     layers = []
-    for part in text.split("+"):
+    for part in parts:
         if "," in part:
             values = [int(v) for v in part.split(",")]
             values += [0] * (levels + 1 - len(values))
@@ -117,11 +136,13 @@ def measure_set(name: str, images, model, schedules: list[str], budgets_kb) -> d
         streams = {}
         for sched in schedules:
             if sched == DEFAULT:
-                if parse_schedule(sched, levels) != default_layers((0,) * (levels + 1)):
+                layers, colours = default_schedule((0,) * (levels + 1), channels=image.pixels.shape[2])
+                if parse_schedule(sched, levels) != layers or (parse_colours(sched, levels) or ()) != colours:
                     raise RuntimeError(f"schedule {sched} is not the encoder's default on {image.name}")
                 streams[sched] = default
             else:
-                streams[sched] = encode(image.pixels, model, EncodeSettings(layers=parse_schedule(sched, levels)))
+                streams[sched] = encode(image.pixels, model, EncodeSettings(layers=parse_schedule(sched, levels),
+                                                                            colour_layers=parse_colours(sched, levels)))
         extra = {f"s:{s}": data for s, data in streams.items() if s != DEFAULT}
         rec = progressive.measure_image(image, default, model, budgets_kb, extra, contenders=(), resolution=one_pass)
         series = {ONE_PASS: rec["series"]["hidenet_res"], DEFAULT: rec["series"]["hidenet"],

@@ -93,6 +93,9 @@ class Header:
     layers: tuple[tuple[int, ...], ...] = ()
     #: layered versions: each pass's mode byte (plan.PassMode bits) per layer and level
     modes: tuple[tuple[int, ...], ...] = ()
+    #: version 10: the max error per level of every layer for the colours other than the lead (green;
+    #: ``predictors.interp.lead_channel``), which may be larger than the lead's; () : as ``layers``
+    other_layers: tuple[tuple[int, ...], ...] = ()
 
     @property
     def mode(self) -> str:
@@ -101,6 +104,16 @@ class Header:
     @property
     def layered(self) -> bool:
         return format_version(self.version).layered
+
+    @property
+    def colours(self) -> tuple[tuple[int, ...], ...]:
+        """The max error per level of every layer for the colours other than the lead (for a stream
+        without ``other_layers``, or with a single channel: the lead's, ``layers``)."""
+        return self.other_layers or self.layers
+
+    def bound(self, layer: int, k: int) -> int:
+        """The largest error of any value of level ``k`` once layer ``layer``'s pass over it is complete."""
+        return max(self.layers[layer][k], self.colours[layer][k])
 
     @property
     def chunk_header_size(self) -> int:
@@ -135,9 +148,11 @@ class Header:
 
     def _validate_layers(self) -> None:
         if not self.layered:
-            if self.layers or self.modes:
+            if self.layers or self.modes or self.other_layers:
                 raise HdnFormatError(f"format version {self.version} has no layers")
             return
+        if self.other_layers and not format_version(self.version).colour_layers:
+            raise HdnFormatError(f"format version {self.version} has no max errors of the colours of their own")
         n, g = len(self.layers), self.generative_levels
         if not 1 <= n <= MAX_LAYERS:
             raise HdnFormatError(f"layer count {n} is outside 1..{MAX_LAYERS}")
@@ -156,8 +171,35 @@ class Header:
             coded = range(g, self.levels + 1)
             if any(now[k] > before[k] for k in coded):
                 raise HdnFormatError(f"layer {layer} raises a level's max error: {list(before)} then {list(now)}")
-            if all(now[k] == before[k] for k in coded):
+            if all(now[k] == before[k] for k in coded) and self.other_layers == ():
                 raise HdnFormatError(f"layer {layer} refines no level: {list(now)}")
+        if self.other_layers:
+            self._validate_colours()
+
+    def _validate_colours(self) -> None:
+        """Version 10's second schedule: one row per layer, each colour's max error never raised, the
+        base (coded in one part with the lead) and a single-channel image's at the lead's, every layer
+        lowering some max error, the last one the stream's."""
+        n, g, base = len(self.layers), self.generative_levels, self.levels
+        others = self.other_layers
+        if len(others) != n or any(len(row) != self.levels + 1 for row in others):
+            raise HdnFormatError("the colours' schedule does not hold one max error per level and layer")
+        if any(not 0 <= d <= MAX_ERROR for row in others for d in row):
+            raise HdnFormatError(f"the colours' max errors {[list(r) for r in others]} are outside 0..{MAX_ERROR}")
+        if tuple(others[-1]) != tuple(self.max_error):
+            raise HdnFormatError("the last layer's max errors of the colours are not the stream's")
+        if self.channels == 1 and others != self.layers:
+            raise HdnFormatError("a single-channel stream has no colours besides the lead: their max errors must be "
+                                 "the lead's")
+        if any(others[layer][base] != self.layers[layer][base] for layer in range(n)):
+            raise HdnFormatError("the base's colours must have the lead's max error in every layer")
+        coded = range(g, self.levels + 1)
+        for layer in range(1, n):
+            before, now = others[layer - 1], others[layer]
+            if any(now[k] > before[k] for k in coded):
+                raise HdnFormatError(f"layer {layer} raises a colour's max error: {list(before)} then {list(now)}")
+            if all(now[k] == before[k] and self.layers[layer][k] == self.layers[layer - 1][k] for k in coded):
+                raise HdnFormatError(f"layer {layer} refines no level: {list(self.layers[layer])}, colours {list(now)}")
 
 
 @dataclass(frozen=True)
@@ -180,6 +222,8 @@ def pack_header(h: Header) -> bytes:
     name = h.model_name.encode()
     if h.layered:
         schedule = bytes([len(h.layers)]) + b"".join(bytes(r) for r in h.layers) + b"".join(bytes(r) for r in h.modes)
+        if format_version(h.version).colour_layers:
+            schedule += b"".join(bytes(r) for r in h.colours)
     else:
         schedule = bytes(h.max_error)
     body = (
@@ -201,7 +245,9 @@ def parse_preamble(data: bytes) -> int:
     if magic != MAGIC:
         raise HdnFormatError(f"not a .hdn stream: magic bytes are {magic!r}, expected {MAGIC!r}")
     _check_version(version)
-    schedule = 1 + 2 * MAX_LAYERS * (MAX_LEVELS + 1) if format_version(version).layered else MAX_LEVELS + 1
+    fmt = format_version(version)
+    rows = 3 if fmt.colour_layers else 2  # the schedule's rows per layer: max errors, modes (and the colours')
+    schedule = 1 + rows * MAX_LAYERS * (MAX_LEVELS + 1) if fmt.layered else MAX_LEVELS + 1
     max_body = _FIXED.size + schedule + 2 + MAX_MODEL_NAME + HASH_SIZE + 4
     if not _FIXED.size + 1 + 2 + HASH_SIZE + 4 <= body_len <= max_body:
         raise HdnFormatError(f"header length {body_len} is outside the possible range")
@@ -225,18 +271,21 @@ def parse_header(data: bytes) -> tuple[Header, int]:
     version = data[len(MAGIC)]
     layers: tuple[tuple[int, ...], ...] = ()
     modes: tuple[tuple[int, ...], ...] = ()
-    if format_version(version).layered:
+    others: tuple[tuple[int, ...], ...] = ()
+    fmt = format_version(version)
+    if fmt.layered:
         if pos + 1 > end - 4:
             raise HdnFormatError("header too short for its layer count")
         n = data[pos]
         pos += 1
         if not 1 <= n <= MAX_LAYERS:
             raise HdnFormatError(f"layer count {n} is outside 1..{MAX_LAYERS}")
-        if pos + 2 * n * (levels + 1) + 2 > end - 4:
+        per_layer = 3 if fmt.colour_layers else 2
+        if pos + per_layer * n * (levels + 1) + 2 > end - 4:
             raise HdnFormatError("header too short for its layer schedule")
-        rows = [tuple(data[pos + i * (levels + 1) : pos + (i + 1) * (levels + 1)]) for i in range(2 * n)]
-        layers, modes = tuple(rows[:n]), tuple(rows[n:])
-        pos += 2 * n * (levels + 1)
+        rows = [tuple(data[pos + i * (levels + 1) : pos + (i + 1) * (levels + 1)]) for i in range(per_layer * n)]
+        layers, modes, others = tuple(rows[:n]), tuple(rows[n : 2 * n]), tuple(rows[2 * n :])
+        pos += per_layer * n * (levels + 1)
         max_error = layers[-1]
     else:
         if pos + levels + 1 + 2 > end - 4:
@@ -253,7 +302,8 @@ def parse_header(data: bytes) -> tuple[Header, int]:
         raise HdnFormatError("model name in the header is not UTF-8") from None
     pos += name_len
     header = Header(width, height, channels, levels, max_error, generative, name, bytes(data[pos : pos + HASH_SIZE]),
-                    version=version, layers=layers, modes=modes)
+                    version=version, layers=layers, modes=modes,
+                    other_layers=() if others == layers else others)
     header.validate()
     return header, end
 
@@ -377,6 +427,7 @@ def stream_info(data: bytes) -> dict:
         "mode": header.mode,
         "max_error": list(header.max_error),
         "layers": [list(r) for r in header.layers] or [list(header.max_error)],
+        "colour_layers": [list(r) for r in header.colours] or [list(header.max_error)],
         "generative_levels": header.generative_levels,
         "model": header.model_name,
         "model_hash": header.model_hash.hex(),

@@ -28,6 +28,7 @@ from .container import (
     MAX_PIXELS,
     MAX_SIDE,
     MODE_OF_CHANNELS,
+    HdnFormatError,
     Header,
     pack_chunk,
     pack_header,
@@ -43,11 +44,16 @@ from .stages.calibration import ChannelInput, ChannelParams
 from .versions import VERSION, VERSIONS, FormatVersion, format_version
 
 __all__ = ["EncodeSettings", "EncodedChunk", "EncodeCancelled", "encode", "encode_chunks", "resolve_max_error",
-           "default_layers", "FIRST_LAYER_ERROR", "EFFORTS", "DEFAULT_EFFORT", "pass_modes", "version_for"]
+           "default_layers", "default_schedule", "FIRST_LAYER_ERROR", "DEFAULT_LAYERS", "EFFORTS", "DEFAULT_EFFORT",
+           "pass_modes", "version_for"]
 
-#: the default first layer's max error at level 0 (halved at each coarser level): the picture
-#: it shows after a few percent of the lossless stream (docs/format.md, "Choosing the layers")
+#: versions 6 to 9: the default first layer's max error at level 0 (halved at each coarser level):
+#: the picture it shows after a few percent of the lossless stream (docs/format.md, "Choosing the layers")
 FIRST_LAYER_ERROR = 32
+#: version 10: the default layers before the last, each as (the lead's, the other colours') max error at
+#: level 0, halved at each coarser level: green within 16 with red and blue within 64, then green within
+#: 8 with red and blue within 32 (docs/format.md, "The colours' own max errors (version 10)")
+DEFAULT_LAYERS = ((16, 64), (8, 32))
 
 
 #: effort -> what it trades (``pass_modes``); 1 is the fastest, the last the smallest
@@ -86,11 +92,15 @@ class EncodeSettings:
     generative_levels: int = 0  # the finest g levels send no residual
     levels: int | None = None  # L; None: base longer side <= 32 px
     version: int = VERSION  # the format version to write (versions.py); older ones for older decoders
-    #: layered versions: the max error per level of every layer but the last (level 0 first); None: the
-    #: default (``default_layers``); () : a single layer (what the stream is in one pass)
+    #: layered versions: the max error per level of every layer but the last (level 0 first; in version 10
+    #: the lead colour's); None: the default (``default_schedule``); () : a single layer (one pass)
     layers: tuple[int | tuple[int, ...], ...] | None = None
     #: layered versions: how hard to work (``EFFORTS``): faster to encode and decode, or smaller
     effort: int = DEFAULT_EFFORT
+    #: version 10: the max error per level of the colours other than the lead (green) in every layer but
+    #: the last, as ``layers`` (one row per layer of it); None: the lead's (with ``layers`` None too,
+    #: the default schedule's, ``default_schedule``)
+    colour_layers: tuple[int | tuple[int, ...], ...] | None = None
 
     def __post_init__(self) -> None:
         fmt = format_version(self.version)  # raises for a version not in the table
@@ -98,6 +108,11 @@ class EncodeSettings:
             raise ValueError(f"format version {self.version} has no layers; layers need version 6 or later")
         if self.effort not in EFFORTS:
             raise ValueError(f"effort {self.effort} is outside {min(EFFORTS)}..{max(EFFORTS)}")
+        if self.colour_layers is not None and not fmt.colour_layers:
+            raise ValueError(f"format version {self.version} has no max errors of the colours of their own; "
+                             f"they need version 10 or later")
+        if self.colour_layers and not self.layers:
+            raise ValueError("the colours' max errors need the layers they belong to (layers, the lead's)")
         if self.effort != DEFAULT_EFFORT and not fmt.layered:
             raise ValueError(f"format version {self.version} has no efforts; efforts need version 6 or later")
 
@@ -140,20 +155,43 @@ def resolve_max_error(max_error: int | Sequence[int], levels: int) -> tuple[int,
     return values
 
 
-def default_layers(final: tuple[int, ...], generative_levels: int = 0) -> tuple[tuple[int, ...], ...]:
-    """The layers before the last one (which ends at ``final``, d per level, level 0 first):
-    one first layer with max error ``FIRST_LAYER_ERROR`` at level 0, halved at each coarser
-    level, the base at its final d; none where that is no coarser than ``final``.
+def default_schedule(final: tuple[int, ...], generative_levels: int = 0, fmt: FormatVersion | None = None,
+                     channels: int = 3) -> tuple[tuple[tuple[int, ...], ...], tuple[tuple[int, ...], ...]]:
+    """The default layers before the last one (which ends at ``final``, d per level, level 0 first) in
+    format ``fmt`` (default: the current one), as (the lead's max errors, the other colours' or ()
+    where they are the lead's): each layer of ``DEFAULT_LAYERS`` (versions 6 to 9: one layer of
+    ``FIRST_LAYER_ERROR``) halved at each coarser level, the base and the generative levels at their
+    final d, no level below its final d; a layer no coarser than the one after it is left out.
 
-    Measured (docs/format.md): a second refinement layer would show a better picture between
-    30 and 60 KB but costs 3 to 8% more bytes in all (the first layer's coarse information is
-    coded before the exact coarser levels are known); this one costs 1.9 to 2.5% on average,
-    6.0% at most (eveningglow; docs/schedules.py).
+    Measured (docs/format.md, "Choosing the layers" and "The colours' own max errors"): versions 6 to
+    9's one layer of 32 costs 1.9 to 2.5% on average, 6.0% at most (eveningglow); version 10's two
+    layers, red and blue coarser than green, cost 1.7 to 2.1% on average, 3.0% at most, and show a
+    better picture than a progressive JPEG at every budget from 2 to 64 KB on the samples and on the
+    validation crops.
     """
+    fmt = format_version(VERSION) if fmt is None else fmt
     levels = len(final) - 1
-    first = tuple(final[k] if k == levels or k < generative_levels else max(final[k], FIRST_LAYER_ERROR >> k)
-                  for k in range(levels + 1))
-    return () if first == final else (first,)
+    colours = fmt.colour_layers and channels > 1
+    schedule = DEFAULT_LAYERS if fmt.colour_layers else ((FIRST_LAYER_ERROR, FIRST_LAYER_ERROR),)
+
+    def halved(d: int) -> tuple[int, ...]:
+        return tuple(final[k] if k == levels or k < generative_levels else max(final[k], d >> k)
+                     for k in range(levels + 1))
+
+    rows: list[tuple[tuple[int, ...], tuple[int, ...]]] = [(final, final)]  # from the last layer back
+    for lead, other in reversed(schedule):
+        row = (halved(lead), halved(other) if colours else halved(lead))
+        if row != rows[-1]:  # each layer is no finer than the next (the schedule's are coarser), so: coarser
+            rows.append(row)
+    rows = rows[:0:-1]
+    layers = tuple(r for r, _ in rows)
+    others = tuple(c for _, c in rows)
+    return layers, (others if others != layers else ())
+
+
+def default_layers(final: tuple[int, ...], generative_levels: int = 0) -> tuple[tuple[int, ...], ...]:
+    """The lead's max errors of the default layers before the last (``default_schedule``)."""
+    return default_schedule(final, generative_levels)[0]
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
@@ -172,22 +210,51 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def _layers(settings: EncodeSettings, levels: int, final: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
-    """The validated layer schedule (layered versions), the last layer ``final``."""
-    if not settings.format.layered:
-        return ()
-    before = default_layers(final, settings.generative_levels) if settings.layers is None else settings.layers
+def _schedule(settings: EncodeSettings, levels: int, final: tuple[int, ...], channels: int
+              ) -> tuple[tuple[tuple[int, ...], ...], tuple[tuple[int, ...], ...]]:
+    """The validated layer schedule (layered versions), the last layer ``final``: the lead's max
+    errors of every layer and, in version 10, the other colours' (() : the lead's)."""
+    fmt = settings.format
+    if not fmt.layered:
+        return (), ()
+    if settings.layers is None:
+        before, colour_rows = default_schedule(final, settings.generative_levels, fmt, channels)
+    else:
+        before, colour_rows = settings.layers, settings.colour_layers or ()
     layers = (*(resolve_max_error(r if isinstance(r, int) else tuple(r), levels) for r in before), final)
     if len(layers) > MAX_LAYERS:
         raise ValueError(f"{len(layers)} layers: at most {MAX_LAYERS}")
+    colours = _colour_layers(colour_rows, settings, levels, layers) if fmt.colour_layers and channels > 1 else ()
     coded = range(settings.generative_levels, levels + 1)
     for i in range(1, len(layers)):
         if any(layers[i][k] > layers[i - 1][k] for k in coded):
             raise ValueError(f"layer {i} ({list(layers[i])}) raises a max error of layer {i - 1} "
                              f"({list(layers[i - 1])}); each layer must lower or keep every level's")
-        if all(layers[i][k] == layers[i - 1][k] for k in coded):
+        if all(layers[i][k] == layers[i - 1][k] for k in coded) and (
+                not colours or all(colours[i][k] == colours[i - 1][k] for k in coded)):
             raise ValueError(f"layer {i} ({list(layers[i])}) lowers no level's max error")
-    return layers
+    return layers, colours
+
+
+def _colour_layers(given: tuple[int | tuple[int, ...], ...], settings: EncodeSettings, levels: int,
+                   layers: tuple[tuple[int, ...], ...]) -> tuple[tuple[int, ...], ...]:
+    """The validated max errors of the colours other than the lead, one row per layer (() : the
+    lead's, ``layers``)."""
+    if not given:
+        return ()
+    if len(given) != len(layers) - 1:
+        raise ValueError(f"{len(given)} rows of the colours' max errors for {len(layers) - 1} layers before the "
+                         f"last; give one row per layer")
+    colours = (*(resolve_max_error(r if isinstance(r, int) else tuple(r), levels) for r in given), layers[-1])
+    coded = range(settings.generative_levels, levels + 1)
+    for i, row in enumerate(colours):
+        if row[levels] != layers[i][levels]:
+            raise ValueError(f"layer {i}: the base's colours are coded with the lead, at its max error "
+                             f"{layers[i][levels]}, not {row[levels]}")
+        if i and any(row[k] > colours[i - 1][k] for k in coded):
+            raise ValueError(f"layer {i}: the colours' max errors ({list(row)}) raise those of layer {i - 1} "
+                             f"({list(colours[i - 1])}); each layer must lower or keep every level's")
+    return () if colours == layers else colours
 
 
 def _never() -> bool:
@@ -258,10 +325,14 @@ def encode_chunks(image: np.ndarray, predictor: Predictor, settings: EncodeSetti
         raise ValueError(f"generative levels {g} is outside 0..{levels}")
     final = resolve_max_error(settings.max_error, levels)
     fmt = settings.format
-    layers = _layers(settings, levels, final)
+    layers, colours = _schedule(settings, levels, final, channels)
     modes = pass_modes(settings.effort, levels, len(layers), fmt) if layers else ()
     header = Header(width, height, channels, levels, final, g, predictor.name, predictor.weights_hash(),
-                    version=fmt.number, layers=layers, modes=modes)
+                    version=fmt.number, layers=layers, modes=modes, other_layers=colours)
+    try:
+        header.validate()
+    except HdnFormatError as exc:  # a schedule the checks above let through (a layer lowering nothing)
+        raise ValueError(str(exc)) from None
     plan = stream_plan(header)
     bounds = guarantees(header, plan)
     yield EncodedChunk(pack_header(header), None, len(plan))

@@ -95,8 +95,8 @@ class FirstPassBounds:
     are computed strip by strip when a later pass reads them instead of kept as planes (two
     bytes a value less to hold between the layers: 180 MB at level 0 of a 40 MP photo)."""
 
-    def __init__(self, shown: np.ndarray, d: int) -> None:
-        self.shown, self.d = shown, d
+    def __init__(self, shown: np.ndarray, d: int | np.ndarray) -> None:
+        self.shown, self.d = shown, d  # d: one for every channel, or one per channel (3C,) (version 10)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -106,7 +106,8 @@ class FirstPassBounds:
     def strip(self, channels: list[int], r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
         """(lo, hi) of ``channels`` on grid rows r0 .. r1 - 1."""
         r = self.shown[channels, r0:r1].astype(np.int16)
-        return np.clip(r - self.d, 0, 255).astype(np.uint8), np.clip(r + self.d, 0, 255).astype(np.uint8)
+        d = self.d if np.isscalar(self.d) else self.d[channels][:, None, None]
+        return np.clip(r - d, 0, 255).astype(np.uint8), np.clip(r + d, 0, 255).astype(np.uint8)
 
 
 #: what a level's odd values are known to lie in, between its passes

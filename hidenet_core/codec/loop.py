@@ -63,7 +63,7 @@ def top_prior(channels: int) -> tuple[np.ndarray, np.ndarray]:
 class LevelCoder(Protocol):
     """One side of the closed loop on one level: the encoder's or the decoder's."""
 
-    d: int  # the pass's max error
+    d: int  # the max error of the step being coded (the pass sets it before each step)
 
     def code(self, channels: list[int], rows: Strip, valid: np.ndarray, mean: np.ndarray, scale: np.ndarray,
              prior: Interval | None) -> Interval:
@@ -257,7 +257,8 @@ class LevelPass:
 
     def __init__(self, predictor: Predictor, version: FormatVersion, level: int, size: tuple[int, int],
                  even: np.ndarray, parts: tuple[Part, ...], prior: Bounds | None = None,
-                 stages: bool = True, keep: bool = False, shown: np.ndarray | None = None) -> None:
+                 stages: bool = True, keep: bool = False, shown: np.ndarray | None = None,
+                 step_ds: tuple[int | None, ...] | None = None) -> None:
         c, h, w = even.shape
         self.predictor, self.version, self.level, self.size, self.even = predictor, version, level, size, even
         self.parts = parts
@@ -269,8 +270,23 @@ class LevelPass:
         self.calibrated = stages and version.calibrated(h, w)
         self.state = _LevelState(even, self.odd, version) if self.calibrated and version.linear else None
         self.steps = predictor.steps(c)
+        # the max error of each step (version 10: the lead's and the other colours' may differ); None: a
+        # step the pass does not code, whose values keep what was shown and the intervals they had
+        self.step_ds = step_ds
+        self.frozen = [] if step_ds is None else [
+            ch for s, d in enumerate(step_ds) if d is None for ch in self.steps[s]]
+        if self.frozen:
+            if prior is None or shown is None:
+                raise ValueError("a first pass codes every channel")
+            self.odd[self.frozen] = shown[self.frozen]  # what later steps' predictions read of them
+            if isinstance(self.intervals, StoredBounds):
+                lo, hi = prior.strip(self.frozen, 0, h)
+                self.intervals.lo[self.frozen], self.intervals.hi[self.frozen] = lo, hi
         self.next = 0
         self._memos = Memos()  # the predictor's memo per window of rows (``_predict``)
+        #: whether the pass leaves the colours other than the lead at a larger max error than the lead's
+        #: (set by ``Reconstruction.start_pass``; a preview estimates them, ``Reconstruction.coarse_colours``)
+        self.coarse_colours = False
 
     def valid(self, r0: int, r1: int) -> np.ndarray:
         """Which odd values of grid rows r0 .. r1 - 1 are pixels, not padding: (3C, r1 - r0, w) bool
@@ -282,17 +298,24 @@ class LevelPass:
     def done(self) -> bool:
         return self.next == len(self.parts)
 
+    def part_steps(self, part: Part) -> list[int]:
+        """The coding steps a part codes (of every step, those the pass codes)."""
+        steps = range(len(self.steps)) if part.step is None else [part.step]
+        return [s for s in steps if self.step_ds is None or self.step_ds[s] is not None]
+
     def part_channels(self, part: Part) -> list[int]:
         """The odd channels a part codes."""
-        steps = range(len(self.steps)) if part.step is None else [part.step]
-        return [ch for s in steps for ch in self.steps[s]]
+        return [ch for s in self.part_steps(part) for ch in self.steps[s]]
 
     @torch.no_grad()
     def run(self, coder: LevelCoder) -> Part:
-        """Code (or decode) the next part; return it."""
+        """Code (or decode) the next part; return it. With ``step_ds``, the coder's ``d`` is set to
+        each step's max error before it is coded."""
         part = self.parts[self.next]
         self.next += 1
-        for step in range(len(self.steps)) if part.step is None else [part.step]:
+        for step in self.part_steps(part):
+            if self.step_ds is not None:
+                coder.d = self.step_ds[step]
             for rows in part.strips:
                 self._code_step(step, rows, coder)
                 if (rows.stop - rows.start) * self.even.shape[2] >= RELEASE_POSITIONS:
@@ -300,8 +323,17 @@ class LevelPass:
         if self.done:
             self._memos.clear()
             if self.keep and self.prior is None:
-                self.intervals = FirstPassBounds(self.odd, coder.d)
+                self.intervals = FirstPassBounds(self.odd, coder.d if self.step_ds is None else self._channel_ds())
         return part
+
+    def _channel_ds(self) -> int | np.ndarray:
+        """A first pass's max error (``step_ds``): one, or where its steps' differ, one per odd channel (3C,)."""
+        if len(set(self.step_ds)) == 1:
+            return self.step_ds[0]
+        out = np.zeros(self.odd.shape[0], dtype=np.int16)
+        for s, chans in enumerate(self.steps):
+            out[list(chans)] = self.step_ds[s]
+        return out
 
     def coded(self, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
         """Which odd values (3C, h, w) the parts run so far have coded (a part codes a step's

@@ -11,14 +11,14 @@ named by what was expected.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from ..predictors.interp import coding_steps
+from ..predictors.interp import coding_steps, lead_channel
 from .pyramid import level_shapes, total_levels
 from .versions import FormatVersion, format_version
 
 __all__ = ["Strip", "Part", "Pass", "ChunkSpec", "PassMode", "untruncated", "strips", "stream_plan", "passes_of",
-           "guarantees"]
+           "guarantees", "is_lead_step"]
 
 
 @dataclass(frozen=True)
@@ -59,10 +59,39 @@ class Pass:
 
     layer: int
     level: int  # the chunk's level; the base's pass (level L) also covers the base's own levels
-    d: int  # the max error it codes down to
-    prev_d: int | None  # the max error before it; None: the level's first coding
+    d: int  # the max error it codes the lead colour (``interp.lead_channel``) down to
+    prev_d: int | None  # the lead's max error before it; None: the level's first coding
     mode: int  # PassMode bits
     parts: tuple[Part, ...]
+    #: (version 10) the max error of the other colours, and before it (None: the first coding); a
+    #: colour whose max error the pass does not lower is not coded: it keeps its values and intervals
+    colour_d: int | None = None  # None: the lead's
+    prev_colour_d: int | None = None
+
+    @property
+    def others_d(self) -> int:
+        """The max error the pass leaves the colours other than the lead at."""
+        return self.d if self.colour_d is None else self.colour_d
+
+    @property
+    def bound(self) -> int:
+        """The largest error of any of the level's values once the pass is complete."""
+        return max(self.d, self.others_d)
+
+    def step_d(self, channels: int, step: int) -> int | None:
+        """The max error coding step ``step`` codes its values down to, None where the pass leaves
+        them as they are (its colour's max error not lowered)."""
+        lead = is_lead_step(channels, step)
+        d, prev = (self.d, self.prev_d) if lead else (self.others_d, self.prev_d if self.colour_d is None
+                                                                       else self.prev_colour_d)
+        return d if prev is None or d < prev else None
+
+
+def is_lead_step(channels: int, step: int) -> bool:
+    """Whether coding step ``step`` of an image of ``channels`` codes the lead colour (each step codes
+    either the lead's odd channels or the others')."""
+    lead = lead_channel(channels)
+    return all(ch % channels == lead for ch in coding_steps(channels)[step])
 
 
 def untruncated(p: Pass) -> bool:
@@ -91,11 +120,13 @@ def strips(fmt: FormatVersion, h: int, w: int) -> tuple[Strip, ...]:
     return tuple(Strip(r, min(r + rows, h)) for r in range(0, max(h, 1), max(rows, 1)))
 
 
-def _parts(fmt: FormatVersion, channels: int, h: int, w: int, base: bool) -> tuple[Part, ...]:
+def _parts(fmt: FormatVersion, channels: int, h: int, w: int, base: bool, p: Pass) -> tuple[Part, ...]:
+    """A pass's parts: one (every step) for the base and a small level, else one per step it codes and strip."""
     level_strips = strips(fmt, h, w)
     if base or not fmt.split(h, w):
         return (Part(None, level_strips),)
-    return tuple(Part(s, (strip,)) for s in range(len(coding_steps(channels))) for strip in level_strips)
+    return tuple(Part(s, (strip,)) for s in range(len(coding_steps(channels)))
+                 if p.step_d(channels, s) is not None for strip in level_strips)
 
 
 def passes_of(header) -> list[Pass]:
@@ -104,15 +135,19 @@ def passes_of(header) -> list[Pass]:
     shapes = level_shapes(header.height, header.width, total_levels(header.height, header.width))
     L, g = header.levels, header.generative_levels
     layers = header.layers or (header.max_error,)
+    colours = header.other_layers  # version 10: the colours' own max errors
     modes = header.modes or ((0,) * (L + 1),) * len(layers)
     out = []
     for layer, ds in enumerate(layers):
         for k in range(L, g - 1, -1):
             prev = layers[layer - 1][k] if layer else None
-            if prev is not None and ds[k] >= prev:
+            cd = colours[layer][k] if colours else None
+            prev_cd = colours[layer - 1][k] if colours and layer else None
+            if prev is not None and ds[k] >= prev and (cd is None or cd >= prev_cd):
                 continue
             h, w = shapes[k + 1] if k < len(shapes) - 1 else (1, 1)
-            out.append(Pass(layer, k, ds[k], prev, modes[layer][k], _parts(fmt, header.channels, h, w, k == L)))
+            p = Pass(layer, k, ds[k], prev, modes[layer][k], (), cd, prev_cd)
+            out.append(replace(p, parts=_parts(fmt, header.channels, h, w, k == L, p)))
     return out
 
 
@@ -136,7 +171,7 @@ def guarantees(header, plan: list[ChunkSpec]) -> list[int | None]:
     out: list[int | None] = []
     for spec in plan:
         if spec.pass_ is not None and spec.last_part:
-            current[spec.level] = spec.pass_.d
+            current[spec.level] = spec.pass_.bound
         complete = not header.generative_levels and coded <= current.keys()
         out.append(max(current[k] for k in coded) if complete else None)
     return out

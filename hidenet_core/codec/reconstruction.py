@@ -16,7 +16,7 @@ import numpy as np
 
 from ..predictors.base import Predictor
 from ..predictors.exact import for_version
-from ..predictors.interp import Interp
+from ..predictors.interp import Interp, lead_channel
 from .container import HdnFormatError, Header
 from .intervals import Bounds, Interval
 from .loop import LevelPass, estimate_level, predict_level
@@ -112,6 +112,9 @@ class Reconstruction:
         self._pass_ends_layer = False  # whether ``pass_`` is the last pass of its layer
         self._layer_ends: set[tuple[int, int]] | None = None  # (layer, level) of each layer's last pass
         self._images: dict[int, np.ndarray] = {}  # level -> its (C, H, W) image, while valid
+        #: (version 10) the levels whose colours other than the lead a complete pass left at a larger max
+        #: error than the lead's (``colours_estimated``)
+        self.coarse_colours: set[int] = set()
 
     # -- the state, as the closed loop changes it ----------------------------------------------------
 
@@ -129,6 +132,11 @@ class Reconstruction:
             self.intervals[k] = intervals
         else:  # the level's last pass: no later one refines it
             self.intervals.pop(k, None)
+        p = self.pass_
+        if intervals is not None and p is not None and p.level == k and p.done and p.coarse_colours:
+            self.coarse_colours.add(k)
+        else:
+            self.coarse_colours.discard(k)
         self._invalidate(k)
 
     def set_top(self, interval: Interval) -> None:
@@ -156,8 +164,11 @@ class Reconstruction:
         even = self.image(k + 1)
         # one of the base's own levels: in one part, in the strips of its own grid (not the base's)
         parts = p.parts if k == p.level else (Part(None, strips(self.format, *even.shape[1:])),)
+        c = self.header.channels
+        step_ds = None if p.colour_d is None else tuple(p.step_d(c, s) for s in range(len(self.predictor.steps(c))))
         level_pass = LevelPass(predictor, self.format, k, self.shapes[k], even, parts, prior,
-                               stages=not p.mode & PassMode.PLAIN, keep=keep, shown=self.odd.get(k))
+                               stages=not p.mode & PassMode.PLAIN, keep=keep, shown=self.odd.get(k), step_ds=step_ds)
+        level_pass.coarse_colours = p.others_d > p.d
         if track:
             self.pass_ = level_pass
             if self._layer_ends is None:
@@ -210,11 +221,14 @@ class Reconstruction:
             return self._estimated_preview(below, level, model_pixels, estimate_pixels)
         k = self.finest_level()
         if k < level:  # a finer level is under way: ``level`` is complete (not predicted)
-            return self.image(level).transpose(1, 2, 0).copy()
+            return self._colours_estimated(level, _Budget(estimate_pixels)).transpose(1, 2, 0).copy()
         spent = 0
         if self.pass_ is not None and not self.pass_.done and self.pass_.prior is None:  # predicted parts
             spent = self.shapes[k][0] * self.shapes[k][1]
-        x, k = self._finest(model=model_pixels is None or spent <= model_pixels)
+        if self.pass_ is not None and not self.pass_.done or not self.coarse_colours:
+            x, k = self._finest(model=model_pixels is None or spent <= model_pixels)
+        else:
+            x = self._colours_estimated(k, _Budget(estimate_pixels))
         for j in range(k - 1, level - 1, -1):
             pixels = self.shapes[j][0] * self.shapes[j][1]
             if j in self.odd or model_pixels is None or spent + pixels <= model_pixels:
@@ -241,6 +255,9 @@ class Reconstruction:
         k = self.finest_level() if below is None else below
         under_way = self.pass_ if self.pass_ is not None and not self.pass_.done else None
         start = min(k + 1, self.top_level)  # complete, and smaller: every finer level is made in the rectangle
+        colours = set() if under_way is not None else self.coarse_colours  # as ``preview`` estimates them
+        if colours:  # the colours of these are estimated (``_colours_estimated``): made in the rectangle too
+            start = max(start, max(colours) + 1)
         x = self.image(start)
         if start == 0:
             return x.transpose(1, 2, 0)[top:bottom, left:right].copy()
@@ -267,6 +284,10 @@ class Reconstruction:
                     crop = merge(crop, odd, size)
             elif below is not None and j < below and j in self.intervals and budget.take(size):
                 crop = estimate_level(_INTERP, crop, size, j, *self._bounds(self.intervals[j], rows, cols))
+            elif j in colours and budget.take(size):
+                known = self.odd[j][:, rows, cols]
+                crop = estimate_level(_INTERP, crop, size, j, *self._bounds(self.intervals[j], rows, cols), known=known,
+                                      coded=self._lead_mask(known.shape))
             elif j in self.odd:
                 crop = merge(crop, self.odd[j][:, rows, cols], size)
             else:
@@ -282,6 +303,36 @@ class Reconstruction:
             cy, cx = 2 * cy, 2 * cx
         oy, ox = top - cy, left - cx
         return crop.transpose(1, 2, 0)[oy : oy + bottom - top, ox : ox + right - left].copy()
+
+    def _colours_estimated(self, k: int, budget: _Budget) -> np.ndarray:
+        """Level k (C, H, W) with the colours other than the lead of each level in ``coarse_colours``
+        estimated inside their intervals, following the lead as coded (coarse levels first, while
+        ``budget`` lasts; the finer ones as they stand).
+
+        Version 10's layers may code the colours other than the lead (green) coarser than it, or
+        not refine them at all: red and blue follow green's detail closely, so most of their bytes
+        are better spent once green is known exactly (docs/format.md, "The colours' own max errors").
+        Until then they are shown as ``estimated_below`` shows a level between layers: the mean of
+        the built-in interpolation's Laplace, predicted from the level above and the lead's values,
+        truncated to each value's interval."""
+        levels = sorted((j for j in self.coarse_colours if j >= k), reverse=True)
+        if not levels:
+            return self.image(k)
+        x = self.image(levels[0] + 1)
+        for j in range(levels[0], k - 1, -1):
+            if j in self.coarse_colours and budget.take(self.shapes[j]):
+                x = estimate_level(_INTERP, x, self.shapes[j], j, *self._bounds(self.intervals[j]), known=self.odd[j],
+                                   coded=self._lead_mask(self.odd[j].shape))
+            else:
+                x = merge(x, self.odd[j], self.shapes[j])
+        return x
+
+    def _lead_mask(self, shape: tuple[int, ...]) -> np.ndarray:
+        """(3C, h, w) bool: True on the odd channels of the lead colour."""
+        c = self.header.channels
+        mask = np.zeros(shape, dtype=bool)
+        mask[[ch for ch in range(shape[0]) if ch % c == lead_channel(c)]] = True
+        return mask
 
     def estimated_below(self) -> int | None:
         """The level of the refinement pass under way (or just complete) when the levels below it
@@ -316,12 +367,12 @@ class Reconstruction:
         while their pixels add up to at most ``estimate_pixels`` (a server's bound on a frame's
         cost), the finer ones as they stand; levels never coded (generative) predicted as
         ``preview`` predicts them, within ``model_pixels``."""
-        if level > k:  # refined in this layer
-            return self.image(level).transpose(1, 2, 0).copy()
-        p = self.pass_
         budget = _Budget(estimate_pixels)
+        if level > k:  # refined in this layer
+            return self._colours_estimated(level, budget).transpose(1, 2, 0).copy()
+        p = self.pass_
         if p.done:
-            x = self.image(k)
+            x = self._colours_estimated(k, budget)
         elif budget.take(self.shapes[k]):  # its parts refined so far, the others estimated
             x = estimate_level(_INTERP, p.even, p.size, k, *self._bounds(p.prior), known=p.odd, coded=p.coded())
         else:

@@ -63,6 +63,9 @@ class FormatVersion:
     # -- version 9: a pass's mode may say ``UNTRUNCATED`` (plan.PassMode): its refinement codes every
     # bin index as a first pass codes its symbols, none under the masses truncated to its interval
     untruncated_mode: bool = False
+    # -- version 10: each layer has a second max error per level, for the colours other than the lead
+    # (green): a layer may code them coarser than the lead, or leave them as the layer before did
+    colour_layers: bool = False
 
     def __post_init__(self) -> None:
         calibrated_only = self.refinement is not Refinement.NONE or self.rounds_by_phase or self.scale_context
@@ -74,6 +77,8 @@ class FormatVersion:
             raise ValueError(f"format version {self.number}: parts and strips come with the layered container")
         if self.untruncated_mode and not (self.layered and self.value_tables):
             raise ValueError(f"format version {self.number}: untruncated refinement needs layers and value tables")
+        if self.colour_layers and not self.layered:
+            raise ValueError(f"format version {self.number}: the colours' own max errors need layers")
 
     def strip_rows(self, h: int, w: int) -> int:
         """The grid rows of each strip of a level with an (h, w) grid (the last strip may be shorter):
@@ -131,10 +136,14 @@ FORMATS: dict[int, FormatVersion] = {
                       scale_context=True, preview_filter=True, layered=True, part_positions=CALIBRATED_POSITIONS,
                       strip_positions=1 << 20, halo_rows=16, value_tables=True, exact_network=True,
                       untruncated_mode=True),
+        FormatVersion(10, calibration=True, refinement=Refinement.LINEAR, rounds_by_phase=True, scale_bound=16,
+                      scale_context=True, preview_filter=True, layered=True, part_positions=CALIBRATED_POSITIONS,
+                      strip_positions=1 << 20, halo_rows=16, value_tables=True, exact_network=True,
+                      untruncated_mode=True, colour_layers=True),
     )
 }
 #: the version written by default
-VERSION = 9
+VERSION = 10
 VERSIONS = tuple(FORMATS)
 
 

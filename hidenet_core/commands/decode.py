@@ -76,8 +76,10 @@ def run(args: argparse.Namespace) -> int:
     # the finest level decoded: a layered stream's last chunks may refine coarser levels again
     level = decoder.current_level
     # a preview predicts the levels below ``level``, or mid-layer estimates those below a refinement
-    # under way (docs/format.md); else the decoded level as it stands
-    previewed = args.preview and (level > 0 or decoder.reconstruction.estimated_below() is not None)
+    # under way, or the colours a layer left coarser than the lead (docs/format.md); else the decoded
+    # level as it stands
+    rec = decoder.reconstruction
+    previewed = args.preview and (level > 0 or rec.estimated_below() is not None or bool(rec.coarse_colours))
     image = decoder.preview() if previewed else decoder.level_image(level)
     if args.preview:
         image = display_frame(image, level, header.generative_levels, full_size=True)

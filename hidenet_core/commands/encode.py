@@ -28,6 +28,12 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="the max error of each layer before the last, first layer first; each one value or one "
                         "per level, level 0 first (default: one layer of 32 at level 0, halved at each coarser "
                         "level, base exact; docs/format.md)")
+    p.add_argument("--colour-layers", type=layers_arg, default=None, metavar="D/D/...",
+                   help="the max error of the colours other than green in each layer before the last, as "
+                        "--layers (one per layer of it; format version 10): coarser than green, or unchanged, "
+                        "costs far fewer bytes, the viewer estimating them from green's detail; with --layers only "
+                        "(default: green's; without --layers, the default schedule's: 64 then 32 at level 0, each "
+                        "halved at every coarser level; docs/format.md)")
     p.add_argument("--effort", type=int_range(min(EFFORTS), max(EFFORTS)), default=DEFAULT_EFFORT, metavar="E",
                    help=f"{min(EFFORTS)} (fastest) .. {max(EFFORTS)} (smallest), default {DEFAULT_EFFORT}: "
                         + "; ".join(f"{k}: {v}" for k, v in EFFORTS.items()).replace("%", "%%"))
@@ -56,8 +62,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--layers and --no-layers need a layered format version (6), not {args.format_version}")
     if args.effort != DEFAULT_EFFORT and not format_version(args.format_version).layered:
         raise ValueError(f"--effort needs a layered format version (6), not {args.format_version}")
+    if args.colour_layers is not None and (args.no_layers or not format_version(args.format_version).colour_layers):
+        raise ValueError("--colour-layers needs layers in format version 10 (not --no-layers, not an older version)")
     settings = EncodeSettings(args.max_error, args.generative_levels, args.levels, args.format_version,
-                              () if args.no_layers else args.layers, args.effort)
+                              () if args.no_layers else args.layers, args.effort, args.colour_layers)
     t0 = time.perf_counter()
     pieces = []
     bar = None

@@ -221,7 +221,8 @@ def render_frame(view: Reconstruction, level: int, original: np.ndarray, spec: F
         # a frame for a display (not "full") predicts with the model a bounded number of pixels, the rest interpolated
         budget, estimates = spec.budgets(*original.shape[:2])
         below = view.estimated_below()
-        estimated = below is not None and level <= below and estimates != 0
+        estimated = (below is not None and level <= below
+                     or below is None and any(j >= level for j in view.coarse_colours)) and estimates != 0
         # the frame level alone over the model's budget: it is bilinear, which the display filter leaves as it is
         level_pixels = view.shapes[level][0] * view.shapes[level][1]
         image = display_frame(view.preview(level, budget, estimates), max(view.current_level - level, 0),

@@ -53,10 +53,12 @@ def test_encode_decode_info_round_trip(tmp_path, photo, capsys):
     info = json.loads(out)
     assert (info["width"], info["height"], info["channels"]) == (90, 70, 3)
     chunks = info["chunks"]
-    assert info["format_version"] == VERSION and info["complete"] and len(info["layers"]) == 2
-    assert [(c["layer"], c["level"]) for c in chunks] == [(0, 2), (0, 1), (0, 0), (1, 1), (1, 0)]
-    assert [c["max_error"] for c in chunks] == [None, None, 32, 32, 0]
-    assert chunks[-1] == {"layer": 1, "level": 0, "part": 0, "parts": 1, "max_error": 0, "width": 90, "height": 70,
+    assert info["format_version"] == VERSION and info["complete"] and len(info["layers"]) == 3
+    assert info["layers"] == [[16, 8, 0], [8, 4, 0], [0, 0, 0]]
+    assert info["colour_layers"] == [[64, 32, 0], [32, 16, 0], [0, 0, 0]]
+    assert [(c["layer"], c["level"]) for c in chunks] == [(0, 2), (0, 1), (0, 0), (1, 1), (1, 0), (2, 1), (2, 0)]
+    assert [c["max_error"] for c in chunks] == [None, None, 64, 64, 32, 32, 0]
+    assert chunks[-1] == {"layer": 2, "level": 0, "part": 0, "parts": 1, "max_error": 0, "width": 90, "height": 70,
                           "payload_bytes": chunks[-1]["payload_bytes"], "total_bytes": hdn.stat().st_size}
     code, out, _ = run(capsys, "info", hdn)
     assert code == 0 and "90x70 RGB" in out
@@ -291,3 +293,29 @@ def test_every_command_help_renders_its_text(command, capsys):
     assert "option_strings" not in out and "{'" not in out, out
     if command == "encode":
         assert "0.2% larger" in " ".join(out.split())
+
+
+def test_colour_layers_option_codes_the_colours_coarser(tmp_path, photo, capsys):
+    hdn, png = tmp_path / "c.hdn", tmp_path / "c.png"
+    code, _, _ = run(capsys, "encode", photo, hdn, "--model", "interp", "--layers", "32,16,0/8,4,0",
+                     "--colour-layers", "96,48,0/96,48,0")
+    assert code == 0
+    info = json.loads(run(capsys, "info", hdn, "--json")[1])
+    assert info["colour_layers"] == [[96, 48, 0], [96, 48, 0], [0, 0, 0]]
+    assert info["layers"] == [[32, 16, 0], [8, 4, 0], [0, 0, 0]]
+    assert [c["max_error"] for c in info["chunks"] if c["max_error"] is not None][:2] == [96, 96]
+    assert run(capsys, "decode", hdn, png, "--model", "interp")[0] == 0
+    assert np.array_equal(np.asarray(Image.open(png)), np.asarray(Image.open(photo)))
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--no-layers", "--colour-layers", "64"], "--colour-layers needs layers in format version 10"),
+    (["--format-version", "9", "--colour-layers", "64"], "--colour-layers needs layers in format version 10"),
+    (["--colour-layers", "64"], "the colours' max errors need the layers they belong to"),
+    (["--layers", "32,16,0", "--colour-layers", "64,32,0/64,32,0"], "2 rows of the colours"),
+    (["--layers", "32,16,0", "--colour-layers", "64,32,5"], "the base's colours are coded with the lead"),
+])
+def test_bad_colour_layers_are_refused_with_a_reason(tmp_path, photo, capsys, flags, fragment):
+    code, _, err = run(capsys, "encode", photo, tmp_path / "o.hdn", "--model", "interp", "--levels", "2", *flags)
+    assert_clean_error(code, err, fragment)
+    assert not (tmp_path / "o.hdn").exists()

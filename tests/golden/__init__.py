@@ -62,6 +62,14 @@ CASES: dict[str, dict] = {
                      "layers": [[40, 20, 8, 0], [6, 2, 0, 0]], "effort": 3},
         "first_version": 6,
     },
+    # version 10: the colours other than green coarser than it in the first layer, a second layer
+    # refining green alone at level 0 and both at level 1, then the last layer
+    "colours": {
+        "source": {"sample": "rocket", "box": [255, 100, 131, 129]},
+        "settings": {"max_error": 0, "generative_levels": 0, "levels": None,
+                     "layers": [[32, 16, 8, 0], [8, 4, 2, 0]], "colour_layers": [[64, 32, 16, 0], [64, 4, 2, 0]]},
+        "first_version": 10,
+    },
     # version 6, the fastest effort (no model, no per-image stages), near-lossless with a generative level
     "fast": {
         "source": {"sample": "chelsea", "box": [100, 40, 140, 150]},
@@ -115,4 +123,6 @@ def encode_settings(entry: dict) -> EncodeSettings:
     max_error = s["max_error"] if isinstance(s["max_error"], int) else tuple(s["max_error"])
     layers = None if s.get("layers") is None else tuple(tuple(r) for r in s["layers"])
     extra = {"layers": layers, "effort": s["effort"]} if "effort" in s else {"layers": layers}
+    if s.get("colour_layers") is not None:
+        extra["colour_layers"] = tuple(tuple(r) for r in s["colour_layers"])
     return EncodeSettings(max_error, s["generative_levels"], s["levels"], version=entry["version"], **extra)

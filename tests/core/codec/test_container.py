@@ -45,8 +45,8 @@ def test_empty_stream(interp):
 
 def test_unsupported_version(interp, stream):
     bad = bytearray(stream)
-    bad[8] = 10
-    with pytest.raises(HdnFormatError, match="unsupported .hdn format version 10"):
+    bad[8] = 11
+    with pytest.raises(HdnFormatError, match="unsupported .hdn format version 11"):
         decode(bytes(bad), interp)
 
 

@@ -23,22 +23,26 @@ from hidenet_core.codec.container import (
     stream_info,
 )
 from hidenet_core.codec.encoder import (
+    DEFAULT_LAYERS,
     EFFORTS,
-    FIRST_LAYER_ERROR,
     EncodeCancelled,
     default_layers,
+    default_schedule,
     encode_chunks,
     pass_modes,
 )
 from hidenet_core.codec.plan import stream_plan
 from hidenet_core.codec.pyramid import default_levels
+from hidenet_core.predictors.interp import lead_channel
 from tests.conftest import smooth_image
 
 
 def _check_every_prefix(data: bytes, image: np.ndarray, model) -> list:
     """Decode chunk by chunk: wherever a bound is stated, every pixel of the decoded image is
     within it; so is every pixel of the preview at each layer's end, and within twice it between
-    (the levels below a refinement under way are estimated inside their intervals)."""
+    (the levels below a refinement under way are estimated inside their intervals). At a layer's
+    end the preview is the decoded image, but for the colours a layer left coarser than the lead
+    (version 10), estimated inside their intervals: the lead is the decoded one."""
     layout = scan_stream(data)
     dec = ProgressiveDecoder(model)
     pos = 0
@@ -55,9 +59,13 @@ def _check_every_prefix(data: bytes, image: np.ndarray, model) -> list:
             assert err <= chunk.max_error, (chunk, err)
             layer_end = i == len(layout.chunks) - 1 or layout.chunks[i + 1].layer != chunk.layer
             shown_err = int(np.abs(shown.astype(int) - image.astype(int)).max())
-            assert shown_err <= (1 if layer_end else 2) * chunk.max_error, (chunk, shown_err)
-            if layer_end:
+            colours = bool(dec.reconstruction.coarse_colours)
+            assert shown_err <= (1 if layer_end and not colours else 2) * chunk.max_error, (chunk, shown_err)
+            if layer_end and not colours:
                 assert np.array_equal(shown, decoded)
+            elif layer_end:
+                lead = lead_channel(image.shape[2])
+                assert np.array_equal(shown[..., lead], decoded[..., lead])
             bounds.append((chunk.layer, chunk.max_error, err))
     assert dec.done
     return bounds
@@ -65,18 +73,32 @@ def _check_every_prefix(data: bytes, image: np.ndarray, model) -> list:
 
 @pytest.mark.parametrize("c", [1, 3, 4])
 @pytest.mark.parametrize("size", [(70, 90), (63, 45)])
-def test_default_stream_is_two_layers_and_ends_lossless(c, size, interp):
+def test_default_stream_is_three_layers_and_ends_lossless(c, size, interp):
+    """Version 10's default: green within 16 (the other colours within 64), then 8 (32), each halved
+    at every coarser level, then lossless; a grey image has the lead's schedule alone."""
     image = smooth_image(*size, c, seed=c)
     data = encode(image, interp)
     header = parse_header(data)[0]
     levels = default_levels(*size)
-    assert header.version == versions.VERSION and len(header.layers) == 2
-    assert header.layers[0] == tuple(FIRST_LAYER_ERROR >> k if k < levels else 0 for k in range(levels + 1))
-    assert header.layers[1] == (0,) * (levels + 1) == header.max_error
+
+    def halved(d: int) -> tuple[int, ...]:
+        return tuple(d >> k if k < levels else 0 for k in range(levels + 1))
+
+    assert header.version == versions.VERSION and len(header.layers) == 3
+    assert header.layers[:2] == tuple(halved(lead) for lead, _ in DEFAULT_LAYERS)
+    assert header.colours[:2] == tuple(halved(other if c > 1 else lead) for lead, other in DEFAULT_LAYERS)
+    assert header.layers[2] == header.colours[2] == (0,) * (levels + 1) == header.max_error
     assert np.array_equal(decode(data, interp)[-1].image, image)
     bounds = _check_every_prefix(data, image, interp)
-    assert bounds[-1] == (1, 0, 0)  # exact at the end
-    assert [b for layer, b, _ in bounds if layer == 0] == [FIRST_LAYER_ERROR]  # the first layer ends within 32
+    assert bounds[-1] == (2, 0, 0)  # exact at the end
+    first = DEFAULT_LAYERS[0][1 if c > 1 else 0]
+    assert [b for layer, b, _ in bounds if layer == 0] == [first]  # the first layer ends within 64 (grey: 16)
+
+
+def test_versions_6_to_9_keep_their_default_of_one_layer_of_32(interp):
+    image = smooth_image(70, 90, 3)
+    header = parse_header(encode(image, interp, EncodeSettings(version=9)))[0]
+    assert header.layers == ((32, 16, 0), (0, 0, 0)) and header.other_layers == ()
 
 
 def test_no_layers_is_one_pass_and_smaller(interp):
@@ -130,7 +152,7 @@ def test_generative_levels_come_after_the_layers(interp):
     data = encode(image, interp, EncodeSettings(generative_levels=1, max_error=1))
     info = stream_info(data)
     last = info["chunks"][-1]
-    assert (last["layer"], last["level"], last["max_error"]) == (2, 0, None)  # no bound: level 0 is predicted
+    assert (last["layer"], last["level"], last["max_error"]) == (3, 0, None)  # no bound: level 0 is predicted
     assert all(c["level"] > 0 for c in info["chunks"][:-1])
     dec = ProgressiveDecoder(interp)
     dec.feed(data)
@@ -307,10 +329,20 @@ def test_layered_encoding_is_the_same_on_one_and_two_threads():
 
 
 def test_default_layers_follow_the_final_max_error():
-    assert default_layers((0, 0, 0, 0)) == ((32, 16, 8, 0),)
-    assert default_layers((4, 4, 4, 4)) == ((32, 16, 8, 4),)
-    assert default_layers((40, 20, 10, 0)) == ()  # already no finer than the default first layer
-    assert default_layers((0, 0, 0, 0), generative_levels=1) == ((0, 16, 8, 0),)
+    v9 = versions.format_version(9)
+    assert default_schedule((0, 0, 0, 0), fmt=v9) == (((32, 16, 8, 0),), ())
+    assert default_schedule((4, 4, 4, 4), fmt=v9) == (((32, 16, 8, 4),), ())
+    assert default_schedule((40, 20, 10, 0), fmt=v9) == ((), ())  # already no finer than the default first layer
+    assert default_schedule((0, 0, 0, 0), generative_levels=1, fmt=v9) == (((0, 16, 8, 0),), ())
+    assert default_layers((0, 0, 0, 0)) == ((16, 8, 4, 0), (8, 4, 2, 0))
+    assert default_schedule((0, 0, 0, 0)) == (((16, 8, 4, 0), (8, 4, 2, 0)), ((64, 32, 16, 0), (32, 16, 8, 0)))
+    assert default_schedule((0, 0, 0, 0), channels=1) == (((16, 8, 4, 0), (8, 4, 2, 0)), ())
+    # near-lossless: no level below its final d; a layer no coarser than the next is left out
+    assert default_schedule((12, 12, 12, 12)) == (((16, 12, 12, 12), (12, 12, 12, 12)),
+                                                  ((64, 32, 16, 12), (32, 16, 12, 12)))
+    assert default_schedule((12, 12, 12, 12), channels=1) == (((16, 12, 12, 12),), ())
+    assert default_schedule((40, 20, 10, 0)) == (((40, 20, 10, 0),), ((64, 32, 16, 0),))
+    assert default_schedule((0, 0, 0, 0), generative_levels=1)[1] == ((0, 32, 16, 0), (0, 16, 8, 0))
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

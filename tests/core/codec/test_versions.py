@@ -13,14 +13,14 @@ from tests.conftest import smooth_image
 
 
 def test_the_table_is_read_by_number():
-    assert VERSIONS == (1, 2, 3, 4, 5, 6, 7, 8, 9) and max(VERSIONS) == VERSION
+    assert VERSIONS == (1, 2, 3, 4, 5, 6, 7, 8, 9, 10) and max(VERSIONS) == VERSION
     assert all(FORMATS[v].number == v for v in VERSIONS)
-    with pytest.raises(ValueError, match="unknown .hdn format version 10"):
-        format_version(10)
+    with pytest.raises(ValueError, match="unknown .hdn format version 11"):
+        format_version(11)
 
 
 def test_each_version_adds_its_stage():
-    v1, v2, v3, v4, v5, v6, v7, v8, v9 = (format_version(v) for v in VERSIONS)
+    v1, v2, v3, v4, v5, v6, v7, v8, v9, v10 = (format_version(v) for v in VERSIONS)
     assert not v1.calibration and v1.refinement is Refinement.NONE
     assert v2.coupling and not v2.rounds_by_phase and v2.scale_bound == 8
     assert v3.linear and v3.rounds_by_phase and v3.scale_bound == 16 and not v3.scale_context
@@ -33,6 +33,8 @@ def test_each_version_adds_its_stage():
     assert v8 == dataclasses.replace(v7, number=8, exact_network=True)
     assert not any(format_version(v).untruncated_mode for v in range(1, 9))
     assert v9 == dataclasses.replace(v8, number=9, untruncated_mode=True)
+    assert not any(format_version(v).colour_layers for v in range(1, 10))
+    assert v10 == dataclasses.replace(v9, number=10, colour_layers=True)
 
 
 def test_inconsistent_records_are_refused():
@@ -63,6 +65,6 @@ def test_settings_take_a_version_and_write_it(interp):
 def test_the_decoder_refuses_versions_outside_the_table():
     header = Header(4, 4, 3, 0, (0,), 0, "interp", bytes(16), version=5)
     data = bytearray(pack_header(header))
-    data[8] = 10
-    with pytest.raises(HdnFormatError, match="unsupported .hdn format version 10"):
+    data[8] = 11
+    with pytest.raises(HdnFormatError, match="unsupported .hdn format version 11"):
         read_header(bytes(data))

@@ -99,7 +99,7 @@ def test_each_model_writes_the_newest_version_it_can():
     from hidenet_core.codec.encoder import version_for
     from hidenet_core.codec.versions import VERSION
 
-    assert version_for(load_model("default")) == VERSION == 9 and version_for(load_model("interp")) == VERSION
+    assert version_for(load_model("default")) == VERSION == 10 and version_for(load_model("interp")) == VERSION
     assert version_for(build("UNetLikeLite")) == 7  # what a server started with one writes
 
 
