@@ -48,7 +48,7 @@ async def test_streams_are_cached_by_content_hash_and_mode(client, rgb_id):
     await download(client, rgb_id)
     files = sorted(p.name for p in client.app[CACHE].directory.iterdir())
     assert len(files) == 2 and all(f.startswith(rgb_id) and f.endswith(".hdn") for f in files)
-    assert {f".d0.g0.layers.v{VERSION}.hdn", f".d2.g0.layers.v{VERSION}.hdn"} == {f[-20:] for f in files}
+    assert {f".d0.g0.layers.v{VERSION}.hdn", f".d2.g0.layers.v{VERSION}.hdn"} == {f[f.index(".d"):] for f in files}
     stats = client.app[STATS]
     assert (stats.cache_misses, stats.cache_hits) == (2, 1)
 

@@ -931,7 +931,8 @@ async def test_an_encoder_keeps_pace_with_a_viewer_at_1_to_1(app_client, rgb, rg
 
 async def test_a_level_message_says_when_its_frame_shows_estimates(app_client):
     """Between the boundaries of the last layer the frame estimates the levels below the
-    refinement under way (``estimated``); the first layer's frames and each layer's last do not.
+    refinement under way (``estimated``), and from the first layer on the colours a layer left
+    coarser than green (version 10); the base's frame and the last layer's last do not.
     (120x100: levels 0 to 2, the last layer refines level 1 and then level 0.)"""
     from tests.conftest import smooth_image
 
@@ -944,7 +945,7 @@ async def test_a_level_message_says_when_its_frame_shows_estimates(app_client):
     messages = await receive_stream(ws)
     levels = [m for m in messages if isinstance(m, dict) and m["type"] == "level"]
     assert levels and all(isinstance(m["estimated"], bool) for m in levels)
-    assert not any(m["estimated"] for m in levels if m["layer"] == 0)
+    assert not levels[0]["estimated"]
     last_layer = [m for m in levels if m["layer"] == levels[-1]["layer"]]
     assert any(m["estimated"] for m in last_layer) and not last_layer[-1]["estimated"]
 

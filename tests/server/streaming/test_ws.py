@@ -64,7 +64,8 @@ async def test_layered_stream_sends_every_layer_coarse_to_fine_and_ends_bit_exac
         if m["max_error"] is not None:  # None: some level is not coded yet
             assert np.abs(img - reference).max() <= m["max_error"]
     first_layer = [m for m, _ in chunks if m["layer"] == 0]
-    assert first_layer[-1]["max_error"] == max(meta["layers"][0]) > 0  # a guarantee from the first layer on
+    # a guarantee from the first layer on: the larger of green's and the other colours' max errors
+    assert first_layer[-1]["max_error"] == max(meta["layers"][0] + meta["colour_layers"][0]) > 0
     assert chunks[-1][0]["max_error"] == 0 and np.array_equal(frame_pixels(chunks[-1][1]), rgb)
     assert chunks[0][0]["total_bytes"] < done["total_bytes"] / 2
     await ws.close()
