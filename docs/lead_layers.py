@@ -51,6 +51,7 @@ from hidenet_core.codec.container import stream_info  # noqa: E402
 from hidenet_core.codec.decoder import ProgressiveDecoder  # noqa: E402
 from hidenet_core.codec.encoder import EncodeSettings, encode  # noqa: E402
 from hidenet_core.codec.loop import estimate_level  # noqa: E402
+from hidenet_core.codec.plan import is_lead_step  # noqa: E402
 from hidenet_core.metrics import psnr  # noqa: E402
 from hidenet_core.predictors import load_model  # noqa: E402
 from hidenet_core.predictors.interp import coding_steps, lead_channel  # noqa: E402
@@ -73,8 +74,7 @@ def _snapshot(rec) -> dict[int, tuple[np.ndarray, tuple[np.ndarray, np.ndarray] 
 
 
 def lead_steps(channels: int) -> set[int]:
-    lead = lead_channel(channels)
-    return {s for s, chans in enumerate(coding_steps(channels)) if all(ch % channels == lead for ch in chans)}
+    return {s for s in range(len(coding_steps(channels))) if is_lead_step(channels, s)}
 
 
 def measure(image, model, interp, second: int) -> dict:

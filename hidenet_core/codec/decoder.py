@@ -214,7 +214,9 @@ class ProgressiveDecoder:
         w = self._shapes[k + 1][1]
         rows = sum(s.stop - s.start for s in part.strips)
         steps = self.predictor.steps(c)
-        channels = sum(len(steps[s]) for s in (range(len(steps)) if part.step is None else [part.step]))
+        coded = [s for s in (range(len(steps)) if part.step is None else [part.step])
+                 if spec.pass_.step_d(c, s) is not None]  # a pass leaves the steps it does not lower uncoded
+        channels = sum(len(steps[s]) for s in coded)
         return _max_payload(fmt, channels * rows * w, len(part.strips), c)
 
     def _try_chunk(self) -> DecodedLevel | None:
