@@ -21,8 +21,10 @@ image set it measures, in this process:
 then marks the configurations no other beats on both bits and decode time (the frontier).
 The sets: ``val``, the validation photographs of ``--data`` as they are (about 1 MP each);
 ``val-crops``, their central 768x512 (as issues 13 and 19 quote); ``samples``, the bundled
-samples. Start-up (Python, torch, the model's weights) is not counted: it is the same for
-every configuration, about 1.4 s for the CLI. docs/training.md quotes what it prints.
+samples; ``photo-crops``, the central 768x512 of the photographs in ``--photos`` (camera
+photographs at their own resolution, whose finest level is unlike a downscaled image's).
+Start-up (Python, torch, the model's weights) is not counted: it is the same for every
+configuration, about 1.4 s for the CLI. docs/training.md quotes what it prints.
 """
 
 from __future__ import annotations
@@ -124,7 +126,10 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default="/work/shared/data", help="the team's data folder (its val/ is used)")
     p.add_argument("--sets", nargs="+", default=["val", "val-crops", "samples"],
-                   choices=["val", "val-crops", "samples"])
+                   choices=["val", "val-crops", "samples", "photo-crops"])
+    p.add_argument("--photos", default=None, metavar="DIR",
+                   help="the photographs of the photo-crops set (their central 768x512), e.g. the held-out "
+                        "photographs of ../shared/data/large/fetch.sh")
     p.add_argument("--configs", nargs="+", default=list(CONFIGS))
     p.add_argument("--threads", type=int, default=2, help="torch threads (the machine's 2 cores)")
     p.add_argument("--json", default=None, help="also write every figure here")
@@ -146,6 +151,10 @@ def main() -> int:
     for name in args.sets:
         if name == "samples":
             images = load_images(sample_paths())
+        elif name == "photo-crops":
+            if not args.photos:
+                p.error("the photo-crops set needs --photos DIR")
+            images = load_images(image_files(Path(args.photos)), None, CROP)
         else:
             images = load_images(image_files(Path(args.data) / "val"), None, CROP if name == "val-crops" else None)
         rows = {}

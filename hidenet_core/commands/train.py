@@ -53,6 +53,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mse-weight", type=float, default=0.005, help="weight of the mean's squared error (default 0.005)")
     p.add_argument("--out", default="runs/model.pt", metavar="PATH", help="checkpoint written after every epoch")
     p.add_argument("--resume", metavar="PATH", help="continue from this checkpoint (same --out to keep one file)")
+    p.add_argument("--init", metavar="MODEL", help="start from this model's weights ('default' or a checkpoint) "
+                   "with a fresh optimizer and schedule: fine-tuning")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--threads", type=int_range(1, 256), default=None, help="torch threads per process")
     p.add_argument("--max-steps", type=int_range(1, 10**9), default=None, help="stop after this many steps")
@@ -68,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
         data=args.data, val=args.val, arch=args.arch, model_config=tuple(sorted(args.model_config.items())),
         epochs=args.epochs, batch_size=args.batch_size, patch_size=args.patch_size,
         crops_per_image=args.crops_per_image, max_level=args.max_level, lr=args.lr, mse_weight=args.mse_weight,
-        out=args.out, resume=args.resume, seed=args.seed, threads=args.threads, max_steps=args.max_steps,
-        progress=not args.no_progress,
+        out=args.out, resume=args.resume, init=args.init, seed=args.seed, threads=args.threads,
+        max_steps=args.max_steps, progress=not args.no_progress,
     )
     train(cfg, log=lambda msg: print(msg, flush=True))
     print(f"wrote {args.out}")

@@ -35,7 +35,7 @@ from ..codec.codelength import laplace_bits
 from ..codec.pyramid import merge, split
 from ..imageio import image_files, load_image
 from ..metrics import ssim
-from ..predictors import ARCHITECTURES, LearnedPredictor, build, load_checkpoint, save_checkpoint
+from ..predictors import ARCHITECTURES, LearnedPredictor, build, load_checkpoint, load_model, save_checkpoint
 from ..predictors.features import RGB_STEPS, step_inputs
 from ..predictors.learned import stack_inputs
 
@@ -68,6 +68,8 @@ class TrainConfig:
     mse_weight: float = 0.005  # weight of the mean's squared error (pixel units) in the loss
     out: str = "runs/model.pt"  # checkpoint written after every epoch
     resume: str | None = None  # checkpoint to continue from
+    #: start from this model's weights ('default' or a checkpoint) with a fresh optimizer and schedule: fine-tuning
+    init: str | None = None
     seed: int = 0
     threads: int | None = None  # torch threads per process (None: leave torch's default)
     max_steps: int | None = None  # stop after this many optimizer steps (tests, smoke runs)
@@ -222,6 +224,22 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
             dist.destroy_process_group()
 
 
+def _initial_model(cfg: TrainConfig) -> LearnedPredictor:
+    """A trainable copy of the model ``cfg.init`` names: a learned model of ``cfg.arch``."""
+    source = load_model(cfg.init)
+    if not isinstance(source, LearnedPredictor):
+        raise ValueError(f"--init {cfg.init!r} is not a learned model: it has no weights to fine-tune")
+    if source.name != cfg.arch:
+        raise ValueError(f"--init {cfg.init!r} is a {source.name!r} model, not {cfg.arch!r} (--arch)")
+    config = source.config()
+    if any(key not in config or config[key] != value for key, value in cfg.model_config):
+        raise ValueError(f"--init {cfg.init!r} has the configuration {config}, which --model-config "
+                         f"{dict(cfg.model_config)} contradicts")
+    model = build(cfg.arch, **config)
+    model.load_state_dict(source.state_dict())
+    return model
+
+
 def _train(cfg: TrainConfig, rank: int, world: int, local_rank: int, log) -> dict[str, Any]:
     if torch.cuda.is_available():
         device = torch.device("cuda", local_rank)
@@ -247,6 +265,14 @@ def _train(cfg: TrainConfig, rank: int, world: int, local_rank: int, log) -> dic
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch, eta_min=cfg.lr / 50)
     start_epoch, history = 0, []
+    if cfg.init and cfg.resume:
+        raise ValueError("--init starts a new run from a model's weights, --resume continues a run: give one of them")
+    if cfg.init:
+        model = _initial_model(cfg).to(device)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch, eta_min=cfg.lr / 50)
+        if rank == 0:
+            log(f"fine-tuning the weights of {cfg.init}")
     if cfg.resume:
         ckpt = load_checkpoint(cfg.resume)
         if ckpt["arch"] != cfg.arch:

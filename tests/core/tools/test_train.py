@@ -114,3 +114,68 @@ def test_two_process_distributed_run(folder, tmp_path):
     # 4 images x 4 crops over 2 processes with 2 crops each: 4 steps
     assert ckpt["meta"]["history"][0]["step"] == 4
     assert np.isfinite(ckpt["meta"]["history"][0]["train"]["bpp"])
+
+
+def _small_run(folder, tmp_path, **changes) -> TrainConfig:
+    base = TrainConfig(data=str(folder), model_config=(("features", 8),), epochs=1, batch_size=4, patch_size=16,
+                       crops_per_image=2, out=str(tmp_path / "m.pt"), threads=1, progress=False)
+    return TrainConfig(**{**base.__dict__, **changes})
+
+
+def test_init_fine_tunes_a_model_s_weights(folder, tmp_path):
+    """``--init``: the run starts from the given weights (a tiny learning rate leaves them almost as they
+    were) with a fresh optimizer: its checkpoint counts its own epochs."""
+    source = tmp_path / "source.pt"
+    train(_small_run(folder, tmp_path, out=str(source), epochs=2), log=lambda m: None)
+    logs = []
+    tuned = tmp_path / "tuned.pt"
+    train(_small_run(folder, tmp_path, out=str(tuned), init=str(source), lr=1e-12, max_steps=1), log=logs.append)
+    assert logs[0] == f"fine-tuning the weights of {source}"
+    a, b = load_checkpoint(source), load_checkpoint(tuned)
+    assert b["epoch"] == 1 and len(b["meta"]["history"]) == 1
+    for name, w in a["state_dict"].items():
+        assert torch.allclose(w, b["state_dict"][name], atol=1e-6), name
+    fresh = build("CNNP", features=8).state_dict()
+    assert any(not torch.allclose(w, fresh[name]) for name, w in b["state_dict"].items())
+
+
+def test_init_refuses_the_non_learned_model(folder, tmp_path):
+    with pytest.raises(ValueError, match="'interp' is not a learned model"):
+        train(_small_run(folder, tmp_path, init="interp"), log=lambda m: None)
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_init_refuses_another_architecture(folder, tmp_path):
+    source = tmp_path / "unet.pt"
+    train(_small_run(folder, tmp_path, arch="UNetLikeLite", out=str(source)), log=lambda m: None)
+    with pytest.raises(ValueError, match="is a 'UNetLikeLite' model, not 'CNNP'"):
+        train(_small_run(folder, tmp_path, init=str(source)), log=lambda m: None)
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_init_refuses_a_contradicting_model_config(folder, tmp_path):
+    source = tmp_path / "source.pt"
+    train(_small_run(folder, tmp_path, out=str(source)), log=lambda m: None)
+    with pytest.raises(ValueError, match="which --model-config"):
+        train(_small_run(folder, tmp_path, init=str(source), model_config=(("features", 12),)), log=lambda m: None)
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_init_and_resume_exclude_each_other(folder, tmp_path, capsys):
+    source = tmp_path / "source.pt"
+    train(_small_run(folder, tmp_path, out=str(source)), log=lambda m: None)
+    rc = main(["train", "--data", str(folder), "--init", str(source), "--resume", str(source), "--out",
+               str(tmp_path / "m.pt"), "--no-progress"])
+    assert rc == 2 and "give one of them" in capsys.readouterr().err
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_cli_init_fine_tunes(folder, tmp_path, capsys):
+    source = tmp_path / "source.pt"
+    train(_small_run(folder, tmp_path, out=str(source)), log=lambda m: None)
+    out = tmp_path / "cli.pt"
+    rc = main(["train", "--data", str(folder), "--init", str(source), "--epochs", "1", "--batch-size", "4",
+               "--patch-size", "16", "--crops-per-image", "2", "--out", str(out), "--threads", "1", "--no-progress"])
+    assert rc == 0 and out.is_file()
+    assert "fine-tuning the weights of" in capsys.readouterr().out
+    assert load_model(str(out)).config()["features"] == 8
