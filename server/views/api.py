@@ -7,7 +7,6 @@ import io
 import logging
 import os
 import re
-import tempfile
 import typing
 from collections.abc import Awaitable
 from typing import TypeVar
@@ -26,6 +25,7 @@ from hidenet_core.tools.contenders import contenders_json
 
 from ..keys import CONFIG, ORIGINALS, PEERS, RACES, SOCKETS, SOURCES, STATIC, STATS, STORE, THUMBNAILS, WORKER
 from ..peers import client_address
+from ..storage.spool import Spool
 from ..storage.store import ImageInfo, StoreFull, display_name
 from ..streaming.links import presets_json
 from ..streaming.protocol import STREAM_KINDS
@@ -99,11 +99,11 @@ def _decode_upload(spool: typing.BinaryIO, max_pixels: int) -> np.ndarray:
     json_error(*failure)
 
 
-async def _read_file_field(request: web.Request, limit: int, spool: typing.BinaryIO) -> tuple[int, str | None]:
+async def _read_file_field(request: web.Request, limit: int, spool: Spool) -> str | None:
     """Write the multipart field ``file`` to ``spool``, refusing more than ``limit`` bytes; its
-    size and file name. Spooled, not kept in memory: 16 uploads of 150 MB sent at once held
-    4.95 GiB of the server's memory (an upload waits for one of the worker's threads to decode
-    it), enough of them would have exhausted it."""
+    file name. Spooled, not kept in memory: 16 uploads of 150 MB sent at once held 4.95 GiB of
+    the server's memory (an upload waits for one of the worker's threads to decode it), enough
+    of them would have exhausted it; and written on a thread (``storage/spool.py``)."""
     if request.content_length is not None and request.content_length > limit + 64 * 1024:
         json_error(web.HTTPRequestEntityTooLarge,
                    f"upload of {request.content_length} bytes exceeds the limit of {limit}")
@@ -114,20 +114,15 @@ async def _read_file_field(request: web.Request, limit: int, spool: typing.Binar
         while (part := await reader.next()) is not None:
             if getattr(part, "name", None) != "file":
                 continue
-            size = 0
-            while chunk := await part.read_chunk(_CHUNK):
-                size += len(chunk)
-                if size > limit:
-                    json_error(web.HTTPRequestEntityTooLarge, f"upload exceeds the limit of {limit} bytes")
-                try:
-                    spool.write(chunk)
-                except OSError as exc:  # the disk is full (ENOSPC, EDQUOT): nothing stored, a clear answer
-                    _no_room(exc)
             try:
-                spool.flush()  # the last buffered bytes: a full disk is found here, not in the decode
-            except OSError as exc:
+                while chunk := await part.read_chunk(_CHUNK):
+                    if spool.size + len(chunk) > limit:
+                        json_error(web.HTTPRequestEntityTooLarge, f"upload exceeds the limit of {limit} bytes")
+                    await spool.write(chunk)
+                await spool.finish()  # the last bytes: a full disk is found here, not in the decode
+            except OSError as exc:  # the disk is full (ENOSPC, EDQUOT): nothing stored, a clear answer
                 _no_room(exc)
-            return size, part.filename
+            return part.filename
     except (ValueError, HttpProcessingError) as exc:  # HttpProcessingError: a bad or overlong part header line
         json_error(web.HTTPBadRequest, f"malformed multipart body: {_one_line(exc)}")
     except RequestPayloadError as exc:  # a body that its Content-Encoding (gzip, deflate) does not decode
@@ -154,19 +149,19 @@ async def upload_image(request: web.Request) -> web.Response:
                    **{"Retry-After": "5"})
     peers.change(client, uploads=+1)
     try:
-        try:  # an unnamed file in the data directory, gone when closed (also if the process dies)
-            spool = tempfile.TemporaryFile(dir=cfg.data_dir)  # noqa: SIM115 (closed by the decode, below)
+        try:
+            spool = Spool(cfg.data_dir)
         except OSError as exc:
             _no_room(exc)
         try:
-            size, filename = await _read_file_field(request, cfg.max_upload_bytes, spool)
-            if not size:
+            filename = await _read_file_field(request, cfg.max_upload_bytes, spool)
+            if not spool.size:
                 json_error(web.HTTPBadRequest, "the uploaded file is empty")
         except BaseException:
             spool.close()
             raise
         # the decode closes the spool: closing it here while a decode reads it would wait on the read
-        pixels = await worker.run(_decode_upload, spool, cfg.max_pixels)
+        pixels = await worker.run(_decode_upload, spool.file, cfg.max_pixels)
     finally:
         peers.change(client, uploads=-1)
     try:

@@ -215,11 +215,52 @@ async def test_one_client_sends_at_most_two_uploads_at_once_and_others_still_upl
     assert set(os.listdir(config.data_dir)) == {"cache", "uploads"}  # no spool left behind
 
 
+async def test_a_slow_disk_does_not_stall_the_server_while_an_upload_is_spooled(aiohttp_client, config, clock,
+                                                                                  monkeypatch):
+    """A data directory on a slow (network) file system: while an upload's bytes are being written,
+    other requests are answered. Before the fix the write ran on the event loop, which then
+    answered nothing until the write ended (here: the 5 s this fake disk waits for the test)."""
+    import threading
+
+    from server.storage import spool
+
+    entered, release = threading.Event(), threading.Event()
+    timed_out = []
+    real = spool.tempfile.TemporaryFile
+
+    class Slow:
+        def __init__(self, *args, **kwargs) -> None:
+            self._file = real(*args, **kwargs)
+
+        def write(self, data) -> int:
+            entered.set()
+            if not release.wait(5):
+                timed_out.append(True)
+            return self._file.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self._file, name)
+
+    monkeypatch.setattr(spool.tempfile, "TemporaryFile", Slow)
+    client = await aiohttp_client(create_app(config, clock=clock))
+    pixels = smooth_image(24, 32, 3, seed=5)
+    upload = asyncio.ensure_future(client.post("/api/images", data=form(png_of(pixels))))
+    deadline = time.monotonic() + 10
+    while not entered.is_set() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert entered.is_set()
+    response = await client.get("/api/images")  # answered while the write waits
+    assert response.status == 200
+    release.set()
+    assert (await upload).status == 201 and not timed_out
+    assert image_id(pixels) + ".png" in uploads(config)
+
+
 async def test_an_upload_the_disk_has_no_room_for_is_507_with_the_reason(aiohttp_client, config, clock, monkeypatch):
     import errno
 
     from server.keys import PEERS
-    from server.views import api
+    from server.storage import spool
 
     class Full:
         def __init__(self, *args, **kwargs) -> None:
@@ -234,7 +275,7 @@ async def test_an_upload_the_disk_has_no_room_for_is_507_with_the_reason(aiohttp
         def close(self) -> None:
             self.closed = True
 
-    monkeypatch.setattr(api.tempfile, "TemporaryFile", Full)
+    monkeypatch.setattr(spool.tempfile, "TemporaryFile", Full)
     client = await aiohttp_client(create_app(config, clock=clock))
     response = await client.post("/api/images", data=form(png_of(smooth_image(16, 16, 3, seed=1))))
     assert response.status == 507 and "No space left on device" in (await response.json())["error"]
