@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 #: how long a viewer told ``region_busy`` waits before it asks again
 REGION_RETRY_MS = 2000
+#: how long a client told ``busy`` for a ``start`` should wait before it asks again (the web viewer
+#: does, a few times, a little longer each time)
+BUSY_RETRY_MS = 3000
 
 
 def origin_allowed(request: web.Request) -> bool:
@@ -188,7 +191,8 @@ class Session:
                                   "exact": exact, "frame_bytes": len(png)}, png)
 
     async def error(self, message: str, code: str) -> None:
-        await self.send.json({"type": "error", "code": code, "message": message})
+        retry = {"retry_ms": BUSY_RETRY_MS} if code == "busy" else {}
+        await self.send.json({"type": "error", "code": code, "message": message, **retry})
 
     async def start(self, req: StartRequest) -> None:
         try:

@@ -83,7 +83,8 @@ export function decodeFrame(data) {
  * handlers: onOpen(), onProgress(msg), onMeta(msg), onLevel(msg, bitmap), onChunk(msg) (a chunk whose
  * frame a later chunk's stands in for), onRace(msg, bitmap), onRegion(msg, bitmap), onRegionBusy(msg)
  * (a region the server will not decode now: ask again after msg.retry_ms), onDone(msg),
- * onError(text), each optional. After close() no handler
+ * onError(text, msg) (msg: the server's "error" message, null for a failure of the socket or a frame),
+ * each optional. After close() no handler
  * runs again. The socket stays open after "done", so that the 1:1 view can still ask for
  * regions of the final picture (``region``); it closes with close() or a new stream.
  */
@@ -184,15 +185,15 @@ export class StreamSession {
         this.#emit("onDone", message);
         break;
       case "error":
-        this.#fail(message.message);
+        this.#fail(message.message, message);
         break;
       default:
         break; // unknown messages are ignored, so the server can add new ones
     }
   }
 
-  #fail(text) {
-    this.#emit("onError", text);
+  #fail(text, message = null) {
+    this.#emit("onError", text, message);
     this.close();
   }
 

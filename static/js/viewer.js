@@ -66,6 +66,11 @@ let stream = null;
 let clockFrame = 0;
 let regionTimer = 0;
 let regionPending = false; // a region request is scheduled (regionTimer) and not sent yet
+// A start the server refused as "busy" is asked again, a few times, each wait longer (docs/protocol.md).
+const BUSY_RETRIES = 5;
+const BUSY_BACKOFF = 1.5;
+let busyTimer = 0;
+let busyTries = 0; // busy refusals in a row of the stream being started
 
 /** A contender's display name from its key: "pjpeg:90" -> "Progressive JPEG q90". */
 function contenderLabel(key) {
@@ -119,9 +124,12 @@ function setStreamState(value) {
 const realNow = () => (stream ? performance.now() - stream.realT0 : 0);
 const linkNow = () => (stream?.linkT0 == null ? null : performance.now() - stream.linkT0);
 
-/** Start (or restart) the stream with the current state. */
-function start() {
+/** Start (or restart) the stream with the current state: a new stream (``retry``: the same one, asked
+ * again after the server was busy, which keeps the count of refusals). */
+function start({ retry = false } = {}) {
   session?.close();
+  clearTimeout(busyTimer);
+  if (!retry) busyTries = 0;
   clearTimeout(regionTimer);
   regionPending = false;
   setError("");
@@ -146,7 +154,11 @@ function start() {
     onRegion,
     onRegionBusy,
     onDone,
-    onError(text) {
+    onError(text, message) {
+      if (message?.code === "busy" && !stream.done && busyTries < BUSY_RETRIES) {
+        retryWhenFree(text, message.retry_ms ?? 3000);
+        return;
+      }
       setError(text);
       if (stream.done) return; // a region asked for after the end: the stream itself is complete
       stopClocks();
@@ -156,8 +168,40 @@ function start() {
   tickClocks();
 }
 
-/** Stop: cancel the stream, whatever it is doing (connecting, preparing, streaming); the clocks stay put. */
+/**
+ * The server is busy (every stream or encode slot taken, or this client's share): say so, with a
+ * countdown, and ask again after its ``retry_ms``, each time half again as long (a crowd of refused
+ * viewers does not come back all at once); Stop or any change ends the wait.
+ */
+function retryWhenFree(text, retryMs) {
+  const wait = retryMs * BUSY_BACKOFF ** busyTries;
+  busyTries += 1;
+  const due = performance.now() + wait;
+  stopClocks();
+  setStreamState("waiting");
+  const tick = () => {
+    const seconds = Math.max(0, Math.ceil((due - performance.now()) / 1000));
+    setText(errorBanner, `Server busy: ${text} · trying again in ${seconds}${NBSP}s (${busyTries} of ${BUSY_RETRIES})`);
+    show(errorBanner, true);
+    for (const r of stages.all()) setText(r.status, `Server busy: trying again in ${seconds}${NBSP}s…`);
+    if (performance.now() >= due) {
+      start({ retry: true });
+      return;
+    }
+    busyTimer = setTimeout(tick, Math.min(1000, due - performance.now()));
+  };
+  tick();
+}
+
+/** Stop: cancel the stream, whatever it is doing (connecting, preparing, streaming, waiting for a busy
+ * server); the clocks stay put. */
 function stop() {
+  if (root.dataset.streamState === "waiting") {
+    clearTimeout(busyTimer);
+    for (const r of stages.all()) setText(r.status, "Stopped while the server was busy");
+    setStreamState("stopped");
+    return;
+  }
   if (!session || !["connecting", "preparing", "streaming"].includes(root.dataset.streamState)) return;
   session.cancel();
   stopClocks();

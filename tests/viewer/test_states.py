@@ -94,3 +94,65 @@ def test_the_unlimited_links_time_axis_reads_when_the_server_sent_each_picture(s
     assert len(labels) >= 3 and len(set(labels)) == len(labels), labels  # no "0.00 s, 0.00 s, 0.00 s"
     assert "sent" in page.locator("#chart-time-caption").text_content()
     assert page.locator("#stage-hidenet [data-field=clock-label]").text_content() == "sent"
+
+
+def _busy_first(page, refusals: int) -> list[str]:
+    """Route the page's websockets: the first ``refusals`` starts are answered "busy" (as a server
+    with every slot taken answers), later ones reach the real server. Returns the log of starts."""
+    import json
+    import re
+
+    starts: list[str] = []
+
+    def route(ws):
+        upstream = None
+
+        def from_page(message):
+            nonlocal upstream
+            data = json.loads(message) if isinstance(message, str) else {}
+            if data.get("type") == "start":
+                starts.append("refused" if len(starts) < refusals else "served")
+                if starts[-1] == "refused":
+                    ws.send(json.dumps({"type": "error", "code": "busy", "retry_ms": 300,
+                                        "message": "server busy: 2 streams are being encoded; try again shortly"}))
+                    return
+            if upstream is None:
+                upstream = ws.connect_to_server()
+            upstream.send(message)
+
+        ws.on_message(from_page)
+
+    page.route_web_socket(re.compile(r"/ws$"), route)
+    return starts
+
+
+def test_a_busy_server_is_asked_again_with_a_countdown_and_the_stream_then_plays(server, small_image, page):
+    starts = _busy_first(page, 2)
+    page.goto(viewer_url(server, small_image, link="unlimited"))
+    page.wait_for_function(f"() => ({STATE})() === 'waiting'")
+    banner = page.locator("#stream-error").text_content()
+    assert "Server busy" in banner and "trying again in" in banner and "(1 of 5)" in banner, banner
+    assert "trying again in" in page.locator("#stage-hidenet [data-field=status]").text_content()
+    wait_done(page)
+    assert starts == ["refused", "refused", "served"]
+    assert page.evaluate(STATE) == "done" and not page.locator("#stream-error").is_visible()
+
+
+def test_stop_ends_the_wait_for_a_busy_server(server, small_image, page):
+    starts = _busy_first(page, 1)
+    page.goto(viewer_url(server, small_image, link="unlimited"))
+    page.wait_for_function(f"() => ({STATE})() === 'waiting'")
+    page.click("#stop")
+    assert page.evaluate(STATE) == "stopped"
+    page.wait_for_timeout(1200)  # well past the 300 ms the server asked to wait
+    assert starts == ["refused"] and page.evaluate(STATE) == "stopped"
+
+
+def test_a_server_still_busy_after_five_tries_is_an_error(server, small_image, page):
+    starts = _busy_first(page, 100)
+    page.goto(viewer_url(server, small_image, link="unlimited"))
+    # waits of 0.3, 0.45, 0.68, 1.01 and 1.52 s, then the sixth refusal is shown as the error
+    page.wait_for_function(f"() => ({STATE})() === 'error'", timeout=20_000)
+    assert starts == ["refused"] * 6
+    banner = page.locator("#stream-error").text_content()
+    assert banner.startswith("Stream error: server busy") and "trying again" not in banner

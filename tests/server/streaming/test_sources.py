@@ -222,6 +222,7 @@ async def test_past_the_encode_cap_a_first_view_is_told_busy_not_queued(app_clie
     await ws.send_json(start(grey_id))
     refused = await receive_meta(ws)
     assert refused["type"] == "error" and refused["code"] == "busy" and "try again" in refused["message"]
+    assert refused["retry_ms"] == 3000  # when to ask again (the web viewer does)
     response = await client.get(f"/api/images/{grey_id}/stream.hdn")
     assert response.status == 503 and response.headers["Retry-After"] == "5"
     assert "busy" in (await response.json())["error"]
