@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -108,3 +109,40 @@ async def receive_meta(ws, timeout: float = 30) -> dict:
 def frame_pixels(png: bytes) -> np.ndarray:
     arr = np.asarray(Image.open(io.BytesIO(png)))
     return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+class SlowDisk:
+    """A data directory on a slow (network) file system, for the upload spool: each write of a spool
+    file waits until ``release`` is set (at most 5 s, then ``timed_out`` is set); ``entered`` is set
+    once a write waits; ``closed_under_write``: the file was closed while a write waited.
+    Patches ``server.storage.spool``'s ``tempfile.TemporaryFile``."""
+
+    def __init__(self, monkeypatch) -> None:
+        from server.storage import spool
+
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.timed_out = self.closed_under_write = False
+        real, disk = spool.tempfile.TemporaryFile, self
+
+        class File:
+            def __init__(self, *args, **kwargs) -> None:
+                self._file = real(*args, **kwargs)
+
+            def write(self, data) -> int:
+                disk.entered.set()
+                if not disk.release.wait(5):
+                    disk.timed_out = True
+                disk.closed_under_write |= self._file.closed
+                return self._file.write(data)
+
+            def __getattr__(self, name):
+                return getattr(self._file, name)
+
+        monkeypatch.setattr(spool.tempfile, "TemporaryFile", File)
+
+    async def wait_entered(self, timeout: float = 10) -> None:
+        for _ in range(int(timeout / 0.01)):
+            if self.entered.is_set():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("no spool write began")

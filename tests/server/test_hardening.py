@@ -19,7 +19,7 @@ from server import create_app
 from server.keys import CACHE, STATS
 from server.storage.store import image_id
 from tests.conftest import smooth_image
-from tests.server.conftest import HoldClock, frame_pixels, png_of, receive_meta, receive_stream
+from tests.server.conftest import HoldClock, SlowDisk, frame_pixels, png_of, receive_meta, receive_stream
 
 pytestmark = pytest.mark.asyncio
 
@@ -220,39 +220,15 @@ async def test_a_slow_disk_does_not_stall_the_server_while_an_upload_is_spooled(
     """A data directory on a slow (network) file system: while an upload's bytes are being written,
     other requests are answered. Before the fix the write ran on the event loop, which then
     answered nothing until the write ended (here: the 5 s this fake disk waits for the test)."""
-    import threading
-
-    from server.storage import spool
-
-    entered, release = threading.Event(), threading.Event()
-    timed_out = []
-    real = spool.tempfile.TemporaryFile
-
-    class Slow:
-        def __init__(self, *args, **kwargs) -> None:
-            self._file = real(*args, **kwargs)
-
-        def write(self, data) -> int:
-            entered.set()
-            if not release.wait(5):
-                timed_out.append(True)
-            return self._file.write(data)
-
-        def __getattr__(self, name):
-            return getattr(self._file, name)
-
-    monkeypatch.setattr(spool.tempfile, "TemporaryFile", Slow)
+    disk = SlowDisk(monkeypatch)
     client = await aiohttp_client(create_app(config, clock=clock))
     pixels = smooth_image(24, 32, 3, seed=5)
     upload = asyncio.ensure_future(client.post("/api/images", data=form(png_of(pixels))))
-    deadline = time.monotonic() + 10
-    while not entered.is_set() and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
-    assert entered.is_set()
+    await disk.wait_entered()
     response = await client.get("/api/images")  # answered while the write waits
     assert response.status == 200
-    release.set()
-    assert (await upload).status == 201 and not timed_out
+    disk.release.set()
+    assert (await upload).status == 201 and not disk.timed_out
     assert image_id(pixels) + ".png" in uploads(config)
 
 

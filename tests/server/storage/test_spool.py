@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import pytest
 
 from server.storage import spool as spool_module
 from server.storage.spool import BATCH, Spool
+from tests.server.conftest import SlowDisk
 
 pytestmark = pytest.mark.asyncio
 
@@ -29,36 +29,19 @@ async def test_every_byte_reaches_the_file_in_order(tmp_path):
 async def test_a_spool_closed_during_a_write_is_closed_after_it_without_waiting(tmp_path, monkeypatch):
     """A request cancelled while its batch is being written (the client went away): ``close``
     returns at once, and the file is closed when the write ends, not while it runs."""
-    entered, release = threading.Event(), threading.Event()
-    real = spool_module.tempfile.TemporaryFile
-
-    class Slow:
-        def __init__(self, *args, **kwargs) -> None:
-            self._file = real(*args, **kwargs)
-
-        def write(self, data) -> int:
-            entered.set()
-            release.wait(5)
-            assert not self._file.closed
-            return self._file.write(data)
-
-        def __getattr__(self, name):
-            return getattr(self._file, name)
-
-    monkeypatch.setattr(spool_module.tempfile, "TemporaryFile", Slow)
+    disk = SlowDisk(monkeypatch)
     spool = Spool(tmp_path)
     writing = asyncio.ensure_future(spool.write(b"x" * BATCH))
-    while not entered.is_set():
-        await asyncio.sleep(0.01)
+    await disk.wait_entered()
     writing.cancel()
     spool.close()  # returns at once: the write still waits
     assert not spool.file.closed
-    release.set()
+    disk.release.set()
     for _ in range(500):
         if spool.file.closed:
             break
         await asyncio.sleep(0.01)
-    assert spool.file.closed
+    assert spool.file.closed and not disk.closed_under_write
 
 
 async def test_a_full_disk_is_an_os_error_from_the_write_that_meets_it(tmp_path, monkeypatch):
