@@ -45,6 +45,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 from hidenet_core.codec.encoder import DEFAULT_LAYERS, EncodeSettings, default_schedule, encode  # noqa: E402
+from hidenet_core.codec.pyramid import level_shapes  # noqa: E402
 from hidenet_core.imageio import image_files  # noqa: E402
 from hidenet_core.predictors import load_model  # noqa: E402
 from hidenet_core.samples import sample_paths  # noqa: E402
@@ -134,15 +135,19 @@ def measure_set(name: str, images, model, schedules: list[str], budgets_kb) -> d
         default = encode(image.pixels, model, EncodeSettings())
         levels = levels_of(one_pass)
         streams = {}
+        grey = image.pixels.shape[2] == 1  # one colour: a schedule's colours (after "@") do not apply
         for sched in schedules:
+            colours = None if grey else parse_colours(sched, levels)
             if sched == DEFAULT:
-                layers, colours = default_schedule((0,) * (levels + 1), channels=image.pixels.shape[2])
-                if parse_schedule(sched, levels) != layers or (parse_colours(sched, levels) or ()) != colours:
+                shapes = level_shapes(*image.pixels.shape[:2], levels)
+                layers, default_colours = default_schedule((0,) * (levels + 1), channels=image.pixels.shape[2],
+                                                           shapes=shapes)
+                if parse_schedule(sched, levels) != layers or (colours or ()) != default_colours:
                     raise RuntimeError(f"schedule {sched} is not the encoder's default on {image.name}")
                 streams[sched] = default
             else:
                 streams[sched] = encode(image.pixels, model, EncodeSettings(layers=parse_schedule(sched, levels),
-                                                                            colour_layers=parse_colours(sched, levels)))
+                                                                            colour_layers=colours))
         extra = {f"s:{s}": data for s, data in streams.items() if s != DEFAULT}
         rec = progressive.measure_image(image, default, model, budgets_kb, extra, contenders=(), resolution=one_pass)
         series = {ONE_PASS: rec["series"]["hidenet_res"], DEFAULT: rec["series"]["hidenet"],

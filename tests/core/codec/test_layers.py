@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hidenet_core import EncodeSettings, HdnFormatError, ProgressiveDecoder, decode, encode
+from hidenet_core.codec import encoder as encoder_module
 from hidenet_core.codec import versions
 from hidenet_core.codec.container import (
     MAX_LAYERS,
@@ -32,7 +33,7 @@ from hidenet_core.codec.encoder import (
     pass_modes,
 )
 from hidenet_core.codec.plan import stream_plan
-from hidenet_core.codec.pyramid import default_levels
+from hidenet_core.codec.pyramid import default_levels, level_shapes
 from hidenet_core.predictors.interp import lead_channel
 from tests.conftest import smooth_image
 
@@ -343,6 +344,42 @@ def test_default_layers_follow_the_final_max_error():
     assert default_schedule((12, 12, 12, 12), channels=1) == (((16, 12, 12, 12),), ())
     assert default_schedule((40, 20, 10, 0)) == (((40, 20, 10, 0),), ((64, 32, 16, 0),))
     assert default_schedule((0, 0, 0, 0), generative_levels=1)[1] == ((0, 32, 16, 0), (0, 16, 8, 0))
+
+
+def test_a_level_seen_shrunk_by_more_than_half_skips_the_middle_layer():
+    """A level whose next coarser level covers a Full-HD display (a photograph of about 8 MP and more)
+    is refined by the first layer and the last only; smaller images keep the whole schedule."""
+    twelve = level_shapes(2828, 4243, 8)  # level 1: 2122x1414, more than 1920x1080
+    assert default_schedule((0,) * 9, shapes=twelve) == (
+        ((16, 8, 4, 2, 1, 0, 0, 0, 0), (16, 4, 2, 1, 0, 0, 0, 0, 0)),
+        ((64, 32, 16, 8, 4, 2, 1, 0, 0), (64, 16, 8, 4, 2, 1, 0, 0, 0)))
+    forty = level_shapes(4744, 8432, 9)  # levels 1 and 2 cover the display: levels 0 and 1 skip it
+    assert default_schedule((0,) * 10, shapes=forty)[0][1] == (16, 8, 2, 1, 0, 0, 0, 0, 0, 0)
+    crop = level_shapes(512, 768, 5)
+    assert default_schedule((0,) * 6, shapes=crop) == default_schedule((0,) * 6)
+    three = level_shapes(1425, 2106, 7)  # level 1 is 0.75 MP: seen about 1:1 at fit, every layer
+    assert default_schedule((0,) * 8, shapes=three) == default_schedule((0,) * 8)
+    assert default_schedule((0,) * 9, fmt=versions.format_version(9), shapes=twelve) == (
+        ((32, 16, 8, 4, 2, 1, 0, 0, 0),), ())  # one layer before the last: nothing to skip
+    # near-lossless at 12: the middle layer only refines the colours, and not at level 0
+    assert default_schedule((12,) * 9, shapes=twelve) == (
+        ((16, 12, 12, 12, 12, 12, 12, 12, 12), (16, 12, 12, 12, 12, 12, 12, 12, 12)),
+        ((64, 32, 16, 12, 12, 12, 12, 12, 12), (64, 16, 12, 12, 12, 12, 12, 12, 12)))
+
+
+def test_the_encoder_gives_the_schedule_the_image_s_size(interp, monkeypatch):
+    """Encoded with the display made tiny (so that a 128x96 image's level 0 counts as large): the
+    header's middle layer leaves level 0 where the first left it, and the stream decodes exactly,
+    each layer within its bound."""
+    monkeypatch.setattr(encoder_module, "DISPLAY_PIXELS", 64 * 48)
+    image = smooth_image(96, 128, 3, seed=4)
+    data = encode(image, interp)
+    header, _ = parse_header(data)
+    assert header.layers[1][0] == header.layers[0][0] and header.layers[1][1] < header.layers[0][1]
+    assert header.colours[1][0] == header.colours[0][0]
+    assert not any(c.pass_ is not None and c.layer == 1 and c.level == 0 for c in stream_plan(header))
+    _check_every_prefix(data, image, interp)
+    assert np.array_equal(decode(data, interp)[-1].image, image)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
