@@ -26,8 +26,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "error) before the next; 1 to 2%% smaller, but the picture sharpens only level by level")
     p.add_argument("--layers", type=layers_arg, default=None, metavar="D/D/...",
                    help="the max error of each layer before the last, first layer first; each one value or one "
-                        "per level, level 0 first (default: one layer of 32 at level 0, halved at each coarser "
-                        "level, base exact; docs/format.md)")
+                        "per level, level 0 first (default, format version 10: green within 16 and then 8 at "
+                        "level 0, each halved at every coarser level, the base exact, a level seen only at 1:1 "
+                        "skipping the second; versions 6 to 9: one layer of 32; docs/format.md)")
     p.add_argument("--colour-layers", type=layers_arg, default=None, metavar="D/D/...",
                    help="the max error of the colours other than green in each layer before the last, as "
                         "--layers (one per layer of it; format version 10): coarser than green, or unchanged, "
