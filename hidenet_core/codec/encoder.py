@@ -173,7 +173,7 @@ def default_schedule(final: tuple[int, ...], generative_levels: int = 0, fmt: Fo
     of about 8 megapixels or more) is refined by the first layer and the last only: a viewer sees it
     at fit shrunk to less than half its size, so a middle layer there would add little to the picture
     and about a fifth to the decoding time (a 12 MP photograph's level 0: 11.4 instead of 13.5 s on two
-    cores, for 0.5% fewer bytes; docs/format.md, "Choosing the layers").
+    cores, for 0.5% fewer bytes; docs/format.md, "The largest levels skip the second layer").
 
     Measured (docs/format.md, "Choosing the layers" and "The colours' own max errors"): versions 6 to
     9's one layer of 32 costs 1.9 to 2.5% on average, 6.0% at most (eveningglow); version 10's two

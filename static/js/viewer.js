@@ -181,7 +181,8 @@ function retryWhenFree(text, retryMs) {
   setStreamState("waiting");
   const tick = () => {
     const seconds = Math.max(0, Math.ceil((due - performance.now()) / 1000));
-    setText(errorBanner, `Server busy: ${text} · trying again in ${seconds}${NBSP}s (${busyTries} of ${BUSY_RETRIES})`);
+    const said = text.charAt(0).toUpperCase() + text.slice(1); // the server's words: "server busy: …"
+    setText(errorBanner, `${said} · trying again in ${seconds}${NBSP}s (${busyTries} of ${BUSY_RETRIES})`);
     show(errorBanner, true);
     for (const r of stages.all()) setText(r.status, `Server busy: trying again in ${seconds}${NBSP}s…`);
     if (performance.now() >= due) {
