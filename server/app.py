@@ -14,6 +14,7 @@ from aiohttp import web
 from hidenet_core import Predictor, load_model, sample_paths
 from hidenet_core.memory import limit_arenas, release_after_strips
 
+from .collector import freeze_start_up
 from .config import MB, ServerConfig
 from .descriptors import raise_open_files
 from .keys import (
@@ -115,6 +116,7 @@ def _resources(preloaded: Predictor | None):
                                          app[CLOCK].now, cfg.max_encodes, lambda event: _count_cache_event(app, event),
                                          cfg.max_client_encodes)
             log.info("serving %d images with model %r", len(store), app[MODEL].name)
+            freeze_start_up()  # what start-up loaded is never scanned again by a full collection
             yield
         finally:
             if SOURCES in app:  # every encode stops within a channel's coding, so the worker closes at once
