@@ -32,7 +32,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus, WebSocketException
 
 from hidenet_core.cli import CliError
-from hidenet_core.commands.options import level_arg, max_error_arg
+from hidenet_core.commands.options import int_range, level_arg, max_error_arg
 from hidenet_core.tools.contenders import CONTENDERS, MAX_CONTENDERS, ContenderError, parse_spec
 
 from ..storage.store import ID_RE
@@ -121,13 +121,21 @@ def frame_name(message: dict) -> str:
     return f"race-{contender.replace(':', '-q')}-{frame}.png"
 
 
+#: each wait for a busy server is this much longer than the one before (as the web viewer's)
+BUSY_BACKOFF = 1.5
+
+
 async def fetch(url: str, image: str, *, link: str | dict = "unlimited", max_error: int = 0,
                 generative_levels: int = 0, preview: bool = False, contenders: list[str] | None = None,
-                stream: str = "layered", out: Path | None = None, on_event=None) -> dict:
+                stream: str = "layered", out: Path | None = None, on_event=None, busy_retries: int = 0,
+                on_busy=None) -> dict:
     """Stream one image; return ``{"meta", "levels", "race", "progress", "done"}`` with arrival times.
 
     Each frame's PNG is written to ``out`` (if given) and kept in its message's ``"png"``;
-    ``on_event`` hears every level, race and progress message.
+    ``on_event`` hears every level, race and progress message. A ``start`` the server refuses as
+    ``busy`` is sent again on the same socket after the ``retry_ms`` it says, at most
+    ``busy_retries`` times, each wait ``BUSY_BACKOFF`` times the last; ``on_busy(message, seconds,
+    attempt)`` hears each wait.
     """
     request = {"type": "start", "image": image, "link": link, "max_error": max_error,
                "generative_levels": generative_levels, "preview": preview, "contenders": contenders or [],
@@ -140,6 +148,7 @@ async def fetch(url: str, image: str, *, link: str | dict = "unlimited", max_err
             t0 = time.perf_counter()
             await ws.send(json.dumps(request))
             pending: dict | None = None
+            busy_tries = 0
             async for message in ws:
                 if isinstance(message, bytes):
                     if pending is None:
@@ -155,6 +164,16 @@ async def fetch(url: str, image: str, *, link: str | dict = "unlimited", max_err
                 msg = json.loads(message)
                 msg["received_ms"] = round((time.perf_counter() - t0) * 1000, 3)
                 kind = msg.get("type")
+                if kind == "error" and msg.get("code") == "busy" and result["meta"] is None and busy_retries > 0:
+                    busy_retries -= 1
+                    wait = msg.get("retry_ms", 3000) / 1000 * BUSY_BACKOFF ** busy_tries
+                    busy_tries += 1
+                    if on_busy:
+                        on_busy(msg.get("message"), wait, busy_tries)
+                    await asyncio.sleep(wait)
+                    t0 = time.perf_counter()
+                    await ws.send(json.dumps(request))
+                    continue
                 if kind == "error":
                     raise CliError(f"server: {msg.get('message')}")
                 if kind == "progress":
@@ -196,6 +215,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="layered: quality layers, a coarse picture of every level first (default); resolution: "
                         "one pass over the levels, smallest first")
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="where to write the PNGs (default fetch-<id>)")
+    p.add_argument("--retries", type=int_range(0, 20), default=5, metavar="N",
+                   help="a start the server refuses as busy is asked again after the wait it says, up to N times, "
+                        "each wait half again as long (default 5, as the web viewer; 0: fail at once)")
 
 
 def _fmt(value: float | None, spec: str, none: str = "exact") -> str:
@@ -207,6 +229,10 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path(f"fetch-{image[:12]}")
     print(f"{'chunk':>5} {'layer':>5} {'level':>5} {'size':>11} {'payload':>9} {'total':>9} {'arrival':>9} "
           f"{'recv':>9} {'decode':>8} {'PSNR':>7} {'SSIM':>7}  {QUALITY[args.preview]}")
+
+    def busy(message: str, seconds: float, attempt: int) -> None:
+        print(f"server: {message}; trying again in {seconds:.1f} s ({attempt} of {args.retries})", file=sys.stderr,
+              flush=True)
 
     def show(ev: dict) -> None:
         if ev["type"] == "progress":
@@ -224,7 +250,8 @@ def run(args: argparse.Namespace) -> int:
 
     result = asyncio.run(fetch(args.url, image, link=args.link, max_error=args.max_error,
                                generative_levels=args.generative_levels, preview=args.preview,
-                               contenders=args.race, stream=args.stream, out=out, on_event=show))
+                               contenders=args.race, stream=args.stream, out=out, on_event=show,
+                               busy_retries=args.retries, on_busy=busy))
     done = result["done"]
     (out / "timeline.json").write_text(json.dumps(timeline_json(result), indent=2))
     print(f"done: {done['chunks']} chunks, {done['total_bytes']} stream bytes (arrival {done['arrival_ms']:.0f} ms "

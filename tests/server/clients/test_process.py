@@ -126,6 +126,68 @@ def test_fetch_refuses_unknown_contenders(server, tmp_path, capsys):
     assert "unknown contender 'gif'" in capsys.readouterr().err
 
 
+def _busy_server(tmp_path):
+    """A server whose one client (this machine) may have one new stream encoded at once, with two
+    images nothing has encoded yet: a 640x480 one (``big``) and a small one."""
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(smooth_image(480, 640, 3, seed=21)).save(images / "big.png")
+    Image.fromarray(smooth_image(64, 96, 3, seed=22)).save(images / "small.png")
+    return start_server(tmp_path / "data", "interp", extra=["--images", str(images), "--max-client-encodes", "1",
+                                                             "--no-encode-uploads"])
+
+
+def _encoding_elsewhere(url: str, seconds: float) -> None:
+    """Hold this client's encode slot for ``seconds``: a first view of ``big`` on a 2G link, left then
+    (its encode is cancelled with its last viewer). Returns once the encode runs."""
+    import threading
+    import time
+
+    from websockets.sync.client import connect as connect_sync
+
+    from server.clients.fetch import resolve_image
+
+    running = threading.Event()
+    big = resolve_image(url, "big")
+
+    def view() -> None:
+        with connect_sync(url.replace("http", "ws", 1) + "/ws") as ws:
+            ws.send(json.dumps({"type": "start", "image": big, "link": "2g"}))
+            while (message := json.loads(ws.recv()))["type"] != "meta":
+                assert message["type"] != "error", message
+            running.set()
+            time.sleep(seconds)
+
+    threading.Thread(target=view, daemon=True).start()
+    assert running.wait(60), "the first view did not start"
+
+
+def test_fetch_asks_a_busy_server_again_and_then_streams(tmp_path, capsys):
+    """``hidenet fetch`` told "busy" (this client's encode slot is taken) waits the ``retry_ms`` the
+    server says and asks again on the same socket; once the other first view has left, the stream
+    plays to the end."""
+    server = _busy_server(tmp_path)
+    try:
+        _encoding_elsewhere(server.url, 1.0)
+        assert hidenet(["fetch", server.url, "small", "--out", str(tmp_path / "out")]) == 0
+        err = capsys.readouterr().err
+        assert "this client already has 1 new stream being encoded" in err and "trying again in 3.0 s (1 of 5)" in err
+        assert (tmp_path / "out" / "timeline.json").is_file()
+    finally:
+        stop_server(server)
+
+
+def test_fetch_with_no_retries_fails_on_a_busy_server_at_once(tmp_path, capsys):
+    server = _busy_server(tmp_path)
+    try:
+        _encoding_elsewhere(server.url, 5.0)
+        assert hidenet(["fetch", server.url, "small", "--retries", "0", "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert "this client already has 1 new stream being encoded" in err and "trying again" not in err
+    finally:
+        stop_server(server)
+
+
 def test_fetch_reports_errors_cleanly(server, tmp_path, capsys):
     _, base = server
     assert hidenet(["fetch", base, "0" * 32, "--out", str(tmp_path)]) == 2
