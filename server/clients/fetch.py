@@ -123,6 +123,8 @@ def frame_name(message: dict) -> str:
 
 #: each wait for a busy server is this much longer than the one before (as the web viewer's)
 BUSY_BACKOFF = 1.5
+#: the longest wait a server's ``retry_ms`` may ask for (s): a server is not trusted to stall the client
+BUSY_WAIT_MAX_S = 60.0
 
 
 async def fetch(url: str, image: str, *, link: str | dict = "unlimited", max_error: int = 0,
@@ -166,7 +168,9 @@ async def fetch(url: str, image: str, *, link: str | dict = "unlimited", max_err
                 kind = msg.get("type")
                 if kind == "error" and msg.get("code") == "busy" and result["meta"] is None and busy_retries > 0:
                     busy_retries -= 1
-                    wait = msg.get("retry_ms", 3000) / 1000 * BUSY_BACKOFF ** busy_tries
+                    asked = msg.get("retry_ms")
+                    asked = asked if isinstance(asked, (int, float)) and asked >= 0 else 3000
+                    wait = min(BUSY_WAIT_MAX_S, asked / 1000 * BUSY_BACKOFF ** busy_tries)
                     busy_tries += 1
                     if on_busy:
                         on_busy(msg.get("message"), wait, busy_tries)
