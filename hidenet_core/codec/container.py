@@ -111,10 +111,6 @@ class Header:
         without ``other_layers``, or with a single channel: the lead's, ``layers``)."""
         return self.other_layers or self.layers
 
-    def bound(self, layer: int, k: int) -> int:
-        """The largest error of any value of level ``k`` once layer ``layer``'s pass over it is complete."""
-        return max(self.layers[layer][k], self.colours[layer][k])
-
     @property
     def chunk_header_size(self) -> int:
         return _LAYERED_CHUNK.size if self.layered else CHUNK_HEADER_SIZE

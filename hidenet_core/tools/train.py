@@ -216,6 +216,8 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
         raise ValueError(f"cannot train architecture {cfg.arch!r}; choose one of {learned}")
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.crops_per_image < 1:
         raise ValueError("epochs, batch size and crops per image must be at least 1")
+    if cfg.init and cfg.resume:
+        raise ValueError("--init starts a new run from a model's weights, --resume continues a run: give one of them")
     rank, world, local_rank = _dist_setup()
     try:
         return _train(cfg, rank, world, local_rank, log)
@@ -261,26 +263,23 @@ def _train(cfg: TrainConfig, rank: int, world: int, local_rank: int, log) -> dic
                         drop_last=len(data) >= cfg.batch_size * world)
     steps_per_epoch = max(1, len(loader))
 
-    model = build(cfg.arch, **dict(cfg.model_config)).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch, eta_min=cfg.lr / 50)
-    start_epoch, history = 0, []
-    if cfg.init and cfg.resume:
-        raise ValueError("--init starts a new run from a model's weights, --resume continues a run: give one of them")
-    if cfg.init:
-        model = _initial_model(cfg).to(device)
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch, eta_min=cfg.lr / 50)
-        if rank == 0:
-            log(f"fine-tuning the weights of {cfg.init}")
+    start_epoch, history, ckpt = 0, [], None
     if cfg.resume:
         ckpt = load_checkpoint(cfg.resume)
         if ckpt["arch"] != cfg.arch:
             raise ValueError(f"--resume checkpoint is a {ckpt['arch']!r} model, not {cfg.arch!r}")
-        model = build(ckpt["arch"], **ckpt["config"]).to(device)
+        model = build(ckpt["arch"], **ckpt["config"])
         model.load_state_dict(ckpt["state_dict"])
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch, eta_min=cfg.lr / 50)
+    elif cfg.init:
+        model = _initial_model(cfg)
+        if rank == 0:
+            log(f"fine-tuning the weights of {cfg.init}")
+    else:
+        model = build(cfg.arch, **dict(cfg.model_config))
+    model = model.to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch, eta_min=cfg.lr / 50)
+    if ckpt is not None:
         if "optimizer" in ckpt:
             opt.load_state_dict(ckpt["optimizer"])
             sched.load_state_dict(ckpt["scheduler"])

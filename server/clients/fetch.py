@@ -166,8 +166,8 @@ async def fetch(url: str, image: str, *, link: str | dict = "unlimited", max_err
                 msg = json.loads(message)
                 msg["received_ms"] = round((time.perf_counter() - t0) * 1000, 3)
                 kind = msg.get("type")
-                if kind == "error" and msg.get("code") == "busy" and result["meta"] is None and busy_retries > 0:
-                    busy_retries -= 1
+                busy = kind == "error" and msg.get("code") == "busy" and result["meta"] is None
+                if busy and busy_tries < busy_retries:
                     asked = msg.get("retry_ms")
                     asked = asked if isinstance(asked, (int, float)) and asked >= 0 else 3000
                     wait = min(BUSY_WAIT_MAX_S, asked / 1000 * BUSY_BACKOFF ** busy_tries)
