@@ -144,8 +144,13 @@ class StreamSource:
             left = None if deadline is None else deadline - loop.time()
             if left is not None and left <= 0:
                 return False
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the result of a future that
+            # completed in the same turn as a cancel of its caller, and loses the cancel. A stream told to
+            # stop then waited for its next chunk, and the socket's next ``start`` with it (until the
+            # encode ended: a minute at 12 MP)
             try:
-                await asyncio.wait_for(asyncio.shield(self._changed.wait()), left)
+                async with asyncio.timeout(left):
+                    await self._changed.wait()
             except TimeoutError:
                 return False
         return True
