@@ -166,6 +166,7 @@ class LevelFrames:
         self._data = source.data if source is not None else bytearray()
         self._own_data = source is None
         self._received = 0  # bytes of ``_data`` given to ``next`` so far
+        self._latest = (0, -1)  # (``_received``, the index of the chunk they end with)
         self._exact: ProgressiveDecoder | None = None  # that decoder, once a region is asked for
         self._last: tuple[int, Frame] | None = None  # (decoder.decoded_chunks, frame) of the latest frame
         self._store, self._info, self._frames, self._key, self._spec = store, info, frames, key, spec
@@ -353,6 +354,7 @@ class LevelFrames:
                 self._data += piece
             self._received += len(piece)
             self._seen = index + 1
+            self._latest = (self._received, index)  # one assignment: read whole on the event loop
             if self._header is None:  # the first chunk's bytes come after the header's
                 self._header = read_header(bytes(self._data[: self._received]))
             frame = self._take_tapped(index)
@@ -415,9 +417,10 @@ class LevelFrames:
         return self._received - (exact.bytes_fed if exact is not None else 0) > REGION_LAG_BYTES
 
     @property
-    def received(self) -> int:
-        """The stream's bytes received so far (what the latest picture is of)."""
-        return self._received
+    def latest(self) -> tuple[int, int]:
+        """The stream's bytes received so far and the index of the chunk they end with (-1: none),
+        read together: a region answered from those bytes says which chunk's picture it is of."""
+        return self._latest
 
     def region_decodes(self, exact: bool = True, upto: int | None = None) -> bool:
         """Whether ``region(..., exact, upto=upto)`` would decode stream bytes, rather than crop a

@@ -109,7 +109,8 @@ class Session:
             # a large photo's frames skip its finest levels: the exact pixels may need seconds of
             # decoding, so they come second, after the region as the frames' decoder predicts it
             passes = (False, True) if frames.region_behind() else (True,)
-            upto = frames.received  # the picture asked for: a chunk arriving meanwhile is not decoded for it
+            # the picture asked for: a chunk arriving meanwhile is not decoded for it
+            upto, index = frames.latest
             gone = threading.Event()  # set when the session stops: a catch-up in the worker gives up
             for exact in passes:
                 decodes = frames.region_decodes(exact, upto)
@@ -124,7 +125,7 @@ class Session:
                     raise
                 if answer is None:
                     return
-                await self._send_region(*answer, exact)
+                await self._send_region(*answer, exact, index)
 
     def _take_region_decode(self) -> str | None:
         """Count a region answered by decoding the stream for this client and the process, or say
@@ -180,15 +181,17 @@ class Session:
             return True
         index, png, rect = result
         await self.watch.until_sent(index)
-        await self._send_region(png, rect, True)
+        await self._send_region(png, rect, True, index)
         return True
 
-    async def _send_region(self, png: bytes, rect: tuple[int, int, int, int], exact: bool) -> None:
-        """A ``region`` message and its PNG (the rectangle as clipped to the image)."""
+    async def _send_region(self, png: bytes, rect: tuple[int, int, int, int], exact: bool, index: int) -> None:
+        """A ``region`` message and its PNG (the rectangle as clipped to the image); ``index``: the chunk
+        whose picture it is of. A viewer tells by it an answer to an earlier request of the same
+        rectangle (served while the last chunks came) from the picture it shows now."""
         x, y, width, height = rect
         with contextlib.suppress(ConnectionResetError):
             await self.send.pair({"type": "region", "x": x, "y": y, "width": width, "height": height,
-                                  "exact": exact, "frame_bytes": len(png)}, png)
+                                  "exact": exact, "index": index, "frame_bytes": len(png)}, png)
 
     async def error(self, message: str, code: str) -> None:
         retry = {"retry_ms": BUSY_RETRY_MS} if code == "busy" else {}

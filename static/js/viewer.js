@@ -364,10 +364,12 @@ function onRegion(message, bitmap) {
   const stage = stages.hidenet.stage;
   stage.showRegion(bitmap, message.x, message.y);
   // "current": the exact pixels of what the stage shows now (of the latest chunk, where it was asked);
-  // "predicted": the same rectangle, its finest levels predicted while the server decodes them
+  // "predicted": the same rectangle, its finest levels predicted while the server decodes them.
+  // The answer says which chunk's picture it is (`index`): an answer to an earlier request of the
+  // same rectangle, served while the last chunks came, is not the picture shown now
   const asked = stream.regionAsked;
   const current = asked && ["x", "y", "width", "height"].every((k) => asked[k] === message[k]) &&
-    asked.index === stages.hidenet.last?.index;
+    (message.index ?? asked.index) === stages.hidenet.last?.index;
   stage.canvas.dataset.region = !current ? "stale" : message.exact === false ? "predicted" : "current";
 }
 

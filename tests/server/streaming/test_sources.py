@@ -463,6 +463,7 @@ async def test_a_region_request_gets_the_exact_pixels_of_the_latest_picture(app_
     region = await receive_meta(ws)
     png = await ws.receive_bytes()
     assert (region["type"], region["x"], region["y"], region["width"], region["height"]) == ("region", 10, 5, 30, 35)
+    assert region["index"] == levels[-1]["index"]  # the last chunk's picture
     assert region["frame_bytes"] == len(png) and np.array_equal(frame_pixels(png), rgb[5:40, 10:40])  # clipped
 
 
@@ -634,7 +635,7 @@ async def test_a_region_during_a_first_view_is_cut_from_the_encoders_state_after
     gate.set()
     messages = await receive_stream(ws, until="region")
     kinds = [(m["type"], m.get("index")) for m in messages if isinstance(m, dict)]
-    assert kinds[0] == ("level", 1) and kinds[-1] == ("region", None) and messages[-1]["exact"]
+    assert kinds[0] == ("level", 1) and kinds[-1] == ("region", 1) and messages[-1]["exact"]  # chunk 1's picture
     region = frame_pixels(await ws.receive_bytes())
     await receive_stream(ws)  # the rest of the stream
     layout = stream_info(bytes(data))["chunks"]
