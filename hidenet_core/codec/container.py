@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from .plan import ChunkSpec, PassMode, guarantees, stream_plan
 from .pyramid import level_shapes
+from .schedule import MAX_LAYERS, schedule_problem
 from .versions import VERSION, VERSIONS, format_version
 
 __all__ = [
@@ -64,8 +65,6 @@ _CHUNK = struct.Struct(">BIII")
 CHUNK_HEADER_SIZE = _CHUNK.size
 # layered streams (version 6): layer (B), level (B), part (H), payload length (I), payload crc32 (I), values crc32 (I)
 _LAYERED_CHUNK = struct.Struct(">BBHIII")
-#: the most passes (layers) a layered stream may have
-MAX_LAYERS = 8
 
 
 class HdnFormatError(ValueError):
@@ -149,7 +148,7 @@ class Header:
             return
         if self.other_layers and not format_version(self.version).colour_layers:
             raise HdnFormatError(f"format version {self.version} has no max errors of the colours of their own")
-        n, g = len(self.layers), self.generative_levels
+        n = len(self.layers)
         if not 1 <= n <= MAX_LAYERS:
             raise HdnFormatError(f"layer count {n} is outside 1..{MAX_LAYERS}")
         if len(self.modes) != n or any(len(row) != self.levels + 1 for row in (*self.layers, *self.modes)):
@@ -162,23 +161,16 @@ class Header:
                                  f"{self.version}")
         if tuple(self.layers[-1]) != tuple(self.max_error):
             raise HdnFormatError("the last layer's max errors are not the stream's")
-        for layer in range(1, n):
-            before, now = self.layers[layer - 1], self.layers[layer]
-            coded = range(g, self.levels + 1)
-            if any(now[k] > before[k] for k in coded):
-                raise HdnFormatError(f"layer {layer} raises a level's max error: {list(before)} then {list(now)}")
-            if all(now[k] == before[k] for k in coded) and self.other_layers == ():
-                raise HdnFormatError(f"layer {layer} refines no level: {list(now)}")
         if self.other_layers:
             self._validate_colours()
+        if problem := schedule_problem(self.layers, self.other_layers, self.generative_levels):
+            raise HdnFormatError(problem)
 
     def _validate_colours(self) -> None:
-        """Version 10's second schedule: one row per layer, each colour's max error never raised, the
-        base (coded in one part with the lead) and a single-channel image's at the lead's, every layer
-        lowering some max error, the last one the stream's."""
-        n, g, base = len(self.layers), self.generative_levels, self.levels
+        """The shape of version 10's second schedule: one row per layer, each max error in range, the last
+        the stream's, a single-channel image's the lead's (``schedule_problem`` checks the rest)."""
         others = self.other_layers
-        if len(others) != n or any(len(row) != self.levels + 1 for row in others):
+        if len(others) != len(self.layers) or any(len(row) != self.levels + 1 for row in others):
             raise HdnFormatError("the colours' schedule does not hold one max error per level and layer")
         if any(not 0 <= d <= MAX_ERROR for row in others for d in row):
             raise HdnFormatError(f"the colours' max errors {[list(r) for r in others]} are outside 0..{MAX_ERROR}")
@@ -187,15 +179,6 @@ class Header:
         if self.channels == 1 and others != self.layers:
             raise HdnFormatError("a single-channel stream has no colours besides the lead: their max errors must be "
                                  "the lead's")
-        if any(others[layer][base] != self.layers[layer][base] for layer in range(n)):
-            raise HdnFormatError("the base's colours must have the lead's max error in every layer")
-        coded = range(g, self.levels + 1)
-        for layer in range(1, n):
-            before, now = others[layer - 1], others[layer]
-            if any(now[k] > before[k] for k in coded):
-                raise HdnFormatError(f"layer {layer} raises a colour's max error: {list(before)} then {list(now)}")
-            if all(now[k] == before[k] and self.layers[layer][k] == self.layers[layer - 1][k] for k in coded):
-                raise HdnFormatError(f"layer {layer} refines no level: {list(self.layers[layer])}, colours {list(now)}")
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ from ..predictors.base import Predictor
 from ..predictors.exact import has_exact
 from .container import (
     MAX_ERROR,
-    MAX_LAYERS,
     MAX_LEVELS,
     MAX_PIXELS,
     MAX_SIDE,
@@ -38,6 +37,7 @@ from .loop import LevelPass, level_crc, part_crc, predict_level, top_prior
 from .plan import ChunkSpec, Pass, PassMode, guarantees, stream_plan, untruncated
 from .pyramid import default_levels, level_images, level_shapes, split, total_levels
 from .reconstruction import Reconstruction
+from .schedule import schedule_problem
 from .stages import calibration, previewfilter
 from .stages.calibration import ChannelInput, ChannelParams
 from .versions import VERSION, VERSIONS, FormatVersion, format_version
@@ -242,38 +242,22 @@ def _schedule(settings: EncodeSettings, levels: int, final: tuple[int, ...], cha
     else:
         before, colour_rows = settings.layers, settings.colour_layers or ()
     layers = (*(resolve_max_error(r if isinstance(r, int) else tuple(r), levels) for r in before), final)
-    if len(layers) > MAX_LAYERS:
-        raise ValueError(f"{len(layers)} layers: at most {MAX_LAYERS}")
-    colours = _colour_layers(colour_rows, settings, levels, layers) if fmt.colour_layers and channels > 1 else ()
-    coded = range(settings.generative_levels, levels + 1)
-    for i in range(1, len(layers)):
-        if any(layers[i][k] > layers[i - 1][k] for k in coded):
-            raise ValueError(f"layer {i} ({list(layers[i])}) raises a max error of layer {i - 1} "
-                             f"({list(layers[i - 1])}); each layer must lower or keep every level's")
-        if all(layers[i][k] == layers[i - 1][k] for k in coded) and (
-                not colours or all(colours[i][k] == colours[i - 1][k] for k in coded)):
-            raise ValueError(f"layer {i} ({list(layers[i])}) lowers no level's max error")
+    colours = _colour_layers(colour_rows, levels, layers) if fmt.colour_layers and channels > 1 else ()
+    if problem := schedule_problem(layers, colours, settings.generative_levels):
+        raise ValueError(problem)
     return layers, colours
 
 
-def _colour_layers(given: tuple[int | tuple[int, ...], ...], settings: EncodeSettings, levels: int,
+def _colour_layers(given: tuple[int | tuple[int, ...], ...], levels: int,
                    layers: tuple[tuple[int, ...], ...]) -> tuple[tuple[int, ...], ...]:
-    """The validated max errors of the colours other than the lead, one row per layer (() : the
-    lead's, ``layers``)."""
+    """The max errors of the colours other than the lead, one row per layer (() : the lead's,
+    ``layers``), as given (``schedule_problem`` checks them with the lead's)."""
     if not given:
         return ()
     if len(given) != len(layers) - 1:
         raise ValueError(f"{len(given)} rows of the colours' max errors for {len(layers) - 1} layers before the "
                          f"last; give one row per layer")
     colours = (*(resolve_max_error(r if isinstance(r, int) else tuple(r), levels) for r in given), layers[-1])
-    coded = range(settings.generative_levels, levels + 1)
-    for i, row in enumerate(colours):
-        if row[levels] != layers[i][levels]:
-            raise ValueError(f"layer {i}: the base's colours are coded with the lead, at its max error "
-                             f"{layers[i][levels]}, not {row[levels]}")
-        if i and any(row[k] > colours[i - 1][k] for k in coded):
-            raise ValueError(f"layer {i}: the colours' max errors ({list(row)}) raise those of layer {i - 1} "
-                             f"({list(colours[i - 1])}); each layer must lower or keep every level's")
     return () if colours == layers else colours
 
 

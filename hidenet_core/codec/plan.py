@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..predictors.interp import coding_steps, lead_channel
+from ..predictors.interp import coding_steps, lead_odd_channels
 from .pyramid import level_shapes, total_levels
 from .versions import FormatVersion, format_version
 
@@ -90,8 +90,7 @@ class Pass:
 def is_lead_step(channels: int, step: int) -> bool:
     """Whether coding step ``step`` of an image of ``channels`` codes the lead colour (each step codes
     either the lead's odd channels or the others')."""
-    lead = lead_channel(channels)
-    return all(ch % channels == lead for ch in coding_steps(channels)[step])
+    return set(coding_steps(channels)[step]) <= set(lead_odd_channels(channels))
 
 
 def untruncated(p: Pass) -> bool:

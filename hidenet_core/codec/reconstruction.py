@@ -16,7 +16,7 @@ import numpy as np
 
 from ..predictors.base import Predictor
 from ..predictors.exact import for_version
-from ..predictors.interp import Interp, lead_channel
+from ..predictors.interp import Interp, lead_odd_channels
 from .container import HdnFormatError, Header
 from .intervals import Bounds, Interval
 from .loop import LevelPass, estimate_level, predict_level
@@ -329,9 +329,8 @@ class Reconstruction:
 
     def _lead_mask(self, shape: tuple[int, ...]) -> np.ndarray:
         """(3C, h, w) bool: True on the odd channels of the lead colour."""
-        c = self.header.channels
         mask = np.zeros(shape, dtype=bool)
-        mask[[ch for ch in range(shape[0]) if ch % c == lead_channel(c)]] = True
+        mask[list(lead_odd_channels(self.header.channels))] = True
         return mask
 
     def estimated_below(self) -> int | None:

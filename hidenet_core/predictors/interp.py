@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from ..codec.compiled import jit
 from .base import Prediction, Predictor
 
-__all__ = ["Interp", "coding_steps", "interpolate", "lead_channel", "warm_up"]
+__all__ = ["Interp", "coding_steps", "interpolate", "lead_channel", "lead_odd_channels", "warm_up"]
 
 # scale = SCALE_BIAS + SCALE_SLOPE * neighbourhood activity (fitted on photographs)
 SCALE_BIAS = 0.9
@@ -32,6 +32,12 @@ SCALE_SLOPE = 0.55
 def lead_channel(channels: int) -> int:
     """The colour coded first in each phase group: green for RGB(A), else the only one."""
     return 1 if channels >= 3 else 0
+
+
+def lead_odd_channels(channels: int) -> tuple[int, ...]:
+    """The lead colour's channels among a level's 3C odd channels (phase-major: channel ``ch`` is
+    colour ``ch % C`` of phase ``ch // C``)."""
+    return tuple(ch for ch in range(3 * channels) if ch % channels == lead_channel(channels))
 
 
 def coding_steps(channels: int) -> tuple[tuple[int, ...], ...]:

@@ -137,11 +137,11 @@ def test_the_colours_schedule_round_trips_in_the_header():
     ({"version": 9}, "no max errors of the colours of their own"),
     ({"other_layers": ((64, 32, 16, 8, 0), (0,) * 5)}, "one max error per level and layer"),
     ({"other_layers": ((64, 32, 16, 8, 0), (64, 32, 16, 8, 0), (1,) * 4 + (0,))}, "not the stream's"),
-    ({"other_layers": ((64, 32, 16, 8, 0), (96, 32, 16, 8, 0), (0,) * 5)}, "raises a colour's max error"),
+    ({"other_layers": ((64, 32, 16, 8, 0), (96, 32, 16, 8, 0), (0,) * 5)}, "raise those of layer"),
     ({"other_layers": ((64, 32, 16, 8, 2), (64, 32, 16, 8, 0), (0,) * 5)}, "the base's colours"),
     ({"other_layers": ((200, 32, 16, 8, 0), (64, 32, 16, 8, 0), (0,) * 5)}, "outside 0..127"),
     ({"layers": ((32, 16, 8, 4, 0), (32, 16, 8, 4, 0), (0,) * 5),
-      "other_layers": ((64, 32, 16, 8, 0), (64, 32, 16, 8, 0), (0,) * 5)}, "refines no level"),
+      "other_layers": ((64, 32, 16, 8, 0), (64, 32, 16, 8, 0), (0,) * 5)}, "lowers no level"),
     ({"channels": 1}, "single-channel stream has no colours"),
 ])
 def test_hostile_colour_schedules_are_refused_by_the_header(change, message):
@@ -161,6 +161,23 @@ def test_bad_colour_schedules_are_refused_by_the_encoder(settings_, message, int
     image = smooth_image(40, 36, 3)
     with pytest.raises(ValueError, match=message):
         encode(image, interp, EncodeSettings(levels=2, **settings_))
+
+
+@pytest.mark.parametrize("layers, colours", [
+    (((32, 16, 0), (8, 4, 0)), ((64, 32, 0), (96, 32, 0))),  # a colour's max error raised
+    (((32, 16, 0), (32, 16, 0)), ((64, 32, 0), (64, 32, 0))),  # a layer that lowers nothing
+    (((32, 16, 0), (8, 20, 0)), ()),  # the lead's raised
+])
+def test_the_encoder_and_the_header_refuse_a_schedule_in_the_same_words(layers, colours, interp):
+    """One set of rules (``schedule_problem``) for a setting and for a stream: before, each had its own
+    copy, worded differently."""
+    with pytest.raises(ValueError) as by_encoder:
+        encode(smooth_image(40, 36, 3), interp, EncodeSettings(levels=2, layers=layers, colour_layers=colours))
+    header = Header(36, 40, 3, 2, (0,) * 3, 0, "interp", bytes(16), version=10, layers=(*layers, (0,) * 3),
+                    modes=((0,) * 3,) * (len(layers) + 1), other_layers=(*colours, (0,) * 3) if colours else ())
+    with pytest.raises(HdnFormatError) as by_header:
+        pack_header(header)
+    assert str(by_header.value) == str(by_encoder.value)
 
 
 def test_a_grey_image_ignores_the_colours_schedule(interp):

@@ -184,7 +184,7 @@ def test_layered_header_round_trip_and_hostile_schedules():
     assert parse_header(packed) == (h, len(packed))
     for field, value, message in (
         ("layers", ((0,) * 5, (8,) * 5), "last layer's max errors"),
-        ("layers", ((0,) * 5, (0,) * 5), "refines no level"),
+        ("layers", ((0,) * 5, (0,) * 5), "lowers no level"),
         ("modes", ((0,) * 5,), "hold one max error and one mode"),
         ("modes", ((4, 0, 0, 0, 0), (0,) * 5), "bits undefined in format version 6"),  # UNTRUNCATED: version 9
     ):
