@@ -101,8 +101,9 @@ async def _sample_memory(session: aiohttp.ClientSession, base_url: str, stop: as
         with contextlib.suppress(aiohttp.ClientError, OSError, ValueError):
             async with session.get(f"{base_url}/api/stats") as resp:
                 samples.append((await resp.json())["rss_bytes"])
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), 0.1)
+        with contextlib.suppress(TimeoutError):  # asyncio.timeout: 3.11's wait_for can lose a cancel
+            async with asyncio.timeout(0.1):
+                await stop.wait()
 
 
 def _round(value: float | None, digits: int = 1) -> float | None:
