@@ -9,7 +9,8 @@ kernels agree with the encoder's (docs/format.md, "Streams and machines").
 
 ``ExactModel`` runs a ``CNNP``'s weights so that every **reduction is exact**: each
 convolution sees integer inputs and integer weights whose products and partial sums stay below
-2^24, where float32 holds every integer, so any order of summation gives the same sum. Between
+2^24, where float32 holds every integer, so any order of summation gives the same sum (the
+weights are held times their step, a power of two, which scales every sum exactly). Between
 the convolutions only element-wise IEEE operations (multiply, add, round, clamp, select) run,
 each correctly rounded the same way everywhere; the inputs' 3x3 mean is a sum of integers over
 9 and their logarithm a table (``features.step_inputs(exact=True)``), the conditioning bias a
@@ -65,6 +66,11 @@ def _quantized(weight: torch.Tensor, in_max: float) -> tuple[torch.Tensor, float
     return torch.round(w * 2.0**b).float(), 2.0**-b
 
 
+def _scaled(weights: torch.Tensor, step: float, by: float = 1.0) -> torch.Tensor:
+    """Integer weights times their step (and ``by``), powers of two: exact in float32."""
+    return weights * (step * by)
+
+
 @lru_cache(maxsize=1)
 def _check_exact_convolutions() -> None:
     """Refuse version 8 where torch's float32 convolution is not exact on integers (a bfloat16 or
@@ -112,9 +118,13 @@ class ExactModel(Predictor):
         self.context_rows = model.context_rows
         unit_in = _IN_MAX * _UNIT
         unit_act = _ACT_MAX * _UNIT
-        self._heads = [(*_quantized(h.weight, unit_in), h.padding) for h in heads]
-        self._blocks = [(_quantized(b.conv1.weight, unit_act), _quantized(b.conv2.weight, unit_act)) for b in blocks]
-        self._head = _quantized(model.head.weight, unit_act)
+        # each convolution's integer weights times its step 2^-b (and the last one's over 64): a power of
+        # two scales every product and partial sum exactly, so a convolution gives its integer sum
+        # times the step at once, bit for bit, with no pass over its output to scale it
+        self._heads = [(_scaled(*_quantized(h.weight, unit_in)), h.padding) for h in heads]
+        self._blocks = [(_scaled(*_quantized(b.conv1.weight, unit_act)), _scaled(*_quantized(b.conv2.weight, unit_act)))
+                        for b in blocks]
+        self._head = _scaled(*_quantized(model.head.weight, unit_act), 1.0 / _UNIT)
         # the blocks' biases in units of 1/64 (``_trunk``)
         self._bias1 = [b.conv1.bias.detach().float().view(1, -1, 1, 1) * _UNIT for b in blocks]
         self._bias2 = [b.conv2.bias.detach().float().view(1, -1, 1, 1) * _UNIT for b in blocks]
@@ -159,8 +169,7 @@ class ExactModel(Predictor):
         """The input convolutions restricted to the input channels ``live`` (the others hold +-0)."""
         heads = self._live_heads.get(live)
         if heads is None:
-            heads = self._live_heads[live] = [(wq[:, list(live)].contiguous(), step, padding)
-                                              for wq, step, padding in self._heads]
+            heads = self._live_heads[live] = [(w[:, list(live)].contiguous(), padding) for w, padding in self._heads]
         return heads
 
     def _trunk(self, x: torch.Tensor, bias: torch.Tensor, live: tuple[int, ...] | None = None) -> torch.Tensor:
@@ -184,21 +193,20 @@ class ExactModel(Predictor):
             raise ValueError(f"inputs of {x.shape[1]} channels for {len(live)} live ones")
         xq = xq.round_().clamp_(-_IN_MAX * _UNIT, _IN_MAX * _UNIT)
         total = None
-        for wq, step, padding in self._heads_for(live):
-            part = F.conv2d(xq, wq, None, padding=padding)  # an exact integer sum
-            total = part.mul_(step) if total is None else total.add_(part, alpha=step)  # step * part is exact
+        for w, padding in self._heads_for(live):
+            part = F.conv2d(xq, w, None, padding=padding)  # an exact sum (integers times the step)
+            total = part if total is None else total.add_(part)  # each part exact: their sum rounds once
         a = self._act(total.add_(bias.mul(_UNIT)))
-        for ((w1, s1), (w2, s2)), b1, b2 in zip(self._blocks, self._bias1, self._bias2):
-            h = self._act(F.conv2d(a, w1, None, padding=1).mul_(s1).add_(b1))
-            a = self._act(F.conv2d(h, w2, None, padding=1).mul_(s2).add_(b2).add_(a))
+        for (w1, w2), b1, b2 in zip(self._blocks, self._bias1, self._bias2):
+            h = self._act(F.conv2d(a, w1, None, padding=1).add_(b1))
+            a = self._act(F.conv2d(h, w2, None, padding=1).add_(b2).add_(a))
         return a
 
     def _predict(self, inputs: StepInputs, level: torch.Tensor,
                  keep: tuple[int, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``LearnedPredictor._predict`` evaluated exactly."""
         a = self._trunk(inputs.x, self._bias(inputs.cond), inputs.live)
-        wq, step = self._head
-        out = F.conv2d(a, wq).mul_(step / _UNIT).add_(self._head_bias)  # (B, 18, h, w), real units
+        out = F.conv2d(a, self._head).add_(self._head_bias)  # (B, 18, h, w), real units
         means, scales = (slice(0, 9), slice(9, 18)) if keep is None else (list(keep), [9 + k for k in keep])
         own = slice(None) if keep is None else list(keep)
         mean = inputs.mean[:, own] + MEAN_GAIN * out[:, means]
