@@ -165,8 +165,9 @@ class LevelFrames:
         # would be 30 to 60 MB more for a 40 MP photograph), or given piece by piece to ``next``
         self._data = source.data if source is not None else bytearray()
         self._own_data = source is None
-        self._received = 0  # bytes of ``_data`` given to ``next`` so far
-        self._latest = (0, -1)  # (``_received``, the index of the chunk they end with)
+        #: (bytes of ``_data`` given to ``next`` so far, the index of the chunk they end with: -1 none),
+        #: one tuple, so that the event loop reads both from one ``next`` (``latest``)
+        self._latest = (0, -1)
         self._exact: ProgressiveDecoder | None = None  # that decoder, once a region is asked for
         self._last: tuple[int, Frame] | None = None  # (decoder.decoded_chunks, frame) of the latest frame
         self._store, self._info, self._frames, self._key, self._spec = store, info, frames, key, spec
@@ -182,12 +183,21 @@ class LevelFrames:
         #: a 1:1 region to cut from the encoder's state at the next chunk: (x, y, width, height, answer)
         self._region_wanted: tuple[int, int, int, int, Callable[[tuple | None], None]] | None = None
         self._plan: list[ChunkSpec] | None = None  # the stream's, once known
-        self._seen = 0  # chunks given to ``next`` so far
         self._header: Header | None = None  # the stream's, once its first chunk is given
         self._source: StreamSource | None = None
         if source is not None and not source.complete and spec.from_encoder(info.height, info.width):
             self._source = source
             source.taps.append(self)
+
+    @property
+    def _received(self) -> int:
+        """The bytes of ``_data`` given to ``next`` so far."""
+        return self._latest[0]
+
+    @property
+    def _seen(self) -> int:
+        """The chunks given to ``next`` so far."""
+        return self._latest[1] + 1
 
     @property
     def showing(self) -> bool:
@@ -352,9 +362,7 @@ class LevelFrames:
         with self._lock:
             if self._own_data:
                 self._data += piece
-            self._received += len(piece)
-            self._seen = index + 1
-            self._latest = (self._received, index)  # one assignment: read whole on the event loop
+            self._latest = (self._received + len(piece), index)
             if self._header is None:  # the first chunk's bytes come after the header's
                 self._header = read_header(bytes(self._data[: self._received]))
             frame = self._take_tapped(index)

@@ -355,7 +355,7 @@ function askRegion(delay) {
     regionPending = false;
     const rect = stages.hidenet.stage.visibleRect();
     if (!rect || !stream?.shrunk || !session?.region(rect)) return;
-    stream.regionAsked = { ...rect, index: stages.hidenet.last?.index };
+    stream.regionAsked = rect;
     canvas.dataset.region = "asked";
   }, delay);
 }
@@ -369,7 +369,7 @@ function onRegion(message, bitmap) {
   // same rectangle, served while the last chunks came, is not the picture shown now
   const asked = stream.regionAsked;
   const current = asked && ["x", "y", "width", "height"].every((k) => asked[k] === message[k]) &&
-    (message.index ?? asked.index) === stages.hidenet.last?.index;
+    message.index === stages.hidenet.last?.index;
   stage.canvas.dataset.region = !current ? "stale" : message.exact === false ? "predicted" : "current";
 }
 
